@@ -1,0 +1,216 @@
+"""``alpr-central``: the command line of the central collector (a thin shell
+over the library that turns its errors into messages and exit codes).
+
+Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
+(broker/database unreachable: retry), 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from . import __version__
+from . import config as config_mod
+from .errors import ConfigError, QueryError, StoreError
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+DEFAULT_CONFIG = "/etc/alpr/central.toml"
+
+
+class ConfigFailure(click.ClickException):
+    exit_code = EX_CONFIG
+
+
+class TempFailure(click.ClickException):
+    exit_code = EX_TEMPFAIL
+
+
+def _load(path: str) -> config_mod.CentralConfig:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+def _open_store(cfg):
+    from .store import open_store
+    try:
+        return open_store(cfg.store.type, cfg.store.path)
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+
+
+config_option = click.option("--config", "config_path", envvar="ALPR_CENTRAL_CONFIG", default=DEFAULT_CONFIG,
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help="Central config file (TOML). Env: ALPR_CENTRAL_CONFIG.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="alpr-central")
+def main() -> None:
+    """ALPR central: ingests sealed plate reads over MQTT, stores them, and
+    answers audited searches."""
+
+
+@main.command()
+@config_option
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def run(config_path: str, log_level: str) -> None:
+    """Run the collector until SIGTERM / Ctrl-C."""
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _load(config_path)
+    from .collector import Collector, CollectorService
+    from .keys import load_opener
+    try:
+        opener = load_opener(cfg.keys.data_private_keys)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+    store = _open_store(cfg)
+    service = CollectorService(cfg.mqtt, Collector(store, opener, topic_prefix=cfg.mqtt.topic_prefix,
+                                                   max_message_bytes=cfg.mqtt.max_message_bytes))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        service.run(stop)
+    finally:
+        store.close()
+
+
+@main.group(name="config")
+def config_group() -> None:
+    """Inspect the central configuration."""
+
+
+@config_group.command("check")
+@config_option
+def config_check(config_path: str) -> None:
+    """Validate the config file; exit 78 naming the key path on any error."""
+    cfg = _load(config_path)
+    from .keys import load_opener
+    try:
+        load_opener(cfg.keys.data_private_keys)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+    click.echo(f"ok: store {cfg.store.type} at {cfg.store.path}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+
+
+@main.group()
+def keys() -> None:
+    """Central's data-encryption keys."""
+
+
+@keys.command("init")
+@click.option("--private", "private_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the private key (mode 0600).")
+@click.option("--public", "public_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the public key (give it to devices).")
+def keys_init(private_path: str, public_path: str) -> None:
+    """Generate the X25519 key pair devices seal reads to."""
+    from .keys import init_data_key
+    try:
+        init_data_key(private_path, public_path)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {private_path} (0600) and {public_path}")
+
+
+def _when(value: str | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use ISO 8601, e.g. 2026-11-21T08:00 (UTC unless an offset is given)",
+                                 param_hint=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+@main.command()
+@config_option
+@click.option("--plate", help="Plate, exact or with wildcards: '*' any run, '?' one character (7AB*12?).")
+@click.option("--tolerant", is_flag=True, help="Also match confusable characters (0/O/D/Q, 1/I/L, 8/B, 5/S, 2/Z).")
+@click.option("--since", help="Captured at or after (ISO 8601; UTC unless an offset is given).")
+@click.option("--until", help="Captured at or before (ISO 8601).")
+@click.option("--camera", help="Camera id.")
+@click.option("--device", help="Device id.")
+@click.option("--limit", default=100, show_default=True, help="Most results to return (newest first).")
+@click.option("--purpose", help="Why you search: one of the configured purposes (required).")
+@click.option("--case", "case_number", help="Case or incident number (required).")
+@click.option("--user", default=getpass.getuser, show_default="the login name", help="Who searches.")
+@click.option("--organization", default="", help="The searching user's organization.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per read, for scripts.")
+def query(config_path, plate, tolerant, since, until, camera, device, limit, purpose, case_number, user,
+          organization, as_json) -> None:
+    """Search stored reads, newest first. Every search is logged with its
+    purpose and case number; a search without them is refused."""
+    cfg = _load(config_path)
+    from .search import Requester, search
+    from .store import Search
+    try:
+        q = Search(plate=plate, tolerant=tolerant, since=_when(since, "--since"), until=_when(until, "--until"),
+                   camera_id=camera, device_id=device, limit=min(limit, cfg.query.max_results))
+        store = _open_store(cfg)
+        try:
+            results = search(store, q, requester=Requester(user, organization), purpose=purpose,
+                             case_number=case_number, purposes=cfg.query.purposes)
+        finally:
+            store.close()
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        for item in results:
+            r = item.read
+            click.echo(json.dumps({
+                "read_id": r.read_id, "plate": r.plate, "confidence": r.confidence,
+                "captured_at": r.captured_at.isoformat(), "stored_at": item.stored_at.isoformat(),
+                "camera_id": r.camera_id, "device_id": r.device_id, "box": list(r.box),
+                "alternates": [{"plate": a.plate, "confidence": a.confidence} for a in r.alternates],
+                "location": None if r.location is None else {"lat": r.location.latitude,
+                                                              "lon": r.location.longitude,
+                                                              "heading": r.location.heading},
+                "has_crop": r.crop_jpeg is not None, "model_version": r.model_version}))
+        return
+    if not results:
+        click.echo("no reads match")
+        return
+    click.echo(f"{'captured (UTC)':<20} {'plate':<10} {'conf':>5}  {'camera':<14} {'device':<16} read id")
+    for item in results:
+        r = item.read
+        click.echo(f"{r.captured_at.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.plate:<10} {r.confidence:>5.2f}  "
+                   f"{r.camera_id:<14} {r.device_id:<16} {r.read_id}")
+    click.echo(f"{len(results)} read(s)")
+
+
+@main.command()
+@click.option("--dir", "root", default="demo-data", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for everything the demo generates.")
+@click.option("--vehicles", default=6, show_default=True, help="Vehicles in the generated clip.")
+@click.option("--recognizer", default="sidecar-oracle", show_default=True,
+              type=click.Choice(["sidecar-oracle", "tflite"]), help="Recognition engine of the demo camera.")
+@click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+def demo(root: str, vehicles: int, recognizer: str, duration: float | None) -> None:
+    """Broker + central + an edge agent on a generated clip, on loopback."""
+    from .demo import run as run_demo
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        run_demo(Path(root).resolve(), vehicles=vehicles, recognizer=recognizer, duration=duration,
+                 echo=click.echo)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

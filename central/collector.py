@@ -1,0 +1,189 @@
+"""The collector: MQTT in, durable store, application-level ack out.
+
+For each batch message on ``alpr/v1/devices/<device>/reads`` (received through
+a shared subscription, so several collectors can split the load):
+
+1. the topic must name a valid device, the message must fit the size limit and
+   parse as a batch frame;
+2. each envelope must name the topic's device, open with one of central's data
+   keys, and hold a valid version-1 read of that device with the same read id;
+3. the valid reads are stored in one transaction (a re-sent read id is stored
+   once) and only then acknowledged on ``.../<device>/ack``; reads that failed
+   step 2 are named in the ack as rejected so the device parks them.
+
+Everything rejected is counted by reason and logged with ids and counts, never
+plate text. Nothing a device sends can stop the collector. If the store fails,
+nothing is acknowledged and the device sends again later.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.wire import (
+    Ack, EnvelopeError, EnvelopeHeader, MalformedMessage, Opener, Topics, decode_batch, decode_read, encode_ack,
+)
+
+from .config import Mqtt
+from .errors import StoreError
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+REASONS = ("bad-topic", "oversized", "malformed", "wrong-device", "undecryptable", "invalid-schema")
+
+
+class Collector:
+    def __init__(self, store: Store, opener: Opener, *, topic_prefix: str = "alpr/v1/devices",
+                 max_message_bytes: int = 8 << 20, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.store = store
+        self.opener = opener
+        self.topics = Topics(topic_prefix)
+        self.max_message_bytes = max_message_bytes
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def _reject(self, reason: str, n: int = 1, device: str | None = None) -> None:
+        with self._lock:
+            self.counters[f"rejected.{reason}"] += n
+        logger.warning("rejected %d item(s) from %s: %s", n, device or "unknown device", reason)
+
+    def handle(self, topic: str, payload: bytes) -> tuple[str, Ack] | None:
+        """Process one message; returns (ack topic, ack) or None when there is
+        nothing to acknowledge. Raises :class:`StoreError` if storing failed."""
+        with self._lock:
+            self.counters["messages"] += 1
+        device = self.topics.device_of(topic)
+        if device is None:
+            self._reject("bad-topic")
+            return None
+        if len(payload) > self.max_message_bytes:
+            self._reject("oversized", device=device)
+            return None
+        try:
+            batch = decode_batch(payload, self.max_message_bytes)
+        except MalformedMessage:
+            self._reject("malformed", device=device)
+            return None
+        reads, rejected = [], []
+        reasons: collections.Counter[str] = collections.Counter()
+        for envelope in batch.envelopes:
+            try:
+                header = EnvelopeHeader.parse(envelope)
+            except MalformedMessage:
+                reasons["malformed"] += 1  # no trustworthy read id to name
+                continue
+            if header.device_id != device:
+                rejected.append((header.read_id, "wrong-device"))
+                reasons["wrong-device"] += 1
+                continue
+            try:
+                _, plaintext = self.opener.open(envelope, header)
+            except EnvelopeError:
+                rejected.append((header.read_id, "undecryptable"))
+                reasons["undecryptable"] += 1
+                continue
+            try:
+                read = decode_read(plaintext)
+            except MalformedMessage:
+                rejected.append((header.read_id, "invalid-schema"))
+                reasons["invalid-schema"] += 1
+                continue
+            if read.device_id != device or read.read_id != header.read_id:
+                rejected.append((header.read_id, "wrong-device"))
+                reasons["wrong-device"] += 1
+                continue
+            reads.append(read)
+        for reason, n in reasons.items():
+            self._reject(reason, n, device)
+        stored: list[str] = []
+        if reads:
+            stored = self.store.add_reads(reads, self._clock())
+        with self._lock:
+            self.counters["reads_stored"] += len(stored)
+        if not stored and not rejected:
+            return None
+        return self.topics.ack(device), Ack(batch.batch_id, tuple(stored), tuple(rejected))
+
+
+class CollectorService:
+    """Runs a :class:`Collector` on a paho MQTT v5 client until stopped."""
+
+    def __init__(self, cfg: Mqtt, collector: Collector) -> None:
+        self.cfg = cfg
+        self.collector = collector
+        self.ready = threading.Event()
+        self.last_error: str | None = None
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)
+        if cfg.tls:
+            c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.reconnect_delay_set(1, 30)
+        c.max_inflight_messages_set(200)
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.last_error = f"broker refused connection: {reason_code}"
+            logger.error("broker refused the collector: %s", reason_code)
+            return
+        logger.info("collector %s connected to %s:%s", self.cfg.client_id, self.cfg.host, self.cfg.port)
+        client.subscribe(Topics(self.cfg.topic_prefix).reads_subscription(self.cfg.share_group), qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if any(rc.is_failure for rc in reason_codes):
+            self.last_error = "broker refused the reads subscription"
+            logger.error("broker refused the reads subscription: %s", reason_codes)
+            return
+        self.last_error = None
+        self.ready.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.ready.clear()
+        if reason_code != 0:
+            logger.warning("collector disconnected: %s; reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message):
+        try:
+            result = self.collector.handle(message.topic, message.payload)
+        except StoreError:
+            logger.exception("store failed; batch not acknowledged (the device will resend)")
+            return
+        except Exception:  # a message must never stop the collector
+            logger.exception("unexpected error handling a message on %s", message.topic)
+            return
+        if result is not None:
+            topic, ack = result
+            client.publish(topic, encode_ack(ack), qos=1)
+
+    def run(self, stop: threading.Event) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600  # keep our queue while we restart
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+        last_log = time.monotonic()
+        try:
+            while not stop.wait(1.0):
+                if time.monotonic() - last_log >= 60:
+                    logger.info("collector counters: %s", dict(self.collector.counters))
+                    last_log = time.monotonic()
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()

@@ -1,0 +1,134 @@
+"""Central configuration: TOML into frozen dataclasses; unknown keys are errors
+naming the key path. Secrets (TLS key, data private keys) are files; relative
+key paths are looked up in ``$CREDENTIALS_DIRECTORY`` first, then beside the
+config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_PURPOSES = (
+    "criminal-investigation", "stolen-vehicle", "missing-person", "amber-alert", "wanted-person",
+    "hit-and-run", "homeland-security",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Store:
+    type: str = "sqlite"
+    path: str = "central.sqlite"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mqtt:
+    host: str = "localhost"
+    port: int = 8883
+    tls: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    client_id: str = "collector-1"
+    share_group: str = "collectors"
+    topic_prefix: str = "alpr/v1/devices"
+    max_message_bytes: int = 8 << 20
+    keepalive: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    data_private_keys: tuple[str, ...] = ("data-key.pem",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    purposes: tuple[str, ...] = DEFAULT_PURPOSES
+    max_results: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class CentralConfig:
+    data_dir: str
+    store: Store = Store()
+    mqtt: Mqtt = Mqtt()
+    keys: Keys = Keys()
+    query: Query = Query()
+
+
+_TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
+
+
+def _section(cls, table, name: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: expected a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}: unknown key")
+    values = {}
+    for key, value in table.items():
+        default = getattr(cls(), key)
+        kind = type(default)
+        if kind is tuple:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+                raise ConfigError(f"{name}.{key}: expected a non-empty list of strings")
+            value = tuple(value)
+        elif kind is float and type(value) is int:
+            value = float(value)
+        elif type(value) is not kind:
+            raise ConfigError(f"{name}.{key}: expected {_TYPES.get(kind, kind.__name__)}")
+        values[key] = value
+    return cls(**values)
+
+
+def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credential and creds and (Path(creds) / p).exists():
+        return Path(creds) / p
+    return base / p
+
+
+def parse(doc: dict, base: Path) -> CentralConfig:
+    allowed = {"data_dir", "store", "mqtt", "keys", "query"}
+    for key in doc:
+        if key not in allowed:
+            raise ConfigError(f"{key}: unknown key")
+    if not isinstance(doc.get("data_dir"), str):
+        raise ConfigError("data_dir: required (a folder path)")
+    data_dir = resolve(doc["data_dir"], base)
+    store = _section(Store, doc.get("store", {}), "store")
+    if store.type not in ("sqlite",):
+        raise ConfigError("store.type: 'sqlite' is the only backend so far")
+    mqtt = _section(Mqtt, doc.get("mqtt", {}), "mqtt")
+    if mqtt.tls and not (mqtt.ca_file and mqtt.cert_file and mqtt.key_file):
+        raise ConfigError("mqtt.ca_file, mqtt.cert_file and mqtt.key_file are required when mqtt.tls is true")
+    mqtt = dataclasses.replace(
+        mqtt, ca_file=str(resolve(mqtt.ca_file, base)) if mqtt.ca_file else "",
+        cert_file=str(resolve(mqtt.cert_file, base)) if mqtt.cert_file else "",
+        key_file=str(resolve(mqtt.key_file, base, credential=True)) if mqtt.key_file else "")
+    keys = _section(Keys, doc.get("keys", {}), "keys")
+    keys = Keys(tuple(str(resolve(k, data_dir, credential=True)) for k in keys.data_private_keys))
+    query = _section(Query, doc.get("query", {}), "query")
+    return CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
+                         mqtt, keys, query)
+
+
+def load(path) -> CentralConfig:
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    return parse(doc, p.resolve().parent)

@@ -1,0 +1,30 @@
+"""Errors of the central collector.
+
+::
+
+    CentralError
+     +-- ConfigError        bad or missing configuration (CLI exit 78); names the key path
+     +-- StoreError         the database cannot be opened, migrated or written (CLI exit 75 when unreachable)
+     +-- QueryError         a search is malformed or lacks a purpose / case number (CLI exit 1)
+     +-- PolicyError        an action the rules forbid (governance)
+"""
+
+
+class CentralError(Exception):
+    """Base class of central's own errors."""
+
+
+class ConfigError(CentralError):
+    """The configuration is invalid; the message names the key path."""
+
+
+class StoreError(CentralError):
+    """The store failed (open, migrate, write)."""
+
+
+class QueryError(CentralError):
+    """A search request was refused; the message says why."""
+
+
+class PolicyError(CentralError):
+    """The rules forbid this action."""

@@ -1,0 +1,106 @@
+"""The certificate authority that TLS on the broker rests on.
+
+Keys are ECDSA P-256 (fast on a Pi). Private keys are written 0600 through a
+temporary file and ``os.replace``. Device certificates carry the device id as
+their common name; the broker uses it as the MQTT user name
+(``use_identity_as_username``) and the ACL confines each device to its own
+topic prefix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+COLLECTOR_IDENTITY = "central.collector"   # not a valid device id, so never confused with one
+
+
+def write_secret(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` with mode 0600, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_public(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def new_ca(name: str = "ALPR Central CA", *, days: int = 3650, now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    """A self-signed CA as (key PEM, certificate PEM)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False),
+                           critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return _key_pem(key), _cert_pem(cert)
+
+
+def issue(ca_key_pem: bytes, ca_cert_pem: bytes, common_name: str, *, server_names: tuple[str, ...] = (),
+          days: int = 365, public_key=None, now: dt.datetime | None = None) -> tuple[bytes | None, bytes]:
+    """Issue a certificate. With ``server_names`` it is a TLS server
+    certificate for those host names / IP addresses, otherwise a client one.
+    With ``public_key`` (from a CSR) no key is generated and None is returned
+    in its place: the private key never leaves the device."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    key = None
+    if public_key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        public_key = key.public_key()
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+               .issuer_name(ca_cert.subject).public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                              critical=False))
+    if server_names:
+        alt = []
+        for name in server_names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alt.append(x509.DNSName(name))
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False).add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    else:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return (_key_pem(key) if key is not None else None), _cert_pem(cert)

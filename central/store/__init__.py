@@ -1,0 +1,117 @@
+"""Storage of plate reads behind one small interface.
+
+``sqlite`` (default) is :mod:`.sqlite`; a PostgreSQL backend will implement the
+same :class:`Store` when one machine is outgrown.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Sequence
+
+from edge_agent.wire import Alternate, PlateRead, fold_confusables, normalise_plate
+
+from ..errors import QueryError
+
+__all__ = ["Store", "Search", "StoredRead", "AccessEntry", "open_store"]
+
+_PATTERN_RE = re.compile(r"^[A-Z0-9*?]{1,16}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """What to look for. ``plate`` may hold ``*`` (any run) and ``?`` (one
+    character); ``tolerant`` also matches confusable characters (0/O/D/Q,
+    1/I/L, 8/B, 5/S, 2/Z)."""
+
+    plate: str | None = None
+    tolerant: bool = False
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    camera_id: str | None = None
+    device_id: str | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.plate is not None:
+            plate = "".join(ch for ch in self.plate.upper() if ch.isalnum() or ch in "*?")
+            if not _PATTERN_RE.match(plate) or not plate.strip("*?"):
+                raise QueryError("plate pattern: 1-16 letters, digits, '*' or '?', with at least one letter or digit")
+            object.__setattr__(self, "plate", plate)
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise QueryError(f"{name} must carry a time zone")
+        if self.since and self.until and self.since > self.until:
+            raise QueryError("since is after until")
+        if not 1 <= self.limit <= 100_000:
+            raise QueryError("limit must be 1-100000")
+        if self.plate is None and self.camera_id is None and self.device_id is None and self.since is None:
+            raise QueryError("give at least a plate, a camera, a device or a start time")
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.plate is not None and any(ch in self.plate for ch in "*?")
+
+    def describe(self) -> dict:
+        """The query elements, as recorded in the access log."""
+        return {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                for k, v in dataclasses.asdict(self).items() if v not in (None, False)}
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredRead:
+    read: PlateRead
+    stored_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessEntry:
+    at: dt.datetime
+    user: str
+    organization: str
+    purpose: str
+    case_number: str
+    query: dict
+    result_count: int
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def add_reads(self, reads: Sequence[PlateRead], stored_at: dt.datetime) -> list[str]:
+        """Durably store reads in one transaction. Returns the ids that are now
+        stored, including ones that were already there (idempotent)."""
+
+    @abc.abstractmethod
+    def search(self, search: Search) -> list[StoredRead]:
+        """Matching reads, newest first."""
+
+    @abc.abstractmethod
+    def log_access(self, entry: AccessEntry) -> None:
+        """Append to the access log."""
+
+    @abc.abstractmethod
+    def access_log(self) -> list[AccessEntry]: ...
+
+    @abc.abstractmethod
+    def count(self) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+def open_store(kind: str, path: str) -> Store:
+    if kind == "sqlite":
+        from .sqlite import SQLiteStore
+        return SQLiteStore(path)
+    raise ValueError(f"unknown store type {kind!r}")
+
+
+def folded(plate: str) -> str:
+    return fold_confusables(normalise_plate(plate))
+
+
+__all__ += ["Alternate", "folded"]

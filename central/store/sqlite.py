@@ -1,0 +1,202 @@
+"""The SQLite store (default): WAL, ``synchronous=FULL`` (an acknowledged
+read survives power loss), migrations applied in order, each with its record in
+one transaction.
+
+Plates are stored normalised (upper-case letters and digits) next to a
+confusable-folded copy, both indexed, so exact, wildcard (``GLOB``, which uses
+the index) and confusion-tolerant searches never scan the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlite_utils
+
+from edge_agent.wire import Alternate, Location, PlateRead
+
+from ..errors import StoreError
+from . import AccessEntry, Search, Store, StoredRead, folded
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_reads", """
+        CREATE TABLE reads (
+            read_id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            camera_id TEXT NOT NULL,
+            captured_at TEXT NOT NULL,
+            stored_at TEXT NOT NULL,
+            plate TEXT NOT NULL,
+            plate_folded TEXT NOT NULL,
+            confidence REAL NOT NULL,
+            box TEXT NOT NULL,
+            alternates TEXT NOT NULL,
+            latitude REAL, longitude REAL, heading REAL,
+            model_version TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX reads_plate ON reads(plate, captured_at);
+        CREATE INDEX reads_plate_folded ON reads(plate_folded, captured_at);
+        CREATE INDEX reads_captured ON reads(captured_at);
+        CREATE INDEX reads_camera ON reads(camera_id, captured_at);
+        CREATE INDEX reads_device ON reads(device_id, captured_at);
+        CREATE TABLE read_images (
+            read_id TEXT NOT NULL REFERENCES reads(read_id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('crop', 'context')),
+            jpeg BLOB NOT NULL,
+            PRIMARY KEY (read_id, kind)
+        ) WITHOUT ROWID;
+        CREATE TABLE access_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            organization TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            case_number TEXT NOT NULL,
+            query TEXT NOT NULL,
+            result_count INTEGER NOT NULL
+        );
+    """),
+]
+
+_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _ts(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime(_TS)
+
+
+def _from_ts(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, _TS).replace(tzinfo=dt.timezone.utc)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction."""
+        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        applied = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+        done = []
+        for name, sql in MIGRATIONS:
+            if name in applied:
+                continue
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                    conn.execute("ROLLBACK")  # another process applied it meanwhile
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", [name, _ts(dt.datetime.now(dt.timezone.utc))])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            done.append(name)
+            logger.info("applied migration %s", name)
+        return done
+
+    def add_reads(self, reads: Sequence[PlateRead], stored_at: dt.datetime) -> list[str]:
+        stored = _ts(stored_at)
+        rows, images = [], []
+        for r in reads:
+            loc = r.location
+            rows.append((r.read_id, r.device_id, r.camera_id, _ts(r.captured_at), stored, r.plate, folded(r.plate),
+                         r.confidence, json.dumps(list(r.box)),
+                         json.dumps([[a.plate, a.confidence] for a in r.alternates]),
+                         loc.latitude if loc else None, loc.longitude if loc else None,
+                         loc.heading if loc else None, r.model_version))
+            if r.crop_jpeg:
+                images.append((r.read_id, "crop", r.crop_jpeg))
+            if r.context_jpeg:
+                images.append((r.read_id, "context", r.context_jpeg))
+        with self._lock:
+            conn = self.db.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT OR IGNORE INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                conn.executemany("INSERT OR IGNORE INTO read_images VALUES (?,?,?)", images)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"cannot store reads: {exc}") from exc
+        return [r.read_id for r in reads]
+
+    def search(self, search: Search) -> list[StoredRead]:
+        where, args = [], []
+        if search.plate is not None:
+            column, value = "r.plate", search.plate
+            if search.tolerant:
+                column, value = "r.plate_folded", "".join(ch if ch in "*?" else folded(ch) for ch in search.plate)
+            # GLOB is case-sensitive and so uses the index; stored plates are upper-case.
+            where.append(f"{column} GLOB ?" if search.is_pattern else f"{column} = ?")
+            args.append(value)
+        for column, value in (("r.camera_id = ?", search.camera_id), ("r.device_id = ?", search.device_id),
+                              ("r.captured_at >= ?", search.since and _ts(search.since)),
+                              ("r.captured_at <= ?", search.until and _ts(search.until))):
+            if value is not None:
+                where.append(column)
+                args.append(value)
+        sql = ("SELECT r.*, c.jpeg AS crop, x.jpeg AS context FROM reads r "
+               "LEFT JOIN read_images c ON c.read_id = r.read_id AND c.kind = 'crop' "
+               "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.kind = 'context' "
+               f"WHERE {' AND '.join(where) or '1'} ORDER BY r.captured_at DESC, r.read_id DESC LIMIT ?")
+        cursor = self.db.execute(sql, [*args, search.limit])
+        names = [d[0] for d in cursor.description]
+        return [self._row(dict(zip(names, row))) for row in cursor.fetchall()]
+
+    @staticmethod
+    def _row(row: dict) -> StoredRead:
+        loc = None
+        if row["latitude"] is not None:
+            loc = Location(row["latitude"], row["longitude"], row["heading"])
+        read = PlateRead(
+            read_id=row["read_id"], device_id=row["device_id"], camera_id=row["camera_id"],
+            captured_at=_from_ts(row["captured_at"]), plate=row["plate"], confidence=row["confidence"],
+            box=tuple(json.loads(row["box"])),
+            alternates=tuple(Alternate(p, c) for p, c in json.loads(row["alternates"])),
+            crop_jpeg=row["crop"], context_jpeg=row["context"], location=loc, model_version=row["model_version"])
+        return StoredRead(read, _from_ts(row["stored_at"]))
+
+    def log_access(self, entry: AccessEntry) -> None:
+        with self._lock:
+            self.db["access_log"].insert({
+                "at": _ts(entry.at), "user": entry.user, "organization": entry.organization,
+                "purpose": entry.purpose, "case_number": entry.case_number,
+                "query": json.dumps(entry.query, sort_keys=True), "result_count": entry.result_count})
+
+    def access_log(self) -> list[AccessEntry]:
+        return [AccessEntry(_from_ts(r["at"]), r["user"], r["organization"], r["purpose"], r["case_number"],
+                            json.loads(r["query"]), r["result_count"])
+                for r in self.db["access_log"].rows_where(order_by="id")]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM reads").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.conn.close()

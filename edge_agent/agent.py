@@ -1,0 +1,247 @@
+"""The edge agent: capture -> recognition -> tracking -> sealed outbox -> sync.
+
+One thread per camera runs capture, recognition and tracking, and hands final
+reads to :class:`ReadWriter`, which seals them and commits them to the outbox.
+The sync thread drains the outbox. A housekeeping loop expires old reads and
+writes ``status.json`` for ``alpr-edge status``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import cv2
+
+from . import capture, recognition
+from .config import EdgeConfig
+from .errors import CaptureError, ConfigError
+from .outbox import Outbox
+from .reads import Detection, Frame, Location, PlateRead
+from .sync import SyncClient, SyncSettings
+from .tracking import Track, Tracker
+from .wire import Sealer, encode_read, load_public_key, new_read_id
+
+logger = logging.getLogger(__name__)
+
+
+def encode_jpeg(image, max_bytes: int) -> bytes | None:
+    """JPEG of ``image`` no larger than ``max_bytes`` (lower quality, then smaller)."""
+    if image is None or image.size == 0:
+        return None
+    img = image
+    for _ in range(6):
+        for quality in (90, 75, 60, 45):
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok and len(buf) <= max_bytes:
+                return buf.tobytes()
+        img = cv2.resize(img, (max(1, img.shape[1] // 2), max(1, img.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+    return None
+
+
+class ReadWriter:
+    """Turns a tracker's final detection into a sealed outbox row."""
+
+    def __init__(self, config: EdgeConfig, outbox: Outbox, sealer: Sealer, model_version: str) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.sealer = sealer
+        self.model_version = model_version[:64]
+        self.cameras = {c.id: c for c in config.cameras}
+        self.written = 0
+
+    def to_read(self, det: Detection, track: Track) -> PlateRead:
+        frame = track.best_frame
+        images = self.config.images
+        crop = context = None
+        if frame is not None and frame.image is not None:
+            if images.crop:
+                x, y, w, h = track.best.box
+                mx, my = w // 8, h // 4
+                crop = encode_jpeg(frame.image[max(0, y - my):y + h + my, max(0, x - mx):x + w + mx],
+                                   images.crop_max_bytes)
+            if images.context:
+                context = encode_jpeg(frame.image, images.context_max_bytes)
+        cam = self.cameras[track.camera_id]
+        location = None
+        if cam.latitude is not None and cam.longitude is not None:
+            location = Location(cam.latitude, cam.longitude, cam.heading)
+        captured = frame.captured_at if frame is not None else track.first_seen
+        return PlateRead(
+            read_id=new_read_id(int(captured.timestamp() * 1000)), device_id=self.config.device.id,
+            camera_id=track.camera_id, captured_at=captured, plate=det.plate,
+            confidence=float(det.confidence), box=tuple(int(v) for v in det.box), alternates=det.alternates[:5],
+            crop_jpeg=crop, context_jpeg=context, location=location, model_version=self.model_version)
+
+    def write(self, finals: list[tuple[Detection, Track]]) -> None:
+        items = []
+        for det, track in finals:
+            read = self.to_read(det, track)
+            items.append((read.read_id, read.captured_at.timestamp(), self.sealer.seal(read.read_id, encode_read(read))))
+        if items:
+            self.outbox.add(items)
+            self.written += len(items)
+            logger.info("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
+
+
+class CameraWorker:
+    def __init__(self, camera, recognizer, lock: threading.Lock, tracker: Tracker, writer: ReadWriter) -> None:
+        self.camera = camera
+        self.recognizer = recognizer
+        self.lock = lock
+        self.tracker = tracker
+        self.writer = writer
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.frames = 0
+        self.fps = 0.0
+        self.finished = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                source = capture.create(self.camera)
+                try:
+                    source.open()
+                    self.state, self.last_error, backoff = "running", None, 1.0
+                    if self._pump(source, stop):
+                        return  # a finite source ended
+                except CaptureError as exc:
+                    self.state, self.last_error = "failed", str(exc)
+                    logger.error("%s; retrying in %.0fs", exc, backoff)
+                except Exception:
+                    self.state, self.last_error = "failed", "unexpected error (see log)"
+                    logger.exception("camera %s failed; retrying in %.0fs", self.camera.id, backoff)
+                finally:
+                    source.close()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+        finally:
+            self.writer.write(self.tracker.flush())
+            self.state = "stopped" if self.state != "finished" else self.state
+            self.finished.set()
+
+    def _pump(self, source, stop: threading.Event) -> bool:
+        interval = 1.0 / self.camera.fps if self.camera.fps > 0 else 0.0
+        window_start, window_frames = time.monotonic(), 0
+        while not stop.is_set():
+            started = time.monotonic()
+            frame = source.read()
+            if frame is None:
+                self.state = "finished"
+                logger.info("camera %s: source ended after %d frames", self.camera.id, self.frames)
+                return True
+            self._process(frame)
+            self.frames += 1
+            window_frames += 1
+            if started - window_start >= 5.0:
+                self.fps = window_frames / (started - window_start)
+                window_start, window_frames = started, 0
+            if interval:
+                stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        return False
+
+    def _process(self, frame: Frame) -> None:
+        with self.lock:
+            detections = self.recognizer.recognize(frame)
+        self.writer.write(self.tracker.update(frame, detections))
+
+
+class Agent:
+    def __init__(self, config: EdgeConfig, *, clock=time.time) -> None:
+        self.config = config
+        try:
+            pem = Path(config.sync.central_public_key).read_bytes()
+            recipient = load_public_key(pem)
+        except OSError as exc:
+            raise ConfigError(f"sync.central_public_key: cannot read {config.sync.central_public_key}: "
+                              f"{exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"sync.central_public_key: {exc}") from None
+        try:
+            self.recognizer = recognition.create(config.recognition.type, dict(config.recognition.options))
+        except (TypeError, ValueError, OSError) as exc:
+            raise ConfigError(f"recognition: {exc}") from None
+        buf = config.buffer
+        self.outbox = Outbox(config.data_dir / "outbox.sqlite", max_reads=buf.max_reads,
+                             max_bytes=int(buf.max_megabytes * (1 << 20)), max_age=buf.max_age_days * 86400,
+                             clock=clock)
+        self.sealer = Sealer(recipient, config.device.id)
+        s = config.sync
+        self.sync = SyncClient(SyncSettings(
+            host=s.host, port=s.port, device_id=config.device.id, tls=s.tls, ca_file=s.ca_file,
+            cert_file=s.cert_file, key_file=s.key_file, batch_size=s.batch_size, max_in_flight=s.max_in_flight,
+            max_rate=s.max_rate, ack_timeout=s.ack_timeout, keepalive=s.keepalive, topic_prefix=s.topic_prefix),
+            self.outbox)
+        self.writer = ReadWriter(config, self.outbox, self.sealer, self.recognizer.model_version)
+        lock = threading.Lock()
+        t = config.tracking
+        self.workers = [
+            CameraWorker(cam, self.recognizer, lock, Tracker(
+                window_seconds=t.window_seconds, max_track_seconds=t.max_track_seconds,
+                reemit_seconds=t.reemit_seconds, min_hits=t.min_hits), self.writer)
+            for cam in config.cameras]
+        self.started_at = time.time()
+
+    def run(self, stop: threading.Event, *, exit_when_drained: bool = False) -> None:
+        """Run until ``stop`` is set (or, with ``exit_when_drained``, until every
+        finite source has ended and the outbox is empty)."""
+        capture_stop = threading.Event()
+        sync_stop = threading.Event()
+        threads = [threading.Thread(target=w.run, args=(capture_stop,), name=f"camera-{w.camera.id}", daemon=True)
+                   for w in self.workers]
+        threads.append(threading.Thread(target=self.sync.run, args=(sync_stop,), name="sync", daemon=True))
+        for th in threads:
+            th.start()
+        last_expire = 0.0
+        try:
+            while not stop.wait(1.0):
+                now = time.monotonic()
+                if now - last_expire > 60:
+                    self.outbox.expire()
+                    last_expire = now
+                self.write_status()
+                if exit_when_drained and all(w.finished.is_set() for w in self.workers) and self.outbox.depth == 0:
+                    logger.info("all sources finished and the outbox is drained")
+                    break
+        finally:
+            capture_stop.set()
+            for th in threads[:-1]:
+                th.join(timeout=30)
+            sync_stop.set()
+            threads[-1].join(timeout=10)
+            self.write_status()
+            self.outbox.close()
+            self.recognizer.close()
+
+    def status(self) -> dict:
+        stats = self.outbox.stats()
+        return {
+            "device_id": self.config.device.id,
+            "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "pid": os.getpid(),
+            "broker": {"host": self.config.sync.host, "port": self.config.sync.port,
+                       "connected": self.sync.connected, "last_error": self.sync.last_error},
+            "last_ack_at": self.sync.last_ack_at,
+            "buffer": {"depth": stats.depth, "bytes": stats.bytes, "oldest_captured_at": stats.oldest_captured_at,
+                       "rejected": stats.rejected, "counters": stats.counters},
+            "sync": dict(self.sync.counters),
+            "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
+                         "last_error": w.last_error} for w in self.workers],
+            "model_version": self.recognizer.model_version,
+        }
+
+    def write_status(self) -> None:
+        path = self.config.data_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.status(), indent=1))
+            os.replace(tmp, path)
+        except Exception:
+            logger.exception("cannot write %s", path)

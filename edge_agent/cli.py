@@ -1,0 +1,154 @@
+"""``alpr-edge``: the command line of the edge agent (a thin shell over the library).
+
+Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
+(broker unreachable: retry), 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from . import config as config_mod
+from .errors import ConfigError, EdgeError
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+DEFAULT_CONFIG = "/etc/alpr/edge.toml"
+
+
+class ConfigFailure(click.ClickException):
+    exit_code = EX_CONFIG
+
+
+def _load(path: str):
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+config_option = click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default=DEFAULT_CONFIG,
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help="Agent config file (TOML). Env: ALPR_EDGE_CONFIG.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="alpr-edge")
+def main() -> None:
+    """ALPR edge agent: reads plates on the camera, keeps them sealed to
+    central's key in a local buffer, and syncs them over MQTT."""
+
+
+@main.command()
+@config_option
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--exit-when-drained", is_flag=True,
+              help="Exit once every finite source (file, folder) has ended and the buffer is empty.")
+def run(config_path: str, log_level: str, exit_when_drained: bool) -> None:
+    """Run the agent until SIGTERM / Ctrl-C."""
+    _logging(log_level)
+    cfg = _load(config_path)
+    from .agent import Agent  # heavy imports (OpenCV) only when running
+    try:
+        agent = Agent(cfg)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+    except EdgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent.run(stop, exit_when_drained=exit_when_drained)
+
+
+@main.group(name="config")
+def config_group() -> None:
+    """Inspect the agent configuration."""
+
+
+@config_group.command("check")
+@config_option
+def config_check(config_path: str) -> None:
+    """Validate the config file; exit 78 naming the key path on any error."""
+    cfg = _load(config_path)
+    click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: str, as_json: bool) -> None:
+    """Identity, broker, buffer depth and age, last sync, camera fps."""
+    cfg = _load(config_path)
+    from .outbox import Outbox
+    path = cfg.data_dir / "status.json"
+    live = json.loads(path.read_text()) if path.exists() else None
+    outbox_path = cfg.data_dir / "outbox.sqlite"
+    stats = None
+    if outbox_path.exists():
+        ob = Outbox(outbox_path)
+        stats = ob.stats()
+        ob.close()
+    cert = _cert_expiry(cfg.sync.cert_file) if cfg.sync.tls else None
+    doc = {
+        "device_id": cfg.device.id,
+        "certificate_expires": cert,
+        "broker": f"{cfg.sync.host}:{cfg.sync.port}",
+        "agent_running": bool(live and time.time() - dt.datetime.fromisoformat(live["updated_at"]).timestamp() < 10),
+        "connected": live["broker"]["connected"] if live else None,
+        "last_ack_at": live["last_ack_at"] if live else None,
+        "buffer_depth": stats.depth if stats else 0,
+        "oldest_read_age_s": round(time.time() - stats.oldest_captured_at, 1) if stats and stats.oldest_captured_at else None,
+        "counters": stats.counters if stats else {},
+        "cameras": live["cameras"] if live else [],
+    }
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    for key, value in doc.items():
+        if key == "cameras":
+            for cam in value:
+                click.echo(f"camera {cam['id']:<12} {cam['state']:<9} {cam['fps']:>6.1f} fps"
+                           + (f"  error: {cam['last_error']}" if cam["last_error"] else ""))
+        else:
+            click.echo(f"{key:<22} {value}")
+
+
+def _cert_expiry(path: str) -> str | None:
+    try:
+        from cryptography import x509
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+        return cert.not_valid_after_utc.isoformat()
+    except (OSError, ValueError):
+        return None
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--vehicles", default=6, show_default=True, help="Vehicles in the clip.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same clip).")
+def sample(out_dir: str, vehicles: int, seed: int) -> None:
+    """Generate a sample clip of vehicles with rendered US-style plates."""
+    from .sample import generate
+    video, sidecar = generate(out_dir, vehicles=vehicles, seed=seed)
+    click.echo(f"{video}\n{sidecar}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

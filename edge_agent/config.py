@@ -1,0 +1,214 @@
+"""Edge agent configuration: TOML into frozen dataclasses.
+
+Unknown keys are errors that name their path (``sync.batchsize``). Secrets
+never live in the TOML: TLS keys are files, and a relative key path is looked up
+in systemd's ``$CREDENTIALS_DIRECTORY`` when that is set. Paths are resolved
+relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .wire.topics import DEVICE_ID_RE
+
+SOURCE_TYPES = ("picamera2", "device", "stream", "file", "folder")
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    id: str
+    data_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    id: str
+    source: str
+    uri: str = ""
+    fps: float = 10.0          # highest rate frames are processed at; 0 = as fast as possible
+    loop: bool = False         # replay a file/folder forever (demo)
+    width: int = 0
+    height: int = 0
+    latitude: float | None = None
+    longitude: float | None = None
+    heading: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Recognition:
+    type: str = "tflite"
+    motion_threshold: float = 0.0   # fraction of changed pixels below which a frame is skipped; 0 = off
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracking:
+    window_seconds: float = 1.5     # a track ends after this long unseen
+    max_track_seconds: float = 10.0  # a read is emitted at the latest this long after first sight
+    reemit_seconds: float = 300.0   # same plate, same camera: suppressed for this long
+    min_hits: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+    crop: bool = True
+    crop_max_bytes: int = 32_768
+    context: bool = False
+    context_max_bytes: int = 262_144
+
+
+@dataclasses.dataclass(frozen=True)
+class Buffer:
+    max_reads: int = 2_000_000
+    max_megabytes: float = 4096.0
+    max_age_days: float = 730.0      # reads older than this are dropped (counted), never sent
+
+
+@dataclasses.dataclass(frozen=True)
+class Sync:
+    host: str = "localhost"
+    port: int = 8883
+    tls: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    central_public_key: str = ""
+    batch_size: int = 200
+    max_in_flight: int = 4
+    max_rate: float = 0.0            # reads/s while draining; 0 = unlimited
+    ack_timeout: float = 30.0
+    keepalive: int = 30
+    topic_prefix: str = "alpr/v1/devices"
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeConfig:
+    device: Device
+    cameras: tuple[Camera, ...]
+    recognition: Recognition = Recognition()
+    tracking: Tracking = Tracking()
+    images: Images = Images()
+    buffer: Buffer = Buffer()
+    sync: Sync = Sync()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.device.data_dir)
+
+
+def _build(cls, table: Any, path: str, base: Path):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path or 'config'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"{path + '.' if path else ''}{unknown[0]}: unknown key")
+    values = {}
+    for field in dataclasses.fields(cls):
+        key = f"{path}.{field.name}" if path else field.name
+        if field.name not in table:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{key}: required")
+            continue
+        values[field.name] = _coerce(hints[field.name], table[field.name], key)
+    return cls(**values)
+
+
+def _coerce(hint, value, key):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        return _coerce(next(a for a in args if a is not type(None)), value, key)
+    if hint is float and type(value) in (int, float):
+        return float(value)
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table")
+        return value
+    if hint in (str, int, bool) and type(value) is hint:
+        return value
+    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {type(value).__name__}")
+
+
+def _resolve(p: str, base: Path, credential: bool = False) -> str:
+    if not p:
+        return p
+    path = Path(p)
+    if path.is_absolute():
+        return str(path)
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credential and creds and (Path(creds) / path).exists():
+        return str(Path(creds) / path)
+    return str(base / path)
+
+
+def parse(doc: dict, base: Path) -> EdgeConfig:
+    doc = dict(doc)
+    unknown = sorted(set(doc) - {"device", "cameras", "recognition", "tracking", "images", "buffer", "sync"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section")
+    if "device" not in doc:
+        raise ConfigError("device: required")
+    device = _build(Device, doc["device"], "device", base)
+    if not DEVICE_ID_RE.match(device.id):
+        raise ConfigError("device.id: lower-case letters, digits and '-', at most 63 characters")
+    device = dataclasses.replace(device, data_dir=_resolve(device.data_dir, base))
+    cams = doc.get("cameras")
+    if not isinstance(cams, list) or not cams:
+        raise ConfigError("cameras: at least one [[cameras]] table is required")
+    cameras = []
+    for i, table in enumerate(cams):
+        cam = _build(Camera, table, f"cameras[{i}]", base)
+        if cam.source not in SOURCE_TYPES:
+            raise ConfigError(f"cameras[{i}].source: one of {', '.join(SOURCE_TYPES)}")
+        if cam.source in ("file", "folder"):
+            cam = dataclasses.replace(cam, uri=_resolve(cam.uri, base))
+        if cam.fps < 0:
+            raise ConfigError(f"cameras[{i}].fps: must be >= 0")
+        cameras.append(cam)
+    if len({c.id for c in cameras}) != len(cameras):
+        raise ConfigError("cameras: camera ids must be unique")
+    sections = {name: _build(cls, doc.get(name, {}), name, base) for name, cls in
+                (("recognition", Recognition), ("tracking", Tracking), ("images", Images),
+                 ("buffer", Buffer), ("sync", Sync))}
+    sync = sections["sync"]
+    sync = dataclasses.replace(
+        sync, ca_file=_resolve(sync.ca_file, base), cert_file=_resolve(sync.cert_file, base),
+        key_file=_resolve(sync.key_file, base, credential=True),
+        central_public_key=_resolve(sync.central_public_key, base))
+    if sync.tls and not (sync.ca_file and sync.cert_file and sync.key_file):
+        raise ConfigError("sync.ca_file, sync.cert_file and sync.key_file are required when sync.tls is true")
+    if not sync.central_public_key:
+        raise ConfigError("sync.central_public_key: required (central's data-encryption public key, PEM)")
+    if not 1 <= sync.batch_size <= 1000:
+        raise ConfigError("sync.batch_size: 1-1000")
+    if sync.max_in_flight < 1:
+        raise ConfigError("sync.max_in_flight: must be >= 1")
+    buf = sections["buffer"]
+    if buf.max_reads < 1 or buf.max_megabytes <= 0 or buf.max_age_days <= 0:
+        raise ConfigError("buffer: max_reads, max_megabytes and max_age_days must be positive")
+    sections["sync"] = sync
+    return EdgeConfig(device=device, cameras=tuple(cameras), **sections)
+
+
+def load(path: str | os.PathLike) -> EdgeConfig:
+    """Read and validate a config file; every failure is a :class:`ConfigError`."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    return parse(doc, p.resolve().parent)

@@ -1,0 +1,30 @@
+"""Errors of the edge agent.
+
+::
+
+    EdgeError
+     +-- ConfigError        bad or missing configuration (CLI exit 78); names the key path
+     +-- CaptureError       a frame source cannot be opened or read (retried with backoff)
+     +-- BufferError_       the encrypted outbox cannot be opened or written
+     +-- SyncError          the broker is unreachable or refused us (CLI exit 75)
+"""
+
+
+class EdgeError(Exception):
+    """Base class of the agent's own errors."""
+
+
+class ConfigError(EdgeError):
+    """The configuration is invalid. The message names the key path."""
+
+
+class CaptureError(EdgeError):
+    """A frame source failed. Messages never contain stream credentials."""
+
+
+class BufferError_(EdgeError):  # trailing underscore: BufferError is a builtin
+    """The outbox database failed (disk full, corrupt file, wrong schema)."""
+
+
+class SyncError(EdgeError):
+    """The broker cannot be reached or refused the connection."""

@@ -1,0 +1,227 @@
+"""The encrypted outbox: sealed reads waiting for central's acknowledgement.
+
+A SQLite file in WAL mode with ``synchronous=FULL``: a committed read survives
+``kill -9`` and power loss. Rows hold only sealed envelopes (see
+:mod:`edge_agent.wire.envelope`), never plate text, and the device has no key
+that opens them. A row is deleted only when central acknowledges that it
+stored it durably.
+
+Bounds (config ``[buffer]``): when a put would exceed ``max_reads`` or
+``max_bytes`` the *oldest* rows are dropped; rows older than ``max_age`` are
+dropped by :meth:`Outbox.expire`. Every drop is counted (``evicted_capacity``,
+``evicted_age``) in the same transaction and logged with counts only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import BufferError_
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    seq: int
+    read_id: str
+    envelope: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    oldest_captured_at: float | None
+    rejected: int
+    counters: dict
+
+
+class Outbox:
+    def __init__(self, path: str | os.PathLike, *, max_reads: int = 2_000_000, max_bytes: int = 4 << 30,
+                 max_age: float = 730 * 86400.0, clock=time.time) -> None:
+        self.path = Path(path)
+        self.max_reads = max_reads
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                # Create the file 0600 before SQLite opens it.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+            self._depth, self._bytes = self.db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise BufferError_(f"cannot open outbox {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise BufferError_(f"outbox {self.path} has schema {version}; this agent knows {SCHEMA_VERSION}")
+        if version == 0:
+            with self._tx():
+                # AUTOINCREMENT: seq never goes back, even after the table empties,
+                # so the sync cursor (highest seq sent) stays valid.
+                self.db.execute(
+                    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, read_id TEXT NOT NULL, "
+                    "captured_at REAL NOT NULL, size INTEGER NOT NULL, envelope BLOB NOT NULL, rejected TEXT)")
+                self.db["outbox"].create_index(["read_id"], unique=True)
+                self.db["outbox"].create_index(["captured_at"])
+                self.db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _tx(self):
+        return _Transaction(self.db.conn)
+
+    def _bump(self, name: str, n: int) -> None:
+        if n:
+            self.db.execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", [name, n])
+
+    # -- writing ---------------------------------------------------------
+    def add(self, items: Sequence[tuple[str, float, bytes]]) -> int:
+        """Store sealed reads ``(read_id, captured_at_epoch, envelope)`` in one
+        transaction; returns how many old rows were evicted to make room."""
+        if not items:
+            return 0
+        rows = [(rid, ts, len(env), env) for rid, ts, env in items]
+        added = sum(r[2] for r in rows)
+        with self._lock:
+            try:
+                with self._tx():
+                    new = self.db.conn.executemany(
+                        "INSERT OR IGNORE INTO outbox(read_id, captured_at, size, envelope) VALUES (?,?,?,?)",
+                        rows).rowcount
+                    depth, nbytes = self._depth + len(rows), self._bytes + added
+                    evicted = evicted_bytes = 0
+                    if depth > self.max_reads or nbytes > self.max_bytes:
+                        evicted, evicted_bytes = self._evict_oldest(depth, nbytes)
+                        self._bump("evicted_capacity", evicted)
+                    self._bump("buffered", len(rows))
+            except sqlite3.OperationalError as exc:
+                raise BufferError_(f"cannot write outbox: {exc}") from exc
+            if new != len(rows):  # duplicates: recount rather than guess
+                depth, nbytes = self.db.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+                self._depth, self._bytes = depth, nbytes
+            else:
+                self._depth, self._bytes = depth - evicted, nbytes - evicted_bytes
+        if evicted:
+            logger.warning("outbox full: dropped %d oldest reads (%d bytes)", evicted, evicted_bytes)
+        return evicted
+
+    def _evict_oldest(self, depth: int, nbytes: int) -> tuple[int, int]:
+        victims, freed = [], 0
+        cursor = self.db.conn.execute("SELECT seq, size FROM outbox ORDER BY seq")
+        for seq, size in cursor:
+            if depth - len(victims) <= self.max_reads and nbytes - freed <= self.max_bytes:
+                break
+            victims.append((seq,))
+            freed += size
+        cursor.close()
+        self.db.conn.executemany("DELETE FROM outbox WHERE seq = ?", victims)
+        return len(victims), freed
+
+    def expire(self) -> int:
+        """Drop reads older than ``max_age`` (counted as ``evicted_age``)."""
+        cutoff = self._clock() - self.max_age
+        with self._lock, self._tx():
+            n, size = self.db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE captured_at < ?", [cutoff]).fetchone()
+            if n:
+                self.db.execute("DELETE FROM outbox WHERE captured_at < ?", [cutoff])
+                self._bump("evicted_age", n)
+                self._depth -= n
+                self._bytes -= size
+        if n:
+            logger.warning("dropped %d reads older than the %.0f-day buffer limit", n, self.max_age / 86400)
+        return n
+
+    def acknowledge(self, read_ids: Iterable[str]) -> int:
+        """Delete reads central has stored; returns how many were deleted."""
+        ids = [(r,) for r in read_ids]
+        if not ids:
+            return 0
+        with self._lock, self._tx():
+            size_before = self._bytes
+            gone = 0
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                n, size = self.db.execute(
+                    f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE read_id IN ({marks})",
+                    [c[0] for c in chunk]).fetchone()
+                self.db.execute(f"DELETE FROM outbox WHERE read_id IN ({marks})", [c[0] for c in chunk])
+                gone += n
+                size_before -= size
+            self._bump("acknowledged", gone)
+            self._depth -= gone
+            self._bytes = size_before
+        return gone
+
+    def mark_rejected(self, rejected: Iterable[tuple[str, str]]) -> None:
+        """Park reads central refused (kept, counted, not resent)."""
+        rows = [(why, rid) for rid, why in rejected]
+        if rows:
+            with self._lock, self._tx():
+                self.db.conn.executemany("UPDATE outbox SET rejected = ? WHERE read_id = ?", rows)
+                self._bump("rejected", len(rows))
+
+    # -- reading ---------------------------------------------------------
+    def pending(self, after_seq: int, limit: int) -> list[Pending]:
+        """Oldest unacknowledged, non-rejected reads with ``seq > after_seq``."""
+        rows = self.db.execute(
+            "SELECT seq, read_id, envelope FROM outbox WHERE seq > ? AND rejected IS NULL ORDER BY seq LIMIT ?",
+            [after_seq, limit]).fetchall()
+        return [Pending(*r) for r in rows]
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def stats(self) -> OutboxStats:
+        depth, nbytes, oldest = self.db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), min(captured_at) FROM outbox").fetchone()
+        rejected = self.db.execute("SELECT count(*) FROM outbox WHERE rejected IS NOT NULL").fetchone()[0]
+        counters = dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+        return OutboxStats(depth, nbytes, oldest, rejected, counters)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
+
+
+def _chunks(seq, n):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]

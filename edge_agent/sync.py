@@ -1,0 +1,238 @@
+"""Sync: drain the outbox to central over MQTT v5 and delete what central acks.
+
+The outbox is the only source of truth. A batch is published QoS 1 and stays
+in the outbox until central's application-level ack names its reads as stored;
+a batch without an ack within ``ack_timeout`` (or when the connection drops) is
+sent again, and central stores a re-sent read once. Publishing while
+disconnected never happens, so nothing can be dropped silently by the client
+library's queue.
+
+Status: retained ``online`` on connect, retained ``offline`` as last will and on
+clean shutdown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from .outbox import Outbox
+from .wire import MalformedMessage, Topics, decode_ack, encode_batch, new_read_id
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _InFlight:
+    read_ids: tuple[str, ...]
+    last_seq: int
+    sent_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncSettings:
+    host: str
+    port: int
+    device_id: str
+    tls: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    batch_size: int = 200
+    max_in_flight: int = 4
+    max_rate: float = 0.0
+    ack_timeout: float = 30.0
+    keepalive: int = 30
+    topic_prefix: str = "alpr/v1/devices"
+
+
+class SyncClient:
+    """Runs in its own thread (:meth:`run`) until ``stop`` is set."""
+
+    def __init__(self, settings: SyncSettings, outbox: Outbox, *, clock=time.monotonic) -> None:
+        self.s = settings
+        self.outbox = outbox
+        self.topics = Topics(settings.topic_prefix)
+        self._clock = clock
+        self._acks: queue.Queue[bytes] = queue.Queue()
+        self._connected = threading.Event()
+        self._ready = threading.Event()      # connected and subscribed to our ack topic
+        self._inflight: dict[str, _InFlight] = {}
+        self._cursor = 0
+        self._generation = 0                 # bumps on every (re)connect
+        self._sent_generation = -1
+        self._tokens = 0.0
+        self._token_time = clock()
+        self.last_ack_at: float | None = None  # wall clock, for status
+        self.last_error: str | None = None
+        self.counters = {"batches_sent": 0, "reads_sent": 0, "acks": 0, "resends": 0, "bad_acks": 0}
+        self.client = self._make_client()
+
+    # -- paho wiring -----------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.s.device_id, protocol=mqtt.MQTTv5)
+        if self.s.tls:
+            c.tls_set(ca_certs=self.s.ca_file, certfile=self.s.cert_file, keyfile=self.s.key_file,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.will_set(self.topics.status(self.s.device_id), b"offline", qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=1, max_delay=60)
+        c.max_inflight_messages_set(max(20, self.s.max_in_flight * 2))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        return c
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            # Never mark ourselves connected after a refusal.
+            self.last_error = f"broker refused connection: {reason_code}"
+            logger.error("broker %s:%s refused the connection: %s", self.s.host, self.s.port, reason_code)
+            return
+        logger.info("connected to broker %s:%s", self.s.host, self.s.port)
+        self.last_error = None
+        self._connected.set()
+        client.subscribe(self.topics.ack(self.s.device_id), qos=1)
+        client.publish(self.topics.status(self.s.device_id), b"online", qos=1, retain=True)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if any(rc.is_failure for rc in reason_codes):
+            self.last_error = "broker refused the ack subscription"
+            logger.error("broker refused the subscription to our ack topic")
+            return
+        self._generation += 1
+        self._ready.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._connected.clear()
+        self._ready.clear()
+        if reason_code != 0:
+            self.last_error = f"disconnected: {reason_code}"
+            logger.warning("disconnected from broker: %s; reconnecting with backoff", reason_code)
+
+    def _on_message(self, client, userdata, message):
+        self._acks.put(message.payload)
+
+    # -- the loop --------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive, clean_start=True)
+        self.client.loop_start()
+        try:
+            while not stop.is_set():
+                try:
+                    self._step(stop)
+                except Exception:  # keep syncing whatever one step did
+                    logger.exception("sync step failed; retrying")
+                    stop.wait(1.0)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        try:
+            if self._connected.is_set():
+                info = self.client.publish(self.topics.status(self.s.device_id), b"offline", qos=1, retain=True)
+                info.wait_for_publish(timeout=2)
+            self.client.disconnect()
+        except Exception:  # pragma: no cover - best effort on the way out
+            logger.debug("error during sync shutdown", exc_info=True)
+        self.client.loop_stop()
+
+    def _step(self, stop: threading.Event) -> None:
+        self._drain_acks(timeout=0.0)
+        if not self._ready.is_set():
+            self._inflight.clear()
+            self._cursor = 0
+            stop.wait(0.2)
+            return
+        if self._sent_generation != self._generation:
+            # New session: anything in flight may have been lost; resend it.
+            if self._inflight:
+                self.counters["resends"] += len(self._inflight)
+            self._inflight.clear()
+            self._cursor = 0
+            self._sent_generation = self._generation
+        now = self._clock()
+        expired = [b for b, f in self._inflight.items() if now - f.sent_at > self.s.ack_timeout]
+        if expired:
+            logger.warning("%d batches not acknowledged within %.0fs; resending", len(expired), self.s.ack_timeout)
+            self.counters["resends"] += len(expired)
+            self._inflight.clear()
+            self._cursor = 0
+        sent = False
+        while len(self._inflight) < self.s.max_in_flight and self._ready.is_set():
+            allowed = self._take_tokens()
+            if allowed == 0:
+                break
+            rows = self.outbox.pending(self._cursor, allowed)
+            if not rows:
+                break
+            batch_id = new_read_id()
+            info = self.client.publish(self.topics.reads(self.s.device_id),
+                                       encode_batch(batch_id, [r.envelope for r in rows]), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                logger.warning("publish refused by client (%s); will retry", mqtt.error_string(info.rc))
+                self._give_back(len(rows))
+                break
+            self._inflight[batch_id] = _InFlight(tuple(r.read_id for r in rows), rows[-1].seq, now)
+            self._cursor = rows[-1].seq
+            self.counters["batches_sent"] += 1
+            self.counters["reads_sent"] += len(rows)
+            sent = True
+        if not sent:
+            self._drain_acks(timeout=0.05)
+
+    def _take_tokens(self) -> int:
+        if self.s.max_rate <= 0:
+            return self.s.batch_size
+        now = self._clock()
+        self._tokens = min(self.s.max_rate, self._tokens + (now - self._token_time) * self.s.max_rate)
+        self._token_time = now
+        n = min(self.s.batch_size, int(self._tokens))
+        self._tokens -= n
+        return n
+
+    def _give_back(self, n: int) -> None:
+        if self.s.max_rate > 0:
+            self._tokens += n
+
+    def _drain_acks(self, timeout: float) -> None:
+        try:
+            payload = self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle_ack(payload)
+            try:
+                payload = self._acks.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle_ack(self, payload: bytes) -> None:
+        try:
+            ack = decode_ack(payload)
+        except MalformedMessage:
+            self.counters["bad_acks"] += 1
+            logger.warning("ignored a malformed ack (%d bytes)", len(payload))
+            return
+        deleted = self.outbox.acknowledge(ack.stored)
+        if ack.rejected:
+            self.outbox.mark_rejected(ack.rejected)
+            logger.warning("central rejected %d reads of batch %s; parked in the outbox",
+                           len(ack.rejected), ack.batch_id)
+        self._inflight.pop(ack.batch_id, None)
+        self.counters["acks"] += 1
+        self.last_ack_at = time.time()
+        logger.debug("batch %s acknowledged: %d stored, %d deleted", ack.batch_id, len(ack.stored), deleted)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()

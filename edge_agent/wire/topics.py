@@ -1,0 +1,55 @@
+"""MQTT topic layout (version 1).
+
+``alpr/v1/devices/<device_id>/reads``   device -> central, QoS 1, batch frames
+``alpr/v1/devices/<device_id>/ack``     central -> device, QoS 1, JSON acks
+``alpr/v1/devices/<device_id>/status``  device, retained: ``online`` / ``offline`` (last will)
+
+Collectors subscribe through an MQTT v5 shared subscription
+(``$share/<group>/alpr/v1/devices/+/reads``) so several can split the load.
+The broker ACL lets a device write only under its own prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def validate_device_id(device_id: str) -> str:
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
+        raise ValueError(
+            "device id must be 1-63 characters of lower-case letters, digits and '-', "
+            "starting with a letter or digit"
+        )
+    return device_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Topics:
+    prefix: str = "alpr/v1/devices"
+
+    def reads(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/reads"
+
+    def ack(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/ack"
+
+    def status(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/status"
+
+    def reads_subscription(self, share_group: str | None) -> str:
+        topic = f"{self.prefix}/+/reads"
+        return f"$share/{share_group}/{topic}" if share_group else topic
+
+    def device_of(self, topic: str) -> str | None:
+        """The device id of a ``.../<device>/reads`` topic, or None if the topic
+        is not one of ours (or names an invalid device id)."""
+        head, sep, rest = topic.partition(self.prefix + "/")
+        if head or not sep:
+            return None
+        parts = rest.split("/")
+        if len(parts) != 2 or parts[1] != "reads" or not DEVICE_ID_RE.match(parts[0]):
+            return None
+        return parts[0]
