@@ -1,0 +1,126 @@
+"""Benchmark the shipped recognition models and print the figures.
+
+    .venv/bin/python bench/bench_recognition.py [--data /work/shared/data] [--threads 1] [--json]
+
+Measures: model sizes; RSS with models loaded; one-thread latency of detector +
+OCR on synthetic 1280x720 and 1920x1080 frames with one plate (median, p90);
+OCR latency per crop; and, when the shared data folder exists, us-crops OCR
+top-1/top-5, detection recall/precision at IoU >= 0.5 on detect/ val and on
+scenes-eu-br, end-to-end exact match on scenes-eu-br. Folders that are absent
+are skipped with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from edge_agent.reads import Frame  # noqa: E402
+from edge_agent.recognition._evaluate import eval_crops, eval_scenes, percentiles  # noqa: E402
+from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
+from models import manifest, model_dir  # noqa: E402
+from models.synth.scenes import scene_with_plates  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def frame_latency(rec, size, runs: int, seed: int = 7) -> dict:
+    img, _placed = scene_with_plates(np.random.default_rng(seed), size=size, plates=(("7ABC123", size[0] // 7),))
+    frame = Frame("bench", 0, dt.datetime.now(dt.timezone.utc), img)
+    for _ in range(3):
+        rec.recognize(frame)
+    ms = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        rec.recognize(frame)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return percentiles(ms)
+
+
+def crop_latency(rec, runs: int) -> dict:
+    from models.synth.plates import render_plate
+
+    rng = np.random.default_rng(11)
+    crops = [render_plate(rng, hershey_only=True)[0] for _ in range(20)]
+    for c in crops[:3]:
+        rec.read_crop(c)
+    ms = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        rec.read_crop(crops[i % len(crops)])
+        ms.append((time.perf_counter() - t0) * 1000)
+    return percentiles(ms)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/shared/data")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--limit", type=int, default=None, help="at most this many items per data folder")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    res: dict = {}
+    man = manifest()
+    res["model_bytes"] = {k: os.path.getsize(os.path.join(model_dir(), v["file"])) for k, v in man["models"].items()}
+    res["model_bytes_total"] = sum(res["model_bytes"].values())
+    rec = TFLiteRecognizer(num_threads=a.threads)
+    res["model_version"] = rec.model_version
+    res["runtime"] = rec.runtime
+    res["threads"] = a.threads
+    res["rss_mb_models_loaded"] = round(rss_mb(), 1)
+    res["frame_1280x720_ms"] = frame_latency(rec, (1280, 720), a.runs)
+    res["frame_1920x1080_ms"] = frame_latency(rec, (1920, 1080), a.runs)
+    res["ocr_crop_ms"] = crop_latency(rec, a.runs * 4)
+    skipped = []
+    crops = os.path.join(a.data, "us-crops")
+    if os.path.isdir(crops):
+        res["us_crops"] = eval_crops(rec, crops, a.limit)
+    else:
+        skipped.append(crops)
+    for name, split in (("detect", "val"), ("scenes-eu-br", None)):
+        folder = os.path.join(a.data, name)
+        if os.path.isdir(folder):
+            res[name.replace("-", "_")] = eval_scenes(rec, folder, split, a.limit)
+        else:
+            skipped.append(folder)
+    res["rss_mb_after"] = round(rss_mb(), 1)
+    rec.close()
+    if a.json:
+        print(json.dumps(res))
+        return
+    print(f"models {res['model_version']} ({res['runtime']}, {a.threads} thread(s))")
+    print(f"model sizes: {res['model_bytes']} total {res['model_bytes_total'] / 1e6:.2f} MB")
+    print(f"RSS with models loaded: {res['rss_mb_models_loaded']} MB (after evaluation {res['rss_mb_after']} MB)")
+    for k in ("frame_1280x720_ms", "frame_1920x1080_ms", "ocr_crop_ms"):
+        print(f"{k}: median {res[k]['p50']} p90 {res[k]['p90']} (n={res[k]['n']})")
+    if "us_crops" in res:
+        u = res["us_crops"]
+        print(f"us-crops OCR exact match: top-1 {u['top1']:.4f} top-5 {u['top5']:.4f} ({u['crops']} crops)")
+    for k in ("detect", "scenes_eu_br"):
+        if k in res:
+            r = res[k]
+            line = f"{k} [{r['split'] or 'all'}]: recall@0.5 {r['recall']} precision {r['precision']} ({r['plates']} plates, {r['detections']} detections)"
+            if "end_to_end_exact" in r:
+                line += f", end-to-end exact {r['end_to_end_exact']}"
+            print(line)
+    for s in skipped:
+        print(f"skipped {s}: folder not present")
+
+
+if __name__ == "__main__":
+    main()

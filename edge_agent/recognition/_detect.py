@@ -1,0 +1,61 @@
+"""Plate detector pre/post-processing (letterbox, CenterNet-style decoding, NMS)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["letterbox", "decode", "nms", "iou"]
+
+PAD_VALUE = 114
+
+
+def letterbox(bgr: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Scale ``bgr`` so its long side is ``size``, pad bottom/right, return
+    float32 RGB in 0..1 with a batch axis, and the scale factor."""
+    h, w = bgr.shape[:2]
+    s = size / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    resized = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    canvas = np.full((size, size, 3), PAD_VALUE, np.uint8)
+    canvas[:nh, :nw] = resized
+    rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+    return (rgb.astype(np.float32) * (1.0 / 255.0))[None], s
+
+
+def decode(out: np.ndarray, stride: int, threshold: float, max_det: int = 20):
+    """Peaks of the heatmap above ``threshold`` -> ``[(x, y, w, h, score)]``
+    in network-input pixels."""
+    heat = 1.0 / (1.0 + np.exp(-out[..., 0]))
+    peaks = (heat >= threshold) & (heat >= cv2.dilate(heat, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(peaks)
+    if len(xs) == 0:
+        return []
+    scores = heat[ys, xs]
+    order = np.argsort(-scores)[: max_det * 3]
+    res = []
+    for k in order:
+        y, x = ys[k], xs[k]
+        ox, oy = 1.0 / (1.0 + np.exp(-out[y, x, 1:3]))
+        w, h = np.exp(np.clip(out[y, x, 3:5], -4, 6)) * stride
+        cx, cy = (x + ox) * stride, (y + oy) * stride
+        res.append((cx - w / 2, cy - h / 2, w, h, float(scores[k])))
+    return res
+
+
+def iou(a, b) -> float:
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms(dets, thr: float = 0.4, max_det: int = 20):
+    keep = []
+    for d in sorted(dets, key=lambda d: -d[4]):
+        if all(iou(d, k) < thr for k in keep):
+            keep.append(d)
+            if len(keep) >= max_det:
+                break
+    return keep

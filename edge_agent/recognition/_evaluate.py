@@ -1,0 +1,136 @@
+"""Evaluation of a recognizer over labelled folders in the formats of the
+project's shared data (``boxes.jsonl``, ``labels.jsonl``, ``labels.csv``).
+
+Metrics: detection recall / precision at IoU >= 0.5 (greedy one-to-one
+matching), OCR exact match on crops (top-1, top-5 = plate + 4 alternates),
+end-to-end exact plate match (a ground-truth plate counts when a read whose
+box has IoU >= 0.5 with it has exactly its text), latency percentiles.
+Plate texts are compared upper-case with spaces and dashes removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import time
+
+import cv2
+import numpy as np
+
+from ..reads import Frame
+from ._detect import iou
+
+IOU = 0.5
+
+
+def _norm(text: str) -> str:
+    return "".join(c for c in str(text).upper() if c.isalnum())
+
+
+def percentiles(ms: list[float]) -> dict:
+    if not ms:
+        return {"n": 0}
+    a = np.asarray(ms)
+    return {"n": len(ms), "p50": round(float(np.percentile(a, 50)), 2), "p90": round(float(np.percentile(a, 90)), 2),
+            "p99": round(float(np.percentile(a, 99)), 2), "mean": round(float(a.mean()), 2)}
+
+
+def _match(gt: list, pred: list) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching by IoU (best pairs first)."""
+    pairs = sorted(((iou(g, p), i, j) for i, g in enumerate(gt) for j, p in enumerate(pred)), reverse=True)
+    used_g, used_p, out = set(), set(), []
+    for v, i, j in pairs:
+        if v < IOU:
+            break
+        if i not in used_g and j not in used_p:
+            used_g.add(i)
+            used_p.add(j)
+            out.append((i, j))
+    return out
+
+
+def load_scenes(folder: str, split: str | None = None) -> list[tuple[str, list[list[float]], list[str | None]]]:
+    """``(image path, boxes, texts)`` from ``boxes.jsonl`` or ``labels.jsonl``."""
+    items = []
+    for name in ("boxes.jsonl", "labels.jsonl"):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                r = json.loads(line)
+                if split and r.get("split", split) != split:
+                    continue
+                boxes, texts = [], []
+                for p in r["plates"]:
+                    if isinstance(p, dict):
+                        boxes.append([float(v) for v in p["box"]])
+                        texts.append(_norm(p.get("text", "")) or None)
+                    else:
+                        boxes.append([float(v) for v in p])
+                        texts.append(None)
+                items.append((os.path.join(folder, r["image"]), boxes, texts))
+        return items
+    raise ValueError(f"{folder}: no boxes.jsonl or labels.jsonl")
+
+
+def load_crops(folder: str) -> list[tuple[str, str]]:
+    path = os.path.join(folder, "labels.csv")
+    if not os.path.exists(path):
+        raise ValueError(f"{folder}: no labels.csv")
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [(os.path.join(folder, r["image"]), _norm(r["text"])) for r in csv.DictReader(fh)]
+
+
+def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = None) -> dict:
+    items = load_scenes(folder, split)[:limit]
+    n_gt = n_det = n_match = n_text = n_text_ok = 0
+    frame_ms = []
+    for k, (path, gt, texts) in enumerate(items):
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot read {path}")
+        boxes = [b[:4] for b in rec.detect(img)]
+        n_gt += len(gt)
+        n_det += len(boxes)
+        n_match += len(_match(gt, boxes))
+        if any(t for t in texts):
+            t0 = time.perf_counter()
+            reads = rec.recognize(Frame("eval", k, dt.datetime.now(dt.timezone.utc), img))
+            frame_ms.append((time.perf_counter() - t0) * 1000)
+            pairs = dict(_match(gt, [list(r.box) for r in reads]))
+            for i, t in enumerate(texts):
+                if t:
+                    n_text += 1
+                    if i in pairs and _norm(reads[pairs[i]].plate) == t:
+                        n_text_ok += 1
+    out = {
+        "folder": folder, "split": split, "images": len(items), "plates": n_gt, "detections": n_det,
+        "recall": round(n_match / n_gt, 4) if n_gt else None,
+        "precision": round(n_match / n_det, 4) if n_det else None,
+    }
+    if n_text:
+        out["end_to_end_exact"] = round(n_text_ok / n_text, 4)
+        out["frame_ms"] = percentiles(frame_ms)
+    return out
+
+
+def eval_crops(rec, folder: str, limit: int | None = None) -> dict:
+    items = load_crops(folder)[:limit]
+    top1 = top5 = 0
+    ms = []
+    for path, text in items:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot read {path}")
+        t0 = time.perf_counter()
+        plate, _conf, alts, _chars = rec.read_crop(img)
+        ms.append((time.perf_counter() - t0) * 1000)
+        cands = [plate] + [a.plate for a in alts[:4]]
+        top1 += plate == text
+        top5 += text in cands
+    n = len(items)
+    return {"folder": folder, "crops": n, "top1": round(top1 / n, 4) if n else None,
+            "top5": round(top5 / n, 4) if n else None, "crop_ms": percentiles(ms)}

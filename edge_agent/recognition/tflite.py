@@ -1,0 +1,172 @@
+"""On-device plate recognition with the shipped TFLite models.
+
+Two models (see ``models/manifest.json``): a single-class plate detector run
+on the letterboxed frame, and a CTC plate OCR run on each detected crop. The
+OCR output is decoded with a numpy prefix beam search; alternates are
+re-ranked by optional US plate-pattern rules (``_rules``).
+
+Plate text is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..reads import Alternate, Detection, Frame
+from . import Recognizer
+from ._ctc import beam_search, char_confidences, softmax
+from ._detect import decode, letterbox, nms
+from ._rules import rerank, validate_rules
+from ._runtime import RUNTIMES, load_interpreter, read_manifest
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TFLiteRecognizer", "DEFAULTS"]
+
+DEFAULTS: dict[str, Any] = {
+    "model_dir": None,
+    "num_threads": 1,
+    "detect_threshold": 0.3,
+    "min_confidence": 0.0,
+    "plate_rules": "generic",
+    "max_plates": 10,
+    "box_padding": 0.06,
+    "runtime": "auto",
+    "verify_checksums": True,
+}
+
+
+def _default_model_dir() -> str:
+    from models import model_dir
+
+    return str(model_dir())
+
+
+class TFLiteRecognizer(Recognizer):
+    """Detector + OCR. Options (all keyword-only, from the ``[recognition]``
+    TOML table):
+
+    ``model_dir`` folder with ``manifest.json`` (default: shipped models);
+    ``num_threads`` interpreter threads (>= 1); ``detect_threshold`` detector
+    heatmap score (0..1); ``min_confidence`` drop reads whose OCR confidence is
+    lower (0..1); ``plate_rules`` ``"none"``, ``"generic"`` or a US state code;
+    ``max_plates`` per frame; ``box_padding`` fraction added around a detected
+    box before OCR; ``runtime`` ``"auto"``, ``"ai_edge_litert"`` or
+    ``"tflite_runtime"``; ``verify_checksums`` check files against the manifest.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown recognition option(s): {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+        o = {**DEFAULTS, **options}
+        self.num_threads = _int(o, "num_threads", 1, 64)
+        self.max_plates = _int(o, "max_plates", 1, 100)
+        self.detect_threshold = _frac(o, "detect_threshold")
+        self.min_confidence = _frac(o, "min_confidence")
+        self.box_padding = _frac(o, "box_padding")
+        if not isinstance(o["plate_rules"], str):
+            raise ValueError("plate_rules must be a string")
+        self.plate_rules = validate_rules(o["plate_rules"])
+        if o["runtime"] not in ("auto", *RUNTIMES):
+            raise ValueError(f"runtime: {o['runtime']!r} is not one of auto, {', '.join(RUNTIMES)}")
+        folder = o["model_dir"] if o["model_dir"] is not None else _default_model_dir()
+        if not isinstance(folder, (str, os.PathLike)) or not os.path.isdir(folder):
+            raise ValueError(f"model_dir: {folder!r} is not a folder")
+        man = read_manifest(str(folder), verify=bool(o["verify_checksums"]))
+        det, ocr = man["models"]["detector"], man["models"]["ocr"]
+        self._det, self.runtime = load_interpreter(os.path.join(folder, det["file"]), self.num_threads, o["runtime"])
+        self._ocr, _ = load_interpreter(os.path.join(folder, ocr["file"]), self.num_threads, o["runtime"])
+        self._det_in = self._det.get_input_details()[0]["index"]
+        self._det_out = self._det.get_output_details()[0]["index"]
+        self._ocr_in = self._ocr.get_input_details()[0]["index"]
+        self._ocr_out = self._ocr.get_output_details()[0]["index"]
+        self.det_size = int(det["input_shape"][1])
+        self.stride = int(det.get("stride", 4))
+        _, self.ocr_h, self.ocr_w, _ = (int(v) for v in ocr["input_shape"])
+        self.charset = ocr["charset"]
+        self.blank = int(ocr.get("blank_index", len(self.charset)))
+        self.model_version = f"{man.get('name', 'alpr')}-{man.get('version', '0')}"
+
+    # -- OCR -----------------------------------------------------------------
+    def read_crop(self, bgr: np.ndarray) -> tuple[str, float, tuple[Alternate, ...], tuple[float, ...]]:
+        """Read one plate crop. Returns ``(plate, confidence, alternates,
+        char_confidences)``; ``plate`` may be empty when nothing is legible."""
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        interp = cv2.INTER_AREA if grey.shape[1] > self.ocr_w else cv2.INTER_LINEAR
+        x = cv2.resize(grey, (self.ocr_w, self.ocr_h), interpolation=interp).astype(np.float32) * (1.0 / 255.0)
+        self._ocr.set_tensor(self._ocr_in, x[None, :, :, None])
+        self._ocr.invoke()
+        probs = softmax(self._ocr.get_tensor(self._ocr_out)[0].astype(np.float32))
+        texts, ps = beam_search(probs, self.charset, self.blank)
+        ranked = rerank(list(zip(texts, ps)), self.plate_rules)
+        ranked = [(t, p) for t, p in ranked if t]
+        if not ranked:
+            return "", 0.0, (), ()
+        plate, conf = ranked[0]
+        alts = tuple(Alternate(t, round(min(1.0, p), 4)) for t, p in ranked[1:6])
+        return plate, round(min(1.0, conf), 4), alts, char_confidences(probs, plate, self.charset, self.blank)
+
+    # -- detection -----------------------------------------------------------
+    def detect(self, bgr: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+        """Plate boxes ``(x, y, w, h, score)`` in ``bgr``'s pixel coordinates."""
+        x, s = letterbox(bgr, self.det_size)
+        self._det.set_tensor(self._det_in, x)
+        self._det.invoke()
+        out = self._det.get_tensor(self._det_out)[0]
+        H, W = bgr.shape[:2]
+        boxes = []
+        for bx, by, bw, bh, score in nms(decode(out, self.stride, self.detect_threshold), 0.4, self.max_plates):
+            x0, y0 = max(0.0, bx / s), max(0.0, by / s)
+            x1, y1 = min(float(W), (bx + bw) / s), min(float(H), (by + bh) / s)
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                boxes.append((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)), score))
+        return boxes
+
+    def recognize(self, frame: Frame) -> list[Detection]:
+        img = _check_image(frame.image)
+        H, W = img.shape[:2]
+        out = []
+        for x, y, w, h, _score in self.detect(img):
+            px, py = w * self.box_padding, h * self.box_padding * 1.5
+            x0, y0 = int(max(0, x - px)), int(max(0, y - py))
+            x1, y1 = int(min(W, x + w + px)), int(min(H, y + h + py))
+            plate, conf, alts, chars = self.read_crop(img[y0:y1, x0:x1])
+            if not plate or conf < self.min_confidence:
+                continue
+            out.append(Detection(plate, conf, (x, y, w, h), alts, chars))
+        return out
+
+    def close(self) -> None:
+        self._det = self._ocr = None
+
+
+def _check_image(img) -> np.ndarray:
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+        raise ValueError("frame image must be a uint8 numpy array")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 8 or img.shape[1] < 8:
+        raise ValueError(f"frame image has unsupported shape {img.shape}")
+    return img
+
+
+def _int(o: dict, key: str, lo: int, hi: int) -> int:
+    v = o[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{key} must be an integer in {lo}..{hi}, got {v!r}")
+    return v
+
+
+def _frac(o: dict, key: str) -> float:
+    v = o[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+        raise ValueError(f"{key} must be a number in 0..1, got {v!r}")
+    return float(v)

@@ -1,0 +1,211 @@
+"""``alpr-edge recognize`` and ``alpr-edge evaluate`` (click commands).
+
+Register on the CLI group with ``cli.add_command(recognize)`` and
+``cli.add_command(evaluate)``; ``python -m edge_agent.recognize_cmd`` runs
+``recognize`` (or ``evaluate`` when the first argument is ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Refuse decompression bombs before OpenCV allocates them (pixels per image).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
+
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import click  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .reads import Frame  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["recognize", "evaluate"]
+
+VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg", ".ts"}
+MAX_BYTES = 64 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+
+
+def _model_options(f):
+    f = click.option("--model-dir", type=click.Path(file_okay=False), default=None, help="Folder with manifest.json (default: shipped models).")(f)
+    f = click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Interpreter threads.")(f)
+    f = click.option("--plate-rules", default="generic", show_default=True, help="none, generic or a US state code.")(f)
+    f = click.option("--detect-threshold", type=click.FloatRange(0, 1), default=None, help="Detector score threshold.")(f)
+    return f
+
+
+def _make(model_dir, threads, plate_rules, detect_threshold):
+    from .recognition.tflite import TFLiteRecognizer
+
+    opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules}
+    if detect_threshold is not None:
+        opts["detect_threshold"] = detect_threshold
+    try:
+        return TFLiteRecognizer(**opts)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def load_image(path: str) -> np.ndarray:
+    """Read an image file; ValueError with a clear reason if impossible."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ValueError(f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise ValueError("empty file")
+    if size > MAX_BYTES:
+        raise ValueError(f"file too large ({size} bytes > {MAX_BYTES})")
+    with open(path, "rb") as fh:
+        data = np.frombuffer(fh.read(), np.uint8)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None:
+        raise ValueError("not a readable image (corrupt, unsupported or too many pixels)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise ValueError(f"image too large ({img.shape[1]}x{img.shape[0]} > {MAX_PIXELS} pixels)")
+    if img.shape[0] < 8 or img.shape[1] < 8:
+        raise ValueError(f"image too small ({img.shape[1]}x{img.shape[0]})")
+    return img
+
+
+def _reads_json(dets) -> list[dict]:
+    return [
+        {"plate": d.plate, "confidence": d.confidence, "box": list(d.box),
+         "alternates": [{"plate": a.plate, "confidence": a.confidence} for a in d.alternates],
+         "char_confidences": list(d.char_confidences)}
+        for d in dets
+    ]
+
+
+def _run(rec, img, seq):
+    t0 = time.perf_counter()
+    dets = rec.recognize(Frame("cli", seq, dt.datetime.now(dt.timezone.utc), img))
+    return dets, round((time.perf_counter() - t0) * 1000, 2)
+
+
+def _frames(path: str, every: int, max_frames: int):
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise ValueError("cannot open video")
+    try:
+        idx = produced = 0
+        while produced < max_frames:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if idx % every == 0:
+                produced += 1
+                yield idx, img
+            idx += 1
+        if idx == 0:
+            raise ValueError("video has no readable frames")
+    finally:
+        cap.release()
+
+
+@click.command("recognize")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image (per frame for videos).")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Videos: read every Nth frame.")
+@click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
+@_model_options
+def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold):
+    """Read the plates in image and video FILES."""
+    rec = _make(model_dir, threads, plate_rules, detect_threshold)
+    failed = False
+    rows = []
+
+    def emit(obj):
+        if as_json:
+            click.echo(json.dumps(obj))
+        elif "error" in obj:
+            click.echo(f"{obj['file']}: error: {obj['error']}", err=True)
+        else:
+            where = obj["file"] + (f"#{obj['frame']}" if "frame" in obj else "")
+            if not obj["reads"]:
+                rows.append((where, "-", "", "", obj["ms"]))
+            for r in obj["reads"]:
+                rows.append((where, r["plate"], f"{r['confidence']:.2f}", ",".join(map(str, r["box"])), obj["ms"]))
+
+    try:
+        for seq, path in enumerate(files):
+            try:
+                if os.path.splitext(path)[1].lower() in VIDEO_EXT:
+                    if not os.path.exists(path):
+                        raise ValueError("no such file")
+                    for idx, img in _frames(path, every, max_frames):
+                        dets, ms = _run(rec, img, idx)
+                        emit({"file": path, "frame": idx, "ms": ms, "reads": _reads_json(dets)})
+                else:
+                    dets, ms = _run(rec, load_image(path), seq)
+                    emit({"file": path, "ms": ms, "reads": _reads_json(dets)})
+            except ValueError as exc:
+                failed = True
+                emit({"file": path, "error": str(exc)})
+    finally:
+        rec.close()
+    if rows and not as_json:
+        w = max(len(r[0]) for r in rows)
+        click.echo(f"{'file':<{w}}  {'plate':<10} {'conf':>5}  {'box':<20} {'ms':>7}")
+        for r in rows:
+            click.echo(f"{r[0]:<{w}}  {r[1]:<10} {r[2]:>5}  {r[3]:<20} {r[4]:>7.1f}")
+    if failed:
+        sys.exit(1)
+
+
+@click.command("evaluate")
+@click.option("--detect", "detect_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Folder with boxes.jsonl or labels.jsonl (detection recall/precision; end-to-end if texts).")
+@click.option("--split", default=None, help="Only this split of boxes.jsonl (e.g. val).")
+@click.option("--crops", "crop_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Folder with labels.csv of plate crops (OCR top-1/top-5).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many items per folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_model_options
+def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold):
+    """Measure the shipped models on labelled folders."""
+    from .recognition._evaluate import eval_crops, eval_scenes
+
+    if not detect_dirs and not crop_dirs:
+        raise click.UsageError("give at least one --detect or --crops folder")
+    rec = _make(model_dir, threads, plate_rules, detect_threshold)
+    result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "scenes": [], "crops": []}
+    try:
+        for d in detect_dirs:
+            result["scenes"].append(eval_scenes(rec, d, split, limit))
+        for d in crop_dirs:
+            result["crops"].append(eval_crops(rec, d, limit))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        rec.close()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"model {result['model_version']}, {threads} thread(s), rules {plate_rules}")
+    for s in result["scenes"]:
+        line = f"{s['folder']} [{s['split'] or 'all'}]: {s['images']} images, {s['plates']} plates, recall {s['recall']}, precision {s['precision']}"
+        if "end_to_end_exact" in s:
+            f = s["frame_ms"]
+            line += f", end-to-end exact {s['end_to_end_exact']}, frame ms p50 {f.get('p50')} p90 {f.get('p90')}"
+        click.echo(line)
+    for c in result["crops"]:
+        m = c["crop_ms"]
+        click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {c['top1']}, top-5 {c['top5']}, crop ms p50 {m.get('p50')} p90 {m.get('p90')}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if len(sys.argv) > 1 and sys.argv[1] == "evaluate":
+        evaluate.main(sys.argv[2:], prog_name="evaluate")
+    else:
+        recognize.main(sys.argv[1:], prog_name="recognize")

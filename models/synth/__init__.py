@@ -1,0 +1,1 @@
+"""Seeded synthetic US-style licence plate generator (OpenCV only)."""

@@ -1,0 +1,134 @@
+"""Detector training samples: real ``detect/`` scenes (train split only) with
+their boxed plates, plus synthetic US plates composited into them.
+
+Also :func:`scene_with_plates`, which tests and the bench use to build a
+whole frame (e.g. 1280x720) with known plates and boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+
+from .augment import photometric, warp_plate
+from .plates import render_plate
+
+
+class DetectSource:
+    """Index of ``boxes.jsonl`` (one split). Images are read lazily."""
+
+    def __init__(self, root: str, split: str = "train") -> None:
+        self.root = root
+        with open(os.path.join(root, "boxes.jsonl"), encoding="utf-8") as fh:
+            self.items = [r for r in map(json.loads, fh) if r["split"] == split]
+        if not self.items:
+            raise ValueError(f"no {split} images in {root}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, i: int):
+        r = self.items[i]
+        img = cv2.imread(os.path.join(self.root, r["image"]), cv2.IMREAD_COLOR)
+        return img, [list(map(float, b)) for b in r["plates"]]
+
+
+def _iou(a, b) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-6)
+
+
+def paste_plate(rng, img: np.ndarray, width: float, boxes: list, *, text=None, hershey_only=False, tries=10):
+    """Composite one warped synthetic plate about ``width`` px wide into
+    ``img`` (in place) where it does not overlap ``boxes``. Returns
+    ``(box, label)`` or ``None``."""
+    H, W = img.shape[:2]
+    plate, label = render_plate(rng, text, hershey_only=hershey_only)
+    plate = photometric(rng, plate, strength=0.5)
+    warped, alpha, quad = warp_plate(rng, plate, width, max_tilt=rng.uniform(0.0, 0.12))
+    h, w = warped.shape[:2]
+    if w >= W - 2 or h >= H - 2:
+        return None
+    for _ in range(tries):
+        x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+        x0, y0 = quad.min(0)
+        x1, y1 = quad.max(0)
+        box = [x + float(x0), y + float(y0), float(x1 - x0), float(y1 - y0)]
+        if all(_iou(box, b) < 0.05 and not _overlaps(box, b) for b in boxes):
+            break
+    else:
+        return None
+    a = (alpha.astype(np.float32) / 255.0)[..., None]
+    if rng.random() < 0.5:  # a dark mounting rim around the plate
+        rim = cv2.dilate(alpha, np.ones((3, 3), np.uint8)).astype(np.float32)[..., None] / 255.0
+        img[y : y + h, x : x + w] = (img[y : y + h, x : x + w] * (1 - rim * 0.7)).astype(np.uint8)
+    roi = img[y : y + h, x : x + w].astype(np.float32)
+    img[y : y + h, x : x + w] = (roi * (1 - a) + warped.astype(np.float32) * a).astype(np.uint8)
+    return box, label
+
+
+def _overlaps(a, b) -> bool:
+    return not (a[0] + a[2] < b[0] or b[0] + b[2] < a[0] or a[1] + a[3] < b[1] or b[1] + b[3] < a[1])
+
+
+def det_sample(rng, src: DetectSource, size: int):
+    """One ``size``x``size`` training image and its plate boxes [x, y, w, h]."""
+    img, boxes = src.load(int(rng.integers(len(src))))
+    if img is None:
+        img, boxes = np.full((size, size, 3), 114, np.uint8), []
+    h, w = img.shape[:2]
+    # scale like letterboxing (long side = size) times a zoom factor
+    s = size / max(h, w) * float(np.exp(rng.uniform(np.log(0.7), np.log(2.2))))
+    img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    boxes = [[b[0] * s, b[1] * s, b[2] * s, b[3] * s] for b in boxes]
+    h, w = img.shape[:2]
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    ox = int(rng.integers(min(0, size - w), max(0, size - w) + 1))
+    oy = int(rng.integers(min(0, size - h), max(0, size - h) + 1))
+    xa, ya, xb, yb = max(ox, 0), max(oy, 0), min(ox + w, size), min(oy + h, size)
+    canvas[ya:yb, xa:xb] = img[ya - oy : yb - oy, xa - ox : xb - ox]
+    out = []
+    for b in boxes:
+        x0, y0 = max(b[0] + ox, 0), max(b[1] + oy, 0)
+        x1, y1 = min(b[0] + b[2] + ox, size), min(b[1] + b[3] + oy, size)
+        if x1 - x0 < 0.6 * b[2] or y1 - y0 < 0.6 * b[3]:
+            if x1 > x0 and y1 > y0:  # mostly cut off: hide it so it is not a false negative
+                canvas[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = 114
+            continue
+        out.append([x0, y0, x1 - x0, y1 - y0])
+    k = int(rng.choice([0, 1, 2, 3], p=[0.2, 0.4, 0.25, 0.15]))
+    for _ in range(k):
+        width = float(np.exp(rng.uniform(np.log(14), np.log(size * 0.45))))
+        r = paste_plate(rng, canvas, width, out, hershey_only=rng.random() < 0.2)
+        if r is not None:
+            out.append(r[0])
+    canvas = photometric(rng, canvas, strength=0.4)
+    return canvas, out
+
+
+def scene_with_plates(rng, size=(1280, 720), plates=(("7ABC123", 160),), *, hershey_only=True, background=None):
+    """A synthetic frame with the given ``(text, width_px)`` plates composited
+    in. Returns ``(bgr, [(box, label), ...])``. Deterministic for a seed."""
+    W, H = size
+    if background is None:
+        yy = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
+        top, bottom = rng.uniform(60, 200, 3), rng.uniform(20, 120, 3)
+        img = (top * (1 - yy) + bottom * yy).repeat(W, 1).astype(np.uint8)
+        for _ in range(12):
+            c = rng.uniform(0, 255, 3).tolist()
+            x, y = int(rng.integers(W)), int(rng.integers(H))
+            cv2.rectangle(img, (x, y), (x + int(rng.integers(20, W // 3)), y + int(rng.integers(20, H // 3))), c, -1)
+    else:
+        img = cv2.resize(background, size)
+    placed = []
+    for text, width in plates:
+        r = paste_plate(rng, img, float(width), [b for b, _l in placed], text=text, hershey_only=hershey_only, tries=50)
+        if r is not None:
+            placed.append(r)
+    return img, placed

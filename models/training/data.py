@@ -1,0 +1,99 @@
+"""Write seeded synthetic training data in chunks (``.npz``) to a scratch folder.
+
+    python -m models.training.data ocr --out /tmp/alpr-ocr --chunks 20 --per-chunk 2000 --seed 1 --workers 2
+    python -m models.training.data det --out /tmp/alpr-det --chunks 8 --per-chunk 500 --seed 1 --workers 2
+
+Chunk ``i`` uses seed ``seed * 100003 + i``, so the data set is reproducible and
+several processes can fill one folder. Never write these into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+
+import cv2
+import numpy as np
+
+from ..synth.augment import ocr_crop
+
+logger = logging.getLogger(__name__)
+
+OCR_H, OCR_W = 64, 128
+
+
+def ocr_input(bgr: np.ndarray) -> np.ndarray:
+    """Same preprocessing as the runtime: grey, resized to 128x64, uint8."""
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+    interp = cv2.INTER_AREA if grey.shape[1] > OCR_W else cv2.INTER_LINEAR
+    return cv2.resize(grey, (OCR_W, OCR_H), interpolation=interp)
+
+
+def _ocr_chunk(args) -> str:
+    out, seed, idx, n = args
+    path = os.path.join(out, f"ocr-{seed}-{idx:04d}.npz")
+    if os.path.exists(path):
+        return path
+    rng = np.random.default_rng(seed * 100003 + idx)
+    xs = np.empty((n, OCR_H, OCR_W), np.uint8)
+    ys = []
+    for i in range(n):
+        img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15)
+        xs[i] = ocr_input(img)
+        ys.append(label)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, x=xs, y=np.array(ys))
+    os.replace(tmp, path)
+    return path
+
+
+def _det_chunk(args) -> str:
+    from ..synth.scenes import DetectSource, det_sample
+
+    out, seed, idx, n, size, data_root = args
+    path = os.path.join(out, f"det-{seed}-{idx:04d}.npz")
+    if os.path.exists(path):
+        return path
+    rng = np.random.default_rng(seed * 100003 + idx)
+    src = DetectSource(data_root, split="train")
+    xs = np.empty((n, size, size, 3), np.uint8)
+    boxes = []
+    for i in range(n):
+        xs[i], b = det_sample(rng, src, size)
+        boxes.append(np.asarray(b, np.float32).reshape(-1, 4))
+    counts = np.array([len(b) for b in boxes], np.int32)
+    flat = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, x=xs, boxes=flat, counts=counts)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", choices=["ocr", "det"])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--chunks", type=int, default=10)
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--per-chunk", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--size", type=int, default=384, help="detector input size")
+    ap.add_argument("--data-root", default="/work/shared/data/detect")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    os.makedirs(a.out, exist_ok=True)
+    idx = range(a.first, a.first + a.chunks)
+    if a.kind == "ocr":
+        fn, jobs = _ocr_chunk, [(a.out, a.seed, i, a.per_chunk) for i in idx]
+    else:
+        fn, jobs = _det_chunk, [(a.out, a.seed, i, a.per_chunk, a.size, a.data_root) for i in idx]
+    with multiprocessing.Pool(a.workers) as pool:
+        for path in pool.imap_unordered(fn, jobs):
+            logger.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Train the plate OCR (small conv CTC model) on synthetic chunks and export TFLite.
+
+    nice -n 15 .venv-train/bin/python -m models.training.ocr --data /tmp/alpr-ocr \
+        --out models/ --epochs 12 --batch 64 --seed 1
+
+Input: 64x128 grey (uint8 scaled to 0..1 inside the model). Output: logits of
+shape (1, 32, 37): 32 time steps, 36 characters + CTC blank (last index).
+Model selection uses a held-out synthetic chunk only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import time
+
+import numpy as np
+
+from ..synth.plates import CHARSET
+
+logger = logging.getLogger(__name__)
+BLANK = len(CHARSET)
+MAX_LEN = 10
+
+
+def build_model():
+    import tensorflow as tf
+    from tensorflow import keras
+    from tensorflow.keras import layers as L
+
+    def cbr(x, ch, k=3, s=1, pad="same"):
+        x = L.Conv2D(ch, k, strides=s, padding=pad, use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        return L.ReLU(6.0)(x)
+
+    inp = keras.Input((64, 128, 1), name="image")
+    x = cbr(inp, 24, s=2)  # 32x64
+    x = cbr(x, 32)
+    x = L.MaxPool2D(2)(x)  # 16x32
+    x = cbr(x, 64)
+    x = cbr(x, 64)
+    x = L.MaxPool2D((2, 1))(x)  # 8x32
+    x = cbr(x, 96)
+    x = cbr(x, 96)
+    x = L.MaxPool2D((2, 1))(x)  # 4x32
+    x = cbr(x, 128, k=(4, 1), pad="valid")  # 1x32
+    x = cbr(x, 128, k=(1, 3))
+    x = cbr(x, 128, k=(1, 3))
+    x = L.Conv2D(BLANK + 1, 1)(x)
+    out = L.Reshape((32, BLANK + 1), name="logits")(x)
+    return keras.Model(inp, out)
+
+
+def encode(labels) -> tuple[np.ndarray, np.ndarray]:
+    idx = {c: i for i, c in enumerate(CHARSET)}
+    y = np.zeros((len(labels), MAX_LEN), np.int32)
+    n = np.zeros((len(labels),), np.int32)
+    for i, s in enumerate(labels):
+        s = str(s)[:MAX_LEN]
+        y[i, : len(s)] = [idx[c] for c in s]
+        n[i] = len(s)
+    return y, n
+
+
+def greedy(logits: np.ndarray) -> list[str]:
+    best = logits.argmax(-1)
+    out = []
+    for row in best:
+        s, prev = [], -1
+        for k in row:
+            if k != prev and k != BLANK:
+                s.append(CHARSET[k])
+            prev = k
+        out.append("".join(s))
+    return out
+
+
+def load(paths):
+    xs, ys = [], []
+    for p in paths:
+        d = np.load(p)
+        xs.append(d["x"])
+        ys.extend(d["y"].tolist())
+    return np.concatenate(xs), ys
+
+
+def export(model, rep_x, path, int8=True):
+    from .export import export_tflite
+
+    reps = (rep_x[i : i + 1, ..., None].astype(np.float32) / 255.0 for i in range(min(300, len(rep_x))))
+    export_tflite(model, (1, 64, 128, 1), reps, path, int8=int8)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True, help="folder of ocr-*.npz chunks (models.training.data)")
+    ap.add_argument("--out", default="models")
+    ap.add_argument("--work", default="/tmp/alpr-ocr-work")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: none)")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import tensorflow as tf
+
+    tf.random.set_seed(a.seed)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    os.makedirs(a.work, exist_ok=True)
+    chunks = sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))
+    val_x, val_y = load(chunks[:1])  # first chunk held out
+    model = build_model()
+    ckpt = os.path.join(a.work, "ocr.weights.h5")
+    if (a.resume or a.export_only) and os.path.exists(ckpt):
+        model.load_weights(ckpt)
+    logger.info("params %d", model.count_params())
+    opt = tf.keras.optimizers.Adam(a.lr)
+
+    @tf.function
+    def step(x, y, n):
+        x = tf.cast(x, tf.float32)[..., None] / 255.0
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.nn.ctc_loss(y, logits, n, tf.fill([tf.shape(x)[0]], 32), logits_time_major=False, blank_index=BLANK)
+            loss = tf.reduce_mean(loss)
+        g = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(g, model.trainable_variables))
+        return loss
+
+    def evaluate():
+        logits = model.predict(val_x[..., None].astype(np.float32) / 255.0, batch_size=256, verbose=0)
+        pred = greedy(logits)
+        return float(np.mean([p == t for p, t in zip(pred, val_y)]))
+
+    best, t0 = -1.0, time.time()
+    rng = np.random.default_rng(a.seed)
+    for ep in range(0 if a.export_only else a.epochs):
+        chunks = sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))[1:]  # picks up new chunks
+        x, labels = load(chunks)
+        y, n = encode(labels)
+        order = rng.permutation(len(x))
+        losses = []
+        for i in range(0, len(x) - a.batch + 1, a.batch):
+            frac = (ep + i / len(x)) / a.epochs
+            if a.time_budget:
+                frac = max(frac, (time.time() - t0) / (a.time_budget * 60))
+            if a.time_budget and time.time() - t0 > a.time_budget * 60:
+                break
+            opt.learning_rate = a.lr * (0.02 + 0.49 * (1 + np.cos(np.pi * min(frac, 1.0))))
+            b = order[i : i + a.batch]
+            xb = x[b]
+            if rng.random() < 0.5:  # cheap extra augmentation: shift by a few pixels
+                xb = np.roll(xb, (int(rng.integers(-3, 4)), int(rng.integers(-4, 5))), axis=(1, 2))
+            losses.append(float(step(xb, y[b], n[b])))
+        acc = evaluate()
+        logger.info("epoch %d samples %d loss %.3f synth-val exact %.4f (%.0fs)", ep, len(x), np.mean(losses), acc, time.time() - t0)
+        if acc > best:
+            best = acc
+            model.save_weights(ckpt)
+        if a.time_budget and time.time() - t0 > a.time_budget * 60:
+            logger.info("time budget reached")
+            break
+    if a.export_only:
+        x, _labels = load(sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))[1:2])
+    model.load_weights(ckpt)
+    logger.info("best synth-val exact %.4f", best)
+    os.makedirs(a.out, exist_ok=True)
+    export(model, x[:300], os.path.join(a.out, "plate_ocr.tflite"), int8=True)
+    export(model, x[:300], os.path.join(a.work, "plate_ocr_f32.tflite"), int8=False)
+    logger.info("exported %s", os.path.join(a.out, "plate_ocr.tflite"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The shipped model files: manifest, checksums, sizes, and both runtimes."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from models import manifest, model_dir
+
+MAX_TOTAL_BYTES = 8 * 1024 * 1024
+
+
+def test_manifest_lists_both_models_with_matching_checksums():
+    man = manifest()
+    assert set(man["models"]) == {"detector", "ocr"}
+    total = 0
+    for entry in man["models"].values():
+        path = model_dir() / entry["file"]
+        data = path.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["file"]
+        assert len(data) == entry["bytes"]
+        assert entry["version"] == man["version"]
+        total += len(data)
+    assert total <= MAX_TOTAL_BYTES
+    assert man["models"]["ocr"]["charset"] == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def test_synth_charset_matches_manifest():
+    from models.synth.plates import CHARSET
+
+    assert manifest()["models"]["ocr"]["charset"] == CHARSET
+
+
+def test_tampered_model_is_rejected(tmp_path):
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    for name in ("manifest.json", "plate_detector.tflite", "plate_ocr.tflite"):
+        (tmp_path / name).write_bytes((model_dir() / name).read_bytes())
+    data = bytearray((tmp_path / "plate_ocr.tflite").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "plate_ocr.tflite").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        TFLiteRecognizer(model_dir=str(tmp_path))
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    with pytest.raises(ValueError, match="manifest"):
+        TFLiteRecognizer(model_dir=str(tmp_path))
+
+
+def _io_shapes(interp_cls):
+    shapes = {}
+    for key, entry in manifest()["models"].items():
+        it = interp_cls(model_path=os.path.join(model_dir(), entry["file"]), num_threads=1)
+        it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        assert list(inp["shape"]) == entry["input_shape"]
+        it.set_tensor(inp["index"], np.zeros(entry["input_shape"], np.float32))
+        it.invoke()
+        shapes[key] = tuple(it.get_output_details()[0]["shape"])
+    return shapes
+
+
+def test_ai_edge_litert_runtime_loads_models():
+    from ai_edge_litert.interpreter import Interpreter
+
+    shapes = _io_shapes(Interpreter)
+    assert shapes["detector"] == (1, 96, 96, 5)
+    assert shapes["ocr"] == (1, 32, 37)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tflite_runtime") is None, reason="tflite_runtime not installed")
+def test_tflite_runtime_loads_models():
+    from tflite_runtime.interpreter import Interpreter
+
+    shapes = _io_shapes(Interpreter)
+    assert shapes["detector"] == (1, 96, 96, 5)
+    assert shapes["ocr"] == (1, 32, 37)
+
+
+def test_manifest_is_valid_json_file():
+    with open(model_dir() / "manifest.json", encoding="utf-8") as fh:
+        assert json.load(fh)["name"] == "alpr-us"

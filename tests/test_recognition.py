@@ -1,0 +1,198 @@
+"""Recognition runtime, end to end through ``alpr-edge recognize --json``.
+
+The frames are rendered here from a seed (Hershey-font plates, as the demo
+clip generator draws them), so the test needs no data folder and no training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_agent.reads import Frame
+from edge_agent.recognition import create
+from edge_agent.recognition._detect import iou
+from edge_agent.recognize_cmd import evaluate, recognize
+from models.synth.plates import render_plate
+from models.synth.scenes import scene_with_plates
+
+TEXTS = ("7ABC123", "KLX4102", "5HJT880", "DCV0TE9", "2250ES1", "MPN6634")
+
+
+@pytest.fixture(scope="module")
+def rec():
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    r = TFLiteRecognizer()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Six seeded 1280x720 frames, one plate each, 170-260 px wide."""
+    folder = tmp_path_factory.mktemp("scenes")
+    out = []
+    for i, text in enumerate(TEXTS):
+        rng = np.random.default_rng(100 + i)
+        img, placed = scene_with_plates(rng, (1280, 720), ((text, 170 + 18 * i),), hershey_only=True)
+        path = folder / f"scene{i}.png"
+        cv2.imwrite(str(path), img)
+        out.append((str(path), placed))
+    return out
+
+
+def _lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_recognize_json_reads_seeded_synthetic_plates(scenes):
+    res = CliRunner().invoke(recognize, ["--json", *[p for p, _ in scenes]])
+    assert res.exit_code == 0, res.output
+    lines = _lines(res.stdout)
+    assert [ln["file"] for ln in lines] == [p for p, _ in scenes]
+    exact = found = 0
+    for ln, (_path, placed) in zip(lines, scenes):
+        assert ln["ms"] > 0
+        (box, text), = placed
+        hits = [r for r in ln["reads"] if iou(r["box"], box) >= 0.5]
+        found += bool(hits)
+        exact += any(r["plate"] == text for r in hits)
+        for r in ln["reads"]:
+            assert 0.0 <= r["confidence"] <= 1.0
+            assert len(r["alternates"]) <= 5
+            assert all(isinstance(a["plate"], str) and 0 <= a["confidence"] <= 1 for a in r["alternates"])
+            assert len(r["char_confidences"]) == len(r["plate"])
+            x, y, w, h = r["box"]
+            assert 0 <= x and 0 <= y and x + w <= 1280 and y + h <= 720
+    assert found == len(scenes)
+    assert exact >= len(scenes) - 1
+
+
+def test_recognizer_reads_two_plates_in_one_frame(rec):
+    rng = np.random.default_rng(5)
+    img, placed = scene_with_plates(rng, (1280, 720), (("4CVU806", 230), ("LPB635", 200)))
+    assert len(placed) == 2
+    dets = rec.recognize(Frame("t", 1, dt.datetime.now(dt.timezone.utc), img))
+    matched = sum(any(iou(d.box, box) >= 0.5 for d in dets) for box, _t in placed)
+    assert matched == 2
+    assert all(len(d.char_confidences) == len(d.plate) for d in dets)
+
+
+def test_read_crop_of_flat_hershey_plates(rec):
+    rng = np.random.default_rng(42)
+    ok = 0
+    for text in TEXTS:
+        img, label = render_plate(rng, text, hershey_only=True)
+        plate, conf, alts, chars = rec.read_crop(img)
+        ok += plate == label
+        assert len(alts) <= 5 and len(chars) == len(plate)
+    assert ok >= len(TEXTS) - 1
+
+
+def test_blank_and_odd_images_do_not_crash(rec):
+    now = dt.datetime.now(dt.timezone.utc)
+    assert rec.recognize(Frame("t", 1, now, np.zeros((720, 1280, 3), np.uint8))) == []
+    grey = np.full((300, 200), 128, np.uint8)
+    assert isinstance(rec.recognize(Frame("t", 2, now, grey)), list)
+    # a two-row plate with stacked characters: any string, no exception
+    plate = np.full((160, 320, 3), 235, np.uint8)
+    cv2.putText(plate, "ABC", (60, 70), cv2.FONT_HERSHEY_DUPLEX, 2.0, (20, 20, 20), 4)
+    cv2.putText(plate, "1234", (40, 145), cv2.FONT_HERSHEY_DUPLEX, 2.0, (20, 20, 20), 4)
+    text, conf, _alts, chars = rec.read_crop(plate)
+    assert isinstance(text, str) and len(chars) == len(text) and 0 <= conf <= 1
+    with pytest.raises(ValueError):
+        rec.recognize(Frame("t", 3, now, np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(ValueError):
+        rec.recognize(Frame("t", 4, now, np.zeros((100, 100, 3), np.float32)))
+
+
+def test_bad_files_get_error_lines_and_exit_1(tmp_path, scenes):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 50)
+    huge = tmp_path / "huge.png"
+    cv2.imwrite(str(huge), np.zeros((8000, 6000), np.uint8))  # 48 Mpx, small file
+    missing = tmp_path / "missing.png"
+    good = scenes[0][0]
+    res = CliRunner().invoke(recognize, ["--json", str(empty), good, str(corrupt), str(huge), str(missing)])
+    assert res.exit_code == 1
+    lines = _lines(res.stdout)
+    assert [ln["file"] for ln in lines] == [str(empty), good, str(corrupt), str(huge), str(missing)]
+    assert "empty" in lines[0]["error"]
+    assert "reads" in lines[1] and "error" not in lines[1]
+    assert "not a readable image" in lines[2]["error"]
+    assert "too large" in lines[3]["error"] or "too many pixels" in lines[3]["error"]
+    assert "No such file" in lines[4]["error"]
+
+
+def test_table_output_and_video(tmp_path, scenes):
+    res = CliRunner().invoke(recognize, [scenes[1][0]])
+    assert res.exit_code == 0
+    assert res.stdout.splitlines()[0].split()[:3] == ["file", "plate", "conf"]
+    assert TEXTS[1] in res.stdout
+    video = tmp_path / "clip.avi"
+    img = cv2.imread(scenes[2][0])
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (1280, 720))
+    for _ in range(4):
+        vw.write(img)
+    vw.release()
+    res = CliRunner().invoke(recognize, ["--json", "--every", "2", str(video)])
+    assert res.exit_code == 0, res.output
+    lines = _lines(res.stdout)
+    assert [ln["frame"] for ln in lines] == [0, 2]
+    assert all(ln["file"] == str(video) for ln in lines)
+
+
+def test_options_are_validated():
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    with pytest.raises(ValueError, match="num_threads"):
+        TFLiteRecognizer(num_threads=0)
+    with pytest.raises(ValueError, match="detect_threshold"):
+        TFLiteRecognizer(detect_threshold=1.5)
+    with pytest.raises(ValueError, match="plate_rules"):
+        TFLiteRecognizer(plate_rules="atlantis")
+    with pytest.raises(ValueError, match="bogus"):
+        TFLiteRecognizer(bogus=1)
+    with pytest.raises(ValueError, match="model_dir"):
+        TFLiteRecognizer(model_dir="/nonexistent/models")
+    r = create("tflite", {"num_threads": 2, "plate_rules": "ca"})
+    assert r.model_version.startswith("alpr-us-")
+    r.close()
+
+
+def test_evaluate_command_on_generated_folders(tmp_path, scenes):
+    import csv
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(9)
+    with open(crops / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "state", "text"])
+        for i, text in enumerate(TEXTS):
+            img, label = render_plate(rng, text, hershey_only=True)
+            cv2.imwrite(str(crops / f"c{i}.png"), img)
+            w.writerow([f"c{i}.png", "ca", label])
+    det = tmp_path / "det"
+    det.mkdir()
+    with open(det / "labels.jsonl", "w") as fh:
+        for i, (path, placed) in enumerate(scenes[:3]):
+            cv2.imwrite(str(det / f"s{i}.png"), cv2.imread(path))
+            plates = [{"box": box, "text": text} for box, text in placed]
+            fh.write(json.dumps({"image": f"s{i}.png", "width": 1280, "height": 720, "plates": plates}) + "\n")
+    res = CliRunner().invoke(evaluate, ["--json", "--crops", str(crops), "--detect", str(det)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["crops"][0]["crops"] == len(TEXTS)
+    assert out["crops"][0]["top1"] >= 0.8
+    assert out["scenes"][0]["recall"] == 1.0
+    assert out["scenes"][0]["end_to_end_exact"] >= 2 / 3
+    assert out["scenes"][0]["frame_ms"]["n"] == 3

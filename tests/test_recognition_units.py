@@ -1,0 +1,153 @@
+"""Unit tests of the numpy decoding, plate rules, motion gate and synth generator
+(no models needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.motion import MotionGate
+from edge_agent.recognition._ctc import beam_search, char_confidences, greedy, softmax
+from edge_agent.recognition._detect import decode, letterbox, nms
+from edge_agent.recognition._rules import canonical, rerank, validate_rules
+
+CH = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+BLANK = len(CH)
+
+
+def _probs(path: str, sure: float = 0.97, T: int = 32) -> np.ndarray:
+    """Frame probabilities emitting ``path`` ('-' = blank), padded with blanks."""
+    p = np.full((T, BLANK + 1), (1 - sure) / BLANK)
+    for t in range(T):
+        c = path[t] if t < len(path) else "-"
+        p[t, BLANK if c == "-" else CH.index(c)] = sure
+    return p / p.sum(1, keepdims=True)
+
+
+def test_beam_search_collapses_repeats_and_keeps_blank_separated_doubles():
+    p = _probs("--77-AA-B-BC--1122-33")
+    texts, probs = beam_search(p, CH, BLANK)
+    assert texts[0] == "7ABBC123"
+    assert greedy(p, CH, BLANK) == "7ABBC123"
+    assert probs == sorted(probs, reverse=True)
+    assert 0 < probs[0] <= 1
+
+
+def test_beam_search_offers_the_runner_up_character_as_alternate():
+    p = _probs("-7-A-B-C-1-2-3")
+    p[13] = 0.0
+    p[13, CH.index("3")] = 0.6
+    p[13, CH.index("8")] = 0.4
+    texts, probs = beam_search(p, CH, BLANK)
+    assert texts[:2] == ["7ABC123", "7ABC128"]
+    assert probs[0] > probs[1]
+
+
+def test_char_confidences_follow_the_alignment():
+    p = _probs("-7-A-B-C-1-2-3")
+    p[13] = 0.0
+    p[13, CH.index("3")] = 0.6
+    p[13, CH.index("8")] = 0.4
+    conf = char_confidences(p, "7ABC123", CH, BLANK)
+    assert len(conf) == 7
+    assert conf[-1] == pytest.approx(0.6, abs=1e-3)
+    assert min(conf[:-1]) > 0.9
+    assert char_confidences(p, "", CH, BLANK) == ()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet=CH, min_size=1, max_size=9))
+def test_beam_top1_equals_clean_path(text):
+    path = "-" + "-".join(text) + "-"
+    texts, _ = beam_search(_probs(path), CH, BLANK)
+    assert texts[0] == text
+    assert len(char_confidences(_probs(path), text, CH, BLANK)) == len(text)
+
+
+def test_softmax_rows_sum_to_one():
+    s = softmax(np.random.default_rng(0).normal(size=(32, 37)) * 10)
+    assert np.allclose(s.sum(1), 1)
+
+
+def test_canonical_maps_confusables():
+    assert canonical("O0DQ IL1 B8 S5 Z2") == "0000 111 88 55 22"
+    assert canonical("7abc") == "7A8C"
+
+
+def test_rules_rerank():
+    # generic: an impossible length is demoted below a plausible one
+    out = rerank([("ABCDEFGHIJ", 0.5), ("ABC123", 0.3)], "generic")
+    assert out[0][0] == "ABC123"
+    # california: 'S' where a digit belongs becomes '5' and wins
+    out = rerank([("SAOJ230", 0.5), ("XXXX", 0.1)], "ca")
+    assert out[0][0] == "5AOJ230"
+    assert "SAOJ230" in [t for t, _ in out]  # vanity stays possible
+    assert rerank([("A", 0.4)], "none") == [("A", 0.4)]
+    with pytest.raises(ValueError, match="plate_rules"):
+        validate_rules("zz")
+
+
+def test_letterbox_and_decode_round_trip():
+    img = np.zeros((720, 1280, 3), np.uint8)
+    x, s = letterbox(img, 384)
+    assert x.shape == (1, 384, 384, 3) and x.dtype == np.float32
+    assert s == pytest.approx(0.3)
+    out = np.full((96, 96, 5), -10.0, np.float32)
+    out[20, 30] = [5.0, 0.0, 0.0, np.log(40 / 4), np.log(10 / 4)]
+    dets = decode(out, 4, 0.5)
+    assert len(dets) == 1
+    bx, by, bw, bh, score = dets[0]
+    assert (bx + bw / 2, by + bh / 2) == pytest.approx((122, 82))
+    assert (bw, bh) == pytest.approx((40, 10), rel=1e-4)
+    assert score > 0.99
+    assert len(nms([(0, 0, 10, 10, 0.9), (1, 1, 10, 10, 0.8), (50, 50, 5, 5, 0.7)])) == 2
+
+
+def test_motion_gate():
+    g = MotionGate(threshold=0.02)
+    a = np.full((720, 1280, 3), 100, np.uint8)
+    assert g.should_process(a)  # first frame always
+    assert not g.should_process(a.copy())
+    noisy = a.copy()
+    noisy[::97, ::89] = 255  # sensor speckle, below threshold
+    assert not g.should_process(noisy)
+    moved = a.copy()
+    moved[200:500, 300:800] = 30  # a car enters
+    assert g.should_process(moved)
+    assert not g.should_process(moved)
+    assert g.changed_fraction(a) > 0.1
+    forced = MotionGate(max_skip=2)
+    results = [forced.should_process(a) for _ in range(5)]
+    assert results == [True, False, False, True, False]
+    for bad in ({"threshold": 2}, {"pixel_delta": 0}, {"width": 5}, {"max_skip": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MotionGate(**bad)
+    with pytest.raises(ValueError):
+        g.should_process(np.zeros((0, 0), np.uint8))
+
+
+def test_synth_is_deterministic_and_labels_are_clean():
+    from models.synth.plates import CHARSET, render_plate
+
+    a, la = render_plate(np.random.default_rng(3))
+    b, lb = render_plate(np.random.default_rng(3))
+    assert la == lb and np.array_equal(a, b)
+    img, label = render_plate(np.random.default_rng(4), "abc-123", hershey_only=True)
+    assert label == "ABC123" and img.shape == (160, 320, 3)
+    assert set(label) <= set(CHARSET)
+
+
+def test_missing_fonts_error_clearly(monkeypatch):
+    from models.synth import fonts
+
+    monkeypatch.setattr(fonts, "FONT_ROOT", "/nonexistent")
+    fonts.truetype_fonts.cache_clear()
+    try:
+        assert fonts.truetype_fonts() == ()
+        with pytest.raises(RuntimeError, match="fonts-"):
+            fonts.truetype_fonts(required=True)
+    finally:
+        monkeypatch.undo()
+        fonts.truetype_fonts.cache_clear()
