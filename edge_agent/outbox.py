@@ -64,9 +64,9 @@ class Outbox:
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA busy_timeout=5000")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
             self._depth, self._bytes = self.db.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
@@ -74,11 +74,11 @@ class Outbox:
             raise BufferError_(f"cannot open outbox {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise BufferError_(f"outbox {self.path} has schema {version}; this agent knows {SCHEMA_VERSION}")
-        if version == 0:
-            with self._tx():
+        with self._tx():  # under the write lock, so two openers never both create
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise BufferError_(f"outbox {self.path} has schema {version}; this agent knows {SCHEMA_VERSION}")
+            if version == 0:
                 # AUTOINCREMENT: seq never goes back, even after the table empties,
                 # so the sync cursor (highest seq sent) stays valid.
                 self.db.execute(

@@ -1,0 +1,179 @@
+"""Shared fixtures: a throwaway PKI, real Mosquitto brokers on free loopback
+ports (TLS with client certificates and the generated ACL), central's data key,
+and a running collector over a real SQLite file."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from central import broker as broker_mod
+from central import pki
+from central.collector import Collector, CollectorService
+from central.config import Mqtt
+from central.keys import init_data_key, load_opener
+from central.store.sqlite import SQLiteStore
+
+DEVICES = ("cam-a", "cam-b")
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture(scope="session")
+def mosquitto_bin():
+    try:
+        return broker_mod.mosquitto_binary()
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed, and CI must run the broker tests (apt-get install mosquitto)")
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+
+
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = pki.new_ca("Test CA")
+    pki.write_secret(d / "ca.key", ca_key)
+    pki.write_public(d / "ca.crt", ca_cert)
+    for name, cn, servers in [("broker", "localhost", ("localhost", "127.0.0.1")),
+                              ("collector", pki.COLLECTOR_IDENTITY, ())] + [(x, x, ()) for x in DEVICES]:
+        key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
+        pki.write_secret(d / f"{name}.key", key)
+        pki.write_public(d / f"{name}.crt", cert)
+    init_data_key(d / "data-key.pem", d / "data-key.pub.pem")
+    return d
+
+
+class Broker:
+    def __init__(self, directory: Path, pki_dir: Path) -> None:
+        self.port = broker_mod.free_port()
+        files = broker_mod.write_config(directory, port=self.port, ca_file=str(pki_dir / "ca.crt"),
+                                        cert_file=str(pki_dir / "broker.crt"), key_file=str(pki_dir / "broker.key"),
+                                        run_as=getpass.getuser())
+        self.proc = broker_mod.BrokerProcess(files.conf, self.port, directory / "mosquitto.log")
+
+    def start(self):
+        self.proc.start()
+        return self
+
+    def kill(self):
+        self.proc.kill()
+
+    def stop(self):
+        self.proc.stop()
+
+
+@pytest.fixture
+def broker_factory(mosquitto_bin, pki_dir, tmp_path):
+    made = []
+
+    def make(name: str = "broker") -> Broker:
+        b = Broker(tmp_path / name, pki_dir)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory):
+    return broker_factory().start()
+
+
+class RunningCollector:
+    def __init__(self, port: int, pki_dir: Path, db_path: Path) -> None:
+        self.store = SQLiteStore(db_path)
+        self.collector = Collector(self.store, load_opener([pki_dir / "data-key.pem"]))
+        cfg = Mqtt(host="127.0.0.1", port=port, ca_file=str(pki_dir / "ca.crt"),
+                   cert_file=str(pki_dir / "collector.crt"), key_file=str(pki_dir / "collector.key"),
+                   client_id=f"central.collector-{port}")
+        self.service = CollectorService(cfg, self.collector)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.service.run, args=(self.stop_event,), daemon=True)
+
+    def start(self):
+        self.thread.start()
+        wait_for(self.service.ready.is_set, 15, message="collector subscription")
+        return self
+
+    def read_ids(self) -> list[str]:
+        return [r[0] for r in self.store.db.execute("SELECT read_id FROM reads").fetchall()]
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+        self.store.close()
+
+
+@pytest.fixture
+def collector_factory(pki_dir, tmp_path):
+    made = []
+
+    def make(port: int, db_name: str = "central.sqlite") -> RunningCollector:
+        c = RunningCollector(port, pki_dir, tmp_path / db_name)
+        made.append(c)
+        return c.start()
+
+    yield make
+    for c in made:
+        if not c.stop_event.is_set():
+            c.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory):
+    from edge_agent.sample import generate
+    return generate(tmp_path_factory.mktemp("clip"), vehicles=5, seed=11)
+
+
+def edge_config(tmp_path: Path, pki_dir: Path, port: int, *, device: str = "cam-a", source: str = "file",
+                uri: str = "", sidecar: str = "", fps: float = 0.0, extra: str = "") -> Path:
+    text = f"""
+[device]
+id = "{device}"
+data_dir = "{tmp_path / ('edge-' + device)}"
+
+[[cameras]]
+id = "lane-1"
+source = "{source}"
+uri = "{uri}"
+fps = {fps}
+
+[recognition]
+type = "sidecar-oracle"
+[recognition.options]
+sidecar = "{sidecar}"
+
+[sync]
+host = "127.0.0.1"
+port = {port}
+ca_file = "{pki_dir / 'ca.crt'}"
+cert_file = "{pki_dir / (device + '.crt')}"
+key_file = "{pki_dir / (device + '.key')}"
+central_public_key = "{pki_dir / 'data-key.pub.pem'}"
+ack_timeout = 5.0
+{extra}
+"""
+    path = tmp_path / f"edge-{device}.toml"
+    path.write_text(text)
+    return path
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)

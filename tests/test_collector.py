@@ -1,0 +1,130 @@
+"""The collector's decisions, on a real SQLite store, without a broker: every
+bad input is rejected and counted, and the collector keeps serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from central.collector import Collector
+from central.keys import load_opener
+from central.store.sqlite import SQLiteStore
+from edge_agent.wire import (
+    PlateRead, Sealer, decode_ack, encode_ack, encode_batch, encode_read, generate_keypair, load_public_key,
+    new_read_id,
+)
+
+
+@pytest.fixture
+def keys(tmp_path):
+    private, public = generate_keypair()
+    (tmp_path / "k.pem").write_bytes(private)
+    return tmp_path / "k.pem", public
+
+
+@pytest.fixture
+def collector(tmp_path, keys):
+    store = SQLiteStore(tmp_path / "c.sqlite")
+    yield Collector(store, load_opener([keys[0]]), max_message_bytes=1 << 20)
+    store.close()
+
+
+def make_read(device="cam-a", plate="7ABC123", **kw):
+    return PlateRead(new_read_id(), device, "lane-1", dt.datetime.now(dt.timezone.utc), plate, 0.9, (1, 2, 3, 4),
+                     **kw)
+
+
+def batch_of(public, reads, sealing_device=None):
+    sealer = Sealer(load_public_key(public), sealing_device or reads[0].device_id)
+    return encode_batch(new_read_id(), [sealer.seal(r.read_id, encode_read(r)) for r in reads])
+
+
+TOPIC = "alpr/v1/devices/cam-a/reads"
+
+
+def test_valid_batch_is_stored_then_acked(collector, keys):
+    reads = [make_read(plate=f"ABC{i}") for i in range(5)]
+    topic, ack = collector.handle(TOPIC, batch_of(keys[1], reads))
+    assert topic == "alpr/v1/devices/cam-a/ack"
+    assert set(ack.stored) == {r.read_id for r in reads} and ack.rejected == ()
+    assert collector.store.count() == 5
+    assert decode_ack(encode_ack(ack)) == ack
+
+
+def test_resent_read_is_acked_but_stored_once(collector, keys):
+    reads = [make_read()]
+    payload = batch_of(keys[1], reads)
+    collector.handle(TOPIC, payload)
+    _, ack = collector.handle(TOPIC, payload)
+    assert ack.stored == (reads[0].read_id,)
+    assert collector.store.count() == 1
+
+
+def test_envelope_of_another_device_is_rejected(collector, keys):
+    other = make_read(device="cam-b")
+    _, ack = collector.handle(TOPIC, batch_of(keys[1], [other]))
+    assert ack.stored == () and ack.rejected == ((other.read_id, "wrong-device"),)
+    assert collector.counters["rejected.wrong-device"] == 1 and collector.store.count() == 0
+
+
+def test_payload_claiming_another_device_inside_a_valid_envelope_is_rejected(collector, keys):
+    liar = make_read(device="cam-b")
+    payload = batch_of(keys[1], [liar], sealing_device="cam-a")
+    _, ack = collector.handle(TOPIC, payload)
+    assert ack.rejected == ((liar.read_id, "wrong-device"),) and collector.store.count() == 0
+
+
+def test_undecryptable_is_rejected_but_the_rest_of_the_batch_is_stored(collector, keys):
+    _, wrong_public = generate_keypair()
+    good, bad = make_read(), make_read()
+    s_good = Sealer(load_public_key(keys[1]), "cam-a")
+    s_bad = Sealer(load_public_key(wrong_public), "cam-a")
+    payload = encode_batch(new_read_id(), [s_good.seal(good.read_id, encode_read(good)),
+                                           s_bad.seal(bad.read_id, encode_read(bad))])
+    _, ack = collector.handle(TOPIC, payload)
+    assert ack.stored == (good.read_id,) and ack.rejected == ((bad.read_id, "undecryptable"),)
+    assert collector.counters["rejected.undecryptable"] == 1
+
+
+def test_invalid_schema_inside_a_valid_envelope_is_rejected(collector, keys):
+    rid = new_read_id()
+    env = Sealer(load_public_key(keys[1]), "cam-a").seal(rid, b'{"v": 1, "plate": "x"}')
+    _, ack = collector.handle(TOPIC, encode_batch(new_read_id(), [env]))
+    assert ack.rejected == ((rid, "invalid-schema"),)
+
+
+def test_oversized_malformed_and_bad_topic_are_counted(collector, keys):
+    assert collector.handle(TOPIC, b"x" * ((1 << 20) + 1)) is None
+    assert collector.handle(TOPIC, b"not a batch") is None
+    assert collector.handle("alpr/v1/devices/cam-a/status", batch_of(keys[1], [make_read()])) is None
+    assert collector.counters["rejected.oversized"] == 1
+    assert collector.counters["rejected.malformed"] == 1
+    assert collector.counters["rejected.bad-topic"] == 1
+    assert collector.store.count() == 0
+
+
+def test_logs_never_carry_plate_text(collector, keys, caplog):
+    caplog.set_level("DEBUG")
+    collector.handle(TOPIC, batch_of(keys[1], [make_read(device="cam-b", plate="QZX9876")]))
+    collector.handle(TOPIC, batch_of(keys[1], [make_read(plate="QZX9876")]))
+    assert "QZX9876" not in caplog.text
+
+
+@given(payload=st.one_of(st.binary(max_size=2000),
+                         st.binary(max_size=500).map(lambda b: b"ALB1" + b[:16].ljust(16, b"\0") + b"\0\1" + b),
+                         st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=5)
+                         .map(lambda envs: encode_batch(new_read_id(), envs))),
+       topic=st.sampled_from([TOPIC, "alpr/v1/devices/cam-a/ack", "junk", "alpr/v1/devices/Bad/reads"]))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_payloads_are_all_rejected_and_counted_and_service_goes_on(collector, keys, payload, topic):
+    before = sum(v for k, v in collector.counters.items() if k.startswith("rejected."))
+    result = collector.handle(topic, payload)
+    after = sum(v for k, v in collector.counters.items() if k.startswith("rejected."))
+    assert after > before
+    assert result is None or result[1].stored == ()
+    good = make_read()
+    _, ack = collector.handle(TOPIC, batch_of(keys[1], [good]))
+    assert ack.stored == (good.read_id,)

@@ -1,0 +1,196 @@
+"""The whole data path with a real Mosquitto (TLS, client certificates, the
+generated ACL), real SQLite files and the real agent process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from conftest import edge_config, wait_for
+from edge_agent.outbox import Outbox
+from edge_agent.wire import PlateRead, Sealer, encode_batch, encode_read, load_public_key, new_read_id
+
+pytestmark = pytest.mark.slow
+
+
+def agent(config, *extra):
+    return subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config),
+                             "--log-level", "info", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(proc, timeout=60):
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"agent did not finish:\n{out.decode()[-3000:]}")
+    return proc.returncode, out.decode()
+
+
+def prefill(tmp_path, pki_dir, n, device="cam-a"):
+    """Seal n reads into the device's outbox, as the agent would have."""
+    ob = Outbox(tmp_path / f"edge-{device}" / "outbox.sqlite")
+    sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), device)
+    ids, items = [], []
+    now = time.time()
+    for i in range(n):
+        read = PlateRead(new_read_id(), device, "lane-1", dt.datetime.fromtimestamp(now, dt.timezone.utc),
+                         f"PRE{i:05d}", 0.9, (10, 20, 120, 60))
+        ids.append(read.read_id)
+        items.append((read.read_id, now, sealer.seal(read.read_id, encode_read(read))))
+    ob.add(items)
+    ob.close()
+    return ids
+
+
+def empty_folder(tmp_path):
+    d = tmp_path / "no-frames"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def test_frames_in_reads_queryable_at_central(tmp_path, pki_dir, broker, collector_factory, sample_clip):
+    central = collector_factory(broker.port)
+    video, sidecar = sample_clip
+    expected = json.loads(sidecar.read_text())["plates"]
+    cfg = edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar))
+    code, out = finish(agent(cfg, "--exit-when-drained"))
+    assert code == 0, out
+    from central.search import Requester, search
+    from central.store import Search
+    stored = search(central.store, Search(device_id="cam-a"), requester=Requester("t", "test"),
+                    purpose="stolen-vehicle", case_number="T-1",
+                    purposes=("stolen-vehicle",))
+    assert sorted(r.read.plate for r in stored) == sorted(expected)  # one read per vehicle, exact text
+    read = stored[0].read
+    assert read.crop_jpeg and read.crop_jpeg[:2] == b"\xff\xd8" and read.camera_id == "lane-1"
+    assert read.model_version.startswith("sidecar-oracle")
+    for p in expected:  # the agent never logs plate text
+        assert p not in out
+
+
+def test_broker_killed_and_restarted_mid_sync(tmp_path, pki_dir, broker_factory, collector_factory, sample_clip):
+    b = broker_factory().start()
+    central = collector_factory(b.port)
+    ids = prefill(tmp_path, pki_dir, 3000)
+    cfg = edge_config(tmp_path, pki_dir, b.port, source="folder", uri=str(empty_folder(tmp_path)),
+                      sidecar=str(sample_clip[1]), extra="batch_size = 50\nmax_rate = 600.0\n")
+    proc = agent(cfg, "--exit-when-drained")
+    wait_for(lambda: len(central.read_ids()) > 300, 30, message="some reads stored")
+    b.kill()
+    stored_while_up = len(central.read_ids())
+    assert stored_while_up < 3000, "the sync finished before the broker was killed; slow it down"
+    time.sleep(1.5)
+    b.start()
+    code, out = finish(proc, 90)
+    assert code == 0, out
+    got = central.read_ids()
+    assert sorted(got) == sorted(ids) and len(got) == len(set(got))
+
+
+def test_agent_sigkilled_while_syncing(tmp_path, pki_dir, broker, collector_factory, sample_clip):
+    central = collector_factory(broker.port)
+    ids = prefill(tmp_path, pki_dir, 3000)
+    cfg = edge_config(tmp_path, pki_dir, broker.port, source="folder", uri=str(empty_folder(tmp_path)),
+                      sidecar=str(sample_clip[1]), extra="batch_size = 50\nmax_rate = 600.0\n")
+    proc = agent(cfg)
+    wait_for(lambda: len(central.read_ids()) > 300, 30, message="some reads stored")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(central.read_ids()) < 3000
+    code, out = finish(agent(cfg, "--exit-when-drained"), 90)
+    assert code == 0, out
+    got = central.read_ids()
+    assert sorted(got) == sorted(ids) and len(got) == len(set(got))
+
+
+def test_agent_sigkilled_while_buffering_offline(tmp_path, pki_dir, broker_factory, collector_factory, sample_clip):
+    b = broker_factory()  # configured, not started: the device is offline
+    video, sidecar = sample_clip
+    cfg = edge_config(tmp_path, pki_dir, b.port, uri=str(video), sidecar=str(sidecar), fps=25.0)
+    proc = agent(cfg)
+    outbox_path = tmp_path / "edge-cam-a" / "outbox.sqlite"
+    def depth():
+        if not outbox_path.exists():
+            return 0
+        ob = Outbox(outbox_path)
+        try:
+            return ob.depth
+        finally:
+            ob.close()
+
+    wait_for(lambda: depth() >= 2, 60, interval=0.2, message="reads buffered")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ob = Outbox(outbox_path)
+    buffered = [p.read_id for p in ob.pending(0, 10_000)]
+    ob.close()
+    assert buffered
+    b.start()
+    central = collector_factory(b.port)
+    cfg2 = edge_config(tmp_path, pki_dir, b.port, source="folder", uri=str(empty_folder(tmp_path)),
+                       sidecar=str(sidecar))
+    code, out = finish(agent(cfg2, "--exit-when-drained"), 60)
+    assert code == 0, out
+    assert sorted(central.read_ids()) == sorted(buffered)
+
+
+def _client(pki_dir, port, device):
+    got = {"refused": [], "connected": False}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{device}", protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(pki_dir / "ca.crt"), certfile=str(pki_dir / f"{device}.crt"),
+              keyfile=str(pki_dir / f"{device}.key"), cert_reqs=ssl.CERT_REQUIRED)
+    c.on_connect = lambda *a: got.__setitem__("connected", True)
+    c.on_publish = lambda client, userdata, mid, rc, props: rc.is_failure and got["refused"].append(mid)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    wait_for(lambda: got["connected"], 10, message="probe connect")
+    return c, got
+
+
+def test_device_cannot_publish_under_another_devices_prefix(tmp_path, pki_dir, broker, collector_factory):
+    central = collector_factory(broker.port)
+    c, got = _client(pki_dir, broker.port, "cam-b")
+    try:
+        sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), "cam-a")
+        forged = PlateRead(new_read_id(), "cam-a", "lane-1", dt.datetime.now(dt.timezone.utc), "FAKE123", 0.9,
+                           (1, 1, 1, 1))
+        info = c.publish("alpr/v1/devices/cam-a/reads",
+                         encode_batch(new_read_id(), [sealer.seal(forged.read_id, encode_read(forged))]), qos=1)
+        info.wait_for_publish(5)
+        wait_for(lambda: info.mid in got["refused"], 5, message="broker refusal (PUBACK reason code)")
+        time.sleep(0.5)
+        assert central.read_ids() == []
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_garbage_over_mqtt_is_counted_and_the_collector_keeps_serving(tmp_path, pki_dir, broker, collector_factory,
+                                                                     sample_clip):
+    central = collector_factory(broker.port)
+    c, _ = _client(pki_dir, broker.port, "cam-a")
+    try:
+        for payload in (b"", b"garbage", b"ALB1" + b"\0" * 30, os.urandom(5000)):
+            c.publish("alpr/v1/devices/cam-a/reads", payload, qos=1).wait_for_publish(5)
+        wait_for(lambda: central.collector.counters["messages"] >= 4, 10, message="garbage processed")
+        assert central.collector.counters["rejected.malformed"] == 4
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    video, sidecar = sample_clip
+    cfg = edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar))
+    code, out = finish(agent(cfg, "--exit-when-drained"))
+    assert code == 0 and len(central.read_ids()) == len(json.loads(sidecar.read_text())["plates"])

@@ -1,0 +1,119 @@
+"""The encrypted outbox: bounds, eviction counting, acknowledgement, and what
+is on disk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+
+from edge_agent.outbox import Outbox
+from edge_agent.wire import (
+    EnvelopeError, Opener, PlateRead, Sealer, encode_read, generate_keypair, load_private_key, load_public_key,
+    new_read_id,
+)
+
+_, PUBLIC = generate_keypair()
+
+
+def sealed(n, plate_prefix="7XQ", t0=1_700_000_000.0, sealer=None):
+    sealer = sealer or Sealer(load_public_key(PUBLIC), "cam-a")
+    items = []
+    for i in range(n):
+        read = PlateRead(new_read_id(), "cam-a", "lane-1", dt.datetime.fromtimestamp(t0 + i, dt.timezone.utc),
+                         f"{plate_prefix}{i:04d}", 0.9, (1, 2, 3, 4), crop_jpeg=b"\xff\xd8fakejpeg")
+        items.append((read.read_id, t0 + i, sealer.seal(read.read_id, encode_read(read))))
+    return items
+
+
+def test_add_pending_acknowledge(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    items = sealed(10)
+    ob.add(items)
+    ob.add(items[:3])  # a duplicate put stores nothing twice
+    assert ob.depth == 10
+    pend = ob.pending(0, 4)
+    assert [p.read_id for p in pend] == [i[0] for i in items[:4]]
+    assert [p.read_id for p in ob.pending(pend[-1].seq, 100)] == [i[0] for i in items[4:]]
+    assert ob.acknowledge([p.read_id for p in pend] + [new_read_id()]) == 4
+    assert ob.depth == 6 and ob.stats().counters["acknowledged"] == 4
+
+
+def test_seq_never_goes_back_after_the_table_empties(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    first = sealed(1)
+    ob.add(first)
+    last_seq = ob.pending(0, 1)[0].seq
+    ob.acknowledge([first[0][0]])
+    ob.add(sealed(1))
+    assert ob.pending(last_seq, 10), "a new read must sort after everything sent before"
+
+
+def test_capacity_drops_oldest_and_counts(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", max_reads=5)
+    items = sealed(8)
+    for item in items:
+        ob.add([item])
+    assert ob.depth == 5
+    assert [p.read_id for p in ob.pending(0, 10)] == [i[0] for i in items[3:]]
+    assert ob.stats().counters["evicted_capacity"] == 3
+
+
+def test_byte_bound_drops_oldest(tmp_path):
+    items = sealed(10)
+    ob = Outbox(tmp_path / "o.sqlite", max_bytes=sum(len(e) for _, _, e in items[:4]))
+    ob.add(items)
+    assert ob.depth == 4 and ob.stats().counters["evicted_capacity"] == 6
+    assert ob.stats().bytes <= ob.max_bytes
+
+
+def test_age_limit_drops_and_counts(tmp_path):
+    now = [1_700_000_000.0 + 100]
+    ob = Outbox(tmp_path / "o.sqlite", max_age=50, clock=lambda: now[0])
+    ob.add(sealed(100))  # captured at t0 .. t0+99; cutoff is t0+50
+    assert ob.expire() == 50
+    assert ob.depth == 50 and ob.stats().counters["evicted_age"] == 50
+
+
+def test_rejected_reads_are_parked_not_resent(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    items = sealed(3)
+    ob.add(items)
+    ob.mark_rejected([(items[0][0], "undecryptable")])
+    assert [p.read_id for p in ob.pending(0, 10)] == [items[1][0], items[2][0]]
+    assert ob.stats().rejected == 1 and ob.depth == 3
+
+
+def test_counts_survive_reopen(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", max_reads=2)
+    ob.add(sealed(3))
+    ob.close()
+    again = Outbox(tmp_path / "o.sqlite", max_reads=2)
+    assert again.depth == 2 and again.stats().counters["evicted_capacity"] == 1
+
+
+def test_at_rest_no_plate_text_and_nothing_on_the_device_opens_a_record(tmp_path):
+    device_dir = tmp_path / "device"
+    ob = Outbox(device_dir / "outbox.sqlite")
+    ob.add(sealed(200, plate_prefix="ZQX"))
+    # Everything a stolen device holds: the outbox (with WAL) and central's *public* key.
+    (device_dir / "central.pub.pem").write_bytes(PUBLIC)
+    raw = b"".join(p.read_bytes() for p in device_dir.iterdir() if p.is_file())
+    assert b"ZQX" not in raw and b"fakejpeg" not in raw
+    assert stat.S_IMODE(os.stat(device_dir / "outbox.sqlite").st_mode) == 0o600
+    envelopes = [p.envelope for p in ob.pending(0, 200)]
+    # No key the device holds is a private key; a freshly guessed one opens nothing.
+    for path in device_dir.iterdir():
+        try:
+            load_private_key(path.read_bytes())
+            raise AssertionError(f"{path.name} is a private data key")
+        except ValueError:
+            pass
+    guess, _ = generate_keypair()
+    opener = Opener([load_private_key(guess)])
+    for env in envelopes[:20]:
+        try:
+            opener.open(env)
+            raise AssertionError("opened a record without central's key")
+        except EnvelopeError:
+            pass

@@ -1,0 +1,144 @@
+"""Searching stored reads: exact, wildcard, confusion-tolerant, ranges; and the
+rule that every search names a purpose and a case number and is logged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from central.cli import main
+from central.errors import QueryError
+from central.search import Requester, search
+from central.store import Search
+from central.store.sqlite import SQLiteStore
+from edge_agent.wire import PlateRead, new_read_id
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc)
+PURPOSES = ("stolen-vehicle", "criminal-investigation")
+
+
+def add(store, plate, minutes, camera="lane-1", device="cam-a"):
+    read = PlateRead(new_read_id(), device, camera, T0 + dt.timedelta(minutes=minutes), plate, 0.9, (1, 2, 3, 4))
+    store.add_reads([read], T0)
+    return read
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "central" / "central.sqlite")
+    add(s, "7ABC123", 0)
+    add(s, "7ABD123", 10, camera="lane-2")
+    add(s, "7ABC128", 20, device="cam-b")
+    add(s, "8XYZ999", 30)
+    add(s, "7AB0123", 40)   # zero where a letter O might be read
+    add(s, "SO1B2Z5", 50)
+    yield s
+    s.close()
+
+
+def plates(store, **kw):
+    return [r.read.plate for r in store.search(Search(**kw))]
+
+
+def test_exact_newest_first(store):
+    add(store, "7ABC123", 60)
+    got = store.search(Search(plate="7abc123"))
+    assert [r.read.plate for r in got] == ["7ABC123", "7ABC123"]
+    assert got[0].read.captured_at > got[1].read.captured_at
+
+
+def test_wildcards(store):
+    assert plates(store, plate="7AB*12?") == ["7AB0123", "7ABC128", "7ABD123", "7ABC123"]
+    assert plates(store, plate="7AB?123") == ["7AB0123", "7ABD123", "7ABC123"]
+    assert plates(store, plate="*999") == ["8XYZ999"]
+
+
+def test_wildcards_use_the_index(store):
+    plan = " ".join(str(r) for r in store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM reads WHERE plate GLOB '7AB*'").fetchall())
+    assert "USING INDEX reads_plate" in plan
+
+
+def test_confusion_tolerant(store):
+    assert plates(store, plate="7ABO123") == []
+    assert plates(store, plate="7ABO123", tolerant=True) == ["7AB0123", "7ABD123"]  # 0/O/D/Q are one group
+    assert plates(store, plate="5OIBZ26", tolerant=True) == []
+    assert plates(store, plate="5OIBZ2S", tolerant=True) == ["SO1B2Z5"]
+    assert plates(store, plate="7AB?I2?", tolerant=True) == ["7AB0123", "7ABC128", "7ABD123", "7ABC123"]
+
+
+def test_time_camera_device_filters(store):
+    assert plates(store, plate="7AB*", since=T0 + dt.timedelta(minutes=5), until=T0 + dt.timedelta(minutes=25)) \
+        == ["7ABC128", "7ABD123"]
+    assert plates(store, camera_id="lane-2") == ["7ABD123"]
+    assert plates(store, device_id="cam-b") == ["7ABC128"]
+    assert plates(store, since=T0 + dt.timedelta(minutes=45)) == ["SO1B2Z5"]
+
+
+def test_bad_searches_are_refused(store):
+    for kw in ({"plate": "***"}, {"plate": "7ABCDEFGHIJKLMNOPQ"}, {}, {"since": T0.replace(tzinfo=None)},
+               {"since": T0, "until": T0 - dt.timedelta(1)}):
+        with pytest.raises(QueryError):
+            Search(**kw)
+
+
+def test_search_requires_purpose_and_case_and_is_logged(store):
+    who = Requester("jdoe", "LAPD")
+    with pytest.raises(QueryError, match="purpose is required"):
+        search(store, Search(plate="7ABC123"), requester=who, purpose=None, case_number="C-1", purposes=PURPOSES)
+    with pytest.raises(QueryError, match="not an authorized purpose"):
+        search(store, Search(plate="7ABC123"), requester=who, purpose="curiosity", case_number="C-1",
+               purposes=PURPOSES)
+    with pytest.raises(QueryError, match="case or incident number is required"):
+        search(store, Search(plate="7ABC123"), requester=who, purpose="stolen-vehicle", case_number="",
+               purposes=PURPOSES)
+    assert store.access_log() == []
+    res = search(store, Search(plate="7AB*"), requester=who, purpose="stolen-vehicle", case_number="24-001234",
+                 purposes=PURPOSES, now=T0)
+    [entry] = store.access_log()
+    assert (entry.user, entry.organization, entry.purpose, entry.case_number, entry.result_count, entry.at) == \
+        ("jdoe", "LAPD", "stolen-vehicle", "24-001234", len(res), T0)
+    assert entry.query == {"plate": "7AB*", "limit": 100}
+
+
+@pytest.fixture
+def config_file(tmp_path, store):
+    path = tmp_path / "central.toml"
+    path.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
+                    '[query]\npurposes = ["stolen-vehicle"]\n')
+    return path
+
+
+def test_cli_query_table_and_json(config_file):
+    runner = CliRunner()
+    base = ["query", "--config", str(config_file), "--purpose", "stolen-vehicle", "--case", "C-77"]
+    result = runner.invoke(main, [*base, "--plate", "7AB?123"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("captured (UTC)") and lines[-1] == "3 read(s)"
+    assert [ln.split()[2] for ln in lines[1:-1]] == ["7AB0123", "7ABD123", "7ABC123"]
+    result = runner.invoke(main, [*base, "--plate", "7ABQ1Z3", "--tolerant", "--json"])
+    assert result.exit_code == 0
+    docs = [json.loads(line) for line in result.output.splitlines()]
+    assert [d["plate"] for d in docs] == ["7AB0123", "7ABD123"] and docs[0]["camera_id"] == "lane-1"
+
+
+def test_cli_refuses_search_without_purpose_or_case(config_file):
+    runner = CliRunner()
+    result = runner.invoke(main, ["query", "--config", str(config_file), "--plate", "7ABC123", "--case", "C-1"])
+    assert result.exit_code == 1 and "Error: a purpose is required" in result.output
+    result = runner.invoke(main, ["query", "--config", str(config_file), "--plate", "7ABC123",
+                                  "--purpose", "stolen-vehicle"])
+    assert result.exit_code == 1 and "case or incident number is required" in result.output
+
+
+def test_cli_config_errors_exit_78(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text('data_dir = "x"\n[mqtt]\ntls = false\nportt = 1\n')
+    result = CliRunner().invoke(main, ["config", "check", "--config", str(bad)])
+    assert result.exit_code == 78 and "mqtt.portt: unknown key" in result.output
+    result = CliRunner().invoke(main, ["query", "--config", str(tmp_path / "missing.toml"), "--plate", "X1"])
+    assert result.exit_code == 78 and "no such config file" in result.output
