@@ -10,6 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 
 import paho.mqtt.client as mqtt
@@ -23,20 +24,42 @@ from edge_agent.wire import PlateRead, Sealer, encode_batch, encode_read, load_p
 pytestmark = pytest.mark.slow
 
 
+_SPAWNED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_agents():
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def agent(config, *extra):
-    return subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config),
+    log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty agent must never block on it
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config),
                              "--log-level", "info", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log
+    _SPAWNED.append(proc)
+    return proc
 
 
 def finish(proc, timeout=60):
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f"agent did not finish:\n{out.decode()[-3000:]}")
-    return proc.returncode, out.decode()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError(f"agent did not finish:\n{_output(proc)[-3000:]}") from None
+    return proc.returncode, _output(proc)
+
+
+def _output(proc) -> str:
+    proc.log.seek(0)
+    return proc.log.read().decode(errors="replace")
 
 
 def prefill(tmp_path, pki_dir, n, device="cam-a"):

@@ -1,12 +1,14 @@
 """Payload schema (version 1): the plate read, the batch frame, the ack.
 
-A read is serialised to compact JSON (then sealed, see :mod:`.envelope`)::
+A read is serialised as ``u32 length | JSON | crop JPEG | context JPEG`` (then
+sealed, see :mod:`.envelope`); the images ride as raw bytes after the JSON, so
+they are neither base64-inflated nor scanned by the JSON codec::
 
     {"v": 1, "read_id": "<uuid7>", "device_id": "...", "camera_id": "...",
      "captured_at": "2026-11-22T02:37:21.123456Z", "plate": "7ABC123",
      "confidence": 0.97, "box": [x, y, w, h],
      "alternates": [{"plate": "7A8C123", "confidence": 0.4}],   # at most 5
-     "crop_jpeg": "<base64>"|null, "context_jpeg": "<base64>"|null,
+     "crop_bytes": <int>, "context_bytes": <int>,               # 0 = no image
      "location": {"lat": 34.05, "lon": -118.24, "heading": 90.0}|null,
      "model_version": "..."}
 
@@ -22,8 +24,6 @@ The ack central sends after the batch is durably stored is JSON::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import json
@@ -166,12 +166,9 @@ def _check_conf(value, name: str) -> None:
         _fail(f"{name} must be a number in [0, 1]")
 
 
-def _b64(data: bytes | None):
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
 def encode_read(read: PlateRead) -> bytes:
     loc = read.location
+    crop, context = read.crop_jpeg or b"", read.context_jpeg or b""
     doc = {
         "v": SCHEMA_VERSION,
         "read_id": read.read_id,
@@ -182,22 +179,28 @@ def encode_read(read: PlateRead) -> bytes:
         "confidence": read.confidence,
         "box": list(read.box),
         "alternates": [{"plate": a.plate, "confidence": a.confidence} for a in read.alternates],
-        "crop_jpeg": _b64(read.crop_jpeg),
-        "context_jpeg": _b64(read.context_jpeg),
+        "crop_bytes": len(crop),
+        "context_bytes": len(context),
         "location": None if loc is None else {"lat": loc.latitude, "lon": loc.longitude, "heading": loc.heading},
         "model_version": read.model_version,
     }
-    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    head = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    return b"".join((_LEN.pack(len(head)), head, crop, context))
 
 
 _KEYS = {"v", "read_id", "device_id", "camera_id", "captured_at", "plate", "confidence", "box",
-         "alternates", "crop_jpeg", "context_jpeg", "location", "model_version"}
+         "alternates", "crop_bytes", "context_bytes", "location", "model_version"}
 
 
 def decode_read(data: bytes) -> PlateRead:
     """Parse and validate one read payload; raises :class:`MalformedMessage`."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) < _LEN.size:
+        _fail("read payload truncated")
+    (n,) = _LEN.unpack_from(data)
+    if _LEN.size + n > len(data):
+        _fail("read payload truncated")
     try:
-        doc = json.loads(data)
+        doc = json.loads(data[_LEN.size:_LEN.size + n])
     except (ValueError, UnicodeDecodeError):
         _fail("read payload is not JSON")
     if not isinstance(doc, dict):
@@ -206,38 +209,34 @@ def decode_read(data: bytes) -> PlateRead:
         _fail("unsupported read schema version")
     if set(doc) != _KEYS:
         _fail("read payload keys do not match schema version 1")
-    try:
-        captured = dt.datetime.strptime(doc["captured_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-    except (TypeError, ValueError):
+    stamp = doc["captured_at"]
+    if not isinstance(stamp, str) or len(stamp) != 27 or stamp[-1] != "Z":
         _fail("captured_at is not an ISO 8601 UTC time")
-    box = doc["box"]
-    alts = doc["alternates"]
-    loc = doc["location"]
+    try:
+        captured = dt.datetime.fromisoformat(stamp)  # 3.11 reads the trailing Z as UTC
+    except ValueError:
+        _fail("captured_at is not an ISO 8601 UTC time")
+    box, alts, loc = doc["box"], doc["alternates"], doc["location"]
     if not isinstance(box, list) or not isinstance(alts, list) or not (loc is None or isinstance(loc, dict)):
         _fail("box, alternates or location has the wrong type")
     if not all(isinstance(a, dict) and set(a) == {"plate", "confidence"} for a in alts):
         _fail("alternate has the wrong shape")
     if loc is not None and set(loc) != {"lat", "lon", "heading"}:
         _fail("location has the wrong shape")
+    crop_n, context_n = doc["crop_bytes"], doc["context_bytes"]
+    if type(crop_n) is not int or type(context_n) is not int or crop_n < 0 or context_n < 0:
+        _fail("image sizes must be non-negative integers")
+    start = _LEN.size + n
+    if start + crop_n + context_n != len(data):
+        _fail("image sizes do not match the payload")
     return PlateRead(
         read_id=doc["read_id"], device_id=doc["device_id"], camera_id=doc["camera_id"],
         captured_at=captured, plate=doc["plate"], confidence=doc["confidence"], box=tuple(box),
         alternates=tuple(Alternate(a["plate"], a["confidence"]) for a in alts),
-        crop_jpeg=_unb64(doc["crop_jpeg"], "crop_jpeg"), context_jpeg=_unb64(doc["context_jpeg"], "context_jpeg"),
+        crop_jpeg=bytes(data[start:start + crop_n]) or None, context_jpeg=bytes(data[start + crop_n:]) or None,
         location=None if loc is None else Location(loc["lat"], loc["lon"], loc["heading"]),
         model_version=doc["model_version"],
     )
-
-
-def _unb64(value, name: str) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        _fail(f"{name} has the wrong type or size")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        _fail(f"{name} is not base64")
 
 
 @dataclasses.dataclass(frozen=True)
