@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import logging
 import signal
@@ -149,26 +148,31 @@ def _when(value: str | None, name: str) -> dt.datetime | None:
 @click.option("--limit", default=100, show_default=True, help="Most results to return (newest first).")
 @click.option("--purpose", help="Why you search: one of the configured purposes (required).")
 @click.option("--case", "case_number", help="Case or incident number (required).")
-@click.option("--user", default=getpass.getuser, show_default="the login name", help="Who searches.")
-@click.option("--organization", default="", help="The searching user's organization.")
+@click.option("--token-file", type=click.Path(dir_okay=False), envvar="ALPR_TOKEN_FILE",
+              help="File holding your personal token (0600). Env: ALPR_TOKEN_FILE, or the token in ALPR_TOKEN.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per read, for scripts.")
-def query(config_path, plate, tolerant, since, until, camera, device, limit, purpose, case_number, user,
-          organization, as_json) -> None:
-    """Search stored reads, newest first. Every search is logged with its
-    purpose and case number; a search without them is refused."""
+def query(config_path, plate, tolerant, since, until, camera, device, limit, purpose, case_number, token_file,
+          as_json) -> None:
+    """Search stored reads, newest first, as your authenticated user. Every
+    search is logged with its purpose and case number; a search without them
+    is refused."""
     cfg = _load(config_path)
-    from .search import Requester, search
+    from .cli_governance import read_token
+    from .errors import PolicyError
+    from .search import search
     from .store import Search
+    from .users import UserDirectory
     try:
         q = Search(plate=plate, tolerant=tolerant, since=_when(since, "--since"), until=_when(until, "--until"),
                    camera_id=camera, device_id=device, limit=min(limit, cfg.query.max_results))
         store = _open_store(cfg)
         try:
-            results = search(store, q, requester=Requester(user, organization), purpose=purpose,
-                             case_number=case_number, purposes=cfg.query.purposes)
+            user = UserDirectory(store.db.conn).authenticate(read_token(token_file))
+            results = search(store, q, user=user, purpose=purpose, case_number=case_number,
+                             purposes=cfg.query.purposes)
         finally:
             store.close()
-    except QueryError as exc:
+    except (QueryError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         for item in results:
@@ -211,6 +215,13 @@ def demo(root: str, vehicles: int, recognizer: str, duration: float | None) -> N
     except (FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
 
+
+from .cli_governance import COMMANDS as _governance_commands  # noqa: E402
+from .cli_sharing import COMMANDS as _sharing_commands, keys_init_signing  # noqa: E402
+
+for _command in _governance_commands + _sharing_commands:
+    main.add_command(_command)
+keys.add_command(keys_init_signing)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

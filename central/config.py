@@ -51,12 +51,45 @@ class Query:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """Days to keep each category (see central/retention.py). Defaults follow
+    LAPD: 2 years for reads, 5 years for access logs."""
+    non_hit_days: int = 730
+    hit_days: int = 730
+    image_days: int = 730
+    hotlist_days: int = 365          # after a hotlist entry expires
+    access_log_days: int = 1825
+    device_log_days: int = 1825
+
+
+@dataclasses.dataclass(frozen=True)
+class Sharing:
+    """Who may receive data (Civ. Code 1798.90.55(b): public agencies only)."""
+    eligible_agency_types: tuple[str, ...] = ("public-agency",)
+    eligible_jurisdictions: tuple[str, ...] = ("CA",)
+    signing_key: str = "signing-key.pem"
+    max_reads_per_export: int = 10000
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """Published usage and privacy policy facts (transparency report)."""
+    agency: str = "City Police Department"
+    custodian: str = "ALPR Program Custodian"
+    custodian_contact: str = ""
+    policy_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class CentralConfig:
     data_dir: str
     store: Store = Store()
     mqtt: Mqtt = Mqtt()
     keys: Keys = Keys()
     query: Query = Query()
+    retention: Retention = Retention()
+    sharing: Sharing = Sharing()
+    policy: Policy = Policy()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -96,7 +129,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 
 def parse(doc: dict, base: Path) -> CentralConfig:
-    allowed = {"data_dir", "store", "mqtt", "keys", "query"}
+    allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -116,8 +149,15 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     keys = _section(Keys, doc.get("keys", {}), "keys")
     keys = Keys(tuple(str(resolve(k, data_dir, credential=True)) for k in keys.data_private_keys))
     query = _section(Query, doc.get("query", {}), "query")
+    retention = _section(Retention, doc.get("retention", {}), "retention")
+    for f in dataclasses.fields(Retention):
+        if getattr(retention, f.name) < 1:
+            raise ConfigError(f"retention.{f.name}: must be at least 1 day")
+    sharing = _section(Sharing, doc.get("sharing", {}), "sharing")
+    sharing = dataclasses.replace(sharing, signing_key=str(resolve(sharing.signing_key, data_dir, credential=True)))
+    policy = _section(Policy, doc.get("policy", {}), "policy")
     return CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
-                         mqtt, keys, query)
+                         mqtt, keys, query, retention, sharing, policy)
 
 
 def load(path) -> CentralConfig:

@@ -7,6 +7,10 @@
      +-- StoreError         the database cannot be opened, migrated or written (CLI exit 75 when unreachable)
      +-- QueryError         a search is malformed or lacks a purpose / case number (CLI exit 1)
      +-- PolicyError        an action the rules forbid (governance)
+     |    +-- PermissionDenied      the user's role may not do this
+     |    +-- AuthenticationError   no valid personal token (one opaque message)
+     |    +-- SharingRefused        recipient not eligible (commercial, out of state, no/expired agreement)
+     +-- BundleError        an export bundle fails verification (says which check)
 """
 
 
@@ -28,3 +32,19 @@ class QueryError(CentralError):
 
 class PolicyError(CentralError):
     """The rules forbid this action."""
+
+
+class PermissionDenied(PolicyError):
+    """The authenticated user's role does not allow the action."""
+
+
+class AuthenticationError(PolicyError):
+    """No valid token; the message never says which part failed."""
+
+
+class SharingRefused(PolicyError):
+    """The recipient may not receive data; the message gives the reason."""
+
+
+class BundleError(CentralError):
+    """An export bundle is forged, altered or incomplete; the message says which check failed."""

@@ -1,38 +1,68 @@
-"""Audited search: every search names a purpose and a case number, and is
-written to the access log with its elements, user and result count.
+"""Audited search: every search runs as an authenticated user whose role may
+search, names a purpose from the configured list and a case or incident
+number, and is written to the hash-chained access log (:mod:`central.audit`)
+with its elements, the user and their organization, and the result count.
+Refused attempts are logged too (``search-refused``, with the reason).
 
-The rule is enforced here, in the library, not only in the CLI.
+The rules are enforced here, in the library, not only in the CLI.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import logging
 import re
 
-from .errors import QueryError
-from .store import AccessEntry, Search, Store, StoredRead
+from .audit import AccessLog
+from .errors import PermissionDenied, QueryError
+from .store import Search, Store, StoredRead
+from .users import Permission, Role, User, require
+
+logger = logging.getLogger(__name__)
 
 _CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _./:#-]{1,63}$")
 
 
-@dataclasses.dataclass(frozen=True)
-class Requester:
-    user: str
-    organization: str
+def Requester(user: str, organization: str) -> User:  # noqa: N802 - kept for callers that predate accounts
+    """Deprecated: an operator-role :class:`User` built without
+    authentication. Use ``UserDirectory.authenticate`` instead."""
+    return User(user, organization, Role.OPERATOR)
 
 
-def search(store: Store, query: Search, *, requester: Requester, purpose: str | None, case_number: str | None,
-           purposes: tuple[str, ...], now: dt.datetime | None = None) -> list[StoredRead]:
+def check_case_number(case_number: str | None) -> str:
+    if not case_number or not _CASE_RE.match(case_number):
+        raise QueryError("a case or incident number is required (2-64 letters, digits, spaces or ._/:#-)")
+    return case_number
+
+
+def check_purpose(purpose: str | None, purposes: tuple[str, ...]) -> str:
     if not purpose:
         raise QueryError(f"a purpose is required; choose one of: {', '.join(purposes)}")
     if purpose not in purposes:
         raise QueryError(f"purpose {purpose!r} is not an authorized purpose; choose one of: {', '.join(purposes)}")
-    if not case_number or not _CASE_RE.match(case_number):
-        raise QueryError("a case or incident number is required (2-64 letters, digits, spaces or ._/:#-)")
-    if not requester.user:
-        raise QueryError("searches run as a named user")
+    return purpose
+
+
+def search(store: Store, query: Search, *, user: User | None = None, requester: User | None = None,
+           purpose: str | None, case_number: str | None, purposes: tuple[str, ...],
+           now: dt.datetime | None = None) -> list[StoredRead]:
+    user = user or requester
+    log = AccessLog(store.db.conn)
+    at = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        if user is None or not user.name:
+            raise QueryError("searches run as a named user")
+        require(user, Permission.SEARCH)
+        check_purpose(purpose, purposes)
+        check_case_number(case_number)
+    except (QueryError, PermissionDenied) as exc:
+        if user is not None and user.name:
+            log.append(user=user.name, organization=user.organization, action="search-refused",
+                       purpose=purpose or "", case_number=(case_number or "")[:64],
+                       detail={"query": query.describe(), "reason": str(exc)}, at=at)
+        logger.warning("search refused for user %s: %s", user.name if user else "?", exc)
+        raise
     results = store.search(query)
-    store.log_access(AccessEntry(now or dt.datetime.now(dt.timezone.utc), requester.user, requester.organization,
-                                 purpose, case_number, query.describe(), len(results)))
+    log.append(user=user.name, organization=user.organization, action="search", purpose=purpose,
+               case_number=case_number, detail=query.describe(), result_count=len(results), at=at)
     return results

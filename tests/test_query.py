@@ -9,11 +9,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from central.audit import AccessLog
 from central.cli import main
 from central.errors import QueryError
-from central.search import Requester, search
+from central.search import search
 from central.store import Search
 from central.store.sqlite import SQLiteStore
+from central.users import Role, UserDirectory
 from edge_agent.wire import PlateRead, new_read_id
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -86,26 +88,34 @@ def test_bad_searches_are_refused(store):
 
 
 def test_search_requires_purpose_and_case_and_is_logged(store):
-    who = Requester("jdoe", "LAPD")
+    users = UserDirectory(store.db.conn)
+    admin, _ = users.bootstrap("ada", "LAPD")
+    who, _ = users.add(admin, "jdoe", "LAPD", Role.OPERATOR)
+    log = AccessLog(store.db.conn)
     with pytest.raises(QueryError, match="purpose is required"):
-        search(store, Search(plate="7ABC123"), requester=who, purpose=None, case_number="C-1", purposes=PURPOSES)
+        search(store, Search(plate="7ABC123"), user=who, purpose=None, case_number="C-1", purposes=PURPOSES)
     with pytest.raises(QueryError, match="not an authorized purpose"):
-        search(store, Search(plate="7ABC123"), requester=who, purpose="curiosity", case_number="C-1",
+        search(store, Search(plate="7ABC123"), user=who, purpose="curiosity", case_number="C-1",
                purposes=PURPOSES)
     with pytest.raises(QueryError, match="case or incident number is required"):
-        search(store, Search(plate="7ABC123"), requester=who, purpose="stolen-vehicle", case_number="",
+        search(store, Search(plate="7ABC123"), user=who, purpose="stolen-vehicle", case_number="",
                purposes=PURPOSES)
-    assert store.access_log() == []
-    res = search(store, Search(plate="7AB*"), requester=who, purpose="stolen-vehicle", case_number="24-001234",
+    assert log.entries(action="search") == []
+    assert len(log.entries(action="search-refused")) == 3  # refusals are logged too
+    res = search(store, Search(plate="7AB*"), user=who, purpose="stolen-vehicle", case_number="24-001234",
                  purposes=PURPOSES, now=T0)
-    [entry] = store.access_log()
+    [entry] = log.entries(action="search")
     assert (entry.user, entry.organization, entry.purpose, entry.case_number, entry.result_count, entry.at) == \
         ("jdoe", "LAPD", "stolen-vehicle", "24-001234", len(res), T0)
     assert entry.query == {"plate": "7AB*", "limit": 100}
 
 
 @pytest.fixture
-def config_file(tmp_path, store):
+def config_file(tmp_path, store, monkeypatch):
+    users = UserDirectory(store.db.conn)
+    admin, _ = users.bootstrap("ada", "LAPD")
+    _, token = users.add(admin, "jdoe", "LAPD", Role.OPERATOR)
+    monkeypatch.setenv("ALPR_TOKEN", token)
     path = tmp_path / "central.toml"
     path.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
                     '[query]\npurposes = ["stolen-vehicle"]\n')
@@ -133,6 +143,17 @@ def test_cli_refuses_search_without_purpose_or_case(config_file):
     result = runner.invoke(main, ["query", "--config", str(config_file), "--plate", "7ABC123",
                                   "--purpose", "stolen-vehicle"])
     assert result.exit_code == 1 and "case or incident number is required" in result.output
+
+
+def test_cli_query_requires_an_authenticated_user(config_file, monkeypatch):
+    base = ["query", "--config", str(config_file), "--plate", "7ABC123", "--purpose", "stolen-vehicle",
+            "--case", "C-1"]
+    monkeypatch.delenv("ALPR_TOKEN")
+    result = CliRunner().invoke(main, base)
+    assert result.exit_code == 1 and "authentication failed" in result.output
+    monkeypatch.setenv("ALPR_TOKEN", "alpr_forged")
+    result = CliRunner().invoke(main, base)
+    assert result.exit_code == 1 and "authentication failed" in result.output
 
 
 def test_cli_config_errors_exit_78(tmp_path):

@@ -16,7 +16,7 @@ from edge_agent.wire import Alternate, PlateRead, fold_confusables, normalise_pl
 
 from ..errors import QueryError
 
-__all__ = ["Store", "Search", "StoredRead", "AccessEntry", "open_store"]
+__all__ = ["Store", "Search", "StoredRead", "open_store"]
 
 _PATTERN_RE = re.compile(r"^[A-Z0-9*?]{1,16}$")
 
@@ -68,17 +68,6 @@ class StoredRead:
     stored_at: dt.datetime
 
 
-@dataclasses.dataclass(frozen=True)
-class AccessEntry:
-    at: dt.datetime
-    user: str
-    organization: str
-    purpose: str
-    case_number: str
-    query: dict
-    result_count: int
-
-
 class Store(abc.ABC):
     @abc.abstractmethod
     def add_reads(self, reads: Sequence[PlateRead], stored_at: dt.datetime) -> list[str]:
@@ -88,13 +77,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def search(self, search: Search) -> list[StoredRead]:
         """Matching reads, newest first."""
-
-    @abc.abstractmethod
-    def log_access(self, entry: AccessEntry) -> None:
-        """Append to the access log."""
-
-    @abc.abstractmethod
-    def access_log(self) -> list[AccessEntry]: ...
 
     @abc.abstractmethod
     def count(self) -> int: ...

@@ -44,5 +44,105 @@ MIGRATIONS: list[tuple[str, str]] = [
             result_count INTEGER NOT NULL
         );
     """),
+    # -- 0200-0299 governance (central/users.py, audit.py, retention.py, sharing.py, device_audit.py) --
+    ("0200_governance", """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            organization TEXT NOT NULL,
+            role TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            last_active_at TEXT
+        );
+        CREATE TABLE user_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL REFERENCES users(name),
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            organization TEXT NOT NULL,
+            action TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            case_number TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            result_count INTEGER NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_log_at ON audit_log(at);
+        CREATE TABLE hotlist (
+            id INTEGER PRIMARY KEY,
+            plate TEXT NOT NULL,
+            source TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            added_by TEXT NOT NULL
+        );
+        CREATE INDEX hotlist_plate ON hotlist(plate);
+        CREATE TABLE legal_holds (
+            hold_id INTEGER PRIMARY KEY,
+            case_number TEXT NOT NULL,
+            plates TEXT NOT NULL,
+            since TEXT NOT NULL,
+            until TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            review_on TEXT NOT NULL,
+            requested_by TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            approved_by TEXT,
+            approved_at TEXT,
+            released_by TEXT,
+            released_at TEXT
+        );
+        CREATE TABLE purge_runs (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            counts TEXT NOT NULL
+        );
+        CREATE TABLE agreements (
+            agreement_id TEXT PRIMARY KEY,
+            agency TEXT NOT NULL,
+            agency_type TEXT NOT NULL,
+            jurisdiction TEXT NOT NULL,
+            effective_on TEXT NOT NULL,
+            expires_on TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE TABLE share_requests (
+            request_id INTEGER PRIMARY KEY,
+            agreement_id TEXT NOT NULL REFERENCES agreements(agreement_id),
+            requesting_person TEXT NOT NULL,
+            case_number TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            plates TEXT NOT NULL,
+            since TEXT NOT NULL,
+            until TEXT NOT NULL,
+            entered_by TEXT NOT NULL,
+            entered_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            decided_by TEXT,
+            decided_at TEXT,
+            decision_note TEXT,
+            exported_at TEXT,
+            exported_reads INTEGER,
+            bundle_sha256 TEXT
+        );
+        CREATE TABLE device_audit (
+            device_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            record TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (device_id, seq)
+        ) WITHOUT ROWID
+    """),
 ]
 

@@ -23,7 +23,7 @@ import sqlite_utils
 from edge_agent.wire import Alternate, Location, PlateRead
 
 from ..errors import StoreError
-from . import AccessEntry, Search, Store, StoredRead, folded
+from . import Search, Store, StoredRead, folded
 from .migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
@@ -143,18 +143,6 @@ class SQLiteStore(Store):
             alternates=tuple(Alternate(p, c) for p, c in json.loads(row["alternates"])),
             crop_jpeg=row["crop"], context_jpeg=row["context"], location=loc, model_version=row["model_version"])
         return StoredRead(read, _from_ts(row["stored_at"]))
-
-    def log_access(self, entry: AccessEntry) -> None:
-        with self._lock:
-            self.db["access_log"].insert({
-                "at": _ts(entry.at), "user": entry.user, "organization": entry.organization,
-                "purpose": entry.purpose, "case_number": entry.case_number,
-                "query": json.dumps(entry.query, sort_keys=True), "result_count": entry.result_count})
-
-    def access_log(self) -> list[AccessEntry]:
-        return [AccessEntry(_from_ts(r["at"]), r["user"], r["organization"], r["purpose"], r["case_number"],
-                            json.loads(r["query"]), r["result_count"])
-                for r in self.db["access_log"].rows_where(order_by="id")]
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM reads").fetchone()[0]

@@ -1,0 +1,267 @@
+"""The access log: append-only and hash-chained, so an auditor can check it
+without trusting the operators.
+
+Every action at central (search, sharing steps, holds, purges, user
+management) appends one :class:`AuditEntry`: date and time, user and their
+organization, action, purpose, case number, the query elements or other
+detail (never plate images or tokens) and a result count.
+
+Entry ``n`` stores ``hash_n = SHA-256(prev_hash || canonical JSON of its
+fields, seq included)`` and ``prev_hash = hash_{n-1}`` (64 zeros for the
+first). :func:`verify` recomputes the chain and names every entry that was
+edited, deleted, inserted or reordered. Rewriting the whole tail with fresh
+hashes is only caught against a head published earlier (``audit head``, the
+transparency report): pass it as ``expect_head``.
+
+Retention deletes the oldest entries only through :meth:`AccessLog.purge_before`,
+which appends a ``log-purged`` entry naming the last seq and hash it removed;
+verification starts from that anchor, so deleting the head any other way is
+reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import sqlite3
+
+logger = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def ts(value: dt.datetime) -> str:
+    """The store's timestamp text (UTC, microseconds, sortable)."""
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a time zone")
+    return value.astimezone(dt.timezone.utc).strftime(_TS)
+
+
+def parse_ts(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, _TS).replace(tzinfo=dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection):
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error); joins an outer
+    transaction when one is open, so an action and its log entry commit
+    together."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: dt.datetime
+    user: str
+    organization: str
+    action: str
+    purpose: str
+    case_number: str
+    detail: dict
+    result_count: int
+    prev_hash: str
+    hash: str
+
+    @property
+    def query(self) -> dict:
+        """The query elements of a search (alias of ``detail``)."""
+        return self.detail
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainIssue:
+    seq: int
+    kind: str      # edited | deleted | inserted | reordered | broken | truncated
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainReport:
+    entries: int
+    first_seq: int | None
+    head_seq: int | None
+    head_hash: str
+    issues: tuple[ChainIssue, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def entry_hash(prev_hash: str, seq: int, at: str, user: str, organization: str, action: str, purpose: str,
+               case_number: str, detail: str, result_count: int) -> str:
+    body = json.dumps([seq, at, user, organization, action, purpose, case_number, detail, result_count],
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body.encode()).hexdigest()
+
+
+def _canonical(detail: dict) -> str:
+    return json.dumps(detail, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class AccessLog:
+    """The hash-chained access log in the store's SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection, *, clock=utcnow) -> None:
+        self.conn = conn
+        self._clock = clock
+        self._adopt_legacy()
+
+    def _adopt_legacy(self) -> None:
+        """Move rows of the pre-0200 ``access_log`` table into the chain, once."""
+        try:
+            rows = self.conn.execute("SELECT at, user, organization, purpose, case_number, query, result_count "
+                                     "FROM access_log ORDER BY id").fetchall()
+        except sqlite3.OperationalError:
+            return
+        if not rows:
+            return
+        with transaction(self.conn):
+            for at, user, org, purpose, case, query, count in rows:
+                self._append(parse_ts(at), user, org, "search", purpose, case, json.loads(query), count)
+            self.conn.execute("DELETE FROM access_log")
+        logger.info("moved %d legacy access-log entries into the hash chain", len(rows))
+
+    def append(self, *, user: str, organization: str, action: str, purpose: str = "", case_number: str = "",
+               detail: dict | None = None, result_count: int = 0, at: dt.datetime | None = None) -> AuditEntry:
+        if not user:
+            raise ValueError("every logged action names a user")
+        with transaction(self.conn):
+            return self._append(at or self._clock(), user, organization, action, purpose, case_number,
+                                detail or {}, result_count)
+
+    def _append(self, at, user, organization, action, purpose, case_number, detail, result_count) -> AuditEntry:
+        row = self.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+        at_text, detail_text = ts(at), _canonical(detail)
+        h = entry_hash(prev, seq, at_text, user, organization, action, purpose, case_number, detail_text,
+                       result_count)
+        self.conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                          [seq, at_text, user, organization, action, purpose, case_number, detail_text,
+                           result_count, prev, h])
+        return AuditEntry(seq, parse_ts(at_text), user, organization, action, purpose, case_number,
+                          json.loads(detail_text), result_count, prev, h)
+
+    def entries(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                action: str | None = None, user: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        where, args = [], []
+        for clause, value in (("at >= ?", since and ts(since)), ("at < ?", until and ts(until)),
+                              ("action = ?", action), ("user = ?", user)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where) or '1'} ORDER BY seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._entry(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    @staticmethod
+    def _entry(r) -> AuditEntry:
+        try:
+            detail = json.loads(r[7])
+        except ValueError:
+            detail = {"unparseable": r[7]}
+        return AuditEntry(r[0], parse_ts(r[1]), r[2], r[3], r[4], r[5], r[6], detail, r[8], r[9], r[10])
+
+    def head(self) -> tuple[int, str]:
+        row = self.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def purge_before(self, cutoff: dt.datetime, *, user: str, organization: str) -> int:
+        """Delete entries older than ``cutoff`` (retention) and append a
+        ``log-purged`` anchor naming the last removed seq and hash. Runs inside
+        the caller's transaction when there is one."""
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT max(seq) FROM audit_log WHERE at < ?", [ts(cutoff)]).fetchone()
+            if row[0] is None:
+                return 0
+            through = row[0]
+            through_hash = self.conn.execute("SELECT hash FROM audit_log WHERE seq = ?", [through]).fetchone()[0]
+            n = self.conn.execute("DELETE FROM audit_log WHERE seq <= ?", [through]).rowcount
+            self._append(self._clock(), user, organization, "log-purged", "", "",
+                         {"through_seq": through, "through_hash": through_hash, "entries": n,
+                          "cutoff": ts(cutoff)}, n)
+        return n
+
+
+def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = None) -> ChainReport:
+    """Recompute the chain; every problem becomes a :class:`ChainIssue` naming
+    the entry."""
+    rows = conn.execute("SELECT seq, at, user, organization, action, purpose, case_number, detail, result_count, "
+                        "prev_hash, hash FROM audit_log ORDER BY seq").fetchall()
+    issues: list[ChainIssue] = []
+    if not rows:
+        if expect_head and expect_head[0] > 0:
+            issues.append(ChainIssue(expect_head[0], "truncated", "the log is empty but a head was published"))
+        return ChainReport(0, None, None, GENESIS, tuple(issues))
+    by_hash = {r[10]: r[0] for r in rows}
+    anchors = {}
+    for r in rows:
+        if r[4] == "log-purged":
+            try:
+                d = json.loads(r[7])
+                anchors[int(d["through_seq"])] = d["through_hash"]
+            except (ValueError, KeyError, TypeError):
+                pass
+    first = rows[0]
+    if first[0] == 1:
+        expected_prev, expected_seq = GENESIS, 1
+    elif first[0] - 1 in anchors:
+        expected_prev, expected_seq = anchors[first[0] - 1], first[0]
+    else:
+        issues.append(ChainIssue(first[0], "deleted", f"entries 1-{first[0] - 1} are missing and no purge "
+                                                      "record accounts for them"))
+        expected_prev, expected_seq = first[9], first[0]
+    for i, r in enumerate(rows):
+        seq, prev, stored = r[0], r[9], r[10]
+        if entry_hash(prev, *r[:9]) != stored:
+            issues.append(ChainIssue(seq, "edited", f"entry {seq} was altered: its content does not match its hash"))
+        if prev != expected_prev:
+            if i >= 2 and prev == rows[i - 2][10]:
+                issues.append(ChainIssue(rows[i - 1][0], "inserted",
+                                         f"entry {rows[i - 1][0]} was inserted: entry {seq} links past it"))
+            elif prev in by_hash and by_hash[prev] != rows[i - 1][0]:
+                issues.append(ChainIssue(seq, "reordered", f"entry {seq} was moved: it belongs after entry "
+                                                           f"{by_hash[prev]}, not after entry {rows[i - 1][0]}"))
+            elif seq > expected_seq:
+                issues.append(ChainIssue(seq, "deleted", f"entries {expected_seq}-{seq - 1} were deleted"
+                                         if seq - 1 > expected_seq else f"entry {expected_seq} was deleted"))
+            else:
+                issues.append(ChainIssue(seq, "broken", f"entry {seq} does not link to entry {rows[i - 1][0]} "
+                                                        "(the entry before it was altered and re-hashed, or "
+                                                        "this one was forged)"))
+        elif seq != expected_seq:
+            issues.append(ChainIssue(seq, "reordered", f"entry {seq} carries the wrong sequence number "
+                                                       f"(expected {expected_seq})"))
+        expected_prev, expected_seq = stored, seq + 1
+    head_seq, head_hash = rows[-1][0], rows[-1][10]
+    if expect_head:
+        want_seq, want_hash = expect_head
+        if head_seq < want_seq:
+            issues.append(ChainIssue(head_seq + 1, "truncated", f"entries after {head_seq} are missing: the "
+                                                                f"published head is entry {want_seq}"))
+        else:
+            got = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", [want_seq]).fetchone()
+            if got is None or got[0] != want_hash:
+                issues.append(ChainIssue(want_seq, "broken", f"entry {want_seq} differs from the published head: "
+                                                             "the log was rewritten"))
+    return ChainReport(len(rows), rows[0][0], head_seq, head_hash, tuple(issues))

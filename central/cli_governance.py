@@ -1,0 +1,480 @@
+"""``alpr-central`` governance commands: ``user``, ``audit``, ``retention``,
+``hold``, ``hotlist`` and ``report`` (sharing is in :mod:`central.cli_sharing`).
+
+Every command except ``user bootstrap`` runs as an authenticated user: the
+personal token comes from the file named by ``--token-file`` /
+``ALPR_TOKEN_FILE`` (mode 0600) or from ``ALPR_TOKEN``; never from an argument
+(it would show in ``ps`` and shell history). The library checks the role.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import click
+
+from .audit import AccessLog, utcnow
+from .audit import verify as verify_chain
+from .cli import _load, _open_store, _when, config_option
+from .errors import AuthenticationError, CentralError, ConfigError, PolicyError
+from .pki import write_secret
+from .users import Role, User, UserDirectory
+
+token_option = click.option("--token-file", type=click.Path(dir_okay=False), envvar="ALPR_TOKEN_FILE",
+                            help="File holding your personal token (0600). Env: ALPR_TOKEN_FILE; or put the token "
+                                 "itself in ALPR_TOKEN.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+class Session:
+    """An open store and the authenticated user, for one command."""
+
+    def __init__(self, config_path: str, token_file: str | None, *, authenticate: bool = True) -> None:
+        self.cfg = _load(config_path)
+        self.store = _open_store(self.cfg)
+        self.conn = self.store.db.conn
+        self.users = UserDirectory(self.conn)
+        self.user: User | None = None
+        if authenticate:
+            try:
+                self.user = self.users.authenticate(read_token(token_file))
+            except AuthenticationError as exc:
+                self.store.close()
+                raise click.ClickException(str(exc)) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.store.close()
+        if isinstance(exc, ConfigError):
+            from .cli import ConfigFailure
+            raise ConfigFailure(str(exc)) from None
+        if isinstance(exc, CentralError):
+            raise click.ClickException(str(exc)) from None
+        return False
+
+
+def read_token(token_file: str | None) -> str | None:
+    if token_file:
+        path = Path(token_file)
+        try:
+            if path.stat().st_mode & 0o077:
+                raise click.ClickException(f"{path} is readable by others; chmod 600 it")
+            return path.read_text().strip()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read token file {path}: {exc.strerror}") from None
+    return os.environ.get("ALPR_TOKEN")
+
+
+def _give_token(token: str, token_out: str | None, name: str) -> None:
+    if token_out:
+        write_secret(token_out, (token + "\n").encode())
+        click.echo(f"token for {name} written to {token_out} (0600)")
+    else:
+        click.echo(f"token for {name} (shown once; store it in a 0600 file): {token}")
+
+
+def _date(value: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD", param_hint=name) from None
+
+
+# -- user ---------------------------------------------------------------------------
+@click.group("user")
+def user_group() -> None:
+    """Named accounts, roles and personal tokens."""
+
+
+@user_group.command("bootstrap")
+@config_option
+@click.option("--name", required=True, help="The first admin's user name (a person, not a shared account).")
+@click.option("--organization", required=True, help="Their organization.")
+@click.option("--token-out", type=click.Path(dir_okay=False), help="Write the token to this file (0600).")
+def user_bootstrap(config_path, name, organization, token_out) -> None:
+    """Create the first admin; works only while there are no users."""
+    with Session(config_path, None, authenticate=False) as s:
+        user, token = s.users.bootstrap(name, organization)
+    _give_token(token, token_out, user.name)
+
+
+@user_group.command("add")
+@config_option
+@token_option
+@click.argument("name")
+@click.option("--organization", required=True, help="The user's organization (agency or business).")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]), help="The user's role.")
+@click.option("--token-out", type=click.Path(dir_okay=False), help="Write the new token to this file (0600).")
+def user_add(config_path, token_file, name, organization, role, token_out) -> None:
+    """Create a named user with one role (admin only)."""
+    with Session(config_path, token_file) as s:
+        user, token = s.users.add(s.user, name, organization, role)
+    _give_token(token, token_out, user.name)
+
+
+@user_group.command("token")
+@config_option
+@token_option
+@click.argument("name")
+@click.option("--token-out", type=click.Path(dir_okay=False), help="Write the new token to this file (0600).")
+def user_token(config_path, token_file, name, token_out) -> None:
+    """Issue a new token for NAME and revoke the old ones (admin, or yourself)."""
+    with Session(config_path, token_file) as s:
+        token = s.users.new_token(s.user, name)
+    _give_token(token, token_out, name)
+
+
+@user_group.command("disable")
+@config_option
+@token_option
+@click.argument("name")
+def user_disable(config_path, token_file, name) -> None:
+    """Disable an account and revoke its tokens (admin only)."""
+    with Session(config_path, token_file) as s:
+        s.users.set_disabled(s.user, name, True)
+    click.echo(f"disabled {name}")
+
+
+@user_group.command("enable")
+@config_option
+@token_option
+@click.argument("name")
+def user_enable(config_path, token_file, name) -> None:
+    """Re-enable an account (admin only; issue it a new token)."""
+    with Session(config_path, token_file) as s:
+        s.users.set_disabled(s.user, name, False)
+    click.echo(f"enabled {name}")
+
+
+def _user_doc(u: User) -> dict:
+    return {"name": u.name, "organization": u.organization, "role": u.role.value, "disabled": u.disabled,
+            "created_at": u.created_at.isoformat() if u.created_at else None,
+            "last_active_at": u.last_active_at.isoformat() if u.last_active_at else None}
+
+
+def _user_table(users: list[User], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([_user_doc(u) for u in users], indent=1))
+        return
+    click.echo(f"{'user':<20} {'role':<11} {'organization':<24} {'status':<9} last active (UTC)")
+    for u in users:
+        last = u.last_active_at.strftime("%Y-%m-%d %H:%M") if u.last_active_at else "never"
+        click.echo(f"{u.name:<20} {u.role.value:<11} {u.organization[:24]:<24} "
+                   f"{'disabled' if u.disabled else 'enabled':<9} {last}")
+
+
+@user_group.command("list")
+@config_option
+@token_option
+@json_option
+def user_list(config_path, token_file, as_json) -> None:
+    """List accounts (admin, auditor)."""
+    with Session(config_path, token_file) as s:
+        users = s.users.list(s.user)
+    _user_table(users, as_json)
+
+
+@user_group.command("inactive")
+@config_option
+@token_option
+@click.option("--days", default=90, show_default=True, help="Unused for at least this many days.")
+@json_option
+def user_inactive(config_path, token_file, days, as_json) -> None:
+    """Report enabled accounts not used recently (to disable them)."""
+    with Session(config_path, token_file) as s:
+        users = s.users.inactive(s.user, days=days)
+    _user_table(users, as_json)
+    if not as_json:
+        click.echo(f"{len(users)} inactive account(s) (unused for {days}+ days)")
+
+
+@user_group.command("whoami")
+@config_option
+@token_option
+def user_whoami(config_path, token_file) -> None:
+    """Show who your token authenticates as."""
+    with Session(config_path, token_file) as s:
+        click.echo(f"{s.user.name} ({s.user.role.value}, {s.user.organization})")
+
+
+# -- audit ---------------------------------------------------------------------------
+@click.group("audit")
+def audit_group() -> None:
+    """The hash-chained access log and device audit logs."""
+
+
+def _head(value: str | None) -> tuple[int, str] | None:
+    if not value:
+        return None
+    seq, _, h = value.partition(":")
+    if not seq.isdigit() or len(h) != 64:
+        raise click.BadParameter("use SEQ:HASH as printed by 'audit head'", param_hint="--expect-head")
+    return int(seq), h
+
+
+@audit_group.command("verify")
+@config_option
+@token_option
+@click.option("--expect-head", help="A head published earlier (SEQ:HASH from 'audit head' or a transparency "
+                                    "report): also proves the tail was not rewritten.")
+@json_option
+def audit_verify(config_path, token_file, expect_head, as_json) -> None:
+    """Recompute the access log's hash chain; name every edited, deleted,
+    inserted or reordered entry. Exit 1 if any."""
+    from .users import Permission, require
+    head = _head(expect_head)
+    with Session(config_path, token_file) as s:
+        require(s.user, Permission.READ_AUDIT)
+        report = verify_chain(s.conn, expect_head=head)
+        AccessLog(s.conn).append(user=s.user.name, organization=s.user.organization, action="audit-verify",
+                                 detail={"ok": report.ok, "issues": len(report.issues)},
+                                 result_count=report.entries)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "entries": report.entries, "head_seq": report.head_seq,
+                               "head_hash": report.head_hash,
+                               "issues": [{"seq": i.seq, "kind": i.kind, "message": i.message}
+                                          for i in report.issues]}, indent=1))
+    else:
+        for issue in report.issues:
+            click.echo(f"{issue.kind.upper():<10} {issue.message}")
+        click.echo(f"{report.entries} entries, head {report.head_seq}:{report.head_hash}")
+    if not report.ok:
+        raise click.ClickException(f"the access log fails verification: {len(report.issues)} problem(s)")
+    if not as_json:
+        click.echo("ok: the chain is intact")
+
+
+@audit_group.command("head")
+@config_option
+@token_option
+def audit_head(config_path, token_file) -> None:
+    """Print the current head (SEQ:HASH) to publish or keep for 'verify --expect-head'."""
+    from .users import Permission, require
+    with Session(config_path, token_file) as s:
+        require(s.user, Permission.READ_AUDIT)
+        seq, h = AccessLog(s.conn).head()
+    click.echo(f"{seq}:{h}")
+
+
+@audit_group.command("log")
+@config_option
+@token_option
+@click.option("--since", help="From (ISO 8601).")
+@click.option("--until", help="Before (ISO 8601).")
+@click.option("--action", help="Only this action (search, share-export, purge, ...).")
+@click.option("--user", "who", help="Only this user.")
+@click.option("--limit", default=1000, show_default=True, help="Most entries to show.")
+@json_option
+def audit_log(config_path, token_file, since, until, action, who, limit, as_json) -> None:
+    """Show access-log entries (auditor, admin)."""
+    from .users import Permission, require
+    with Session(config_path, token_file) as s:
+        require(s.user, Permission.READ_AUDIT)
+        entries = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
+                                            action=action, user=who, limit=limit)
+    if as_json:
+        for e in entries:
+            click.echo(json.dumps({"seq": e.seq, "at": e.at.isoformat(), "user": e.user,
+                                   "organization": e.organization, "action": e.action, "purpose": e.purpose,
+                                   "case_number": e.case_number, "detail": e.detail,
+                                   "result_count": e.result_count, "hash": e.hash}))
+        return
+    click.echo(f"{'seq':>6} {'at (UTC)':<19} {'user':<14} {'action':<16} {'purpose':<22} {'case':<14} results")
+    for e in entries:
+        click.echo(f"{e.seq:>6} {e.at.strftime('%Y-%m-%d %H:%M:%S'):<19} {e.user[:14]:<14} {e.action[:16]:<16} "
+                   f"{e.purpose[:22]:<22} {e.case_number[:14]:<14} {e.result_count}")
+
+
+@audit_group.command("device")
+@config_option
+@token_option
+@click.argument("device")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False),
+              help="The device's certificate: its key must be the one signing the newest entries.")
+@json_option
+def audit_device(config_path, token_file, device, cert, as_json) -> None:
+    """Verify a device's audit log received at central: chain, signatures,
+    gaps. Exit 1 on any break."""
+    from .device_audit import verify_device
+    from .users import Permission, require
+    with Session(config_path, token_file) as s:
+        require(s.user, Permission.READ_AUDIT)
+        report = verify_device(s.conn, device, cert_pem=Path(cert).read_bytes() if cert else None)
+        AccessLog(s.conn).append(user=s.user.name, organization=s.user.organization, action="audit-device",
+                                 detail={"device": device, "ok": report.ok}, result_count=report.records)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=1))
+    else:
+        for issue in report.issues:
+            click.echo(f"{issue.kind.upper():<10} {issue.message}")
+        click.echo(f"{device}: {report.records} records, seq {report.first_seq}-{report.last_seq}, "
+                   f"{len(report.keys)} key(s); events: "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(report.events.items())))
+    if not report.ok:
+        raise click.ClickException(f"device {device}'s audit log fails verification: {len(report.issues)} problem(s)")
+    if not as_json:
+        click.echo("ok: chain and signatures intact, no gaps")
+
+
+# -- retention, holds, hotlist -------------------------------------------------------
+@click.group("retention")
+def retention_group() -> None:
+    """Retention periods and the purge job."""
+
+
+def _governor(s: Session):
+    from .retention import Governor
+    return Governor(s.conn, s.cfg.retention)
+
+
+@retention_group.command("purge")
+@config_option
+@token_option
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@json_option
+def retention_purge(config_path, token_file, dry_run, as_json) -> None:
+    """Delete what is past its retention period (never held reads); records counts, never plates."""
+    with Session(config_path, token_file) as s:
+        result = _governor(s).purge(s.user, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "counts": result.counts, "held_kept": result.held_kept,
+                               "cutoffs": result.cutoffs}, indent=1))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for name, n in result.counts.items():
+        click.echo(f"{name:<15} {verb} {n:>8}  (older than {result.cutoffs[name][:10]})")
+    click.echo(f"{result.held_kept} read(s) past retention kept under legal hold")
+
+
+@retention_group.command("show")
+@config_option
+def retention_show(config_path) -> None:
+    """Show the configured retention periods."""
+    cfg = _load(config_path)
+    for key, value in vars(cfg.retention).items():
+        click.echo(f"{key:<18} {value} days")
+
+
+@click.group("hold")
+def hold_group() -> None:
+    """Legal holds: keep reads of a case past retention."""
+
+
+@hold_group.command("request")
+@config_option
+@token_option
+@click.option("--case", "case_number", required=True, help="Case number the hold serves.")
+@click.option("--plate", "plates", multiple=True, help="Plate to hold (repeat; none = every plate in the range).")
+@click.option("--since", required=True, help="Hold reads captured from (ISO 8601).")
+@click.option("--until", required=True, help="... until (ISO 8601).")
+@click.option("--reason", required=True, help="Why (litigation, discovery order, ...).")
+@click.option("--review-on", required=True, help="Date to review the hold (YYYY-MM-DD).")
+def hold_request(config_path, token_file, case_number, plates, since, until, reason, review_on) -> None:
+    """Request a legal hold (operator, supervisor); a second supervisor approves."""
+    with Session(config_path, token_file) as s:
+        hold = _governor(s).request_hold(s.user, case_number=case_number, plates=plates,
+                                         since=_when(since, "--since"), until=_when(until, "--until"),
+                                         reason=reason, review_on=_date(review_on, "--review-on"))
+    click.echo(f"hold {hold.hold_id} requested for case {hold.case_number}; awaiting supervisor approval")
+
+
+@hold_group.command("approve")
+@config_option
+@token_option
+@click.argument("hold_id", type=int)
+def hold_approve(config_path, token_file, hold_id) -> None:
+    """Approve a pending hold (a supervisor other than the requester)."""
+    with Session(config_path, token_file) as s:
+        hold = _governor(s).approve_hold(s.user, hold_id)
+    click.echo(f"hold {hold.hold_id} active; review on {hold.review_on}")
+
+
+@hold_group.command("release")
+@config_option
+@token_option
+@click.argument("hold_id", type=int)
+@click.option("--reason", required=True, help="Why the hold ends.")
+def hold_release(config_path, token_file, hold_id, reason) -> None:
+    """Release a hold (supervisor); its reads fall under retention again."""
+    with Session(config_path, token_file) as s:
+        _governor(s).release_hold(s.user, hold_id, reason=reason)
+    click.echo(f"hold {hold_id} released")
+
+
+@hold_group.command("list")
+@config_option
+@token_option
+@json_option
+def hold_list(config_path, token_file, as_json) -> None:
+    """List holds; flags those past their review date."""
+    from .users import Permission
+    with Session(config_path, token_file) as s:
+        if not (s.user.can(Permission.REQUEST_HOLD) or s.user.can(Permission.READ_AUDIT)):
+            raise click.ClickException(f"role {s.user.role.value} may not list holds")
+        holds = _governor(s).holds()
+    today = utcnow().date()
+    if as_json:
+        click.echo(json.dumps([{"hold_id": h.hold_id, "case_number": h.case_number, "plates": len(h.plates),
+                                "since": h.since.isoformat(), "until": h.until.isoformat(), "status": h.status,
+                                "review_on": h.review_on.isoformat(), "review_due": h.review_due(today),
+                                "requested_by": h.requested_by, "approved_by": h.approved_by} for h in holds],
+                              indent=1))
+        return
+    click.echo(f"{'id':>4} {'case':<16} {'status':<9} {'review on':<11} {'plates':>6}  range")
+    for h in holds:
+        flag = "  REVIEW DUE" if h.review_due(today) else ""
+        click.echo(f"{h.hold_id:>4} {h.case_number[:16]:<16} {h.status:<9} {h.review_on.isoformat():<11} "
+                   f"{len(h.plates) or 'all':>6}  {h.since:%Y-%m-%d}..{h.until:%Y-%m-%d}{flag}")
+
+
+@click.group("hotlist")
+def hotlist_group() -> None:
+    """A minimal hotlist (plates of interest), used to tell hits from non-hits."""
+
+
+@hotlist_group.command("add")
+@config_option
+@token_option
+@click.argument("plate")
+@click.option("--source", required=True, help="Where the entry comes from (NCIC, SVS, case ...).")
+@click.option("--expires", required=True, help="When the entry expires (ISO 8601).")
+def hotlist_add(config_path, token_file, plate, source, expires) -> None:
+    """Add a plate of interest (admin)."""
+    with Session(config_path, token_file) as s:
+        entry = _governor(s).add_hotlist(s.user, plate, source=source, expires_at=_when(expires, "--expires"))
+    click.echo(f"hotlist entry {entry.id} added (expires {entry.expires_at:%Y-%m-%d})")
+
+
+# -- report -------------------------------------------------------------------------
+@click.group("report")
+def report_group() -> None:
+    """Published reports."""
+
+
+@report_group.command("transparency")
+@config_option
+@token_option
+@click.option("--period", required=True, help="Quarter (2026-Q3), month (2026-08) or year (2026).")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for transparency-<period>.html and .json.")
+def report_transparency(config_path, token_file, period, out_dir) -> None:
+    """Write the transparency report: a self-contained HTML page with charts and its JSON twin."""
+    from .report import build, parse_period, write
+    with Session(config_path, token_file) as s:
+        try:
+            start, end = parse_period(period)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--period") from None
+        data = build(s.conn, s.cfg, s.user, period, start, end)
+        html_path, json_path = write(data, Path(out_dir))
+    click.echo(f"wrote {html_path} and {json_path}")
+
+
+COMMANDS = (user_group, audit_group, retention_group, hold_group, hotlist_group, report_group)
+
+__all__ = ["COMMANDS", "PolicyError"]

@@ -1,0 +1,219 @@
+"""The transparency report: one self-contained HTML page (inline CSS and SVG
+charts with text labels, no scripts, no external resources) and its JSON
+twin, for a quarter, month or year.
+
+Figures: cameras by owner, reads, hits, searches by purpose (and refused
+searches), sharing by recipient, purges, legal holds, and the policy text
+(authorized purposes, retention periods, eligible recipients, custodian).
+The access log's head (``seq:hash``) at generation is printed so anyone can
+later check that the log was not rewritten (``audit verify --expect-head``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+from .audit import AccessLog, ts, utcnow
+from .config import CentralConfig
+from .retention import Governor
+from .sharing import SharingRegistry
+from .users import Permission, User, require
+
+_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?$")
+
+
+def parse_period(period: str) -> tuple[dt.datetime, dt.datetime]:
+    """``2026-Q3`` / ``2026-08`` / ``2026`` as [start, end) in UTC."""
+    m = _PERIOD_RE.match(period or "")
+    if not m:
+        raise ValueError("use a quarter (2026-Q3), a month (2026-08) or a year (2026)")
+    year = int(m.group(1))
+    if m.group(2):
+        first, months = (int(m.group(2)) - 1) * 3 + 1, 3
+    elif m.group(3):
+        first, months = int(m.group(3)), 1
+        if not 1 <= first <= 12:
+            raise ValueError("month must be 01-12")
+    else:
+        first, months = 1, 12
+    start = dt.datetime(year, first, 1, tzinfo=dt.timezone.utc)
+    end_month = first + months
+    end = dt.datetime(year + (end_month - 1) // 12, (end_month - 1) % 12 + 1, 1, tzinfo=dt.timezone.utc)
+    return start, end
+
+
+def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]).fetchone() is not None
+
+
+def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str, start: dt.datetime,
+          end: dt.datetime, *, now: dt.datetime | None = None) -> dict:
+    require(user, Permission.READ_REPORTS)
+    now = now or utcnow()
+    a, b = ts(start), ts(end)
+    if _table_exists(conn, "devices"):
+        owners = conn.execute("SELECT owner, count(*) FROM devices WHERE status = 'active' GROUP BY owner "
+                              "ORDER BY owner").fetchall()
+    else:
+        owners = []
+    if not owners:  # no registry yet: count the cameras that sent reads in the period
+        n = conn.execute("SELECT count(*) FROM (SELECT DISTINCT device_id, camera_id FROM reads "
+                         "WHERE captured_at >= ? AND captured_at < ?)", [a, b]).fetchone()[0]
+        owners = [("not registered", n)] if n else []
+    reads = conn.execute("SELECT count(*) FROM reads WHERE captured_at >= ? AND captured_at < ?", [a, b]).fetchone()[0]
+    gov = Governor(conn, cfg.retention)
+    hits = gov.count_hits(start, end)
+    searches = conn.execute("SELECT purpose, count(*), coalesce(sum(result_count), 0) FROM audit_log "
+                            "WHERE action = 'search' AND at >= ? AND at < ? GROUP BY purpose ORDER BY purpose",
+                            [a, b]).fetchall()
+    refused = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'search-refused' AND at >= ? AND at < ?",
+                           [a, b]).fetchone()[0]
+    recipients = SharingRegistry(conn, cfg.sharing, purposes=cfg.query.purposes).recipients(since=start, until=end)
+    refused_shares = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'share-refused' AND at >= ? "
+                                  "AND at < ?", [a, b]).fetchone()[0]
+    purge_totals: dict[str, int] = {}
+    runs = gov.purge_runs(start, end)
+    for run in runs:
+        for k, v in run["counts"].items():
+            purge_totals[k] = purge_totals.get(k, 0) + v
+    holds = [h for h in gov.holds() if h.status == "active"]
+    log = AccessLog(conn)
+    log.append(user=user.name, organization=user.organization, action="report-transparency",
+               detail={"period": period}, at=now)
+    head_seq, head_hash = log.head()
+    r = cfg.retention
+    return {
+        "title": f"ALPR transparency report {period}",
+        "period": {"name": period, "start": start.date().isoformat(), "end": (end - dt.timedelta(days=1)).date()
+                   .isoformat()},
+        "generated_at": now.isoformat(timespec="seconds"),
+        "agency": cfg.policy.agency,
+        "cameras_by_owner": [{"owner": o, "cameras": n} for o, n in owners],
+        "cameras_total": sum(n for _, n in owners),
+        "reads": reads,
+        "hits": hits,
+        "searches_by_purpose": [{"purpose": p, "searches": n, "results": rc} for p, n, rc in searches],
+        "searches_total": sum(n for _, n, _ in searches),
+        "searches_refused": refused,
+        "sharing_by_recipient": [{"agency": x.agency, "agency_type": x.agency_type, "jurisdiction": x.jurisdiction,
+                                  "agreement_id": x.agreement_id, "exports": x.exports, "reads": x.reads}
+                                 for x in recipients],
+        "sharing_refused": refused_shares,
+        "purges": {"runs": len(runs), "deleted": purge_totals},
+        "legal_holds_active": len(holds),
+        "policy": {
+            "authorized_purposes": list(cfg.query.purposes),
+            "retention_days": {"non-hit reads": r.non_hit_days, "hits": r.hit_days,
+                               "plate crops and context images": r.image_days,
+                               "hotlist entries (after expiry)": r.hotlist_days, "access logs": r.access_log_days,
+                               "device audit logs": r.device_log_days},
+            "eligible_recipients": {"agency_types": list(cfg.sharing.eligible_agency_types),
+                                    "jurisdictions": list(cfg.sharing.eligible_jurisdictions)},
+            "custodian": cfg.policy.custodian, "custodian_contact": cfg.policy.custodian_contact,
+            "policy_url": cfg.policy.policy_url,
+            "statement": "ALPR data is never sold. It is shared only with public agencies holding an active "
+                         "agreement, for an authorized purpose and a case number, after approval by a supervisor "
+                         "(Cal. Civ. Code 1798.90.5-1798.90.55).",
+        },
+        "access_log_head": f"{head_seq}:{head_hash}",
+    }
+
+
+# -- rendering --------------------------------------------------------------------------
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def bar_chart(chart_id: str, title: str, items: list[tuple[str, int]]) -> str:
+    """A horizontal bar chart as inline SVG; every bar carries its label and
+    value as text, so the figures read without colour or scripts."""
+    if not items:
+        return f'<figure id="{_e(chart_id)}"><figcaption>{_e(title)}</figcaption><p class="none">none in this period</p></figure>'
+    width, bar_h, label_w = 640, 26, 250
+    top = max(v for _, v in items) or 1
+    rows = []
+    for i, (label, value) in enumerate(items):
+        y = i * (bar_h + 6)
+        w = max(2, int((width - label_w - 90) * value / top))
+        rows.append(f'<text x="0" y="{y + 18}" class="label">{_e(label)}</text>'
+                    f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" rx="3"/>'
+                    f'<text x="{label_w + w + 8}" y="{y + 18}" class="value">{value:,}</text>')
+    height = len(items) * (bar_h + 6)
+    return (f'<figure id="{_e(chart_id)}"><figcaption>{_e(title)}</figcaption>'
+            f'<svg role="img" aria-label="{_e(title)}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" xmlns="http://www.w3.org/2000/svg">{"".join(rows)}</svg></figure>')
+
+
+_CSS = """
+body{font-family:DejaVu Sans,Arial,sans-serif;max-width:760px;margin:2em auto;color:#222;line-height:1.45}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+.kpis{display:flex;gap:1em;flex-wrap:wrap} .kpi{border:1px solid #ccc;border-radius:6px;padding:.6em 1em}
+.kpi b{display:block;font-size:1.6em} figure{margin:1em 0} figcaption{font-weight:bold;margin-bottom:.4em}
+svg rect{fill:#2f6f9f} svg text{font-size:13px;fill:#222} table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left} .none{color:#666} code{font-size:.85em}
+"""
+
+
+def render_html(d: dict) -> str:
+    kpis = [("reads", "Plate reads", d["reads"]), ("hits", "Hits", d["hits"]),
+            ("searches", "Searches", d["searches_total"]), ("cameras", "Cameras", d["cameras_total"]),
+            ("shared", "Disclosures", sum(x["exports"] for x in d["sharing_by_recipient"]))]
+    p = d["policy"]
+    purge_items = sorted(d["purges"]["deleted"].items())
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(d['title'])}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_e(d['agency'])}: {_e(d['title'])}</h1>",
+        f"<p>Period {_e(d['period']['start'])} to {_e(d['period']['end'])}; generated {_e(d['generated_at'])}.</p>",
+        "<div class='kpis'>" + "".join(f"<div class='kpi' id='kpi-{k}'><b>{v:,}</b>{_e(label)}</div>"
+                                       for k, label, v in kpis) + "</div>",
+        "<h2>Cameras</h2>",
+        bar_chart("chart-cameras", "Cameras by owner", [(x["owner"], x["cameras"]) for x in d["cameras_by_owner"]]),
+        "<h2>Searches</h2>",
+        bar_chart("chart-searches", "Searches by purpose",
+                  [(x["purpose"], x["searches"]) for x in d["searches_by_purpose"]]),
+        f"<p id='searches-refused'>Searches refused (no or unauthorized purpose, no case number, no permission): "
+        f"{d['searches_refused']:,}</p>",
+        "<h2>Sharing</h2>",
+        bar_chart("chart-sharing", "Reads shared by recipient",
+                  [(f"{x['agency']} ({x['agreement_id']})", x["reads"]) for x in d["sharing_by_recipient"]]),
+        "<table id='recipients'><tr><th>Recipient</th><th>Type</th><th>State</th><th>Agreement</th>"
+        "<th>Disclosures</th><th>Reads</th></tr>"
+        + "".join(f"<tr><td>{_e(x['agency'])}</td><td>{_e(x['agency_type'])}</td><td>{_e(x['jurisdiction'])}</td>"
+                  f"<td>{_e(x['agreement_id'])}</td><td>{x['exports']:,}</td><td>{x['reads']:,}</td></tr>"
+                  for x in d["sharing_by_recipient"]) + "</table>",
+        f"<p id='sharing-refused'>Sharing requests refused: {d['sharing_refused']:,}</p>",
+        "<h2>Retention</h2>",
+        bar_chart("chart-purges", f"Records deleted by retention ({d['purges']['runs']} purge runs)", purge_items),
+        f"<p id='holds'>Legal holds in force: {d['legal_holds_active']:,}</p>",
+        "<h2>Policy</h2>",
+        "<p>" + _e(p["statement"]) + "</p>",
+        "<p>Authorized purposes:</p><ul id='purposes'>"
+        + "".join(f"<li>{_e(x)}</li>" for x in p["authorized_purposes"]) + "</ul>",
+        "<table id='retention'><tr><th>Category</th><th>Kept for</th></tr>"
+        + "".join(f"<tr><td>{_e(k)}</td><td>{v:,} days</td></tr>" for k, v in p["retention_days"].items())
+        + "</table>",
+        f"<p>Eligible recipients: {_e(', '.join(p['eligible_recipients']['agency_types']))} in "
+        f"{_e(', '.join(p['eligible_recipients']['jurisdictions']))}.</p>",
+        f"<p id='custodian'>Custodian of records: {_e(p['custodian'])}"
+        + (f", {_e(p['custodian_contact'])}" if p["custodian_contact"] else "")
+        + (f". Policy: <a href='{_e(p['policy_url'])}'>{_e(p['policy_url'])}</a>" if p["policy_url"] else "")
+        + "</p>",
+        f"<p>Access log head at generation: <code id='head'>{_e(d['access_log_head'])}</code></p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write(d: dict, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"transparency-{d['period']['name']}"
+    html_path, json_path = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
+    html_path.write_text(render_html(d), encoding="utf-8")
+    json_path.write_text(json.dumps(d, indent=1, sort_keys=True), encoding="utf-8")
+    return html_path, json_path

@@ -1,0 +1,253 @@
+"""Retention: per-category periods, legal holds, a minimal hotlist, and the
+purge job.
+
+Categories (config ``[retention]``, days):
+
+- ``non_hit_days``   reads whose plate matched no hotlist entry at capture time
+- ``hit_days``       reads that did (a *hit*)
+- ``image_days``     plate crops and context images (the read itself may stay)
+- ``hotlist_days``   hotlist entries, counted from their expiry
+- ``access_log_days``  access-log entries (removed oldest first, leaving a
+  ``log-purged`` anchor so the chain still verifies, see :mod:`central.audit`)
+- ``device_log_days``  device audit records received at central
+
+A legal hold names a case number, the plates (none = every plate) and the
+capture time range it keeps, a reason and a review date. It protects reads
+only once a supervisor other than the requester approved it, and until it is
+released; a hold past its review date still holds (it is reported, never
+silently dropped). The purge never deletes a held read or its images.
+
+The purge records what it deleted (counts per category, never plates) in
+``purge_runs`` and in the access log, in the same transaction as the deletes.
+The hotlist here is deliberately small (plate, source, validity): enough to
+tell hits from non-hits; matching reads against it live is not built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sqlite3
+
+from .audit import AccessLog, parse_ts, transaction, ts, utcnow
+from .config import Retention
+from .errors import PolicyError
+from .search import check_case_number
+from .users import Permission, User, require
+
+logger = logging.getLogger(__name__)
+
+# A read is a hit when an entry for its plate was valid when it was captured.
+_HIT = ("EXISTS (SELECT 1 FROM hotlist h WHERE h.plate = r.plate "
+        "AND h.added_at <= r.captured_at AND r.captured_at <= h.expires_at)")
+# A read is held when an approved, unreleased hold covers it.
+_HELD = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AND g.released_at IS NULL "
+         "AND r.captured_at >= g.since AND r.captured_at <= g.until "
+         "AND (g.plates = '[]' OR EXISTS (SELECT 1 FROM json_each(g.plates) p WHERE p.value = r.plate)))")
+
+
+def _plate(p: str) -> str:
+    plate = "".join(ch for ch in p.upper() if ch.isalnum())
+    if not 1 <= len(plate) <= 16:
+        raise PolicyError("a plate is 1-16 letters and digits")
+    return plate
+
+
+@dataclasses.dataclass(frozen=True)
+class HotlistEntry:
+    id: int
+    plate: str
+    source: str
+    added_at: dt.datetime
+    expires_at: dt.datetime
+    added_by: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    hold_id: int
+    case_number: str
+    plates: tuple[str, ...]
+    since: dt.datetime
+    until: dt.datetime
+    reason: str
+    review_on: dt.date
+    requested_by: str
+    requested_at: dt.datetime
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    released_by: str | None
+    released_at: dt.datetime | None
+
+    @property
+    def status(self) -> str:
+        if self.released_at:
+            return "released"
+        return "active" if self.approved_at else "pending"
+
+    def review_due(self, today: dt.date) -> bool:
+        return self.status == "active" and self.review_on <= today
+
+
+@dataclasses.dataclass(frozen=True)
+class PurgeResult:
+    at: dt.datetime
+    cutoffs: dict
+    counts: dict
+    held_kept: int
+    dry_run: bool
+
+
+def _hold(row) -> Hold:
+    (hid, case, plates, since, until, reason, review, rby, rat, aby, aat, lby, lat) = row
+    return Hold(hid, case, tuple(json.loads(plates)), parse_ts(since), parse_ts(until), reason,
+                dt.date.fromisoformat(review), rby, parse_ts(rat), aby, parse_ts(aat) if aat else None,
+                lby, parse_ts(lat) if lat else None)
+
+
+class Governor:
+    """Hotlist, legal holds and the purge over the store's SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection, retention: Retention = Retention(), *, clock=utcnow) -> None:
+        self.conn = conn
+        self.retention = retention
+        self._clock = clock
+        self.log = AccessLog(conn, clock=clock)
+
+    # -- hotlist -------------------------------------------------------------
+    def add_hotlist(self, actor: User, plate: str, *, source: str, expires_at: dt.datetime,
+                    added_at: dt.datetime | None = None) -> HotlistEntry:
+        require(actor, Permission.MANAGE_HOTLIST)
+        if not source:
+            raise PolicyError("a hotlist entry names its source (e.g. NCIC, SVS, local case)")
+        plate, added = _plate(plate), added_at or self._clock()
+        if expires_at <= added:
+            raise PolicyError("a hotlist entry expires after it was added")
+        with transaction(self.conn):
+            cur = self.conn.execute("INSERT INTO hotlist (plate, source, added_at, expires_at, added_by) "
+                                    "VALUES (?,?,?,?,?)", [plate, source, ts(added), ts(expires_at), actor.name])
+            self.log.append(user=actor.name, organization=actor.organization, action="hotlist-add",
+                            detail={"entry": cur.lastrowid, "source": source, "expires_at": ts(expires_at)})
+        return HotlistEntry(cur.lastrowid, plate, source, added, expires_at, actor.name)
+
+    def count_hits(self, since: dt.datetime, until: dt.datetime) -> int:
+        return self.conn.execute(f"SELECT count(*) FROM reads r WHERE r.captured_at >= ? AND r.captured_at < ? "
+                                 f"AND {_HIT}", [ts(since), ts(until)]).fetchone()[0]
+
+    # -- legal holds -----------------------------------------------------------
+    def request_hold(self, actor: User, *, case_number: str, plates: tuple[str, ...] | list[str],
+                     since: dt.datetime, until: dt.datetime, reason: str, review_on: dt.date) -> Hold:
+        require(actor, Permission.REQUEST_HOLD)
+        check_case_number(case_number)
+        if since > until:
+            raise PolicyError("hold: since is after until")
+        if not reason:
+            raise PolicyError("hold: give the reason (e.g. litigation, discovery order)")
+        if review_on <= self._clock().date():
+            raise PolicyError("hold: the review date must be in the future")
+        plates = sorted({_plate(p) for p in plates})
+        now = ts(self._clock())
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "INSERT INTO legal_holds (case_number, plates, since, until, reason, review_on, requested_by, "
+                "requested_at) VALUES (?,?,?,?,?,?,?,?)",
+                [case_number, json.dumps(plates), ts(since), ts(until), reason, review_on.isoformat(),
+                 actor.name, now])
+            self.log.append(user=actor.name, organization=actor.organization, action="hold-request",
+                            case_number=case_number,
+                            detail={"hold": cur.lastrowid, "plates": len(plates), "since": ts(since),
+                                    "until": ts(until), "review_on": review_on.isoformat()})
+        return self.hold(cur.lastrowid)
+
+    def approve_hold(self, actor: User, hold_id: int) -> Hold:
+        require(actor, Permission.APPROVE_HOLD)
+        with transaction(self.conn):
+            hold = self.hold(hold_id)
+            if hold.status != "pending":
+                raise PolicyError(f"hold {hold_id} is {hold.status}, not pending")
+            if hold.requested_by == actor.name:
+                raise PolicyError(f"hold {hold_id}: a supervisor other than the requester must approve it")
+            self.conn.execute("UPDATE legal_holds SET approved_by = ?, approved_at = ? WHERE hold_id = ?",
+                              [actor.name, ts(self._clock()), hold_id])
+            self.log.append(user=actor.name, organization=actor.organization, action="hold-approve",
+                            case_number=hold.case_number, detail={"hold": hold_id})
+        return self.hold(hold_id)
+
+    def release_hold(self, actor: User, hold_id: int, *, reason: str) -> Hold:
+        require(actor, Permission.APPROVE_HOLD)
+        if not reason:
+            raise PolicyError("say why the hold is released")
+        with transaction(self.conn):
+            hold = self.hold(hold_id)
+            if hold.status == "released":
+                raise PolicyError(f"hold {hold_id} is already released")
+            self.conn.execute("UPDATE legal_holds SET released_by = ?, released_at = ? WHERE hold_id = ?",
+                              [actor.name, ts(self._clock()), hold_id])
+            self.log.append(user=actor.name, organization=actor.organization, action="hold-release",
+                            case_number=hold.case_number, detail={"hold": hold_id, "reason": reason})
+        return self.hold(hold_id)
+
+    def hold(self, hold_id: int) -> Hold:
+        row = self.conn.execute("SELECT * FROM legal_holds WHERE hold_id = ?", [hold_id]).fetchone()
+        if row is None:
+            raise PolicyError(f"no hold {hold_id}")
+        return _hold(row)
+
+    def holds(self) -> list[Hold]:
+        return [_hold(r) for r in self.conn.execute("SELECT * FROM legal_holds ORDER BY hold_id").fetchall()]
+
+    # -- purge -----------------------------------------------------------------
+    def cutoffs(self, now: dt.datetime) -> dict[str, dt.datetime]:
+        r = self.retention
+        return {k: now - dt.timedelta(days=d) for k, d in (
+            ("non_hit_reads", r.non_hit_days), ("hit_reads", r.hit_days), ("images", r.image_days),
+            ("hotlist", r.hotlist_days), ("access_log", r.access_log_days), ("device_log", r.device_log_days))}
+
+    def purge(self, actor: User, *, now: dt.datetime | None = None, dry_run: bool = False) -> PurgeResult:
+        """Delete what is past its retention period, except held reads."""
+        require(actor, Permission.RUN_PURGE)
+        now = now or self._clock()
+        c = {k: ts(v) for k, v in self.cutoffs(now).items()}
+        counts: dict[str, int] = {}
+        statements = [
+            ("images", "read_images", f"DELETE FROM read_images WHERE read_id IN (SELECT r.read_id FROM reads r "
+                                      f"WHERE r.captured_at < ? AND NOT {_HELD})", [c["images"]]),
+            ("hit_reads", "reads", f"DELETE FROM reads WHERE read_id IN (SELECT r.read_id FROM reads r "
+                                   f"WHERE r.captured_at < ? AND {_HIT} AND NOT {_HELD})", [c["hit_reads"]]),
+            ("non_hit_reads", "reads", f"DELETE FROM reads WHERE read_id IN (SELECT r.read_id FROM reads r "
+                                       f"WHERE r.captured_at < ? AND NOT {_HIT} AND NOT {_HELD})",
+             [c["non_hit_reads"]]),
+            ("hotlist", "hotlist", "DELETE FROM hotlist WHERE expires_at < ?", [c["hotlist"]]),
+            ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
+        ]
+        oldest = min(c["images"], c["hit_reads"], c["non_hit_reads"])
+        with transaction(self.conn):
+            held_kept = self.conn.execute(f"SELECT count(*) FROM reads r WHERE r.captured_at < ? AND {_HELD}",
+                                          [oldest]).fetchone()[0]
+            for name, table, sql, args in statements:
+                if dry_run:
+                    counted = sql.replace(f"DELETE FROM {table} WHERE", f"SELECT count(*) FROM {table} WHERE", 1)
+                    counts[name] = self.conn.execute(counted, args).fetchone()[0]
+                else:
+                    # Images of deleted reads go by ON DELETE CASCADE; they are counted with the reads.
+                    counts[name] = self.conn.execute(sql, args).rowcount
+            if dry_run:
+                counts["access_log"] = self.conn.execute("SELECT count(*) FROM audit_log WHERE at < ?",
+                                                         [c["access_log"]]).fetchone()[0]
+            else:
+                counts["access_log"] = self.log.purge_before(self.cutoffs(now)["access_log"], user=actor.name,
+                                                             organization=actor.organization)
+                self.conn.execute("INSERT INTO purge_runs (at, user, counts) VALUES (?,?,?)",
+                                  [ts(now), actor.name, json.dumps(counts, sort_keys=True)])
+                self.log.append(user=actor.name, organization=actor.organization, action="purge",
+                                detail={"counts": counts, "held_kept": held_kept, "cutoffs": c},
+                                result_count=sum(counts.values()))
+        logger.info("purge%s: %s; %d held reads kept", " (dry run)" if dry_run else "", counts, held_kept)
+        return PurgeResult(now, c, counts, held_kept, dry_run)
+
+    def purge_runs(self, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict]:
+        rows = self.conn.execute("SELECT at, user, counts FROM purge_runs WHERE at >= ? AND at < ? ORDER BY id",
+                                 [ts(since) if since else "", ts(until) if until else "9999"]).fetchall()
+        return [{"at": at, "user": user, "counts": json.loads(counts)} for at, user, counts in rows]

@@ -1,0 +1,71 @@
+"""Shared helpers for the governance tests (no tests here): a real SQLite
+store in tmp_path, a fixed clock, and one named user per role."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from central.store.sqlite import SQLiteStore
+from central.users import Role, UserDirectory
+from edge_agent.wire import PlateRead, new_read_id
+
+T0 = dt.datetime(2026, 8, 15, 12, 0, tzinfo=dt.timezone.utc)
+PURPOSES = ("stolen-vehicle", "criminal-investigation")
+
+
+class Clock:
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclasses.dataclass
+class World:
+    store: SQLiteStore
+    clock: Clock
+    users: UserDirectory
+    admin: object
+    operator: object
+    supervisor: object
+    supervisor2: object
+    auditor: object
+    tech: object
+    business: object
+    tokens: dict
+
+    @property
+    def conn(self):
+        return self.store.db.conn
+
+    def add_read(self, plate: str, at: dt.datetime, *, device: str = "cam-a", camera: str = "lane-1",
+                 crop: bytes | None = b"\xff\xd8crop") -> PlateRead:
+        read = PlateRead(new_read_id(), device, camera, at, plate, 0.9, (1, 2, 3, 4), crop_jpeg=crop)
+        self.store.add_reads([read], at)
+        return read
+
+
+def make_world(path) -> World:
+    store = SQLiteStore(path)
+    clock = Clock()
+    users = UserDirectory(store.db.conn, clock=clock)
+    admin, admin_token = users.bootstrap("ada", "City PD")
+    tokens = {"ada": admin_token}
+    made = {}
+    for name, org, role in [("otto", "City PD", Role.OPERATOR), ("sue", "City PD", Role.SUPERVISOR),
+                            ("sam", "City PD", Role.SUPERVISOR), ("audrey", "City Auditor", Role.AUDITOR),
+                            ("tech", "City PD", Role.FIELD_TECH), ("bob", "Bob's Garage", Role.BUSINESS)]:
+        made[name], tokens[name] = users.add(admin, name, org, role)
+    return World(store, clock, users, admin, made["otto"], made["sue"], made["sam"], made["audrey"], made["tech"],
+                 made["bob"], tokens)
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = make_world(tmp_path / "central" / "central.sqlite")
+    yield w
+    w.store.close()
