@@ -149,8 +149,9 @@ class AccessLog:
             return self._append(at or self._clock(), user, organization, action, purpose, case_number,
                                 detail or {}, result_count)
 
-    def _append(self, at, user, organization, action, purpose, case_number, detail, result_count) -> AuditEntry:
-        row = self.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    def _append(self, at, user, organization, action, purpose, case_number, detail, result_count,
+                after: tuple[int, str] | None = None) -> AuditEntry:
+        row = after or self.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
         at_text, detail_text = ts(at), _canonical(detail)
         h = entry_hash(prev, seq, at_text, user, organization, action, purpose, case_number, detail_text,
@@ -196,10 +197,11 @@ class AccessLog:
                 return 0
             through = row[0]
             through_hash = self.conn.execute("SELECT hash FROM audit_log WHERE seq = ?", [through]).fetchone()[0]
+            head = self.head()  # numbering goes on even when every entry is old
             n = self.conn.execute("DELETE FROM audit_log WHERE seq <= ?", [through]).rowcount
             self._append(self._clock(), user, organization, "log-purged", "", "",
                          {"through_seq": through, "through_hash": through_hash, "entries": n,
-                          "cutoff": ts(cutoff)}, n)
+                          "cutoff": ts(cutoff)}, n, after=head)
         return n
 
 

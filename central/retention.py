@@ -140,7 +140,7 @@ class Governor:
     def request_hold(self, actor: User, *, case_number: str, plates: tuple[str, ...] | list[str],
                      since: dt.datetime, until: dt.datetime, reason: str, review_on: dt.date) -> Hold:
         require(actor, Permission.REQUEST_HOLD)
-        check_case_number(case_number)
+        check_case_number(case_number, PolicyError)
         if since > until:
             raise PolicyError("hold: since is after until")
         if not reason:
@@ -222,10 +222,10 @@ class Governor:
             ("hotlist", "hotlist", "DELETE FROM hotlist WHERE expires_at < ?", [c["hotlist"]]),
             ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
         ]
-        oldest = min(c["images"], c["hit_reads"], c["non_hit_reads"])
         with transaction(self.conn):
-            held_kept = self.conn.execute(f"SELECT count(*) FROM reads r WHERE r.captured_at < ? AND {_HELD}",
-                                          [oldest]).fetchone()[0]
+            held_kept = self.conn.execute(
+                f"SELECT count(*) FROM reads r WHERE {_HELD} AND ((r.captured_at < ? AND {_HIT}) "
+                f"OR (r.captured_at < ? AND NOT {_HIT}))", [c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
             for name, table, sql, args in statements:
                 if dry_run:
                     counted = sql.replace(f"DELETE FROM {table} WHERE", f"SELECT count(*) FROM {table} WHERE", 1)

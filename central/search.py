@@ -29,17 +29,17 @@ def Requester(user: str, organization: str) -> User:  # noqa: N802 - kept for ca
     return User(user, organization, Role.OPERATOR)
 
 
-def check_case_number(case_number: str | None) -> str:
+def check_case_number(case_number: str | None, error: type[Exception] = QueryError) -> str:
     if not case_number or not _CASE_RE.match(case_number):
-        raise QueryError("a case or incident number is required (2-64 letters, digits, spaces or ._/:#-)")
+        raise error("a case or incident number is required (2-64 letters, digits, spaces or ._/:#-)")
     return case_number
 
 
-def check_purpose(purpose: str | None, purposes: tuple[str, ...]) -> str:
+def check_purpose(purpose: str | None, purposes: tuple[str, ...], error: type[Exception] = QueryError) -> str:
     if not purpose:
-        raise QueryError(f"a purpose is required; choose one of: {', '.join(purposes)}")
+        raise error(f"a purpose is required; choose one of: {', '.join(purposes)}")
     if purpose not in purposes:
-        raise QueryError(f"purpose {purpose!r} is not an authorized purpose; choose one of: {', '.join(purposes)}")
+        raise error(f"purpose {purpose!r} is not an authorized purpose; choose one of: {', '.join(purposes)}")
     return purpose
 
 

@@ -124,7 +124,7 @@ class SharingRegistry:
         if expires_on < effective_on:
             raise PolicyError("an agreement expires after it takes effect")
         for p in purposes:
-            check_purpose(p, self.purposes)
+            check_purpose(p, self.purposes, PolicyError)
         scope = {"purposes": sorted(set(purposes or self.purposes))}
         with transaction(self.conn):
             try:
@@ -183,8 +183,8 @@ class SharingRegistry:
     def request(self, actor: User, *, agreement_id: str, requesting_person: str, case_number: str, purpose: str,
                 plates: tuple[str, ...] | list[str], since: dt.datetime, until: dt.datetime) -> ShareRequest:
         require(actor, Permission.REQUEST_SHARE)
-        check_purpose(purpose, self.purposes)
-        check_case_number(case_number)
+        check_purpose(purpose, self.purposes, PolicyError)
+        check_case_number(case_number, PolicyError)
         if not requesting_person:
             raise PolicyError("name the person at the requesting agency")
         if since > until:

@@ -1,0 +1,132 @@
+"""The transparency report: figures from the store and the access log, a
+self-contained HTML page rendered in headless Chromium, and its JSON twin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from central.cli import main
+from central.config import Sharing
+from central.report import parse_period
+from central.retention import Governor
+from central.search import search
+from central.sharing import SharingRegistry
+from central.store import Search
+from test_governance_support import PURPOSES, world  # noqa: F401
+
+Q3 = dt.datetime(2026, 8, 15, 12, 0, tzinfo=dt.timezone.utc)
+DAY = dt.timedelta(days=1)
+
+
+def test_parse_period():
+    assert parse_period("2026-Q3") == (dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc),
+                                       dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc))
+    assert parse_period("2026-Q4")[1] == dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+    assert parse_period("2026-12") == (dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc),
+                                       dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
+    assert parse_period("2026")[1].year == 2027
+    for bad in ("2026-Q5", "2026-13", "Q3", ""):
+        with pytest.raises(ValueError):
+            parse_period(bad)
+
+
+def chromium_binary():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed, and CI must render the transparency report (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium); the HTML rendering check is skipped")
+
+
+@pytest.fixture
+def populated(world):
+    """A quarter of activity: reads (one a hit), searches by purpose, one
+    refused search, one disclosure, one purge."""
+    w = world
+    w.clock.now = Q3
+    for i, plate in enumerate(["7ABC123", "8XYZ999", "5KLM456"]):
+        w.add_read(plate, Q3 - (i + 1) * DAY, device="cam-a" if i else "cam-b")
+    w.add_read("OUTSIDE1", dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc))   # Q2: not counted
+    gov = Governor(w.conn, clock=w.clock)
+    gov.add_hotlist(w.admin, "7ABC123", source="SVS", added_at=Q3 - 30 * DAY, expires_at=Q3 + 30 * DAY)
+    for purpose, n in (("stolen-vehicle", 2), ("criminal-investigation", 1)):
+        for _ in range(n):
+            search(w.store, Search(plate="7AB*"), user=w.operator, purpose=purpose, case_number="C-1",
+                   purposes=PURPOSES, now=Q3)
+    with pytest.raises(Exception):
+        search(w.store, Search(plate="7AB*"), user=w.operator, purpose=None, case_number="C-1", purposes=PURPOSES,
+               now=Q3)
+    reg = SharingRegistry(w.conn, Sharing(), purposes=PURPOSES, clock=w.clock)
+    reg.add_agreement(w.admin, agreement_id="MOU-1", agency="Glendale Police Department", agency_type="public-agency",
+                      jurisdiction="CA", effective_on=Q3.date() - 10 * DAY, expires_on=Q3.date() + 10 * DAY)
+    from central.bundle import Ed25519PrivateKey
+    req = reg.request(w.operator, agreement_id="MOU-1", requesting_person="Det. Diaz", case_number="G-1",
+                      purpose="stolen-vehicle", plates=["7ABC123"], since=Q3 - 5 * DAY, until=Q3)
+    reg.decide(w.supervisor, req.request_id, approve=True)
+    return w, reg, req, Ed25519PrivateKey.generate()
+
+
+def test_transparency_report_renders_in_chromium(populated, tmp_path, monkeypatch):
+    w, reg, req, key = populated
+    reg.export(w.supervisor, req.request_id, w.store, tmp_path / "b.zip", key)
+    Governor(w.conn, clock=w.clock).purge(w.admin)
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
+                   '[query]\npurposes = ["stolen-vehicle", "criminal-investigation"]\n'
+                   '[policy]\nagency = "City of Example Police"\ncustodian = "Lt. A. Custodian"\n')
+    monkeypatch.setenv("ALPR_TOKEN", w.tokens["audrey"])
+    res = CliRunner().invoke(main, ["report", "transparency", "--config", str(cfg), "--period", "2026-Q3",
+                                    "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "out" / "transparency-2026-Q3.json").read_text())
+    assert (data["reads"], data["hits"], data["searches_total"], data["searches_refused"]) == (3, 1, 3, 1)
+    assert data["searches_by_purpose"] == [{"purpose": "criminal-investigation", "searches": 1, "results": 1},
+                                           {"purpose": "stolen-vehicle", "searches": 2, "results": 2}]
+    assert data["sharing_by_recipient"][0]["agency"] == "Glendale Police Department"
+    assert data["cameras_total"] == 2 and data["purges"]["runs"] == 1
+    assert data["policy"]["retention_days"]["non-hit reads"] == 730
+    assert data["policy"]["retention_days"]["access logs"] == 1825
+    html_path = tmp_path / "out" / "transparency-2026-Q3.html"
+    page = html_path.read_text()
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    for plate in ("7ABC123", "8XYZ999"):
+        assert plate not in page   # a transparency report carries figures, never plates
+
+    exe = chromium_binary()
+    profile = tmp_path / "chromium-profile"
+    out = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={profile}", "--dump-dom", html_path.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    dom = out.stdout
+    assert out.returncode == 0 and "</html>" in dom, out.stderr[-2000:]
+    assert re.search(r'id="kpi-reads"><b>3</b>', dom) and re.search(r'id="kpi-hits"><b>1</b>', dom)
+    searches = dom[dom.index('id="chart-searches"'):]
+    searches = searches[:searches.index("</figure>")]
+    assert "<svg" in searches and ">stolen-vehicle</text>" in searches and ">2</text>" in searches
+    assert ">criminal-investigation</text>" in searches and ">1</text>" in searches
+    sharing = dom[dom.index('id="chart-sharing"'):]
+    assert ">Glendale Police Department (MOU-1)</text>" in sharing[:sharing.index("</figure>")]
+    assert "Lt. A. Custodian" in dom and "City of Example Police" in dom
+    assert "Searches refused (no or unauthorized purpose, no case number, no permission): 1" in dom
+
+
+def test_report_needs_a_role_that_reads_reports(populated, tmp_path, monkeypatch):
+    w, *_ = populated
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n')
+    monkeypatch.setenv("ALPR_TOKEN", w.tokens["otto"])
+    res = CliRunner().invoke(main, ["report", "transparency", "--config", str(cfg), "--period", "2026-Q3",
+                                    "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "may not read-reports" in res.output
+    assert not (tmp_path / "out").exists()
