@@ -77,8 +77,11 @@ def run(config_path: str, log_level: str) -> None:
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
     store = _open_store(cfg)
+    from .registry import Registry
+    registry = Registry(cfg.store.path)  # only active, enrolled devices' reads are stored
     service = CollectorService(cfg.mqtt, Collector(store, opener, topic_prefix=cfg.mqtt.topic_prefix,
-                                                   max_message_bytes=cfg.mqtt.max_message_bytes))
+                                                   max_message_bytes=cfg.mqtt.max_message_bytes,
+                                                   device_allowed=registry.allow_list()))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -86,6 +89,7 @@ def run(config_path: str, log_level: str) -> None:
         service.run(stop)
     finally:
         store.close()
+        registry.close()
 
 
 @main.group(name="config")
@@ -222,6 +226,11 @@ from .cli_sharing import COMMANDS as _sharing_commands, keys_init_signing  # noq
 for _command in _governance_commands + _sharing_commands:
     main.add_command(_command)
 keys.add_command(keys_init_signing)
+
+from .cli_devices import broker_group, business_group, ca_group, device_group, enroll_group  # noqa: E402
+
+for _group in (ca_group, enroll_group, device_group, business_group, broker_group):
+    main.add_command(_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -41,13 +41,16 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("bad-topic", "oversized", "malformed", "wrong-device", "undecryptable", "invalid-schema")
+REASONS = ("bad-topic", "unknown-device", "oversized", "malformed", "wrong-device", "undecryptable",
+           "invalid-schema")
 
 
 class Collector:
     def __init__(self, store: Store, opener: Opener, *, topic_prefix: str = "alpr/v1/devices",
-                 max_message_bytes: int = 8 << 20, clock: Callable[[], dt.datetime] | None = None) -> None:
+                 max_message_bytes: int = 8 << 20, clock: Callable[[], dt.datetime] | None = None,
+                 device_allowed: Callable[[str], bool] | None = None) -> None:
         self.store = store
+        self.device_allowed = device_allowed  # e.g. the registry: only active devices are stored
         self.opener = opener
         self.topics = Topics(topic_prefix)
         self.max_message_bytes = max_message_bytes
@@ -68,6 +71,9 @@ class Collector:
         device = self.topics.device_of(topic)
         if device is None:
             self._reject("bad-topic")
+            return None
+        if self.device_allowed is not None and not self.device_allowed(device):
+            self._reject("unknown-device", device=device)  # not enrolled, suspended or revoked: nothing stored
             return None
         if len(payload) > self.max_message_bytes:
             self._reject("oversized", device=device)

@@ -81,6 +81,62 @@ class Policy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Ca:
+    """Central's certificate authority (central/ca.py). Paths relative to data_dir."""
+    key_file: str = "ca/ca.key"
+    cert_file: str = "ca/ca.crt"
+    passphrase_file: str = ""        # a 0600 file holding the CA key's passphrase; empty = key not encrypted
+    device_cert_days: int = 365
+
+
+@dataclasses.dataclass(frozen=True)
+class Enrollment:
+    """The HTTPS enrollment endpoint (central/enrollment.py) and what new devices are told."""
+    bind: str = "0.0.0.0"
+    port: int = 8443
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    cert_file: str = "ca/enrollment.crt"
+    key_file: str = "ca/enrollment.key"
+    max_token_hours: int = 72
+    broker_host: str = "localhost"   # how devices reach the broker
+    broker_port: int = 8883
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerSection:
+    """Mosquitto configuration generated from the registry (central/broker.py)."""
+    dir: str = "broker"
+    bind: str = "0.0.0.0"
+    port: int = 8883
+    cert_file: str = "ca/broker.crt"
+    key_file: str = "ca/broker.key"
+    pid_file: str = ""               # SIGHUP goes here after a revocation; empty = reload it yourself
+    run_as: str = ""
+
+
+def _device_sections(doc: dict, data_dir: Path) -> dict:
+    ca = _section(Ca, doc.get("ca", {}), "ca")
+    ca = dataclasses.replace(ca, key_file=str(resolve(ca.key_file, data_dir, credential=True)),
+                             cert_file=str(resolve(ca.cert_file, data_dir)),
+                             passphrase_file=str(resolve(ca.passphrase_file, data_dir, credential=True))
+                             if ca.passphrase_file else "")
+    if not 1 <= ca.device_cert_days <= 3650:
+        raise ConfigError("ca.device_cert_days: 1-3650")
+    enrollment = _section(Enrollment, doc.get("enrollment", {}), "enrollment")
+    enrollment = dataclasses.replace(
+        enrollment, cert_file=str(resolve(enrollment.cert_file, data_dir)),
+        key_file=str(resolve(enrollment.key_file, data_dir, credential=True)))
+    if not 1 <= enrollment.max_token_hours <= 24 * 30:
+        raise ConfigError("enrollment.max_token_hours: 1-720")
+    broker = _section(BrokerSection, doc.get("broker", {}), "broker")
+    broker = dataclasses.replace(
+        broker, dir=str(resolve(broker.dir, data_dir)), cert_file=str(resolve(broker.cert_file, data_dir)),
+        key_file=str(resolve(broker.key_file, data_dir, credential=True)),
+        pid_file=str(resolve(broker.pid_file, data_dir)) if broker.pid_file else "")
+    return {"ca": ca, "enrollment": enrollment, "broker": broker}
+
+
+@dataclasses.dataclass(frozen=True)
 class CentralConfig:
     data_dir: str
     store: Store = Store()
@@ -90,6 +146,9 @@ class CentralConfig:
     retention: Retention = Retention()
     sharing: Sharing = Sharing()
     policy: Policy = Policy()
+    ca: Ca = Ca()
+    enrollment: Enrollment = Enrollment()
+    broker: BrokerSection = BrokerSection()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -129,7 +188,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 
 def parse(doc: dict, base: Path) -> CentralConfig:
-    allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy"}
+    allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -156,8 +215,8 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     sharing = _section(Sharing, doc.get("sharing", {}), "sharing")
     sharing = dataclasses.replace(sharing, signing_key=str(resolve(sharing.signing_key, data_dir, credential=True)))
     policy = _section(Policy, doc.get("policy", {}), "policy")
-    return CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
-                         mqtt, keys, query, retention, sharing, policy)
+    return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
+                         mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir))
 
 
 def load(path) -> CentralConfig:

@@ -11,6 +11,8 @@
      |    +-- AuthenticationError   no valid personal token (one opaque message)
      |    +-- SharingRefused        recipient not eligible (commercial, out of state, no/expired agreement)
      +-- BundleError        an export bundle fails verification (says which check)
+     +-- RegistryError      unknown device / business, or a state change the registry refuses (CLI exit 1)
+     +-- EnrollmentError    an enrollment token or CSR refused (used, expired, forged, tampered); says which
 """
 
 
@@ -32,6 +34,14 @@ class QueryError(CentralError):
 
 class PolicyError(CentralError):
     """The rules forbid this action."""
+
+
+class RegistryError(CentralError):
+    """The device / business registry refused a change or lookup; says why."""
+
+
+class EnrollmentError(CentralError):
+    """An enrollment token or certificate request was refused; says why (never echoes the secret)."""
 
 
 class PermissionDenied(PolicyError):

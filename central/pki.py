@@ -44,17 +44,20 @@ def write_public(path: str | os.PathLike, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+def _key_pem(key, passphrase: bytes | None = None) -> bytes:
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def new_ca(name: str = "ALPR Central CA", *, days: int = 3650, now: dt.datetime | None = None) -> tuple[bytes, bytes]:
-    """A self-signed CA as (key PEM, certificate PEM)."""
+def new_ca(name: str = "ALPR Central CA", *, days: int = 3650, now: dt.datetime | None = None,
+           passphrase: bytes | None = None) -> tuple[bytes, bytes]:
+    """A self-signed CA as (key PEM, certificate PEM); with ``passphrase`` the
+    key PEM is encrypted with it."""
     now = now or dt.datetime.now(dt.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -68,17 +71,18 @@ def new_ca(name: str = "ALPR Central CA", *, days: int = 3650, now: dt.datetime 
                            critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    return _key_pem(key), _cert_pem(cert)
+    return _key_pem(key, passphrase), _cert_pem(cert)
 
 
 def issue(ca_key_pem: bytes, ca_cert_pem: bytes, common_name: str, *, server_names: tuple[str, ...] = (),
-          days: int = 365, public_key=None, now: dt.datetime | None = None) -> tuple[bytes | None, bytes]:
+          days: int = 365, public_key=None, now: dt.datetime | None = None,
+          ca_passphrase: bytes | None = None) -> tuple[bytes | None, bytes]:
     """Issue a certificate. With ``server_names`` it is a TLS server
     certificate for those host names / IP addresses, otherwise a client one.
     With ``public_key`` (from a CSR) no key is generated and None is returned
     in its place: the private key never leaves the device."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    ca_key = serialization.load_pem_private_key(ca_key_pem, password=ca_passphrase)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     key = None
     if public_key is None:

@@ -150,5 +150,10 @@ def sample(out_dir: str, vehicles: int, seed: int) -> None:
     click.echo(f"{video}\n{sidecar}")
 
 
+from .cli_provision import COMMANDS as _provision_commands  # noqa: E402
+
+for _command in _provision_commands:
+    main.add_command(_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,6 +7,7 @@
      +-- CaptureError       a frame source cannot be opened or read (retried with backoff)
      +-- BufferError_       the encrypted outbox cannot be opened or written
      +-- SyncError          the broker is unreachable or refused us (CLI exit 75)
+     +-- ProvisionError     enrollment with central failed (token refused, pin mismatch, bad answer)
 """
 
 
@@ -28,3 +29,7 @@ class BufferError_(EdgeError):  # trailing underscore: BufferError is a builtin
 
 class SyncError(EdgeError):
     """The broker cannot be reached or refused the connection."""
+
+
+class ProvisionError(EdgeError):
+    """Provisioning or certificate renewal failed; the message says why and what to do."""

@@ -44,6 +44,76 @@ MIGRATIONS: list[tuple[str, str]] = [
             result_count INTEGER NOT NULL
         );
     """),
+    # -- 0100-0199 devices and enrollment (central/registry.py) --
+    ("0100_devices", """
+        CREATE TABLE businesses (
+            business_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            contact_name TEXT NOT NULL,
+            contact_email TEXT NOT NULL,
+            contact_phone TEXT NOT NULL,
+            mou_id TEXT NOT NULL,
+            shared_data TEXT NOT NULL,
+            share_with TEXT NOT NULL,
+            retention_days INTEGER NOT NULL,
+            consent_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'withdrawn')),
+            enrolled_at TEXT NOT NULL,
+            enrolled_by TEXT NOT NULL,
+            withdrawn_at TEXT,
+            withdrawn_by TEXT
+        );
+        CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            location TEXT NOT NULL,
+            latitude REAL, longitude REAL, heading REAL,
+            cameras TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'suspended', 'revoked')),
+            status_reason TEXT NOT NULL DEFAULT '',
+            cert_serial TEXT,
+            cert_expires_at TEXT,
+            enrolled_by TEXT NOT NULL,
+            enrolled_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX devices_owner ON devices(owner);
+        CREATE TABLE device_certificates (
+            serial TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL REFERENCES devices(device_id),
+            issued_at TEXT NOT NULL,
+            not_after TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE INDEX device_certificates_device ON device_certificates(device_id);
+        CREATE TABLE enrollment_tokens (
+            token_id TEXT PRIMARY KEY,
+            secret_sha256 BLOB NOT NULL,
+            device_id TEXT NOT NULL REFERENCES devices(device_id),
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            used_serial TEXT
+        );
+        CREATE TABLE business_logins (
+            login_id TEXT PRIMARY KEY,
+            secret_sha256 BLOB NOT NULL,
+            business_id TEXT NOT NULL REFERENCES businesses(business_id),
+            name TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            disabled_at TEXT
+        );
+        CREATE TABLE registry_events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )
+    """),
     # -- 0200-0299 governance (central/users.py, audit.py, retention.py, sharing.py, device_audit.py) --
     ("0200_governance", """
         CREATE TABLE users (

@@ -1,0 +1,522 @@
+"""``alpr-central ca | enroll | device | business | broker``: device identity,
+enrollment of cameras (the department's and private businesses'), and the
+broker configuration generated from the registry. A thin shell over
+:mod:`central.registry`, :mod:`central.ca`, :mod:`central.enrollment` and
+:mod:`central.broker`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from . import broker as broker_mod
+from . import config as config_mod
+from .errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError
+
+# Not imported from .cli: ``python -m central.cli`` would import that module twice.
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class ConfigFailure(click.ClickException):
+    exit_code = EX_CONFIG
+
+
+class TempFailure(click.ClickException):
+    exit_code = EX_TEMPFAIL
+
+
+def _load(path: str):
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+def _when(value: str, name: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use ISO 8601, e.g. 2026-11-01 (UTC unless an offset is given)",
+                                 param_hint=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+config_option = click.option("--config", "config_path", envvar="ALPR_CENTRAL_CONFIG",
+                             default="/etc/alpr/central.toml", show_default=True, type=click.Path(dir_okay=False),
+                             help="Central config file (TOML). Env: ALPR_CENTRAL_CONFIG.")
+
+by_option = click.option("--by", "actor", default=getpass.getuser, show_default="the login name",
+                         help="Who does this (recorded in the registry's event log).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _registry(cfg):
+    from .registry import Registry
+    try:
+        return Registry(cfg.store.path)
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+
+
+def _ca(cfg):
+    from .ca import CertificateAuthority, read_passphrase
+    try:
+        return CertificateAuthority.load(cfg.ca.key_file, cfg.ca.cert_file, read_passphrase(cfg.ca.passphrase_file))
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+class _Errors:
+    """Library errors -> click errors with the right exit code."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, ConfigError):
+            raise ConfigFailure(str(exc)) from None
+        if isinstance(exc, StoreError):
+            raise TempFailure(str(exc)) from None
+        if isinstance(exc, (RegistryError, PolicyError, EnrollmentError, FileExistsError)):
+            raise click.ClickException(str(exc)) from None
+        return False
+
+
+def _duration(value: str) -> dt.timedelta:
+    m = re.fullmatch(r"(\d+)\s*([mhd])", value.strip())
+    if not m or int(m.group(1)) == 0:
+        raise click.BadParameter("use a number and m, h or d, e.g. 30m, 24h, 2d", param_hint="--expires")
+    unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+    return dt.timedelta(**{unit: int(m.group(1))})
+
+
+def _iso(value):
+    return value.isoformat(timespec="seconds") if isinstance(value, dt.datetime) else value
+
+
+def apply_broker(cfg, registry, ca) -> str:
+    """Rewrite the broker's ACL and CRL from the registry and reload it.
+    Returns a sentence for the operator."""
+    try:
+        pid = broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file or None, registry.active_device_ids(),
+                                 ca.crl(registry.revoked_certificates()), cfg.mqtt.topic_prefix)
+    except (OSError, ValueError) as exc:
+        raise TempFailure(f"ACL and CRL rewritten, but the broker could not be reloaded ({exc}); "
+                          "reload it yourself (systemctl reload mosquitto)") from None
+    if pid is None:
+        return f"broker ACL and CRL rewritten in {cfg.broker.dir}; reload the broker now (systemctl reload mosquitto)"
+    return f"broker ACL and CRL rewritten and broker (pid {pid}) reloaded"
+
+
+# -- ca ---------------------------------------------------------------------
+@click.group("ca")
+def ca_group() -> None:
+    """Central's certificate authority."""
+
+
+@ca_group.command("init")
+@config_option
+@click.option("--name", default="ALPR Central CA", show_default=True, help="The CA's common name.")
+@click.option("--days", default=3650, show_default=True, help="CA lifetime in days.")
+def ca_init(config_path: str, name: str, days: int) -> None:
+    """Create the CA (key 0600, encrypted when [ca] passphrase_file is set)
+    and the broker, collector and enrollment-endpoint certificates."""
+    cfg = _load(config_path)
+    from . import pki
+    from .ca import init_ca, read_passphrase
+    with _Errors():
+        fp = init_ca(cfg.ca.key_file, cfg.ca.cert_file, name=name, days=days,
+                     passphrase=read_passphrase(cfg.ca.passphrase_file))
+        ca = _ca(cfg)
+        ca_dir = Path(cfg.ca.cert_file).parent
+        for label, cn, names, cert, key in (
+                ("broker", cfg.enrollment.broker_host, (cfg.enrollment.broker_host, "localhost", "127.0.0.1"),
+                 cfg.broker.cert_file, cfg.broker.key_file),
+                ("enrollment", cfg.enrollment.server_names[0], cfg.enrollment.server_names,
+                 cfg.enrollment.cert_file, cfg.enrollment.key_file),
+                ("collector", pki.COLLECTOR_IDENTITY, (), str(ca_dir / "collector.crt"), str(ca_dir / "collector.key"))):
+            key_pem, cert_pem = ca.issue(cn, server_names=tuple(dict.fromkeys(names)), days=825)
+            pki.write_secret(key, key_pem)
+            pki.write_public(cert, cert_pem)
+            click.echo(f"{label:<11} {cert}")
+    click.echo(f"CA          {cfg.ca.cert_file}\nfingerprint sha256:{fp}")
+
+
+# -- enroll -----------------------------------------------------------------
+@click.group("enroll")
+def enroll_group() -> None:
+    """One-time enrollment tokens and the HTTPS endpoint devices redeem them at."""
+
+
+@enroll_group.command("create")
+@config_option
+@click.option("--owner", default="department", show_default=True,
+              help="'department' or the id of an enrolled business.")
+@click.option("--camera", "cameras", multiple=True, required=True,
+              help="Camera of the device: ID or ID:SOURCE (picamera2, device, stream, file, folder). Repeat.")
+@click.option("--device", "device_id", help="Device id (default: generated). Give an existing id to re-provision.")
+@click.option("--location", default="", help="Where the device is (free text, e.g. 'Main St & 1st, NB').")
+@click.option("--lat", type=float, help="Latitude of the cameras.")
+@click.option("--lon", type=float, help="Longitude of the cameras.")
+@click.option("--heading", type=float, help="Compass heading the cameras face (degrees).")
+@click.option("--expires", default="24h", show_default=True, help="Token lifetime: 30m, 24h, 2d ...")
+@by_option
+@json_option
+def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, heading, expires, actor,
+                  as_json) -> None:
+    """Record a device as pending and print its one-time token (shown once)."""
+    cfg = _load(config_path)
+    from .enrollment import Token, ca_pin
+    from .registry import CameraSpec
+    ttl = _duration(expires)
+    if ttl > dt.timedelta(hours=cfg.enrollment.max_token_hours):
+        raise click.BadParameter(f"at most {cfg.enrollment.max_token_hours}h ([enrollment] max_token_hours)",
+                                 param_hint="--expires")
+    ca = _ca(cfg)
+    registry = _registry(cfg)
+    try:
+        with _Errors():
+            new = registry.create_enrollment(owner=owner, cameras=[CameraSpec.parse(c) for c in cameras],
+                                             location=location, ttl=ttl, actor=actor, device_id=device_id,
+                                             latitude=lat, longitude=lon, heading=heading)
+    finally:
+        registry.close()
+    token = str(Token(new.token_id, new.secret, ca_pin(ca.cert_pem)))
+    central = f"https://{cfg.enrollment.server_names[0]}:{cfg.enrollment.port}"
+    if as_json:
+        click.echo(json.dumps({"token": token, "device_id": new.device.device_id, "owner": owner,
+                               "expires_at": _iso(new.expires_at), "central": central}))
+        return
+    click.echo(f"device   {new.device.device_id} (owner {owner}, cameras {', '.join(c.id for c in new.device.cameras)})")
+    click.echo(f"expires  {_iso(new.expires_at)} (one use)")
+    click.echo(f"token    {token}")
+    click.echo(f"\non the device:  alpr-edge provision --central {central} --token <token>")
+
+
+@enroll_group.command("list")
+@config_option
+@json_option
+def enroll_list(config_path, as_json) -> None:
+    """Unused, unexpired tokens (ids only; secrets are never stored)."""
+    registry = _registry(_load(config_path))
+    try:
+        rows = registry.pending_tokens()
+    finally:
+        registry.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{'token id':<14} {'device':<20} {'created by':<14} expires")
+    for r in rows:
+        click.echo(f"{r['token_id']:<14} {r['device_id']:<20} {r['created_by']:<14} {r['expires_at']}")
+
+
+@enroll_group.command("serve")
+@config_option
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def enroll_serve(config_path, log_level) -> None:
+    """Run the HTTPS enrollment endpoint until SIGTERM / Ctrl-C."""
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _load(config_path)
+    from .enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
+    ca = _ca(cfg)
+    try:
+        data_pub = data_public_key_pem(cfg.keys.data_private_keys[0])
+    except (OSError, ValueError) as exc:
+        raise ConfigFailure(f"keys.data_private_keys[0]: {exc}") from None
+    registry = _registry(cfg)
+    service = EnrollmentService(registry, ca, data_pub, EnrollmentSettings(
+        cfg.enrollment.broker_host, cfg.enrollment.broker_port, cfg.mqtt.topic_prefix, cfg.ca.device_cert_days),
+        on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file or None,
+                                             registry.active_device_ids(), ca.crl(registry.revoked_certificates()),
+                                             cfg.mqtt.topic_prefix))
+    try:
+        server = EnrollmentServer(service, bind=cfg.enrollment.bind, port=cfg.enrollment.port,
+                                  cert_file=cfg.enrollment.cert_file, key_file=cfg.enrollment.key_file)
+    except OSError as exc:
+        registry.close()
+        raise TempFailure(f"cannot listen on {cfg.enrollment.bind}:{cfg.enrollment.port}: {exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    logging.getLogger(__name__).info("enrollment endpoint on %s:%s", cfg.enrollment.bind, server.port)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        registry.close()
+
+
+# -- device -----------------------------------------------------------------
+@click.group("device")
+def device_group() -> None:
+    """Enrolled devices: list, show, suspend, resume, revoke."""
+
+
+def _device_doc(d) -> dict:
+    return {"device_id": d.device_id, "owner": d.owner, "status": d.status, "reason": d.status_reason,
+            "location": d.location, "cameras": [c.id for c in d.cameras], "certificate_serial": d.cert_serial,
+            "certificate_expires": _iso(d.cert_expires_at), "enrolled_by": d.enrolled_by,
+            "enrolled_at": _iso(d.enrolled_at), "updated_at": _iso(d.updated_at)}
+
+
+@device_group.command("list")
+@config_option
+@click.option("--owner", help="Only this owner's devices.")
+@click.option("--status", type=click.Choice(["pending", "active", "suspended", "revoked"]), help="Only this status.")
+@json_option
+def device_list(config_path, owner, status, as_json) -> None:
+    """Devices in the registry."""
+    registry = _registry(_load(config_path))
+    try:
+        devices = registry.devices(owner=owner, status=status)
+    finally:
+        registry.close()
+    if as_json:
+        for d in devices:
+            click.echo(json.dumps(_device_doc(d)))
+        return
+    click.echo(f"{'device':<20} {'owner':<16} {'status':<10} {'certificate expires':<26} location")
+    for d in devices:
+        click.echo(f"{d.device_id:<20} {d.owner:<16} {d.status:<10} {_iso(d.cert_expires_at) or '-':<26} "
+                   f"{d.location}")
+
+
+@device_group.command("show")
+@config_option
+@click.argument("device_id")
+def device_show(config_path, device_id) -> None:
+    """One device and its registry history, as JSON."""
+    registry = _registry(_load(config_path))
+    try:
+        with _Errors():
+            doc = _device_doc(registry.device(device_id))
+            doc["events"] = registry.events(device_id)
+    finally:
+        registry.close()
+    click.echo(json.dumps(doc, indent=1))
+
+
+def _set_status(config_path, device_id, status, reason, actor) -> None:
+    cfg = _load(config_path)
+    ca = _ca(cfg)
+    registry = _registry(cfg)
+    try:
+        with _Errors():
+            device = registry.set_status(device_id, status, actor=actor, reason=reason)
+        click.echo(f"device {device.device_id} is {device.status}")
+        click.echo(apply_broker(cfg, registry, ca))
+    finally:
+        registry.close()
+
+
+@device_group.command("suspend")
+@config_option
+@click.argument("device_id")
+@click.option("--reason", default="", help="Why (recorded).")
+@by_option
+def device_suspend(config_path, device_id, reason, actor) -> None:
+    """Stop accepting reads from a device (reversible with resume)."""
+    _set_status(config_path, device_id, "suspended", reason, actor)
+
+
+@device_group.command("resume")
+@config_option
+@click.argument("device_id")
+@click.option("--reason", default="", help="Why (recorded).")
+@by_option
+def device_resume(config_path, device_id, reason, actor) -> None:
+    """Accept reads from a suspended device again."""
+    _set_status(config_path, device_id, "active", reason, actor)
+
+
+@device_group.command("revoke")
+@config_option
+@click.argument("device_id")
+@click.option("--reason", required=True, help="Why (recorded), e.g. 'stolen', 'decommissioned'.")
+@by_option
+def device_revoke(config_path, device_id, reason, actor) -> None:
+    """Revoke a device for good: certificates revoked, ACL entry removed,
+    broker reloaded; anything it still sends is not stored."""
+    _set_status(config_path, device_id, "revoked", reason, actor)
+
+
+# -- business ---------------------------------------------------------------
+@click.group("business")
+def business_group() -> None:
+    """Private businesses that enroll cameras under a written agreement (MOU)."""
+
+
+@business_group.command("enroll")
+@config_option
+@click.option("--id", "business_id", required=True, help="Short id: lower-case letters, digits, '-'.")
+@click.option("--name", required=True, help="Legal name.")
+@click.option("--contact-name", required=True, help="Contact person.")
+@click.option("--contact-email", required=True, help="Contact e-mail.")
+@click.option("--contact-phone", default="", help="Contact phone.")
+@click.option("--mou", "mou_id", required=True, help="Agreement (MOU) id.")
+@click.option("--shares", "shared_data", required=True,
+              help="What the agreement lets the department share (e.g. 'plate reads, crops').")
+@click.option("--share-with", required=True, help="With whom (e.g. 'CA public agencies with an agreement').")
+@click.option("--retention-days", type=int, required=True, help="Days reads from its cameras are kept.")
+@click.option("--consent-date", required=True, help="When the business consented (ISO 8601 date).")
+@by_option
+def business_enroll(config_path, business_id, name, contact_name, contact_email, contact_phone, mou_id, shared_data,
+                    share_with, retention_days, consent_date, actor) -> None:
+    """Record a business, its contact, the MOU and its terms, and the consent date."""
+    from .registry import Terms
+    registry = _registry(_load(config_path))
+    try:
+        with _Errors():
+            b = registry.enroll_business(business_id, name=name, contact_name=contact_name,
+                                         contact_email=contact_email, contact_phone=contact_phone, mou_id=mou_id,
+                                         terms=Terms(shared_data, share_with, retention_days),
+                                         consent_at=_when(consent_date, "--consent-date"), actor=actor)
+    finally:
+        registry.close()
+    click.echo(f"business {b.business_id} enrolled under MOU {b.mou_id}; "
+               f"enroll its cameras with: alpr-central enroll create --owner {b.business_id} --camera ...")
+
+
+def _business_doc(b) -> dict:
+    return {"business_id": b.business_id, "name": b.name, "status": b.status, "mou_id": b.mou_id,
+            "contact": {"name": b.contact_name, "email": b.contact_email, "phone": b.contact_phone},
+            "terms": {"shared_data": b.terms.shared_data, "share_with": b.terms.share_with,
+                      "retention_days": b.terms.retention_days},
+            "consent_at": _iso(b.consent_at), "enrolled_at": _iso(b.enrolled_at), "enrolled_by": b.enrolled_by,
+            "withdrawn_at": _iso(b.withdrawn_at)}
+
+
+@business_group.command("list")
+@config_option
+@json_option
+def business_list(config_path, as_json) -> None:
+    """Enrolled businesses."""
+    registry = _registry(_load(config_path))
+    try:
+        items = registry.businesses()
+    finally:
+        registry.close()
+    if as_json:
+        for b in items:
+            click.echo(json.dumps(_business_doc(b)))
+        return
+    click.echo(f"{'business':<20} {'status':<10} {'MOU':<16} {'retention':>9}  name")
+    for b in items:
+        click.echo(f"{b.business_id:<20} {b.status:<10} {b.mou_id:<16} {b.terms.retention_days:>8}d  {b.name}")
+
+
+@business_group.command("withdraw")
+@config_option
+@click.argument("business_id")
+@click.option("--reason", default="business withdrew", show_default=True, help="Why (recorded).")
+@by_option
+def business_withdraw(config_path, business_id, reason, actor) -> None:
+    """The business leaves: its devices are suspended and its logins disabled.
+    Reads already stored follow the retention policy."""
+    cfg = _load(config_path)
+    ca = _ca(cfg)
+    registry = _registry(cfg)
+    try:
+        with _Errors():
+            ids = registry.withdraw_business(business_id, actor=actor, reason=reason)
+        click.echo(f"business {business_id} withdrawn; suspended: {', '.join(ids) or 'no devices'}")
+        click.echo(apply_broker(cfg, registry, ca))
+    finally:
+        registry.close()
+
+
+@business_group.command("login")
+@config_option
+@click.argument("business_id")
+@click.option("--name", required=True, help="Who the login is for.")
+@by_option
+def business_login(config_path, business_id, name, actor) -> None:
+    """Create a login that sees its business's device health (never reads);
+    the credential is printed once."""
+    from .enrollment import LOGIN_PREFIX
+    registry = _registry(_load(config_path))
+    try:
+        with _Errors():
+            login_id, secret = registry.create_login(business_id, name, actor=actor)
+    finally:
+        registry.close()
+    click.echo(f"{LOGIN_PREFIX}.{login_id}.{secret}")
+    click.echo("use: curl -H 'Authorization: Bearer <credential>' https://<central>:8443/v1/health", err=True)
+
+
+@business_group.command("health")
+@config_option
+@click.argument("business_id")
+@json_option
+def business_health(config_path, business_id, as_json) -> None:
+    """Health of a business's devices (status, certificate, last read time)."""
+    registry = _registry(_load(config_path))
+    try:
+        with _Errors():
+            registry.business(business_id)
+            items = registry.health(business_id)
+    finally:
+        registry.close()
+    if as_json:
+        for h in items:
+            click.echo(json.dumps({"device_id": h.device_id, "status": h.status,
+                                   "certificate_expires": _iso(h.cert_expires_at),
+                                   "last_read_at": _iso(h.last_read_at), "reads_last_24h": h.reads_last_24h}))
+        return
+    click.echo(f"{'device':<20} {'status':<10} {'certificate expires':<26} {'last read':<26} 24h")
+    for h in items:
+        click.echo(f"{h.device_id:<20} {h.status:<10} {_iso(h.cert_expires_at) or '-':<26} "
+                   f"{_iso(h.last_read_at) or '-':<26} {h.reads_last_24h}")
+
+
+# -- broker -----------------------------------------------------------------
+@click.group("broker")
+def broker_group() -> None:
+    """Mosquitto configuration generated from the registry."""
+
+
+@broker_group.command("config")
+@config_option
+def broker_config(config_path) -> None:
+    """Write mosquitto.conf, the ACL (active devices only) and the CRL into [broker] dir."""
+    cfg = _load(config_path)
+    ca = _ca(cfg)
+    registry = _registry(cfg)
+    try:
+        files = broker_mod.write_config(
+            cfg.broker.dir, port=cfg.broker.port, bind=cfg.broker.bind, ca_file=cfg.ca.cert_file,
+            cert_file=cfg.broker.cert_file, key_file=cfg.broker.key_file, prefix=cfg.mqtt.topic_prefix,
+            run_as=cfg.broker.run_as or None, devices=registry.active_device_ids(),
+            crl_file=str(Path(cfg.broker.dir) / "crl.pem"), pid_file=cfg.broker.pid_file or None)
+        broker_mod.write_registry_files(cfg.broker.dir, registry.active_device_ids(),
+                                        ca.crl(registry.revoked_certificates()), cfg.mqtt.topic_prefix)
+    finally:
+        registry.close()
+    click.echo(f"wrote {files.conf}, {files.acl} and {Path(cfg.broker.dir) / 'crl.pem'}")
+
+
+@broker_group.command("reload")
+@config_option
+def broker_reload(config_path) -> None:
+    """Rewrite the ACL and CRL from the registry and reload the broker."""
+    cfg = _load(config_path)
+    ca = _ca(cfg)
+    registry = _registry(cfg)
+    try:
+        click.echo(apply_broker(cfg, registry, ca))
+    finally:
+        registry.close()

@@ -1,0 +1,480 @@
+"""The device registry: devices, the businesses that enroll cameras under a
+written agreement, one-time enrollment tokens, and business logins.
+
+Lives in the same SQLite file as the reads (migrations ``0100_*``). Every
+change is one transaction and leaves a row in ``registry_events`` (who, what,
+when). The clock is injected.
+
+Device life cycle::
+
+    pending --(token redeemed, certificate issued)--> active
+    active <--> suspended            (staff, or the owning business withdraws)
+    any ----> revoked                (final: certificates revoked, ACL entry removed)
+
+Secrets (token and login secrets) are stored only as SHA-256 digests of 256
+random bits and compared with :func:`hmac.compare_digest`; the row is found by
+a separate public id, so lookups leak nothing about the secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from edge_agent.wire.topics import validate_device_id
+
+from .ca import CertificateAuthority, Revoked, load_csr, serial_hex
+from .errors import EnrollmentError, PolicyError, RegistryError
+
+logger = logging.getLogger(__name__)
+
+DEPARTMENT = "department"
+STATUSES = ("pending", "active", "suspended", "revoked")
+_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _ts(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime(_TS)
+
+
+def _from_ts(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.strptime(text, _TS).replace(tzinfo=dt.timezone.utc)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraSpec:
+    id: str
+    source: str = "picamera2"
+
+    @classmethod
+    def parse(cls, spec: str) -> "CameraSpec":
+        """``ID`` or ``ID:SOURCE`` (source: picamera2, device, stream, file, folder)."""
+        cam_id, _, source = spec.partition(":")
+        source = source or "picamera2"
+        if not cam_id or not validate_id_like(cam_id):
+            raise RegistryError(f"camera {spec!r}: id must be lower-case letters, digits and '-'")
+        if source not in ("picamera2", "device", "stream", "file", "folder"):
+            raise RegistryError(f"camera {spec!r}: source must be picamera2, device, stream, file or folder")
+        return cls(cam_id, source)
+
+
+def validate_id_like(value: str) -> bool:
+    try:
+        validate_device_id(value)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    device_id: str
+    owner: str
+    location: str
+    cameras: tuple[CameraSpec, ...]
+    status: str
+    status_reason: str
+    cert_serial: str | None
+    cert_expires_at: dt.datetime | None
+    enrolled_by: str
+    enrolled_at: dt.datetime
+    updated_at: dt.datetime
+    latitude: float | None = None
+    longitude: float | None = None
+    heading: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Terms:
+    """What an agreement (MOU) lets the department share, with whom, and how long reads are kept."""
+    shared_data: str
+    share_with: str
+    retention_days: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Business:
+    business_id: str
+    name: str
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+    mou_id: str
+    terms: Terms
+    consent_at: dt.datetime
+    status: str
+    enrolled_at: dt.datetime
+    enrolled_by: str
+    withdrawn_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NewToken:
+    token_id: str
+    secret: str = dataclasses.field(repr=False)
+    device: Device = None  # type: ignore[assignment]
+    expires_at: dt.datetime = None  # type: ignore[assignment]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceHealth:
+    """What a business login may see: health, never reads."""
+    device_id: str
+    status: str
+    cert_expires_at: dt.datetime | None
+    last_read_at: dt.datetime | None
+    reads_last_24h: int
+
+
+class Registry:
+    def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+        from .store.sqlite import SQLiteStore  # applies the migrations, one transaction each
+        self._store = SQLiteStore(path)
+        self.db = self._store.db.conn
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._store.close()
+
+    # -- plumbing ----------------------------------------------------------
+    def _tx(self, fn):
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self.db)
+                self.db.execute("COMMIT")
+                return result
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def _event(self, db, actor: str, action: str, subject: str, **detail) -> None:
+        db.execute("INSERT INTO registry_events (at, actor, action, subject, detail) VALUES (?,?,?,?,?)",
+                   [_ts(self._clock()), actor, action, subject, json.dumps(detail, sort_keys=True)])
+
+    def _query(self, sql: str, args=()) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute(sql, list(args))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def events(self, subject: str | None = None) -> list[dict]:
+        where = "WHERE subject = ?" if subject else ""
+        return self._query(f"SELECT at, actor, action, subject, detail FROM registry_events {where} ORDER BY id",
+                           [subject] if subject else [])
+
+    # -- businesses --------------------------------------------------------
+    def enroll_business(self, business_id: str, *, name: str, contact_name: str, contact_email: str,
+                        contact_phone: str, mou_id: str, terms: Terms, consent_at: dt.datetime, actor: str) -> Business:
+        if business_id == DEPARTMENT or not validate_id_like(business_id):
+            raise RegistryError("business id: lower-case letters, digits and '-' (not 'department')")
+        for label, value in (("name", name), ("contact name", contact_name), ("contact email", contact_email),
+                             ("MOU id", mou_id), ("shared data", terms.shared_data), ("share with", terms.share_with)):
+            if not value or not value.strip():
+                raise RegistryError(f"business {label} is required")
+        if "@" not in contact_email:
+            raise RegistryError("business contact email: not an e-mail address")
+        if not 1 <= terms.retention_days <= 3650:
+            raise RegistryError("retention days: 1-3650")
+        if consent_at.tzinfo is None or consent_at > self._clock():
+            raise RegistryError("consent date: must be a time-zone-aware date, not in the future")
+        now = self._clock()
+
+        def do(db):
+            try:
+                db.execute("INSERT INTO businesses VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,NULL,NULL)",
+                           [business_id, name, contact_name, contact_email, contact_phone, mou_id, terms.shared_data,
+                            terms.share_with, terms.retention_days, _ts(consent_at), _ts(now), actor])
+            except sqlite3.IntegrityError:
+                raise RegistryError(f"business {business_id!r} is already enrolled") from None
+            self._event(db, actor, "business-enroll", business_id, mou_id=mou_id)
+        self._tx(do)
+        logger.info("business %s enrolled under MOU %s by %s", business_id, mou_id, actor)
+        return self.business(business_id)
+
+    def business(self, business_id: str) -> Business:
+        rows = self._query("SELECT * FROM businesses WHERE business_id = ?", [business_id])
+        if not rows:
+            raise RegistryError(f"no business {business_id!r}")
+        r = rows[0]
+        return Business(r["business_id"], r["name"], r["contact_name"], r["contact_email"], r["contact_phone"],
+                        r["mou_id"], Terms(r["shared_data"], r["share_with"], r["retention_days"]),
+                        _from_ts(r["consent_at"]), r["status"], _from_ts(r["enrolled_at"]), r["enrolled_by"],
+                        _from_ts(r["withdrawn_at"]))
+
+    def businesses(self) -> list[Business]:
+        return [self.business(r["business_id"])
+                for r in self._query("SELECT business_id FROM businesses ORDER BY business_id")]
+
+    def withdraw_business(self, business_id: str, *, actor: str, reason: str = "business withdrew") -> list[str]:
+        """The business leaves the program: its status becomes withdrawn, its
+        devices are suspended (their reads stop being accepted), and its
+        logins are disabled. Returns the suspended device ids."""
+        if self.business(business_id).status == "withdrawn":
+            raise RegistryError(f"business {business_id!r} has already withdrawn")
+        now = _ts(self._clock())
+
+        def do(db):
+            db.execute("UPDATE businesses SET status='withdrawn', withdrawn_at=?, withdrawn_by=? WHERE business_id=?",
+                       [now, actor, business_id])
+            ids = [r[0] for r in db.execute("SELECT device_id FROM devices WHERE owner=? AND status IN "
+                                            "('pending','active')", [business_id])]
+            for device_id in ids:
+                db.execute("UPDATE devices SET status='suspended', status_reason=?, updated_at=? WHERE device_id=?",
+                           [reason, now, device_id])
+            db.execute("UPDATE enrollment_tokens SET used_at=? WHERE used_at IS NULL AND device_id IN "
+                       "(SELECT device_id FROM devices WHERE owner=?)", [now, business_id])
+            db.execute("UPDATE business_logins SET disabled_at=? WHERE business_id=? AND disabled_at IS NULL",
+                       [now, business_id])
+            self._event(db, actor, "business-withdraw", business_id, suspended=ids, reason=reason)
+            return ids
+        ids = self._tx(do)
+        logger.info("business %s withdrew; %d device(s) suspended", business_id, len(ids))
+        return ids
+
+    # -- enrollment tokens -------------------------------------------------
+    def create_enrollment(self, *, owner: str, cameras: Sequence[CameraSpec], location: str, ttl: dt.timedelta,
+                          actor: str, device_id: str | None = None, latitude: float | None = None,
+                          longitude: float | None = None, heading: float | None = None) -> NewToken:
+        """Record (or re-enroll) a device as pending and mint its one-time token."""
+        if owner != DEPARTMENT:
+            if self.business(owner).status != "active":
+                raise PolicyError(f"business {owner!r} has withdrawn; its cameras cannot be enrolled")
+        if not cameras:
+            raise RegistryError("at least one camera is required")
+        if len({c.id for c in cameras}) != len(cameras):
+            raise RegistryError("camera ids must be unique")
+        if ttl <= dt.timedelta(0):
+            raise RegistryError("token lifetime must be positive")
+        device_id = device_id or f"cam-{secrets.token_hex(4)}"
+        if not validate_id_like(device_id):
+            raise RegistryError("device id: 1-63 lower-case letters, digits and '-'")
+        now = self._clock()
+        token_id, secret = secrets.token_urlsafe(9), secrets.token_urlsafe(32)
+        cams = json.dumps([dataclasses.asdict(c) for c in cameras])
+
+        def do(db):
+            row = db.execute("SELECT status, owner FROM devices WHERE device_id=?", [device_id]).fetchone()
+            if row is None:
+                db.execute("INSERT INTO devices (device_id, owner, location, latitude, longitude, heading, cameras, "
+                           "status, enrolled_by, enrolled_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',?,?,?)",
+                           [device_id, owner, location, latitude, longitude, heading, cams, actor, _ts(now), _ts(now)])
+            elif row[0] == "revoked":
+                raise RegistryError(f"device {device_id!r} is revoked; enroll the camera under a new device id")
+            elif row[1] != owner:
+                raise RegistryError(f"device {device_id!r} belongs to {row[1]!r}, not {owner!r}")
+            else:  # re-provisioning: same identity, new key; the record stays until the token is redeemed
+                db.execute("UPDATE devices SET location=?, latitude=?, longitude=?, heading=?, cameras=?, "
+                           "updated_at=? WHERE device_id=?",
+                           [location, latitude, longitude, heading, cams, _ts(now), device_id])
+            db.execute("INSERT INTO enrollment_tokens (token_id, secret_sha256, device_id, created_by, created_at, "
+                       "expires_at) VALUES (?,?,?,?,?,?)",
+                       [token_id, _digest(secret), device_id, actor, _ts(now), _ts(now + ttl)])
+            self._event(db, actor, "enroll-create", device_id, owner=owner, token_id=token_id,
+                        expires_at=_ts(now + ttl))
+        self._tx(do)
+        logger.info("enrollment token %s created for device %s (owner %s) by %s", token_id, device_id, owner, actor)
+        return NewToken(token_id, secret, self.device(device_id), now + ttl)
+
+    def pending_tokens(self) -> list[dict]:
+        now = _ts(self._clock())
+        return self._query("SELECT token_id, device_id, created_by, created_at, expires_at FROM enrollment_tokens "
+                           "WHERE used_at IS NULL AND expires_at > ? ORDER BY created_at", [now])
+
+    def redeem(self, token_id: str, secret: str, csr_pem: bytes | str, ca: CertificateAuthority, *,
+               cert_days: int = 365, expect_device_id: str | None = None) -> tuple[Device, bytes]:
+        """Check the token, sign the CSR and activate the device, atomically:
+        a token is used at most once even under concurrent requests. Earlier
+        certificates of the device are revoked (its old key may be lost).
+        ``expect_device_id``: a re-provisioned device holding buffered reads
+        sealed as that id; a token for another id is refused and not used."""
+        load_csr(csr_pem)  # a bad CSR does not burn the token
+        now = self._clock()
+
+        def do(db):
+            row = db.execute("SELECT secret_sha256, device_id, expires_at, used_at FROM enrollment_tokens "
+                             "WHERE token_id = ?", [token_id]).fetchone()
+            if row is None or not hmac.compare_digest(row[0], _digest(secret)):
+                raise EnrollmentError("enrollment token not recognised (mistyped or forged); ask for a new one")
+            if row[3] is not None:
+                raise EnrollmentError("enrollment token already used; ask for a new one")
+            if _from_ts(row[2]) <= now:
+                raise EnrollmentError("enrollment token expired; ask for a new one")
+            device_id = row[1]
+            if expect_device_id and expect_device_id != device_id:
+                raise EnrollmentError(f"this token is for device {device_id}, but this device is {expect_device_id} "
+                                      f"and holds buffered reads; create the token with --device {expect_device_id}")
+            owner, status = db.execute("SELECT owner, status FROM devices WHERE device_id=?", [device_id]).fetchone()
+            if status == "revoked":
+                raise EnrollmentError(f"device {device_id} is revoked")
+            if owner != DEPARTMENT and db.execute("SELECT status FROM businesses WHERE business_id=?",
+                                                  [owner]).fetchone()[0] != "active":
+                raise EnrollmentError("the owning business has withdrawn; enrollment refused")
+            cert = ca.sign_csr(csr_pem, device_id, days=cert_days, now=now)
+            serial = serial_hex(cert)
+            db.execute("UPDATE enrollment_tokens SET used_at=?, used_serial=? WHERE token_id=?",
+                       [_ts(now), serial, token_id])
+            db.execute("UPDATE device_certificates SET revoked_at=? WHERE device_id=? AND revoked_at IS NULL",
+                       [_ts(now), device_id])
+            self._record_cert(db, device_id, cert, now)
+            new_status = "active" if status in ("pending", "active") else status
+            db.execute("UPDATE devices SET status=?, updated_at=? WHERE device_id=?", [new_status, _ts(now), device_id])
+            self._event(db, "device:" + device_id, "provision", device_id, token_id=token_id, serial=serial)
+            return device_id, cert
+        device_id, cert = self._tx(do)
+        logger.info("device %s provisioned (certificate %s)", device_id, serial_hex(cert))
+        return self.device(device_id), cert.public_bytes(Encoding.PEM)
+
+    def renew(self, device_id: str, presented_serial: str, csr_pem: bytes | str, ca: CertificateAuthority, *,
+              cert_days: int = 365) -> tuple[Device, bytes]:
+        """A new certificate for an active device that proved its identity
+        with a current, unrevoked certificate (mutual TLS)."""
+        load_csr(csr_pem)
+        now = self._clock()
+
+        def do(db):
+            row = db.execute("SELECT status FROM devices WHERE device_id=?", [device_id]).fetchone()
+            if row is None or row[0] != "active":
+                raise EnrollmentError(f"device {device_id} is not active; renewal refused")
+            cert_row = db.execute("SELECT revoked_at, not_after FROM device_certificates WHERE serial=? AND "
+                                  "device_id=?", [presented_serial, device_id]).fetchone()
+            if cert_row is None or cert_row[0] is not None or _from_ts(cert_row[1]) <= now:
+                raise EnrollmentError("the presented certificate is unknown, revoked or expired; re-provision")
+            cert = ca.sign_csr(csr_pem, device_id, days=cert_days, now=now)
+            self._record_cert(db, device_id, cert, now)
+            self._event(db, "device:" + device_id, "renew", device_id, serial=serial_hex(cert))
+            return cert
+        cert = self._tx(do)
+        logger.info("device %s renewed its certificate (%s)", device_id, serial_hex(cert))
+        return self.device(device_id), cert.public_bytes(Encoding.PEM)
+
+    def _record_cert(self, db, device_id: str, cert, now: dt.datetime) -> None:
+        serial, not_after = serial_hex(cert), _ts(cert.not_valid_after_utc)
+        db.execute("INSERT INTO device_certificates VALUES (?,?,?,?,NULL)", [serial, device_id, _ts(now), not_after])
+        db.execute("UPDATE devices SET cert_serial=?, cert_expires_at=? WHERE device_id=?",
+                   [serial, not_after, device_id])
+
+    # -- devices -----------------------------------------------------------
+    def device(self, device_id: str) -> Device:
+        rows = self._query("SELECT * FROM devices WHERE device_id = ?", [device_id])
+        if not rows:
+            raise RegistryError(f"no device {device_id!r}")
+        r = rows[0]
+        return Device(r["device_id"], r["owner"], r["location"],
+                      tuple(CameraSpec(**c) for c in json.loads(r["cameras"])), r["status"], r["status_reason"],
+                      r["cert_serial"], _from_ts(r["cert_expires_at"]), r["enrolled_by"], _from_ts(r["enrolled_at"]),
+                      _from_ts(r["updated_at"]), r["latitude"], r["longitude"], r["heading"])
+
+    def devices(self, *, owner: str | None = None, status: str | None = None) -> list[Device]:
+        where, args = [], []
+        for column, value in (("owner", owner), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or '1'} ORDER BY device_id"
+        return [self.device(r["device_id"]) for r in self._query(sql, args)]
+
+    def set_status(self, device_id: str, status: str, *, actor: str, reason: str = "") -> Device:
+        """Suspend, resume (active) or revoke. Revocation is final and revokes
+        every certificate of the device."""
+        if status not in ("active", "suspended", "revoked"):
+            raise RegistryError(f"status must be active, suspended or revoked, not {status!r}")
+        current = self.device(device_id)
+        if current.status == "revoked":
+            raise RegistryError(f"device {device_id} is revoked; that is final")
+        if status == "active":
+            if current.cert_serial is None:
+                raise RegistryError(f"device {device_id} has never been provisioned; it stays pending")
+            if current.owner != DEPARTMENT and self.business(current.owner).status != "active":
+                raise PolicyError(f"business {current.owner!r} has withdrawn; its devices stay suspended")
+        now = _ts(self._clock())
+
+        def do(db):
+            db.execute("UPDATE devices SET status=?, status_reason=?, updated_at=? WHERE device_id=?",
+                       [status, reason, now, device_id])
+            if status == "revoked":
+                db.execute("UPDATE device_certificates SET revoked_at=? WHERE device_id=? AND revoked_at IS NULL",
+                           [now, device_id])
+                db.execute("UPDATE enrollment_tokens SET used_at=? WHERE device_id=? AND used_at IS NULL",
+                           [now, device_id])
+            self._event(db, actor, f"device-{status}", device_id, reason=reason)
+        self._tx(do)
+        logger.info("device %s is now %s (by %s)", device_id, status, actor)
+        return self.device(device_id)
+
+    def is_active(self, device_id: str) -> bool:
+        rows = self._query("SELECT status FROM devices WHERE device_id = ?", [device_id])
+        return bool(rows) and rows[0]["status"] == "active"
+
+    def allow_list(self, ttl: float = 5.0, *, monotonic=time.monotonic) -> Callable[[str], bool]:
+        """``is_active`` cached for ``ttl`` seconds, for the collector's hot path."""
+        cache: dict[str, tuple[bool, float]] = {}
+
+        def allowed(device_id: str) -> bool:
+            hit = cache.get(device_id)
+            now = monotonic()
+            if hit is None or now - hit[1] > ttl:
+                hit = (self.is_active(device_id), now)
+                cache[device_id] = hit
+            return hit[0]
+        return allowed
+
+    def active_device_ids(self) -> list[str]:
+        return [r["device_id"] for r in self._query("SELECT device_id FROM devices WHERE status='active' "
+                                                     "ORDER BY device_id")]
+
+    def revoked_certificates(self) -> list[Revoked]:
+        return [Revoked(r["serial"], _from_ts(r["revoked_at"]))
+                for r in self._query("SELECT serial, revoked_at FROM device_certificates WHERE revoked_at IS NOT "
+                                     "NULL AND not_after > ? ORDER BY serial", [_ts(self._clock())])]
+
+    # -- business logins (device health only, never reads) ------------------
+    def create_login(self, business_id: str, name: str, *, actor: str) -> tuple[str, str]:
+        """A login for ``business_id``; returns (login id, secret). The secret is shown once."""
+        if self.business(business_id).status != "active":
+            raise PolicyError(f"business {business_id!r} has withdrawn")
+        login_id, secret = secrets.token_urlsafe(9), secrets.token_urlsafe(32)
+
+        def do(db):
+            db.execute("INSERT INTO business_logins VALUES (?,?,?,?,?,?,NULL)",
+                       [login_id, _digest(secret), business_id, name, actor, _ts(self._clock())])
+            self._event(db, actor, "login-create", business_id, login_id=login_id, name=name)
+        self._tx(do)
+        return login_id, secret
+
+    def authenticate_login(self, login_id: str, secret: str) -> str:
+        """The business id a login belongs to; :class:`PolicyError` if refused."""
+        rows = self._query("SELECT secret_sha256, business_id, disabled_at FROM business_logins WHERE login_id=?",
+                           [login_id])
+        if not rows or not hmac.compare_digest(rows[0]["secret_sha256"], _digest(secret)) or rows[0]["disabled_at"]:
+            raise PolicyError("login refused")
+        return rows[0]["business_id"]
+
+    def health(self, owner: str) -> list[DeviceHealth]:
+        """Health of the owner's devices: status, certificate expiry, when a
+        read last arrived and how many in the last 24 hours. No read content."""
+        since = _ts(self._clock() - dt.timedelta(hours=24))
+        out = []
+        for d in self.devices(owner=owner):
+            row = self._query("SELECT max(stored_at) AS last, sum(stored_at >= ?) AS recent FROM reads "
+                              "WHERE device_id = ?", [since, d.device_id])[0]
+            out.append(DeviceHealth(d.device_id, d.status, d.cert_expires_at, _from_ts(row["last"]),
+                                    int(row["recent"] or 0)))
+        return out

@@ -1,0 +1,189 @@
+"""``alpr-edge provision``, ``alpr-edge renew`` and ``alpr-edge test-camera``:
+the field technician's commands (a thin shell over :mod:`edge_agent.provision`,
+the capture sources and the recognizers)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from . import config as config_mod
+from .errors import CaptureError, ConfigError, ProvisionError
+
+# Not imported from .cli: ``python -m edge_agent.cli`` would import that module twice.
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class ConfigFailure(click.ClickException):
+    exit_code = EX_CONFIG
+
+
+class TempFailure(click.ClickException):
+    exit_code = EX_TEMPFAIL
+
+
+def _load(path: str):
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+def _logging(level: str) -> None:
+    import logging
+    import sys
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+config_option = click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default="/etc/alpr/edge.toml",
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help="Agent config file (TOML). Env: ALPR_EDGE_CONFIG.")
+
+
+def _provision_errors(exc: ProvisionError):
+    from .provision import ProvisionUnreachable
+    if isinstance(exc, ProvisionUnreachable):
+        return TempFailure(str(exc))
+    return click.ClickException(str(exc))
+
+
+def _camera_uris(values: tuple[str, ...]) -> dict:
+    uris = {}
+    for value in values:
+        cam, sep, uri = value.partition("=")
+        if not sep or not cam or not uri:
+            raise click.BadParameter("use CAMERA_ID=URI", param_hint="--camera-uri")
+        uris[cam] = uri
+    return uris
+
+
+@click.command("provision")
+@click.option("--token", required=True, envvar="ALPR_ENROLLMENT_TOKEN",
+              help="The one-time token from `alpr-central enroll create`. Env: ALPR_ENROLLMENT_TOKEN.")
+@click.option("--central", "central_url", required=True, help="Central's enrollment endpoint, https://host[:8443].")
+@click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default="/etc/alpr/edge.toml",
+              show_default=True, type=click.Path(dir_okay=False),
+              help="Config file to write; keys and certificates go into identity/ beside it.")
+@click.option("--data-dir", help="Where the outbox lives (new devices; default: data/ beside the config).")
+@click.option("--camera-uri", "camera_uris", multiple=True,
+              help="CAMERA_ID=URI for device/stream cameras (stays on the device). Repeat.")
+@click.option("--recognizer", help="Recognition engine type for a new config (default: tflite).")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for central.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def provision(token, central_url, config_path, data_dir, camera_uris, recognizer, timeout, as_json) -> None:
+    """Enroll this device: make its key here, send a CSR with the token,
+    write certificate, CA, central's data key and the config (all 0600)."""
+    _logging("warning")
+    from .provision import provision as do_provision
+    try:
+        result = do_provision(token, central_url, config_path, data_dir=data_dir,
+                              camera_uris=_camera_uris(camera_uris), recognizer=recognizer, timeout=timeout)
+    except ProvisionError as exc:
+        raise _provision_errors(exc) from None
+    doc = {"device_id": result.device_id, "config": str(result.config_path), "certificate": str(result.cert_file),
+           "certificate_expires": result.cert_expires, "data_dir": result.data_dir,
+           "buffered_reads_kept": result.kept_buffered_reads}
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    for key, value in doc.items():
+        click.echo(f"{key:<21} {value}")
+    click.echo(f"\nnext: alpr-edge config check --config {result.config_path} && "
+               f"alpr-edge test-camera --config {result.config_path}; then (re)start the agent")
+
+
+@click.command("renew")
+@config_option
+@click.option("--central", "central_url", help="Central's enrollment endpoint (default: the one provisioned from).")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for central.")
+def renew(config_path, central_url, timeout) -> None:
+    """Renew the device certificate with a new key, authenticated by the
+    current certificate; buffered reads are kept. Restart the agent after."""
+    _logging("warning")
+    from .provision import renew as do_renew
+    try:
+        result = do_renew(config_path, central_url=central_url, timeout=timeout)
+    except ProvisionError as exc:
+        raise _provision_errors(exc) from None
+    click.echo(f"device {result.device_id}: new certificate {result.cert_file} valid until {result.cert_expires}; "
+               f"{result.kept_buffered_reads} buffered read(s) kept")
+
+
+@click.command("test-camera")
+@config_option
+@click.option("--camera", "camera_id", help="Camera id (default: the first).")
+@click.option("--save", type=click.Path(dir_okay=False), help="Save the grabbed frame here (JPEG, mode 0600).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def test_camera(config_path, camera_id, save, as_json) -> None:
+    """Grab one frame, run the configured recognizer on it, print what it
+    found and how long each step took."""
+    cfg = _load(config_path)
+    cams = {c.id: c for c in cfg.cameras}
+    cam = cams.get(camera_id) if camera_id else cfg.cameras[0]
+    if cam is None:
+        raise click.BadParameter(f"no camera {camera_id!r}; configured: {', '.join(cams)}", param_hint="--camera")
+    from . import capture, recognition
+    timings = {}
+    t0 = time.perf_counter()
+    try:
+        rec = recognition.create(cfg.recognition.type, dict(cfg.recognition.options))
+    except (TypeError, ValueError, OSError, ConfigError) as exc:
+        raise ConfigFailure(f"recognition: {exc}") from None
+    timings["load_recognizer_ms"] = (time.perf_counter() - t0) * 1000
+    source = capture.create(cam)
+    try:
+        t0 = time.perf_counter()
+        source.open()
+        timings["open_ms"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        frame = source.read()
+        timings["grab_ms"] = (time.perf_counter() - t0) * 1000
+    except CaptureError as exc:
+        raise click.ClickException(f"camera {cam.id}: {exc}") from None
+    finally:
+        source.close()
+    if frame is None:
+        raise click.ClickException(f"camera {cam.id}: the source gave no frame")
+    try:
+        t0 = time.perf_counter()
+        detections = rec.recognize(frame)
+        timings["recognize_ms"] = (time.perf_counter() - t0) * 1000
+    finally:
+        rec.close()
+    saved = None
+    if save:
+        import cv2
+        ok, buf = cv2.imencode(".jpg", frame.image)
+        if not ok:
+            raise click.ClickException("could not encode the frame as JPEG")
+        from .provision import write_private
+        write_private(save, buf.tobytes())
+        saved = str(Path(save).resolve())
+    h, w = frame.image.shape[:2]
+    doc = {"camera": cam.id, "source": cam.source, "frame": {"width": int(w), "height": int(h)},
+           "recognizer": rec.model_version, "plates": [
+               {"plate": d.plate, "confidence": round(float(d.confidence), 3), "box": [int(v) for v in d.box]}
+               for d in detections],
+           "timings_ms": {k: round(v, 1) for k, v in timings.items()}, "saved": saved}
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    click.echo(f"camera      {cam.id} ({cam.source}), frame {w}x{h}")
+    click.echo(f"recognizer  {rec.model_version}")
+    for k, v in doc["timings_ms"].items():
+        click.echo(f"{k:<19} {v:>8.1f}")
+    if not detections:
+        click.echo("no plate found")
+    for d in doc["plates"]:
+        click.echo(f"plate {d['plate']:<10} confidence {d['confidence']:.2f}  box {d['box']}")
+    if saved:
+        click.echo(f"frame saved to {saved}")
+
+
+COMMANDS = (provision, renew, test_camera)
+__all__ = ["COMMANDS"]

@@ -1,0 +1,418 @@
+"""Provisioning: bring a device online with one enrollment token, and renew
+its certificate before it expires.
+
+``provision``: the device makes its key pair here (the private key never
+leaves it), checks central's CA against the fingerprint the token carries,
+sends the token with a CSR over verified TLS, and receives its certificate,
+the broker CA, central's data-encryption public key and its initial config.
+
+Files (all 0600, each written via a temporary file + ``os.replace``) go into
+``<config folder>/identity/`` under versioned names (``device-<serial>.key``,
+``device-<serial>.crt``, ``ca-<hash>.crt``, ``central-data-<hash>.pub.pem``);
+the config file is replaced last and is the single commit point, so a crash
+leaves the old, working identity in place. Re-provisioning and renewal keep
+``device.data_dir`` - and so the outbox with its buffered reads - unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import os
+import re
+import ssl
+import tomllib
+import urllib.parse
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from . import config as config_mod
+from .errors import ConfigError, ProvisionError
+from .wire import load_public_key
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "alpr1"
+MAX_ANSWER = 256 * 1024
+IDENTITY_DIR = "identity"
+ENROLLMENT_FILE = "enrollment.json"
+
+
+class ProvisionUnreachable(ProvisionError):
+    """Central could not be reached; retry later (CLI exit 75)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Token:
+    token_id: str
+    secret: str = dataclasses.field(repr=False)
+    pin: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Token":
+        parts = text.strip().split(".")
+        if len(parts) != 4 or parts[0] != TOKEN_PREFIX or not all(parts[1:]):
+            raise ProvisionError("not an enrollment token (expected alpr1.<id>.<secret>.<fingerprint>); "
+                                 "copy it again from `alpr-central enroll create`")
+        return cls(parts[1], parts[2], parts[3])
+
+
+@dataclasses.dataclass(frozen=True)
+class Central:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> "Central":
+        parsed = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise ProvisionError(f"--central: expected https://host[:port], got {url!r}")
+        try:
+            port = parsed.port or 8443
+        except ValueError:
+            raise ProvisionError(f"--central: bad port in {url!r}") from None
+        return cls(parsed.hostname, port)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Provisioned:
+    device_id: str
+    config_path: Path
+    cert_file: Path
+    cert_expires: str
+    data_dir: str
+    kept_buffered_reads: int
+
+
+def write_private(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` with mode 0600, atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def ca_pin(ca_cert_pem: bytes) -> str:
+    der = x509.load_pem_x509_certificate(ca_cert_pem).public_bytes(serialization.Encoding.DER)
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+# -- HTTPS ----------------------------------------------------------------
+def _request(central: Central, ctx: ssl.SSLContext, method: str, path: str, body: dict | None = None,
+             timeout: float = 30.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPSConnection(central.host, central.port, context=ctx, timeout=timeout)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        resp = conn.getresponse()
+        payload = resp.read(MAX_ANSWER + 1)
+        if len(payload) > MAX_ANSWER:
+            raise ProvisionError("central's answer is too large")
+        return resp.status, payload
+    except ssl.SSLCertVerificationError as exc:
+        raise ProvisionError(f"central's TLS certificate does not verify against the pinned CA "
+                             f"({exc.verify_message}); check the --central host name") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise ProvisionUnreachable(f"cannot reach central at {central.url}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def fetch_pinned_ca(central: Central, pin: str, timeout: float = 30.0) -> bytes:
+    """Central's CA certificate, accepted only if its fingerprint is the pin.
+    Nothing secret travels on this unverified first connection."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    status, body = _request(central, ctx, "GET", "/v1/ca", timeout=timeout)
+    if status != 200:
+        raise ProvisionError(f"central answered {status} for its CA certificate; is {central.url} central?")
+    try:
+        actual = ca_pin(body)
+    except ValueError:
+        raise ProvisionError("central sent something that is not a CA certificate") from None
+    if not hmac.compare_digest(actual.encode(), pin.encode()):
+        raise ProvisionError("central's CA does not match the fingerprint in the token: wrong --central address, "
+                             "a mistyped token, or someone is intercepting the connection. Nothing was sent.")
+    return body
+
+
+def _verified_context(ca_pem: bytes, cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def _post(central: Central, ctx: ssl.SSLContext, path: str, body: dict, timeout: float) -> dict:
+    status, payload = _request(central, ctx, "POST", path, body, timeout)
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        raise ProvisionError(f"central answered {status} with something that is not JSON") from None
+    if status == 403:
+        raise ProvisionError(f"central refused: {doc.get('error', 'no reason given')}")
+    if status >= 500:
+        raise ProvisionUnreachable(f"central failed ({status}): {doc.get('error', '')}; try again later")
+    if status != 200 or not isinstance(doc, dict):
+        raise ProvisionError(f"central answered {status}: {doc.get('error', '') if isinstance(doc, dict) else ''}")
+    return doc
+
+
+# -- keys and answers -----------------------------------------------------
+def new_key_and_csr() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alpr-edge")]))
+           .sign(key, hashes.SHA256()))
+    return key, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    device_id: str
+    cert: x509.Certificate
+    cert_pem: bytes
+    ca_pem: bytes
+    data_public_pem: bytes
+    doc: dict
+
+
+def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
+    try:
+        device_id = doc["device_id"]
+        cert_pem, answer_ca = doc["certificate"].encode(), doc["ca_certificate"].encode()
+        data_pem = doc["data_public_key"].encode()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        load_public_key(data_pem)
+        int(doc["broker"]["port"]), str(doc["broker"]["host"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProvisionError(f"central's answer is incomplete or malformed ({type(exc).__name__})") from None
+    if answer_ca != ca_pem and ca_pin(answer_ca) != ca_pin(ca_pem):
+        raise ProvisionError("central's answer names a different CA than the pinned one")
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ProvisionError(f"the issued certificate is not signed by the pinned CA ({type(exc).__name__})") from None
+    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        raise ProvisionError("the issued certificate is not for this device's key")
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cn or cn[0].value != device_id:
+        raise ProvisionError("the issued certificate names another device")
+    return _Answer(device_id, cert, cert_pem, ca_pem, data_pem, doc)
+
+
+# -- config ---------------------------------------------------------------
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ValueError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dump_toml(doc: dict, _prefix: str = "") -> str:
+    """A small TOML writer for config documents (scalars, tables, arrays of tables)."""
+    key = lambda k: k if _BARE.match(k) else json.dumps(k)  # noqa: E731
+    lines, tables = [], []
+    for k, v in doc.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            tables.append((k, v, False))
+        elif isinstance(v, list) and v and all(isinstance(i, dict) for i in v):
+            tables.append((k, v, True))
+        else:
+            lines.append(f"{key(k)} = {_toml_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v, is_array in tables:
+        name = f"{_prefix}{key(k)}"
+        for item in (v if is_array else [v]):
+            out += f"\n[[{name}]]\n" if is_array else f"\n[{name}]\n"
+            out += dump_toml(item, name + ".")
+    return out
+
+
+def _pending_reads(data_dir: str) -> int:
+    path = Path(data_dir) / "outbox.sqlite"
+    if not path.exists():
+        return 0
+    from .outbox import Outbox
+    ob = Outbox(path)
+    try:
+        return ob.depth
+    finally:
+        ob.close()
+
+
+def _existing(config_path: Path) -> dict:
+    if not config_path.exists():
+        return {}
+    try:
+        with open(config_path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProvisionError(f"{config_path}: cannot read the existing config ({exc}); move it aside first") from None
+
+
+def _build_config(old: dict, ans: _Answer, files: dict, *, data_dir: str | None, camera_uris: dict,
+                  recognizer: str | None, config_dir: Path) -> dict:
+    doc = {k: v for k, v in old.items()}
+    device = dict(old.get("device", {}))
+    device["id"] = ans.device_id
+    device["data_dir"] = device.get("data_dir") or data_dir or str(config_dir / "data")
+    if data_dir and old.get("device", {}).get("data_dir") and data_dir != old["device"]["data_dir"]:
+        raise ProvisionError("--data-dir differs from the existing config's device.data_dir; the outbox lives there. "
+                             "Move the data folder yourself if you must")
+    old_cams = {c.get("id"): c for c in old.get("cameras", []) if isinstance(c, dict)}
+    loc = ans.doc.get("location") or {}
+    cameras = []
+    for cam in ans.doc.get("cameras", []):
+        entry = dict(old_cams.get(cam["id"], {}))
+        entry["id"], entry["source"] = cam["id"], entry.get("source", cam.get("source", "picamera2"))
+        if cam["id"] in camera_uris:
+            entry["uri"] = camera_uris[cam["id"]]
+        for field in ("latitude", "longitude", "heading"):
+            if loc.get(field) is not None and field not in entry:
+                entry[field] = float(loc[field])
+        cameras.append(entry)
+    unknown = set(camera_uris) - {c["id"] for c in cameras}
+    if unknown:
+        raise ProvisionError(f"--camera-uri names camera {sorted(unknown)[0]!r}, which is not enrolled for this device")
+    recognition = dict(old.get("recognition", {"type": "tflite"}))
+    if recognizer:
+        recognition["type"] = recognizer
+    sync = dict(old.get("sync", {}))
+    broker = ans.doc["broker"]
+    sync.update(host=str(broker["host"]), port=int(broker["port"]), tls=True, ca_file=str(files["ca"]),
+                cert_file=str(files["cert"]), key_file=str(files["key"]),
+                central_public_key=str(files["data"]))
+    if broker.get("topic_prefix"):
+        sync["topic_prefix"] = str(broker["topic_prefix"])
+    doc.update(device=device, cameras=cameras, recognition=recognition, sync=sync)
+    return doc
+
+
+def _identity_files(identity: Path, ans: _Answer) -> dict:
+    serial = format(ans.cert.serial_number, "x")[:16]
+    short = lambda data: hashlib.sha256(data).hexdigest()[:12]  # noqa: E731
+    return {"key": identity / f"device-{serial}.key", "cert": identity / f"device-{serial}.crt",
+            "ca": identity / f"ca-{short(ans.ca_pem)}.crt",
+            "data": identity / f"central-data-{short(ans.data_public_pem)}.pub.pem"}
+
+
+def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, central: Central) -> None:
+    text = "# Written by alpr-edge provision; edit freely, re-provisioning keeps your changes.\n" + dump_toml(doc)
+    try:
+        config_mod.parse(tomllib.loads(text), config_path.resolve().parent)
+    except ConfigError as exc:
+        raise ProvisionError(f"the generated config does not validate ({exc}); nothing was changed") from None
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    write_private(files["key"], key_pem)
+    write_private(files["cert"], ans.cert_pem)
+    write_private(files["ca"], ans.ca_pem)
+    write_private(files["data"], ans.data_public_pem)
+    write_private(files["key"].parent / ENROLLMENT_FILE,
+                  json.dumps({"central": central.url, "ca_pin": ca_pin(ans.ca_pem)}).encode())
+    write_private(config_path, text.encode())  # the commit point
+
+
+def _cleanup(identity: Path, keep: dict) -> None:
+    keep_names = {p.name for p in keep.values()} | {ENROLLMENT_FILE}
+    for path in identity.glob("*"):
+        if path.name not in keep_names and path.is_file() and not path.name.startswith("."):
+            try:
+                path.unlink()
+            except OSError:
+                logger.warning("could not remove old identity file %s", path.name)
+
+
+def provision(token_text: str, central_url: str, config_path: str | os.PathLike, *, data_dir: str | None = None,
+              camera_uris: dict | None = None, recognizer: str | None = None, timeout: float = 30.0) -> Provisioned:
+    token, central = Token.parse(token_text), Central.parse(central_url)
+    config_path = Path(config_path)
+    old = _existing(config_path)
+    old_id = old.get("device", {}).get("id")
+    old_data = old.get("device", {}).get("data_dir")
+    if old_data:
+        old_data = str((config_path.resolve().parent / old_data).resolve())
+    buffered = _pending_reads(old_data) if old_data else 0
+    ca_pem = fetch_pinned_ca(central, token.pin, timeout)
+    key, csr = new_key_and_csr()
+    body = {"token_id": token.token_id, "secret": token.secret, "csr": csr}
+    if buffered and old_id:
+        body["expect_device_id"] = old_id
+    ans = _check_answer(_post(central, _verified_context(ca_pem), "/v1/enroll", body, timeout), key, ca_pem)
+    identity = config_path.resolve().parent / IDENTITY_DIR
+    files = _identity_files(identity, ans)
+    doc = _build_config(old, ans, files, data_dir=data_dir, camera_uris=camera_uris or {}, recognizer=recognizer,
+                        config_dir=config_path.resolve().parent)
+    _commit(config_path, doc, files, key, ans, central)
+    _cleanup(identity, files)
+    logger.info("provisioned as device %s (certificate %s)", ans.device_id, files["cert"].name)
+    return Provisioned(ans.device_id, config_path, files["cert"], ans.cert.not_valid_after_utc.isoformat(),
+                       doc["device"]["data_dir"], buffered)
+
+
+def renew(config_path: str | os.PathLike, *, central_url: str | None = None, timeout: float = 30.0) -> Provisioned:
+    """A new key and certificate, authenticated by the current certificate.
+    The agent picks them up on its next start."""
+    config_path = Path(config_path)
+    try:
+        cfg = config_mod.load(config_path)
+    except ConfigError as exc:
+        raise ProvisionError(f"cannot renew: {exc}") from None
+    identity = config_path.resolve().parent / IDENTITY_DIR
+    meta = {}
+    try:
+        meta = json.loads((identity / ENROLLMENT_FILE).read_text())
+    except (OSError, ValueError):
+        if not central_url:
+            raise ProvisionError(f"no {identity / ENROLLMENT_FILE}; give --central") from None
+    central = Central.parse(central_url or meta["central"])
+    ca_pem = Path(cfg.sync.ca_file).read_bytes()
+    key, csr = new_key_and_csr()
+    ctx = _verified_context(ca_pem, cfg.sync.cert_file, cfg.sync.key_file)
+    ans = _check_answer(_post(central, ctx, "/v1/renew", {"csr": csr}, timeout), key, ca_pem)
+    if ans.device_id != cfg.device.id:
+        raise ProvisionError(f"central renewed {ans.device_id}, not {cfg.device.id}")
+    files = _identity_files(identity, ans)
+    old = _existing(config_path)
+    doc = _build_config(old, ans, files, data_dir=None, camera_uris={}, recognizer=None,
+                        config_dir=config_path.resolve().parent)
+    doc["cameras"] = old.get("cameras", doc["cameras"])  # renewal changes the identity only
+    _commit(config_path, doc, files, key, ans, central)
+    _cleanup(identity, files)
+    logger.info("device %s renewed its certificate (%s)", ans.device_id, files["cert"].name)
+    return Provisioned(ans.device_id, config_path, files["cert"], ans.cert.not_valid_after_utc.isoformat(),
+                       cfg.device.data_dir, _pending_reads(cfg.device.data_dir))

@@ -1,0 +1,160 @@
+"""A whole central for enrollment tests, built the way an operator would:
+``central.toml`` on disk, ``alpr-central ca init``, the HTTPS enrollment
+endpoint, Mosquitto configured by ``alpr-central broker config`` (per-device
+ACL from the registry, CRL), and a collector that stores only active devices'
+reads. Imported by the enrollment, provisioning, device and business tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import threading
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from central import broker as broker_mod
+from central.ca import CertificateAuthority
+from central.cli import main as central_main
+from central.collector import Collector, CollectorService
+from central.config import Mqtt
+from central.config import load as load_central_config
+from central.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
+from central.keys import init_data_key, load_opener
+from central.registry import Registry
+from central.store.sqlite import SQLiteStore
+from conftest import wait_for
+
+
+class CentralEnv:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "central"
+        self.broker_port = broker_mod.free_port()
+        self.enroll_port = broker_mod.free_port()
+        root.mkdir(parents=True, exist_ok=True)
+        self.config = root / "central.toml"
+        self.config.write_text(f"""
+data_dir = "{self.data}"
+[mqtt]
+host = "127.0.0.1"
+port = {self.broker_port}
+ca_file = "{self.data / 'ca' / 'ca.crt'}"
+cert_file = "{self.data / 'ca' / 'collector.crt'}"
+key_file = "{self.data / 'ca' / 'collector.key'}"
+client_id = "central.collector-test"
+[enrollment]
+bind = "127.0.0.1"
+port = {self.enroll_port}
+server_names = ["127.0.0.1", "localhost"]
+broker_host = "127.0.0.1"
+broker_port = {self.broker_port}
+[broker]
+bind = "127.0.0.1"
+port = {self.broker_port}
+pid_file = "broker/mosquitto.pid"
+run_as = "{getpass.getuser()}"
+""")
+        init_data_key(self.data / "data-key.pem", self.data / "data-key.pub.pem")
+        result = self.cli("ca", "init")
+        assert result.exit_code == 0, result.output
+        self.ca = CertificateAuthority.load(self.data / "ca" / "ca.key", self.data / "ca" / "ca.crt")
+        self._stop: list = []
+        self._broker_up = False
+
+    @property
+    def central_url(self) -> str:
+        return f"https://127.0.0.1:{self.enroll_port}"
+
+    def cli(self, *args, input=None):
+        group, *rest = args
+        sub = []
+        if rest and not rest[0].startswith("-"):
+            sub, rest = [rest[0]], rest[1:]
+        return CliRunner().invoke(central_main, [group, *sub, "--config", str(self.config), *rest], input=input)
+
+    def token(self, *cameras: str, owner: str = "department", device: str | None = None,
+              expires: str = "1h") -> tuple[str, str]:
+        args = ["enroll", "create", "--owner", owner, "--expires", expires, "--json", "--by", "tech-lead"]
+        for cam in cameras or ("lane-1:file",):
+            args += ["--camera", cam]
+        if device:
+            args += ["--device", device]
+        result = self.cli(*args)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        return doc["token"], doc["device_id"]
+
+    def registry(self, clock=None) -> Registry:
+        return Registry(self.data / "central.sqlite", clock=clock)
+
+    def start_enrollment(self, clock=None) -> EnrollmentServer:
+        registry = self.registry(clock)
+        cfg = load_central_config(self.config)
+        service = EnrollmentService(
+            registry, self.ca, data_public_key_pem(self.data / "data-key.pem"),
+            EnrollmentSettings("127.0.0.1", self.broker_port),
+            on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file if self._broker_up else None,
+                                                 registry.active_device_ids(),
+                                                 self.ca.crl(registry.revoked_certificates())))
+        server = EnrollmentServer(service, bind="127.0.0.1", port=self.enroll_port,
+                                  cert_file=str(self.data / "ca" / "enrollment.crt"),
+                                  key_file=str(self.data / "ca" / "enrollment.key")).start()
+        self._stop += [server.stop, registry.close]
+        return server
+
+    def start_broker(self) -> broker_mod.BrokerProcess:
+        result = self.cli("broker", "config")
+        assert result.exit_code == 0, result.output
+        proc = broker_mod.BrokerProcess(self.data / "broker" / "mosquitto.conf", self.broker_port,
+                                        self.data / "broker" / "mosquitto.log")
+        proc.start()
+        wait_for(lambda: (self.data / "broker" / "mosquitto.pid").exists(), 5, message="broker pid file")
+        self._stop.append(proc.stop)
+        self._broker_up = True
+        return proc
+
+    def start_collector(self):
+        store = SQLiteStore(self.data / "central.sqlite")
+        registry = self.registry()
+        collector = Collector(store, load_opener([self.data / "data-key.pem"]),
+                              device_allowed=registry.allow_list(ttl=0.0))
+        service = CollectorService(Mqtt(host="127.0.0.1", port=self.broker_port,
+                                        ca_file=str(self.data / "ca" / "ca.crt"),
+                                        cert_file=str(self.data / "ca" / "collector.crt"),
+                                        key_file=str(self.data / "ca" / "collector.key"),
+                                        client_id="central.collector-test"), collector)
+        stop = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        thread.start()
+        wait_for(service.ready.is_set, 15, message="collector subscription")
+
+        def halt():
+            stop.set()
+            thread.join(10)
+            store.close()
+            registry.close()
+        self._stop.append(halt)
+        return collector, store
+
+    def close(self) -> None:
+        for fn in reversed(self._stop):
+            fn()
+
+
+class Clock:
+    """A settable UTC clock for the registry."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.now = start or dt.datetime.now(dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kw) -> None:
+        self.now += dt.timedelta(**kw)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
