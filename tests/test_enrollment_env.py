@@ -22,13 +22,13 @@ from central.config import Mqtt
 from central.config import load as load_central_config
 from central.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
 from central.keys import init_data_key, load_opener
-from central.registry import Registry
+from central.registry import CameraSpec, Registry
 from central.store.sqlite import SQLiteStore
 from conftest import wait_for
 
 
 class CentralEnv:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, pid_file: bool = True) -> None:
         self.root = root
         self.data = root / "central"
         self.broker_port = broker_mod.free_port()
@@ -53,7 +53,7 @@ broker_port = {self.broker_port}
 [broker]
 bind = "127.0.0.1"
 port = {self.broker_port}
-pid_file = "broker/mosquitto.pid"
+{'pid_file = "broker/mosquitto.pid"' if pid_file else ''}
 run_as = "{getpass.getuser()}"
 """)
         init_data_key(self.data / "data-key.pem", self.data / "data-key.pub.pem")
@@ -85,6 +85,19 @@ run_as = "{getpass.getuser()}"
         assert result.exit_code == 0, result.output
         doc = json.loads(result.output)
         return doc["token"], doc["device_id"]
+
+    def provisioned(self, *cameras: str, owner: str = "department") -> str:
+        """A device enrolled and provisioned through the registry (no HTTP); returns its id."""
+        from edge_agent.provision import new_key_and_csr
+        registry = self.registry()
+        try:
+            new = registry.create_enrollment(owner=owner, cameras=[CameraSpec.parse(c) for c in cameras or
+                                                                   ("lane-1",)], location="test", ttl=dt.timedelta(hours=1),
+                                             actor="tester")
+            registry.redeem(new.token_id, new.secret, new_key_and_csr()[1], self.ca)
+            return new.device.device_id
+        finally:
+            registry.close()
 
     def registry(self, clock=None) -> Registry:
         return Registry(self.data / "central.sqlite", clock=clock)

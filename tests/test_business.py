@@ -1,0 +1,131 @@
+"""Private businesses: enrollment under an agreement (MOU), cameras under
+that owner, a login that sees only its own devices' health (never reads), and
+withdrawal that suspends its devices while stored reads stay under retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import ssl
+
+import pytest
+
+from central.store.sqlite import SQLiteStore
+from edge_agent.wire import PlateRead, new_read_id
+from test_enrollment_env import CentralEnv
+
+MOU = ["--contact-name", "Pat Owner", "--contact-email", "pat@acme.example", "--contact-phone", "555-0100",
+       "--mou", "MOU-2026-014", "--shares", "plate reads and crops", "--share-with",
+       "CA public agencies with an agreement", "--retention-days", "60", "--consent-date", "2026-11-01"]
+
+
+@pytest.fixture
+def central(tmp_path):
+    env = CentralEnv(tmp_path / "site", pid_file=False)
+    yield env
+    env.close()
+
+
+def _enroll(central, business_id, name="Acme Market"):
+    result = central.cli("business", "enroll", "--id", business_id, "--name", name, *MOU, "--by", "clerk-1")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _health(central, credential):
+    ctx = ssl.create_default_context(cafile=str(central.data / "ca" / "ca.crt"))
+    conn = http.client.HTTPSConnection("127.0.0.1", central.enroll_port, context=ctx, timeout=10)
+    conn.request("GET", "/v1/health", headers={"Authorization": f"Bearer {credential}"})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, body
+
+
+def test_business_enrollment_records_the_agreement(central):
+    _enroll(central, "acme-market")
+    doc = json.loads(central.cli("business", "list", "--json").output)
+    assert doc["business_id"] == "acme-market" and doc["status"] == "active" and doc["mou_id"] == "MOU-2026-014"
+    assert doc["terms"] == {"shared_data": "plate reads and crops",
+                            "share_with": "CA public agencies with an agreement", "retention_days": 60}
+    assert doc["contact"]["email"] == "pat@acme.example" and doc["consent_at"].startswith("2026-11-01")
+    assert doc["enrolled_by"] == "clerk-1"
+    dup = central.cli("business", "enroll", "--id", "acme-market", "--name", "Acme", *MOU)
+    assert dup.exit_code == 1 and "already enrolled" in dup.output
+
+
+@pytest.mark.parametrize("change, message", [
+    (("--contact-email", "not-an-address"), "not an e-mail"),
+    (("--retention-days", "0"), "retention days"),
+    (("--consent-date", "2999-01-01"), "not in the future"),
+    (("--consent-date", "yesterday"), "ISO 8601"),
+])
+def test_business_enrollment_validates_its_terms(central, change, message):
+    args = list(MOU)
+    i = args.index(change[0])
+    args[i + 1] = change[1]
+    result = central.cli("business", "enroll", "--id", "acme", "--name", "Acme", *args)
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+
+
+def test_a_business_login_sees_only_its_own_devices_health_never_reads(central):
+    _enroll(central, "acme-market")
+    _enroll(central, "bobs-garage", "Bob's Garage")
+    mine = central.provisioned("door-1", owner="acme-market")
+    theirs = central.provisioned("lot-1", owner="bobs-garage")
+    dept = central.provisioned("lane-1")
+    store = SQLiteStore(central.data / "central.sqlite")
+    now = dt.datetime.now(dt.timezone.utc)
+    store.add_reads([PlateRead(new_read_id(), mine, "door-1", now, "SECRET1", 0.9, (1, 1, 1, 1)),
+                     PlateRead(new_read_id(), theirs, "lot-1", now, "SECRET2", 0.9, (1, 1, 1, 1))], now)
+    store.close()
+    result = central.cli("business", "login", "acme-market", "--name", "Pat Owner")
+    assert result.exit_code == 0, result.output
+    credential = result.output.splitlines()[0]
+    assert credential.startswith("alprb1.")
+    central.start_enrollment()
+    status, body = _health(central, credential)
+    assert status == 200, body
+    doc = json.loads(body)
+    assert doc["business_id"] == "acme-market"
+    assert [d["device_id"] for d in doc["devices"]] == [mine]
+    assert doc["devices"][0]["status"] == "active" and doc["devices"][0]["reads_last_24h"] == 1
+    assert doc["devices"][0]["last_read_at"] and doc["devices"][0]["certificate_expires"]
+    assert b"SECRET" not in body and theirs.encode() not in body and dept.encode() not in body
+    for bad in ("", credential[:-1] + ("A" if credential[-1] != "A" else "B"), "alprb1.x.y", "Basic abc"):
+        assert _health(central, bad)[0] == 401
+
+
+def test_withdrawal_suspends_devices_and_disables_logins_but_keeps_stored_reads(central):
+    _enroll(central, "acme-market")
+    device = central.provisioned("door-1", owner="acme-market")
+    dept = central.provisioned("lane-1")
+    store = SQLiteStore(central.data / "central.sqlite")
+    now = dt.datetime.now(dt.timezone.utc)
+    store.add_reads([PlateRead(new_read_id(), device, "door-1", now, "ABC123", 0.9, (1, 1, 1, 1))], now)
+    credential = central.cli("business", "login", "acme-market", "--name", "Pat").output.splitlines()[0]
+    pending = central.cli("enroll", "create", "--owner", "acme-market", "--camera", "door-2", "--json")
+    pending_id = json.loads(pending.output)["device_id"]
+
+    result = central.cli("business", "withdraw", "acme-market", "--by", "clerk-2")
+    assert result.exit_code == 0, result.output
+    assert device in result.output
+    reg = central.registry()
+    assert reg.device(device).status == "suspended" and reg.device(pending_id).status == "suspended"
+    assert reg.device(dept).status == "active"
+    assert reg.pending_tokens() == []        # its outstanding tokens died with the agreement
+    assert reg.business("acme-market").status == "withdrawn"
+    reg.close()
+    acl = (central.data / "broker" / "acl").read_text()
+    assert f"user {device}" not in acl and f"user {dept}" in acl
+    assert store.count() == 1                 # stored reads follow the retention policy, not the withdrawal
+    store.close()
+    central.start_enrollment()
+    assert _health(central, credential)[0] == 401
+    refused = central.cli("enroll", "create", "--owner", "acme-market", "--camera", "door-3")
+    assert refused.exit_code == 1 and "withdrawn" in refused.output
+    resumed = central.cli("device", "resume", device)
+    assert resumed.exit_code == 1 and "withdrawn" in resumed.output
+    again = central.cli("business", "withdraw", "acme-market")
+    assert again.exit_code == 1 and "already withdrawn" in again.output
