@@ -93,8 +93,11 @@ def config_check(config_path: str) -> None:
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: str, as_json: bool) -> None:
-    """Identity, broker, buffer depth and age, last sync, camera fps."""
+@click.option("--probe/--no-probe", default=True, show_default=True,
+              help="Connect to the broker once with this device's certificate to check it is reachable.")
+def status(config_path: str, as_json: bool, probe: bool) -> None:
+    """Identity, certificate expiry, broker reachable, buffer depth and age,
+    last sync, camera fps."""
     cfg = _load(config_path)
     from .outbox import Outbox
     path = cfg.data_dir / "status.json"
@@ -110,6 +113,8 @@ def status(config_path: str, as_json: bool) -> None:
         "device_id": cfg.device.id,
         "certificate_expires": cert,
         "broker": f"{cfg.sync.host}:{cfg.sync.port}",
+        "broker_reachable": None,
+        "broker_error": None,
         "agent_running": bool(live and time.time() - dt.datetime.fromisoformat(live["updated_at"]).timestamp() < 10),
         "connected": live["broker"]["connected"] if live else None,
         "last_ack_at": live["last_ack_at"] if live else None,
@@ -118,6 +123,10 @@ def status(config_path: str, as_json: bool) -> None:
         "counters": stats.counters if stats else {},
         "cameras": live["cameras"] if live else [],
     }
+    if probe:
+        from .provision import probe_broker
+        doc["broker_error"] = probe_broker(cfg.sync, cfg.device.id)
+        doc["broker_reachable"] = doc["broker_error"] is None
     if as_json:
         click.echo(json.dumps(doc))
         return

@@ -101,15 +101,22 @@ def provision(token, central_url, config_path, data_dir, camera_uris, recognizer
 @config_option
 @click.option("--central", "central_url", help="Central's enrollment endpoint (default: the one provisioned from).")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for central.")
-def renew(config_path, central_url, timeout) -> None:
+@click.option("--if-expiring-within", "within_days", type=click.FloatRange(min=0), default=None,
+              help="Only renew when the certificate expires within this many days (for a daily timer).")
+def renew(config_path, central_url, timeout, within_days) -> None:
     """Renew the device certificate with a new key, authenticated by the
     current certificate; buffered reads are kept. Restart the agent after."""
+    import datetime as dt
     _logging("warning")
     from .provision import renew as do_renew
     try:
-        result = do_renew(config_path, central_url=central_url, timeout=timeout)
+        result = do_renew(config_path, central_url=central_url, timeout=timeout,
+                          within=None if within_days is None else dt.timedelta(days=within_days))
     except ProvisionError as exc:
         raise _provision_errors(exc) from None
+    if result is None:
+        click.echo(f"certificate not due for renewal (expires in more than {within_days:g} days)")
+        return
     click.echo(f"device {result.device_id}: new certificate {result.cert_file} valid until {result.cert_expires}; "
                f"{result.kept_buffered_reads} buffered read(s) kept")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import http.client
@@ -384,14 +385,27 @@ def provision(token_text: str, central_url: str, config_path: str | os.PathLike,
                        doc["device"]["data_dir"], buffered)
 
 
-def renew(config_path: str | os.PathLike, *, central_url: str | None = None, timeout: float = 30.0) -> Provisioned:
+def certificate_expiry(cert_file: str) -> dt.datetime:
+    try:
+        return x509.load_pem_x509_certificate(Path(cert_file).read_bytes()).not_valid_after_utc
+    except (OSError, ValueError) as exc:
+        raise ProvisionError(f"cannot read the device certificate {cert_file}: {exc}") from None
+
+
+def renew(config_path: str | os.PathLike, *, central_url: str | None = None, timeout: float = 30.0,
+          within: dt.timedelta | None = None, now: dt.datetime | None = None) -> Provisioned | None:
     """A new key and certificate, authenticated by the current certificate.
-    The agent picks them up on its next start."""
+    The agent picks them up on its next start. With ``within``: only when the
+    certificate expires within that long (None otherwise), for a daily timer."""
     config_path = Path(config_path)
     try:
         cfg = config_mod.load(config_path)
     except ConfigError as exc:
         raise ProvisionError(f"cannot renew: {exc}") from None
+    if within is not None:
+        now = now or dt.datetime.now(dt.timezone.utc)
+        if certificate_expiry(cfg.sync.cert_file) - now > within:
+            return None
     identity = config_path.resolve().parent / IDENTITY_DIR
     meta = {}
     try:
@@ -416,3 +430,42 @@ def renew(config_path: str | os.PathLike, *, central_url: str | None = None, tim
     logger.info("device %s renewed its certificate (%s)", ans.device_id, files["cert"].name)
     return Provisioned(ans.device_id, config_path, files["cert"], ans.cert.not_valid_after_utc.isoformat(),
                        cfg.device.data_dir, _pending_reads(cfg.device.data_dir))
+
+
+def probe_broker(sync, device_id: str, *, timeout: float = 5.0) -> str | None:
+    """Connect once with this device's certificate (client id ``<device>-probe``,
+    so a running agent's session is untouched). None if the broker accepted
+    it, otherwise why not."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    done, outcome = threading.Event(), {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-probe", protocol=mqtt.MQTTv5)
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        outcome.setdefault("error", f"broker refused: {reason_code}" if reason_code.is_failure else None)
+        done.set()
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        outcome.setdefault("error", f"disconnected during the handshake ({reason_code}); "
+                                    "certificate revoked or not trusted?")
+        done.set()
+
+    client.on_connect, client.on_disconnect = on_connect, on_disconnect
+    try:
+        if sync.tls:
+            client.tls_set(ca_certs=sync.ca_file, certfile=sync.cert_file, keyfile=sync.key_file,
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.connect(sync.host, sync.port, keepalive=10)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return f"cannot connect to {sync.host}:{sync.port}: {exc}"
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return f"no answer from {sync.host}:{sync.port} within {timeout:.0f}s"
+        return outcome.get("error")
+    finally:
+        client.disconnect()
+        client.loop_stop()

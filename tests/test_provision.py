@@ -138,6 +138,9 @@ def test_revoked_device_is_shut_out_and_nothing_it_sends_is_stored(tmp_path, cen
     conf_b, dev_b = _provisioned(central, tmp_path, "b")
     assert central.cli("broker", "reload").exit_code == 0  # both devices in the ACL now
     collector, store = central.start_collector()
+    status = json.loads(CliRunner().invoke(edge_main, ["status", "--config", str(conf_a), "--json"]).output)
+    assert status["device_id"] == dev_a and status["broker_reachable"] is True and status["certificate_expires"]
+    assert status["buffer_depth"] == 0
     c, got, send = _probe(conf_a)
     wait_for(lambda: got["connected"], 10, message="device a connected")
     send()
@@ -159,11 +162,13 @@ def test_revoked_device_is_shut_out_and_nothing_it_sends_is_stored(tmp_path, cen
              interval=0.2, message="refusal after revocation")
     c.loop_stop()
     c.disconnect()
-    # a new connection with the revoked certificate fails (CRL)
+    # a new connection with the revoked certificate fails (CRL); `alpr-edge status` says so
     c2, got2, _ = _probe(conf_a)
     time.sleep(2)
     assert got2["connected"] is not True
     c2.loop_stop()
+    status = json.loads(CliRunner().invoke(edge_main, ["status", "--config", str(conf_a), "--json"]).output)
+    assert status["broker_reachable"] is False and status["broker_error"]
     assert store.count() == 1
     # and even if the broker let it through, the collector would not store it
     sealer = Sealer(load_public_key((central.data / "data-key.pub.pem").read_bytes()), dev_a)
@@ -201,6 +206,10 @@ def test_reprovision_and_renewal_keep_buffered_reads(tmp_path, central):
     assert second_serial != first_serial
     assert first_serial in {r.serial for r in reg.revoked_certificates()}  # the old key may be lost
 
+    assert renew(conf, within=dt.timedelta(days=30)) is None  # a year left: not due
+    result = CliRunner().invoke(edge_main, ["renew", "--config", str(conf), "--if-expiring-within", "400"])
+    assert result.exit_code == 0 and "25 buffered read(s) kept" in result.output, result.output
+    assert load_edge_config(conf).sync.cert_file != again.sync.cert_file
     renewed = renew(conf)
     assert renewed.kept_buffered_reads == 25
     assert central.registry().device(device_id).cert_serial not in (first_serial, second_serial)
