@@ -36,12 +36,14 @@ def acl_text(prefix: str = "alpr/v1/devices", collector: str = COLLECTOR_IDENTIT
         f"topic read {prefix}/+/reads",
         f"topic read {prefix}/+/status",
         f"topic write {prefix}/+/ack",
+        f"topic read {prefix}/+/audit",
         "",
     ]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
                   f"pattern readwrite {prefix}/%u/status",
                   f"pattern read {prefix}/%u/ack",
+                  f"pattern write {prefix}/%u/audit",
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -50,6 +52,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collector: str = COLLECTOR_IDENTIT
                   f"topic write {prefix}/{device}/reads",
                   f"topic readwrite {prefix}/{device}/status",
                   f"topic read {prefix}/{device}/ack",
+                  f"topic write {prefix}/{device}/audit",
                   ""]
     return "\n".join(lines)
 

@@ -82,6 +82,8 @@ def run(config_path: str, log_level: str) -> None:
     service = CollectorService(cfg.mqtt, Collector(store, opener, topic_prefix=cfg.mqtt.topic_prefix,
                                                    max_message_bytes=cfg.mqtt.max_message_bytes,
                                                    device_allowed=registry.allow_list()))
+    from .device_audit import DeviceAuditHandler
+    service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -127,9 +127,10 @@ class Collector:
 class CollectorService:
     """Runs a :class:`Collector` on a paho MQTT v5 client until stopped."""
 
-    def __init__(self, cfg: Mqtt, collector: Collector) -> None:
+    def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None) -> None:
         self.cfg = cfg
         self.collector = collector
+        self.audit_handler = audit_handler  # central.device_audit.DeviceAuditHandler: device audit logs
         self.ready = threading.Event()
         self.last_error: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)
@@ -150,7 +151,10 @@ class CollectorService:
             logger.error("broker refused the collector: %s", reason_code)
             return
         logger.info("collector %s connected to %s:%s", self.cfg.client_id, self.cfg.host, self.cfg.port)
-        client.subscribe(Topics(self.cfg.topic_prefix).reads_subscription(self.cfg.share_group), qos=1)
+        topics = [(Topics(self.cfg.topic_prefix).reads_subscription(self.cfg.share_group), 1)]
+        if self.audit_handler is not None:
+            topics.append((Topics(self.cfg.topic_prefix).audit_subscription(self.cfg.share_group), 1))
+        client.subscribe(topics)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if any(rc.is_failure for rc in reason_codes):
@@ -167,6 +171,9 @@ class CollectorService:
 
     def _on_message(self, client, userdata, message):
         try:
+            if self.audit_handler is not None and self.audit_handler.accepts(message.topic):
+                self.audit_handler.handle(message.topic, message.payload)
+                return
             result = self.collector.handle(message.topic, message.payload)
         except StoreError:
             logger.exception("store failed; batch not acknowledged (the device will resend)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from . import capture, recognition
+from . import auditlog, capture, recognition
 from .config import EdgeConfig
 from .errors import CaptureError, ConfigError
 from .outbox import Outbox
@@ -179,6 +179,10 @@ class Agent:
             cert_file=s.cert_file, key_file=s.key_file, batch_size=s.batch_size, max_in_flight=s.max_in_flight,
             max_rate=s.max_rate, ack_timeout=s.ack_timeout, keepalive=s.keepalive, topic_prefix=s.topic_prefix),
             self.outbox)
+        self.audit = auditlog.open_for(config, clock=clock)  # the device's signed audit log (None without a key)
+        self.audit_watch = auditlog.AuditWatch(self.audit, wall=clock) if self.audit else None
+        if self.audit:
+            self.sync.audit_publisher = auditlog.AuditPublisher(self.audit)
         self.writer = ReadWriter(config, self.outbox, self.sealer, self.recognizer.model_version)
         lock = threading.Lock()
         t = config.tracking
@@ -199,6 +203,8 @@ class Agent:
         threads.append(threading.Thread(target=self.sync.run, args=(sync_stop,), name="sync", daemon=True))
         for th in threads:
             th.start()
+        if self.audit:
+            self.audit.append("agent-start", {"pid": os.getpid()})
         last_expire = 0.0
         try:
             while not stop.wait(1.0):
@@ -207,6 +213,8 @@ class Agent:
                     self.outbox.expire()
                     last_expire = now
                 self.write_status()
+                if self.audit_watch:
+                    self.audit_watch.tick(lambda: self.outbox.stats().counters, self.sync.connected)
                 if exit_when_drained and all(w.finished.is_set() for w in self.workers) and self.outbox.depth == 0:
                     logger.info("all sources finished and the outbox is drained")
                     break
@@ -217,6 +225,9 @@ class Agent:
             sync_stop.set()
             threads[-1].join(timeout=10)
             self.write_status()
+            if self.audit:
+                self.audit.append("agent-stop", {})
+                self.audit.close()
             self.outbox.close()
             self.recognizer.close()
 

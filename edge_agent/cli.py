@@ -164,5 +164,9 @@ from .cli_provision import COMMANDS as _provision_commands  # noqa: E402
 for _command in _provision_commands:
     main.add_command(_command)
 
+from .auditlog import install_cli_audit  # noqa: E402
+
+install_cli_audit(main)  # every local command with --config is recorded in the device's audit log
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -75,6 +75,7 @@ class SyncClient:
         self.last_ack_at: float | None = None  # wall clock, for status
         self.last_error: str | None = None
         self.counters = {"batches_sent": 0, "reads_sent": 0, "acks": 0, "resends": 0, "bad_acks": 0}
+        self.audit_publisher = None          # edge_agent.auditlog.AuditPublisher, set by the agent
         self.client = self._make_client()
 
     # -- paho wiring -----------------------------------------------------
@@ -161,6 +162,8 @@ class SyncClient:
             self._cursor = 0
             self._sent_generation = self._generation
         now = self._clock()
+        if self.audit_publisher is not None:
+            self.audit_publisher.step(self.client, self.topics.audit(self.s.device_id), self._generation, now)
         expired = [b for b, f in self._inflight.items() if now - f.sent_at > self.s.ack_timeout]
         if expired:
             logger.warning("%d batches not acknowledged within %.0fs; resending", len(expired), self.s.ack_timeout)

@@ -3,6 +3,7 @@
 ``alpr/v1/devices/<device_id>/reads``   device -> central, QoS 1, batch frames
 ``alpr/v1/devices/<device_id>/ack``     central -> device, QoS 1, JSON acks
 ``alpr/v1/devices/<device_id>/status``  device, retained: ``online`` / ``offline`` (last will)
+``alpr/v1/devices/<device_id>/audit``   device -> central, QoS 1, signed audit records (:mod:`.audit`)
 
 Collectors subscribe through an MQTT v5 shared subscription
 (``$share/<group>/alpr/v1/devices/+/reads``) so several can split the load.
@@ -38,6 +39,21 @@ class Topics:
 
     def status(self, device_id: str) -> str:
         return f"{self.prefix}/{validate_device_id(device_id)}/status"
+
+    def audit(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/audit"
+
+    def audit_subscription(self, share_group: str | None) -> str:
+        topic = f"{self.prefix}/+/audit"
+        return f"$share/{share_group}/{topic}" if share_group else topic
+
+    def audit_device_of(self, topic: str) -> str | None:
+        """The device id of a ``.../<device>/audit`` topic, or None."""
+        head, sep, rest = topic.partition(self.prefix + "/")
+        parts = rest.split("/")
+        if head or not sep or len(parts) != 2 or parts[1] != "audit" or not DEVICE_ID_RE.match(parts[0]):
+            return None
+        return parts[0]
 
     def reads_subscription(self, share_group: str | None) -> str:
         topic = f"{self.prefix}/+/reads"
