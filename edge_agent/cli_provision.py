@@ -87,12 +87,19 @@ def provision(token, central_url, config_path, data_dir, camera_uris, recognizer
         raise _provision_errors(exc) from None
     doc = {"device_id": result.device_id, "config": str(result.config_path), "certificate": str(result.cert_file),
            "certificate_expires": result.cert_expires, "data_dir": result.data_dir,
-           "buffered_reads_kept": result.kept_buffered_reads}
+           "buffered_reads_kept": result.kept_buffered_reads,
+           "cameras_without_uri": list(result.cameras_without_uri),
+           "ignored_camera_uris": list(result.unknown_camera_uris)}
     if as_json:
         click.echo(json.dumps(doc))
         return
     for key, value in doc.items():
         click.echo(f"{key:<21} {value}")
+    for cam in result.unknown_camera_uris:
+        click.echo(f"ignored --camera-uri {cam}=...: no camera {cam} is enrolled for this device")
+    for cam in result.cameras_without_uri:
+        click.echo(f"camera {cam} has no uri yet: set it in {result.config_path} "
+                   f"(or provision again with --camera-uri {cam}=...)")
     click.echo(f"\nnext: alpr-edge config check --config {result.config_path} && "
                f"alpr-edge test-camera --config {result.config_path}; then (re)start the agent")
 

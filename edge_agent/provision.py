@@ -97,6 +97,8 @@ class Provisioned:
     cert_expires: str
     data_dir: str
     kept_buffered_reads: int
+    cameras_without_uri: tuple[str, ...] = ()
+    unknown_camera_uris: tuple[str, ...] = ()
 
 
 def write_private(path: str | os.PathLike, data: bytes) -> None:
@@ -291,9 +293,6 @@ def _build_config(old: dict, ans: _Answer, files: dict, *, data_dir: str | None,
     device = dict(old.get("device", {}))
     device["id"] = ans.device_id
     device["data_dir"] = device.get("data_dir") or data_dir or str(config_dir / "data")
-    if data_dir and old.get("device", {}).get("data_dir") and data_dir != old["device"]["data_dir"]:
-        raise ProvisionError("--data-dir differs from the existing config's device.data_dir; the outbox lives there. "
-                             "Move the data folder yourself if you must")
     old_cams = {c.get("id"): c for c in old.get("cameras", []) if isinstance(c, dict)}
     loc = ans.doc.get("location") or {}
     cameras = []
@@ -306,9 +305,9 @@ def _build_config(old: dict, ans: _Answer, files: dict, *, data_dir: str | None,
             if loc.get(field) is not None and field not in entry:
                 entry[field] = float(loc[field])
         cameras.append(entry)
-    unknown = set(camera_uris) - {c["id"] for c in cameras}
-    if unknown:
-        raise ProvisionError(f"--camera-uri names camera {sorted(unknown)[0]!r}, which is not enrolled for this device")
+    unknown = sorted(set(camera_uris) - {c["id"] for c in cameras})
+    if unknown:  # the token is spent by now: report, do not fail
+        logger.warning("--camera-uri names camera(s) not enrolled for this device: %s", ", ".join(unknown))
     recognition = dict(old.get("recognition", {"type": "tflite"}))
     if recognizer:
         recognition["type"] = recognizer
@@ -368,6 +367,9 @@ def provision(token_text: str, central_url: str, config_path: str | os.PathLike,
     if old_data:
         old_data = str((config_path.resolve().parent / old_data).resolve())
     buffered = _pending_reads(old_data) if old_data else 0
+    if data_dir and old_data and str(Path(data_dir).resolve()) != old_data:
+        raise ProvisionError("--data-dir differs from the existing config's device.data_dir, where the outbox lives; "
+                             "move the data folder yourself if you must. Nothing was sent.")
     ca_pem = fetch_pinned_ca(central, token.pin, timeout)
     key, csr = new_key_and_csr()
     body = {"token_id": token.token_id, "secret": token.secret, "csr": csr}
@@ -381,8 +383,10 @@ def provision(token_text: str, central_url: str, config_path: str | os.PathLike,
     _commit(config_path, doc, files, key, ans, central)
     _cleanup(identity, files)
     logger.info("provisioned as device %s (certificate %s)", ans.device_id, files["cert"].name)
+    missing = tuple(c["id"] for c in doc["cameras"] if c.get("source") != "picamera2" and not c.get("uri"))
     return Provisioned(ans.device_id, config_path, files["cert"], ans.cert.not_valid_after_utc.isoformat(),
-                       doc["device"]["data_dir"], buffered)
+                       doc["device"]["data_dir"], buffered, missing,
+                       tuple(sorted(set(camera_uris or {}) - {c["id"] for c in doc["cameras"]})))
 
 
 def certificate_expiry(cert_file: str) -> dt.datetime:

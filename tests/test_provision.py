@@ -77,7 +77,7 @@ def test_enroll_provision_publish_stored(tmp_path, central, sample_clip):
                                             "--config", str(edge_conf), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["device_id"] == device_id
+    assert doc["device_id"] == device_id and doc["cameras_without_uri"] == ["lane-1"]
     # every file the device holds is 0600; the key never left it (central has no copy)
     identity = edge_conf.parent / "identity"
     files = sorted(p.name for p in identity.iterdir())
@@ -194,9 +194,14 @@ def test_reprovision_and_renewal_keep_buffered_reads(tmp_path, central):
     assert central.registry().pending_tokens()[0]["device_id"] != device_id
 
     token, _ = central.token("lane-1:file", device=device_id)
-    result = provision(token, central.central_url, conf)
-    assert result.device_id == device_id and result.kept_buffered_reads == 25
+    with pytest.raises(ProvisionError, match="Nothing was sent"):
+        provision(token, central.central_url, conf, data_dir=str(tmp_path / "elsewhere"))
+    result = provision(token, central.central_url, conf,
+                       camera_uris={"lane-1": "/srv/clips/lane-1.avi", "lane-7": "/x.avi"})
+    assert result.device_id == device_id and result.kept_buffered_reads == 25 and not result.cameras_without_uri
+    assert result.unknown_camera_uris == ("lane-7",)
     again = load_edge_config(conf)
+    assert again.cameras[0].uri == "/srv/clips/lane-1.avi"
     assert again.device.data_dir == first.device.data_dir and again.sync.cert_file != first.sync.cert_file
     ob = Outbox(again.data_dir / "outbox.sqlite")
     assert sorted(p.read_id for p in ob.pending(0, 100)) == sorted(buffered)
@@ -214,6 +219,7 @@ def test_reprovision_and_renewal_keep_buffered_reads(tmp_path, central):
     assert renewed.kept_buffered_reads == 25
     assert central.registry().device(device_id).cert_serial not in (first_serial, second_serial)
     assert load_edge_config(conf).device.data_dir == first.device.data_dir
+    assert load_edge_config(conf).cameras[0].uri == "/srv/clips/lane-1.avi"  # local edits survive
     for path in (conf.parent / "identity").iterdir():
         assert mode(path) == 0o600
 
