@@ -30,7 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, default=50_000)
     ap.add_argument("--batch-size", type=int, default=200)
-    ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--in-flight", type=int, default=8)
+    ap.add_argument("--collectors", type=int, default=2, help="collector processes sharing the subscription")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)
@@ -54,11 +55,11 @@ def main() -> None:
         (root / "empty").mkdir()
         (root / "empty.json").write_text('{"frames": [[]]}')  # no frames: the camera is idle
         rig.start_broker()
-        rig.start_collectors(1)
+        rig.start_collectors(args.collectors)
         cfg = rig.edge_config("cam-catchup", source_dir=root / "empty", batch_size=args.batch_size,
                               max_in_flight=args.in_flight, sidecar=str(root / "empty.json"))
         started = time.monotonic()
-        edge = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg),
+        edge = subprocess.run([sys.executable, "-m", "edge_agent", "run", "--config", str(cfg),
                                "--exit-when-drained", "--log-level", "warning"], timeout=600)
         # the agent exits once its outbox is empty, i.e. once every read was acknowledged as stored
         drained = time.monotonic() - started
@@ -68,7 +69,8 @@ def main() -> None:
         with sqlite3.connect(rig.db) as conn:
             got = [r[0] for r in conn.execute("SELECT read_id FROM reads")]
         rig.stop()
-        print(f"reads buffered:      {args.reads:,}")
+        print(f"reads buffered:      {args.reads:,} (batch size {args.batch_size}, {args.in_flight} batches in flight, "
+              f"{args.collectors} collector(s))")
         print(f"drain time:          {drained:.1f} s  ({args.reads / drained:,.0f} reads/s; includes agent start-up)")
         print(f"agent exit code:     {edge.returncode}")
         print(f"stored at central:   {len(got):,}  missing: {len(set(ids) - set(got))}  "

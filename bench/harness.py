@@ -11,9 +11,20 @@ import sys
 import time
 from pathlib import Path
 
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
+
 from central import broker as broker_mod
 from central import pki
+from central.ca import CertificateAuthority
 from central.keys import init_data_key
+from central.registry import DEPARTMENT, CameraSpec, Registry
+from central.store.sqlite import SQLiteStore
 
 
 class Rig:
@@ -23,10 +34,12 @@ class Rig:
         ca_key, ca_cert = pki.new_ca("Bench CA")
         pki.write_public(self.pki / "ca.crt", ca_cert)
         for name, cn, servers in [("broker", "localhost", ("127.0.0.1",)),
-                                  ("collector", pki.COLLECTOR_IDENTITY, ())] + [(d, d, ()) for d in devices]:
+                                  ("collector", pki.COLLECTOR_IDENTITY, ())]:
             key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
             pki.write_secret(self.pki / f"{name}.key", key)
             pki.write_public(self.pki / f"{name}.crt", cert)
+        self.db = root / "central" / "central.sqlite"
+        self._enroll(devices, CertificateAuthority(ca_key, ca_cert))
         init_data_key(root / "data-key.pem", root / "data-key.pub.pem")
         self.port = broker_mod.free_port()
         files = broker_mod.write_config(root / "broker", port=self.port, ca_file=str(self.pki / "ca.crt"),
@@ -35,7 +48,27 @@ class Rig:
                                         persistence=False)
         self.broker = broker_mod.BrokerProcess(files.conf, self.port, root / "broker" / "mosquitto.log")
         self.collectors: list[subprocess.Popen] = []
-        self.db = root / "central" / "central.sqlite"
+
+    def _enroll(self, devices: list[str], ca) -> None:
+        """Enroll every device the way a field tech does (token -> CSR made on
+        the device -> certificate), so the collector's registry check passes."""
+        SQLiteStore(self.db).close()  # create the database with every migration
+        registry = Registry(self.db)
+        try:
+            for dev in devices:
+                token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec("lane-1", "folder")],
+                                                   location="bench", ttl=dt.timedelta(hours=1), actor="bench",
+                                                   device_id=dev)
+                key = ec.generate_private_key(ec.SECP256R1())
+                csr = (x509.CertificateSigningRequestBuilder()
+                       .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dev)]))
+                       .sign(key, hashes.SHA256()))
+                _, cert = registry.redeem(token.token_id, token.secret, csr.public_bytes(Encoding.PEM), ca)
+                pki.write_secret(self.pki / f"{dev}.key", key.private_bytes(
+                    Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+                pki.write_public(self.pki / f"{dev}.crt", cert)
+        finally:
+            registry.close()
 
     def start_broker(self) -> None:
         self.broker.start()
@@ -58,7 +91,7 @@ data_private_keys = ["{self.root / 'data-key.pem'}"]
     def start_collectors(self, n: int) -> None:
         for i in range(n):
             self.collectors.append(subprocess.Popen(
-                [sys.executable, "-m", "central.cli", "run", "--config", str(self.central_config(i)),
+                [sys.executable, "-m", "central", "run", "--config", str(self.central_config(i)),
                  "--log-level", "warning"]))
         time.sleep(2.0)
 

@@ -103,12 +103,12 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "sidecar-oracle", du
     service.ready.wait(10)
     echo(f"central     collector storing into {root / 'central' / 'central.sqlite'}")
     clip_dir = root / "clip"
-    subprocess.run([sys.executable, "-m", "edge_agent.cli", "sample", str(clip_dir), "--vehicles", str(vehicles)],
+    subprocess.run([sys.executable, "-m", "edge_agent", "sample", str(clip_dir), "--vehicles", str(vehicles)],
                    check=True, stdout=subprocess.DEVNULL)
     edge_conf = root / "edge.toml"
     edge_conf.write_text(edge_config_text(paths, clip=clip_dir / "sample.avi", sidecar=clip_dir / "sample.json",
                                           recognizer=recognizer))
-    edge = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(edge_conf),
+    edge = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(edge_conf),
                              "--log-level", "warning"], start_new_session=True)
     echo(f"edge agent  {paths['device_id']} replaying {clip_dir / 'sample.avi'} (recognizer: {recognizer})")
     if recognizer == "sidecar-oracle":

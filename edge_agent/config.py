@@ -81,7 +81,7 @@ class Sync:
     key_file: str = ""
     central_public_key: str = ""
     batch_size: int = 200
-    max_in_flight: int = 4
+    max_in_flight: int = 8
     max_rate: float = 0.0            # reads/s while draining; 0 = unlimited
     ack_timeout: float = 30.0
     keepalive: int = 30

@@ -48,7 +48,7 @@ class SyncSettings:
     cert_file: str = ""
     key_file: str = ""
     batch_size: int = 200
-    max_in_flight: int = 4
+    max_in_flight: int = 8
     max_rate: float = 0.0
     ack_timeout: float = 30.0
     keepalive: int = 30

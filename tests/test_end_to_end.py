@@ -39,7 +39,7 @@ def _reap_agents():
 
 def agent(config, *extra):
     log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty agent must never block on it
-    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config),
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(config),
                              "--log-level", "info", *extra],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     proc.log = log
