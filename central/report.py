@@ -56,11 +56,13 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
     require(user, Permission.READ_REPORTS)
     now = now or utcnow()
     a, b = ts(start), ts(end)
-    if _table_exists(conn, "devices"):
-        owners = conn.execute("SELECT owner, count(*) FROM devices WHERE status = 'active' GROUP BY owner "
-                              "ORDER BY owner").fetchall()
-    else:
-        owners = []
+    owners = []
+    if _table_exists(conn, "devices"):  # the registry (issue 4): active devices, cameras per device
+        names = "coalesce(b.name, d.owner)" if _table_exists(conn, "businesses") else "d.owner"
+        join = "LEFT JOIN businesses b ON b.business_id = d.owner" if _table_exists(conn, "businesses") else ""
+        owners = conn.execute(f"SELECT CASE d.owner WHEN 'department' THEN ? ELSE {names} END AS who, "
+                              f"sum(json_array_length(d.cameras)) FROM devices d {join} WHERE d.status = 'active' "
+                              f"GROUP BY who ORDER BY who", [cfg.policy.agency]).fetchall()
     if not owners:  # no registry yet: count the cameras that sent reads in the period
         n = conn.execute("SELECT count(*) FROM (SELECT DISTINCT device_id, camera_id FROM reads "
                          "WHERE captured_at >= ? AND captured_at < ?)", [a, b]).fetchone()[0]

@@ -201,6 +201,7 @@ class Agent:
         threads = [threading.Thread(target=w.run, args=(capture_stop,), name=f"camera-{w.camera.id}", daemon=True)
                    for w in self.workers]
         threads.append(threading.Thread(target=self.sync.run, args=(sync_stop,), name="sync", daemon=True))
+        self.outbox.expire()  # reads past the age limit (non-hit retention) are dropped, never sent
         for th in threads:
             th.start()
         if self.audit:

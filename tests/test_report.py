@@ -121,6 +121,26 @@ def test_transparency_report_renders_in_chromium(populated, tmp_path, monkeypatc
     assert "Searches refused (no or unauthorized purpose, no case number, no permission): 1" in dom
 
 
+def test_cameras_by_owner_come_from_the_registry(populated, tmp_path):
+    from central.config import CentralConfig, Policy
+    from central.report import build
+    w, *_ = populated
+    at = "2026-08-01T00:00:00.000000Z"
+    w.conn.execute("INSERT INTO businesses (business_id, name, contact_name, contact_email, contact_phone, mou_id, "
+                   "shared_data, share_with, retention_days, consent_at, status, enrolled_at, enrolled_by) "
+                   "VALUES ('bobs', 'Bob''s Garage', 'Bob', 'b@x', '1', 'MOU-B', 'reads', 'PD', 30, ?, 'active', ?, "
+                   "'ada')", [at, at])
+    for device, owner, cams, status in (("cam-a", "department", 2, "active"), ("cam-b", "bobs", 1, "active"),
+                                        ("cam-c", "department", 4, "revoked")):
+        cameras = json.dumps([{"id": f"lane-{i}"} for i in range(cams)])
+        w.conn.execute("INSERT INTO devices (device_id, owner, location, cameras, status, enrolled_by, enrolled_at, "
+                       "updated_at) VALUES (?, ?, 'Main St', ?, ?, 'ada', ?, ?)", [device, owner, cameras, status, at, at])
+    cfg = CentralConfig(str(tmp_path), policy=Policy(agency="City PD"))
+    data = build(w.conn, cfg, w.auditor, "2026-Q3", *parse_period("2026-Q3"))
+    assert data["cameras_by_owner"] == [{"owner": "Bob's Garage", "cameras": 1}, {"owner": "City PD", "cameras": 2}]
+    assert data["cameras_total"] == 3
+
+
 def test_report_needs_a_role_that_reads_reports(populated, tmp_path, monkeypatch):
     w, *_ = populated
     cfg = tmp_path / "central.toml"
