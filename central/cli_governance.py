@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 
-from .audit import AccessLog, utcnow
+from .audit import AccessLog
 from .audit import verify as verify_chain
 from .cli import _load, _open_store, _when, config_option
-from .errors import AuthenticationError, CentralError, ConfigError, PolicyError
+from .errors import AuthenticationError, CentralError, ConfigError
 from .pki import write_secret
 from .users import Role, User, UserDirectory
 
@@ -321,160 +321,6 @@ def audit_device(config_path, token_file, device, cert, as_json) -> None:
         click.echo("ok: chain and signatures intact, no gaps")
 
 
-# -- retention, holds, hotlist -------------------------------------------------------
-@click.group("retention")
-def retention_group() -> None:
-    """Retention periods and the purge job."""
+from .cli_retention import COMMANDS as _retention_commands  # noqa: E402  (needs Session above)
 
-
-def _governor(s: Session):
-    from .retention import Governor
-    return Governor(s.conn, s.cfg.retention)
-
-
-@retention_group.command("purge")
-@config_option
-@token_option
-@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
-@json_option
-def retention_purge(config_path, token_file, dry_run, as_json) -> None:
-    """Delete what is past its retention period (never held reads); records counts, never plates."""
-    with Session(config_path, token_file) as s:
-        result = _governor(s).purge(s.user, dry_run=dry_run)
-    if as_json:
-        click.echo(json.dumps({"dry_run": dry_run, "counts": result.counts, "held_kept": result.held_kept,
-                               "cutoffs": result.cutoffs}, indent=1))
-        return
-    verb = "would delete" if dry_run else "deleted"
-    for name, n in result.counts.items():
-        click.echo(f"{name:<15} {verb} {n:>8}  (older than {result.cutoffs[name][:10]})")
-    click.echo(f"{result.held_kept} read(s) past retention kept under legal hold")
-
-
-@retention_group.command("show")
-@config_option
-def retention_show(config_path) -> None:
-    """Show the configured retention periods."""
-    cfg = _load(config_path)
-    for key, value in vars(cfg.retention).items():
-        click.echo(f"{key:<18} {value} days")
-
-
-@click.group("hold")
-def hold_group() -> None:
-    """Legal holds: keep reads of a case past retention."""
-
-
-@hold_group.command("request")
-@config_option
-@token_option
-@click.option("--case", "case_number", required=True, help="Case number the hold serves.")
-@click.option("--plate", "plates", multiple=True, help="Plate to hold (repeat; none = every plate in the range).")
-@click.option("--since", required=True, help="Hold reads captured from (ISO 8601).")
-@click.option("--until", required=True, help="... until (ISO 8601).")
-@click.option("--reason", required=True, help="Why (litigation, discovery order, ...).")
-@click.option("--review-on", required=True, help="Date to review the hold (YYYY-MM-DD).")
-def hold_request(config_path, token_file, case_number, plates, since, until, reason, review_on) -> None:
-    """Request a legal hold (operator, supervisor); a second supervisor approves."""
-    with Session(config_path, token_file) as s:
-        hold = _governor(s).request_hold(s.user, case_number=case_number, plates=plates,
-                                         since=_when(since, "--since"), until=_when(until, "--until"),
-                                         reason=reason, review_on=_date(review_on, "--review-on"))
-    click.echo(f"hold {hold.hold_id} requested for case {hold.case_number}; awaiting supervisor approval")
-
-
-@hold_group.command("approve")
-@config_option
-@token_option
-@click.argument("hold_id", type=int)
-def hold_approve(config_path, token_file, hold_id) -> None:
-    """Approve a pending hold (a supervisor other than the requester)."""
-    with Session(config_path, token_file) as s:
-        hold = _governor(s).approve_hold(s.user, hold_id)
-    click.echo(f"hold {hold.hold_id} active; review on {hold.review_on}")
-
-
-@hold_group.command("release")
-@config_option
-@token_option
-@click.argument("hold_id", type=int)
-@click.option("--reason", required=True, help="Why the hold ends.")
-def hold_release(config_path, token_file, hold_id, reason) -> None:
-    """Release a hold (supervisor); its reads fall under retention again."""
-    with Session(config_path, token_file) as s:
-        _governor(s).release_hold(s.user, hold_id, reason=reason)
-    click.echo(f"hold {hold_id} released")
-
-
-@hold_group.command("list")
-@config_option
-@token_option
-@json_option
-def hold_list(config_path, token_file, as_json) -> None:
-    """List holds; flags those past their review date."""
-    from .users import Permission
-    with Session(config_path, token_file) as s:
-        if not (s.user.can(Permission.REQUEST_HOLD) or s.user.can(Permission.READ_AUDIT)):
-            raise click.ClickException(f"role {s.user.role.value} may not list holds")
-        holds = _governor(s).holds()
-    today = utcnow().date()
-    if as_json:
-        click.echo(json.dumps([{"hold_id": h.hold_id, "case_number": h.case_number, "plates": len(h.plates),
-                                "since": h.since.isoformat(), "until": h.until.isoformat(), "status": h.status,
-                                "review_on": h.review_on.isoformat(), "review_due": h.review_due(today),
-                                "requested_by": h.requested_by, "approved_by": h.approved_by} for h in holds],
-                              indent=1))
-        return
-    click.echo(f"{'id':>4} {'case':<16} {'status':<9} {'review on':<11} {'plates':>6}  range")
-    for h in holds:
-        flag = "  REVIEW DUE" if h.review_due(today) else ""
-        click.echo(f"{h.hold_id:>4} {h.case_number[:16]:<16} {h.status:<9} {h.review_on.isoformat():<11} "
-                   f"{len(h.plates) or 'all':>6}  {h.since:%Y-%m-%d}..{h.until:%Y-%m-%d}{flag}")
-
-
-@click.group("hotlist")
-def hotlist_group() -> None:
-    """A minimal hotlist (plates of interest), used to tell hits from non-hits."""
-
-
-@hotlist_group.command("add")
-@config_option
-@token_option
-@click.argument("plate")
-@click.option("--source", required=True, help="Where the entry comes from (NCIC, SVS, case ...).")
-@click.option("--expires", required=True, help="When the entry expires (ISO 8601).")
-def hotlist_add(config_path, token_file, plate, source, expires) -> None:
-    """Add a plate of interest (admin)."""
-    with Session(config_path, token_file) as s:
-        entry = _governor(s).add_hotlist(s.user, plate, source=source, expires_at=_when(expires, "--expires"))
-    click.echo(f"hotlist entry {entry.id} added (expires {entry.expires_at:%Y-%m-%d})")
-
-
-# -- report -------------------------------------------------------------------------
-@click.group("report")
-def report_group() -> None:
-    """Published reports."""
-
-
-@report_group.command("transparency")
-@config_option
-@token_option
-@click.option("--period", required=True, help="Quarter (2026-Q3), month (2026-08) or year (2026).")
-@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for transparency-<period>.html and .json.")
-def report_transparency(config_path, token_file, period, out_dir) -> None:
-    """Write the transparency report: a self-contained HTML page with charts and its JSON twin."""
-    from .report import build, parse_period, write
-    with Session(config_path, token_file) as s:
-        try:
-            start, end = parse_period(period)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--period") from None
-        data = build(s.conn, s.cfg, s.user, period, start, end)
-        html_path, json_path = write(data, Path(out_dir))
-    click.echo(f"wrote {html_path} and {json_path}")
-
-
-COMMANDS = (user_group, audit_group, retention_group, hold_group, hotlist_group, report_group)
-
-__all__ = ["COMMANDS", "PolicyError"]
+COMMANDS = (user_group, audit_group) + _retention_commands
