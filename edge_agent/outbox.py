@@ -57,6 +57,7 @@ class Outbox:
         self.max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
+        self.on_add = lambda: None  # called after every committed add (the sync loop wakes on it)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -126,6 +127,7 @@ class Outbox:
                 self._depth, self._bytes = depth, nbytes
             else:
                 self._depth, self._bytes = depth - evicted, nbytes - evicted_bytes
+        self.on_add()
         if evicted:
             logger.warning("outbox full: dropped %d oldest reads (%d bytes)", evicted, evicted_bytes)
         return evicted

@@ -64,6 +64,10 @@ class SyncClient:
         self.topics = Topics(settings.topic_prefix)
         self._clock = clock
         self._acks: queue.Queue[bytes] = queue.Queue()
+        # Set by an ack, a new read in the outbox, or a (re)connect: the loop
+        # sleeps on it instead of polling the database.
+        self._wake = threading.Event()
+        outbox.on_add = self._wake.set
         self._connected = threading.Event()
         self._ready = threading.Event()      # connected and subscribed to our ack topic
         self._inflight: dict[str, _InFlight] = {}
@@ -112,6 +116,7 @@ class SyncClient:
             return
         self._generation += 1
         self._ready.set()
+        self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
@@ -122,6 +127,7 @@ class SyncClient:
 
     def _on_message(self, client, userdata, message):
         self._acks.put(message.payload)
+        self._wake.set()
 
     # -- the loop --------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -152,7 +158,8 @@ class SyncClient:
         if not self._ready.is_set():
             self._inflight.clear()
             self._cursor = 0
-            stop.wait(0.2)
+            self._wake.wait(0.5)
+            self._wake.clear()
             return
         if self._sent_generation != self._generation:
             # New session: anything in flight may have been lost; resend it.
@@ -191,7 +198,10 @@ class SyncClient:
             self.counters["reads_sent"] += len(rows)
             sent = True
         if not sent:
-            self._drain_acks(timeout=0.05)
+            # Nothing to send or the window is full: sleep until an ack, a new
+            # read or a connection change; wake anyway to check ack timeouts.
+            self._wake.wait(0.05 if self.s.max_rate > 0 and self._tokens < 1 else 1.0)
+            self._wake.clear()
 
     def _take_tokens(self) -> int:
         if self.s.max_rate <= 0:
