@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def write_bundle(path: str | Path, manifest: dict, reads: list[PlateRead], key: 
                  "signature": base64.b64encode(key.sign(manifest_bytes)).decode()}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # it holds plates: owner only
+    with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("manifest.json", manifest_bytes)
         for name, data in sorted(files.items()):
             z.writestr(name, data)

@@ -266,17 +266,38 @@ def open_for(config, *, clock=time.time) -> DeviceAuditLog | None:
 
 def log_cli_use(config, command: str, *, clock=time.time) -> None:
     """Record a local CLI command in the device's audit log (best effort: a
-    CLI must keep working when the log cannot be opened)."""
+    CLI must keep working when the log cannot be opened).
+
+    The log is never *created* by another account than the one owning the
+    data folder (root running ``alpr-edge status`` must not leave a root-owned
+    file the agent cannot write); SQLite side files left by root are handed
+    back to the log's owner."""
+    path = config.data_dir / "audit.sqlite"
+    try:
+        owner = path.stat() if path.exists() else config.data_dir.stat()
+    except OSError:
+        return  # no data folder yet: nothing to record into
+    if not path.exists() and os.geteuid() != owner.st_uid:
+        return
     try:
         log = open_for(config, clock=clock)
     except Exception as exc:  # the CLI must not fail because of the audit log
         logger.debug("cannot record CLI use in the audit log: %s", exc)
         return
-    if log is not None:
-        try:
-            log.append("cli", {"command": command, "uid": os.getuid()})
-        finally:
-            log.close()
+    if log is None:
+        return
+    try:
+        log.append("cli", {"command": command, "uid": os.getuid()})
+    except Exception as exc:
+        logger.debug("cannot record CLI use in the audit log: %s", exc)
+    finally:
+        log.close()
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            for side in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                try:
+                    os.chown(side, owner.st_uid, owner.st_gid)
+                except OSError:
+                    pass
 
 
 def install_cli_audit(group) -> None:

@@ -63,6 +63,7 @@ def test_full_flow_exports_a_signed_bundle_that_verifies_offline(world, reg, key
     reg.decide(world.supervisor, req.request_id, approve=True, note="ok")
     done = reg.export(world.supervisor, req.request_id, world.store, tmp_path / "b.zip", key)
     assert done.status == "exported" and done.exported_reads == 1
+    assert (tmp_path / "b.zip").stat().st_mode & 0o777 == 0o600   # it holds plates
     bundle = verify_bundle(tmp_path / "b.zip", load_verify_key(pub))
     assert [r["plate"] for r in bundle.reads] == ["7ABC123"]
     m = bundle.manifest
