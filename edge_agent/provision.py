@@ -347,10 +347,14 @@ def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, centra
     write_private(config_path, text.encode())  # the commit point
 
 
+_OURS = ("device-*.key", "device-*.crt", "ca-*.crt", "central-data-*.pub.pem")
+
+
 def _cleanup(identity: Path, keep: dict) -> None:
-    keep_names = {p.name for p in keep.values()} | {ENROLLMENT_FILE}
-    for path in identity.glob("*"):
-        if path.name not in keep_names and path.is_file() and not path.name.startswith("."):
+    """Remove identity files of ours that the new config no longer names."""
+    keep_names = {p.name for p in keep.values()}
+    for path in (p for pattern in _OURS for p in identity.glob(pattern)):
+        if path.name not in keep_names and path.is_file():
             try:
                 path.unlink()
             except OSError:

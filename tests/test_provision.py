@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -273,3 +274,47 @@ def test_provision_against_an_unreachable_central_is_a_temporary_failure(tmp_pat
 
 
 
+
+
+def test_alpr_central_run_stores_reads_only_from_active_devices(tmp_path, central):
+    central.start_enrollment()
+    central.start_broker()
+    conf_a, dev_a = _provisioned(central, tmp_path, "a")
+    conf_b, dev_b = _provisioned(central, tmp_path, "b")
+    reg = central.registry()
+    reg.set_status(dev_b, "suspended", actor="t")  # the broker is *not* told: only the collector stands guard
+    reg.close()
+    alpr_central = str(Path(sys.executable).parent / "alpr-central")  # the installed entry point
+    proc = subprocess.Popen([alpr_central, "run", "--config", str(central.config),
+                             "--log-level", "info"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    clients, senders = [], []
+    try:
+        for conf in (conf_a, conf_b):
+            c, got, send = _probe(conf)
+            clients.append(c)
+            senders.append(send)
+            wait_for(lambda: got["connected"], 10, message="device connected")
+        from central.store.sqlite import SQLiteStore
+        store = SQLiteStore(central.data / "central.sqlite")
+
+        def stored_from_a():  # keep both devices sending until the collector is up and has stored one of a's
+            for send in senders:
+                send()
+            return store.db.execute("SELECT count(*) FROM reads WHERE device_id = ?", [dev_a]).fetchone()[0]
+        try:
+            try:
+                wait_for(stored_from_a, 60, interval=0.5, message="a's read stored by alpr-central run")
+            except AssertionError:
+                proc.terminate()
+                raise AssertionError(proc.communicate(timeout=20)[0][-3000:]) from None
+            time.sleep(1.0)
+            assert {r[0] for r in store.db.execute("SELECT device_id FROM reads")} == {dev_a}
+        finally:
+            store.close()
+    finally:
+        for c in clients:
+            c.loop_stop()
+            c.disconnect()
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert "unknown-device" in out and "PROBE1" not in out
