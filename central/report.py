@@ -166,7 +166,9 @@ def render_html(d: dict) -> str:
             ("searches", "Searches", d["searches_total"]), ("cameras", "Cameras", d["cameras_total"]),
             ("shared", "Disclosures", sum(x["exports"] for x in d["sharing_by_recipient"]))]
     p = d["policy"]
-    purge_items = sorted(d["purges"]["deleted"].items())
+    labels = {"non_hit_reads": "non-hit reads", "hit_reads": "hit reads", "images": "plate and context images",
+              "hotlist": "hotlist entries", "access_log": "access-log entries", "device_log": "device audit records"}
+    purge_items = [(labels.get(k, k), v) for k, v in sorted(d["purges"]["deleted"].items())]
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(d['title'])}</title>"
         f"<style>{_CSS}</style></head><body>",
@@ -191,7 +193,7 @@ def render_html(d: dict) -> str:
                   for x in d["sharing_by_recipient"]) + "</table>",
         f"<p id='sharing-refused'>Sharing requests refused: {d['sharing_refused']:,}</p>",
         "<h2>Retention</h2>",
-        bar_chart("chart-purges", f"Records deleted by retention ({d['purges']['runs']} purge runs)", purge_items),
+        bar_chart("chart-purges", f"Records deleted by retention ({d['purges']['runs']} purge run(s))", purge_items),
         f"<p id='holds'>Legal holds in force: {d['legal_holds_active']:,}</p>",
         "<h2>Policy</h2>",
         "<p>" + _e(p["statement"]) + "</p>",

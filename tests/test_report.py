@@ -119,6 +119,18 @@ def test_transparency_report_renders_in_chromium(populated, tmp_path, monkeypatc
     assert ">Glendale Police Department (MOU-1)</text>" in sharing[:sharing.index("</figure>")]
     assert "Lt. A. Custodian" in dom and "City of Example Police" in dom
     assert "Searches refused (no or unauthorized purpose, no case number, no permission): 1" in dom
+    # And the charts are drawn: the screenshot holds the bars' colour.
+    shot = tmp_path / "page.png"
+    out = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                          f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=900,2600",
+                          html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and shot.exists(), out.stderr[-2000:]
+    import cv2
+    import numpy as np
+    img = cv2.imread(str(shot))
+    bars = np.all(np.abs(img.astype(int) - np.array([159, 111, 47])) <= 8, axis=2).sum()
+    assert bars > 2000, f"only {bars} bar-coloured pixels in the screenshot"
 
 
 def test_cameras_by_owner_come_from_the_registry(populated, tmp_path):
