@@ -1,0 +1,91 @@
+"""Edge configuration: strict parsing that names the key path; `config check`
+exits 78; `status` reports the buffer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edge_agent import config
+from edge_agent.cli import main
+from edge_agent.errors import ConfigError
+
+GOOD = """
+[device]
+id = "cam-1"
+data_dir = "data"
+
+[[cameras]]
+id = "front"
+source = "file"
+uri = "clip.avi"
+
+[sync]
+host = "broker.example"
+ca_file = "ca.crt"
+cert_file = "cam.crt"
+key_file = "cam.key"
+central_public_key = "central.pub.pem"
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "edge.toml"
+    p.write_text(text)
+    return p
+
+
+def test_good_config_resolves_paths_relative_to_the_file(tmp_path):
+    cfg = config.load(write(tmp_path, GOOD))
+    assert cfg.device.data_dir == str(tmp_path / "data")
+    assert cfg.cameras[0].uri == str(tmp_path / "clip.avi")
+    assert cfg.sync.port == 8883 and cfg.sync.tls and cfg.buffer.max_age_days == 730
+
+
+def test_key_file_comes_from_the_systemd_credentials_directory(tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "cam.key").write_text("x")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert config.load(write(tmp_path, GOOD)).sync.key_file == str(creds / "cam.key")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[sync]", "[sync]\nbatchsize = 3"), "sync.batchsize: unknown key"),
+    (('id = "front"', 'id = "front"\nfps = "fast"'), "cameras[0].fps: expected float, got str"),
+    (('source = "file"', 'source = "webcam"'), "cameras[0].source: one of"),
+    (('id = "cam-1"', 'id = "Cam 1"'), "device.id:"),
+    (('central_public_key = "central.pub.pem"', ''), "sync.central_public_key: required"),
+    (("[sync]", "[sink]"), "sink: unknown section"),
+    (('host = "broker.example"', 'host = "broker.example"\nbatch_size = 5000'), "sync.batch_size: 1-1000"),
+])
+def test_bad_configs_name_the_key(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config.load(write(tmp_path, GOOD.replace(*change)))
+
+
+def test_config_check_exit_codes(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["config", "check", "--config", str(write(tmp_path, GOOD))])
+    assert ok.exit_code == 0 and ok.output.startswith("ok: device cam-1")
+    bad = runner.invoke(main, ["config", "check", "--config", str(write(tmp_path, GOOD + "\n[tracking]\nwindow = 1\n"))])
+    assert bad.exit_code == 78 and "tracking.window: unknown key" in bad.output
+    broken = runner.invoke(main, ["config", "check", "--config", str(write(tmp_path, "[device\n"))])
+    assert broken.exit_code == 78 and "not valid TOML" in broken.output
+
+
+def test_status_reports_buffer_depth_and_age(tmp_path):
+    from test_outbox import sealed
+
+    from edge_agent.outbox import Outbox
+    path = write(tmp_path, GOOD)
+    ob = Outbox(tmp_path / "data" / "outbox.sqlite")
+    ob.add(sealed(7))
+    ob.close()
+    result = CliRunner().invoke(main, ["status", "--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["device_id"] == "cam-1" and doc["buffer_depth"] == 7 and doc["oldest_read_age_s"] > 0
+    assert doc["agent_running"] is False
