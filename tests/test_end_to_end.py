@@ -217,3 +217,56 @@ def test_garbage_over_mqtt_is_counted_and_the_collector_keeps_serving(tmp_path, 
     cfg = edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar))
     code, out = finish(agent(cfg, "--exit-when-drained"))
     assert code == 0 and len(central.read_ids()) == len(json.loads(sidecar.read_text())["plates"])
+
+
+def test_status_topic_birth_and_last_will(tmp_path, pki_dir, broker, collector_factory, sample_clip):
+    seen = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-watch", protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(pki_dir / "ca.crt"), certfile=str(pki_dir / "collector.crt"),
+              keyfile=str(pki_dir / "collector.key"), cert_reqs=ssl.CERT_REQUIRED)
+    c.on_message = lambda client, userdata, msg: seen.append((msg.payload, msg.retain))
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe("alpr/v1/devices/cam-a/status", qos=1)
+    c.loop_start()
+    try:
+        video, sidecar = sample_clip
+        cfg = edge_config(tmp_path, pki_dir, broker.port, source="folder", uri=str(empty_folder(tmp_path)),
+                          sidecar=str(sidecar))
+        proc = agent(cfg)
+        wait_for(lambda: (b"online", False) in seen or (b"online", True) in seen, 20, message="online")
+        os.killpg(proc.pid, signal.SIGKILL)  # no clean goodbye: the broker sends the last will
+        wait_for(lambda: seen and seen[-1][0] == b"offline", 20, message="last will 'offline'")
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_a_failing_camera_is_retried_and_visible_in_status(tmp_path, pki_dir, broker, sample_clip):
+    cfg = edge_config(tmp_path, pki_dir, broker.port, source="stream",
+                      uri="rtsp://admin:hunter2@127.0.0.1:1/stream", sidecar=str(sample_clip[1]))
+    proc = agent(cfg)
+    status_file = tmp_path / "edge-cam-a" / "status.json"
+
+    def failed():
+        if not status_file.exists():
+            return None
+        cams = json.loads(status_file.read_text())["cameras"]
+        return cams[0] if cams[0]["state"] == "failed" else None
+
+    cam = wait_for(failed, 30, interval=0.2, message="camera marked failed")
+    assert "cannot open stream" in cam["last_error"] and "hunter2" not in cam["last_error"]
+    time.sleep(1.5)
+    assert proc.poll() is None, "a failing camera must not stop the agent"
+    os.killpg(proc.pid, signal.SIGTERM)
+    code, out = finish(proc, 30)
+    assert code == 0 and "hunter2" not in out and "retrying" in out
+
+
+def test_one_command_demo_shows_reads(tmp_path, mosquitto_bin):
+    out = subprocess.run([sys.executable, "-m", "central", "demo", "--dir", str(tmp_path / "demo"),
+                          "--vehicles", "3", "--duration", "12"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    plates = json.loads((tmp_path / "demo" / "clip" / "sample.json").read_text())["plates"]
+    shown = [line.split()[1] for line in out.stdout.splitlines() if line[:4].isdigit()]
+    assert set(shown) == set(plates)
+    assert "stopped. central stored" in out.stdout
