@@ -207,55 +207,66 @@ class AccessLog:
 
 def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = None) -> ChainReport:
     """Recompute the chain; every problem becomes a :class:`ChainIssue` naming
-    the entry."""
-    rows = conn.execute("SELECT seq, at, user, organization, action, purpose, case_number, detail, result_count, "
-                        "prev_hash, hash FROM audit_log ORDER BY seq").fetchall()
+    the entry. Streams the log (constant memory); only a broken link costs a
+    lookup."""
     issues: list[ChainIssue] = []
-    if not rows:
-        if expect_head and expect_head[0] > 0:
-            issues.append(ChainIssue(expect_head[0], "truncated", "the log is empty but a head was published"))
-        return ChainReport(0, None, None, GENESIS, tuple(issues))
-    by_hash = {r[10]: r[0] for r in rows}
     anchors = {}
-    for r in rows:
-        if r[4] == "log-purged":
-            try:
-                d = json.loads(r[7])
-                anchors[int(d["through_seq"])] = d["through_hash"]
-            except (ValueError, KeyError, TypeError):
-                pass
-    first = rows[0]
-    if first[0] == 1:
-        expected_prev, expected_seq = GENESIS, 1
-    elif first[0] - 1 in anchors:
-        expected_prev, expected_seq = anchors[first[0] - 1], first[0]
-    else:
-        issues.append(ChainIssue(first[0], "deleted", f"entries 1-{first[0] - 1} are missing and no purge "
-                                                      "record accounts for them"))
-        expected_prev, expected_seq = first[9], first[0]
-    for i, r in enumerate(rows):
+    for (detail,) in conn.execute("SELECT detail FROM audit_log WHERE action = 'log-purged'"):
+        try:
+            d = json.loads(detail)
+            anchors[int(d["through_seq"])] = d["through_hash"]
+        except (ValueError, KeyError, TypeError):
+            pass
+
+    def seq_of(h: str) -> int | None:
+        row = conn.execute("SELECT seq FROM audit_log WHERE hash = ?", [h]).fetchone()
+        return row[0] if row else None
+
+    cursor = conn.execute("SELECT seq, at, user, organization, action, purpose, case_number, detail, result_count, "
+                          "prev_hash, hash FROM audit_log ORDER BY seq")
+    before: tuple | None = None    # the entry before ``last``
+    last: tuple | None = None
+    first_seq, count = None, 0
+    expected_prev, expected_seq = GENESIS, 1
+    for r in cursor:
         seq, prev, stored = r[0], r[9], r[10]
+        count += 1
+        if first_seq is None:
+            first_seq = seq
+            if seq != 1:
+                if seq - 1 in anchors:
+                    expected_prev, expected_seq = anchors[seq - 1], seq
+                else:
+                    issues.append(ChainIssue(seq, "deleted", f"entries 1-{seq - 1} are missing and no purge "
+                                                             "record accounts for them"))
+                    expected_prev, expected_seq = prev, seq
         if entry_hash(prev, *r[:9]) != stored:
             issues.append(ChainIssue(seq, "edited", f"entry {seq} was altered: its content does not match its hash"))
         if prev != expected_prev:
-            if i >= 2 and prev == rows[i - 2][10]:
-                issues.append(ChainIssue(rows[i - 1][0], "inserted",
-                                         f"entry {rows[i - 1][0]} was inserted: entry {seq} links past it"))
-            elif prev in by_hash and by_hash[prev] != rows[i - 1][0]:
+            moved_from = seq_of(prev) if len(issues) < 200 else None  # bounded cost on a wrecked log
+            if before is not None and prev == before[10]:
+                issues.append(ChainIssue(last[0], "inserted", f"entry {last[0]} was inserted: entry {seq} links "
+                                                              "past it"))
+            elif moved_from is not None and last is not None and moved_from != last[0]:
                 issues.append(ChainIssue(seq, "reordered", f"entry {seq} was moved: it belongs after entry "
-                                                           f"{by_hash[prev]}, not after entry {rows[i - 1][0]}"))
+                                                           f"{moved_from}, not after entry {last[0]}"))
             elif seq > expected_seq:
                 issues.append(ChainIssue(seq, "deleted", f"entries {expected_seq}-{seq - 1} were deleted"
                                          if seq - 1 > expected_seq else f"entry {expected_seq} was deleted"))
             else:
-                issues.append(ChainIssue(seq, "broken", f"entry {seq} does not link to entry {rows[i - 1][0]} "
-                                                        "(the entry before it was altered and re-hashed, or "
-                                                        "this one was forged)"))
+                issues.append(ChainIssue(seq, "broken", f"entry {seq} does not link to entry "
+                                                        f"{last[0] if last else '(start)'} (the entry before it was "
+                                                        "altered and re-hashed, or this one was forged)"))
         elif seq != expected_seq:
             issues.append(ChainIssue(seq, "reordered", f"entry {seq} carries the wrong sequence number "
                                                        f"(expected {expected_seq})"))
         expected_prev, expected_seq = stored, seq + 1
-    head_seq, head_hash = rows[-1][0], rows[-1][10]
+        before, last = last, r
+    if last is None:
+        if expect_head and expect_head[0] > 0:
+            issues.append(ChainIssue(expect_head[0], "truncated", "the log is empty but a head was published"))
+        return ChainReport(0, None, None, GENESIS, tuple(issues))
+    head_seq, head_hash = last[0], last[10]
     if expect_head:
         want_seq, want_hash = expect_head
         if head_seq < want_seq:
@@ -266,4 +277,4 @@ def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = No
             if got is None or got[0] != want_hash:
                 issues.append(ChainIssue(want_seq, "broken", f"entry {want_seq} differs from the published head: "
                                                              "the log was rewritten"))
-    return ChainReport(len(rows), rows[0][0], head_seq, head_hash, tuple(issues))
+    return ChainReport(count, first_seq, head_seq, head_hash, tuple(issues))
