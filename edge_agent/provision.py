@@ -231,13 +231,26 @@ def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes and backslashes escaped, control characters as \\uXXXX."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a valid TOML basic string
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise ValueError(f"cannot write {type(value).__name__} to TOML")
@@ -245,7 +258,7 @@ def _toml_value(value) -> str:
 
 def dump_toml(doc: dict, _prefix: str = "") -> str:
     """A small TOML writer for config documents (scalars, tables, arrays of tables)."""
-    key = lambda k: k if _BARE.match(k) else json.dumps(k)  # noqa: E731
+    key = lambda k: k if _BARE.match(k) else _toml_string(k)  # noqa: E731
     lines, tables = [], []
     for k, v in doc.items():
         if v is None:
