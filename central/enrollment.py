@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import hmac
 import http.server
 import json
 import logging
@@ -265,7 +264,3 @@ class EnrollmentServer:
         self.httpd.server_close()
         if self._thread:
             self._thread.join(timeout=5)
-
-
-def pins_match(pin: str, ca_cert_pem: bytes) -> bool:
-    return hmac.compare_digest(pin.encode(), ca_pin(ca_cert_pem).encode())

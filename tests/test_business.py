@@ -93,6 +93,9 @@ def test_a_business_login_sees_only_its_own_devices_health_never_reads(central):
     assert doc["devices"][0]["status"] == "active" and doc["devices"][0]["reads_last_24h"] == 1
     assert doc["devices"][0]["last_read_at"] and doc["devices"][0]["certificate_expires"]
     assert b"SECRET" not in body and theirs.encode() not in body and dept.encode() not in body
+    staff_view = [json.loads(line) for line in central.cli("business", "health", "acme-market", "--json").output
+                  .splitlines()]
+    assert [(h["device_id"], h["reads_last_24h"]) for h in staff_view] == [(mine, 1)]
     for bad in ("", credential[:-1] + ("A" if credential[-1] != "A" else "B"), "alprb1.x.y", "Basic abc"):
         assert _health(central, bad)[0] == 401
 
