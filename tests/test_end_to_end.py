@@ -91,9 +91,13 @@ def test_frames_in_reads_queryable_at_central(tmp_path, pki_dir, broker, collect
     cfg = edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar))
     code, out = finish(agent(cfg, "--exit-when-drained"))
     assert code == 0, out
-    from central.search import Requester, search
+    from central.search import search
     from central.store import Search
-    stored = search(central.store, Search(device_id="cam-a"), requester=Requester("t", "test"),
+    from central.users import Role, UserDirectory
+    users = UserDirectory(central.store.db.conn)
+    admin, _ = users.bootstrap("ada", "City PD")
+    _, token = users.add(admin, "otto", "City PD", Role.OPERATOR)
+    stored = search(central.store, Search(device_id="cam-a"), user=users.authenticate(token),
                     purpose="stolen-vehicle", case_number="T-1",
                     purposes=("stolen-vehicle",))
     assert sorted(r.read.plate for r in stored) == sorted(expected)  # one read per vehicle, exact text
