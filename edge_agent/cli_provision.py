@@ -69,20 +69,28 @@ def _camera_uris(values: tuple[str, ...]) -> dict:
 @click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default="/etc/alpr/edge.toml",
               show_default=True, type=click.Path(dir_okay=False),
               help="Config file to write; keys and certificates go into identity/ beside it.")
-@click.option("--data-dir", help="Where the outbox lives (new devices; default: data/ beside the config).")
+@click.option("--data-dir", help="Where the outbox lives (new devices). Default: /var/lib/alpr-edge (the systemd "
+              "unit's StateDirectory) for a config under /etc, else data/ beside the config.")
+@click.option("--credentials-dir", help="Write the device key here as device.key and name it relatively in the "
+              "config, for systemd LoadCredential (e.g. /etc/alpr/credentials).")
+@click.option("--user", help="Account the agent runs as (e.g. alpr): it gets the config and identity files, 0600.")
 @click.option("--camera-uri", "camera_uris", multiple=True,
               help="CAMERA_ID=URI for device/stream cameras (stays on the device). Repeat.")
 @click.option("--recognizer", help="Recognition engine type for a new config (default: tflite).")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for central.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def provision(token, central_url, config_path, data_dir, camera_uris, recognizer, timeout, as_json) -> None:
+def provision(token, central_url, config_path, data_dir, credentials_dir, user, camera_uris, recognizer, timeout,
+              as_json) -> None:
     """Enroll this device: make its key here, send a CSR with the token,
     write certificate, CA, central's data key and the config (all 0600)."""
     _logging("warning")
     from .provision import provision as do_provision
+    if data_dir is None and not Path(config_path).exists() and str(Path(config_path).resolve()).startswith("/etc/"):
+        data_dir = "/var/lib/alpr-edge"
     try:
         result = do_provision(token, central_url, config_path, data_dir=data_dir,
-                              camera_uris=_camera_uris(camera_uris), recognizer=recognizer, timeout=timeout)
+                              camera_uris=_camera_uris(camera_uris), recognizer=recognizer, timeout=timeout,
+                              credentials_dir=credentials_dir, user=user)
     except ProvisionError as exc:
         raise _provision_errors(exc) from None
     doc = {"device_id": result.device_id, "config": str(result.config_path), "certificate": str(result.cert_file),

@@ -47,6 +47,7 @@ TOKEN_PREFIX = "alpr1"
 MAX_ANSWER = 256 * 1024
 IDENTITY_DIR = "identity"
 ENROLLMENT_FILE = "enrollment.json"
+CREDENTIAL_KEY = "device.key"   # the name systemd's LoadCredential gives the agent
 
 
 class ProvisionUnreachable(ProvisionError):
@@ -101,8 +102,9 @@ class Provisioned:
     unknown_camera_uris: tuple[str, ...] = ()
 
 
-def write_private(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` with mode 0600, atomically (temp file + fsync + rename)."""
+def write_private(path: str | os.PathLike, data: bytes, owner: tuple[int, int] | None = None) -> None:
+    """Write ``data`` with mode 0600, atomically (temp file + fsync + rename);
+    ``owner`` = (uid, gid) to hand the file to the agent's account."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -110,9 +112,37 @@ def write_private(path: str | os.PathLike, data: bytes) -> None:
     try:
         os.write(fd, data)
         os.fsync(fd)
+        if owner:
+            os.fchown(fd, *owner)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _ids(user: str | None) -> tuple[int, int] | None:
+    if not user:
+        return None
+    import pwd
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ProvisionError(f"--user: no account {user!r} on this device") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def locate_key(sync) -> str:
+    """The device key's path for tools run by a person (status, renew): the
+    configured one, or, when the config names a systemd credential that only
+    the service sees, the credentials folder recorded at provisioning."""
+    if Path(sync.key_file).exists():
+        return sync.key_file
+    try:
+        meta = json.loads((Path(sync.cert_file).parent / ENROLLMENT_FILE).read_text())
+    except (OSError, ValueError):
+        return sync.key_file
+    if meta.get("credentials_dir"):
+        return str(Path(meta["credentials_dir"]) / Path(sync.key_file).name)
+    return sync.key_file
 
 
 def ca_pin(ca_cert_pem: bytes) -> str:
@@ -326,8 +356,9 @@ def _build_config(old: dict, ans: _Answer, files: dict, *, data_dir: str | None,
         recognition["type"] = recognizer
     sync = dict(old.get("sync", {}))
     broker = ans.doc["broker"]
+    key_ref = CREDENTIAL_KEY if files["key"].name == CREDENTIAL_KEY else str(files["key"])
     sync.update(host=str(broker["host"]), port=int(broker["port"]), tls=True, ca_file=str(files["ca"]),
-                cert_file=str(files["cert"]), key_file=str(files["key"]),
+                cert_file=str(files["cert"]), key_file=key_ref,
                 central_public_key=str(files["data"]))
     if broker.get("topic_prefix"):
         sync["topic_prefix"] = str(broker["topic_prefix"])
@@ -335,15 +366,17 @@ def _build_config(old: dict, ans: _Answer, files: dict, *, data_dir: str | None,
     return doc
 
 
-def _identity_files(identity: Path, ans: _Answer) -> dict:
+def _identity_files(identity: Path, ans: _Answer, credentials_dir: str | None = None) -> dict:
     serial = format(ans.cert.serial_number, "x")[:16]
     short = lambda data: hashlib.sha256(data).hexdigest()[:12]  # noqa: E731
-    return {"key": identity / f"device-{serial}.key", "cert": identity / f"device-{serial}.crt",
+    key = Path(credentials_dir) / CREDENTIAL_KEY if credentials_dir else identity / f"device-{serial}.key"
+    return {"key": key, "cert": identity / f"device-{serial}.crt",
             "ca": identity / f"ca-{short(ans.ca_pem)}.crt",
             "data": identity / f"central-data-{short(ans.data_public_pem)}.pub.pem"}
 
 
-def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, central: Central) -> None:
+def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, central: Central, *,
+            credentials_dir: str | None = None, owner: str | None = None) -> None:
     text = "# Written by alpr-edge provision; edit freely, re-provisioning keeps your changes.\n" + dump_toml(doc)
     try:
         config_mod.parse(tomllib.loads(text), config_path.resolve().parent)
@@ -351,13 +384,20 @@ def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, centra
         raise ProvisionError(f"the generated config does not validate ({exc}); nothing was changed") from None
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    write_private(files["key"], key_pem)
-    write_private(files["cert"], ans.cert_pem)
-    write_private(files["ca"], ans.ca_pem)
-    write_private(files["data"], ans.data_public_pem)
-    write_private(files["key"].parent / ENROLLMENT_FILE,
-                  json.dumps({"central": central.url, "ca_pin": ca_pin(ans.ca_pem)}).encode())
-    write_private(config_path, text.encode())  # the commit point
+    ids = _ids(owner)
+    identity = files["cert"].parent
+    write_private(files["cert"], ans.cert_pem, ids)
+    write_private(files["ca"], ans.ca_pem, ids)
+    write_private(files["data"], ans.data_public_pem, ids)
+    write_private(identity / ENROLLMENT_FILE, json.dumps({
+        "central": central.url, "ca_pin": ca_pin(ans.ca_pem), "credentials_dir": credentials_dir,
+        "owner": owner}).encode(), ids)
+    if ids:
+        os.chown(identity, *ids)
+    # In credentials mode the key has a fixed name (systemd LoadCredential) and
+    # stays owned by root; the config below is the second of two renames.
+    write_private(files["key"], key_pem, None if credentials_dir else ids)
+    write_private(config_path, text.encode(), ids)  # the commit point
 
 
 _OURS = ("device-*.key", "device-*.crt", "ca-*.crt", "central-data-*.pub.pem")
@@ -375,8 +415,13 @@ def _cleanup(identity: Path, keep: dict) -> None:
 
 
 def provision(token_text: str, central_url: str, config_path: str | os.PathLike, *, data_dir: str | None = None,
-              camera_uris: dict | None = None, recognizer: str | None = None, timeout: float = 30.0) -> Provisioned:
+              camera_uris: dict | None = None, recognizer: str | None = None, timeout: float = 30.0,
+              credentials_dir: str | None = None, user: str | None = None) -> Provisioned:
+    """``credentials_dir``: write the key there as ``device.key`` and name it
+    relatively in the config, for systemd's ``LoadCredential``. ``user``: the
+    account the agent runs as gets the config and identity files (0600)."""
     token, central = Token.parse(token_text), Central.parse(central_url)
+    _ids(user)  # an unknown account fails here, before the token is spent
     config_path = Path(config_path)
     old = _existing(config_path)
     old_id = old.get("device", {}).get("id")
@@ -394,10 +439,10 @@ def provision(token_text: str, central_url: str, config_path: str | os.PathLike,
         body["expect_device_id"] = old_id
     ans = _check_answer(_post(central, _verified_context(ca_pem), "/v1/enroll", body, timeout), key, ca_pem)
     identity = config_path.resolve().parent / IDENTITY_DIR
-    files = _identity_files(identity, ans)
+    files = _identity_files(identity, ans, credentials_dir)
     doc = _build_config(old, ans, files, data_dir=data_dir, camera_uris=camera_uris or {}, recognizer=recognizer,
                         config_dir=config_path.resolve().parent)
-    _commit(config_path, doc, files, key, ans, central)
+    _commit(config_path, doc, files, key, ans, central, credentials_dir=credentials_dir, owner=user)
     _cleanup(identity, files)
     logger.info("provisioned as device %s (certificate %s)", ans.device_id, files["cert"].name)
     missing = tuple(c["id"] for c in doc["cameras"] if c.get("source") != "picamera2" and not c.get("uri"))
@@ -437,16 +482,17 @@ def renew(config_path: str | os.PathLike, *, central_url: str | None = None, tim
     central = Central.parse(central_url or meta["central"])
     ca_pem = Path(cfg.sync.ca_file).read_bytes()
     key, csr = new_key_and_csr()
-    ctx = _verified_context(ca_pem, cfg.sync.cert_file, cfg.sync.key_file)
+    ctx = _verified_context(ca_pem, cfg.sync.cert_file, locate_key(cfg.sync))
     ans = _check_answer(_post(central, ctx, "/v1/renew", {"csr": csr}, timeout), key, ca_pem)
     if ans.device_id != cfg.device.id:
         raise ProvisionError(f"central renewed {ans.device_id}, not {cfg.device.id}")
-    files = _identity_files(identity, ans)
+    files = _identity_files(identity, ans, meta.get("credentials_dir"))
     old = _existing(config_path)
     doc = _build_config(old, ans, files, data_dir=None, camera_uris={}, recognizer=None,
                         config_dir=config_path.resolve().parent)
     doc["cameras"] = old.get("cameras", doc["cameras"])  # renewal changes the identity only
-    _commit(config_path, doc, files, key, ans, central)
+    _commit(config_path, doc, files, key, ans, central, credentials_dir=meta.get("credentials_dir"),
+            owner=meta.get("owner"))
     _cleanup(identity, files)
     logger.info("device %s renewed its certificate (%s)", ans.device_id, files["cert"].name)
     return Provisioned(ans.device_id, config_path, files["cert"], ans.cert.not_valid_after_utc.isoformat(),
@@ -477,7 +523,7 @@ def probe_broker(sync, device_id: str, *, timeout: float = 5.0) -> str | None:
     client.on_connect, client.on_disconnect = on_connect, on_disconnect
     try:
         if sync.tls:
-            client.tls_set(ca_certs=sync.ca_file, certfile=sync.cert_file, keyfile=sync.key_file,
+            client.tls_set(ca_certs=sync.ca_file, certfile=sync.cert_file, keyfile=locate_key(sync),
                            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.connect(sync.host, sync.port, keepalive=10)
     except (OSError, ssl.SSLError, ValueError) as exc:

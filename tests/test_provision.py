@@ -318,3 +318,31 @@ def test_alpr_central_run_stores_reads_only_from_active_devices(tmp_path, centra
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert "unknown-device" in out and "PROBE1" not in out
+
+
+def test_systemd_credentials_mode(tmp_path, central, monkeypatch):
+    """Key in the credentials folder under systemd's fixed name, named relatively
+    in the config; tools run by a person still find it; renewal keeps the mode."""
+    import getpass
+    central.start_enrollment()
+    central.start_broker()
+    creds = tmp_path / "credentials"
+    token, device_id = central.token("lane-1:file")
+    conf = tmp_path / "etc" / "edge.toml"
+    with pytest.raises(ProvisionError, match="no account"):
+        provision(token, central.central_url, conf, credentials_dir=str(creds), user="no-such-user-here")
+    provision(token, central.central_url, conf, credentials_dir=str(creds), user=getpass.getuser())
+    doc = tomllib.loads(conf.read_text())
+    assert doc["sync"]["key_file"] == "device.key" and mode(creds / "device.key") == 0o600
+    assert not list((conf.parent / "identity").glob("*.key"))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # as systemd would for the service
+    assert load_edge_config(conf).sync.key_file == str(creds / "device.key")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    assert central.cli("broker", "reload").exit_code == 0
+    status = json.loads(CliRunner().invoke(edge_main, ["status", "--config", str(conf), "--json"]).output)
+    assert status["broker_reachable"] is True, status
+    old_key = (creds / "device.key").read_bytes()
+    renew(conf)
+    assert (creds / "device.key").read_bytes() != old_key and mode(creds / "device.key") == 0o600
+    assert tomllib.loads(conf.read_text())["sync"]["key_file"] == "device.key"
+    assert central.registry().device(device_id).status == "active"
