@@ -232,10 +232,16 @@ def enroll_serve(config_path, log_level) -> None:
     cfg = _load(config_path)
     from .enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
     ca = _ca(cfg)
+    from edge_agent.wire import load_public_key
     try:
-        data_pub = data_public_key_pem(cfg.keys.data_private_keys[0])
+        if cfg.enrollment.data_public_key:  # the endpoint then needs no private key at all
+            data_pub = Path(cfg.enrollment.data_public_key).read_bytes()
+            load_public_key(data_pub)
+        else:
+            data_pub = data_public_key_pem(cfg.keys.data_private_keys[0])
     except (OSError, ValueError) as exc:
-        raise ConfigFailure(f"keys.data_private_keys[0]: {exc}") from None
+        name = "enrollment.data_public_key" if cfg.enrollment.data_public_key else "keys.data_private_keys[0]"
+        raise ConfigFailure(f"{name}: {exc}") from None
     registry = _registry(cfg)
     service = EnrollmentService(registry, ca, data_pub, EnrollmentSettings(
         cfg.enrollment.broker_host, cfg.enrollment.broker_port, cfg.mqtt.topic_prefix, cfg.ca.device_cert_days),

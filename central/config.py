@@ -100,6 +100,7 @@ class Enrollment:
     max_token_hours: int = 72
     broker_host: str = "localhost"   # how devices reach the broker
     broker_port: int = 8883
+    data_public_key: str = ""        # central's data public key (PEM); empty = derived from keys.data_private_keys[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +126,8 @@ def _device_sections(doc: dict, data_dir: Path) -> dict:
     enrollment = _section(Enrollment, doc.get("enrollment", {}), "enrollment")
     enrollment = dataclasses.replace(
         enrollment, cert_file=str(resolve(enrollment.cert_file, data_dir)),
-        key_file=str(resolve(enrollment.key_file, data_dir, credential=True)))
+        key_file=str(resolve(enrollment.key_file, data_dir, credential=True)),
+        data_public_key=str(resolve(enrollment.data_public_key, data_dir)) if enrollment.data_public_key else "")
     if not 1 <= enrollment.max_token_hours <= 24 * 30:
         raise ConfigError("enrollment.max_token_hours: 1-720")
     broker = _section(BrokerSection, doc.get("broker", {}), "broker")

@@ -215,3 +215,35 @@ passphrase_file = "{tmp_path / 'pass'}"
     result = CliRunner().invoke(main, ["enroll", "create", "--config", str(tmp_path / "central.toml"),
                                        "--camera", "lane-1"])
     assert result.exit_code == 78 and "passphrase" in result.output
+
+
+def test_enroll_serve_needs_no_data_private_key_and_stops_on_sigterm(tmp_path, central):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from edge_agent.config import load as load_edge_config
+    text = central.config.read_text().replace("[enrollment]\n", '[enrollment]\ndata_public_key = "data-key.pub.pem"\n')
+    central.config.write_text(text + '[keys]\ndata_private_keys = ["not-here.pem"]\n')
+    serve = subprocess.Popen([str(Path(sys.executable).parent / "alpr-central"), "enroll", "serve", "--config",
+                              str(central.config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        token, device_id = central.token("lane-1:file")
+        deadline = time.monotonic() + 20
+        while True:  # until the endpoint listens
+            try:
+                result = provision(token, central.central_url, tmp_path / "edge.toml")
+                break
+            except ProvisionError as exc:
+                if "cannot reach" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert result.device_id == device_id
+        cfg = load_edge_config(tmp_path / "edge.toml")
+        assert open(cfg.sync.central_public_key, "rb").read() == (central.data / "data-key.pub.pem").read_bytes()
+    finally:
+        serve.terminate()
+        out, _ = serve.communicate(timeout=20)
+    assert serve.returncode == 0, out
+    assert token.split(".")[2] not in out  # the secret is never logged
