@@ -9,7 +9,7 @@ Never edit a migration that has shipped; append a new one. Names are
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_reads", """
         CREATE TABLE reads (
-            read_id TEXT PRIMARY KEY,
+            read_id TEXT NOT NULL UNIQUE,
             device_id TEXT NOT NULL,
             camera_id TEXT NOT NULL,
             captured_at TEXT NOT NULL,
@@ -21,18 +21,17 @@ MIGRATIONS: list[tuple[str, str]] = [
             alternates TEXT NOT NULL,
             latitude REAL, longitude REAL, heading REAL,
             model_version TEXT NOT NULL
-        ) WITHOUT ROWID;
+        );
         CREATE INDEX reads_plate ON reads(plate, captured_at);
         CREATE INDEX reads_plate_folded ON reads(plate_folded, captured_at);
         CREATE INDEX reads_captured ON reads(captured_at);
-        CREATE INDEX reads_camera ON reads(camera_id, captured_at);
-        CREATE INDEX reads_device ON reads(device_id, captured_at);
+        CREATE INDEX reads_device_camera ON reads(device_id, camera_id, captured_at);
         CREATE TABLE read_images (
             read_id TEXT NOT NULL REFERENCES reads(read_id) ON DELETE CASCADE,
             kind TEXT NOT NULL CHECK (kind IN ('crop', 'context')),
             jpeg BLOB NOT NULL,
-            PRIMARY KEY (read_id, kind)
-        ) WITHOUT ROWID;
+            UNIQUE (read_id, kind)
+        );
         CREATE TABLE access_log (
             id INTEGER PRIMARY KEY,
             at TEXT NOT NULL,
