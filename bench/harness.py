@@ -11,19 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import datetime as dt
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from cryptography.x509.oid import NameOID
-
 from central import broker as broker_mod
 from central import pki
 from central.ca import CertificateAuthority
+from central.demo import enroll_locally
 from central.keys import init_data_key
-from central.registry import DEPARTMENT, CameraSpec, Registry
+from central.registry import Registry
 from central.store.sqlite import SQLiteStore
 
 
@@ -50,23 +43,12 @@ class Rig:
         self.collectors: list[subprocess.Popen] = []
 
     def _enroll(self, devices: list[str], ca) -> None:
-        """Enroll every device the way a field tech does (token -> CSR made on
-        the device -> certificate), so the collector's registry check passes."""
+        """Enroll every device through the registry, so the collector's check passes."""
         SQLiteStore(self.db).close()  # create the database with every migration
         registry = Registry(self.db)
         try:
             for dev in devices:
-                token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec("lane-1", "folder")],
-                                                   location="bench", ttl=dt.timedelta(hours=1), actor="bench",
-                                                   device_id=dev)
-                key = ec.generate_private_key(ec.SECP256R1())
-                csr = (x509.CertificateSigningRequestBuilder()
-                       .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dev)]))
-                       .sign(key, hashes.SHA256()))
-                _, cert = registry.redeem(token.token_id, token.secret, csr.public_bytes(Encoding.PEM), ca)
-                pki.write_secret(self.pki / f"{dev}.key", key.private_bytes(
-                    Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-                pki.write_public(self.pki / f"{dev}.crt", cert)
+                enroll_locally(registry, ca, dev, self.pki)
         finally:
             registry.close()
 

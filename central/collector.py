@@ -58,7 +58,7 @@ class Collector:
         self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
-    def _reject(self, reason: str, n: int = 1, device: str | None = None) -> None:
+    def reject(self, reason: str, n: int = 1, device: str | None = None) -> None:
         with self._lock:
             self.counters[f"rejected.{reason}"] += n
         logger.warning("rejected %d item(s) from %s: %s", n, device or "unknown device", reason)
@@ -70,18 +70,18 @@ class Collector:
             self.counters["messages"] += 1
         device = self.topics.device_of(topic)
         if device is None:
-            self._reject("bad-topic")
+            self.reject("bad-topic")
             return None
         if self.device_allowed is not None and not self.device_allowed(device):
-            self._reject("unknown-device", device=device)  # not enrolled, suspended or revoked: nothing stored
+            self.reject("unknown-device", device=device)  # not enrolled, suspended or revoked: nothing stored
             return None
         if len(payload) > self.max_message_bytes:
-            self._reject("oversized", device=device)
+            self.reject("oversized", device=device)
             return None
         try:
             batch = decode_batch(payload, self.max_message_bytes)
         except MalformedMessage:
-            self._reject("malformed", device=device)
+            self.reject("malformed", device=device)
             return None
         reads, rejected = [], []
         reasons: collections.Counter[str] = collections.Counter()
@@ -113,7 +113,7 @@ class Collector:
                 continue
             reads.append(read)
         for reason, n in reasons.items():
-            self._reject(reason, n, device)
+            self.reject(reason, n, device)
         stored: list[str] = []
         if reads:
             stored = self.store.add_reads(reads, self._clock())
@@ -172,6 +172,11 @@ class CollectorService:
     def _on_message(self, client, userdata, message):
         try:
             if self.audit_handler is not None and self.audit_handler.accepts(message.topic):
+                device = self.audit_handler.topics.audit_device_of(message.topic)
+                allowed = self.collector.device_allowed
+                if allowed is not None and not allowed(device):
+                    self.collector.reject("unknown-device", device=device)  # same rule as for reads
+                    return
                 self.audit_handler.handle(message.topic, message.payload)
                 return
             result = self.collector.handle(message.topic, message.payload)

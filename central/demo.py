@@ -8,6 +8,7 @@ clip, the databases), so the demo never touches system paths.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import logging
 import os
@@ -19,34 +20,70 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
+
 from . import broker as broker_mod
 from . import pki
+from .ca import CertificateAuthority
 from .collector import Collector, CollectorService
 from .config import Mqtt
 from .keys import init_data_key, load_opener
+from .registry import DEPARTMENT, CameraSpec, Registry
 from .store.sqlite import SQLiteStore
 
 logger = logging.getLogger(__name__)
 
 
+def enroll_locally(registry: Registry, ca: CertificateAuthority, device_id: str, out_dir: Path) -> None:
+    """Enroll a device whose key lives on this machine, the way a field tech
+    would (one-time token -> key and CSR made "on the device" -> certificate),
+    writing ``<device>.key`` (0600) and ``<device>.crt`` into ``out_dir``. For
+    the demo and the benchmarks; real devices run ``alpr-edge provision``."""
+    token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec("gate-north", "file")],
+                                       location="demo", ttl=dt.timedelta(minutes=10), actor="demo",
+                                       device_id=device_id)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+           .sign(key, hashes.SHA256()))
+    _, cert = registry.redeem(token.token_id, token.secret, csr.public_bytes(Encoding.PEM), ca)
+    pki.write_secret(out_dir / f"{device_id}.key",
+                     key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    pki.write_public(out_dir / f"{device_id}.crt", cert)
+
+
 def prepare(root: Path, *, device_id: str = "demo-cam-1", port: int | None = None) -> dict:
-    """Generate PKI, keys and broker config under ``root``; returns the paths."""
+    """Generate the CA, service certificates, central's data key, the demo
+    device's enrollment and the broker config under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     pk = root / "pki"
     ca_key, ca_cert = pki.new_ca("ALPR Demo CA")
     pki.write_secret(pk / "ca.key", ca_key)
     pki.write_public(pk / "ca.crt", ca_cert)
     for name, cn, servers in (("broker", "localhost", ("localhost", "127.0.0.1")),
-                              ("collector", pki.COLLECTOR_IDENTITY, ()), (device_id, device_id, ())):
+                              ("collector", pki.COLLECTOR_IDENTITY, ())):
         key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
         pki.write_secret(pk / f"{name}.key", key)
         pki.write_public(pk / f"{name}.crt", cert)
     if not (root / "central" / "data-key.pem").exists():
         init_data_key(root / "central" / "data-key.pem", root / "central" / "data-key.pub.pem")
+    db = root / "central" / "central.sqlite"
+    SQLiteStore(db).close()  # every migration applied
+    registry = Registry(db)
+    try:
+        # A new CA each run, so the device is (re-)enrolled each run; its outbox is kept.
+        enroll_locally(registry, CertificateAuthority(ca_key, ca_cert), device_id, pk)
+        active = registry.active_device_ids()
+    finally:
+        registry.close()
     port = port or broker_mod.free_port()
     files = broker_mod.write_config(root / "broker", port=port, ca_file=str(pk / "ca.crt"),
                                     cert_file=str(pk / "broker.crt"), key_file=str(pk / "broker.key"),
-                                    run_as=getpass.getuser())
+                                    run_as=getpass.getuser(), devices=active)
     return {"root": root, "pki": pk, "port": port, "broker_conf": files.conf, "device_id": device_id}
 
 
@@ -96,7 +133,9 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "sidecar-oracle", du
     mqtt_cfg = Mqtt(host="127.0.0.1", port=paths["port"], ca_file=str(pk / "ca.crt"),
                     cert_file=str(pk / "collector.crt"), key_file=str(pk / "collector.key"),
                     client_id="central.collector-demo")
-    service = CollectorService(mqtt_cfg, Collector(store, load_opener([root / "central" / "data-key.pem"])))
+    registry = Registry(root / "central" / "central.sqlite")
+    service = CollectorService(mqtt_cfg, Collector(store, load_opener([root / "central" / "data-key.pem"]),
+                                                   device_allowed=registry.allow_list()))
     stop = threading.Event()
     collector_thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     collector_thread.start()
@@ -147,4 +186,5 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "sidecar-oracle", du
         broker.stop()
         echo(f"stopped. central stored {store.count()} reads; counters: {dict(service.collector.counters)}")
         store.close()
+        registry.close()
     return seen
