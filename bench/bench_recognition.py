@@ -72,16 +72,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--limit", type=int, default=None, help="at most this many items per data folder")
+    ap.add_argument("--tile-grid", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res: dict = {}
     man = manifest()
     res["model_bytes"] = {k: os.path.getsize(os.path.join(model_dir(), v["file"])) for k, v in man["models"].items()}
     res["model_bytes_total"] = sum(res["model_bytes"].values())
-    rec = TFLiteRecognizer(num_threads=a.threads)
+    rec = TFLiteRecognizer(num_threads=a.threads, tile_grid=a.tile_grid)
     res["model_version"] = rec.model_version
     res["runtime"] = rec.runtime
     res["threads"] = a.threads
+    res["tile_grid"] = a.tile_grid
     res["rss_mb_models_loaded"] = round(rss_mb(), 1)
     res["frame_1280x720_ms"] = frame_latency(rec, (1280, 720), a.runs)
     res["frame_1920x1080_ms"] = frame_latency(rec, (1920, 1080), a.runs)

@@ -37,14 +37,15 @@ def _model_options(f):
     f = click.option("--model-dir", type=click.Path(file_okay=False), default=None, help="Folder with manifest.json (default: shipped models).")(f)
     f = click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Interpreter threads.")(f)
     f = click.option("--plate-rules", default="generic", show_default=True, help="none, generic or a US state code.")(f)
+    f = click.option("--tile-grid", type=click.IntRange(1, 4), default=1, show_default=True, help="Also detect on N x N tiles (small plates in big frames).")(f)
     f = click.option("--detect-threshold", type=click.FloatRange(0, 1), default=None, help="Detector score threshold.")(f)
     return f
 
 
-def _make(model_dir, threads, plate_rules, detect_threshold):
+def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1):
     from .recognition.tflite import TFLiteRecognizer
 
-    opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules}
+    opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid}
     if detect_threshold is not None:
         opts["detect_threshold"] = detect_threshold
     try:
@@ -119,9 +120,9 @@ def _frames(path: str, every: int, max_frames: int):
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Videos: read every Nth frame.")
 @click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
 @_model_options
-def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold):
+def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold, tile_grid):
     """Read the plates in image and video FILES."""
-    rec = _make(model_dir, threads, plate_rules, detect_threshold)
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid)
     failed = False
     rows = []
 
@@ -172,14 +173,15 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many items per folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_model_options
-def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold):
+def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold, tile_grid):
     """Measure the shipped models on labelled folders."""
     from .recognition._evaluate import eval_crops, eval_scenes
 
     if not detect_dirs and not crop_dirs:
         raise click.UsageError("give at least one --detect or --crops folder")
-    rec = _make(model_dir, threads, plate_rules, detect_threshold)
-    result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "scenes": [], "crops": []}
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid)
+    result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
+              "detect_threshold": rec.detect_threshold, "scenes": [], "crops": []}
     try:
         for d in detect_dirs:
             result["scenes"].append(eval_scenes(rec, d, split, limit))

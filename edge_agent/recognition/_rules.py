@@ -100,3 +100,4 @@ def rerank(cands: list[tuple[str, float]], rules: str) -> list[tuple[str, float]
 
 
 _VALID = re.compile(r"^[0-9A-Z]*$")
+

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "min_confidence": 0.0,
     "plate_rules": "generic",
     "max_plates": 10,
+    "tile_grid": 1,
     "box_padding": 0.06,
     "runtime": "auto",
     "verify_checksums": True,
@@ -55,7 +56,9 @@ class TFLiteRecognizer(Recognizer):
     ``num_threads`` interpreter threads (>= 1); ``detect_threshold`` detector
     heatmap score (0..1); ``min_confidence`` drop reads whose OCR confidence is
     lower (0..1); ``plate_rules`` ``"none"``, ``"generic"`` or a US state code;
-    ``max_plates`` per frame; ``box_padding`` fraction added around a detected
+    ``max_plates`` per frame; ``tile_grid`` 1 = detect on the whole
+    letterboxed frame only, N > 1 = also on N x N overlapping tiles (finds
+    smaller plates in 1080p frames, costs N*N extra detector runs); ``box_padding`` fraction added around a detected
     box before OCR; ``runtime`` ``"auto"``, ``"ai_edge_litert"`` or
     ``"tflite_runtime"``; ``verify_checksums`` check files against the manifest.
     """
@@ -67,6 +70,7 @@ class TFLiteRecognizer(Recognizer):
         o = {**DEFAULTS, **options}
         self.num_threads = _int(o, "num_threads", 1, 64)
         self.max_plates = _int(o, "max_plates", 1, 100)
+        self.tile_grid = _int(o, "tile_grid", 1, 4)
         self.detect_threshold = _frac(o, "detect_threshold")
         self.min_confidence = _frac(o, "min_confidence")
         self.box_padding = _frac(o, "box_padding")
@@ -109,21 +113,34 @@ class TFLiteRecognizer(Recognizer):
         if not ranked:
             return "", 0.0, (), ()
         plate, conf = ranked[0]
+        chars = char_confidences(probs, plate, self.charset, self.blank)
         alts = tuple(Alternate(t, round(min(1.0, p), 4)) for t, p in ranked[1:6])
-        return plate, round(min(1.0, conf), 4), alts, char_confidences(probs, plate, self.charset, self.blank)
+        return plate, round(min(1.0, conf), 4), alts, chars
 
     # -- detection -----------------------------------------------------------
-    def detect(self, bgr: np.ndarray) -> list[tuple[int, int, int, int, float]]:
-        """Plate boxes ``(x, y, w, h, score)`` in ``bgr``'s pixel coordinates."""
+    def _detect_once(self, bgr: np.ndarray, ox: int = 0, oy: int = 0):
         x, s = letterbox(bgr, self.det_size)
         self._det.set_tensor(self._det_in, x)
         self._det.invoke()
         out = self._det.get_tensor(self._det_out)[0]
+        return [(bx / s + ox, by / s + oy, bw / s, bh / s, sc) for bx, by, bw, bh, sc in decode(out, self.stride, self.detect_threshold)]
+
+    def detect(self, bgr: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+        """Plate boxes ``(x, y, w, h, score)`` in ``bgr``'s pixel coordinates."""
         H, W = bgr.shape[:2]
+        dets = self._detect_once(bgr)
+        g = self.tile_grid
+        if g > 1:
+            tw, th = int(W / g * 1.25), int(H / g * 1.25)
+            for i in range(g):
+                for j in range(g):
+                    x0 = min(W - tw, int(i * (W - tw) / (g - 1)))
+                    y0 = min(H - th, int(j * (H - th) / (g - 1)))
+                    dets += self._detect_once(bgr[y0 : y0 + th, x0 : x0 + tw], x0, y0)
         boxes = []
-        for bx, by, bw, bh, score in nms(decode(out, self.stride, self.detect_threshold), 0.4, self.max_plates):
-            x0, y0 = max(0.0, bx / s), max(0.0, by / s)
-            x1, y1 = min(float(W), (bx + bw) / s), min(float(H), (by + bh) / s)
+        for bx, by, bw, bh, score in nms(dets, 0.4, self.max_plates):
+            x0, y0 = max(0.0, bx), max(0.0, by)
+            x1, y1 = min(float(W), bx + bw), min(float(H), by + bh)
             if x1 - x0 >= 2 and y1 - y0 >= 2:
                 boxes.append((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)), score))
         return boxes

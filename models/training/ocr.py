@@ -36,14 +36,13 @@ def build_model():
         return L.ReLU(6.0)(x)
 
     inp = keras.Input((64, 128, 1), name="image")
-    x = cbr(inp, 24, s=2)  # 32x64
-    x = cbr(x, 32)
+    x = cbr(inp, 16, s=2)  # 32x64
     x = L.MaxPool2D(2)(x)  # 16x32
-    x = cbr(x, 64)
+    x = cbr(x, 48)
     x = cbr(x, 64)
     x = L.MaxPool2D((2, 1))(x)  # 8x32
-    x = cbr(x, 96)
-    x = cbr(x, 96)
+    x = cbr(x, 80)
+    x = cbr(x, 80)
     x = L.MaxPool2D((2, 1))(x)  # 4x32
     x = cbr(x, 128, k=(4, 1), pad="valid")  # 1x32
     x = cbr(x, 128, k=(1, 3))
@@ -104,6 +103,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: none)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
     ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -111,6 +111,7 @@ def main(argv=None) -> None:
 
     tf.random.set_seed(a.seed)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
     chunks = sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))
     val_x, val_y = load(chunks[:1])  # first chunk held out
@@ -157,6 +158,8 @@ def main(argv=None) -> None:
             if rng.random() < 0.5:  # cheap extra augmentation: shift by a few pixels
                 xb = np.roll(xb, (int(rng.integers(-3, 4)), int(rng.integers(-4, 5))), axis=(1, 2))
             losses.append(float(step(xb, y[b], n[b])))
+            if len(losses) % 100 == 0:
+                logger.info("epoch %d step %d loss %.3f (%.0fs)", ep, len(losses), np.mean(losses[-100:]), time.time() - t0)
         acc = evaluate()
         logger.info("epoch %d samples %d loss %.3f synth-val exact %.4f (%.0fs)", ep, len(x), np.mean(losses), acc, time.time() - t0)
         if acc > best:
