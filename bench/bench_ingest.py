@@ -9,6 +9,7 @@ processes sharing the subscription and one SQLite file. Everything runs on this
 machine's cores, publishers included.
 
     .venv/bin/python bench/bench_ingest.py [--devices 100] [--rate 6000] [--seconds 30] [--collectors 2]
+    .venv/bin/python bench/bench_ingest.py --prefill 1500   # throughput of central on a backlog
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from harness import Rig, percentile  # noqa: E402
 
 
 def run_devices(root: str, port: int, devices: list[str], per_device_rate: float, seconds: float,
-                batch_size: int, drain_seconds: float) -> None:
+                batch_size: int, drain_seconds: float, prefill: int, go) -> None:
     from edge_agent.outbox import Outbox
     from edge_agent.sync import SyncClient, SyncSettings
     from edge_agent.wire import PlateRead, Sealer, encode_read, load_public_key, new_read_id
@@ -44,6 +45,16 @@ def run_devices(root: str, port: int, devices: list[str], per_device_rate: float
     def device(dev: str) -> None:
         ob = Outbox(rootp / f"edge-{dev}" / "outbox.sqlite")
         sealer = Sealer(public, dev)
+        if prefill:  # a backlog buffered while offline: measures central, not the simulators
+            now = dt.datetime.now(dt.timezone.utc)
+            for start in range(0, prefill, 500):
+                items = []
+                for i in range(start, min(prefill, start + 500)):
+                    r = PlateRead(new_read_id(), dev, "lane-1", now, f"P{i:06d}", 0.9, (1, 2, 150, 75),
+                                  crop_jpeg=crop)
+                    items.append((r.read_id, now.timestamp(), sealer.seal(r.read_id, encode_read(r))))
+                ob.add(items)
+            go.wait()
         sync = SyncClient(SyncSettings(host="127.0.0.1", port=port, device_id=dev,
                                        ca_file=str(rootp / "pki" / "ca.crt"),
                                        cert_file=str(rootp / "pki" / f"{dev}.crt"),
@@ -52,7 +63,7 @@ def run_devices(root: str, port: int, devices: list[str], per_device_rate: float
         st = threading.Thread(target=sync.run, args=(stop_sync,), daemon=True)
         st.start()
         time.sleep(1.0)
-        end = time.monotonic() + seconds
+        end = time.monotonic() + (0 if prefill else seconds)
         owed = 0.0
         tick = 1.0  # a real device buffers a read at a time on its own disk; here 100 share one
         i = 0
@@ -85,6 +96,14 @@ def run_devices(root: str, port: int, devices: list[str], per_device_rate: float
     time.sleep(1.0)
 
 
+def _depth(path: Path) -> int:
+    try:
+        with sqlite3.connect(path, timeout=30) as conn:
+            return conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=100)
@@ -93,6 +112,8 @@ def main() -> None:
     ap.add_argument("--collectors", type=int, default=2)
     ap.add_argument("--processes", type=int, default=4, help="processes hosting the simulated devices")
     ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--prefill", type=int, default=0,
+                    help="instead of producing live, give each device this many buffered reads and measure the drain")
     args = ap.parse_args()
     devices = [f"sim-{i:03d}" for i in range(args.devices)]
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -101,10 +122,17 @@ def main() -> None:
         rig.start_broker()
         rig.start_collectors(args.collectors)
         groups = [devices[i::args.processes] for i in range(args.processes)]
+        go = mp.Event()
         procs = [mp.Process(target=run_devices, args=(str(root), rig.port, g, args.rate / args.devices,
-                                                      args.seconds, args.batch_size, 120)) for g in groups]
+                                                      args.seconds, args.batch_size, 300, args.prefill, go))
+                 for g in groups]
         for p in procs:
             p.start()
+        if args.prefill:
+            outboxes = [root / f"edge-{d}" / "outbox.sqlite" for d in devices]
+            while not all(_depth(o) >= args.prefill for o in outboxes):
+                time.sleep(0.5)
+            go.set()
         time.sleep(1.0)
         # steady-state window: skip the first 5 s of ramp-up
         time.sleep(5.0)
@@ -118,11 +146,15 @@ def main() -> None:
                                 "FROM reads").fetchall()
         rig.stop()
         lat = [r[0] for r in rows]
-        offered = args.rate * args.seconds
+        offered = args.prefill * args.devices if args.prefill else args.rate * args.seconds
+        load = (f"{args.prefill:,} buffered reads each" if args.prefill
+                else f"offered: {args.rate:,.0f} reads/s for {args.seconds:.0f} s")
         print(f"devices: {args.devices} in {args.processes} processes; collectors: {args.collectors}; "
-              f"batch size: {args.batch_size}; offered: {args.rate:,.0f} reads/s for {args.seconds:.0f} s")
+              f"batch size: {args.batch_size}; {load}")
         print(f"sustained stored:   {(c1 - c0) / (t1 - t0):,.0f} reads/s (steady window {t1 - t0:.0f} s)")
         print(f"stored in total:    {len(lat):,} of ~{offered:,.0f} offered")
+        if args.prefill:
+            print("(latency is not meaningful for a buffered backlog; run without --prefill)")
         print(f"capture->stored latency: p50 {percentile(lat, 50):,.0f} ms, p99 {percentile(lat, 99):,.0f} ms, "
               f"max {max(lat):,.0f} ms")
 

@@ -19,7 +19,9 @@ nothing is acknowledged and the device sends again later.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
+import queue
 import logging
 import ssl
 import threading
@@ -66,6 +68,14 @@ class Collector:
     def handle(self, topic: str, payload: bytes) -> tuple[str, Ack] | None:
         """Process one message; returns (ack topic, ack) or None when there is
         nothing to acknowledge. Raises :class:`StoreError` if storing failed."""
+        item = self.prepare(topic, payload)
+        if item is None:
+            return None
+        return self.commit([item])[0]
+
+    def prepare(self, topic: str, payload: bytes) -> "Prepared | None":
+        """Check, open and validate one message (everything but storing);
+        None when nothing in it can be acknowledged."""
         with self._lock:
             self.counters["messages"] += 1
         device = self.topics.device_of(topic)
@@ -114,18 +124,46 @@ class Collector:
             reads.append(read)
         for reason, n in reasons.items():
             self.reject(reason, n, device)
-        stored: list[str] = []
-        if reads:
-            stored = self.store.add_reads(reads, self._clock())
-        with self._lock:
-            self.counters["reads_stored"] += len(stored)
-        if not stored and not rejected:
+        if not reads and not rejected:
             return None
-        return self.topics.ack(device), Ack(batch.batch_id, tuple(stored), tuple(rejected))
+        return Prepared(device, batch.batch_id, tuple(reads), tuple(rejected))
+
+    def commit(self, items: list["Prepared"]) -> list[tuple[str, Ack]]:
+        """Store the reads of several prepared messages in ONE transaction
+        (group commit), then return the acks to send. Raises
+        :class:`StoreError`; then nothing is acknowledged."""
+        reads = [r for item in items for r in item.reads]
+        if reads:
+            self.store.add_reads(reads, self._clock())
+        with self._lock:
+            self.counters["reads_stored"] += len(reads)
+        return [(self.topics.ack(item.device), Ack(item.batch_id, tuple(r.read_id for r in item.reads),
+                                                   item.rejected)) for item in items]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A checked message waiting to be stored."""
+
+    device: str
+    batch_id: str
+    reads: tuple
+    rejected: tuple[tuple[str, str], ...]
 
 
 class CollectorService:
-    """Runs a :class:`Collector` on a paho MQTT v5 client until stopped."""
+    """Runs a :class:`Collector` on a paho MQTT v5 client until stopped.
+
+    Two stages overlap: paho's network thread checks, opens and validates each
+    message (:meth:`Collector.prepare`); a writer thread stores whatever has
+    queued up in one transaction (group commit) and then publishes the acks.
+    The queue is bounded, so a slow disk slows the reading of the socket
+    instead of growing memory. The broker's PUBACK may precede the commit; a
+    read is only ever acknowledged to the *device* after the commit, so a crash
+    in between loses nothing: the device sends it again.
+    """
+
+    MAX_GROUP_READS = 2000
 
     def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None) -> None:
         self.cfg = cfg
@@ -144,6 +182,7 @@ class CollectorService:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         self.client = c
+        self._pending: queue.Queue[Prepared] = queue.Queue(maxsize=64)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -179,22 +218,49 @@ class CollectorService:
                     return
                 self.audit_handler.handle(message.topic, message.payload)
                 return
-            result = self.collector.handle(message.topic, message.payload)
-        except StoreError:
-            logger.exception("store failed; batch not acknowledged (the device will resend)")
-            return
+            item = self.collector.prepare(message.topic, message.payload)
         except Exception:  # a message must never stop the collector
             logger.exception("unexpected error handling a message on %s", message.topic)
             return
-        if result is not None:
-            topic, ack = result
-            client.publish(topic, encode_ack(ack), qos=1)
+        if item is not None:
+            self._pending.put(item)  # blocks while the writer is behind: backpressure
+
+    def _write(self, stop: threading.Event) -> None:
+        while True:
+            try:
+                items = [self._pending.get(timeout=0.5)]
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            n = len(items[0].reads)
+            while n < self.MAX_GROUP_READS:
+                try:
+                    items.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+                n += len(items[-1].reads)
+            try:
+                acks = self.collector.commit(items)
+            except StoreError:
+                logger.exception("store failed; %d batches not acknowledged (devices will resend)", len(items))
+                stop.wait(1.0)
+                continue
+            except Exception:  # the writer must go on
+                logger.exception("unexpected error storing %d batches; not acknowledged", len(items))
+                stop.wait(1.0)
+                continue
+            for topic, ack in acks:
+                self.client.publish(topic, encode_ack(ack), qos=1)
 
     def run(self, stop: threading.Event) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600  # keep our queue while we restart
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=False,
                                   properties=props)
+        writer_stop = threading.Event()
+        writer = threading.Thread(target=self._write, args=(writer_stop,), name="collector-writer", daemon=True)
+        writer.start()
         self.client.loop_start()
         last_log = time.monotonic()
         try:
@@ -205,3 +271,5 @@ class CollectorService:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            writer_stop.set()  # the writer stores what is queued, then ends
+            writer.join(timeout=30)
