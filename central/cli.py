@@ -7,7 +7,6 @@ Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import signal
@@ -18,41 +17,11 @@ from pathlib import Path
 import click
 
 from . import __version__
-from . import config as config_mod
-from .errors import ConfigError, QueryError, StoreError
-
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
-DEFAULT_CONFIG = "/etc/alpr/central.toml"
-
-
-class ConfigFailure(click.ClickException):
-    exit_code = EX_CONFIG
-
-
-class TempFailure(click.ClickException):
-    exit_code = EX_TEMPFAIL
-
-
-def _load(path: str) -> config_mod.CentralConfig:
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        raise ConfigFailure(str(exc)) from None
-
-
-def _open_store(cfg):
-    from .store import open_store
-    try:
-        return open_store(cfg.store.type, cfg.store.path)
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-
-
-config_option = click.option("--config", "config_path", envvar="ALPR_CENTRAL_CONFIG", default=DEFAULT_CONFIG,
-                             show_default=True, type=click.Path(dir_okay=False),
-                             help="Central config file (TOML). Env: ALPR_CENTRAL_CONFIG.")
-
+from .cli_common import ConfigFailure, config_option
+from .cli_common import load_config as _load
+from .cli_common import open_store as _open_store
+from .cli_common import parse_when as _when
+from .errors import ConfigError, QueryError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="alpr-central")
@@ -130,17 +99,6 @@ def keys_init(private_path: str, public_path: str) -> None:
     except FileExistsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {private_path} (0600) and {public_path}")
-
-
-def _when(value: str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("use ISO 8601, e.g. 2026-11-21T08:00 (UTC unless an offset is given)",
-                                 param_hint=name) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 @main.command()

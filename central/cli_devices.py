@@ -19,41 +19,11 @@ from pathlib import Path
 import click
 
 from . import broker as broker_mod
-from . import config as config_mod
+from .cli_common import ConfigFailure, TempFailure, config_option
+from .cli_common import load_config as _load
+from .cli_common import parse_when as _when
 from .errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError
 
-# Not imported from .cli: ``python -m central.cli`` would import that module twice.
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
-
-
-class ConfigFailure(click.ClickException):
-    exit_code = EX_CONFIG
-
-
-class TempFailure(click.ClickException):
-    exit_code = EX_TEMPFAIL
-
-
-def _load(path: str):
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        raise ConfigFailure(str(exc)) from None
-
-
-def _when(value: str, name: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("use ISO 8601, e.g. 2026-11-01 (UTC unless an offset is given)",
-                                 param_hint=name) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-config_option = click.option("--config", "config_path", envvar="ALPR_CENTRAL_CONFIG",
-                             default="/etc/alpr/central.toml", show_default=True, type=click.Path(dir_okay=False),
-                             help="Central config file (TOML). Env: ALPR_CENTRAL_CONFIG.")
 
 by_option = click.option("--by", "actor", default=getpass.getuser, show_default="the login name",
                          help="Who does this (recorded in the registry's event log).")

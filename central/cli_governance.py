@@ -18,7 +18,10 @@ import click
 
 from .audit import AccessLog
 from .audit import verify as verify_chain
-from .cli import _load, _open_store, _when, config_option
+from .cli_common import config_option
+from .cli_common import load_config as _load
+from .cli_common import open_store as _open_store
+from .cli_common import parse_when as _when
 from .errors import AuthenticationError, CentralError, ConfigError
 from .pki import write_secret
 from .users import Role, User, UserDirectory
@@ -51,7 +54,7 @@ class Session:
     def __exit__(self, exc_type, exc, tb):
         self.store.close()
         if isinstance(exc, ConfigError):
-            from .cli import ConfigFailure
+            from .cli_common import ConfigFailure
             raise ConfigFailure(str(exc)) from None
         if isinstance(exc, CentralError):
             raise click.ClickException(str(exc)) from None

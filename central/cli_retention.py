@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from .audit import utcnow
-from .cli import _load, _when, config_option
+from .cli_common import config_option
+from .cli_common import load_config as _load
+from .cli_common import parse_when as _when
 from .cli_governance import Session, _date, json_option, token_option
 
 

@@ -11,7 +11,8 @@ import click
 
 from .bundle import init_signing_key, load_signing_key, load_verify_key, verify_bundle
 from .cli_governance import Session, _date, json_option, token_option
-from .cli import _when, config_option
+from .cli_common import config_option
+from .cli_common import parse_when as _when
 from .errors import BundleError
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import logging
-import os
 import signal
 import subprocess
 import sys

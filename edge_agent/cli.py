@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,33 +16,10 @@ from pathlib import Path
 import click
 
 from . import __version__
-from . import config as config_mod
+from .cli_common import ConfigFailure, config_option
+from .cli_common import load_config as _load
+from .cli_common import setup_logging as _logging
 from .errors import ConfigError, EdgeError
-
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
-DEFAULT_CONFIG = "/etc/alpr/edge.toml"
-
-
-class ConfigFailure(click.ClickException):
-    exit_code = EX_CONFIG
-
-
-def _load(path: str):
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        raise ConfigFailure(str(exc)) from None
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-config_option = click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default=DEFAULT_CONFIG,
-                             show_default=True, type=click.Path(dir_okay=False),
-                             help="Agent config file (TOML). Env: ALPR_EDGE_CONFIG.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

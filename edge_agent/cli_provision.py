@@ -10,39 +10,13 @@ from pathlib import Path
 
 import click
 
-from . import config as config_mod
+from .cli_common import ConfigFailure, TempFailure, config_option
+from .cli_common import load_config as _load
+from .cli_common import setup_logging as _logging
 from .errors import CaptureError, ConfigError, ProvisionError
 
-# Not imported from .cli: ``python -m edge_agent.cli`` would import that module twice.
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
 
 
-class ConfigFailure(click.ClickException):
-    exit_code = EX_CONFIG
-
-
-class TempFailure(click.ClickException):
-    exit_code = EX_TEMPFAIL
-
-
-def _load(path: str):
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        raise ConfigFailure(str(exc)) from None
-
-
-def _logging(level: str) -> None:
-    import logging
-    import sys
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-config_option = click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default="/etc/alpr/edge.toml",
-                             show_default=True, type=click.Path(dir_okay=False),
-                             help="Agent config file (TOML). Env: ALPR_EDGE_CONFIG.")
 
 
 def _provision_errors(exc: ProvisionError):

@@ -22,8 +22,6 @@ import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
 
 from .outbox import Outbox
 from .wire import MalformedMessage, Topics, decode_ack, encode_batch, new_read_id

@@ -87,7 +87,7 @@ def test_truncation_and_wrong_key_are_the_same_opaque_error():
 
 
 def test_rotated_keys_still_open_old_envelopes():
-    old_private, old_public = PRIVATE, PUBLIC
+    old_private = PRIVATE
     new_private, _ = generate_keypair()
     _, envelope = _envelope()
     opener = Opener([load_private_key(new_private), load_private_key(old_private)])

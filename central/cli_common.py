@@ -1,0 +1,63 @@
+"""What every ``alpr-central`` command module shares: exit codes, the
+exceptions that carry them, config loading, the ``--config`` option.
+
+Kept apart from :mod:`central.cli` so command modules never import the module
+that registers them (which ``python -m central.cli`` would load twice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from . import config as config_mod
+from .errors import ConfigError, StoreError
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+DEFAULT_CONFIG = "/etc/alpr/central.toml"
+
+
+class ConfigFailure(click.ClickException):
+    """Configuration error: exit 78 (systemd does not restart)."""
+
+    exit_code = EX_CONFIG
+
+
+class TempFailure(click.ClickException):
+    """Broker or database unreachable: exit 75 (try again later)."""
+
+    exit_code = EX_TEMPFAIL
+
+
+def load_config(path: str) -> config_mod.CentralConfig:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        raise ConfigFailure(str(exc)) from None
+
+
+def open_store(cfg):
+    from .store import open_store as _open
+    try:
+        return _open(cfg.store.type, cfg.store.path)
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+
+
+def parse_when(value: str | None, name: str) -> dt.datetime | None:
+    """An ISO 8601 option value; UTC unless it carries an offset."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use ISO 8601, e.g. 2026-11-21T08:00 (UTC unless an offset is given)",
+                                 param_hint=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+config_option = click.option("--config", "config_path", envvar="ALPR_CENTRAL_CONFIG", default=DEFAULT_CONFIG,
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help="Central config file (TOML). Env: ALPR_CENTRAL_CONFIG.")
