@@ -2,12 +2,18 @@
 enrollment of cameras (the department's and private businesses'), and the
 broker configuration generated from the registry. A thin shell over
 :mod:`central.registry`, :mod:`central.ca`, :mod:`central.enrollment` and
-:mod:`central.broker`."""
+:mod:`central.broker`.
+
+Every ``enroll``, ``device`` and ``business`` command runs as an
+authenticated user (personal token from ``--token-file`` / ``ALPR_TOKEN_FILE``
+or ``ALPR_TOKEN``, as in :mod:`central.cli_governance`); the registry checks
+the role. ``ca init``, ``broker config`` and ``broker reload`` are host-admin
+steps that need file access to the CA key and database but no user: they
+change no registry state and ``ca init`` runs before any user exists."""
 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import logging
 import re
@@ -22,11 +28,9 @@ from . import broker as broker_mod
 from .cli_common import ConfigFailure, TempFailure, config_option
 from .cli_common import load_config as _load
 from .cli_common import parse_when as _when
+from .cli_governance import read_token, token_option
 from .errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError
 
-
-by_option = click.option("--by", "actor", default=getpass.getuser, show_default="the login name",
-                         help="Who does this (recorded in the registry's event log).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
@@ -36,6 +40,18 @@ def _registry(cfg):
         return Registry(cfg.store.path)
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
+
+
+def _authenticated(cfg, token_file):
+    """The registry and the user the personal token names; the registry is
+    closed again if authentication fails."""
+    registry = _registry(cfg)
+    try:
+        with _Errors():
+            return registry, registry.authenticate(read_token(token_file))
+    except BaseException:
+        registry.close()
+        raise
 
 
 def _ca(cfg):
@@ -100,7 +116,10 @@ def ca_group() -> None:
 @click.option("--days", default=3650, show_default=True, help="CA lifetime in days.")
 def ca_init(config_path: str, name: str, days: int) -> None:
     """Create the CA (key 0600, encrypted when [ca] passphrase_file is set)
-    and the broker, collector and enrollment-endpoint certificates."""
+    and the broker, collector and enrollment-endpoint certificates.
+
+    Host-admin step, no user token: it runs before 'user bootstrap' (it needs
+    only write access to the CA directory) and changes no registry state."""
     cfg = _load(config_path)
     from . import pki
     from .ca import init_ca, read_passphrase
@@ -140,11 +159,12 @@ def enroll_group() -> None:
 @click.option("--lon", type=float, help="Longitude of the cameras.")
 @click.option("--heading", type=float, help="Compass heading the cameras face (degrees).")
 @click.option("--expires", default="24h", show_default=True, help="Token lifetime: 30m, 24h, 2d ...")
-@by_option
+@token_option
 @json_option
-def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, heading, expires, actor,
+def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, heading, expires, token_file,
                   as_json) -> None:
-    """Record a device as pending and print its one-time token (shown once)."""
+    """Record a device as pending and print its one-time token (shown once).
+    Admin or field tech."""
     cfg = _load(config_path)
     from .enrollment import Token, ca_pin
     from .registry import CameraSpec
@@ -153,11 +173,11 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
         raise click.BadParameter(f"at most {cfg.enrollment.max_token_hours}h ([enrollment] max_token_hours)",
                                  param_hint="--expires")
     ca = _ca(cfg)
-    registry = _registry(cfg)
+    registry, user = _authenticated(cfg, token_file)
     try:
         with _Errors():
             new = registry.create_enrollment(owner=owner, cameras=[CameraSpec.parse(c) for c in cameras],
-                                             location=location, ttl=ttl, actor=actor, device_id=device_id,
+                                             location=location, ttl=ttl, user=user, device_id=device_id,
                                              latitude=lat, longitude=lon, heading=heading)
     finally:
         registry.close()
@@ -175,12 +195,15 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
 
 @enroll_group.command("list")
 @config_option
+@token_option
 @json_option
-def enroll_list(config_path, as_json) -> None:
-    """Unused, unexpired tokens (ids only; secrets are never stored)."""
-    registry = _registry(_load(config_path))
+def enroll_list(config_path, token_file, as_json) -> None:
+    """Unused, unexpired tokens (ids only; secrets are never stored).
+    Admin, field tech, auditor."""
+    registry, user = _authenticated(_load(config_path), token_file)
     try:
-        rows = registry.pending_tokens()
+        with _Errors():
+            rows = registry.pending_tokens(user)
     finally:
         registry.close()
     if as_json:
@@ -253,12 +276,14 @@ def _device_doc(d) -> dict:
 @config_option
 @click.option("--owner", help="Only this owner's devices.")
 @click.option("--status", type=click.Choice(["pending", "active", "suspended", "revoked"]), help="Only this status.")
+@token_option
 @json_option
-def device_list(config_path, owner, status, as_json) -> None:
-    """Devices in the registry."""
-    registry = _registry(_load(config_path))
+def device_list(config_path, owner, status, token_file, as_json) -> None:
+    """Devices in the registry (admin, auditor; a business user: its own)."""
+    registry, user = _authenticated(_load(config_path), token_file)
     try:
-        devices = registry.devices(owner=owner, status=status)
+        with _Errors():
+            devices = registry.list_devices(user, owner=owner, status=status)
     finally:
         registry.close()
     if as_json:
@@ -273,26 +298,29 @@ def device_list(config_path, owner, status, as_json) -> None:
 
 @device_group.command("show")
 @config_option
+@token_option
 @click.argument("device_id")
-def device_show(config_path, device_id) -> None:
-    """One device and its registry history, as JSON."""
-    registry = _registry(_load(config_path))
+def device_show(config_path, token_file, device_id) -> None:
+    """One device and its registry history, as JSON (admin, auditor; a
+    business user: its own devices)."""
+    registry, user = _authenticated(_load(config_path), token_file)
     try:
         with _Errors():
-            doc = _device_doc(registry.device(device_id))
-            doc["events"] = registry.events(device_id)
+            device, events = registry.show_device(user, device_id)
+            doc = _device_doc(device)
+            doc["events"] = events
     finally:
         registry.close()
     click.echo(json.dumps(doc, indent=1))
 
 
-def _set_status(config_path, device_id, status, reason, actor) -> None:
+def _set_status(config_path, token_file, device_id, status, reason) -> None:
     cfg = _load(config_path)
     ca = _ca(cfg)
-    registry = _registry(cfg)
+    registry, user = _authenticated(cfg, token_file)
     try:
         with _Errors():
-            device = registry.set_status(device_id, status, actor=actor, reason=reason)
+            device = registry.set_status(device_id, status, user=user, reason=reason)
         click.echo(f"device {device.device_id} is {device.status}")
         click.echo(apply_broker(cfg, registry, ca))
     finally:
@@ -303,31 +331,32 @@ def _set_status(config_path, device_id, status, reason, actor) -> None:
 @config_option
 @click.argument("device_id")
 @click.option("--reason", default="", help="Why (recorded).")
-@by_option
-def device_suspend(config_path, device_id, reason, actor) -> None:
-    """Stop accepting reads from a device (reversible with resume)."""
-    _set_status(config_path, device_id, "suspended", reason, actor)
+@token_option
+def device_suspend(config_path, device_id, reason, token_file) -> None:
+    """Stop accepting reads from a device (reversible with resume). Admin or
+    field tech."""
+    _set_status(config_path, token_file, device_id, "suspended", reason)
 
 
 @device_group.command("resume")
 @config_option
 @click.argument("device_id")
 @click.option("--reason", default="", help="Why (recorded).")
-@by_option
-def device_resume(config_path, device_id, reason, actor) -> None:
-    """Accept reads from a suspended device again."""
-    _set_status(config_path, device_id, "active", reason, actor)
+@token_option
+def device_resume(config_path, device_id, reason, token_file) -> None:
+    """Accept reads from a suspended device again. Admin or field tech."""
+    _set_status(config_path, token_file, device_id, "active", reason)
 
 
 @device_group.command("revoke")
 @config_option
 @click.argument("device_id")
 @click.option("--reason", required=True, help="Why (recorded), e.g. 'stolen', 'decommissioned'.")
-@by_option
-def device_revoke(config_path, device_id, reason, actor) -> None:
+@token_option
+def device_revoke(config_path, device_id, reason, token_file) -> None:
     """Revoke a device for good: certificates revoked, ACL entry removed,
-    broker reloaded; anything it still sends is not stored."""
-    _set_status(config_path, device_id, "revoked", reason, actor)
+    broker reloaded; anything it still sends is not stored. Admin only."""
+    _set_status(config_path, token_file, device_id, "revoked", reason)
 
 
 # -- business ---------------------------------------------------------------
@@ -349,22 +378,26 @@ def business_group() -> None:
 @click.option("--share-with", required=True, help="With whom (e.g. 'CA public agencies with an agreement').")
 @click.option("--retention-days", type=int, required=True, help="Days reads from its cameras are kept.")
 @click.option("--consent-date", required=True, help="When the business consented (ISO 8601 date).")
-@by_option
+@token_option
 def business_enroll(config_path, business_id, name, contact_name, contact_email, contact_phone, mou_id, shared_data,
-                    share_with, retention_days, consent_date, actor) -> None:
-    """Record a business, its contact, the MOU and its terms, and the consent date."""
+                    share_with, retention_days, consent_date, token_file) -> None:
+    """Record a business, its contact, the MOU and its terms, and the consent
+    date. Admin only."""
     from .registry import Terms
-    registry = _registry(_load(config_path))
+    consent_at = _when(consent_date, "--consent-date")
+    registry, user = _authenticated(_load(config_path), token_file)
     try:
         with _Errors():
             b = registry.enroll_business(business_id, name=name, contact_name=contact_name,
                                          contact_email=contact_email, contact_phone=contact_phone, mou_id=mou_id,
                                          terms=Terms(shared_data, share_with, retention_days),
-                                         consent_at=_when(consent_date, "--consent-date"), actor=actor)
+                                         consent_at=consent_at, user=user)
     finally:
         registry.close()
     click.echo(f"business {b.business_id} enrolled under MOU {b.mou_id}; "
-               f"enroll its cameras with: alpr-central enroll create --owner {b.business_id} --camera ...")
+               f"enroll its cameras with: alpr-central enroll create --owner {b.business_id} --camera ...; "
+               f"its people's health logins: alpr-central user add NAME --role business "
+               f"--organization {b.business_id}")
 
 
 def _business_doc(b) -> dict:
@@ -378,12 +411,14 @@ def _business_doc(b) -> dict:
 
 @business_group.command("list")
 @config_option
+@token_option
 @json_option
-def business_list(config_path, as_json) -> None:
-    """Enrolled businesses."""
-    registry = _registry(_load(config_path))
+def business_list(config_path, token_file, as_json) -> None:
+    """Enrolled businesses (admin, auditor)."""
+    registry, user = _authenticated(_load(config_path), token_file)
     try:
-        items = registry.businesses()
+        with _Errors():
+            items = registry.businesses(user)
     finally:
         registry.close()
     if as_json:
@@ -399,52 +434,34 @@ def business_list(config_path, as_json) -> None:
 @config_option
 @click.argument("business_id")
 @click.option("--reason", default="business withdrew", show_default=True, help="Why (recorded).")
-@by_option
-def business_withdraw(config_path, business_id, reason, actor) -> None:
-    """The business leaves: its devices are suspended and its logins disabled.
-    Reads already stored follow the retention policy."""
+@token_option
+def business_withdraw(config_path, business_id, reason, token_file) -> None:
+    """The business leaves: its devices are suspended and its users disabled.
+    Reads already stored follow the retention policy. Admin only."""
     cfg = _load(config_path)
     ca = _ca(cfg)
-    registry = _registry(cfg)
+    registry, user = _authenticated(cfg, token_file)
     try:
         with _Errors():
-            ids = registry.withdraw_business(business_id, actor=actor, reason=reason)
+            ids = registry.withdraw_business(business_id, user=user, reason=reason)
         click.echo(f"business {business_id} withdrawn; suspended: {', '.join(ids) or 'no devices'}")
         click.echo(apply_broker(cfg, registry, ca))
     finally:
         registry.close()
 
 
-@business_group.command("login")
-@config_option
-@click.argument("business_id")
-@click.option("--name", required=True, help="Who the login is for.")
-@by_option
-def business_login(config_path, business_id, name, actor) -> None:
-    """Create a login that sees its business's device health (never reads);
-    the credential is printed once."""
-    from .enrollment import LOGIN_PREFIX
-    registry = _registry(_load(config_path))
-    try:
-        with _Errors():
-            login_id, secret = registry.create_login(business_id, name, actor=actor)
-    finally:
-        registry.close()
-    click.echo(f"{LOGIN_PREFIX}.{login_id}.{secret}")
-    click.echo("use: curl -H 'Authorization: Bearer <credential>' https://<central>:8443/v1/health", err=True)
-
-
 @business_group.command("health")
 @config_option
-@click.argument("business_id")
+@token_option
+@click.argument("business_id", required=False)
 @json_option
-def business_health(config_path, business_id, as_json) -> None:
-    """Health of a business's devices (status, certificate, last read time)."""
-    registry = _registry(_load(config_path))
+def business_health(config_path, token_file, business_id, as_json) -> None:
+    """Health of a business's devices (status, certificate, last read time;
+    never reads). Admin, auditor; a business user: its own (the default)."""
+    registry, user = _authenticated(_load(config_path), token_file)
     try:
         with _Errors():
-            registry.business(business_id)
-            items = registry.health(business_id)
+            items = registry.health(user, business_id)
     finally:
         registry.close()
     if as_json:
@@ -468,7 +485,10 @@ def broker_group() -> None:
 @broker_group.command("config")
 @config_option
 def broker_config(config_path) -> None:
-    """Write mosquitto.conf, the ACL (active devices only) and the CRL into [broker] dir."""
+    """Write mosquitto.conf, the ACL (active devices only) and the CRL into [broker] dir.
+
+    Host-admin step, no user token: it needs file access to the CA and the
+    database and writes only what the registry already says."""
     cfg = _load(config_path)
     ca = _ca(cfg)
     registry = _registry(cfg)
@@ -488,7 +508,9 @@ def broker_config(config_path) -> None:
 @broker_group.command("reload")
 @config_option
 def broker_reload(config_path) -> None:
-    """Rewrite the ACL and CRL from the registry and reload the broker."""
+    """Rewrite the ACL and CRL from the registry and reload the broker.
+
+    Host-admin step, no user token: it changes no registry state."""
     cfg = _load(config_path)
     ca = _ca(cfg)
     registry = _registry(cfg)

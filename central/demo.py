@@ -33,17 +33,36 @@ from .config import Mqtt
 from .keys import init_data_key, load_opener
 from .registry import DEPARTMENT, CameraSpec, Registry
 from .store.sqlite import SQLiteStore
+from .users import User, UserDirectory
 
 logger = logging.getLogger(__name__)
 
 
-def enroll_locally(registry: Registry, ca: CertificateAuthority, device_id: str, out_dir: Path) -> None:
+DEMO_ADMIN = "demo-admin"
+
+
+def local_admin(registry: Registry) -> User:
+    """The demo's own admin (``demo-admin``, organization "Demo"): bootstrapped
+    on a database without users, reused afterwards. Refused (PolicyError) on a
+    database whose users are real people: there, pass a real user."""
+    directory = UserDirectory(registry.db)
+    if registry.db.execute("SELECT 1 FROM users WHERE name = ?", [DEMO_ADMIN]).fetchone():
+        return directory.get(DEMO_ADMIN)
+    user, _token = directory.bootstrap(DEMO_ADMIN, "Demo")  # the token is not kept: nobody logs in as it
+    return user
+
+
+def enroll_locally(registry: Registry, ca: CertificateAuthority, device_id: str, out_dir: Path, *,
+                   user: User | None = None) -> None:
     """Enroll a device whose key lives on this machine, the way a field tech
     would (one-time token -> key and CSR made "on the device" -> certificate),
     writing ``<device>.key`` (0600) and ``<device>.crt`` into ``out_dir``. For
-    the demo and the benchmarks; real devices run ``alpr-edge provision``."""
+    the demo and the benchmarks; real devices run ``alpr-edge provision``.
+    Acts as ``user`` (default: :func:`local_admin`); the registry checks the
+    role and logs the action like any other."""
+    user = user or local_admin(registry)
     token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec("gate-north", "file")],
-                                       location="demo", ttl=dt.timedelta(minutes=10), actor="demo",
+                                       location="demo", ttl=dt.timedelta(minutes=10), user=user,
                                        device_id=device_id)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder()

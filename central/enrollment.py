@@ -21,7 +21,13 @@ Endpoints (JSON, at most 64 KiB a request)::
     GET  /v1/ca        the CA certificate (PEM)
     POST /v1/enroll    {"token_id", "secret", "csr"} -> certificate, CA, data public key, initial config
     POST /v1/renew     {"csr"}; mutual TLS with the device's current certificate
-    GET  /v1/health    Authorization: Bearer <business login>; that business's device health, never reads
+    GET  /v1/health    Authorization: Bearer <personal token>; device health, never reads
+
+``/v1/health`` authenticates the same personal user tokens as the CLI
+(:mod:`central.users`). A business user (role business, organization = the
+business id) sees its own business's devices only; admins and auditors may
+name an owner with ``?owner=<business id or department>``. Every other role,
+a disabled user and a bad token get 401/403 with one opaque message.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import json
 import logging
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,13 +48,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .ca import CertificateAuthority, serial_hex
-from .errors import CentralError, EnrollmentError, PolicyError, RegistryError
+from .errors import AuthenticationError, CentralError, EnrollmentError, PermissionDenied, PolicyError, RegistryError
 from .registry import Registry
 
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "alpr1"
-LOGIN_PREFIX = "alprb1"
 MAX_BODY = 64 * 1024
 
 
@@ -147,17 +153,23 @@ class EnrollmentService:
                                                cert_days=self.settings.cert_days)
         return self._answer(device, cert_pem)
 
-    def health(self, authorization: str | None) -> dict:
+    def health(self, authorization: str | None, owner: str | None = None) -> dict:
+        """Device health for the user the bearer token names (see the module
+        docstring). :class:`AuthenticationError` or :class:`PermissionDenied`."""
         scheme, _, credential = (authorization or "").partition(" ")
-        parts = credential.strip().split(".")
-        if scheme.lower() != "bearer" or len(parts) != 3 or parts[0] != LOGIN_PREFIX:
-            raise PolicyError("login refused")
-        business_id = self.registry.authenticate_login(parts[1], parts[2])
-        return {"business_id": business_id, "devices": [
+        if scheme.lower() != "bearer":
+            raise AuthenticationError("authentication failed: send Authorization: Bearer <personal token>")
+        user = self.registry.authenticate(credential.strip())
+        owner = owner or user.organization
+        try:
+            items = self.registry.health(user, owner)
+        except RegistryError:  # unknown owner: say no more than for someone else's
+            raise PermissionDenied(f"user {user.name} may not see devices of {owner}") from None
+        return {"business_id": owner, "devices": [
             {"device_id": h.device_id, "status": h.status,
              "certificate_expires": h.cert_expires_at and h.cert_expires_at.isoformat(),
              "last_read_at": h.last_read_at and h.last_read_at.isoformat(), "reads_last_24h": h.reads_last_24h}
-            for h in self.registry.health(business_id)]}
+            for h in items]}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -198,11 +210,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         service: EnrollmentService = self.server.service  # type: ignore[attr-defined]
         if self.path == "/v1/ca":
             return self._send(200, text=service.ca.cert_pem, content_type="application/x-pem-file")
-        if self.path == "/v1/health":
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/v1/health":
+            owner = urllib.parse.parse_qs(url.query).get("owner", [None])[0]
             try:
-                return self._send(200, service.health(self.headers.get("Authorization")))
-            except PolicyError as exc:
+                return self._send(200, service.health(self.headers.get("Authorization"), owner))
+            except AuthenticationError as exc:
                 return self._send(401, {"error": str(exc)})
+            except PolicyError as exc:  # PermissionDenied: authenticated, but not allowed
+                logger.warning("/v1/health refused: %s", exc)
+                return self._send(403, {"error": "not allowed"})
+            except CentralError as exc:
+                logger.error("/v1/health failed: %s", exc)
+                return self._send(503, {"error": "try again later"})
         self._send(404, {"error": "no such endpoint"})
 
     def do_POST(self):

@@ -1,9 +1,22 @@
 """The device registry: devices, the businesses that enroll cameras under a
-written agreement, one-time enrollment tokens, and business logins.
+written agreement, and one-time enrollment tokens.
 
-Lives in the same SQLite file as the reads (migrations ``0100_*``). Every
-change is one transaction and leaves a row in ``registry_events`` (who, what,
-when). The clock is injected.
+Lives in the same SQLite file as the reads (migrations ``01xx_*``). Every
+change is made by an authenticated :class:`~central.users.User` whose role the
+registry checks (so the rules hold whatever front end calls it), is one
+transaction, and leaves a row in ``registry_events`` and an entry in the
+hash-chained access log (:class:`~central.audit.AccessLog`), both naming the
+user and organization. Devices act for themselves only when they prove it
+(one-time token, or their current certificate): those entries name
+``device:<id>``. The clock is injected.
+
+Who may do what (the role table is in docs/governance.md)::
+
+    create enrollment, suspend, resume    ENROLL            admin, field-tech
+    revoke a device                       REVOKE_DEVICE     admin
+    enroll / withdraw a business          MANAGE_AGREEMENTS admin
+    list devices, businesses, tokens      DEVICE_HEALTH_ALL admin, auditor
+    device health                         DEVICE_HEALTH_ALL, or DEVICE_HEALTH_OWN for the user's own business
 
 Device life cycle::
 
@@ -11,7 +24,7 @@ Device life cycle::
     active <--> suspended            (staff, or the owning business withdraws)
     any ----> revoked                (final: certificates revoked, ACL entry removed)
 
-Secrets (token and login secrets) are stored only as SHA-256 digests of 256
+Token secrets are stored only as SHA-256 digests of 256
 random bits and compared with :func:`hmac.compare_digest`; the row is found by
 a separate public id, so lookups leak nothing about the secret.
 """
@@ -35,8 +48,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge_agent.wire.topics import validate_device_id
 
+from .audit import AccessLog
 from .ca import CertificateAuthority, Revoked, load_csr, serial_hex
-from .errors import EnrollmentError, PolicyError, RegistryError
+from .errors import EnrollmentError, PermissionDenied, PolicyError, RegistryError
+from .users import Permission, User, UserDirectory, require, require_device_access
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +149,7 @@ class NewToken:
 
 @dataclasses.dataclass(frozen=True)
 class DeviceHealth:
-    """What a business login may see: health, never reads."""
+    """What a business user may see: health, never reads."""
     device_id: str
     status: str
     cert_expires_at: dt.datetime | None
@@ -149,6 +164,7 @@ class Registry:
         self.db = self._store.db.conn
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._lock = threading.Lock()
+        self._log = AccessLog(self.db, clock=self._clock)
 
     def close(self) -> None:
         self._store.close()
@@ -165,9 +181,37 @@ class Registry:
                 self.db.execute("ROLLBACK")
                 raise
 
-    def _event(self, db, actor: str, action: str, subject: str, **detail) -> None:
+    def _event(self, db, actor: User | str, action: str, subject: str, *, organization: str = "",
+               **detail) -> None:
+        """One row in ``registry_events`` and one access-log entry, inside the
+        caller's transaction. ``actor``: the user, or ``device:<id>``."""
+        name = actor.name if isinstance(actor, User) else actor
+        org = actor.organization if isinstance(actor, User) else organization
         db.execute("INSERT INTO registry_events (at, actor, action, subject, detail) VALUES (?,?,?,?,?)",
-                   [_ts(self._clock()), actor, action, subject, json.dumps(detail, sort_keys=True)])
+                   [_ts(self._clock()), name, action, subject, json.dumps(detail, sort_keys=True)])
+        self._log.append(user=name, organization=org, action=action, detail={"subject": subject, **detail})
+
+    # -- who ---------------------------------------------------------------
+    def authenticate(self, token: str | None) -> User:
+        """The user a personal token belongs to (:class:`AuthenticationError` if none)."""
+        with self._lock:
+            return UserDirectory(self.db, clock=self._clock).authenticate(token)
+
+    def _require(self, user: User, permission: Permission) -> User:
+        """``require`` against the user's current record: a user disabled (or
+        given another role) since they authenticated is judged as they are now."""
+        require(user, permission)  # refuses non-users before touching the database
+        with self._lock:
+            return require(UserDirectory(self.db, clock=self._clock).get(user.name), permission)
+
+    def _current(self, user: User) -> User:
+        if not isinstance(user, User):
+            require(user, Permission.DEVICE_HEALTH_OWN)  # raises: not a user
+        with self._lock:
+            current = UserDirectory(self.db, clock=self._clock).get(user.name)
+        if current.disabled:
+            raise PermissionDenied(f"user {current.name} is disabled")
+        return current
 
     def _query(self, sql: str, args=()) -> list[dict]:
         with self._lock:
@@ -182,7 +226,8 @@ class Registry:
 
     # -- businesses --------------------------------------------------------
     def enroll_business(self, business_id: str, *, name: str, contact_name: str, contact_email: str,
-                        contact_phone: str, mou_id: str, terms: Terms, consent_at: dt.datetime, actor: str) -> Business:
+                        contact_phone: str, mou_id: str, terms: Terms, consent_at: dt.datetime, user: User) -> Business:
+        user = self._require(user, Permission.MANAGE_AGREEMENTS)
         if business_id == DEPARTMENT or not validate_id_like(business_id):
             raise RegistryError("business id: lower-case letters, digits and '-' (not 'department')")
         for label, value in (("name", name), ("contact name", contact_name), ("contact email", contact_email),
@@ -201,12 +246,12 @@ class Registry:
             try:
                 db.execute("INSERT INTO businesses VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,NULL,NULL)",
                            [business_id, name, contact_name, contact_email, contact_phone, mou_id, terms.shared_data,
-                            terms.share_with, terms.retention_days, _ts(consent_at), _ts(now), actor])
+                            terms.share_with, terms.retention_days, _ts(consent_at), _ts(now), user.name])
             except sqlite3.IntegrityError:
                 raise RegistryError(f"business {business_id!r} is already enrolled") from None
-            self._event(db, actor, "business-enroll", business_id, mou_id=mou_id)
+            self._event(db, user, "business-enroll", business_id, mou_id=mou_id)
         self._tx(do)
-        logger.info("business %s enrolled under MOU %s by %s", business_id, mou_id, actor)
+        logger.info("business %s enrolled under MOU %s by %s", business_id, mou_id, user.name)
         return self.business(business_id)
 
     def business(self, business_id: str) -> Business:
@@ -219,21 +264,24 @@ class Registry:
                         _from_ts(r["consent_at"]), r["status"], _from_ts(r["enrolled_at"]), r["enrolled_by"],
                         _from_ts(r["withdrawn_at"]))
 
-    def businesses(self) -> list[Business]:
+    def businesses(self, user: User) -> list[Business]:
+        require(self._current(user), Permission.DEVICE_HEALTH_ALL)
         return [self.business(r["business_id"])
                 for r in self._query("SELECT business_id FROM businesses ORDER BY business_id")]
 
-    def withdraw_business(self, business_id: str, *, actor: str, reason: str = "business withdrew") -> list[str]:
+    def withdraw_business(self, business_id: str, *, user: User, reason: str = "business withdrew") -> list[str]:
         """The business leaves the program: its status becomes withdrawn, its
         devices are suspended (their reads stop being accepted), and its
-        logins are disabled. Returns the suspended device ids."""
+        users (role business, organization = the business id) are disabled
+        and their tokens revoked. Returns the suspended device ids."""
+        user = self._require(user, Permission.MANAGE_AGREEMENTS)
         if self.business(business_id).status == "withdrawn":
             raise RegistryError(f"business {business_id!r} has already withdrawn")
         now = _ts(self._clock())
 
         def do(db):
             db.execute("UPDATE businesses SET status='withdrawn', withdrawn_at=?, withdrawn_by=? WHERE business_id=?",
-                       [now, actor, business_id])
+                       [now, user.name, business_id])
             ids = [r[0] for r in db.execute("SELECT device_id FROM devices WHERE owner=? AND status IN "
                                             "('pending','active')", [business_id])]
             for device_id in ids:
@@ -241,9 +289,14 @@ class Registry:
                            [reason, now, device_id])
             db.execute("UPDATE enrollment_tokens SET used_at=? WHERE used_at IS NULL AND device_id IN "
                        "(SELECT device_id FROM devices WHERE owner=?)", [now, business_id])
-            db.execute("UPDATE business_logins SET disabled_at=? WHERE business_id=? AND disabled_at IS NULL",
-                       [now, business_id])
-            self._event(db, actor, "business-withdraw", business_id, suspended=ids, reason=reason)
+            logins = [r[0] for r in db.execute("SELECT name FROM users WHERE role='business' AND organization=? "
+                                               "AND disabled=0", [business_id])]
+            for name in logins:
+                db.execute("UPDATE users SET disabled=1 WHERE name=?", [name])
+                db.execute("UPDATE user_tokens SET revoked_at=? WHERE user_name=? AND revoked_at IS NULL",
+                           [now, name])
+            self._event(db, user, "business-withdraw", business_id, suspended=ids, disabled_users=logins,
+                        reason=reason)
             return ids
         ids = self._tx(do)
         logger.info("business %s withdrew; %d device(s) suspended", business_id, len(ids))
@@ -251,9 +304,10 @@ class Registry:
 
     # -- enrollment tokens -------------------------------------------------
     def create_enrollment(self, *, owner: str, cameras: Sequence[CameraSpec], location: str, ttl: dt.timedelta,
-                          actor: str, device_id: str | None = None, latitude: float | None = None,
+                          user: User, device_id: str | None = None, latitude: float | None = None,
                           longitude: float | None = None, heading: float | None = None) -> NewToken:
         """Record (or re-enroll) a device as pending and mint its one-time token."""
+        user = self._require(user, Permission.ENROLL)
         if owner != DEPARTMENT:
             if self.business(owner).status != "active":
                 raise PolicyError(f"business {owner!r} has withdrawn; its cameras cannot be enrolled")
@@ -275,7 +329,8 @@ class Registry:
             if row is None:
                 db.execute("INSERT INTO devices (device_id, owner, location, latitude, longitude, heading, cameras, "
                            "status, enrolled_by, enrolled_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',?,?,?)",
-                           [device_id, owner, location, latitude, longitude, heading, cams, actor, _ts(now), _ts(now)])
+                           [device_id, owner, location, latitude, longitude, heading, cams, user.name, _ts(now),
+                            _ts(now)])
             elif row[0] == "revoked":
                 raise RegistryError(f"device {device_id!r} is revoked; enroll the camera under a new device id")
             elif row[1] != owner:
@@ -286,14 +341,18 @@ class Registry:
                            [location, latitude, longitude, heading, cams, _ts(now), device_id])
             db.execute("INSERT INTO enrollment_tokens (token_id, secret_sha256, device_id, created_by, created_at, "
                        "expires_at) VALUES (?,?,?,?,?,?)",
-                       [token_id, _digest(secret), device_id, actor, _ts(now), _ts(now + ttl)])
-            self._event(db, actor, "enroll-create", device_id, owner=owner, token_id=token_id,
+                       [token_id, _digest(secret), device_id, user.name, _ts(now), _ts(now + ttl)])
+            self._event(db, user, "enroll-create", device_id, owner=owner, token_id=token_id,
                         expires_at=_ts(now + ttl))
         self._tx(do)
-        logger.info("enrollment token %s created for device %s (owner %s) by %s", token_id, device_id, owner, actor)
+        logger.info("enrollment token %s created for device %s (owner %s) by %s", token_id, device_id, owner,
+                    user.name)
         return NewToken(token_id, secret, self.device(device_id), now + ttl)
 
-    def pending_tokens(self) -> list[dict]:
+    def pending_tokens(self, user: User) -> list[dict]:
+        current = self._current(user)
+        if not (current.can(Permission.ENROLL) or current.can(Permission.DEVICE_HEALTH_ALL)):
+            require(current, Permission.ENROLL)  # raises, naming the role
         now = _ts(self._clock())
         return self._query("SELECT token_id, device_id, created_by, created_at, expires_at FROM enrollment_tokens "
                            "WHERE used_at IS NULL AND expires_at > ? ORDER BY created_at", [now])
@@ -336,7 +395,8 @@ class Registry:
             self._record_cert(db, device_id, cert, now)
             new_status = "active" if status in ("pending", "active") else status
             db.execute("UPDATE devices SET status=?, updated_at=? WHERE device_id=?", [new_status, _ts(now), device_id])
-            self._event(db, "device:" + device_id, "provision", device_id, token_id=token_id, serial=serial)
+            self._event(db, "device:" + device_id, "provision", device_id, organization=owner, token_id=token_id,
+                        serial=serial)
             return device_id, cert
         device_id, cert = self._tx(do)
         logger.info("device %s provisioned (certificate %s)", device_id, serial_hex(cert))
@@ -350,7 +410,7 @@ class Registry:
         now = self._clock()
 
         def do(db):
-            row = db.execute("SELECT status FROM devices WHERE device_id=?", [device_id]).fetchone()
+            row = db.execute("SELECT status, owner FROM devices WHERE device_id=?", [device_id]).fetchone()
             if row is None or row[0] != "active":
                 raise EnrollmentError(f"device {device_id} is not active; renewal refused")
             cert_row = db.execute("SELECT revoked_at, not_after FROM device_certificates WHERE serial=? AND "
@@ -359,7 +419,7 @@ class Registry:
                 raise EnrollmentError("the presented certificate is unknown, revoked or expired; re-provision")
             cert = ca.sign_csr(csr_pem, device_id, days=cert_days, now=now)
             self._record_cert(db, device_id, cert, now)
-            self._event(db, "device:" + device_id, "renew", device_id, serial=serial_hex(cert))
+            self._event(db, "device:" + device_id, "renew", device_id, organization=row[1], serial=serial_hex(cert))
             return cert
         cert = self._tx(do)
         logger.info("device %s renewed its certificate (%s)", device_id, serial_hex(cert))
@@ -391,11 +451,14 @@ class Registry:
         sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or '1'} ORDER BY device_id"
         return [self.device(r["device_id"]) for r in self._query(sql, args)]
 
-    def set_status(self, device_id: str, status: str, *, actor: str, reason: str = "") -> Device:
-        """Suspend, resume (active) or revoke. Revocation is final and revokes
-        every certificate of the device."""
+    def set_status(self, device_id: str, status: str, *, user: User, reason: str = "") -> Device:
+        """Suspend, resume (active) or revoke. Suspend and resume need
+        ENROLL (admin, field tech: reversible, the everyday maintenance step);
+        revocation is final, revokes every certificate of the device and needs
+        REVOKE_DEVICE (admin)."""
         if status not in ("active", "suspended", "revoked"):
             raise RegistryError(f"status must be active, suspended or revoked, not {status!r}")
+        user = self._require(user, Permission.REVOKE_DEVICE if status == "revoked" else Permission.ENROLL)
         current = self.device(device_id)
         if current.status == "revoked":
             raise RegistryError(f"device {device_id} is revoked; that is final")
@@ -414,9 +477,9 @@ class Registry:
                            [now, device_id])
                 db.execute("UPDATE enrollment_tokens SET used_at=? WHERE device_id=? AND used_at IS NULL",
                            [now, device_id])
-            self._event(db, actor, f"device-{status}", device_id, reason=reason)
+            self._event(db, user, f"device-{status}", device_id, reason=reason)
         self._tx(do)
-        logger.info("device %s is now %s (by %s)", device_id, status, actor)
+        logger.info("device %s is now %s (by %s)", device_id, status, user.name)
         return self.device(device_id)
 
     def is_active(self, device_id: str) -> bool:
@@ -445,31 +508,40 @@ class Registry:
                 for r in self._query("SELECT serial, revoked_at FROM device_certificates WHERE revoked_at IS NOT "
                                      "NULL AND not_after > ? ORDER BY serial", [_ts(self._clock())])]
 
-    # -- business logins (device health only, never reads) ------------------
-    def create_login(self, business_id: str, name: str, *, actor: str) -> tuple[str, str]:
-        """A login for ``business_id``; returns (login id, secret). The secret is shown once."""
-        if self.business(business_id).status != "active":
-            raise PolicyError(f"business {business_id!r} has withdrawn")
-        login_id, secret = secrets.token_urlsafe(9), secrets.token_urlsafe(32)
+    # -- views (read-only) ---------------------------------------------------
+    def list_devices(self, user: User, *, owner: str | None = None, status: str | None = None) -> list[Device]:
+        """Devices as a user may see them: all (DEVICE_HEALTH_ALL), or a
+        business user's own (``owner`` defaults to, and must be, theirs)."""
+        user = self._current(user)
+        if owner is None and not user.can(Permission.DEVICE_HEALTH_ALL):
+            owner = user.organization
+        if owner is None:
+            require(user, Permission.DEVICE_HEALTH_ALL)
+        else:
+            require_device_access(user, owner)
+        return self.devices(owner=owner, status=status)
 
-        def do(db):
-            db.execute("INSERT INTO business_logins VALUES (?,?,?,?,?,?,NULL)",
-                       [login_id, _digest(secret), business_id, name, actor, _ts(self._clock())])
-            self._event(db, actor, "login-create", business_id, login_id=login_id, name=name)
-        self._tx(do)
-        return login_id, secret
+    def show_device(self, user: User, device_id: str) -> tuple[Device, list[dict]]:
+        """One device and its registry history, if the user may see it."""
+        user = self._current(user)
+        device = self.device(device_id) if user.can(Permission.DEVICE_HEALTH_ALL) else None
+        if device is None:
+            owner = self._query("SELECT owner FROM devices WHERE device_id = ?", [device_id])
+            # a business user learns nothing about other owners' ids, not even whether they exist
+            require_device_access(user, owner[0]["owner"] if owner else "")
+            device = self.device(device_id)
+        return device, self.events(device_id)
 
-    def authenticate_login(self, login_id: str, secret: str) -> str:
-        """The business id a login belongs to; :class:`PolicyError` if refused."""
-        rows = self._query("SELECT secret_sha256, business_id, disabled_at FROM business_logins WHERE login_id=?",
-                           [login_id])
-        if not rows or not hmac.compare_digest(rows[0]["secret_sha256"], _digest(secret)) or rows[0]["disabled_at"]:
-            raise PolicyError("login refused")
-        return rows[0]["business_id"]
-
-    def health(self, owner: str) -> list[DeviceHealth]:
-        """Health of the owner's devices: status, certificate expiry, when a
-        read last arrived and how many in the last 24 hours. No read content."""
+    def health(self, user: User, owner: str | None = None) -> list[DeviceHealth]:
+        """Health of the owner's devices (default: the user's own
+        organization): status, certificate expiry, when a read last arrived
+        and how many in the last 24 hours. No read content. Needs
+        DEVICE_HEALTH_ALL, or DEVICE_HEALTH_OWN for the user's own business."""
+        user = self._current(user)
+        owner = owner or user.organization
+        require_device_access(user, owner)
+        if owner != DEPARTMENT:
+            self.business(owner)
         since = _ts(self._clock() - dt.timedelta(hours=24))
         out = []
         for d in self.devices(owner=owner):

@@ -11,11 +11,12 @@ Roles and what they may do (least privilege: the admin manages accounts and
 agreements but cannot search plates or approve sharing):
 
 ========== ==============================================================
-admin      manage users, agreements and the hotlist; run purges; read logs
+admin      manage users, agreements (incl. business MOUs) and the hotlist; run purges;
+           read logs; enroll, suspend and revoke devices
 operator   search; enter sharing requests; request legal holds
 supervisor search; approve/deny sharing and legal holds; export bundles
 auditor    read-only: access log, device logs, reports, recipients
-field-tech enroll devices (issue 4 calls ``require(user, Permission.ENROLL)``)
+field-tech enroll devices; suspend and resume them (not revoke)
 business   health of its own organization's devices only
 ========== ==============================================================
 """
@@ -60,12 +61,13 @@ class Permission(str, enum.Enum):
     ENROLL = "enroll"
     DEVICE_HEALTH_ALL = "device-health-all"
     DEVICE_HEALTH_OWN = "device-health-own"
+    REVOKE_DEVICE = "revoke-device"
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.RUN_PURGE, P.READ_AUDIT,
-                           P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL}),
+                           P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE}),
     Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD}),
     Role.SUPERVISOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.APPROVE_SHARE, P.EXPORT_SHARE, P.REQUEST_HOLD,
                                 P.APPROVE_HOLD, P.READ_REPORTS}),

@@ -1,6 +1,8 @@
-"""Private businesses: enrollment under an agreement (MOU), cameras under
-that owner, a login that sees only its own devices' health (never reads), and
-withdrawal that suspends its devices while stored reads stay under retention."""
+"""Private businesses: enrollment under an agreement (MOU, admin only),
+cameras under that owner, business users (role business, organization = the
+business id) who see only their own devices' health (never reads), and
+withdrawal that suspends its devices and disables its users while stored reads
+stay under retention."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import ssl
 import pytest
 
 from central.store.sqlite import SQLiteStore
+from central.users import Role
 from edge_agent.wire import PlateRead, new_read_id
 from test_enrollment_env import CentralEnv
 
@@ -28,15 +31,15 @@ def central(tmp_path):
 
 
 def _enroll(central, business_id, name="Acme Market"):
-    result = central.cli("business", "enroll", "--id", business_id, "--name", name, *MOU, "--by", "clerk-1")
+    result = central.cli("business", "enroll", "--id", business_id, "--name", name, *MOU)
     assert result.exit_code == 0, result.output
     return result
 
 
-def _health(central, credential):
+def _health(central, credential, path="/v1/health"):
     ctx = ssl.create_default_context(cafile=str(central.data / "ca" / "ca.crt"))
     conn = http.client.HTTPSConnection("127.0.0.1", central.enroll_port, context=ctx, timeout=10)
-    conn.request("GET", "/v1/health", headers={"Authorization": f"Bearer {credential}"})
+    conn.request("GET", path, headers={"Authorization": f"Bearer {credential}"})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
@@ -50,7 +53,7 @@ def test_business_enrollment_records_the_agreement(central):
     assert doc["terms"] == {"shared_data": "plate reads and crops",
                             "share_with": "CA public agencies with an agreement", "retention_days": 60}
     assert doc["contact"]["email"] == "pat@acme.example" and doc["consent_at"].startswith("2026-11-01")
-    assert doc["enrolled_by"] == "clerk-1"
+    assert doc["enrolled_by"] == "ada"
     dup = central.cli("business", "enroll", "--id", "acme-market", "--name", "Acme", *MOU)
     assert dup.exit_code == 1 and "already enrolled" in dup.output
 
@@ -69,7 +72,7 @@ def test_business_enrollment_validates_its_terms(central, change, message):
     assert result.exit_code in (1, 2) and message in result.output, result.output
 
 
-def test_a_business_login_sees_only_its_own_devices_health_never_reads(central):
+def test_a_business_user_sees_only_its_own_devices_health_never_reads(central):
     _enroll(central, "acme-market")
     _enroll(central, "bobs-garage", "Bob's Garage")
     mine = central.provisioned("door-1", owner="acme-market")
@@ -80,10 +83,10 @@ def test_a_business_login_sees_only_its_own_devices_health_never_reads(central):
     store.add_reads([PlateRead(new_read_id(), mine, "door-1", now, "SECRET1", 0.9, (1, 1, 1, 1)),
                      PlateRead(new_read_id(), theirs, "lot-1", now, "SECRET2", 0.9, (1, 1, 1, 1))], now)
     store.close()
-    result = central.cli("business", "login", "acme-market", "--name", "Pat Owner")
+    result = central.cli("user", "add", "pat", "--organization", "acme-market", "--role", "business",
+                         "--token-out", str(central.root / "pat.token"))
     assert result.exit_code == 0, result.output
-    credential = result.output.splitlines()[0]
-    assert credential.startswith("alprb1.")
+    credential = central.tokens["pat"] = (central.root / "pat.token").read_text().strip()
     central.start_enrollment()
     status, body = _health(central, credential)
     assert status == 200, body
@@ -93,32 +96,55 @@ def test_a_business_login_sees_only_its_own_devices_health_never_reads(central):
     assert doc["devices"][0]["status"] == "active" and doc["devices"][0]["reads_last_24h"] == 1
     assert doc["devices"][0]["last_read_at"] and doc["devices"][0]["certificate_expires"]
     assert b"SECRET" not in body and theirs.encode() not in body and dept.encode() not in body
-    staff_view = [json.loads(line) for line in central.cli("business", "health", "acme-market", "--json").output
-                  .splitlines()]
+    staff_view = [json.loads(line) for line in central.cli("business", "health", "acme-market", "--json",
+                                                           as_="audrey").output.splitlines()]
     assert [(h["device_id"], h["reads_last_24h"]) for h in staff_view] == [(mine, 1)]
+    own_view = [json.loads(line) for line in central.cli("business", "health", "--json", as_="pat").output
+                .splitlines()]
+    assert own_view == staff_view
     for bad in ("", credential[:-1] + ("A" if credential[-1] != "A" else "B"), "alprb1.x.y", "Basic abc"):
         assert _health(central, bad)[0] == 401
+    # someone else's business, the department, and staff without a health permission: refused
+    for path in ("/v1/health?owner=bobs-garage", "/v1/health?owner=department", "/v1/health?owner=nope"):
+        status, body = _health(central, credential, path)
+        assert status == 403 and theirs.encode() not in body, body
+    assert _health(central, central.tokens["otto"])[0] == 403
+    audit = json.loads(_health(central, central.tokens["audrey"], "/v1/health?owner=bobs-garage")[1])
+    assert [d["device_id"] for d in audit["devices"]] == [theirs]
+    for args in (("business", "health", "bobs-garage"), ("device", "show", theirs), ("device", "show", "nope"),
+                 ("device", "list", "--owner", "department"), ("business", "list")):
+        refused = central.cli(*args, as_="pat")
+        assert refused.exit_code == 1 and "may" in refused.output and theirs not in refused.output, refused.output
+    listed = central.cli("device", "list", "--json", as_="pat")
+    assert [json.loads(line)["device_id"] for line in listed.output.splitlines()] == [mine]
+    for who in ("otto", "tech"):  # no health permission at all
+        assert central.cli("business", "health", "acme-market", as_=who).exit_code == 1
 
 
-def test_withdrawal_suspends_devices_and_disables_logins_but_keeps_stored_reads(central):
+def test_withdrawal_suspends_devices_and_disables_its_users_but_keeps_stored_reads(central):
     _enroll(central, "acme-market")
     device = central.provisioned("door-1", owner="acme-market")
     dept = central.provisioned("lane-1")
     store = SQLiteStore(central.data / "central.sqlite")
     now = dt.datetime.now(dt.timezone.utc)
     store.add_reads([PlateRead(new_read_id(), device, "door-1", now, "ABC123", 0.9, (1, 1, 1, 1))], now)
-    credential = central.cli("business", "login", "acme-market", "--name", "Pat").output.splitlines()[0]
+    credential = central.add_user("pat", "acme-market", Role.BUSINESS)
+    central.add_user("other", "bobs-garage", Role.BUSINESS)
     pending = central.cli("enroll", "create", "--owner", "acme-market", "--camera", "door-2", "--json")
     pending_id = json.loads(pending.output)["device_id"]
 
-    result = central.cli("business", "withdraw", "acme-market", "--by", "clerk-2")
+    for who in ("tech", "pat", "audrey"):  # agreements are the admin's
+        refused = central.cli("business", "withdraw", "acme-market", as_=who)
+        assert refused.exit_code == 1 and "may not manage-agreements" in refused.output, refused.output
+    result = central.cli("business", "withdraw", "acme-market")
     assert result.exit_code == 0, result.output
     assert device in result.output
     reg = central.registry()
     assert reg.device(device).status == "suspended" and reg.device(pending_id).status == "suspended"
     assert reg.device(dept).status == "active"
-    assert reg.pending_tokens() == []        # its outstanding tokens died with the agreement
+    assert reg.pending_tokens(central.user()) == []        # its outstanding tokens died with the agreement
     assert reg.business("acme-market").status == "withdrawn"
+    assert central.user("pat").disabled and not central.user("other").disabled
     reg.close()
     acl = (central.data / "broker" / "acl").read_text()
     assert f"user {device}" not in acl and f"user {dept}" in acl

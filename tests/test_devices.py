@@ -48,14 +48,17 @@ def test_device_life_cycle_drives_the_broker_acl_and_crl(central):
     listed = [json.loads(line) for line in central.cli("device", "list", "--json").output.splitlines()]
     assert {(d["device_id"], d["status"], d["owner"]) for d in listed} == {(a, "active", "department"),
                                                                           (b, "active", "department")}
-    result = central.cli("device", "suspend", a, "--reason", "maintenance", "--by", "sgt-a")
+    result = central.cli("device", "suspend", a, "--reason", "maintenance", as_="tech")
     assert result.exit_code == 0 and "reload the broker now" in result.output
     assert f"user {a}" not in _acl(central) and f"user {b}" in _acl(central)
-    assert central.cli("device", "resume", a).exit_code == 0
+    assert central.cli("device", "resume", a, as_="tech").exit_code == 0
     assert f"user {a}" in _acl(central)
 
     serial = central.registry().device(a).cert_serial
-    result = central.cli("device", "revoke", a, "--reason", "stolen", "--by", "sgt-a")
+    refused = central.cli("device", "revoke", a, "--reason", "stolen", as_="tech")  # revocation: admin only
+    assert refused.exit_code == 1 and "may not revoke-device" in refused.output, refused.output
+    assert f"user {a}" in _acl(central)
+    result = central.cli("device", "revoke", a, "--reason", "stolen")
     assert result.exit_code == 0, result.output
     assert f"user {a}" not in _acl(central) and serial in _crl_serials(central)
     assert serial not in {central.registry().device(b).cert_serial} and len(_crl_serials(central)) == 1
@@ -67,7 +70,8 @@ def test_device_life_cycle_drives_the_broker_acl_and_crl(central):
     shown = json.loads(central.cli("device", "show", a).output)
     assert [e["action"] for e in shown["events"]] == ["enroll-create", "provision", "device-suspended",
                                                       "device-active", "device-revoked"]
-    assert shown["events"][-1]["actor"] == "sgt-a" and "stolen" in shown["events"][-1]["detail"]
+    assert [e["actor"] for e in shown["events"]] == ["tech", f"device:{a}", "tech", "tech", "ada"]
+    assert "stolen" in shown["events"][-1]["detail"]
 
 
 def test_a_pending_device_cannot_be_resumed_and_unknown_ids_are_errors(central):
@@ -128,7 +132,7 @@ def test_the_collector_stores_only_active_devices_and_the_check_is_cached_briefl
 
     assert collector.handle(*message(a)) is not None and store.count() == 1
     assert collector.handle(*message("never-enrolled")) is None
-    registry.set_status(a, "suspended", actor="t")
+    registry.set_status(a, "suspended", user=central.user("tech"))
     now[0] = 4.0   # within the cache window the old answer stands ...
     assert collector.handle(*message(a)) is not None and store.count() == 2
     now[0] = 5.5   # ... and after it, the registry's

@@ -18,6 +18,7 @@ from central.ca import CertificateAuthority, init_ca
 from central.enrollment import Token
 from central.errors import ConfigError, EnrollmentError
 from central.registry import CameraSpec
+from central.users import UserDirectory
 from edge_agent.provision import ProvisionError, new_key_and_csr, provision
 from test_enrollment_env import CentralEnv, Clock, mode
 
@@ -31,7 +32,7 @@ def central(tmp_path):
 
 def _new_token(registry, ttl=dt.timedelta(hours=1), device_id=None):
     return registry.create_enrollment(owner="department", cameras=[CameraSpec("lane-1", "file")], location="gate",
-                                      ttl=ttl, actor="tester", device_id=device_id)
+                                      ttl=ttl, user=UserDirectory(registry.db).get("tech"), device_id=device_id)
 
 
 def test_a_token_is_used_once_and_stored_only_as_a_digest(central):
@@ -104,7 +105,7 @@ def test_a_bad_csr_is_refused_and_does_not_burn_the_token(central, csr, reason):
     new = _new_token(reg)
     with pytest.raises(EnrollmentError, match=reason):
         reg.redeem(new.token_id, new.secret, csr(), central.ca)
-    assert [t["token_id"] for t in reg.pending_tokens()] == [new.token_id]
+    assert [t["token_id"] for t in reg.pending_tokens(central.user())] == [new.token_id]
     reg.redeem(new.token_id, new.secret, new_key_and_csr()[1], central.ca)
     reg.close()
 
@@ -158,7 +159,7 @@ def test_a_wrong_ca_fingerprint_stops_provisioning_before_the_token_is_sent(tmp_
     with pytest.raises(ProvisionError, match="does not match the fingerprint"):
         provision(str(Token(t.token_id, t.secret, other_pin)), central.central_url, tmp_path / "edge.toml")
     reg = central.registry()
-    assert [p["token_id"] for p in reg.pending_tokens()] == [t.token_id]  # never reached central's check
+    assert [p["token_id"] for p in reg.pending_tokens(central.user())] == [t.token_id]  # never reached central's check
     reg.close()
     assert not (tmp_path / "edge.toml").exists()
 
@@ -173,7 +174,7 @@ def test_the_device_checks_the_host_name_against_the_pinned_ca(tmp_path, central
     with pytest.raises(ProvisionError, match="does not verify against the pinned CA"):
         provision(token, central.central_url, tmp_path / "edge.toml")
     reg = central.registry()
-    assert len(reg.pending_tokens()) == 1  # the token was never sent
+    assert len(reg.pending_tokens(central.user())) == 1  # the token was never sent
     reg.close()
 
 

@@ -2,7 +2,10 @@
 ``central.toml`` on disk, ``alpr-central ca init``, the HTTPS enrollment
 endpoint, Mosquitto configured by ``alpr-central broker config`` (per-device
 ACL from the registry, CRL), and a collector that stores only active devices'
-reads. Imported by the enrollment, provisioning, device and business tests."""
+reads. Named users are bootstrapped the same way (``alpr-central user
+bootstrap`` for the first admin, then one user per role); ``cli`` runs as the
+admin unless told ``as_=<name>``. Imported by the enrollment, provisioning,
+device and business tests."""
 
 from __future__ import annotations
 
@@ -24,7 +27,11 @@ from central.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSe
 from central.keys import init_data_key, load_opener
 from central.registry import CameraSpec, Registry
 from central.store.sqlite import SQLiteStore
+from central.users import Role, User, UserDirectory
 from conftest import wait_for
+
+STAFF = [("tech", "City PD", Role.FIELD_TECH), ("otto", "City PD", Role.OPERATOR),
+         ("sue", "City PD", Role.SUPERVISOR), ("audrey", "City Auditor", Role.AUDITOR)]
 
 
 class CentralEnv:
@@ -57,9 +64,16 @@ port = {self.broker_port}
 run_as = "{getpass.getuser()}"
 """)
         init_data_key(self.data / "data-key.pem", self.data / "data-key.pub.pem")
-        result = self.cli("ca", "init")
+        self.tokens: dict[str, str] = {}
+        result = self.cli("ca", "init", as_=None)
         assert result.exit_code == 0, result.output
         self.ca = CertificateAuthority.load(self.data / "ca" / "ca.key", self.data / "ca" / "ca.crt")
+        result = self.cli("user", "bootstrap", "--name", "ada", "--organization", "City PD",
+                          "--token-out", str(root / "ada.token"), as_=None)
+        assert result.exit_code == 0, result.output
+        self.tokens["ada"] = (root / "ada.token").read_text().strip()
+        for name, org, role in STAFF:
+            self.add_user(name, org, role)
         self._stop: list = []
         self._broker_up = False
 
@@ -67,21 +81,43 @@ run_as = "{getpass.getuser()}"
     def central_url(self) -> str:
         return f"https://127.0.0.1:{self.enroll_port}"
 
-    def cli(self, *args, input=None):
+    def cli(self, *args, input=None, as_: str | None = "ada"):
+        """``alpr-central`` as user ``as_`` (token in ALPR_TOKEN; None: no token)."""
         group, *rest = args
         sub = []
         if rest and not rest[0].startswith("-"):
             sub, rest = [rest[0]], rest[1:]
-        return CliRunner().invoke(central_main, [group, *sub, "--config", str(self.config), *rest], input=input)
+        env = {"ALPR_TOKEN": self.tokens[as_] if as_ else None, "ALPR_TOKEN_FILE": None}
+        return CliRunner().invoke(central_main, [group, *sub, "--config", str(self.config), *rest], input=input,
+                                  env=env)
+
+    def _directory(self):
+        store = SQLiteStore(self.data / "central.sqlite")
+        return store, UserDirectory(store.db.conn)
+
+    def add_user(self, name: str, organization: str, role: Role) -> str:
+        store, users = self._directory()
+        try:
+            _, self.tokens[name] = users.add(users.get("ada"), name, organization, role)
+        finally:
+            store.close()
+        return self.tokens[name]
+
+    def user(self, name: str = "ada") -> User:
+        store, users = self._directory()
+        try:
+            return users.get(name)
+        finally:
+            store.close()
 
     def token(self, *cameras: str, owner: str = "department", device: str | None = None,
               expires: str = "1h") -> tuple[str, str]:
-        args = ["enroll", "create", "--owner", owner, "--expires", expires, "--json", "--by", "tech-lead"]
+        args = ["enroll", "create", "--owner", owner, "--expires", expires, "--json"]
         for cam in cameras or ("lane-1:file",):
             args += ["--camera", cam]
         if device:
             args += ["--device", device]
-        result = self.cli(*args)
+        result = self.cli(*args, as_="tech")
         assert result.exit_code == 0, result.output
         doc = json.loads(result.output)
         return doc["token"], doc["device_id"]
@@ -93,7 +129,7 @@ run_as = "{getpass.getuser()}"
         try:
             new = registry.create_enrollment(owner=owner, cameras=[CameraSpec.parse(c) for c in cameras or
                                                                    ("lane-1",)], location="test", ttl=dt.timedelta(hours=1),
-                                             actor="tester")
+                                             user=self.user("tech"))
             registry.redeem(new.token_id, new.secret, new_key_and_csr()[1], self.ca)
             return new.device.device_id
         finally:

@@ -155,7 +155,7 @@ def test_revoked_device_is_shut_out_and_nothing_it_sends_is_stored(tmp_path, cen
     cb.loop_stop()
     cb.disconnect()
 
-    result = central.cli("device", "revoke", dev_a, "--reason", "stolen", "--by", "sgt-test")
+    result = central.cli("device", "revoke", dev_a, "--reason", "stolen")
     assert result.exit_code == 0, result.output
     assert "reloaded" in result.output
     # the live connection: publishes are refused once the broker has re-read the ACL (SIGHUP)
@@ -192,7 +192,7 @@ def test_reprovision_and_renewal_keep_buffered_reads(tmp_path, central):
     other_token, _ = central.token("lane-9:file")
     with pytest.raises(ProvisionError, match="holds buffered reads"):
         provision(other_token, central.central_url, conf)
-    assert central.registry().pending_tokens()[0]["device_id"] != device_id
+    assert central.registry().pending_tokens(central.user())[0]["device_id"] != device_id
 
     token, _ = central.token("lane-1:file", device=device_id)
     with pytest.raises(ProvisionError, match="Nothing was sent"):
@@ -282,7 +282,7 @@ def test_alpr_central_run_stores_reads_only_from_active_devices(tmp_path, centra
     conf_a, dev_a = _provisioned(central, tmp_path, "a")
     conf_b, dev_b = _provisioned(central, tmp_path, "b")
     reg = central.registry()
-    reg.set_status(dev_b, "suspended", actor="t")  # the broker is *not* told: only the collector stands guard
+    reg.set_status(dev_b, "suspended", user=central.user("tech"))  # the broker is *not* told: only the collector stands guard
     reg.close()
     alpr_central = str(Path(sys.executable).parent / "alpr-central")  # the installed entry point
     proc = subprocess.Popen([alpr_central, "run", "--config", str(central.config),

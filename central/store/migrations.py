@@ -213,5 +213,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             PRIMARY KEY (device_id, seq)
         ) WITHOUT ROWID
     """),
+    # -- 0110: business users are governance users (role business); the separate login table goes --
+    ("0110_drop_business_logins", """
+        DROP TABLE business_logins
+    """),
 ]
-
