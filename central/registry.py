@@ -18,6 +18,11 @@ Who may do what (the role table is in docs/governance.md)::
     list devices, businesses, tokens      DEVICE_HEALTH_ALL admin, auditor
     device health                         DEVICE_HEALTH_ALL, or DEVICE_HEALTH_OWN for the user's own business
 
+Front ends show devices through ``list_devices``, ``show_device`` and
+``health``, which check the user; ``device``, ``devices``, ``events``,
+``is_active`` and ``active_device_ids`` are unchecked internal lookups for the
+enrollment endpoint, the collector and the broker configuration.
+
 Device life cycle::
 
     pending --(token redeemed, certificate issued)--> active
