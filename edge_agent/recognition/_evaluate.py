@@ -107,7 +107,7 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
                     if i in pairs and _norm(reads[pairs[i]].plate) == t:
                         n_text_ok += 1
     out = {
-        "folder": folder, "split": split, "images": len(items), "plates": n_gt, "detections": n_det,
+        "folder": folder, "split": split if os.path.exists(os.path.join(folder, "boxes.jsonl")) else None, "images": len(items), "plates": n_gt, "detections": n_det,
         "recall": round(n_match / n_gt, 4) if n_gt else None,
         "precision": round(n_match / n_det, 4) if n_det else None,
     }

@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "model_dir": None,
     "num_threads": 1,
     "detect_threshold": 0.3,
-    "min_confidence": 0.0,
+    "min_confidence": 0.05,  # chosen on synthetic scenes (seeds 1000-1029), never on the AGPL sets
     "plate_rules": "generic",
     "max_plates": 10,
     "tile_grid": 1,
