@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "plate_rules": "generic",
     "max_plates": 10,
     "tile_grid": 1,
-    "box_padding": 0.06,
+    "box_padding": 0.1,  # chosen on synthetic scenes (seeds 2000-2039)
     "runtime": "auto",
     "verify_checksums": True,
 }
