@@ -198,6 +198,6 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert out["crops"][0]["crops"] == len(TEXTS)
     assert out["crops"][0]["top1"] >= 0.8
     assert out["scenes"][0]["plates"] == 3
-    assert out["scenes"][0]["recall"] >= 1 / 3  # models 0.1.0: 1/3 at IoU >= 0.5 (loose boxes)
-    assert out["scenes"][0]["end_to_end_exact"] >= 1 / 3
+    assert out["scenes"][0]["recall"] >= 0.333  # models 0.1.0: 1/3 at IoU >= 0.5 (loose boxes)
+    assert out["scenes"][0]["end_to_end_exact"] >= 0.333
     assert out["scenes"][0]["frame_ms"]["n"] == 3
