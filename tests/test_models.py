@@ -88,3 +88,16 @@ def test_tflite_runtime_loads_models():
 def test_manifest_is_valid_json_file():
     with open(model_dir() / "manifest.json", encoding="utf-8") as fh:
         assert json.load(fh)["name"] == "alpr-us"
+
+
+def test_runtime_never_imports_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from edge_agent.recognition.tflite import TFLiteRecognizer; "
+        "r = TFLiteRecognizer(); import numpy as np; r.detect(np.zeros((64, 64, 3), np.uint8)); "
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(model_dir().parent), check=True)
+    assert out.stdout.strip() == "False"
