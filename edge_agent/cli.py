@@ -139,6 +139,11 @@ from .cli_provision import COMMANDS as _provision_commands  # noqa: E402
 for _command in _provision_commands:
     main.add_command(_command)
 
+from .recognize_cmd import evaluate, recognize  # noqa: E402
+
+main.add_command(recognize)
+main.add_command(evaluate)
+
 from .auditlog import install_cli_audit  # noqa: E402
 
 install_cli_audit(main)  # every local command with --config is recorded in the device's audit log

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import re
 
+from ..wire.schema import CONFUSABLE_GROUPS, fold_confusables
+
 __all__ = ["CONFUSABLE_GROUPS", "canonical", "RULES", "rerank", "validate_rules"]
 
-# Characters a camera confuses; central should compare plates via canonical().
-CONFUSABLE_GROUPS = ("0ODQ", "1IL", "8B", "5S", "2Z")
-_CANON = {c: g[0] for g in CONFUSABLE_GROUPS for c in g}
+# The confusable classes live in the wire contract, so central's
+# confusion-tolerant search (``fold_confusables``) folds exactly the same way.
 
 
 def canonical(plate: str) -> str:
     """Map every confusable character to its group's first member
     (``"O"``/``"D"``/``"Q"`` -> ``"0"``, ``"I"``/``"L"`` -> ``"1"``, ``"B"`` -> ``"8"``,
     ``"S"`` -> ``"5"``, ``"Z"`` -> ``"2"``)."""
-    return "".join(_CANON.get(c, c) for c in plate.upper())
+    return fold_confusables(plate.upper())
 
 
 _TO_DIGIT = {"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "B": "8", "S": "5", "Z": "2"}
