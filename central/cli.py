@@ -166,7 +166,7 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
 @click.option("--dir", "root", default="demo-data", show_default=True, type=click.Path(file_okay=False),
               help="Folder for everything the demo generates.")
 @click.option("--vehicles", default=6, show_default=True, help="Vehicles in the generated clip.")
-@click.option("--recognizer", default="sidecar-oracle", show_default=True,
+@click.option("--recognizer", default="tflite", show_default=True,
               type=click.Choice(["sidecar-oracle", "tflite"]), help="Recognition engine of the demo camera.")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 def demo(root: str, vehicles: int, recognizer: str, duration: float | None) -> None:

@@ -140,7 +140,7 @@ batch_size = 50
 """
 
 
-def run(root: Path, *, vehicles: int = 6, recognizer: str = "sidecar-oracle", duration: float | None = None,
+def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: float | None = None,
         echo: Callable[[str], None] = print) -> int:
     paths = prepare(root)
     broker = broker_mod.BrokerProcess(paths["broker_conf"], paths["port"], root / "broker" / "mosquitto.log")
@@ -170,7 +170,7 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "sidecar-oracle", du
     echo(f"edge agent  {paths['device_id']} replaying {clip_dir / 'sample.avi'} (recognizer: {recognizer})")
     if recognizer == "sidecar-oracle":
         echo("            note: the sidecar-oracle is a test double that knows the rendered plates; "
-             "it stands in until the TFLite models ship")
+             "it reads no pixels")
     echo("Ctrl-C stops everything.\n")
     echo(f"{'captured (UTC)':<24} {'plate':<9} {'conf':>5}  {'camera':<11} {'device':<11} read id")
     interrupted = threading.Event()

@@ -21,6 +21,7 @@ import cv2
 from . import auditlog, capture, recognition
 from .config import EdgeConfig
 from .errors import CaptureError, ConfigError
+from .motion import MotionGate
 from .outbox import Outbox
 from .reads import Detection, Frame, Location, PlateRead
 from .sync import SyncClient, SyncSettings
@@ -90,8 +91,12 @@ class ReadWriter:
 
 
 class CameraWorker:
-    def __init__(self, camera, recognizer, lock: threading.Lock, tracker: Tracker, writer: ReadWriter) -> None:
+    def __init__(self, camera, recognizer, lock: threading.Lock, tracker: Tracker, writer: ReadWriter,
+                 motion_threshold: float = 0.0) -> None:
         self.camera = camera
+        # Still frames (nothing moved) skip recognition: most of a Pi's CPU on a quiet street.
+        self.gate = MotionGate(threshold=motion_threshold, max_skip=50) if motion_threshold > 0 else None
+        self.skipped = 0
         self.recognizer = recognizer
         self.lock = lock
         self.tracker = tracker
@@ -148,6 +153,9 @@ class CameraWorker:
         return False
 
     def _process(self, frame: Frame) -> None:
+        if self.gate is not None and not self.gate.should_process(frame.image):
+            self.skipped += 1
+            return
         with self.lock:
             detections = self.recognizer.recognize(frame)
         self.writer.write(self.tracker.update(frame, detections))
@@ -189,7 +197,8 @@ class Agent:
         self.workers = [
             CameraWorker(cam, self.recognizer, lock, Tracker(
                 window_seconds=t.window_seconds, max_track_seconds=t.max_track_seconds,
-                reemit_seconds=t.reemit_seconds, min_hits=t.min_hits), self.writer)
+                reemit_seconds=t.reemit_seconds, min_hits=t.min_hits), self.writer,
+                motion_threshold=config.recognition.motion_threshold)
             for cam in config.cameras]
         self.started_at = time.time()
 
@@ -245,7 +254,7 @@ class Agent:
                        "rejected": stats.rejected, "counters": stats.counters},
             "sync": dict(self.sync.counters),
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
-                         "last_error": w.last_error} for w in self.workers],
+                         "skipped_still": w.skipped, "last_error": w.last_error} for w in self.workers],
             "model_version": self.recognizer.model_version,
         }
 

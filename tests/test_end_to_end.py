@@ -268,9 +268,37 @@ def test_a_failing_camera_is_retried_and_visible_in_status(tmp_path, pki_dir, br
 
 def test_one_command_demo_shows_reads(tmp_path, mosquitto_bin):
     out = subprocess.run([sys.executable, "-m", "central", "demo", "--dir", str(tmp_path / "demo"),
-                          "--vehicles", "3", "--duration", "12"], capture_output=True, text=True, timeout=120)
+                          "--vehicles", "3", "--duration", "12",
+                          "--recognizer", "sidecar-oracle"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     plates = json.loads((tmp_path / "demo" / "clip" / "sample.json").read_text())["plates"]
     shown = [line.split()[1] for line in out.stdout.splitlines() if line[:4].isdigit()]
     assert set(shown) == set(plates)
     assert "stopped. central stored" in out.stdout
+
+
+def test_demo_with_the_shipped_models_reads_the_clip(tmp_path, mosquitto_bin):
+    out = subprocess.run([sys.executable, "-m", "central", "demo", "--dir", str(tmp_path / "demo"),
+                          "--vehicles", "3", "--duration", "20"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    plates = json.loads((tmp_path / "demo" / "clip" / "sample.json").read_text())["plates"]
+    shown = {line.split()[1] for line in out.stdout.splitlines() if line[:4].isdigit()}
+    assert "recognizer: tflite" in out.stdout
+    # models 0.1.0 read most, not all, of the rendered plates exactly (see models/MODEL_CARD.md)
+    assert len(shown & set(plates)) >= 2, (shown, plates)
+
+
+def test_motion_gate_skips_still_frames_and_keeps_every_read(tmp_path, pki_dir, broker, collector_factory,
+                                                              sample_clip):
+    central = collector_factory(broker.port)
+    video, sidecar = sample_clip
+    cfg = edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar))
+    cfg.write_text(cfg.read_text().replace('type = "sidecar-oracle"', 'type = "sidecar-oracle"\nmotion_threshold = 0.002'))
+    code, out = finish(agent(cfg, "--exit-when-drained"))
+    assert code == 0, out
+    status = json.loads((tmp_path / "edge-cam-a" / "status.json").read_text())
+    # the clip has 8 empty-road frames between vehicles: those (after the first) are skipped
+    assert status["cameras"][0]["skipped_still"] >= 20
+    from central.store import Search
+    plates = sorted(r.read.plate for r in central.store.search(Search(device_id="cam-a")))
+    assert plates == sorted(json.loads(sidecar.read_text())["plates"])
