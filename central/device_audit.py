@@ -88,7 +88,8 @@ class DeviceAuditHandler:
                         conflicts += 1
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                    self.conn.execute("ROLLBACK")
                 raise
         self.counters["audit.records"] += new
         if conflicts:

@@ -183,7 +183,8 @@ class Registry:
                 self.db.execute("COMMIT")
                 return result
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                    self.db.execute("ROLLBACK")
                 raise
 
     def _event(self, db, actor: User | str, action: str, subject: str, *, organization: str = "",

@@ -20,7 +20,7 @@ import cv2
 
 from . import auditlog, capture, recognition
 from .config import EdgeConfig
-from .errors import CaptureError, ConfigError
+from .errors import BufferError_, CaptureError, ConfigError
 from .motion import MotionGate
 from .outbox import Outbox
 from .reads import Detection, Frame, Location, PlateRead
@@ -55,6 +55,7 @@ class ReadWriter:
         self.model_version = model_version[:64]
         self.cameras = {c.id: c for c in config.cameras}
         self.written = 0
+        self.lost = 0  # reads that could not be buffered (disk full, broken file): counted, logged
 
     def to_read(self, det: Detection, track: Track) -> PlateRead:
         frame = track.best_frame
@@ -85,7 +86,12 @@ class ReadWriter:
             read = self.to_read(det, track)
             items.append((read.read_id, read.captured_at.timestamp(), self.sealer.seal(read.read_id, encode_read(read))))
         if items:
-            self.outbox.add(items)
+            try:
+                self.outbox.add(items)
+            except BufferError_ as exc:
+                self.lost += len(items)
+                logger.error("could not buffer %d reads (%d lost so far): %s", len(items), self.lost, exc)
+                return
             self.written += len(items)
             logger.info("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
 
@@ -253,6 +259,7 @@ class Agent:
             "buffer": {"depth": stats.depth, "bytes": stats.bytes, "oldest_captured_at": stats.oldest_captured_at,
                        "rejected": stats.rejected, "counters": stats.counters},
             "sync": dict(self.sync.counters),
+            "reads_lost_unbufferable": self.writer.lost,
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
                          "skipped_still": w.skipped, "last_error": w.last_error} for w in self.workers],
             "model_version": self.recognizer.model_version,

@@ -120,7 +120,8 @@ class DeviceAuditLog:
                                   [seq, json.dumps(record.to_dict(), sort_keys=True)])
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                    self.conn.execute("ROLLBACK")
                 raise
         logger.info("device audit: %s (seq %d)", event, seq)
         return record

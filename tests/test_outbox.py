@@ -117,3 +117,32 @@ def test_at_rest_no_plate_text_and_nothing_on_the_device_opens_a_record(tmp_path
             raise AssertionError("opened a record without central's key")
         except EnvelopeError:
             pass
+
+
+def test_a_full_disk_is_a_clear_error_and_the_agent_counts_the_lost_reads(tmp_path, caplog):
+    import dataclasses
+
+    import pytest
+
+    from edge_agent.agent import ReadWriter
+    from edge_agent.config import Camera, Device, EdgeConfig
+    from edge_agent.errors import BufferError_
+    from edge_agent.reads import Detection, Frame
+    from edge_agent.tracking import Track
+
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.add(sealed(1))
+    pages = ob.db.execute("PRAGMA page_count").fetchone()[0]
+    ob.db.execute(f"PRAGMA max_page_count={pages}")  # the file may not grow: as on a full disk
+    with pytest.raises(BufferError_, match="full"):
+        ob.add(sealed(50))
+    assert ob.depth == 1  # nothing half-written
+    cfg = EdgeConfig(Device("cam-a", str(tmp_path)), (Camera("lane-1", "file"),))
+    writer = ReadWriter(dataclasses.replace(cfg), ob, Sealer(load_public_key(PUBLIC), "cam-a"), "m")
+    now = dt.datetime.now(dt.timezone.utc)
+    track = Track("lane-1", now, now, (1, 2, 3, 4))
+    track.add(Detection("7ABC123", 0.9, (1, 2, 3, 4)), Frame("lane-1", 1, now, None))
+    caplog.set_level("ERROR")
+    writer.write([(track.vote(), track)] * 50)
+    assert writer.lost == 50 and writer.written == 0
+    assert "could not buffer 50 reads" in caplog.text and "7ABC123" not in caplog.text

@@ -76,7 +76,8 @@ class SQLiteStore(Store):
                 conn.execute("INSERT INTO _migrations VALUES (?, ?)", [name, _ts(dt.datetime.now(dt.timezone.utc))])
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
             done.append(name)
             logger.info("applied migration %s", name)
