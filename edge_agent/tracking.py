@@ -47,7 +47,19 @@ class Track:
 
     MAX_DETECTIONS = 64
 
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre movement, pixels per second
+
+    def predicted_box(self, at: dt.datetime) -> tuple[int, int, int, int]:
+        """Where the plate should be at ``at`` if it keeps moving as it did."""
+        dt_s = (at - self.last_seen).total_seconds()
+        x, y, w, h = self.box
+        return (int(x + self.velocity[0] * dt_s), int(y + self.velocity[1] * dt_s), w, h)
+
     def add(self, det: Detection, frame: Frame) -> None:
+        if self.detections and frame.captured_at > self.last_seen:
+            dt_s = (frame.captured_at - self.last_seen).total_seconds()
+            self.velocity = ((det.box[0] + det.box[2] / 2 - self.box[0] - self.box[2] / 2) / dt_s,
+                             (det.box[1] + det.box[3] / 2 - self.box[1] - self.box[3] / 2) / dt_s)
         self.detections.append(det)
         if len(self.detections) > self.MAX_DETECTIONS:  # a parked car: keep the recent ones
             del self.detections[0]
@@ -104,7 +116,7 @@ class Tracker:
         tracks = self._tracks[frame.camera_id]
         live = [t for t in tracks if frame.captured_at - t.last_seen <= self.window]
         for det in sorted(detections, key=lambda d: -d.confidence):
-            match = self._match(live, det)
+            match = self._match(live, det, frame.captured_at)
             if match is None:
                 match = Track(frame.camera_id, frame.captured_at, frame.captured_at, det.box)
                 tracks.append(match)
@@ -118,11 +130,14 @@ class Tracker:
             out.extend(self._close(camera_id, None, flush=True))
         return out
 
-    def _match(self, live: list[Track], det: Detection) -> Track | None:
+    def _match(self, live: list[Track], det: Detection, at: dt.datetime) -> Track | None:
         best, best_score = None, 0.0
         for t in live:
-            overlap = iou(t.box, det.box)
-            text = difflib.SequenceMatcher(None, t.detections[-1].plate, det.plate).ratio()
+            # A fast car moves more than a plate width between frames: also compare
+            # with where its motion so far says the plate should be now.
+            overlap = max(iou(t.box, det.box), iou(t.predicted_box(at), det.box))
+            text = max(difflib.SequenceMatcher(None, t.detections[-1].plate, det.plate).ratio(),
+                       difflib.SequenceMatcher(None, t.best.plate, det.plate).ratio())
             score = overlap + text
             if (overlap >= self.iou_threshold or text >= self.text_similarity) and score > best_score:
                 best, best_score = t, score

@@ -89,3 +89,19 @@ def test_alternates_come_from_the_recognizer_too_and_are_capped_at_five():
     [(read, _)] = run(Tracker(), frames)
     assert len(read.alternates) == 5
     assert all(a.plate != read.plate for a in read.alternates)
+
+
+def test_a_fast_car_whose_boxes_never_overlap_is_still_one_pass():
+    # 200 px per frame with a 150 px plate: consecutive boxes never overlap, and
+    # two later frames read noise; once the motion is known, the prediction keeps
+    # it one track.
+    texts = ["2LBC434", "2LBC434", "LBGA38", "2LBC434", "LBG434", "2LBC434"]
+    frames = [[det(t, 50 + 200 * i)] for i, t in enumerate(texts)] + [[]] * 20
+    reads = run(Tracker(), frames)
+    assert [r.plate for r, _ in reads] == ["2LBC434"]
+
+
+def test_two_cars_in_opposite_directions_stay_apart():
+    frames = [[det("7ABC123", 100 + 200 * i), det("5XYZ987", 1100 - 200 * i)] for i in range(5)] + [[]] * 20
+    reads = run(Tracker(), frames)
+    assert sorted(r.plate for r, _ in reads) == ["5XYZ987", "7ABC123"]
