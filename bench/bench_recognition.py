@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from edge_agent.reads import Frame  # noqa: E402
 from edge_agent.recognition._evaluate import eval_crops, eval_scenes, percentiles  # noqa: E402
 from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
-from models import manifest, model_dir  # noqa: E402
+from models import model_dir  # noqa: E402
 from models.synth.scenes import scene_with_plates  # noqa: E402
 
 
@@ -73,17 +73,22 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--limit", type=int, default=None, help="at most this many items per data folder")
     ap.add_argument("--tile-grid", type=int, default=1)
+    ap.add_argument("--detect-size", type=int, default=None, help="detector input long side (free-shape detectors)")
+    ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: the shipped models)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res: dict = {}
-    man = manifest()
-    res["model_bytes"] = {k: os.path.getsize(os.path.join(model_dir(), v["file"])) for k, v in man["models"].items()}
+    folder = a.model_dir or str(model_dir())
+    with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as fh:
+        man = json.load(fh)
+    res["model_bytes"] = {k: os.path.getsize(os.path.join(folder, v["file"])) for k, v in man["models"].items()}
     res["model_bytes_total"] = sum(res["model_bytes"].values())
-    rec = TFLiteRecognizer(num_threads=a.threads, tile_grid=a.tile_grid)
+    rec = TFLiteRecognizer(model_dir=folder, num_threads=a.threads, tile_grid=a.tile_grid, detect_size=a.detect_size)
     res["model_version"] = rec.model_version
     res["runtime"] = rec.runtime
     res["threads"] = a.threads
     res["tile_grid"] = a.tile_grid
+    res["detect_size"] = rec.det_size
     res["rss_mb_models_loaded"] = round(rss_mb(), 1)
     res["frame_1280x720_ms"] = frame_latency(rec, (1280, 720), a.runs)
     res["frame_1920x1080_ms"] = frame_latency(rec, (1920, 1080), a.runs)
@@ -105,7 +110,7 @@ def main() -> None:
     if a.json:
         print(json.dumps(res))
         return
-    print(f"models {res['model_version']} ({res['runtime']}, {a.threads} thread(s))")
+    print(f"models {res['model_version']} ({res['runtime']}, {a.threads} thread(s), detector long side {rec.det_size})")
     print(f"model sizes: {res['model_bytes']} total {res['model_bytes_total'] / 1e6:.2f} MB")
     print(f"RSS with models loaded: {res['rss_mb_models_loaded']} MB (after evaluation {res['rss_mb_after']} MB)")
     for k in ("frame_1280x720_ms", "frame_1920x1080_ms", "ocr_crop_ms"):

@@ -39,13 +39,16 @@ def _model_options(f):
     f = click.option("--plate-rules", default="generic", show_default=True, help="none, generic or a US state code.")(f)
     f = click.option("--tile-grid", type=click.IntRange(1, 4), default=1, show_default=True, help="Also detect on N x N tiles (small plates in big frames).")(f)
     f = click.option("--detect-threshold", type=click.FloatRange(0, 1), default=None, help="Detector score threshold.")(f)
+    f = click.option("--detect-size", type=int, default=None,
+                     help="Detector input long side, a multiple of 32 (default: the model's; larger finds smaller plates).")(f)
     return f
 
 
-def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1):
+def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1, detect_size=None):
     from .recognition.tflite import TFLiteRecognizer
 
-    opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid}
+    opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
+            "detect_size": detect_size}
     if detect_threshold is not None:
         opts["detect_threshold"] = detect_threshold
     try:
@@ -120,9 +123,9 @@ def _frames(path: str, every: int, max_frames: int):
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Videos: read every Nth frame.")
 @click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
 @_model_options
-def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold, tile_grid):
+def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size):
     """Read the plates in image and video FILES."""
-    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid)
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size)
     failed = False
     rows = []
 
@@ -173,14 +176,14 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many items per folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_model_options
-def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold, tile_grid):
+def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size):
     """Measure the shipped models on labelled folders."""
     from .recognition._evaluate import eval_crops, eval_scenes
 
     if not detect_dirs and not crop_dirs:
         raise click.UsageError("give at least one --detect or --crops folder")
-    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid)
-    result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size)
+    result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid, "detect_size": rec.det_size,
               "detect_threshold": rec.detect_threshold, "scenes": [], "crops": []}
     try:
         for d in detect_dirs:

@@ -61,8 +61,12 @@ def _io_shapes(interp_cls):
         it = interp_cls(model_path=os.path.join(model_dir(), entry["file"]), num_threads=1)
         it.allocate_tensors()
         inp = it.get_input_details()[0]
-        assert list(inp["shape"]) == entry["input_shape"]
-        it.set_tensor(inp["index"], np.zeros(entry["input_shape"], np.float32))
+        assert list(inp["shape_signature"]) == entry["input_shape"]
+        shape = [entry.get("input_size", 384) if v < 0 else v for v in entry["input_shape"]]
+        if list(inp["shape"]) != shape:  # a free-shape detector: run it at its default size
+            it.resize_tensor_input(inp["index"], shape)
+            it.allocate_tensors()
+        it.set_tensor(inp["index"], np.zeros(shape, np.float32))
         it.invoke()
         shapes[key] = tuple(it.get_output_details()[0]["shape"])
     return shapes

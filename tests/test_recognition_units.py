@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge_agent.motion import MotionGate
 from edge_agent.recognition._ctc import beam_search, char_confidences, greedy, softmax
-from edge_agent.recognition._detect import decode, letterbox, nms
+from edge_agent.recognition._detect import decode, letterbox, nms, shrink
 from edge_agent.recognition._rules import canonical, rerank, validate_rules
 
 CH = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -103,6 +104,27 @@ def test_letterbox_and_decode_round_trip():
     assert (bw, bh) == pytest.approx((40, 10), rel=1e-4)
     assert score > 0.99
     assert len(nms([(0, 0, 10, 10, 0.9), (1, 1, 10, 10, 0.8), (50, 50, 5, 5, 0.7)])) == 2
+
+
+def test_letterbox_for_a_free_shape_detector_pads_only_to_a_multiple_of_32():
+    img = np.full((720, 1280, 3), (10, 20, 30), np.uint8)
+    x, s = letterbox(img, 384, 32)
+    assert x.shape == (1, 224, 384, 3)  # 384x216 of picture, 8 rows of padding
+    assert s == pytest.approx(0.3)
+    assert x[0, 215, 0] == pytest.approx(np.array([30, 20, 10]) / 255)  # RGB
+    assert x[0, 216, 0] == pytest.approx(np.full(3, 114 / 255))
+    x, _ = letterbox(np.zeros((480, 640, 3), np.uint8), 512, 32)
+    assert x.shape == (1, 384, 512, 3)
+
+
+def test_shrink_matches_area_averaging():
+    rng = np.random.default_rng(3)
+    img = cv2.resize(rng.integers(0, 256, (90, 160, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    fast = shrink(img, 384, 216).astype(float)
+    area = cv2.resize(img, (384, 216), interpolation=cv2.INTER_AREA).astype(float)
+    assert fast.shape == area.shape
+    assert np.abs(fast - area).mean() < 1.0
+    assert shrink(img[:100, :100], 200, 200).shape == (200, 200, 3)  # enlarging still works
 
 
 def test_motion_gate():

@@ -22,14 +22,23 @@ def shrink(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if w < iw else cv2.INTER_LINEAR)
 
 
-def letterbox(bgr: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Scale ``bgr`` so its long side is ``size``, pad bottom/right, return
-    float32 RGB in 0..1 with a batch axis, and the scale factor."""
+def letterbox(bgr: np.ndarray, size: int, multiple: int = 0) -> tuple[np.ndarray, float]:
+    """Scale ``bgr`` so its long side is ``size``, pad bottom/right with grey,
+    return float32 RGB in 0..1 with a batch axis, and the scale factor.
+
+    ``multiple=0`` pads to a ``size`` x ``size`` square (a detector with a
+    fixed input). ``multiple=32`` pads each side only up to a multiple of 32,
+    for a detector with a free input shape: a 16:9 frame becomes 384x224
+    instead of 384x384, 40 % less work for the same pixels on the plate."""
     h, w = bgr.shape[:2]
     s = size / max(h, w)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     resized = shrink(bgr, nw, nh)
-    canvas = np.full((size, size, 3), PAD_VALUE, np.uint8)
+    if multiple:
+        cw, ch = (-(-v // multiple) * multiple for v in (nw, nh))
+    else:
+        cw = ch = size
+    canvas = np.full((ch, cw, 3), PAD_VALUE, np.uint8)
     canvas[:nh, :nw] = resized
     rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
     return (rgb.astype(np.float32) * (1.0 / 255.0))[None], s

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "plate_rules": "generic",
     "max_plates": 10,
     "tile_grid": 1,
+    "detect_size": None,
     "box_padding": 0.1,  # chosen on synthetic scenes (seeds 2000-2039)
     "runtime": "auto",
     "verify_checksums": True,
@@ -58,7 +59,11 @@ class TFLiteRecognizer(Recognizer):
     lower (0..1); ``plate_rules`` ``"none"``, ``"generic"`` or a US state code;
     ``max_plates`` per frame; ``tile_grid`` 1 = detect on the whole
     letterboxed frame only, N > 1 = also on N x N overlapping tiles (finds
-    smaller plates in 1080p frames, costs N*N extra detector runs); ``box_padding`` fraction added around a detected
+    smaller plates in 1080p frames, costs N*N extra detector runs);
+    ``detect_size`` long side of the detector input in pixels, a multiple of
+    32 (default: the manifest's ``input_size``; larger finds smaller plates
+    and costs more; only for a detector with a free input shape, which also
+    pads a 16:9 frame to 384x224 rather than a square); ``box_padding`` fraction added around a detected
     box before OCR; ``runtime`` ``"auto"``, ``"ai_edge_litert"`` or
     ``"tflite_runtime"``; ``verify_checksums`` check files against the manifest.
     """
@@ -90,7 +95,9 @@ class TFLiteRecognizer(Recognizer):
         self._det_out = self._det.get_output_details()[0]["index"]
         self._ocr_in = self._ocr.get_input_details()[0]["index"]
         self._ocr_out = self._ocr.get_output_details()[0]["index"]
-        self.det_size = int(det["input_shape"][1])
+        self._det_dynamic = any(int(v) < 0 for v in self._det.get_input_details()[0]["shape_signature"][1:3])
+        self._det_shape = tuple(self._det.get_input_details()[0]["shape"])
+        self.det_size = _detect_size(o["detect_size"], det, self._det_dynamic)
         self.stride = int(det.get("stride", 4))
         _, self.ocr_h, self.ocr_w, _ = (int(v) for v in ocr["input_shape"])
         self.charset = ocr["charset"]
@@ -119,7 +126,11 @@ class TFLiteRecognizer(Recognizer):
 
     # -- detection -----------------------------------------------------------
     def _detect_once(self, bgr: np.ndarray, ox: int = 0, oy: int = 0):
-        x, s = letterbox(bgr, self.det_size)
+        x, s = letterbox(bgr, self.det_size, 32 if self._det_dynamic else 0)
+        if x.shape != self._det_shape:  # free input shape: once per frame size
+            self._det.resize_tensor_input(self._det_in, x.shape)
+            self._det.allocate_tensors()
+            self._det_shape = x.shape
         self._det.set_tensor(self._det_in, x)
         self._det.invoke()
         out = self._det.get_tensor(self._det_out)[0]
@@ -173,6 +184,18 @@ def _check_image(img) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 8 or img.shape[1] < 8:
         raise ValueError(f"frame image has unsupported shape {img.shape}")
     return img
+
+
+def _detect_size(value, entry: dict, dynamic: bool) -> int:
+    """The detector's input long side: the option, else the manifest's."""
+    default = int(entry.get("input_size", entry["input_shape"][1]))
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 128 <= value <= 1920 or value % 32:
+        raise ValueError(f"detect_size must be a multiple of 32 in 128..1920, got {value!r}")
+    if not dynamic and value != default:
+        raise ValueError(f"detect_size: this detector has a fixed {default}x{default} input")
+    return value
 
 
 def _int(o: dict, key: str, lo: int, hi: int) -> int:

@@ -1,6 +1,8 @@
 """Write ``models/manifest.json`` for the shipped TFLite files.
 
-    python -m models.training.manifest --dir models --version 1.0.0
+    .venv/bin/python -m models.training.manifest --dir models --version 1.0.0
+
+Shapes are read from the TFLite files (needs a TFLite runtime, not TensorFlow).
 """
 
 from __future__ import annotations
@@ -18,9 +20,23 @@ def sha256(path: str) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def build(folder: str, version: str) -> dict:
+def io_shapes(path: str) -> tuple[list[int], list[int]]:
+    """Input shape signature (-1 for a free dimension) and output shape of a
+    TFLite file, read from the file itself so the manifest cannot disagree."""
+    from edge_agent.recognition._runtime import load_interpreter
+
+    interp, _ = load_interpreter(path, 1)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    return [int(v) for v in inp["shape_signature"]], [int(v) for v in out["shape_signature"]]
+
+
+def build(folder: str, version: str, detect_size: int = 384) -> dict:
     det = os.path.join(folder, "plate_detector.tflite")
     ocr = os.path.join(folder, "plate_ocr.tflite")
+    det_in, _ = io_shapes(det)
+    ocr_in, ocr_out = io_shapes(ocr)
+    free = det_in[1] < 0 or det_in[2] < 0
+    size = detect_size if free else det_in[1]
     return {
         "name": "alpr-us",
         "version": version,
@@ -31,9 +47,11 @@ def build(folder: str, version: str) -> dict:
                 "file": "plate_detector.tflite",
                 "sha256": sha256(det),
                 "bytes": os.path.getsize(det),
-                "input_shape": [1, 384, 384, 3],
-                "input": "RGB float32 0..1, letterboxed (long side 384, pad bottom/right with 114)",
-                "output": "(1, 96, 96, 5): heatmap logit, centre offset x/y (sigmoid), log w/h in cells",
+                "input_shape": det_in,
+                "input_size": size,
+                "input": (f"RGB float32 0..1, letterboxed (long side {size}, pad bottom/right with 114 "
+                          + ("to a multiple of 32; -1: free height/width)" if free else "to a square)")),
+                "output": "(1, H/4, W/4, 5): heatmap logit, centre offset x/y (sigmoid), log w/h in cells",
                 "stride": 4,
                 "quantization": "int8 (float32 input/output)",
             },
@@ -43,9 +61,9 @@ def build(folder: str, version: str) -> dict:
                 "file": "plate_ocr.tflite",
                 "sha256": sha256(ocr),
                 "bytes": os.path.getsize(ocr),
-                "input_shape": [1, 64, 128, 1],
-                "input": "grey float32 0..1, crop resized to 128x64",
-                "output": "(1, 32, 37) CTC logits, blank last",
+                "input_shape": ocr_in,
+                "input": f"grey float32 0..1, crop resized to {ocr_in[2]}x{ocr_in[1]}",
+                "output": f"({', '.join(map(str, ocr_out))}) CTC logits, blank last",
                 "charset": CHARSET,
                 "blank_index": len(CHARSET),
                 "quantization": "int8 (float32 input/output)",
@@ -58,8 +76,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", default="models")
     ap.add_argument("--version", required=True)
+    ap.add_argument("--detect-size", type=int, default=384, help="default input long side of a free-shape detector")
     a = ap.parse_args(argv)
-    man = build(a.dir, a.version)
+    man = build(a.dir, a.version, a.detect_size)
     with open(os.path.join(a.dir, "manifest.json"), "w", encoding="utf-8") as fh:
         json.dump(man, fh, indent=2)
         fh.write("\n")
