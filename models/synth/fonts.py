@@ -1,10 +1,14 @@
 """Fonts for the synthetic plates.
 
-TrueType fonts come from Debian packages (``fonts-dejavu-core``,
-``fonts-routed-gothic``, ``fonts-opendin``, ``fonts-liberation2``) and are drawn
-with OpenCV 5's ``cv2.FontFace``; OpenCV's built-in Hershey fonts are always
-available. Missing packages are skipped; :func:`truetype_fonts` with
-``required=True`` raises a clear error when none is installed.
+TrueType/OpenType fonts come from Debian packages and are drawn with OpenCV
+5's ``cv2.FontFace``; OpenCV's built-in Hershey fonts are always available.
+Real US plate characters are tall, condensed and heavy, so the list favours
+condensed faces (Bebas Neue, Roboto Condensed, Liberation Sans Narrow, Yanone
+Kaffeesatz, DejaVu Sans Condensed, Routed Gothic Narrow, OSP-DIN); wide faces
+are squeezed by the plate renderer. Script faces only draw distractors (state
+names such as the red "California"). Missing packages are skipped;
+:func:`truetype_fonts` with ``required=True`` raises a clear error when none is
+installed. Only training needs these packages, never the runtime or tests.
 """
 
 from __future__ import annotations
@@ -18,28 +22,45 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-FONT_ROOT = os.environ.get("ALPR_FONT_ROOT", "/usr/share/fonts/truetype")
+FONT_ROOT = os.environ.get("ALPR_FONT_ROOT", "/usr/share/fonts")
 
-# (relative path, debian package, good for the main characters?)
-CANDIDATES: tuple[tuple[str, str, bool], ...] = (
-    ("dejavu/DejaVuSansCondensed-Bold.ttf", "fonts-dejavu-core", True),
-    ("dejavu/DejaVuSansCondensed.ttf", "fonts-dejavu-core", True),
-    ("dejavu/DejaVuSans-Bold.ttf", "fonts-dejavu-core", True),
-    ("dejavu/DejaVuSansMono-Bold.ttf", "fonts-dejavu-core", True),
-    ("dejavu/DejaVuSans.ttf", "fonts-dejavu-core", True),
-    ("dejavu/DejaVuSerifCondensed-Bold.ttf", "fonts-dejavu-core", False),
-    ("dejavu/DejaVuSerif-Italic.ttf", "fonts-dejavu-core", False),
-    ("dejavu/DejaVuSans-BoldOblique.ttf", "fonts-dejavu-core", False),
-    ("routed-gothic/routed-gothic-narrow.ttf", "fonts-routed-gothic", True),
-    ("routed-gothic/routed-gothic.ttf", "fonts-routed-gothic", True),
-    ("routed-gothic/routed-gothic-wide.ttf", "fonts-routed-gothic", True),
-    ("routed-gothic/routed-gothic-narrow-half-italic.ttf", "fonts-routed-gothic", False),
-    ("opendin/OSP-DIN.ttf", "fonts-opendin", True),
-    ("liberation2/LiberationSans-Bold.ttf", "fonts-liberation2", True),
-    ("liberation2/LiberationSans-Regular.ttf", "fonts-liberation2", True),
-    ("liberation2/LiberationMono-Bold.ttf", "fonts-liberation2", True),
-    ("liberation2/LiberationSerif-Bold.ttf", "fonts-liberation2", False),
-    ("liberation2/LiberationSerif-Italic.ttf", "fonts-liberation2", False),
+MAIN, DECOR, SCRIPT = "main", "decor", "script"
+
+# (path under FONT_ROOT, debian package, role): MAIN faces may draw the plate
+# characters, DECOR faces only headers/slogans, SCRIPT faces cursive headers.
+CANDIDATES: tuple[tuple[str, str, str], ...] = (
+    ("truetype/dejavu/DejaVuSansCondensed-Bold.ttf", "fonts-dejavu-core", MAIN),
+    ("truetype/dejavu/DejaVuSansCondensed.ttf", "fonts-dejavu-core", MAIN),
+    ("truetype/dejavu/DejaVuSans-Bold.ttf", "fonts-dejavu-core", MAIN),
+    ("truetype/dejavu/DejaVuSansMono-Bold.ttf", "fonts-dejavu-core", MAIN),
+    ("truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core", MAIN),
+    ("truetype/dejavu/DejaVuSerifCondensed-Bold.ttf", "fonts-dejavu-core", DECOR),
+    ("truetype/dejavu/DejaVuSerif-Italic.ttf", "fonts-dejavu-core", DECOR),
+    ("truetype/dejavu/DejaVuSans-BoldOblique.ttf", "fonts-dejavu-core", DECOR),
+    ("truetype/routed-gothic/routed-gothic-narrow.ttf", "fonts-routed-gothic", MAIN),
+    ("truetype/routed-gothic/routed-gothic.ttf", "fonts-routed-gothic", MAIN),
+    ("truetype/routed-gothic/routed-gothic-wide.ttf", "fonts-routed-gothic", MAIN),
+    ("truetype/routed-gothic/routed-gothic-narrow-half-italic.ttf", "fonts-routed-gothic", DECOR),
+    ("truetype/opendin/OSP-DIN.ttf", "fonts-opendin", MAIN),
+    ("truetype/liberation2/LiberationSans-Bold.ttf", "fonts-liberation2", MAIN),
+    ("truetype/liberation2/LiberationSans-Regular.ttf", "fonts-liberation2", MAIN),
+    ("truetype/liberation2/LiberationMono-Bold.ttf", "fonts-liberation2", MAIN),
+    ("truetype/liberation2/LiberationSerif-Bold.ttf", "fonts-liberation2", DECOR),
+    ("truetype/liberation2/LiberationSerif-Italic.ttf", "fonts-liberation2", SCRIPT),
+    ("truetype/liberation/LiberationSansNarrow-Bold.ttf", "fonts-liberation", MAIN),
+    ("truetype/liberation/LiberationSansNarrow-Regular.ttf", "fonts-liberation", MAIN),
+    ("opentype/bebas-neue/BebasNeue-Bold.otf", "fonts-bebas-neue", MAIN),
+    ("opentype/bebas-neue/BebasNeue-Regular.otf", "fonts-bebas-neue", MAIN),
+    ("opentype/bebas-neue/BebasNeue-Book.otf", "fonts-bebas-neue", MAIN),
+    ("truetype/roboto/unhinted/RobotoCondensed-Bold.ttf", "fonts-roboto-unhinted", MAIN),
+    ("truetype/roboto/unhinted/RobotoCondensed-Medium.ttf", "fonts-roboto-unhinted", MAIN),
+    ("truetype/roboto/unhinted/RobotoCondensed-Regular.ttf", "fonts-roboto-unhinted", MAIN),
+    ("opentype/yanone-kaffeesatz/YanoneKaffeesatz-Bold.otf", "fonts-yanone-kaffeesatz", MAIN),
+    ("opentype/yanone-kaffeesatz/YanoneKaffeesatz-Regular.otf", "fonts-yanone-kaffeesatz", MAIN),
+    ("truetype/freefont/FreeSansBold.ttf", "fonts-freefont-ttf", MAIN),
+    ("truetype/croscore/Arimo-Bold.ttf", "fonts-croscore", MAIN),
+    ("truetype/crosextra/Carlito-Bold.ttf", "fonts-crosextra-carlito", MAIN),
+    ("opentype/lobster/lobster.otf", "fonts-lobster", SCRIPT),
 )
 
 HERSHEY = (
@@ -49,15 +70,18 @@ HERSHEY = (
     cv2.FONT_HERSHEY_TRIPLEX,
     cv2.FONT_HERSHEY_COMPLEX,
 )
+HERSHEY_SCRIPT = (cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
 
 
 @functools.lru_cache(maxsize=None)
-def truetype_fonts(main_only: bool = False, required: bool = False) -> tuple[str, ...]:
-    """Paths of the installed candidate fonts."""
+def truetype_fonts(main_only: bool = False, required: bool = False, role: str | None = None) -> tuple[str, ...]:
+    """Paths of the installed candidate fonts (``role`` picks one role only)."""
     found = tuple(
         os.path.join(FONT_ROOT, rel)
-        for rel, _pkg, main in CANDIDATES
-        if (main or not main_only) and os.path.exists(os.path.join(FONT_ROOT, rel))
+        for rel, _pkg, r in CANDIDATES
+        if (role is None or r == role)
+        and (r == MAIN or not main_only)
+        and os.path.exists(os.path.join(FONT_ROOT, rel))
     )
     if required and not found:
         pkgs = sorted({pkg for _r, pkg, _m in CANDIDATES})
@@ -75,8 +99,8 @@ def _face(path: str):
 def text_mask(text: str, font, *, thickness: int = 2) -> np.ndarray:
     """Tight uint8 mask (0..255) of ``text`` drawn in ``font``.
 
-    ``font`` is a TTF path or a Hershey font id (int). The mask is cropped to
-    the ink so callers can stretch it into any box.
+    ``font`` is a TTF/OTF path or a Hershey font id (int). The mask is cropped
+    to the ink so callers can stretch it into any box.
     """
     if not text:
         return np.zeros((1, 1), np.uint8)
@@ -93,3 +117,19 @@ def text_mask(text: str, font, *, thickness: int = 2) -> np.ndarray:
     if w == 0 or h == 0:
         return np.zeros((1, 1), np.uint8)
     return canvas[y : y + h, x : x + w]
+
+
+@functools.lru_cache(maxsize=4096)
+def glyph_mask(char: str, font, thickness: int = 2) -> np.ndarray:
+    """Cached :func:`text_mask` of one character, padded to the cap height.
+
+    The mask keeps the character's own glyph (O and 0 differ per font) and is
+    padded vertically so every character of a font shares one baseline and
+    cap height (a short glyph stays short instead of being stretched).
+    """
+    ref = text_mask("H", font, thickness=thickness)
+    m = text_mask(char, font, thickness=thickness)
+    if m.shape[0] >= ref.shape[0]:
+        return m
+    pad = ref.shape[0] - m.shape[0]
+    return np.pad(m, ((pad // 2, pad - pad // 2), (0, 0)))

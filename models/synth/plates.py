@@ -2,12 +2,17 @@
 
 Everything is driven by a ``numpy.random.Generator`` so a seed gives the same
 plate every time. :func:`render_plate` returns a BGR image and the label: only
-the main characters; state names, slogans, stickers and small stacked
-characters are distractors that are *not* part of the label (as in the
-OpenALPR US benchmark labels).
+the main characters. Real US plates carry big graphics the reader must skip,
+so the renderer draws them as distractors that are *not* part of the label (as
+in the OpenALPR US benchmark labels): state names (also in red script),
+slogans, month/year stickers, the wheelchair symbol, state emblems between the
+character groups, vertical stacked two-character text, frames and bolts.
+Main characters are tall and condensed like real plate fonts.
 """
 
 from __future__ import annotations
+
+import functools
 
 import cv2
 import numpy as np
@@ -15,7 +20,7 @@ import numpy as np
 from . import fonts
 
 CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-LETTERS = "ABCDEFGHIJKLMNPQRSTUVWXYZ"  # O is rare on US plates
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # real US labels use O and 0 as different characters
 DIGITS = "0123456789"
 
 STATES = (
@@ -45,6 +50,7 @@ PATTERNS = (
     ("NNNNNN", 3), ("LLLL-NN", 2), ("NNN-NNN", 3), ("LLNNNN", 2), ("NLLNNN", 2),
     ("NNNN", 1), ("LL-NNNN", 3), ("NLNNNNL", 2), ("AAAAAAA", 5), ("AAAAAA", 4), ("AAAAA", 3),
     ("AAAA", 2), ("AAA", 1), ("AAAAAAAA", 2), ("NN-NNNNN", 1), ("LLL-NNNNN", 1),
+    ("NL-LNNNN", 2), ("NL-NNNNN", 1), ("NN-LLNNN", 1),  # county prefixes (Idaho, Montana)
 )
 
 
@@ -125,9 +131,23 @@ def _background(rng, W, H, light) -> np.ndarray:
 
 def _pick_font(rng, hershey_only: bool, main: bool):
     ttf = () if hershey_only else fonts.truetype_fonts(main_only=main)
-    if ttf and rng.random() < 0.8:
+    if ttf and rng.random() < 0.85:
         return ttf[rng.integers(len(ttf))]
     return int(fonts.HERSHEY[rng.integers(2 if main else len(fonts.HERSHEY))])
+
+
+def _pick_script_font(rng, hershey_only: bool):
+    """A cursive face for script state names ("California" in red)."""
+    ttf = () if hershey_only else fonts.truetype_fonts(role=fonts.SCRIPT)
+    if ttf and rng.random() < 0.6:
+        return ttf[rng.integers(len(ttf))]
+    return int(fonts.HERSHEY_SCRIPT[rng.integers(len(fonts.HERSHEY_SCRIPT))])
+
+
+@functools.lru_cache(maxsize=2048)
+def _decor_mask(text: str, font) -> np.ndarray:
+    """Headers and slogans repeat a lot: render each (text, font) once."""
+    return fonts.text_mask(text, font)
 
 
 def _text_colour(rng, bg_light: bool) -> np.ndarray:
@@ -139,17 +159,219 @@ def _text_colour(rng, bg_light: bool) -> np.ndarray:
     return np.clip(c, 0, 255)
 
 
+def _draw_header(rng, img, accent, light: bool, hershey_only: bool) -> None:
+    """State name on top: block capitals, or a big red script name."""
+    H, W = img.shape[:2]
+    state = STATES[rng.integers(len(STATES))]
+    if rng.random() < 0.3:
+        font = _pick_script_font(rng, hershey_only)
+        state = state.title() if rng.random() < 0.8 else state
+        h = H * rng.uniform(0.14, 0.27)
+        colour = np.clip(np.array([30, 30, 200]) + rng.uniform(-30, 30, 3), 0, 255) if light else accent
+    else:
+        font = _pick_font(rng, hershey_only, False)
+        h = H * rng.uniform(0.09, 0.22)
+        colour = accent
+    m = _decor_mask(state, font)
+    w = min(W * 0.92, h * m.shape[1] / m.shape[0] * rng.uniform(0.8, 1.3))
+    _paste(img, m, ((W - w) / 2 + rng.uniform(-0.05, 0.05) * W, H * rng.uniform(0.02, 0.08), w, h), colour)
+
+
+def _draw_footer(rng, img, accent, hershey_only: bool) -> None:
+    H, W = img.shape[:2]
+    slogan = SLOGANS[rng.integers(len(SLOGANS))]
+    m = _decor_mask(slogan, _pick_font(rng, hershey_only, False))
+    h = H * rng.uniform(0.06, 0.14)
+    w = min(W * 0.9, h * m.shape[1] / m.shape[0] * rng.uniform(0.8, 1.2))
+    _paste(img, m, ((W - w) / 2, H * rng.uniform(0.79, 0.9), w, h), accent)
+
+
+def _draw_stickers(rng, img) -> None:
+    """Month/year registration stickers in the corners."""
+    H, W = img.shape[:2]
+    for _ in range(rng.integers(1, 3)):
+        sw, sh = W * rng.uniform(0.07, 0.16), H * rng.uniform(0.1, 0.22)
+        sx = rng.choice([W * rng.uniform(0.01, 0.05), W * rng.uniform(0.95, 0.99) - sw])
+        sy = rng.choice([H * rng.uniform(0.02, 0.06), H * rng.uniform(0.94, 0.98) - sh])
+        col = rng.uniform(0, 255, 3).tolist()
+        cv2.rectangle(img, (int(sx), int(sy)), (int(sx + sw), int(sy + sh)), col, -1)
+        if rng.random() < 0.4:
+            text = MONTHS[rng.integers(len(MONTHS))]
+        else:
+            text = "".join(DIGITS[rng.integers(10)] for _ in range(2 if rng.random() < 0.7 else 4))
+        _paste(img, fonts.text_mask(text, cv2.FONT_HERSHEY_SIMPLEX), (sx + 2, sy + 2, sw - 4, sh - 4),
+               (255 - np.array(col)).tolist())
+
+
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+@functools.lru_cache(maxsize=1)
+def _wheelchair() -> np.ndarray:
+    """Mask of the international accessibility symbol (drawn, no asset)."""
+    m = np.zeros((100, 90), np.uint8)
+    cv2.circle(m, (52, 12), 10, 255, -1, cv2.LINE_AA)
+    cv2.line(m, (48, 28), (44, 58), 255, 11, cv2.LINE_AA)
+    cv2.line(m, (46, 40), (68, 40), 255, 8, cv2.LINE_AA)
+    cv2.line(m, (44, 58), (68, 58), 255, 9, cv2.LINE_AA)
+    cv2.line(m, (68, 58), (80, 84), 255, 9, cv2.LINE_AA)
+    cv2.ellipse(m, (42, 68), (27, 27), 0, 200, 480, 255, 8, cv2.LINE_AA)
+    return m
+
+
+def _emblem(rng, img, box) -> None:
+    """A state emblem (fruit, clover, seal, flag, star) filling ``box``."""
+    x, y, w, h = box
+    cx, cy, r = int(x + w / 2), int(y + h / 2), max(3, int(min(w, h) * 0.45))
+    kind = rng.integers(5)
+    c = rng.uniform(0, 255, 3).tolist()
+    if kind == 0:  # orange / peach with a leaf
+        fruit = [rng.uniform(0, 60), rng.uniform(100, 180), rng.uniform(200, 255)]
+        cv2.circle(img, (cx, cy), r, fruit, -1, cv2.LINE_AA)
+        cv2.ellipse(img, (cx + r // 2, cy - r), (max(2, r // 2), max(1, r // 4)), -30, 0, 360, (40, 140, 40), -1, cv2.LINE_AA)
+    elif kind == 1:  # clover
+        green = (rng.uniform(20, 80), rng.uniform(120, 200), rng.uniform(20, 80))
+        for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            cv2.circle(img, (cx + dx * r // 2, cy + dy * r // 2), max(2, r // 2), green, -1, cv2.LINE_AA)
+    elif kind == 2:  # seal
+        cv2.circle(img, (cx, cy), r, c, -1, cv2.LINE_AA)
+        cv2.circle(img, (cx, cy), int(r * 0.75), (255 - np.array(c)).tolist(), max(1, r // 8), cv2.LINE_AA)
+    elif kind == 3:  # flag
+        x0, y0, x1, y1 = int(x), int(cy - h * 0.3), int(x + w), int(cy + h * 0.3)
+        cv2.rectangle(img, (x0, y0), (x1, y1), (245, 245, 245), -1)
+        for k in range(0, 5, 2):
+            ys = int(y0 + (y1 - y0) * k / 5)
+            cv2.rectangle(img, (x0, ys), (x1, ys + max(1, (y1 - y0) // 5)), (40, 40, 200), -1)
+        cv2.rectangle(img, (x0, y0), (int(x0 + w * 0.4), int(y0 + (y1 - y0) * 0.5)), (120, 40, 20), -1)
+    else:  # star
+        ang = np.pi / 2 + np.arange(10) * np.pi / 5
+        rad = np.where(np.arange(10) % 2 == 0, r, r * 0.45)
+        pts = np.stack([cx + rad * np.cos(ang), cy - rad * np.sin(ang)], 1).astype(np.int32)
+        cv2.fillPoly(img, [pts], c, cv2.LINE_AA)
+
+
+def _draw_side(rng, img, kind: str, box, ink, font) -> None:
+    """Draw a big left/right graphic that is not part of the label."""
+    x, y, w, h = box
+    if kind == "wheelchair":
+        if rng.random() < 0.3:  # white symbol on a blue square
+            cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), (160, 80, 20), -1)
+            _paste(img, _wheelchair(), (x + w * 0.1, y + h * 0.1, w * 0.8, h * 0.8), (250, 250, 250))
+        else:
+            _paste(img, _wheelchair(), (x, y, w, h), ink)
+    elif kind == "stacked":  # e.g. "4 H": two characters stacked vertically
+        for k in range(2):
+            c = CHARSET[rng.integers(len(CHARSET))]
+            _paste(img, fonts.glyph_mask(c, font), (x + w * 0.15, y + k * h * 0.52, w * 0.6, h * 0.46), ink)
+    else:
+        _emblem(rng, img, box)
+
+
+def _glyphs(rng, group: str, font) -> list[np.ndarray]:
+    """Character masks, sometimes made heavier (real plate strokes are thick)."""
+    masks = [fonts.glyph_mask(c, font, int(rng.integers(3, 8)) if isinstance(font, int) else 2) for c in group]
+    k = int(rng.choice([0, 0, 3, 5])) if isinstance(font, str) else 0
+    if k:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        masks = [cv2.dilate(m, kernel) for m in masks]
+    return masks
+
+
+def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: str | None) -> None:
+    """The labelled characters: tall, condensed, in groups with a separator or emblem between."""
+    H, W = img.shape[:2]
+    font = _pick_font(rng, hershey_only, True)
+    groups = [_glyphs(rng, g, font) for g in text.split("-") if g]
+    ch = H * rng.uniform(0.42, 0.62)
+    ref = fonts.glyph_mask("0", font)
+    squeeze = min(rng.uniform(0.36, 0.62) / (ref.shape[1] / ref.shape[0]), 1.1)
+    mono = rng.random() < 0.3
+    cell = ch * ref.shape[1] / ref.shape[0] * squeeze
+    space = ch * rng.uniform(0.03, 0.2)
+    widths = [[ch * m.shape[1] / m.shape[0] * squeeze for m in g] for g in groups]
+    advances = [[max(cell, w) if mono else w for w in g] for g in widths]
+    mid_emblem = len(groups) > 1 and rng.random() < 0.15
+    gap = ch * (rng.uniform(0.9, 1.3) if mid_emblem else rng.uniform(0.25, 0.8))
+    reserve = ch * rng.uniform(0.55, 0.95) + W * 0.02 if side else 0.0
+    total = sum(sum(a) + space * (len(a) - 1) for a in advances) + gap * (len(groups) - 1)
+    limit = W * rng.uniform(0.74, 0.92) - reserve
+    k = min(1.0, limit / total)
+    if k < 0.75:  # too long for the plate: smaller characters as well as narrower
+        ch *= max(0.7, (k / 0.75) ** 0.5)
+    widths = [[w * k for w in g] for g in widths]
+    advances = [[a * k for a in g] for g in advances]
+    space, gap, total = space * k, gap * k, total * k
+    side_left = rng.random() < 0.85
+    x = (W - total - reserve) / 2 + rng.uniform(-0.02, 0.02) * W + (reserve if side_left else 0.0)
+    cy = H * rng.uniform(0.47, 0.57)
+    y = cy - ch / 2
+    if side:
+        sx = x - reserve if side_left else x + total + W * 0.02
+        _draw_side(rng, img, side, (sx, y - ch * 0.05, reserve - W * 0.02, ch * 1.1), ink, font)
+    emboss = rng.random() < 0.4
+    sep = rng.integers(4)  # 0 none, 1 dash, 2 dot, 3 logo
+    for i, (masks, ws, adv) in enumerate(zip(groups, widths, advances)):
+        for m, w, a in zip(masks, ws, adv):
+            gx = x + (a - w) / 2
+            if emboss:
+                _paste(img, m, (gx + 2, y + 2, w, ch), np.clip(ink * 0.3, 0, 255))
+                _paste(img, m, (gx - 1, y - 1, w, ch), np.clip(ink + 90, 0, 255))
+            _paste(img, m, (gx, y, w, ch), ink)
+            x += a + space
+        x -= space
+        if i < len(groups) - 1:
+            _draw_separator(rng, img, sep, mid_emblem, (x, cy, gap, ch), ink, light)
+            x += gap
+
+
+def _draw_separator(rng, img, sep: int, emblem: bool, geom, ink, light: bool) -> None:
+    x, cy, gap, ch = geom
+    cx = int(x + gap / 2)
+    if emblem:
+        _emblem(rng, img, (x + gap * 0.1, cy - ch * 0.45, gap * 0.8, ch * 0.9))
+    elif sep == 1:
+        cv2.line(img, (int(cx - gap * 0.25), int(cy)), (int(cx + gap * 0.25), int(cy)), ink.tolist(), max(2, int(ch * 0.08)))
+    elif sep == 2:
+        cv2.circle(img, (cx, int(cy)), max(2, int(ch * 0.06)), ink.tolist(), -1, cv2.LINE_AA)
+    elif sep == 3:
+        col = _colour(rng, not light).tolist()
+        cv2.ellipse(img, (cx, int(cy)), (max(3, int(gap * 0.35)), int(ch * 0.3)), 0, 0, 360, col, -1, cv2.LINE_AA)
+
+
+def _draw_frame(rng, img, ink, light: bool) -> None:
+    """Thin borders, dealer frames and bolts (often read as I/J/1 when ignored)."""
+    H, W = img.shape[:2]
+    if rng.random() < 0.45:
+        t = int(rng.integers(1, 9))
+        col = (_colour(rng, not light) if rng.random() < 0.6 else ink).tolist()
+        inset = int(rng.integers(0, 6))
+        cv2.rectangle(img, (inset, inset), (W - 1 - inset, H - 1 - inset), col, t)
+    if rng.random() < 0.6:
+        r = max(2, int(H * rng.uniform(0.025, 0.045)))
+        col = np.clip(rng.uniform(60, 220) + rng.uniform(-10, 10, 3), 0, 255).tolist()
+        for sx in (0.2 + rng.uniform(-0.04, 0.04), 0.8 + rng.uniform(-0.04, 0.04)):
+            for sy in ((0.1, 0.9) if rng.random() < 0.5 else (0.1,)):
+                cv2.circle(img, (int(W * sx), int(H * sy)), r, col, -1, cv2.LINE_AA)
+                cv2.circle(img, (int(W * sx), int(H * sy)), max(1, r // 2), (30, 30, 30), -1, cv2.LINE_AA)
+
+
+SIDE_KINDS = ("wheelchair", "stacked", "emblem")
+
+
 def render_plate(
     rng: np.random.Generator,
     text: str | None = None,
     *,
     hershey_only: bool = False,
     size: tuple[int, int] = (320, 160),
+    side: str | None = "random",
 ) -> tuple[np.ndarray, str]:
     """Render one flat plate. Returns ``(bgr_image, label)``.
 
     ``text`` may contain ``-`` or spaces to mark group gaps; they are not part
-    of the returned label.
+    of the returned label. ``side`` forces the big graphic beside the text
+    (one of :data:`SIDE_KINDS` or None); by default one is drawn on 24 % of
+    plates.
     """
     W, H = size
     light = rng.random() < 0.82
@@ -159,86 +381,16 @@ def render_plate(
         text = fill_pattern(rng, random_pattern(rng))
     text = text.upper().replace(" ", "-")
     label = "".join(c for c in text if c in CHARSET)
-
-    # header (state name) and footer (slogan / county)
     accent = _text_colour(rng, light) if rng.random() < 0.6 else ink
     if rng.random() < 0.9:
-        state = STATES[rng.integers(len(STATES))]
-        m = fonts.text_mask(state, _pick_font(rng, hershey_only, False))
-        h = H * rng.uniform(0.09, 0.2)
-        w = min(W * 0.92, h * m.shape[1] / m.shape[0] * rng.uniform(0.8, 1.3))
-        _paste(img, m, ((W - w) / 2 + rng.uniform(-0.05, 0.05) * W, H * rng.uniform(0.03, 0.08), w, h), accent)
+        _draw_header(rng, img, accent, light, hershey_only)
     if rng.random() < 0.8:
-        slogan = SLOGANS[rng.integers(len(SLOGANS))]
-        m = fonts.text_mask(slogan, _pick_font(rng, hershey_only, False))
-        h = H * rng.uniform(0.06, 0.13)
-        w = min(W * 0.9, h * m.shape[1] / m.shape[0] * rng.uniform(0.8, 1.2))
-        _paste(img, m, ((W - w) / 2, H * rng.uniform(0.8, 0.9), w, h), accent)
-
-    # stickers in the corners
-    for _ in range(rng.integers(0, 3) if rng.random() < 0.5 else 0):
-        sw, sh = W * rng.uniform(0.07, 0.14), H * rng.uniform(0.1, 0.2)
-        sx = rng.choice([W * 0.03, W * 0.97 - sw])
-        sy = rng.choice([H * 0.04, H * 0.96 - sh])
-        col = rng.uniform(0, 255, 3).tolist()
-        cv2.rectangle(img, (int(sx), int(sy)), (int(sx + sw), int(sy + sh)), col, -1)
-        digits = "".join(DIGITS[rng.integers(10)] for _ in range(2))
-        _paste(img, fonts.text_mask(digits, cv2.FONT_HERSHEY_SIMPLEX), (sx + 2, sy + 2, sw - 4, sh - 4),
-               (255 - np.array(col)).tolist())
-
-    # main characters
-    font = _pick_font(rng, hershey_only, True)
-    groups = [g for g in text.split("-") if g]
-    masks = [fonts.text_mask(g, font, thickness=int(rng.integers(3, 7))) for g in groups]
-    ch = H * rng.uniform(0.38, 0.55)
-    stretch = rng.uniform(0.6, 1.1)  # plate fonts are condensed
-    widths = [ch * m.shape[1] / m.shape[0] * stretch for m in masks]
-    gap = ch * rng.uniform(0.25, 0.7) if len(groups) > 1 else 0.0
-    stacked = rng.random() < 0.08
-    reserve = W * 0.1 if stacked else 0.0
-    total = sum(widths) + gap * (len(groups) - 1)
-    limit = W * rng.uniform(0.72, 0.93) - reserve
-    if total > limit:
-        k = limit / total
-        widths = [w * k for w in widths]
-        gap *= k
-        total = limit
-    cy = H * rng.uniform(0.47, 0.56)
-    x = (W - total - reserve) / 2 + rng.uniform(-0.03, 0.03) * W + (reserve if stacked and rng.random() < 0.5 else 0)
-    y = cy - ch / 2
-    emboss = rng.random() < 0.4
-    sep = rng.integers(4)  # 0 none, 1 dash, 2 dot, 3 logo
-    for i, (m, w) in enumerate(zip(masks, widths)):
-        if emboss:
-            _paste(img, m, (x + 2, y + 2, w, ch), np.clip(ink * 0.3, 0, 255))
-            _paste(img, m, (x - 1, y - 1, w, ch), np.clip(ink + 90, 0, 255))
-        _paste(img, m, (x, y, w, ch), ink)
-        x += w
-        if i < len(groups) - 1:
-            cx = int(x + gap / 2)
-            if sep == 1:
-                cv2.line(img, (int(cx - gap * 0.25), int(cy)), (int(cx + gap * 0.25), int(cy)), ink.tolist(), max(2, int(ch * 0.08)))
-            elif sep == 2:
-                cv2.circle(img, (cx, int(cy)), max(2, int(ch * 0.06)), ink.tolist(), -1, cv2.LINE_AA)
-            elif sep == 3:
-                col = _colour(rng, not light).tolist()
-                cv2.ellipse(img, (cx, int(cy)), (max(3, int(gap * 0.35)), int(ch * 0.3)), 0, 0, 360, col, -1, cv2.LINE_AA)
-            x += gap
-    if stacked:  # two small stacked letters beside the main text (not labelled)
-        letters = "".join(LETTERS[rng.integers(len(LETTERS))] for _ in range(2))
-        sx = x + W * 0.02 if x + reserve < W * 0.97 else (W - total - reserve) / 2 - reserve * 0.2
-        for k, c in enumerate(letters):
-            _paste(img, fonts.text_mask(c, font), (sx, y + k * ch * 0.52, reserve * 0.5, ch * 0.45), ink)
-
-    # frame and screws
-    if rng.random() < 0.35:
-        t = int(rng.integers(2, 9))
-        col = (_colour(rng, not light) if rng.random() < 0.6 else ink).tolist()
-        cv2.rectangle(img, (0, 0), (W - 1, H - 1), col, t)
+        _draw_footer(rng, img, accent, hershey_only)
     if rng.random() < 0.5:
-        r = max(2, int(H * 0.03))
-        col = np.clip(rng.uniform(100, 220) + rng.uniform(-10, 10, 3), 0, 255).tolist()
-        for sx in (0.22, 0.78):
-            for sy in ((0.1, 0.9) if rng.random() < 0.5 else (0.1,)):
-                cv2.circle(img, (int(W * sx), int(H * sy)), r, col, -1, cv2.LINE_AA)
+        _draw_stickers(rng, img)
+    if side == "random":
+        r = rng.random()
+        side = SIDE_KINDS[int(r / 0.08)] if r < 0.24 else None
+    _draw_main(rng, img, text, ink, light, hershey_only, side)
+    _draw_frame(rng, img, ink, light)
     return img, label

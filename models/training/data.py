@@ -1,6 +1,6 @@
 """Write seeded synthetic training data in chunks (``.npz``) to a scratch folder.
 
-    python -m models.training.data ocr --out /tmp/alpr-ocr --chunks 20 --per-chunk 2000 --seed 1 --workers 2
+    PYTHONPATH=. nice -n 15 .venv/bin/python -m models.training.data ocr --out /tmp/alpr-ocr2 --chunks 60 --per-chunk 2000 --seed 2 --workers 2
     python -m models.training.data det --out /tmp/alpr-det --chunks 8 --per-chunk 500 --seed 1 --workers 2
 
 Chunk ``i`` uses seed ``seed * 100003 + i``, so the data set is reproducible and
@@ -43,8 +43,9 @@ def _ocr_chunk(args) -> str:
         img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15)
         xs[i] = ocr_input(img)
         ys.append(label)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, x=xs, y=np.array(ys))
+    tmp = path + ".part"  # not matched by the trainer's chunk pattern while being written
+    with open(tmp, "wb") as fh:
+        np.savez(fh, x=xs, y=np.array(ys))
     os.replace(tmp, path)
     return path
 

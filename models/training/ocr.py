@@ -1,11 +1,16 @@
 """Train the plate OCR (small conv CTC model) on synthetic chunks and export TFLite.
 
-    nice -n 15 .venv-train/bin/python -m models.training.ocr --data /tmp/alpr-ocr \
-        --out models/ --epochs 12 --batch 64 --seed 1
+    PYTHONPATH=. nice -n 15 .venv-train/bin/python -m models.training.ocr --data /tmp/alpr-ocr2 \
+        --out /tmp/ocr2-out --work /tmp/alpr-ocr2-work --epochs 40 --batch 64 --lr 1.5e-3 --seed 2 \
+        --init /tmp/alpr-ocr-work/ocr.weights.h5 --threads 1 --time-budget 95
+
+(models 0.2.0: fine-tuned from the 0.1.0 checkpoint for 95 minutes on one
+thread; ``--time-budget`` ends training and exports by itself.)
 
 Input: 64x128 grey (uint8 scaled to 0..1 inside the model). Output: logits of
 shape (1, 32, 37): 32 time steps, 36 characters + CTC blank (last index).
-Model selection uses a held-out synthetic chunk only.
+Every batch is re-cut on the fly (scale/shift jitter). Model selection uses a
+held-out synthetic chunk only (the first chunk of ``--data``).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import argparse
 import glob
 import logging
 import os
+import re
 import time
 
+import cv2
 import numpy as np
 
 from ..synth.plates import CHARSET
@@ -76,6 +83,30 @@ def greedy(logits: np.ndarray) -> list[str]:
     return out
 
 
+def jitter(rng, xb: np.ndarray) -> np.ndarray:
+    """On-the-fly crop jitter: detector boxes are sometimes loose, sometimes
+    tight, and a bit off-centre, so each sample is re-cut (scale and shift
+    with edge replication) anew every epoch."""
+    out = np.empty_like(xb)
+    h, w = xb.shape[1:3]
+    for k, img in enumerate(xb):
+        if rng.random() < 0.25:
+            out[k] = img
+            continue
+        sx, sy = rng.uniform(0.88, 1.1), rng.uniform(0.85, 1.1)
+        tx = w / 2 * (1 - sx) + rng.uniform(-0.04, 0.04) * w
+        ty = h / 2 * (1 - sy) + rng.uniform(-0.05, 0.05) * h
+        m = np.array([[sx, 0, tx], [0, sy, ty]], np.float32)
+        out[k] = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def list_chunks(folder: str) -> list[str]:
+    """Finished chunks only: a generator may still be writing into ``folder``."""
+    names = (p for p in glob.glob(os.path.join(folder, "ocr-*.npz")))
+    return sorted(p for p in names if re.fullmatch(r"ocr-\d+-\d+\.npz", os.path.basename(p)))
+
+
 def load(paths):
     xs, ys = [], []
     for p in paths:
@@ -102,7 +133,8 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: none)")
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work")
+    ap.add_argument("--init", help="start from these weights (same architecture), e.g. an older run's checkpoint")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
     ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
     a = ap.parse_args(argv)
@@ -113,12 +145,15 @@ def main(argv=None) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
-    chunks = sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))
+    chunks = list_chunks(a.data)
     val_x, val_y = load(chunks[:1])  # first chunk held out
     model = build_model()
     ckpt = os.path.join(a.work, "ocr.weights.h5")
     if (a.resume or a.export_only) and os.path.exists(ckpt):
         model.load_weights(ckpt)
+    elif a.init:
+        model.load_weights(a.init)
+        logger.info("initialised from %s", a.init)
     logger.info("params %d", model.count_params())
     opt = tf.keras.optimizers.Adam(a.lr)
 
@@ -138,10 +173,12 @@ def main(argv=None) -> None:
         pred = greedy(logits)
         return float(np.mean([p == t for p, t in zip(pred, val_y)]))
 
+    if a.init or a.resume:
+        logger.info("start synth-val exact %.4f", evaluate())
     best, t0 = -1.0, time.time()
     rng = np.random.default_rng(a.seed)
     for ep in range(0 if a.export_only else a.epochs):
-        chunks = sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))[1:]  # picks up new chunks
+        chunks = list_chunks(a.data)[1:]  # picks up chunks written since the last epoch
         x, labels = load(chunks)
         y, n = encode(labels)
         order = rng.permutation(len(x))
@@ -154,9 +191,7 @@ def main(argv=None) -> None:
                 break
             opt.learning_rate = a.lr * (0.02 + 0.49 * (1 + np.cos(np.pi * min(frac, 1.0))))
             b = order[i : i + a.batch]
-            xb = x[b]
-            if rng.random() < 0.5:  # cheap extra augmentation: shift by a few pixels
-                xb = np.roll(xb, (int(rng.integers(-3, 4)), int(rng.integers(-4, 5))), axis=(1, 2))
+            xb = jitter(rng, x[b])
             losses.append(float(step(xb, y[b], n[b])))
             if len(losses) % 100 == 0:
                 logger.info("epoch %d step %d loss %.3f (%.0fs)", ep, len(losses), np.mean(losses[-100:]), time.time() - t0)
@@ -169,7 +204,7 @@ def main(argv=None) -> None:
             logger.info("time budget reached")
             break
     if a.export_only:
-        x, _labels = load(sorted(glob.glob(os.path.join(a.data, "ocr-*.npz")))[1:2])
+        x, _labels = load(list_chunks(a.data)[1:2])
     model.load_weights(ckpt)
     logger.info("best synth-val exact %.4f", best)
     os.makedirs(a.out, exist_ok=True)
