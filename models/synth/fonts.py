@@ -29,14 +29,14 @@ MAIN, DECOR, SCRIPT = "main", "decor", "script"
 # (path under FONT_ROOT, debian package, role): MAIN faces may draw the plate
 # characters, DECOR faces only headers/slogans, SCRIPT faces cursive headers.
 CANDIDATES: tuple[tuple[str, str, str], ...] = (
-    ("truetype/dejavu/DejaVuSansCondensed-Bold.ttf", "fonts-dejavu-core", MAIN),
-    ("truetype/dejavu/DejaVuSansCondensed.ttf", "fonts-dejavu-core", MAIN),
+    ("truetype/dejavu/DejaVuSansCondensed-Bold.ttf", "fonts-dejavu-extra", MAIN),
+    ("truetype/dejavu/DejaVuSansCondensed.ttf", "fonts-dejavu-extra", MAIN),
     ("truetype/dejavu/DejaVuSans-Bold.ttf", "fonts-dejavu-core", MAIN),
     ("truetype/dejavu/DejaVuSansMono-Bold.ttf", "fonts-dejavu-core", MAIN),
     ("truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core", MAIN),
-    ("truetype/dejavu/DejaVuSerifCondensed-Bold.ttf", "fonts-dejavu-core", DECOR),
-    ("truetype/dejavu/DejaVuSerif-Italic.ttf", "fonts-dejavu-core", DECOR),
-    ("truetype/dejavu/DejaVuSans-BoldOblique.ttf", "fonts-dejavu-core", DECOR),
+    ("truetype/dejavu/DejaVuSerifCondensed-Bold.ttf", "fonts-dejavu-extra", DECOR),
+    ("truetype/dejavu/DejaVuSerif-Italic.ttf", "fonts-dejavu-extra", DECOR),
+    ("truetype/dejavu/DejaVuSans-BoldOblique.ttf", "fonts-dejavu-extra", DECOR),
     ("truetype/routed-gothic/routed-gothic-narrow.ttf", "fonts-routed-gothic", MAIN),
     ("truetype/routed-gothic/routed-gothic.ttf", "fonts-routed-gothic", MAIN),
     ("truetype/routed-gothic/routed-gothic-wide.ttf", "fonts-routed-gothic", MAIN),
