@@ -77,20 +77,63 @@ def _overlaps(a, b) -> bool:
     return not (a[0] + a[2] < b[0] or b[0] + b[2] < a[0] or a[1] + a[3] < b[1] or b[1] + b[3] < a[1])
 
 
-def det_sample(rng, src: DetectSource, size: int):
-    """One ``size``x``size`` training image and its plate boxes [x, y, w, h]."""
+def shrink(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The runtime's resize (``edge_agent.recognition._detect.shrink``, which
+    cannot be imported here without the agent's dependencies): bilinear to
+    twice the size, then a 2:1 area average for large reductions. Training
+    scenes must be scaled exactly like the frames the detector sees."""
+    ih, iw = img.shape[:2]
+    if w * 2 < iw and h * 2 < ih:
+        img = cv2.resize(img, (w * 2, h * 2), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if w < iw else cv2.INTER_LINEAR)
+
+
+def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
+    """One ``size``x``size`` training image and its plate boxes [x, y, w, h].
+
+    The scene is scaled the way the runtime letterboxes a frame to ``frame``
+    pixels (same two-step ``shrink``), times a zoom so plates of every size
+    are seen, with a little aspect jitter. Most windows are placed so one
+    real plate is inside (positives are scarce), the rest anywhere. Then a
+    horizontal flip, 0-3 synthetic US plates pasted in (the US-specific part)
+    and lighting/sensor effects."""
     img, boxes = src.load(int(rng.integers(len(src))))
     if img is None:
         img, boxes = np.full((size, size, 3), 114, np.uint8), []
     h, w = img.shape[:2]
-    # scale like letterboxing (long side = size) times a zoom factor
-    s = size / max(h, w) * float(np.exp(rng.uniform(np.log(0.7), np.log(2.2))))
-    img = cv2.resize(img, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    boxes = [[b[0] * s, b[1] * s, b[2] * s, b[3] * s] for b in boxes]
+    zoom = 1.0 if rng.random() < 0.25 else float(np.exp(rng.uniform(np.log(0.6), np.log(2.5))))
+    sx = frame / max(h, w) * zoom
+    sy = sx * float(np.exp(rng.uniform(-0.15, 0.15))) if rng.random() < 0.3 else sx
+    img = shrink(img, max(1, round(w * sx)), max(1, round(h * sy)))
+    boxes = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in boxes]
+    canvas, out = _window(rng, img, boxes, size)
+    if rng.random() < 0.5:
+        canvas = np.ascontiguousarray(canvas[:, ::-1])
+        out = [[size - b[0] - b[2], b[1], b[2], b[3]] for b in out]
+    k = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.4, 0.2, 0.15]))
+    for _ in range(k):
+        width = float(np.exp(rng.uniform(np.log(12), np.log(frame * 0.4))))
+        r = paste_plate(rng, canvas, width, out, hershey_only=rng.random() < 0.2)
+        if r is not None:
+            out.append(r[0])
+    canvas = photometric(rng, canvas, strength=0.4)
+    return canvas, out
+
+
+def _window(rng, img: np.ndarray, boxes: list, size: int):
+    """Place ``img`` on a grey ``size`` square (cropping or padding), 70 % of
+    the time so that a random plate lies fully inside. Plates mostly cut off
+    are greyed out so they are not taught as background."""
     h, w = img.shape[:2]
+    lo_x, hi_x = min(0, size - w), max(0, size - w)
+    lo_y, hi_y = min(0, size - h), max(0, size - h)
+    if boxes and rng.random() < 0.7:
+        b = boxes[int(rng.integers(len(boxes)))]
+        lo_x, hi_x = _narrow(lo_x, hi_x, -b[0], size - b[0] - b[2])
+        lo_y, hi_y = _narrow(lo_y, hi_y, -b[1], size - b[1] - b[3])
+    ox, oy = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))
     canvas = np.full((size, size, 3), 114, np.uint8)
-    ox = int(rng.integers(min(0, size - w), max(0, size - w) + 1))
-    oy = int(rng.integers(min(0, size - h), max(0, size - h) + 1))
     xa, ya, xb, yb = max(ox, 0), max(oy, 0), min(ox + w, size), min(oy + h, size)
     canvas[ya:yb, xa:xb] = img[ya - oy : yb - oy, xa - ox : xb - ox]
     out = []
@@ -98,18 +141,17 @@ def det_sample(rng, src: DetectSource, size: int):
         x0, y0 = max(b[0] + ox, 0), max(b[1] + oy, 0)
         x1, y1 = min(b[0] + b[2] + ox, size), min(b[1] + b[3] + oy, size)
         if x1 - x0 < 0.6 * b[2] or y1 - y0 < 0.6 * b[3]:
-            if x1 > x0 and y1 > y0:  # mostly cut off: hide it so it is not a false negative
+            if x1 > x0 and y1 > y0:
                 canvas[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = 114
             continue
         out.append([x0, y0, x1 - x0, y1 - y0])
-    k = int(rng.choice([0, 1, 2, 3], p=[0.2, 0.4, 0.25, 0.15]))
-    for _ in range(k):
-        width = float(np.exp(rng.uniform(np.log(14), np.log(size * 0.45))))
-        r = paste_plate(rng, canvas, width, out, hershey_only=rng.random() < 0.2)
-        if r is not None:
-            out.append(r[0])
-    canvas = photometric(rng, canvas, strength=0.4)
     return canvas, out
+
+
+def _narrow(lo: int, hi: int, a: float, b: float) -> tuple[int, int]:
+    """``[lo, hi]`` intersected with ``[a, b]``, or unchanged if they miss."""
+    nlo, nhi = max(lo, int(np.ceil(a))), min(hi, int(np.floor(b)))
+    return (nlo, nhi) if nlo <= nhi else (lo, hi)
 
 
 def scene_with_plates(rng, size=(1280, 720), plates=(("7ABC123", 160),), *, hershey_only=True, background=None):

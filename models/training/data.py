@@ -1,7 +1,6 @@
 """Write seeded synthetic training data in chunks (``.npz``) to a scratch folder.
 
     PYTHONPATH=. nice -n 15 .venv/bin/python -m models.training.data ocr --out /tmp/alpr-ocr2 --chunks 60 --per-chunk 2000 --seed 2 --workers 2
-    python -m models.training.data det --out /tmp/alpr-det --chunks 8 --per-chunk 500 --seed 1 --workers 2
 
 Chunk ``i`` uses seed ``seed * 100003 + i``, so the data set is reproducible and
 several processes can fill one folder. Never write these into the repository.
@@ -50,49 +49,22 @@ def _ocr_chunk(args) -> str:
     return path
 
 
-def _det_chunk(args) -> str:
-    from ..synth.scenes import DetectSource, det_sample
-
-    out, seed, idx, n, size, data_root = args
-    path = os.path.join(out, f"det-{seed}-{idx:04d}.npz")
-    if os.path.exists(path):
-        return path
-    rng = np.random.default_rng(seed * 100003 + idx)
-    src = DetectSource(data_root, split="train")
-    xs = np.empty((n, size, size, 3), np.uint8)
-    boxes = []
-    for i in range(n):
-        xs[i], b = det_sample(rng, src, size)
-        boxes.append(np.asarray(b, np.float32).reshape(-1, 4))
-    counts = np.array([len(b) for b in boxes], np.int32)
-    flat = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, x=xs, boxes=flat, counts=counts)
-    os.replace(tmp, path)
-    return path
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["ocr", "det"])
+    ap.add_argument("kind", choices=["ocr"], help="the detector makes its samples on the fly (models.training.detector)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--chunks", type=int, default=10)
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--per-chunk", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--size", type=int, default=384, help="detector input size")
-    ap.add_argument("--data-root", default="/work/shared/data/detect")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.makedirs(a.out, exist_ok=True)
     idx = range(a.first, a.first + a.chunks)
-    if a.kind == "ocr":
-        fn, jobs = _ocr_chunk, [(a.out, a.seed, i, a.per_chunk) for i in idx]
-    else:
-        fn, jobs = _det_chunk, [(a.out, a.seed, i, a.per_chunk, a.size, a.data_root) for i in idx]
+    jobs = [(a.out, a.seed, i, a.per_chunk) for i in idx]
     with multiprocessing.Pool(a.workers) as pool:
-        for path in pool.imap_unordered(fn, jobs):
+        for path in pool.imap_unordered(_ocr_chunk, jobs):
             logger.info("wrote %s", path)
 
 

@@ -1,26 +1,40 @@
 """Train the plate detector (tiny CenterNet-style, single class) and export TFLite.
 
-    nice -n 15 .venv-train/bin/python -m models.training.detector --data /tmp/alpr-det \
-        --out models/ --epochs 20 --batch 16 --seed 1
+    PYTHONPATH=. nice -n 15 .venv-train/bin/python -m models.training.detector \
+        --init /tmp/alpr-det-work/det.weights.h5 --work /tmp/det2-work --out /tmp/det2-out \
+        --time-budget 80 --threads 1 --seed 2
 
-Input: 384x384 RGB letterboxed frame scaled to 0..1. Output (1, 96, 96, 5):
+Input: RGB frame letterboxed to 384 (long side; the runtime pads to a multiple
+of 32, so a 16:9 frame is 384x224) scaled to 0..1. Output (1, H/4, W/4, 5):
 channel 0 heatmap logit, 1-2 centre offset (sigmoid, cells), 3-4 log box
-width/height in cells (stride 4). Trained on ``detect/`` train images plus
-synthetic US plates composited into them (see models.synth.scenes).
+width/height in cells (stride 4).
+
+Training samples are made on the fly by one worker process
+(``models.synth.scenes.det_sample``: ``detect/`` train images scaled like the
+runtime letterbox with zoom, crops, flips, lighting, plus synthetic US plates
+pasted in) into a replay buffer, so the trainer never waits for data. Every
+``--eval-every`` minutes the float model is scored on ``detect/`` val with the
+runtime's own letterbox/decode/NMS; the best checkpoint (F1 at IoU >= 0.5 at
+its best threshold) is exported. ``detect/`` val therefore picks the
+checkpoint and the threshold: figures on it are slightly optimistic.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
+import importlib.util
+import json
 import logging
+import multiprocessing
 import os
 import time
 
+import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
 SIZE, STRIDE = 384, 4
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
 def build_model(size: int = SIZE):
@@ -62,13 +76,18 @@ def build_model(size: int = SIZE):
     return keras.Model(inp, out)
 
 
-def targets(boxes_list, size: int = SIZE):
-    """Heatmap / regression targets for a batch of box lists (input pixels)."""
+def targets(boxes_list, size: int):
+    """Heatmap / regression targets for a batch of box lists (input pixels).
+
+    ``reg`` holds the centre offset (only meaningful at the centre cell,
+    ``mask``) and log width/height, which is also taught on the 3x3 cells
+    around the centre (``wmask``): a peak one cell off still gets a good box."""
     g = size // STRIDE
     n = len(boxes_list)
     heat = np.zeros((n, g, g), np.float32)
     reg = np.zeros((n, g, g, 4), np.float32)
     mask = np.zeros((n, g, g), np.float32)
+    wmask = np.zeros((n, g, g), np.float32)
     ys, xs = np.mgrid[0:g, 0:g].astype(np.float32)
     for i, boxes in enumerate(boxes_list):
         for x, y, w, h in boxes:
@@ -80,119 +99,246 @@ def targets(boxes_list, size: int = SIZE):
             sx, sy = max(0.6, wc / 6), max(0.6, hc / 6)
             gauss = np.exp(-((xs - ix) ** 2) / (2 * sx * sx) - ((ys - iy) ** 2) / (2 * sy * sy))
             heat[i] = np.maximum(heat[i], gauss)
+            y0, y1, x0, x1 = max(iy - 1, 0), min(iy + 2, g), max(ix - 1, 0), min(ix + 2, g)
+            reg[i, y0:y1, x0:x1, 2:4] = [np.log(wc), np.log(hc)]
+            wmask[i, y0:y1, x0:x1] = np.maximum(wmask[i, y0:y1, x0:x1], 0.5)
             reg[i, iy, ix] = [cx - ix, cy - iy, np.log(wc), np.log(hc)]
             mask[i, iy, ix] = 1.0
-    return heat, reg, mask
+            wmask[i, iy, ix] = 1.0
+    return heat, reg, mask, wmask
 
 
-def _crop_boxes(boxes, ox, oy, size):
-    out = []
-    for x, y, w, h in boxes:
-        cx, cy = x + w / 2 - ox, y + h / 2 - oy
-        if 0 <= cx < size and 0 <= cy < size:
-            out.append([x - ox, y - oy, w, h])
-    return out
+def make_loss(tf):
+    """CenterNet focal loss on the heatmap, L1 on offset and log size, and a
+    GIoU loss on the decoded centre box (IoU >= 0.5 is what counts)."""
+
+    def loss_fn(out, heat, reg, mask, wmask):
+        p = tf.clip_by_value(tf.sigmoid(out[..., 0]), 1e-4, 1 - 1e-4)
+        pos = tf.cast(heat >= 0.999, tf.float32)
+        fl = -pos * (1 - p) ** 2 * tf.math.log(p) - (1 - pos) * (1 - heat) ** 4 * p**2 * tf.math.log(1 - p)
+        npos = tf.maximum(tf.reduce_sum(pos), 1.0)
+        l_heat = tf.reduce_sum(fl) / npos
+        off = tf.sigmoid(out[..., 1:3])
+        l_off = tf.reduce_sum(tf.abs(off - reg[..., 0:2]) * mask[..., None]) / npos
+        l_wh = tf.reduce_sum(tf.abs(out[..., 3:5] - reg[..., 2:4]) * wmask[..., None]) / tf.maximum(tf.reduce_sum(wmask), 1.0)
+        pwh = tf.exp(tf.clip_by_value(out[..., 3:5], -4.0, 6.0))
+        twh = tf.exp(reg[..., 2:4])
+        p0, p1 = off - pwh / 2, off + pwh / 2
+        t0, t1 = reg[..., 0:2] - twh / 2, reg[..., 0:2] + twh / 2
+        inter = tf.reduce_prod(tf.maximum(tf.minimum(p1, t1) - tf.maximum(p0, t0), 0.0), -1)
+        union = tf.reduce_prod(pwh, -1) + tf.reduce_prod(twh, -1) - inter
+        hull = tf.reduce_prod(tf.maximum(p1, t1) - tf.minimum(p0, t0), -1)
+        giou = inter / union - (hull - union) / hull
+        l_giou = tf.reduce_sum((1.0 - giou) * mask) / npos
+        return l_heat + l_off + l_wh + l_giou, l_heat, l_giou
+
+    return loss_fn
 
 
-def load(paths):
-    xs, boxes = [], []
-    for p in paths:
-        d = np.load(p)
-        xs.append(d["x"])
-        off = 0
-        for c in d["counts"]:
-            boxes.append(d["boxes"][off : off + c].tolist())
-            off += c
-    return np.concatenate(xs), boxes
+def _produce(queue, root: str, seed: int, crop: int, chunk: int) -> None:
+    """Worker process: make training samples forever, ``chunk`` at a time."""
+    from ..synth.scenes import DetectSource, det_sample
+
+    src = DetectSource(root, split="train")
+    rng = np.random.default_rng(seed)
+    while True:
+        queue.put([det_sample(rng, src, crop, SIZE) for _ in range(chunk)])
+
+
+class Replay:
+    """Ring buffer of recent samples; the trainer draws batches from it and
+    tops it up from the worker without blocking."""
+
+    def __init__(self, n: int, crop: int) -> None:
+        self.x = np.zeros((n, crop, crop, 3), np.uint8)
+        self.boxes: list = [[] for _ in range(n)]
+        self.filled = self.pos = self.added = 0
+
+    def add(self, samples) -> None:
+        for img, bx in samples:
+            self.x[self.pos], self.boxes[self.pos] = img, bx
+            self.pos = (self.pos + 1) % len(self.x)
+            self.filled = min(self.filled + 1, len(self.x))
+            self.added += 1
+
+    def batch(self, rng, n: int):
+        idx = rng.integers(0, self.filled, n)
+        return self.x[idx][..., ::-1], [self.boxes[i] for i in idx]  # BGR -> RGB
+
+
+def runtime_detect():
+    """The runtime's own ``_detect`` module (letterbox, decode, NMS), loaded
+    by file path: importing the ``edge_agent`` package would pull in the
+    agent's dependencies, which the training environment does not have."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "edge_agent", "recognition", "_detect.py")
+    spec = importlib.util.spec_from_file_location("alpr_runtime_detect", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class ValSet:
+    """``detect/`` val images letterboxed exactly as at run time, grouped by
+    input shape so they can be run in batches."""
+
+    def __init__(self, root: str, size: int = SIZE) -> None:
+        self.det = runtime_detect()
+        groups: dict = {}
+        with open(os.path.join(root, "boxes.jsonl"), encoding="utf-8") as fh:
+            for r in map(json.loads, fh):
+                if r["split"] != "val":
+                    continue
+                x, s = self.det.letterbox(cv2.imread(os.path.join(root, r["image"])), size, 32)
+                groups.setdefault(x.shape, []).append((x[0], [[v * s for v in b] for b in r["plates"]]))
+        self.groups = list(groups.values())
+
+    def score(self, model, batch: int = 8) -> dict:
+        """Recall, precision and F1 at IoU >= 0.5 for each threshold."""
+        counts = {t: [0, 0, 0] for t in THRESHOLDS}  # tp, gt, detections
+        for items in self.groups:
+            for i in range(0, len(items), batch):
+                part = items[i : i + batch]
+                out = model(np.stack([x for x, _ in part]), training=False).numpy()
+                for o, (_, gts) in zip(out, part):
+                    dets = self.det.nms(self.det.decode(o, STRIDE, min(THRESHOLDS)), 0.4)
+                    for t in THRESHOLDS:
+                        d = [q for q in dets if q[4] >= t]
+                        c = counts[t]
+                        c[0] += _matches(self.det.iou, gts, d)
+                        c[1] += len(gts)
+                        c[2] += len(d)
+        res = {}
+        for t, (tp, n, nd) in counts.items():
+            r, p = tp / max(n, 1), tp / max(nd, 1)
+            res[t] = (r, p, 2 * r * p / max(r + p, 1e-9))
+        return res
+
+
+def _matches(iou, gts, dets, thr: float = 0.5) -> int:
+    """Greedy one-to-one matches of ground truth to detections at IoU >= thr."""
+    used, tp = set(), 0
+    for g in gts:
+        best, bi = thr, -1
+        for k, d in enumerate(dets):
+            v = iou(g, d[:4])
+            if k not in used and v >= best:
+                best, bi = v, k
+        if bi >= 0:
+            used.add(bi)
+            tp += 1
+    return tp
 
 
 def export(model, rep_x, path, int8=True, size=SIZE):
     from .export import export_tflite
 
-    reps = (rep_x[i : i + 1, ..., ::-1].astype(np.float32) / 255.0 for i in range(min(200, len(rep_x))))
+    reps = (x[None, ..., ::-1].astype(np.float32) / 255.0 for x in rep_x)
     export_tflite(model, (1, size, size, 3), reps, path, int8=int8)
 
 
+def calibration_images(root: str, seed: int, n: int = 150):
+    """Training-distribution images at full input size for int8 calibration."""
+    from ..synth.scenes import DetectSource, det_sample
+
+    src = DetectSource(root, split="train")
+    rng = np.random.default_rng(seed + 7)
+    return [det_sample(rng, src, SIZE, SIZE)[0] for _ in range(n)]
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True, help="folder of det-*.npz chunks (models.training.data det)")
-    ap.add_argument("--out", default="models")
-    ap.add_argument("--work", default="/tmp/alpr-det-work")
-    ap.add_argument("--epochs", type=int, default=20)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default="/work/shared/data/detect")
+    ap.add_argument("--out", default="/tmp/det2-out", help="folder for plate_detector.tflite (int8)")
+    ap.add_argument("--work", default="/tmp/alpr-det-work", help="checkpoints, float export, log")
+    ap.add_argument("--init", default=None, help="warm-start from these weights (same architecture)")
+    ap.add_argument("--time-budget", type=float, required=True, help="train this many minutes, then export")
+    ap.add_argument("--eval-every", type=float, default=8.0, help="minutes between val scores")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--crop", type=int, default=256, help="training crop size (the model is fully convolutional)")
+    ap.add_argument("--buffer", type=int, default=2000, help="replay buffer size (samples)")
+    ap.add_argument("--fresh", type=float, default=0.5, help="new samples per trained sample (the rest are replayed)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: none)")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
-    ap.add_argument("--crop", type=int, default=256, help="train on random crops of this size (fully convolutional)")
+    ap.add_argument("--export-only", action="store_true", help="export the best checkpoint in --work")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    os.makedirs(a.work, exist_ok=True)
+    os.makedirs(a.out, exist_ok=True)
+    best_ckpt = os.path.join(a.work, "det-best.weights.h5")
+    queue = None
+    if not a.export_only:  # fork the worker before TensorFlow starts its threads
+        queue = multiprocessing.get_context("fork").Queue(maxsize=8)
+        worker = multiprocessing.get_context("fork").Process(
+            target=_produce, args=(queue, a.data_root, a.seed, a.crop, 32), daemon=True)
+        worker.start()
     import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.random.set_seed(a.seed)
-    os.makedirs(a.work, exist_ok=True)
     model = build_model()
-    ckpt = os.path.join(a.work, "det.weights.h5")
-    if (a.resume or a.export_only) and os.path.exists(ckpt):
-        model.load_weights(ckpt)
+    if a.init:
+        model.load_weights(a.init)
+    if a.export_only:
+        model.load_weights(best_ckpt)
+    else:
+        train(tf, model, a, queue, best_ckpt)
+        worker.terminate()
+        model.load_weights(best_ckpt)
+    reps = calibration_images(a.data_root, a.seed)
+    export(model, reps, os.path.join(a.out, "plate_detector.tflite"), int8=True)
+    export(model, reps, os.path.join(a.work, "plate_detector_f32.tflite"), int8=False)
+    logger.info("exported %s", os.path.join(a.out, "plate_detector.tflite"))
+
+
+def train(tf, model, a, queue, best_ckpt: str) -> None:
+    """Train until the time budget is spent (cosine learning rate over wall
+    time), scoring on val every ``eval_every`` minutes and keeping the best."""
     logger.info("params %d", model.count_params())
-    x, boxes = load(sorted(glob.glob(os.path.join(a.data, "det-*.npz"))))
     opt = tf.keras.optimizers.Adam(a.lr)
+    loss_fn = make_loss(tf)
 
     @tf.function
-    def step(xb, heat, reg, mask):
+    def step(xb, heat, reg, mask, wmask):
         xb = tf.cast(xb, tf.float32) / 255.0
         with tf.GradientTape() as tape:
-            out = model(xb, training=True)
-            p = tf.clip_by_value(tf.sigmoid(out[..., 0]), 1e-4, 1 - 1e-4)
-            pos = tf.cast(heat >= 0.999, tf.float32)
-            neg = 1.0 - pos
-            fl = -pos * (1 - p) ** 2 * tf.math.log(p) - neg * (1 - heat) ** 4 * p**2 * tf.math.log(1 - p)
-            npos = tf.maximum(tf.reduce_sum(pos), 1.0)
-            l_heat = tf.reduce_sum(fl) / npos
-            off = tf.sigmoid(out[..., 1:3])
-            l_off = tf.reduce_sum(tf.abs(off - reg[..., 0:2]) * mask[..., None]) / npos
-            l_wh = tf.reduce_sum(tf.abs(out[..., 3:5] - reg[..., 2:4]) * mask[..., None]) / npos
-            loss = l_heat + l_off + 0.5 * l_wh
-        g = tape.gradient(loss, model.trainable_variables)
+            losses = loss_fn(model(xb, training=True), heat, reg, mask, wmask)
+        g = tape.gradient(losses[0], model.trainable_variables)
         opt.apply_gradients(zip(g, model.trainable_variables))
-        return loss, l_heat, l_wh
+        return losses
 
+    val = ValSet(a.data_root)
     rng = np.random.default_rng(a.seed)
-    t0 = time.time()
-    for ep in range(0 if a.export_only else a.epochs):
-        order = rng.permutation(len(x))
-        hist = []
-        for i in range(0, len(x) - a.batch + 1, a.batch):
-            frac = (ep + i / len(x)) / a.epochs
-            if a.time_budget:
-                frac = max(frac, (time.time() - t0) / (a.time_budget * 60))
-            if a.time_budget and time.time() - t0 > a.time_budget * 60:
-                break
-            opt.learning_rate = a.lr * (0.02 + 0.49 * (1 + np.cos(np.pi * min(frac, 1.0))))
-            b = order[i : i + a.batch]
-            xb = x[b][..., ::-1]  # BGR -> RGB
-            bx = [boxes[j] for j in b]
-            if rng.random() < 0.5:
-                xb = xb[:, :, ::-1]
-                bx = [[[SIZE - bb[0] - bb[2], bb[1], bb[2], bb[3]] for bb in bl] for bl in bx]
-            if a.crop and a.crop < SIZE:
-                ox, oy = (int(v) * STRIDE for v in rng.integers(0, (SIZE - a.crop) // STRIDE + 1, 2))
-                xb = xb[:, oy : oy + a.crop, ox : ox + a.crop]
-                bx = [_crop_boxes(bl, ox, oy, a.crop) for bl in bx]
-            heat, reg, mask = targets(bx, xb.shape[1])
-            hist.append([float(v) for v in step(np.ascontiguousarray(xb), heat, reg, mask)])
-        m = np.mean(hist, 0)
-        logger.info("epoch %d loss %.3f heat %.3f wh %.3f (%.0fs)", ep, m[0], m[1], m[2], time.time() - t0)
-        model.save_weights(ckpt)
-        if a.time_budget and time.time() - t0 > a.time_budget * 60:
-            logger.info("time budget reached")
-            break
-    os.makedirs(a.out, exist_ok=True)
-    export(model, x[:200], os.path.join(a.out, "plate_detector.tflite"), int8=True)
-    export(model, x[:200], os.path.join(a.work, "plate_detector_f32.tflite"), int8=False)
-    logger.info("exported")
+    buf = Replay(a.buffer, a.crop)
+    while buf.filled < 4 * a.batch:
+        buf.add(queue.get())
+    best, hist, t0 = -1.0, [], time.time()
+    next_eval = 0.0  # score the starting weights first
+    while True:
+        elapsed = time.time() - t0
+        frac = min(elapsed / (a.time_budget * 60), 1.0)
+        if buf.added < a.fresh * len(hist) * a.batch and not queue.empty():
+            buf.add(queue.get())  # pulling only as needed leaves the worker idle, and the CPU to training
+        opt.learning_rate = a.lr * (0.02 + 0.49 * (1 + np.cos(np.pi * frac)))
+        xb, bx = buf.batch(rng, a.batch)
+        hist.append([float(v) for v in step(np.ascontiguousarray(xb), *targets(bx, a.crop))])
+        if elapsed >= next_eval or frac >= 1.0:
+            next_eval += a.eval_every * 60
+            res = val.score(model)
+            t_best = max(res, key=lambda t: res[t][2])
+            r, p, f1 = res[t_best]
+            m = np.mean(hist, 0)
+            logger.info("%.0f min, %d steps, buffer %d: loss %.3f heat %.3f giou %.3f | val best thr %.2f recall %.3f "
+                        "precision %.3f F1 %.3f | thr 0.3: recall %.3f precision %.3f", elapsed / 60, len(hist),
+                        buf.filled, m[0], m[1], m[2], t_best, r, p, f1, res[0.3][0], res[0.3][1])
+            if f1 > best:
+                best = f1
+                model.save_weights(best_ckpt)
+                logger.info("new best checkpoint")
+            model.save_weights(os.path.join(a.work, "det-last.weights.h5"))
+            if frac >= 1.0:
+                return
 
 
 if __name__ == "__main__":
