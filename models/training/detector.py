@@ -1,8 +1,11 @@
 """Train the plate detector (tiny CenterNet-style, single class) and export TFLite.
 
     PYTHONPATH=. nice -n 15 .venv-train/bin/python -m models.training.detector \
-        --init /tmp/alpr-det-work/det.weights.h5 --work /tmp/det2-work --out /tmp/det2-out \
-        --time-budget 80 --threads 1 --seed 2
+        --init /tmp/det2-work/init-8min.weights.h5 --work /tmp/det2-work --out /tmp/det2-out \
+        --time-budget 82 --eval-every 8 --threads 1 --seed 3
+
+(models 0.2.0: warm-started from 8 minutes of the same training on top of the
+0.1.0 checkpoint; see models/MODEL_CARD.md for the whole chain.)
 
 Input: RGB frame letterboxed to 384 (long side; the runtime pads to a multiple
 of 32, so a 16:9 frame is 384x224) scaled to 0..1. Output (1, H/4, W/4, 5):
