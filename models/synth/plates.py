@@ -259,12 +259,66 @@ def _draw_side(rng, img, kind: str, box, ink, font) -> None:
             _paste(img, _wheelchair(), (x + w * 0.1, y + h * 0.1, w * 0.8, h * 0.8), (250, 250, 250))
         else:
             _paste(img, _wheelchair(), (x, y, w, h), ink)
-    elif kind == "stacked":  # e.g. "4 H": two characters stacked vertically
-        for k in range(2):
+    elif kind == "stacked":  # e.g. "4 H", "R T": two or three characters stacked vertically
+        n = 2 if rng.random() < 0.85 else 3
+        colour = ink if rng.random() < 0.6 else _text_colour(rng, bool(img.mean() > 127))
+        cw = w * rng.uniform(0.45, 0.8)
+        for k in range(n):
             c = CHARSET[rng.integers(len(CHARSET))]
-            _paste(img, fonts.glyph_mask(c, font), (x + w * 0.15, y + k * h * 0.52, w * 0.6, h * 0.46), ink)
+            _paste(img, fonts.glyph_mask(c, font), (x + (w - cw) / 2, y + k * h / n + h * 0.03, cw, h / n - h * 0.06), colour)
+    elif kind == "art":
+        _art(rng, img, box)
     else:
         _emblem(rng, img, box)
+
+
+def _art(rng, img, box) -> None:
+    """Plate artwork that is not a character: a composite of shapes in a few
+    colours, sometimes framed, sometimes with small text inside (Alaska's
+    "50" flag, Indiana's torch and stars, Maine's pine cone, "DONATE LIFE",
+    an archer or a bird). Real plates put such pictures left of the serial,
+    often taller than the characters; a reader must not turn them into text."""
+    x, y, w, h = box
+    light = bool(img.mean() > 127)
+    if rng.random() < 0.3:  # a coloured box behind it
+        cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), _colour(rng, not light).tolist(), -1)
+    for _ in range(int(rng.integers(2, 7))):
+        c = (_text_colour(rng, light) if rng.random() < 0.5 else rng.uniform(0, 255, 3)).tolist()
+        kind = rng.integers(6)
+        px, py = x + rng.uniform(0, 1) * w, y + rng.uniform(0, 1) * h
+        if kind == 0:  # blob / polygon silhouette
+            n = int(rng.integers(3, 9))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            rad = rng.uniform(0.15, 0.5, n) * min(w, h)
+            pts = np.stack([px + rad * np.cos(ang), py + rad * np.sin(ang)], 1).astype(np.int32)
+            cv2.fillPoly(img, [pts], c, cv2.LINE_AA)
+        elif kind == 1:  # pine tree / branch: stacked triangles or a stem with needles
+            tw, th = w * rng.uniform(0.3, 0.8), h * rng.uniform(0.5, 1.0)
+            for k in range(3):
+                yy = py - th / 2 + k * th / 4
+                pts = np.array([[px, yy], [px - tw / 2 * (k + 1) / 3, yy + th / 3], [px + tw / 2 * (k + 1) / 3, yy + th / 3]], np.int32)
+                cv2.fillPoly(img, [pts], c, cv2.LINE_AA)
+        elif kind == 2:  # strokes (a bow, wings, a torch's rays)
+            for _k in range(int(rng.integers(2, 8))):
+                p0 = (int(px + rng.uniform(-0.5, 0.5) * w), int(py + rng.uniform(-0.5, 0.5) * h))
+                p1 = (int(px + rng.uniform(-0.5, 0.5) * w), int(py + rng.uniform(-0.5, 0.5) * h))
+                cv2.line(img, p0, p1, c, int(rng.integers(1, max(2, int(w / 10)))), cv2.LINE_AA)
+        elif kind == 3:  # arc / ring
+            ax = (max(2, int(w * rng.uniform(0.15, 0.5))), max(2, int(h * rng.uniform(0.15, 0.5))))
+            a0 = float(rng.uniform(0, 360))
+            cv2.ellipse(img, (int(px), int(py)), ax, 0, a0, a0 + float(rng.uniform(90, 360)), c,
+                        int(rng.integers(1, max(2, int(w / 8)))), cv2.LINE_AA)
+        elif kind == 4:  # small text: a word, a number or letters (not part of the plate number)
+            if rng.random() < 0.5:
+                word = "".join(CHARSET[rng.integers(len(CHARSET))] for _ in range(int(rng.integers(1, 5))))
+            else:
+                word = SLOGANS[rng.integers(len(SLOGANS))].split()[0].upper()[:8]
+            m = _decor_mask(word, _pick_font(rng, False, False))
+            tw = w * rng.uniform(0.4, 1.0)
+            th = min(h * rng.uniform(0.12, 0.45), tw * m.shape[0] / m.shape[1] * 1.6)
+            _paste(img, m, (x + (w - tw) * rng.uniform(0, 1), y + (h - th) * rng.uniform(0, 1), tw, th), c)
+        else:
+            _emblem(rng, img, (px - w / 4, py - h / 4, w / 2, h / 2))
 
 
 def _glyphs(rng, group: str, font) -> list[np.ndarray]:
@@ -292,7 +346,8 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
     advances = [[max(cell, w) if mono else w for w in g] for g in widths]
     mid_emblem = len(groups) > 1 and rng.random() < 0.15
     gap = ch * (rng.uniform(0.9, 1.3) if mid_emblem else rng.uniform(0.25, 0.8))
-    reserve = ch * rng.uniform(0.55, 0.95) + W * 0.02 if side else 0.0
+    tall = side is not None and rng.random() < 0.45  # artwork taller than the characters
+    reserve = ch * rng.uniform(0.55, 0.95) * (rng.uniform(1.0, 1.6) if tall else 1.0) + W * 0.02 if side else 0.0
     total = sum(sum(a) + space * (len(a) - 1) for a in advances) + gap * (len(groups) - 1)
     limit = W * rng.uniform(0.74, 0.92) - reserve
     k = min(1.0, limit / total)
@@ -307,7 +362,9 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
     y = cy - ch / 2
     if side:
         sx = x - reserve if side_left else x + total + W * 0.02
-        _draw_side(rng, img, side, (sx, y - ch * 0.05, reserve - W * 0.02, ch * 1.1), ink, font)
+        sh = H * rng.uniform(0.6, 0.92) if tall else ch * 1.1
+        sy = min(max(cy - sh / 2 + rng.uniform(-0.08, 0.08) * H, 0.0), H - sh)
+        _draw_side(rng, img, side, (sx, sy, reserve - W * 0.02, sh), ink, font)
     emboss = rng.random() < 0.4
     sep = rng.integers(4)  # 0 none, 1 dash, 2 dot, 3 logo
     for i, (masks, ws, adv) in enumerate(zip(groups, widths, advances)):
@@ -328,7 +385,8 @@ def _draw_separator(rng, img, sep: int, emblem: bool, geom, ink, light: bool) ->
     x, cy, gap, ch = geom
     cx = int(x + gap / 2)
     if emblem:
-        _emblem(rng, img, (x + gap * 0.1, cy - ch * 0.45, gap * 0.8, ch * 0.9))
+        box = (x + gap * 0.1, cy - ch * 0.45, gap * 0.8, ch * 0.9)
+        (_art if rng.random() < 0.5 else _emblem)(rng, img, box)
     elif sep == 1:
         cv2.line(img, (int(cx - gap * 0.25), int(cy)), (int(cx + gap * 0.25), int(cy)), ink.tolist(), max(2, int(ch * 0.08)))
     elif sep == 2:
@@ -355,7 +413,8 @@ def _draw_frame(rng, img, ink, light: bool) -> None:
                 cv2.circle(img, (int(W * sx), int(H * sy)), max(1, r // 2), (30, 30, 30), -1, cv2.LINE_AA)
 
 
-SIDE_KINDS = ("wheelchair", "stacked", "emblem")
+SIDE_KINDS = ("wheelchair", "stacked", "emblem", "art")
+SIDE_WEIGHTS = (0.07, 0.11, 0.07, 0.13)  # 38 % of plates carry a big graphic beside the serial
 
 
 def render_plate(
@@ -370,8 +429,8 @@ def render_plate(
 
     ``text`` may contain ``-`` or spaces to mark group gaps; they are not part
     of the returned label. ``side`` forces the big graphic beside the text
-    (one of :data:`SIDE_KINDS` or None); by default one is drawn on 24 % of
-    plates.
+    (one of :data:`SIDE_KINDS` or None); by default one is drawn on 38 % of
+    plates (:data:`SIDE_WEIGHTS`), 45 % of them taller than the characters.
     """
     W, H = size
     light = rng.random() < 0.82
@@ -390,7 +449,8 @@ def render_plate(
         _draw_stickers(rng, img)
     if side == "random":
         r = rng.random()
-        side = SIDE_KINDS[int(r / 0.08)] if r < 0.24 else None
+        edges = np.cumsum(SIDE_WEIGHTS)
+        side = SIDE_KINDS[int(np.searchsorted(edges, r, side="right"))] if r < edges[-1] else None
     _draw_main(rng, img, text, ink, light, hershey_only, side)
     _draw_frame(rng, img, ink, light)
     return img, label
