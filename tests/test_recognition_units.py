@@ -161,6 +161,24 @@ def test_synth_is_deterministic_and_labels_are_clean():
     assert set(label) <= set(CHARSET)
 
 
+def test_synth_side_graphics_are_drawn_and_never_labelled():
+    from models.synth.plates import SIDE_KINDS, SIDE_WEIGHTS, _art, render_plate
+
+    assert len(SIDE_KINDS) == len(SIDE_WEIGHTS) and sum(SIDE_WEIGHTS) < 1
+    for kind in SIDE_KINDS:
+        for seed in range(4):
+            img, label = render_plate(np.random.default_rng(seed), "abc-1234", hershey_only=True, side=kind)
+            again, _ = render_plate(np.random.default_rng(seed), "abc-1234", hershey_only=True, side=kind)
+            assert label == "ABC1234" and np.array_equal(img, again)
+    # artwork is drawn, and around its box (shapes may spill over a little), not over the whole plate
+    for seed in range(4):
+        canvas = np.full((160, 320, 3), 230, np.uint8)
+        _art(np.random.default_rng(seed), canvas, (20, 30, 60, 100))
+        changed = np.argwhere((canvas != 230).any(-1))
+        assert len(changed) > 200
+        assert changed[:, 1].max() < 20 + 60 + 60 and changed[:, 0].min() >= 0
+
+
 def test_missing_fonts_error_clearly(monkeypatch):
     from models.synth import fonts
 
