@@ -121,15 +121,31 @@ def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
     return canvas, out
 
 
-def _window(rng, img: np.ndarray, boxes: list, size: int):
+def hard_sample(rng, img: np.ndarray, boxes: list, focus, size: int, scale: float):
+    """A training window of a ``detect/`` scene around ``focus`` (a box in
+    the scene's pixels): where the detector fired on no plate, or missed one.
+    ``scale`` is the letterbox scale the detector saw it at. Same flip and
+    (lighter) lighting as :func:`det_sample`, no synthetic plates."""
+    h, w = img.shape[:2]
+    img = shrink(img, max(1, round(w * scale)), max(1, round(h * scale)))
+    boxes = [[v * scale for v in b] for b in boxes]
+    canvas, out = _window(rng, img, boxes, size, focus=[v * scale for v in focus])
+    if rng.random() < 0.5:
+        canvas = np.ascontiguousarray(canvas[:, ::-1])
+        out = [[size - b[0] - b[2], b[1], b[2], b[3]] for b in out]
+    return photometric(rng, canvas, strength=0.25), out
+
+
+def _window(rng, img: np.ndarray, boxes: list, size: int, focus=None):
     """Place ``img`` on a grey ``size`` square (cropping or padding), 70 % of
-    the time so that a random plate lies fully inside. Plates mostly cut off
-    are greyed out so they are not taught as background."""
+    the time so that a random plate lies fully inside (always ``focus`` when
+    given). Plates mostly cut off are greyed out so they are not taught as
+    background."""
     h, w = img.shape[:2]
     lo_x, hi_x = min(0, size - w), max(0, size - w)
     lo_y, hi_y = min(0, size - h), max(0, size - h)
-    if boxes and rng.random() < 0.7:
-        b = boxes[int(rng.integers(len(boxes)))]
+    if focus is not None or (boxes and rng.random() < 0.7):
+        b = focus if focus is not None else boxes[int(rng.integers(len(boxes)))]
         lo_x, hi_x = _narrow(lo_x, hi_x, -b[0], size - b[0] - b[2])
         lo_y, hi_y = _narrow(lo_y, hi_y, -b[1], size - b[1] - b[3])
     ox, oy = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))

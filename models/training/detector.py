@@ -217,6 +217,61 @@ class ValSet:
         return res
 
 
+class Miner:
+    """Hard examples from the ``detect/`` train split: the current model is
+    run over every train image the way the runtime sees it (letterbox at
+    ``SIZE``, and a second time zoomed in so small plates are tried too);
+    where it fires on no plate (a false positive at ``thr``, but under 0.65:
+    the most confident ones are mostly plates the labels left out) or misses
+    a plate, a window around that spot becomes a training sample. The newest ``n``
+    windows are kept; a share of every batch is drawn from them."""
+
+    def __init__(self, root: str, n: int, crop: int, thr: float = 0.4) -> None:
+        from ..synth.scenes import DetectSource
+
+        self.det = runtime_detect()
+        self.src = DetectSource(root, split="train")
+        self.n, self.crop, self.thr, self.fp_max = n, crop, thr, 0.65
+        self.items: list = []  # (image index, focus box, scale)
+        self.stats = (0, 0)
+
+    def mine(self, model, rng) -> None:
+        found, fps, misses = [], 0, 0
+        for i in range(len(self.src)):
+            img, boxes = self.src.load(i)
+            if img is None:
+                continue
+            for zoom in (1.0, float(rng.uniform(1.3, 2.0))):
+                x, s = self.det.letterbox(img, int(round(SIZE * zoom / 32)) * 32, 32)
+                out = model(x, training=False).numpy()[0]
+                dets = self.det.nms(self.det.decode(out, STRIDE, self.thr), 0.4)
+                gts = [[v * s for v in b] for b in boxes]
+                for d in dets:
+                    # very confident "false positives" are mostly plates the labels left out
+                    if d[4] < self.fp_max and max((self.det.iou(g, d[:4]) for g in gts), default=0.0) < 0.3:
+                        found.append((i, [v / s for v in d[:4]], s))
+                        fps += 1
+                for g, b in zip(gts, boxes):
+                    if max((self.det.iou(g, d[:4]) for d in dets), default=0.0) < 0.5:
+                        found.append((i, b, s))
+                        misses += 1
+        order = rng.permutation(len(found))
+        self.items = ([found[k] for k in order] + self.items)[: self.n]
+        self.stats = (fps, misses)
+
+    def batch(self, rng, n: int):
+        from ..synth.scenes import hard_sample
+
+        xs, bxs = [], []
+        for k in rng.integers(0, len(self.items), n):
+            i, focus, scale = self.items[k]
+            img, boxes = self.src.load(i)
+            x, b = hard_sample(rng, img, boxes, focus, self.crop, scale)
+            xs.append(x[..., ::-1])  # BGR -> RGB
+            bxs.append(b)
+        return np.stack(xs), bxs
+
+
 def _matches(iou, gts, dets, thr: float = 0.5) -> int:
     """Greedy one-to-one matches of ground truth to detections at IoU >= thr."""
     used, tp = set(), 0
@@ -260,6 +315,9 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=256, help="training crop size (the model is fully convolutional)")
     ap.add_argument("--buffer", type=int, default=2000, help="replay buffer size (samples)")
     ap.add_argument("--fresh", type=float, default=0.5, help="new samples per trained sample (the rest are replayed)")
+    ap.add_argument("--mine-every", type=float, default=0.0,
+                    help="minutes between hard-example mining passes over detect/ train (0: no mining)")
+    ap.add_argument("--hard-share", type=float, default=0.25, help="share of each batch drawn from mined windows")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
@@ -316,15 +374,26 @@ def train(tf, model, a, queue, best_ckpt: str) -> None:
     buf = Replay(a.buffer, a.crop)
     while buf.filled < 4 * a.batch:
         buf.add(queue.get())
+    miner = Miner(a.data_root, 4000, a.crop) if a.mine_every else None
     best, hist, t0 = -1.0, [], time.time()
     next_eval = 0.0  # score the starting weights first
+    next_mine = 0.0
     while True:
         elapsed = time.time() - t0
         frac = min(elapsed / (a.time_budget * 60), 1.0)
         if buf.added < a.fresh * len(hist) * a.batch and not queue.empty():
             buf.add(queue.get())  # pulling only as needed leaves the worker idle, and the CPU to training
         opt.learning_rate = a.lr * (0.02 + 0.49 * (1 + np.cos(np.pi * frac)))
+        if miner and elapsed >= next_mine and frac < 0.97:
+            next_mine += a.mine_every * 60
+            tm = time.time()
+            miner.mine(model, rng)
+            logger.info("mined %d false positives and %d missed plates in %.0fs", *miner.stats, time.time() - tm)
         xb, bx = buf.batch(rng, a.batch)
+        n_hard = int(round(a.batch * a.hard_share)) if miner and miner.items else 0
+        if n_hard:
+            hx, hb = miner.batch(rng, n_hard)
+            xb, bx = np.concatenate([xb[n_hard:], hx]), bx[n_hard:] + hb
         hist.append([float(v) for v in step(np.ascontiguousarray(xb), *targets(bx, a.crop))])
         if elapsed >= next_eval or frac >= 1.0:
             next_eval += a.eval_every * 60
