@@ -1,11 +1,12 @@
 """Train the plate detector (tiny CenterNet-style, single class) and export TFLite.
 
-    PYTHONPATH=. nice -n 15 .venv-train/bin/python -m models.training.detector \
-        --init /tmp/det2-work/init-8min.weights.h5 --work /tmp/det2-work --out /tmp/det2-out \
-        --time-budget 82 --eval-every 8 --threads 1 --seed 3
+    PYTHONPATH=. nice -n 10 .venv-train/bin/python -m models.training.detector \
+        --init /tmp/det3-init8.weights.h5 --work /tmp/det4-work --out /tmp/det4-out \
+        --time-budget 95 --eval-every 8 --mine-every 10 --threads 1 --seed 5
 
-(models 0.2.0: warm-started from 8 minutes of the same training on top of the
-0.1.0 checkpoint; see models/MODEL_CARD.md for the whole chain.)
+(models 0.3.0: warm-started from the shipped 0.2.0 file via
+``models.training.from_tflite`` plus 8 minutes without mining; see
+models/MODEL_CARD.md for the whole chain.)
 
 Input: RGB frame letterboxed to 384 (long side; the runtime pads to a multiple
 of 32, so a 16:9 frame is 384x224) scaled to 0..1. Output (1, H/4, W/4, 5):
