@@ -85,7 +85,8 @@ def conv_params(path: str) -> list[tuple[np.ndarray, np.ndarray, frozenset]]:
             continue
         x, w, b = (int(v) for v in op["inputs"][:3])
         kernel = _dequant(it, w).transpose(1, 2, 3, 0)  # (out|1),kh,kw,(in|ch) -> kh,kw,(in|ch),(out|1)
-        bias = _dequant(it, b) if b >= 0 else np.zeros(kernel.shape[-1] * kernel.shape[-2] if op["op_name"] != "CONV_2D" else kernel.shape[-1], np.float32)
+        channels = kernel.shape[3] if op["op_name"] == "CONV_2D" else kernel.shape[2] * kernel.shape[3]
+        bias = _dequant(it, b) if b >= 0 else np.zeros(channels, np.float32)
         out.append((kernel, bias, frozenset(upstream([x], set()))))
     return out
 
@@ -166,7 +167,7 @@ def load_into(model, path: str, calibration: np.ndarray) -> None:
         bn.set_weights([s, beta + m, m, s * s - bn.epsilon])
 
 
-def _calibration(kind: str, n: int, seed: int) -> np.ndarray:
+def _calibration(kind: str, n: int, seed: int, data_root: str) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if kind == "ocr":
         from ..synth.augment import ocr_crop
@@ -176,7 +177,7 @@ def _calibration(kind: str, n: int, seed: int) -> np.ndarray:
     from ..synth.scenes import DetectSource, det_sample
     from .detector import SIZE
 
-    src = DetectSource("/work/shared/data/detect", split="train")
+    src = DetectSource(data_root, split="train")
     return np.stack([det_sample(rng, src, SIZE, SIZE)[0][..., ::-1] for _ in range(n)]).astype(np.float32) / 255.0
 
 
@@ -187,6 +188,7 @@ def main(argv=None) -> None:
     ap.add_argument("out", help="Keras weights file (.weights.h5) for the trainer's --init")
     ap.add_argument("--samples", type=int, default=128, help="calibration inputs (synthetic / detect train)")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--data-root", default="/work/shared/data/detect", help="detect/ folder (detector calibration, train split)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if a.kind == "ocr":
@@ -194,7 +196,7 @@ def main(argv=None) -> None:
     else:
         from .detector import build_model
     model = build_model()
-    cal = _calibration(a.kind, a.samples, a.seed)
+    cal = _calibration(a.kind, a.samples, a.seed, a.data_root)
     load_into(model, a.tflite, cal)
     model.save_weights(a.out)
     # check: the recovered float model against the int8 file on a few inputs
