@@ -179,6 +179,32 @@ def test_synth_side_graphics_are_drawn_and_never_labelled():
         assert changed[:, 1].max() < 20 + 60 + 60 and changed[:, 0].min() >= 0
 
 
+def test_synth_serials_follow_us_letter_use():
+    """Standard serials mostly skip I, O and Q (as most states do); vanity
+    positions and a few plates still use every letter."""
+    from models.synth.plates import CHARSET, DIGITS, fill_pattern
+
+    rng = np.random.default_rng(0)
+    serial_letters = "".join(fill_pattern(rng, "LLLLLL") for _ in range(3000))
+    share = sum(serial_letters.count(c) for c in "IOQ") / len(serial_letters)
+    assert 0.002 < share < 0.02  # uniform letters would give 3/26 = 0.115
+    vanity = "".join(fill_pattern(rng, "AAAAAA") for _ in range(3000))
+    assert set(vanity) == set(CHARSET)
+    digits = "".join(fill_pattern(rng, "NNN-NNN") for _ in range(100))
+    assert set(digits) <= set(DIGITS + "-")
+
+
+def test_synth_serif_i_keeps_the_stem_and_adds_bars():
+    from models.synth.plates import _serif_i
+
+    stem = np.full((60, 8), 255, np.uint8)
+    i = _serif_i(stem)
+    assert i.shape == (60, 25)
+    assert (i[0] == 255).all() and (i[-1] == 255).all()  # bars at top and bottom
+    middle = i[30]
+    assert middle.sum() == stem[30].sum() and middle[8:16].min() == 255  # the stem, centred
+
+
 def test_missing_fonts_error_clearly(monkeypatch):
     from models.synth import fonts
 

@@ -21,6 +21,11 @@ from . import fonts
 
 CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # real US labels use O and 0 as different characters
+# Most states leave I, O and Q out of standard serials (they read as 1 and 0),
+# so on real plates a round glyph is far more often 0 than O; vanity plates
+# ("A" pattern positions) and a few older series use every letter.
+SERIAL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+ALL_LETTERS_SHARE = 0.08
 DIGITS = "0123456789"
 
 STATES = (
@@ -60,10 +65,11 @@ def random_pattern(rng: np.random.Generator) -> str:
 
 
 def fill_pattern(rng: np.random.Generator, pattern: str) -> str:
+    letters = LETTERS if rng.random() < ALL_LETTERS_SHARE else SERIAL_LETTERS
     out = []
     for ch in pattern:
         if ch == "L":
-            out.append(LETTERS[rng.integers(len(LETTERS))])
+            out.append(letters[rng.integers(len(letters))])
         elif ch == "N":
             out.append(DIGITS[rng.integers(10)])
         elif ch == "A":
@@ -324,11 +330,26 @@ def _art(rng, img, box) -> None:
 def _glyphs(rng, group: str, font) -> list[np.ndarray]:
     """Character masks, sometimes made heavier (real plate strokes are thick)."""
     masks = [fonts.glyph_mask(c, font, int(rng.integers(3, 8)) if isinstance(font, int) else 2) for c in group]
+    masks = [_serif_i(m) if c == "I" and rng.random() < 0.5 else m for c, m in zip(group, masks)]
     k = int(rng.choice([0, 0, 3, 5])) if isinstance(font, str) else 0
     if k:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
         masks = [cv2.dilate(m, kernel) for m in masks]
     return masks
+
+
+def _serif_i(stem: np.ndarray) -> np.ndarray:
+    """An I with bars at top and bottom, as most US plate fonts draw it (so it
+    cannot pass for a 1); built from the font's own stem."""
+    h, w = stem.shape
+    sw = max(int(round(h * 0.42)), w + 4)
+    bar = max(2, int(round(h * 0.12)))
+    out = np.zeros((h, sw), np.uint8)
+    x0 = (sw - w) // 2
+    out[:, x0 : x0 + w] = stem
+    out[:bar] = 255
+    out[h - bar :] = 255
+    return out
 
 
 def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: str | None) -> None:
@@ -343,6 +364,8 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
     cell = ch * ref.shape[1] / ref.shape[0] * squeeze
     space = ch * rng.uniform(0.03, 0.2)
     widths = [[ch * m.shape[1] / m.shape[0] * squeeze for m in g] for g in groups]
+    if rng.random() < 0.35:  # a plate font: every wide glyph fills one cell, so O and 0 look alike
+        widths = [[cell if w > 0.6 * cell else w for w in g] for g in widths]
     advances = [[max(cell, w) if mono else w for w in g] for g in widths]
     mid_emblem = len(groups) > 1 and rng.random() < 0.15
     gap = ch * (rng.uniform(0.9, 1.3) if mid_emblem else rng.uniform(0.25, 0.8))

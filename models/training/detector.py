@@ -41,12 +41,17 @@ SIZE, STRIDE = 384, 4
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
-def build_model(size: int = SIZE):
+def build_model(size: int = SIZE, width: float = 1.0):
+    """The detector graph; ``width`` multiplies every layer's channels (models
+    0.4.0 use 1.5, earlier ones 1.0)."""
     from tensorflow import keras
     from tensorflow.keras import layers as L
 
+    def c(ch):
+        return int(round(ch * width))
+
     def cbr(x, ch, k=3, s=1):
-        x = L.Conv2D(ch, k, strides=s, padding="same", use_bias=False)(x)
+        x = L.Conv2D(c(ch), k, strides=s, padding="same", use_bias=False)(x)
         x = L.BatchNormalization()(x)
         return L.ReLU(6.0)(x)
 
@@ -78,6 +83,42 @@ def build_model(size: int = SIZE):
     reg = L.Conv2D(4, 1)(p)
     out = L.Concatenate(name="out")([heat, reg])
     return keras.Model(inp, out)
+
+
+def width_of(first_conv_channels: int) -> float:
+    """The ``width`` of a detector whose first convolution has this many channels."""
+    return first_conv_channels / 16
+
+
+def widen(narrow, wide, noise: float = 0.01, seed: int = 0) -> None:
+    """Copy a trained ``narrow`` detector into the wider ``wide`` one
+    (Net2WiderNet, Chen et al. 2016): wide channel j repeats narrow channel
+    j mod C, and a convolution reading repeated channels divides their weights
+    by the repeat count, so ``wide`` computes the same function. Small noise
+    on the repeats lets them drift apart in training."""
+    rng = np.random.default_rng(seed)
+
+    def reps(c_old, c_new):
+        idx = np.arange(c_new) % c_old
+        return idx, np.bincount(idx, minlength=c_old)[idx].astype(np.float32)
+
+    nl = [layer for layer in narrow.layers if layer.weights]
+    wl = [layer for layer in wide.layers if layer.weights]
+    assert len(nl) == len(wl), "not the same graph"
+    for a, b in zip(nl, wl):
+        new = []
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            if wa.ndim == 4:  # Conv2D (kh, kw, in, out) or depthwise (kh, kw, ch, 1)
+                i_idx, i_cnt = reps(wa.shape[2], wb.shape[2])
+                o_idx, _ = reps(wa.shape[3], wb.shape[3])
+                w = wa[:, :, i_idx][:, :, :, o_idx]
+                if type(a).__name__ != "DepthwiseConv2D":
+                    w = w / i_cnt[None, None, :, None]
+                w = w + rng.normal(0, noise * (np.std(wa) + 1e-8), w.shape).astype(np.float32) * (wb.shape != wa.shape)
+            else:  # biases and BatchNorm vectors follow the output channels
+                w = wa[reps(wa.shape[0], wb.shape[0])[0]]
+            new.append(w.astype(np.float32))
+        b.set_weights(new)
 
 
 def targets(boxes_list, size: int):
@@ -309,7 +350,10 @@ def main(argv=None) -> None:
     ap.add_argument("--data-root", default="/work/shared/data/detect")
     ap.add_argument("--out", default="/tmp/det2-out", help="folder for plate_detector.tflite (int8)")
     ap.add_argument("--work", default="/tmp/alpr-det-work", help="checkpoints, float export, log")
-    ap.add_argument("--init", default=None, help="warm-start from these weights (same architecture)")
+    ap.add_argument("--init", default=None, help="warm-start from these weights (same architecture and --width)")
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (models 0.4.0: 1.5)")
+    ap.add_argument("--widen-from", default=None,
+                    help="warm-start by widening these width-1.0 weights to --width (function-preserving)")
     ap.add_argument("--time-budget", type=float, required=True, help="train this many minutes, then export")
     ap.add_argument("--eval-every", type=float, default=8.0, help="minutes between val scores")
     ap.add_argument("--batch", type=int, default=16)
@@ -339,9 +383,14 @@ def main(argv=None) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.random.set_seed(a.seed)
-    model = build_model()
+    model = build_model(width=a.width)
     if a.init:
         model.load_weights(a.init)
+    elif a.widen_from:
+        narrow = build_model()
+        narrow.load_weights(a.widen_from)
+        widen(narrow, model, seed=a.seed)
+        logger.info("widened %s from %d to %d parameters", a.widen_from, narrow.count_params(), model.count_params())
     if a.export_only:
         model.load_weights(best_ckpt)
     else:

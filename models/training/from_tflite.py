@@ -193,9 +193,12 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if a.kind == "ocr":
         from .ocr import build_model
+
+        model = build_model()
     else:
-        from .detector import build_model
-    model = build_model()
+        from .detector import build_model, width_of
+
+        model = build_model(width=width_of(conv_params(a.tflite)[0][0].shape[3]))
     cal = _calibration(a.kind, a.samples, a.seed, a.data_root)
     load_into(model, a.tflite, cal)
     model.save_weights(a.out)
