@@ -117,7 +117,8 @@ def main() -> None:
         print(f"{k}: median {res[k]['p50']} p90 {res[k]['p90']} (n={res[k]['n']})")
     if "us_crops" in res:
         u = res["us_crops"]
-        print(f"us-crops OCR exact match: top-1 {u['top1']:.4f} top-5 {u['top5']:.4f} ({u['crops']} crops)")
+        print(f"us-crops OCR exact match: top-1 {u['top1']:.4f} top-5 {u['top5']:.4f} ({u['crops']} crops; "
+              f"top-1 with confusables folded as central's search does: {u['top1_folded']:.4f})")
     for k in ("detect", "scenes_eu_br"):
         if k in res:
             r = res[k]

@@ -2,7 +2,9 @@
 project's shared data (``boxes.jsonl``, ``labels.jsonl``, ``labels.csv``).
 
 Metrics: detection recall / precision at IoU >= 0.5 (greedy one-to-one
-matching), OCR exact match on crops (top-1, top-5 = plate + 4 alternates),
+matching), OCR exact match on crops (top-1, top-5 = plate + 4 alternates;
+also ``top1_folded``: top-1 equal after folding confusable characters the
+way central's confusion-tolerant search does, so O/0 or I/1 still finds it),
 end-to-end exact plate match (a ground-truth plate counts when a read whose
 box has IoU >= 0.5 with it has exactly its text), latency percentiles.
 Plate texts are compared upper-case with spaces and dashes removed.
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..reads import Frame
+from ..wire.schema import fold_confusables
 from ._detect import iou
 
 IOU = 0.5
@@ -119,7 +122,7 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
 
 def eval_crops(rec, folder: str, limit: int | None = None) -> dict:
     items = load_crops(folder)[:limit]
-    top1 = top5 = 0
+    top1 = top5 = folded = 0
     ms = []
     for path, text in items:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -131,6 +134,8 @@ def eval_crops(rec, folder: str, limit: int | None = None) -> dict:
         cands = [plate] + [a.plate for a in alts[:4]]
         top1 += plate == text
         top5 += text in cands
+        folded += fold_confusables(plate) == fold_confusables(text)
     n = len(items)
     return {"folder": folder, "crops": n, "top1": round(top1 / n, 4) if n else None,
-            "top5": round(top5 / n, 4) if n else None, "crop_ms": percentiles(ms)}
+            "top5": round(top5 / n, 4) if n else None, "top1_folded": round(folded / n, 4) if n else None,
+            "crop_ms": percentiles(ms)}
