@@ -205,6 +205,18 @@ def test_synth_serif_i_keeps_the_stem_and_adds_bars():
     assert middle.sum() == stem[30].sum() and middle[8:16].min() == 255  # the stem, centred
 
 
+def test_synth_open_four_has_an_open_top():
+    from models.synth.plates import _open_four
+
+    four = _open_four(np.zeros((60, 30), np.uint8))
+    assert four.shape == (60, 30)
+    top, bar_row = four[:8], four[40]
+    assert top[:, 19:24].min() == 255 and top[:, 4:8].min() == 255  # right stem and left stroke
+    assert top[:, 10:18].max() == 0  # nothing joins them at the top: the open 4
+    assert (bar_row == 255).all()  # the crossbar
+    assert four[50, :18].max() == 0 and four[50, 19:24].min() == 255  # below the bar only the stem
+
+
 def test_missing_fonts_error_clearly(monkeypatch):
     from models.synth import fonts
 

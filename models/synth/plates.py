@@ -331,6 +331,7 @@ def _glyphs(rng, group: str, font) -> list[np.ndarray]:
     """Character masks, sometimes made heavier (real plate strokes are thick)."""
     masks = [fonts.glyph_mask(c, font, int(rng.integers(3, 8)) if isinstance(font, int) else 2) for c in group]
     masks = [_serif_i(m) if c == "I" and rng.random() < 0.5 else m for c, m in zip(group, masks)]
+    masks = [_open_four(m) if c == "4" and rng.random() < 0.35 else m for c, m in zip(group, masks)]
     k = int(rng.choice([0, 0, 3, 5])) if isinstance(font, str) else 0
     if k:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
@@ -349,6 +350,20 @@ def _serif_i(stem: np.ndarray) -> np.ndarray:
     out[:, x0 : x0 + w] = stem
     out[:bar] = 255
     out[h - bar :] = 255
+    return out
+
+
+def _open_four(four: np.ndarray) -> np.ndarray:
+    """A 4 whose top is open (left stroke, bar, right stem), as California's
+    and Illinois' plate fonts draw it; same size as the font's own 4."""
+    h, w = four.shape
+    t = max(2, int(round(min(w * 0.2, h * 0.12))))
+    out = np.zeros((h, w), np.uint8)
+    stem = int(w * 0.62)
+    bar = int(h * 0.64)
+    cv2.rectangle(out, (stem, 0), (min(stem + t, w - 1), h - 1), 255, -1)
+    cv2.fillConvexPoly(out, np.array([[int(w * 0.12), 0], [int(w * 0.12) + t, 0], [t, bar + t], [0, bar + t]], np.int32), 255)
+    cv2.rectangle(out, (0, bar), (w - 1, min(bar + t, h - 1)), 255, -1)
     return out
 
 
