@@ -32,15 +32,21 @@ def random_plate(rng: random.Random) -> str:
 
 
 def render_plate(text: str, state: str) -> np.ndarray:
+    """A flat plate: state name on top, the serial in tall condensed
+    characters about half the plate high, as on real US plates."""
     plate = np.full((PLATE_H, PLATE_W, 3), 245, np.uint8)
     cv2.rectangle(plate, (1, 1), (PLATE_W - 2, PLATE_H - 2), (40, 40, 40), 2)
     cv2.putText(plate, state, (PLATE_W // 2 - 4 * len(state), 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                 (160, 40, 30), 1, cv2.LINE_AA)
-    (w1, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, 1.0, 2)
-    scale = min(1.2, (PLATE_W - 16) / w1)
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, 2)
-    cv2.putText(plate, text, ((PLATE_W - tw) // 2, (PLATE_H + th) // 2 + 6), cv2.FONT_HERSHEY_DUPLEX, scale,
-                (120, 30, 20), 2, cv2.LINE_AA)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, 2.0, 5)
+    mask = np.zeros((th + base + 10, tw + 10), np.uint8)
+    cv2.putText(mask, text, (5, th + 5), cv2.FONT_HERSHEY_DUPLEX, 2.0, 255, 5, cv2.LINE_AA)
+    x, y, w, h = cv2.boundingRect(mask)
+    box_w, box_h = min(PLATE_W - 24, int(len(text) * 19)), 36
+    ink = cv2.resize(mask[y : y + h, x : x + w], (box_w, box_h), interpolation=cv2.INTER_AREA)[..., None] / 255.0
+    x0, y0 = (PLATE_W - box_w) // 2, 22
+    roi = plate[y0 : y0 + box_h, x0 : x0 + box_w]
+    plate[y0 : y0 + box_h, x0 : x0 + box_w] = (roi * (1 - ink) + np.array([120, 30, 20]) * ink).astype(np.uint8)
     return plate
 
 

@@ -31,7 +31,7 @@ __all__ = ["TFLiteRecognizer", "DEFAULTS"]
 DEFAULTS: dict[str, Any] = {
     "model_dir": None,
     "num_threads": 1,
-    "detect_threshold": 0.5,  # best F1 on detect/ val for models 0.3.0 (never chosen on the AGPL sets)
+    "detect_threshold": 0.5,  # best F1 on detect/ val for models 0.3.0 and 0.4.0 (never chosen on the AGPL sets)
     "min_confidence": 0.05,  # chosen on synthetic scenes (seeds 1000-1029), never on the AGPL sets
     "plate_rules": "generic",
     "max_plates": 10,

@@ -1,9 +1,10 @@
 """Write seeded synthetic training data in chunks (``.npz``) to a scratch folder.
 
-    PYTHONPATH=. nice -n 5 .venv/bin/python -m models.training.data ocr --out /tmp/alpr-ocr4 --chunks 60 --per-chunk 2000 --seed 4 --workers 1
+    PYTHONPATH=. nice -n 5 .venv/bin/python -m models.training.data ocr --out /tmp/alpr-ocr5 --chunks 60 --per-chunk 2000 --seed 5 --workers 1
 
-(models 0.3.0: chunks 0-59 of seed 4, generator of commit ea6b4f2; chunk 0 is
-the trainer's held-out set.)
+(models 0.4.0: chunks 0-59 of seed 5 with the generator of commit dcb18b3,
+chunks 60-89 (``--first 60 --chunks 30``) with that of commit 564716a, which
+adds the open-top 4; chunk 0 is the trainer's held-out set.)
 
 Chunk ``i`` uses seed ``seed * 100003 + i``, so the data set is reproducible and
 several processes can fill one folder. Never write these into the repository.

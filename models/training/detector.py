@@ -1,12 +1,12 @@
 """Train the plate detector (tiny CenterNet-style, single class) and export TFLite.
 
     PYTHONPATH=. nice -n 10 .venv-train/bin/python -m models.training.detector \
-        --init /tmp/det3-init8.weights.h5 --work /tmp/det4-work --out /tmp/det4-out \
-        --time-budget 95 --eval-every 8 --mine-every 10 --threads 1 --seed 5
+        --widen-from /tmp/det-030.weights.h5 --width 1.5 --work /tmp/det6-work --out /tmp/det6-out \
+        --time-budget 110 --eval-every 8 --mine-every 10 --threads 1 --seed 6
 
-(models 0.3.0: warm-started from the shipped 0.2.0 file via
-``models.training.from_tflite`` plus 8 minutes without mining; see
-models/MODEL_CARD.md for the whole chain.)
+(models 0.4.0: the 0.3.0 detector, recovered from its shipped file with
+``models.training.from_tflite`` or kept from its training, widened 1.5x;
+see models/MODEL_CARD.md for the whole chain.)
 
 Input: RGB frame letterboxed to 384 (long side; the runtime pads to a multiple
 of 32, so a 16:9 frame is 384x224) scaled to 0..1. Output (1, H/4, W/4, 5):
