@@ -205,6 +205,18 @@ def test_synth_serif_i_keeps_the_stem_and_adds_bars():
     assert middle.sum() == stem[30].sum() and middle[8:16].min() == 255  # the stem, centred
 
 
+def test_synth_plain_one_is_a_bare_stem_as_thick_as_the_stroke():
+    from models.synth.plates import _plain_one
+
+    one = np.zeros((60, 30), np.uint8)
+    one[:, 12:20] = 255  # the stem, 8 px thick
+    one[:12, 4:12] = 255  # the flag
+    one[-6:, 4:26] = 255  # the foot
+    bar = _plain_one(one)
+    assert bar.shape[0] == 60 and 8 <= bar.shape[1] <= 12
+    assert (bar[:, 1:-1] == 255).all() and (bar[:, 0] == 0).all() and (bar[:, -1] == 0).all()
+
+
 def test_synth_open_four_has_an_open_top():
     from models.synth.plates import _open_four
 

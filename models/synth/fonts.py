@@ -5,7 +5,9 @@ TrueType/OpenType fonts come from Debian packages and are drawn with OpenCV
 Real US plate characters are tall, condensed and heavy, so the list favours
 condensed faces (Bebas Neue, Roboto Condensed, Liberation Sans Narrow, Yanone
 Kaffeesatz, DejaVu Sans Condensed, Routed Gothic Narrow, OSP-DIN); wide faces
-are squeezed by the plate renderer. Script faces only draw distractors (state
+are squeezed by the plate renderer. A few bold serif faces (Liberation Serif,
+DejaVu Serif Condensed, FreeSerif) draw characters too, as on Virginia's
+specialty plates (models 0.4.0 read their serifed E as B). Script faces only draw distractors (state
 names such as the red "California"). Missing packages are skipped;
 :func:`truetype_fonts` with ``required=True`` raises a clear error when none is
 installed. Only training needs these packages, never the runtime or tests.
@@ -34,7 +36,7 @@ CANDIDATES: tuple[tuple[str, str, str], ...] = (
     ("truetype/dejavu/DejaVuSans-Bold.ttf", "fonts-dejavu-core", MAIN),
     ("truetype/dejavu/DejaVuSansMono-Bold.ttf", "fonts-dejavu-core", MAIN),
     ("truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core", MAIN),
-    ("truetype/dejavu/DejaVuSerifCondensed-Bold.ttf", "fonts-dejavu-extra", DECOR),
+    ("truetype/dejavu/DejaVuSerifCondensed-Bold.ttf", "fonts-dejavu-extra", MAIN),
     ("truetype/dejavu/DejaVuSerif-Italic.ttf", "fonts-dejavu-extra", DECOR),
     ("truetype/dejavu/DejaVuSans-BoldOblique.ttf", "fonts-dejavu-extra", DECOR),
     ("truetype/routed-gothic/routed-gothic-narrow.ttf", "fonts-routed-gothic", MAIN),
@@ -45,7 +47,7 @@ CANDIDATES: tuple[tuple[str, str, str], ...] = (
     ("truetype/liberation2/LiberationSans-Bold.ttf", "fonts-liberation2", MAIN),
     ("truetype/liberation2/LiberationSans-Regular.ttf", "fonts-liberation2", MAIN),
     ("truetype/liberation2/LiberationMono-Bold.ttf", "fonts-liberation2", MAIN),
-    ("truetype/liberation2/LiberationSerif-Bold.ttf", "fonts-liberation2", DECOR),
+    ("truetype/liberation2/LiberationSerif-Bold.ttf", "fonts-liberation2", MAIN),
     ("truetype/liberation2/LiberationSerif-Italic.ttf", "fonts-liberation2", SCRIPT),
     ("truetype/liberation/LiberationSansNarrow-Bold.ttf", "fonts-liberation", MAIN),
     ("truetype/liberation/LiberationSansNarrow-Regular.ttf", "fonts-liberation", MAIN),
@@ -58,6 +60,7 @@ CANDIDATES: tuple[tuple[str, str, str], ...] = (
     ("opentype/yanone-kaffeesatz/YanoneKaffeesatz-Bold.otf", "fonts-yanone-kaffeesatz", MAIN),
     ("opentype/yanone-kaffeesatz/YanoneKaffeesatz-Regular.otf", "fonts-yanone-kaffeesatz", MAIN),
     ("truetype/freefont/FreeSansBold.ttf", "fonts-freefont-ttf", MAIN),
+    ("truetype/freefont/FreeSerifBold.ttf", "fonts-freefont-ttf", MAIN),
     ("truetype/croscore/Arimo-Bold.ttf", "fonts-croscore", MAIN),
     ("truetype/crosextra/Carlito-Bold.ttf", "fonts-crosextra-carlito", MAIN),
     ("opentype/lobster/lobster.otf", "fonts-lobster", SCRIPT),

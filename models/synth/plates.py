@@ -331,6 +331,7 @@ def _glyphs(rng, group: str, font) -> list[np.ndarray]:
     """Character masks, sometimes made heavier (real plate strokes are thick)."""
     masks = [fonts.glyph_mask(c, font, int(rng.integers(3, 8)) if isinstance(font, int) else 2) for c in group]
     masks = [_serif_i(m) if c == "I" and rng.random() < 0.5 else m for c, m in zip(group, masks)]
+    masks = [_plain_one(m) if c == "1" and rng.random() < 0.15 else m for c, m in zip(group, masks)]
     masks = [_open_four(m) if c == "4" and rng.random() < 0.35 else m for c, m in zip(group, masks)]
     k = int(rng.choice([0, 0, 3, 5])) if isinstance(font, str) else 0
     if k:
@@ -350,6 +351,20 @@ def _serif_i(stem: np.ndarray) -> np.ndarray:
     out[:, x0 : x0 + w] = stem
     out[:bar] = 255
     out[h - bar :] = 255
+    return out
+
+
+def _plain_one(one: np.ndarray) -> np.ndarray:
+    """A 1 drawn as a bare stem with no flag or foot, as Idaho's, New
+    Hampshire's and Massachusetts' plate fonts draw it (models 0.4.0 read it
+    as I): a bar as tall as the font's 1 and as thick as its stroke. The label
+    stays 1; that a bare stem is usually a 1 is the real-world prior, since
+    standard serials mostly skip I."""
+    h = one.shape[0]
+    middle = one[int(h * 0.35) : max(int(h * 0.7), int(h * 0.35) + 1)] > 127  # below the flag, above the foot
+    t = max(2, int(np.median(middle.sum(1))))
+    out = np.zeros((h, t + 2), np.uint8)
+    out[:, 1 : t + 1] = 255
     return out
 
 

@@ -90,37 +90,6 @@ def width_of(first_conv_channels: int) -> float:
     return first_conv_channels / 16
 
 
-def widen(narrow, wide, noise: float = 0.01, seed: int = 0) -> None:
-    """Copy a trained ``narrow`` detector into the wider ``wide`` one
-    (Net2WiderNet, Chen et al. 2016): wide channel j repeats narrow channel
-    j mod C, and a convolution reading repeated channels divides their weights
-    by the repeat count, so ``wide`` computes the same function. Small noise
-    on the repeats lets them drift apart in training."""
-    rng = np.random.default_rng(seed)
-
-    def reps(c_old, c_new):
-        idx = np.arange(c_new) % c_old
-        return idx, np.bincount(idx, minlength=c_old)[idx].astype(np.float32)
-
-    nl = [layer for layer in narrow.layers if layer.weights]
-    wl = [layer for layer in wide.layers if layer.weights]
-    assert len(nl) == len(wl), "not the same graph"
-    for a, b in zip(nl, wl):
-        new = []
-        for wa, wb in zip(a.get_weights(), b.get_weights()):
-            if wa.ndim == 4:  # Conv2D (kh, kw, in, out) or depthwise (kh, kw, ch, 1)
-                i_idx, i_cnt = reps(wa.shape[2], wb.shape[2])
-                o_idx, _ = reps(wa.shape[3], wb.shape[3])
-                w = wa[:, :, i_idx][:, :, :, o_idx]
-                if type(a).__name__ != "DepthwiseConv2D":
-                    w = w / i_cnt[None, None, :, None]
-                w = w + rng.normal(0, noise * (np.std(wa) + 1e-8), w.shape).astype(np.float32) * (wb.shape != wa.shape)
-            else:  # biases and BatchNorm vectors follow the output channels
-                w = wa[reps(wa.shape[0], wb.shape[0])[0]]
-            new.append(w.astype(np.float32))
-        b.set_weights(new)
-
-
 def targets(boxes_list, size: int):
     """Heatmap / regression targets for a batch of box lists (input pixels).
 
@@ -353,7 +322,8 @@ def main(argv=None) -> None:
     ap.add_argument("--init", default=None, help="warm-start from these weights (same architecture and --width)")
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (models 0.4.0: 1.5)")
     ap.add_argument("--widen-from", default=None,
-                    help="warm-start by widening these width-1.0 weights to --width (function-preserving)")
+                    help="warm-start by widening these weights (of width --from-width) to --width (function-preserving)")
+    ap.add_argument("--from-width", type=float, default=1.0, help="width of the --widen-from weights")
     ap.add_argument("--time-budget", type=float, required=True, help="train this many minutes, then export")
     ap.add_argument("--eval-every", type=float, default=8.0, help="minutes between val scores")
     ap.add_argument("--batch", type=int, default=16)
@@ -387,7 +357,9 @@ def main(argv=None) -> None:
     if a.init:
         model.load_weights(a.init)
     elif a.widen_from:
-        narrow = build_model()
+        from .widen import widen
+
+        narrow = build_model(width=a.from_width)
         narrow.load_weights(a.widen_from)
         widen(narrow, model, seed=a.seed)
         logger.info("widened %s from %d to %d parameters", a.widen_from, narrow.count_params(), model.count_params())

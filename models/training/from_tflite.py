@@ -192,9 +192,9 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if a.kind == "ocr":
-        from .ocr import build_model
+        from .ocr import build_model, width_of
 
-        model = build_model()
+        model = build_model(width_of(conv_params(a.tflite)[0][0].shape[3]))
     else:
         from .detector import build_model, width_of
 

@@ -33,13 +33,14 @@ BLANK = len(CHARSET)
 MAX_LEN = 10
 
 
-def build_model():
-    import tensorflow as tf
+def build_model(width: float = 1.0):
+    """The OCR graph; ``width`` multiplies every hidden layer's channels
+    (models up to 0.4.0: 1.0)."""
     from tensorflow import keras
     from tensorflow.keras import layers as L
 
     def cbr(x, ch, k=3, s=1, pad="same"):
-        x = L.Conv2D(ch, k, strides=s, padding=pad, use_bias=False)(x)
+        x = L.Conv2D(int(round(ch * width)), k, strides=s, padding=pad, use_bias=False)(x)
         x = L.BatchNormalization()(x)
         return L.ReLU(6.0)(x)
 
@@ -58,6 +59,11 @@ def build_model():
     x = L.Conv2D(BLANK + 1, 1)(x)
     out = L.Reshape((32, BLANK + 1), name="logits")(x)
     return keras.Model(inp, out)
+
+
+def width_of(first_conv_channels: int) -> float:
+    """The ``width`` of an OCR whose first convolution has this many channels."""
+    return first_conv_channels / 16
 
 
 def encode(labels) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +143,10 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--time-budget", type=float, default=0, help="stop after this many minutes (0: none)")
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work")
-    ap.add_argument("--init", help="start from these weights (same architecture), e.g. an older run's checkpoint")
+    ap.add_argument("--init", help="start from these weights (same architecture and --width), e.g. an older run's checkpoint")
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (models up to 0.4.0: 1.0)")
+    ap.add_argument("--widen-from", help="start by widening these weights (of width --from-width) to --width (function-preserving)")
+    ap.add_argument("--from-width", type=float, default=1.0, help="width of the --widen-from weights")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
     ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
     a = ap.parse_args(argv)
@@ -150,13 +159,20 @@ def main(argv=None) -> None:
     os.makedirs(a.work, exist_ok=True)
     chunks = list_chunks(a.data)
     val_x, val_y = load(chunks[:1])  # first chunk held out
-    model = build_model()
+    model = build_model(a.width)
     ckpt = os.path.join(a.work, "ocr.weights.h5")
     if (a.resume or a.export_only) and os.path.exists(ckpt):
         model.load_weights(ckpt)
     elif a.init:
         model.load_weights(a.init)
         logger.info("initialised from %s", a.init)
+    elif a.widen_from:
+        from .widen import widen
+
+        narrow = build_model(a.from_width)
+        narrow.load_weights(a.widen_from)
+        widen(narrow, model, seed=a.seed)
+        logger.info("widened %s from %d to %d parameters", a.widen_from, narrow.count_params(), model.count_params())
     logger.info("params %d", model.count_params())
     opt = tf.keras.optimizers.Adam(a.lr)
 
@@ -176,7 +192,7 @@ def main(argv=None) -> None:
         pred = greedy(logits)
         return float(np.mean([p == t for p, t in zip(pred, val_y)]))
 
-    if a.init or a.resume:
+    if a.init or a.resume or a.widen_from:
         logger.info("start synth-val exact %.4f", evaluate())
     best, t0 = -1.0, time.time()
     rng = np.random.default_rng(a.seed)
