@@ -217,6 +217,19 @@ def test_synth_plain_one_is_a_bare_stem_as_thick_as_the_stroke():
     assert (bar[:, 1:-1] == 255).all() and (bar[:, 0] == 0).all() and (bar[:, -1] == 0).all()
 
 
+def test_synth_badge_is_pasted_away_from_the_plates():
+    from models.synth.scenes import paste_badge
+
+    rng = np.random.default_rng(3)
+    plate = [100.0, 100.0, 120.0, 40.0]
+    for _ in range(20):
+        img = np.full((300, 400, 3), 90, np.uint8)
+        assert paste_badge(rng, img, float(rng.uniform(20, 90)), [plate])
+        changed = (img != 90).any(-1)
+        assert changed.any()  # something was drawn...
+        assert not changed[100:141, 100:221].any()  # ...never on the plate
+
+
 def test_synth_open_four_has_an_open_top():
     from models.synth.plates import _open_four
 

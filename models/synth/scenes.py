@@ -13,8 +13,9 @@ import os
 import cv2
 import numpy as np
 
+from . import fonts
 from .augment import photometric, warp_plate
-from .plates import render_plate
+from .plates import LETTERS, render_plate
 
 
 class DetectSource:
@@ -73,6 +74,65 @@ def paste_plate(rng, img: np.ndarray, width: float, boxes: list, *, text=None, h
     return box, label
 
 
+def paste_badge(rng, img: np.ndarray, width: float, boxes: list, *, tries=10) -> bool:
+    """Composite a car badge about ``width`` px wide into ``img`` (in place),
+    away from ``boxes``: a negative the detector must learn to ignore. Models
+    0.4.0 fired on them in ``scenes-eu-br`` (chrome model names such as
+    "FLEX" or "GOL", maker emblems, oval country stickers such as "SK"): text
+    and shapes on a car's back that are not a plate, i.e. no rectangle of
+    plate background around a row of characters. Returns True if pasted."""
+    H, W = img.shape[:2]
+    kind = rng.choice(["chrome", "oval", "emblem"], p=[0.55, 0.25, 0.2])
+    if kind == "emblem":  # a ring or an ellipse with a star or bars inside
+        h = max(6, int(width * rng.uniform(0.45, 0.8)))
+        mask = np.zeros((h, int(width)), np.uint8)
+        c, ax = (int(width) // 2, h // 2), (int(width) // 2 - 1, h // 2 - 1)
+        cv2.ellipse(mask, c, ax, 0, 0, 360, 255, max(1, h // 10), cv2.LINE_AA)
+        pts = [(c[0] + ax[0] * 0.8 * np.sin(a), c[1] - ax[1] * 0.8 * np.cos(a)) for a in np.linspace(0, 2 * np.pi, 4)[:3]]
+        for q in pts:
+            cv2.line(mask, c, (int(q[0]), int(q[1])), 255, max(1, h // 8), cv2.LINE_AA)
+    else:
+        n = int(rng.integers(1, 4)) if kind == "oval" else int(rng.integers(2, 8))
+        word = "".join(LETTERS[int(k)] for k in rng.integers(0, 26, n))
+        if kind == "chrome" and rng.random() < 0.5:
+            word = word[0] + word[1:].lower()
+        ttf = fonts.truetype_fonts()
+        font = ttf[int(rng.integers(len(ttf)))] if ttf and rng.random() < 0.8 else int(fonts.HERSHEY[int(rng.integers(len(fonts.HERSHEY)))])
+        text = fonts.text_mask(word, font)
+        th = max(4, int(width * text.shape[0] / max(text.shape[1], 1)))
+        text = cv2.resize(text, (int(width), th), interpolation=cv2.INTER_AREA)
+        if kind == "oval":  # black letters on a white oval
+            h = int(th * 1.9)
+            mask = np.zeros((h, int(width * 1.6)), np.uint8)
+            cv2.ellipse(mask, (mask.shape[1] // 2, h // 2), (mask.shape[1] // 2 - 1, h // 2 - 1), 0, 0, 360, 255, -1, cv2.LINE_AA)
+            ink = np.zeros_like(mask)
+            y0, x0 = (h - th) // 2, (mask.shape[1] - int(width)) // 2
+            ink[y0 : y0 + th, x0 : x0 + int(width)] = text
+        else:
+            mask, ink = text, None
+    h, w = mask.shape
+    if w >= W - 2 or h >= H - 2 or w < 4 or h < 3:
+        return False
+    for _ in range(tries):
+        x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+        if not any(_overlaps([x, y, w, h], b) for b in boxes):
+            break
+    else:
+        return False
+    a = (mask.astype(np.float32) / 255.0)[..., None]
+    roi = img[y : y + h, x : x + w].astype(np.float32)
+    if kind == "oval":
+        face = np.full_like(roi, rng.uniform(200, 250))
+        face[ink > 127] = rng.uniform(0, 50)
+    else:  # chrome: a vertical light-dark gradient with a dark edge
+        g = np.linspace(rng.uniform(170, 250), rng.uniform(60, 140), h, dtype=np.float32)[:, None, None]
+        face = np.broadcast_to(g, roi.shape).copy()
+        edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((2, 2), np.uint8))
+        face[edge > 127] *= 0.4
+    img[y : y + h, x : x + w] = (roi * (1 - a) + face * a).clip(0, 255).astype(np.uint8)
+    return True
+
+
 def _overlaps(a, b) -> bool:
     return not (a[0] + a[2] < b[0] or b[0] + b[2] < a[0] or a[1] + a[3] < b[1] or b[1] + b[3] < a[1])
 
@@ -96,8 +156,9 @@ def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
     pixels (same two-step ``shrink``), times a zoom so plates of every size
     are seen, with a little aspect jitter. Most windows are placed so one
     real plate is inside (positives are scarce), the rest anywhere. Then a
-    horizontal flip, 0-3 synthetic US plates pasted in (the US-specific part)
-    and lighting/sensor effects."""
+    horizontal flip, 0-3 synthetic US plates pasted in (the US-specific part),
+    sometimes car badges as negatives (:func:`paste_badge`) and
+    lighting/sensor effects."""
     img, boxes = src.load(int(rng.integers(len(src))))
     if img is None:
         img, boxes = np.full((size, size, 3), 114, np.uint8), []
@@ -117,6 +178,8 @@ def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
         r = paste_plate(rng, canvas, width, out, hershey_only=rng.random() < 0.2)
         if r is not None:
             out.append(r[0])
+    for _ in range(int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1]))):
+        paste_badge(rng, canvas, float(np.exp(rng.uniform(np.log(10), np.log(frame * 0.25)))), out)
     canvas = photometric(rng, canvas, strength=0.4)
     return canvas, out
 
