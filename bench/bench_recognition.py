@@ -126,6 +126,8 @@ def main() -> None:
             if "end_to_end_exact" in r:
                 line += f", end-to-end exact {r['end_to_end_exact']}"
             print(line)
+            print("  recall by plate width (plates): "
+                  + ", ".join(f"{b} {v['recall']} ({v['plates']})" for b, v in r["recall_by_width"].items()))
     for s in skipped:
         print(f"skipped {s}: folder not present")
 

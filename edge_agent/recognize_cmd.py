@@ -204,6 +204,8 @@ def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, 
             f = s["frame_ms"]
             line += f", end-to-end exact {s['end_to_end_exact']}, frame ms p50 {f.get('p50')} p90 {f.get('p90')}"
         click.echo(line)
+        widths = ", ".join(f"{k} {v['recall']} ({v['plates']})" for k, v in s["recall_by_width"].items())
+        click.echo(f"  recall by plate width (plates): {widths}")
     for c in result["crops"]:
         m = c["crop_ms"]
         click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {c['top1']}, top-5 {c['top5']}, top-1 with confusables folded {c['top1_folded']}, crop ms p50 {m.get('p50')} p90 {m.get('p90')}")

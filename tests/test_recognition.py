@@ -194,6 +194,8 @@ def test_options_are_validated():
 def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     import csv
 
+    from edge_agent.recognition._evaluate import _bucket
+
     crops = tmp_path / "crops"
     crops.mkdir()
     rng = np.random.default_rng(9)
@@ -226,3 +228,9 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert out["scenes"][0]["recall"] >= 0.333  # models 0.1.0: 1/3 at IoU >= 0.5 (loose boxes)
     assert out["scenes"][0]["end_to_end_exact"] >= 0.333
     assert out["scenes"][0]["frame_ms"]["n"] == 3
+    by_width = out["scenes"][0]["recall_by_width"]
+    assert sum(v["plates"] for v in by_width.values()) == 3
+    widths = [box[2] for _path, placed in scenes[:3] for box, _t in placed]
+    assert set(by_width) == {_bucket(w) for w in widths}
+    found = sum(v["plates"] * v["recall"] for v in by_width.values())
+    assert abs(found - out["scenes"][0]["recall"] * 3) < 1e-3  # the buckets add up to the overall recall

@@ -2,7 +2,8 @@
 project's shared data (``boxes.jsonl``, ``labels.jsonl``, ``labels.csv``).
 
 Metrics: detection recall / precision at IoU >= 0.5 (greedy one-to-one
-matching), OCR exact match on crops (top-1, top-5 = plate + 4 alternates;
+matching; recall also by plate width in image pixels, since a set's misses
+are often plates far smaller than a camera is set up to read), OCR exact match on crops (top-1, top-5 = plate + 4 alternates;
 also ``top1_folded``: top-1 equal after folding confusable characters the
 way central's confusion-tolerant search does, so O/0 or I/1 still finds it),
 end-to-end exact plate match (a ground-truth plate counts when a read whose
@@ -26,6 +27,19 @@ from ..wire.schema import fold_confusables
 from ._detect import iou
 
 IOU = 0.5
+WIDTH_BUCKETS = (20, 40, 80)  # plate width in image pixels: <20, 20-40, 40-80, >=80
+
+
+def _bucket(width: float) -> str:
+    lo = 0
+    for hi in WIDTH_BUCKETS:
+        if width < hi:
+            return f"{lo}-{hi}px" if lo else f"<{hi}px"
+        lo = hi
+    return f">={lo}px"
+
+
+_BUCKETS = [_bucket(w) for w in (0, *WIDTH_BUCKETS)]
 
 
 def _norm(text: str) -> str:
@@ -91,6 +105,7 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
     items = load_scenes(folder, split)[:limit]
     n_gt = n_det = n_match = n_text = n_text_ok = 0
     frame_ms = []
+    by_width: dict[str, list[int]] = {}  # bucket -> [found, plates]
     for k, (path, gt, texts) in enumerate(items):
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
@@ -98,7 +113,12 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
         boxes = [b[:4] for b in rec.detect(img)]
         n_gt += len(gt)
         n_det += len(boxes)
-        n_match += len(_match(gt, boxes))
+        matched = {i for i, _j in _match(gt, boxes)}
+        n_match += len(matched)
+        for i, g in enumerate(gt):
+            c = by_width.setdefault(_bucket(g[2]), [0, 0])
+            c[0] += i in matched
+            c[1] += 1
         if any(t for t in texts):
             t0 = time.perf_counter()
             reads = rec.recognize(Frame("eval", k, dt.datetime.now(dt.timezone.utc), img))
@@ -113,6 +133,8 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
         "folder": folder, "split": split if os.path.exists(os.path.join(folder, "boxes.jsonl")) else None, "images": len(items), "plates": n_gt, "detections": n_det,
         "recall": round(n_match / n_gt, 4) if n_gt else None,
         "precision": round(n_match / n_det, 4) if n_det else None,
+        "recall_by_width": {k: {"plates": n, "recall": round(f / n, 4)}
+                            for k, (f, n) in sorted(by_width.items(), key=lambda kv: _BUCKETS.index(kv[0]))},
     }
     if n_text:
         out["end_to_end_exact"] = round(n_text_ok / n_text, 4)
