@@ -254,3 +254,44 @@ def test_missing_fonts_error_clearly(monkeypatch):
     finally:
         monkeypatch.undo()
         fonts.truetype_fonts.cache_clear()
+
+
+def test_widen_keeps_the_function_and_only_grows_hidden_channels():
+    """Net2WiderNet on a two-layer 1x1-convolution net in numpy: the widened
+    copy computes the same outputs (the trainers' ``--widen-from``)."""
+    from models.training.widen import widen
+
+    class Conv2D:  # the two methods widen() uses of a Keras layer
+        def __init__(self, *shapes, rng=None):
+            self.w = [rng.normal(size=s).astype(np.float32) if rng is not None else np.zeros(s, np.float32) for s in shapes]
+            self.weights = self.w
+
+        def get_weights(self):
+            return list(self.w)
+
+        def set_weights(self, new):
+            assert [a.shape for a in new] == [a.shape for a in self.w]
+            self.w[:] = new
+
+    class Model:
+        def __init__(self, mid, rng=None):
+            self.layers = [Conv2D((1, 1, 4, mid), (mid,), rng=rng), Conv2D((1, 1, mid, 2), (2,), rng=rng)]
+
+        def __call__(self, x):
+            (k1, b1), (k2, b2) = (layer.w for layer in self.layers)
+            h = np.maximum(x @ k1[0, 0] + b1, 0)
+            return h @ k2[0, 0] + b2
+
+    rng = np.random.default_rng(0)
+    narrow, wide = Model(3, rng), Model(5)
+    widen(narrow, wide, noise=0.0)
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    assert np.allclose(narrow(x), wide(x), atol=1e-5)
+    assert wide.layers[1].w[0].shape == (1, 1, 5, 2)  # the head keeps its outputs
+    widen(narrow, wide, noise=0.05, seed=1)  # symmetry-breaking noise: close, not equal
+    assert not np.allclose(narrow(x), wide(x), atol=1e-6)
+    assert np.abs(narrow(x) - wide(x)).max() < 0.5 * np.abs(narrow(x)).max()
+    other = Model(5)
+    other.layers = other.layers[:1]
+    with pytest.raises(ValueError):
+        widen(narrow, other)  # a layer missing: not the same graph
