@@ -30,7 +30,10 @@ def io_shapes(path: str) -> tuple[list[int], list[int]]:
     return [int(v) for v in inp["shape_signature"]], [int(v) for v in out["shape_signature"]]
 
 
-def build(folder: str, version: str, detect_size: int = 384) -> dict:
+def build(folder: str, version: str, detect_size: int = 384, detector_version: str | None = None,
+          ocr_version: str | None = None) -> dict:
+    """The manifest of the two files in ``folder``; ``version`` is the set's,
+    and each model's unless given (a model carried over unchanged keeps its own)."""
     det = os.path.join(folder, "plate_detector.tflite")
     ocr = os.path.join(folder, "plate_ocr.tflite")
     det_in, _ = io_shapes(det)
@@ -43,7 +46,7 @@ def build(folder: str, version: str, detect_size: int = 384) -> dict:
         "models": {
             "detector": {
                 "name": "plate_detector",
-                "version": version,
+                "version": detector_version or version,
                 "file": "plate_detector.tflite",
                 "sha256": sha256(det),
                 "bytes": os.path.getsize(det),
@@ -57,7 +60,7 @@ def build(folder: str, version: str, detect_size: int = 384) -> dict:
             },
             "ocr": {
                 "name": "plate_ocr",
-                "version": version,
+                "version": ocr_version or version,
                 "file": "plate_ocr.tflite",
                 "sha256": sha256(ocr),
                 "bytes": os.path.getsize(ocr),
@@ -75,10 +78,12 @@ def build(folder: str, version: str, detect_size: int = 384) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", default="models")
-    ap.add_argument("--version", required=True)
+    ap.add_argument("--version", required=True, help="version of the set (and of each model unless given below)")
+    ap.add_argument("--detector-version", help="the detector's own version, when it is carried over unchanged")
+    ap.add_argument("--ocr-version", help="the OCR's own version, when it is carried over unchanged")
     ap.add_argument("--detect-size", type=int, default=384, help="default input long side of a free-shape detector")
     a = ap.parse_args(argv)
-    man = build(a.dir, a.version, a.detect_size)
+    man = build(a.dir, a.version, a.detect_size, a.detector_version, a.ocr_version)
     with open(os.path.join(a.dir, "manifest.json"), "w", encoding="utf-8") as fh:
         json.dump(man, fh, indent=2)
         fh.write("\n")
