@@ -45,12 +45,13 @@ def _iou(a, b) -> float:
     return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-6)
 
 
-def paste_plate(rng, img: np.ndarray, width: float, boxes: list, *, text=None, hershey_only=False, tries=10):
+def paste_plate(rng, img: np.ndarray, width: float, boxes: list, *, text=None, hershey_only=False, tries=10,
+                side="random"):
     """Composite one warped synthetic plate about ``width`` px wide into
-    ``img`` (in place) where it does not overlap ``boxes``. Returns
-    ``(box, label)`` or ``None``."""
+    ``img`` (in place) where it does not overlap ``boxes``. ``side`` is
+    :func:`render_plate`'s. Returns ``(box, label)`` or ``None``."""
     H, W = img.shape[:2]
-    plate, label = render_plate(rng, text, hershey_only=hershey_only)
+    plate, label = render_plate(rng, text, hershey_only=hershey_only, side=side)
     plate = photometric(rng, plate, strength=0.5)
     warped, alpha, quad = warp_plate(rng, plate, width, max_tilt=rng.uniform(0.0, 0.12))
     h, w = warped.shape[:2]
@@ -233,9 +234,12 @@ def _narrow(lo: int, hi: int, a: float, b: float) -> tuple[int, int]:
     return (nlo, nhi) if nlo <= nhi else (lo, hi)
 
 
-def scene_with_plates(rng, size=(1280, 720), plates=(("7ABC123", 160),), *, hershey_only=True, background=None):
+def scene_with_plates(rng, size=(1280, 720), plates=(("7ABC123", 160),), *, hershey_only=True, background=None,
+                      side="random"):
     """A synthetic frame with the given ``(text, width_px)`` plates composited
-    in. Returns ``(bgr, [(box, label), ...])``. Deterministic for a seed."""
+    in (``side``: the graphic beside the serial, as for :func:`render_plate`;
+    None for plain plates). Returns ``(bgr, [(box, label), ...])``.
+    Deterministic for a seed."""
     W, H = size
     if background is None:
         yy = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
@@ -249,7 +253,8 @@ def scene_with_plates(rng, size=(1280, 720), plates=(("7ABC123", 160),), *, hers
         img = cv2.resize(background, size)
     placed = []
     for text, width in plates:
-        r = paste_plate(rng, img, float(width), [b for b, _l in placed], text=text, hershey_only=hershey_only, tries=50)
+        r = paste_plate(rng, img, float(width), [b for b, _l in placed], text=text, hershey_only=hershey_only, tries=50,
+                        side=side)
         if r is not None:
             placed.append(r)
     return img, placed
