@@ -235,3 +235,28 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert set(by_width) == {_bucket(w) for w in widths}
     found = sum(v["plates"] * v["recall"] for v in by_width.values())
     assert abs(found - out["scenes"][0]["recall"] * 3) < 1e-3  # the buckets add up to the overall recall
+
+
+def test_tile_threshold_applies_to_tile_detections_only():
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    rng = np.random.default_rng(31)
+    img, placed = scene_with_plates(rng, (1920, 1080), (("4MNP772", 70), ("8KTR215", 300)), hershey_only=True, side=None)
+    assert len(placed) == 2
+    whole = TFLiteRecognizer(tile_grid=1)
+    never = TFLiteRecognizer(tile_grid=2, tile_threshold=1.0)  # no tile detection can reach 1.0
+    eager = TFLiteRecognizer(tile_grid=2, tile_threshold=0.2)
+    try:
+        base = whole.detect(img)
+        # tiles add nothing: the whole-frame pass alone (at 0.5 the tiles' higher-scoring boxes would replace it)
+        assert never.detect(img) == base
+        more = eager.detect(img)
+        assert len(more) >= len(base)
+        small = placed[0][0]
+        assert any(iou(b[:4], small) >= FOUND_IOU for b in more)  # the 70 px plate is kept
+        assert eager.tile_threshold == 0.2 and whole.tile_threshold == 0.7
+    finally:
+        for r in (whole, never, eager):
+            r.close()
+    with pytest.raises(ValueError):
+        TFLiteRecognizer(tile_threshold=1.5)
