@@ -85,11 +85,6 @@ def build_model(size: int = SIZE, width: float = 1.0):
     return keras.Model(inp, out)
 
 
-def width_of(first_conv_channels: int) -> float:
-    """The ``width`` of a detector whose first convolution has this many channels."""
-    return first_conv_channels / 16
-
-
 def targets(boxes_list, size: int):
     """Heatmap / regression targets for a batch of box lists (input pixels).
 

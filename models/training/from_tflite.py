@@ -192,11 +192,13 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if a.kind == "ocr":
-        from .ocr import build_model, width_of
+        from .ocr import build_model
+        from .widen import width_of
 
         model = build_model(width_of(conv_params(a.tflite)[0][0].shape[3]))
     else:
-        from .detector import build_model, width_of
+        from .detector import build_model
+        from .widen import width_of
 
         model = build_model(width=width_of(conv_params(a.tflite)[0][0].shape[3]))
     cal = _calibration(a.kind, a.samples, a.seed, a.data_root)

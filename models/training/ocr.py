@@ -62,11 +62,6 @@ def build_model(width: float = 1.0):
     return keras.Model(inp, out)
 
 
-def width_of(first_conv_channels: int) -> float:
-    """The ``width`` of an OCR whose first convolution has this many channels."""
-    return first_conv_channels / 16
-
-
 def encode(labels) -> tuple[np.ndarray, np.ndarray]:
     idx = {c: i for i, c in enumerate(CHARSET)}
     y = np.zeros((len(labels), MAX_LEN), np.int32)

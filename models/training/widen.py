@@ -11,6 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def width_of(first_conv_channels: int) -> float:
+    """The ``width`` of a detector or OCR whose first convolution has this
+    many channels (both start with 16 at width 1.0)."""
+    return first_conv_channels / 16
+
+
 def widen(narrow, wide, noise: float = 0.01, seed: int = 0) -> None:
     """Copy the trained ``narrow`` model into the wider ``wide`` one: wide
     channel j repeats narrow channel j mod C, and a convolution reading
