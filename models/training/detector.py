@@ -229,7 +229,9 @@ class Miner:
     ``SIZE``, and a second time zoomed in so small plates are tried too);
     where it fires on no plate (a false positive at ``thr``, but under 0.65:
     the most confident ones are mostly plates the labels left out) or misses
-    a plate, a window around that spot becomes a training sample. The newest ``n``
+    a plate (no box at IoU >= 0.5 scoring ``thr``: a plate found with a score
+    under the operating threshold counts as missed), a window around that
+    spot becomes a training sample. The newest ``n``
     windows are kept; a share of every batch is drawn from them."""
 
     def __init__(self, root: str, n: int, crop: int, thr: float = 0.4) -> None:
@@ -328,6 +330,9 @@ def main(argv=None) -> None:
     ap.add_argument("--mine-every", type=float, default=0.0,
                     help="minutes between hard-example mining passes over detect/ train (0: no mining)")
     ap.add_argument("--hard-share", type=float, default=0.25, help="share of each batch drawn from mined windows")
+    ap.add_argument("--mine-threshold", type=float, default=0.4,
+                    help="score a box must reach to count as a detection when mining (models 0.4.0: 0.4; "
+                         "the runtime's detect_threshold is 0.5)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
@@ -391,7 +396,7 @@ def train(tf, model, a, queue, best_ckpt: str) -> None:
     buf = Replay(a.buffer, a.crop)
     while buf.filled < 4 * a.batch:
         buf.add(queue.get())
-    miner = Miner(a.data_root, 4000, a.crop) if a.mine_every else None
+    miner = Miner(a.data_root, 4000, a.crop, a.mine_threshold) if a.mine_every else None
     best, hist, t0 = -1.0, [], time.time()
     next_eval = 0.0  # score the starting weights first
     next_mine = 0.0
