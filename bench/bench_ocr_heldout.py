@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: shipped models)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    rec = TFLiteRecognizer(**({"model_dir": a.model_dir} if a.model_dir else {}), num_threads=1, plate_rules="generic")
+    rec = TFLiteRecognizer(model_dir=a.model_dir, num_threads=1, plate_rules="generic")
     try:
         res = {"model_version": rec.model_version, **{p: score(rec, p) for p in a.chunks}}
     finally:
