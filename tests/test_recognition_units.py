@@ -179,6 +179,28 @@ def test_synth_side_graphics_are_drawn_and_never_labelled():
         assert changed[:, 1].max() < 20 + 60 + 60 and changed[:, 0].min() >= 0
 
 
+def test_synth_night_traffic_darkens_the_scene_but_keeps_plates_lit():
+    from models.synth.augment import night_traffic
+
+    scene = np.full((240, 320, 3), 150, np.uint8)
+    boxes = [[130.0, 150.0, 60.0, 20.0]]
+    plate = (slice(152, 168), slice(132, 188))
+    outside = np.ones((240, 320), bool)
+    outside[120:200, 60:260] = False  # the plate, its lamps and most of their bloom
+    dark, lit = [], []
+    for seed in range(12):
+        out = night_traffic(np.random.default_rng(seed), scene, boxes)
+        again = night_traffic(np.random.default_rng(seed), scene, boxes)
+        assert out.dtype == np.uint8 and out.shape == scene.shape and np.array_equal(out, again)
+        grey = out.max(-1).astype(float)
+        dark.append(np.median(grey[outside]))
+        lit.append(np.median(grey[plate]))
+    # glare haze may brighten a whole frame now and then, but the night is dark and the plates stand out
+    assert np.median(dark) < 0.45 * 150
+    assert sum(p > d + 20 for p, d in zip(lit, dark)) >= 10
+    assert night_traffic(np.random.default_rng(0), scene, []).shape == scene.shape
+
+
 def test_synth_serials_follow_us_letter_use():
     """Standard serials mostly skip I, O and Q (as most states do); vanity
     positions and a few plates still use every letter."""

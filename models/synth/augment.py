@@ -82,6 +82,52 @@ def photometric(rng, img: np.ndarray, strength: float = 1.0) -> np.ndarray:
     return out
 
 
+def night_traffic(rng, img: np.ndarray, boxes: list) -> np.ndarray:
+    """A scene as a dashcam sees it at night: dark and tinted (magenta, red or
+    sodium orange), with blooming lights and a haze of veiling glare; the
+    plates at ``boxes`` ([x, y, w, h]) stay lit, as retroreflective plates in
+    headlights do. Most plates get a pair of taillights beside and above them.
+    The detector scored such plates 0.25-0.5 in ``detect/`` (models 0.4.0)."""
+    H, W = img.shape[:2]
+    src = img.astype(np.float32) / 255.0
+    lit = np.zeros((H, W), np.float32)
+    for x, y, w, h in boxes:
+        cv2.rectangle(lit, (int(x - 0.1 * w), int(y - 0.2 * h)), (int(x + 1.1 * w), int(y + 1.2 * h)), 1.0, -1)
+    if boxes:
+        lit = cv2.GaussianBlur(lit, (0, 0), max(1.0, 0.05 * max(b[2] for b in boxes)))[..., None]
+    else:
+        lit = lit[..., None]
+    dark = src ** rng.uniform(1.4, 2.6) * rng.uniform(0.25, 0.6)
+    out = dark * (1 - lit) + src * rng.uniform(0.45, 0.95) * lit
+    tints = ([1.0, 0.65, 1.1], [0.55, 0.6, 1.1], [0.45, 0.75, 1.1], [1.0, 1.0, 1.0])  # BGR: magenta, red, sodium, none
+    out *= np.array(tints[int(rng.integers(len(tints)))], np.float32) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    colours = ([0.35, 0.25, 1.0], [0.85, 0.3, 1.0], [0.2, 0.55, 1.0], [1.0, 1.0, 1.0])  # red, magenta, amber, white
+    lights = np.zeros((H, W, 3), np.float32)
+
+    def lamp(cx, cy, rx, ry, colour):
+        if any(b[0] - rx < cx < b[0] + b[2] + rx and b[1] - ry < cy < b[1] + b[3] + ry for b in boxes):
+            return  # never paint over a plate; only the bloom may reach it
+        cv2.ellipse(lights, (int(cx), int(cy)), (max(1, int(rx)), max(1, int(ry))), 0, 0, 360, colour, -1, cv2.LINE_AA)
+
+    for x, y, w, h in boxes:
+        if rng.random() < 0.7:
+            c = colours[int(rng.integers(2))]
+            dx, dy = w * rng.uniform(0.4, 1.6), h * rng.uniform(-2.5, 0.5)
+            rx = w * rng.uniform(0.12, 0.45)
+            ry = rx * rng.uniform(0.3, 0.8)
+            for cx in (x - dx, x + w + dx):
+                lamp(cx, y + dy, rx, ry, c)
+    for _ in range(int(rng.integers(0, 6))):
+        r = W * rng.uniform(0.004, 0.04)
+        lamp(rng.uniform(0, W), rng.uniform(0, H), r, r * rng.uniform(0.5, 1.0), colours[int(rng.integers(4))])
+    if lights.any():
+        core = np.minimum(lights * 2.5, 1.0) + lights.max(2, keepdims=True) * 0.6  # white-hot centre, coloured rim
+        bloom = cv2.GaussianBlur(lights, (0, 0), max(2.0, 0.02 * W * rng.uniform(0.5, 2.0))) * rng.uniform(1.0, 3.0)
+        veil = cv2.GaussianBlur(lights, (0, 0), 0.15 * max(H, W)) * rng.uniform(2.0, 8.0)
+        out = out + core + bloom + veil
+    return (np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def _surround(rng, w: int, h: int) -> np.ndarray:
     """Car-body-like surroundings for a plate crop."""
     c = rng.uniform(0, 255, 3)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import fonts
-from .augment import photometric, warp_plate
+from .augment import night_traffic, photometric, warp_plate
 from .plates import LETTERS, render_plate
 
 
@@ -150,7 +150,7 @@ def shrink(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if w < iw else cv2.INTER_LINEAR)
 
 
-def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
+def det_sample(rng, src: DetectSource, size: int, frame: int = 384, night: float = 0.0):
     """One ``size``x``size`` training image and its plate boxes [x, y, w, h].
 
     The scene is scaled the way the runtime letterboxes a frame to ``frame``
@@ -159,7 +159,8 @@ def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
     real plate is inside (positives are scarce), the rest anywhere. Then a
     horizontal flip, 0-3 synthetic US plates pasted in (the US-specific part),
     sometimes car badges as negatives (:func:`paste_badge`) and
-    lighting/sensor effects."""
+    lighting/sensor effects; a ``night`` share of them first turned into a
+    night traffic scene (:func:`night_traffic`)."""
     img, boxes = src.load(int(rng.integers(len(src))))
     if img is None:
         img, boxes = np.full((size, size, 3), 114, np.uint8), []
@@ -181,6 +182,8 @@ def det_sample(rng, src: DetectSource, size: int, frame: int = 384):
             out.append(r[0])
     for _ in range(int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1]))):
         paste_badge(rng, canvas, float(np.exp(rng.uniform(np.log(10), np.log(frame * 0.25)))), out)
+    if night and rng.random() < night:
+        canvas = night_traffic(rng, canvas, out)
     canvas = photometric(rng, canvas, strength=0.4)
     return canvas, out
 

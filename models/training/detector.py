@@ -144,14 +144,14 @@ def make_loss(tf):
     return loss_fn
 
 
-def _produce(queue, root: str, seed: int, crop: int, chunk: int) -> None:
+def _produce(queue, root: str, seed: int, crop: int, chunk: int, night: float = 0.0) -> None:
     """Worker process: make training samples forever, ``chunk`` at a time."""
     from ..synth.scenes import DetectSource, det_sample
 
     src = DetectSource(root, split="train")
     rng = np.random.default_rng(seed)
     while True:
-        queue.put([det_sample(rng, src, crop, SIZE) for _ in range(chunk)])
+        queue.put([det_sample(rng, src, crop, SIZE, night) for _ in range(chunk)])
 
 
 class Replay:
@@ -333,6 +333,11 @@ def main(argv=None) -> None:
     ap.add_argument("--mine-threshold", type=float, default=0.4,
                     help="score a box must reach to count as a detection when mining (models 0.4.0: 0.4; "
                          "the runtime's detect_threshold is 0.5)")
+    ap.add_argument("--night", type=float, default=0.0,
+                    help="share of generated samples turned into night traffic scenes (models.synth.augment.night_traffic)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="decay of an exponential moving average of the weights; when set, the average is what is "
+                         "scored, kept and exported (e.g. 0.998)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
@@ -346,7 +351,7 @@ def main(argv=None) -> None:
     if not a.export_only:  # fork the worker before TensorFlow starts its threads
         queue = multiprocessing.get_context("fork").Queue(maxsize=8)
         worker = multiprocessing.get_context("fork").Process(
-            target=_produce, args=(queue, a.data_root, a.seed, a.crop, 32), daemon=True)
+            target=_produce, args=(queue, a.data_root, a.seed, a.crop, 32, a.night), daemon=True)
         worker.start()
     import tensorflow as tf
 
@@ -381,6 +386,8 @@ def train(tf, model, a, queue, best_ckpt: str) -> None:
     logger.info("params %d", model.count_params())
     opt = tf.keras.optimizers.Adam(a.lr)
     loss_fn = make_loss(tf)
+    # the moving average covers the trainable weights; batch-norm statistics are averages already
+    ema = [tf.Variable(v, trainable=False) for v in model.trainable_variables] if a.ema else []
 
     @tf.function
     def step(xb, heat, reg, mask, wmask):
@@ -389,7 +396,23 @@ def train(tf, model, a, queue, best_ckpt: str) -> None:
             losses = loss_fn(model(xb, training=True), heat, reg, mask, wmask)
         g = tape.gradient(losses[0], model.trainable_variables)
         opt.apply_gradients(zip(g, model.trainable_variables))
+        for e, v in zip(ema, model.trainable_variables):
+            e.assign(a.ema * e + (1.0 - a.ema) * v)
         return losses
+
+    def averaged(fn):
+        """Run ``fn`` with the averaged weights in the model (the raw ones
+        without ``--ema``), then put the raw weights back."""
+        if not ema:
+            return fn()
+        raw = [v.numpy() for v in model.trainable_variables]
+        for e, v in zip(ema, model.trainable_variables):
+            v.assign(e)
+        try:
+            return fn()
+        finally:
+            for r, v in zip(raw, model.trainable_variables):
+                v.assign(r)
 
     val = ValSet(a.data_root)
     rng = np.random.default_rng(a.seed)
@@ -419,7 +442,7 @@ def train(tf, model, a, queue, best_ckpt: str) -> None:
         hist.append([float(v) for v in step(np.ascontiguousarray(xb), *targets(bx, a.crop))])
         if elapsed >= next_eval or frac >= 1.0:
             next_eval += a.eval_every * 60
-            res = val.score(model)
+            res = averaged(lambda: val.score(model))
             t_best = max(res, key=lambda t: res[t][2])
             r, p, f1 = res[t_best]
             m = np.mean(hist, 0)
@@ -428,9 +451,9 @@ def train(tf, model, a, queue, best_ckpt: str) -> None:
                         buf.filled, m[0], m[1], m[2], t_best, r, p, f1, res[0.3][0], res[0.3][1])
             if f1 > best:
                 best = f1
-                model.save_weights(best_ckpt)
+                averaged(lambda: model.save_weights(best_ckpt))
                 logger.info("new best checkpoint")
-            model.save_weights(os.path.join(a.work, "det-last.weights.h5"))
+            averaged(lambda: model.save_weights(os.path.join(a.work, "det-last.weights.h5")))
             if frac >= 1.0:
                 return
 
