@@ -225,6 +225,16 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert out["crops"][0]["crops"] == n
     assert out["crops"][0]["top1"] >= 5 / n - 1e-4
     assert out["crops"][0]["top1_folded"] >= out["crops"][0]["top1"] + 1 / n - 1e-4
+    # crops whose label is known to be wrong stay in the as-labelled figures and are left out of "checked"
+    from edge_agent.recognition._evaluate import eval_crops
+
+    rec = create("tflite", {"num_threads": 1})
+    part = eval_crops(rec, str(crops), exclude={"folded.png": "labelled with confusables", "absent.png": "not in this folder"})
+    rec.close()
+    assert part["crops"] == n and part["top1"] == out["crops"][0]["top1"]
+    chk = part["checked"]
+    assert chk["crops"] == n - 1 and chk["excluded"] == {"folded.png": "labelled with confusables"}
+    assert abs(chk["top1"] - part["top1"] * n / (n - 1)) < 1e-3  # the excluded crop never matched exactly
     assert out["scenes"][0]["plates"] == 3
     assert out["scenes"][0]["recall"] >= 0.333  # models 0.1.0: 1/3 at IoU >= 0.5 (loose boxes)
     assert out["scenes"][0]["end_to_end_exact"] >= 0.333
