@@ -41,9 +41,35 @@ DEFAULTS: dict[str, Any] = {
     "tile_threshold": 0.7,
     "detect_size": None,
     "box_padding": 0.1,  # chosen on synthetic scenes (seeds 2000-2039)
+    # views of each crop the OCR reads (see _views); 4 chosen on the synthetic held-out chunks, never on us-crops
+    "ocr_views": 4,
     "runtime": "auto",
     "verify_checksums": True,
 }
+
+
+def _views(grey: np.ndarray, n: int) -> list[np.ndarray]:
+    """The first ``n`` views of a grey crop that the OCR reads: the crop as
+    given; with a replicated border (6 % of the width each side, 4 % of the
+    height top and bottom: characters touching the edge get room); 3 % of the
+    width trimmed off each side; 6 % of the height trimmed off top and bottom.
+    Averaging them (models 0.6.0) lifts exact match on the synthetic held-out
+    chunks from 84.95 / 84.60 % to 86.45 / 86.30 %."""
+    h, w = grey.shape[:2]
+    out = [grey]
+    if n > 1:
+        px, py = int(round(w * 0.06)), int(round(h * 0.04))
+        out.append(cv2.copyMakeBorder(grey, py, py, px, px, cv2.BORDER_REPLICATE))
+    if n > 2:
+        dx = int(w * 0.03)
+        out.append(grey[:, dx : w - dx])
+    if n > 3:
+        dy = int(h * 0.06)
+        out.append(grey[dy : h - dy])
+    return out[:n]
+
+
+_VIEWS = 4  # how many _views() knows
 
 
 def _default_model_dir() -> str:
@@ -68,7 +94,9 @@ class TFLiteRecognizer(Recognizer):
     32 (default: the manifest's ``input_size``; larger finds smaller plates
     and costs more; only for a detector with a free input shape, which also
     pads a 16:9 frame to 384x224 rather than a square); ``box_padding`` fraction added around a detected
-    box before OCR; ``runtime`` ``"auto"``, ``"ai_edge_litert"`` or
+    box before OCR; ``ocr_views`` how many views of each crop the OCR reads
+    and averages (1-4; 1 reads the crop once, each view costs one OCR run);
+    ``runtime`` ``"auto"``, ``"ai_edge_litert"`` or
     ``"tflite_runtime"``; ``verify_checksums`` check files against the manifest.
     """
 
@@ -84,6 +112,7 @@ class TFLiteRecognizer(Recognizer):
         self.tile_threshold = _frac(o, "tile_threshold")
         self.min_confidence = _frac(o, "min_confidence")
         self.box_padding = _frac(o, "box_padding")
+        self.ocr_views = _int(o, "ocr_views", 1, _VIEWS)
         if not isinstance(o["plate_rules"], str):
             raise ValueError("plate_rules must be a string")
         self.plate_rules = validate_rules(o["plate_rules"])
@@ -114,20 +143,28 @@ class TFLiteRecognizer(Recognizer):
         """Read one plate crop. Returns ``(plate, confidence, alternates,
         char_confidences)``; ``plate`` may be empty when nothing is legible."""
         grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
-        interp = cv2.INTER_AREA if grey.shape[1] > self.ocr_w else cv2.INTER_LINEAR
-        x = cv2.resize(grey, (self.ocr_w, self.ocr_h), interpolation=interp).astype(np.float32) * (1.0 / 255.0)
-        self._ocr.set_tensor(self._ocr_in, x[None, :, :, None])
-        self._ocr.invoke()
-        probs = softmax(self._ocr.get_tensor(self._ocr_out)[0].astype(np.float32))
-        texts, ps = beam_search(probs, self.charset, self.blank)
-        ranked = rerank(list(zip(texts, ps)), self.plate_rules)
+        views = [self._ocr_probs(v) for v in _views(grey, self.ocr_views)]
+        scores: dict[str, float] = {}
+        for probs in views:  # a text's probability: its mean over the views (0 where a beam lacks it)
+            for t, p in zip(*beam_search(probs, self.charset, self.blank)):
+                scores[t] = scores.get(t, 0.0) + p / len(views)
+        ranked = rerank(sorted(scores.items(), key=lambda kv: -kv[1]), self.plate_rules)
         ranked = [(t, p) for t, p in ranked if t]
         if not ranked:
             return "", 0.0, (), ()
         plate, conf = ranked[0]
-        chars = char_confidences(probs, plate, self.charset, self.blank)
+        per_view = [char_confidences(probs, plate, self.charset, self.blank) for probs in views]
+        chars = tuple(round(sum(c) / len(c), 4) for c in zip(*per_view))
         alts = tuple(Alternate(t, round(min(1.0, p), 4)) for t, p in ranked[1:6])
         return plate, round(min(1.0, conf), 4), alts, chars
+
+    def _ocr_probs(self, grey: np.ndarray) -> np.ndarray:
+        """Per-frame character probabilities (T, C) for one grey crop."""
+        interp = cv2.INTER_AREA if grey.shape[1] > self.ocr_w else cv2.INTER_LINEAR
+        x = cv2.resize(grey, (self.ocr_w, self.ocr_h), interpolation=interp).astype(np.float32) * (1.0 / 255.0)
+        self._ocr.set_tensor(self._ocr_in, x[None, :, :, None])
+        self._ocr.invoke()
+        return softmax(self._ocr.get_tensor(self._ocr_out)[0].astype(np.float32))
 
     # -- detection -----------------------------------------------------------
     def _detect_once(self, bgr: np.ndarray, threshold: float, ox: int = 0, oy: int = 0):
