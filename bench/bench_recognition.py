@@ -148,7 +148,8 @@ def main() -> None:
                 line += f", end-to-end exact {r['end_to_end_exact']}"
             print(line)
             print("  recall by plate width (plates): "
-                  + ", ".join(f"{b} {v['recall']} ({v['plates']})" for b, v in r["recall_by_width"].items()))
+                  + ", ".join(f"{b} {v['recall']} ({v['plates']})" for b, v in r["recall_by_width"].items())
+                  + f"; plates 60 px and wider {r['recall_from_60px']['recall']} ({r['recall_from_60px']['plates']})")
     for s in skipped:
         print(f"skipped {s}: folder not present")
 

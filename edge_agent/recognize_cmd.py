@@ -43,10 +43,13 @@ def _model_options(f):
                      help="Score a detection made on a tile must reach (default 0.7).")(f)
     f = click.option("--detect-size", type=int, default=None,
                      help="Detector input long side, a multiple of 32 (default: the model's; larger finds smaller plates).")(f)
+    f = click.option("--ocr-views", type=click.IntRange(1, 4), default=None,
+                     help="Views of each crop the OCR reads and averages (default 4; 1 reads it once, 4x less OCR work).")(f)
     return f
 
 
-def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1, detect_size=None, tile_threshold=None):
+def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1, detect_size=None, tile_threshold=None,
+          ocr_views=None):
     from .recognition.tflite import TFLiteRecognizer
 
     opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
@@ -55,6 +58,8 @@ def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1, detect
         opts["detect_threshold"] = detect_threshold
     if tile_threshold is not None:
         opts["tile_threshold"] = tile_threshold
+    if ocr_views is not None:
+        opts["ocr_views"] = ocr_views
     try:
         return TFLiteRecognizer(**opts)
     except ValueError as exc:
@@ -128,9 +133,9 @@ def _frames(path: str, every: int, max_frames: int):
 @click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
 @_model_options
 def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size,
-              tile_threshold):
+              tile_threshold, ocr_views):
     """Read the plates in image and video FILES."""
-    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold)
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views)
     failed = False
     rows = []
 
@@ -182,16 +187,16 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_model_options
 def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size,
-             tile_threshold):
+             tile_threshold, ocr_views):
     """Measure the shipped models on labelled folders."""
     from .recognition._evaluate import eval_crops, eval_scenes
 
     if not detect_dirs and not crop_dirs:
         raise click.UsageError("give at least one --detect or --crops folder")
-    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold)
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views)
     result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
               "tile_threshold": rec.tile_threshold, "detect_size": rec.det_size,
-              "detect_threshold": rec.detect_threshold, "scenes": [], "crops": []}
+              "detect_threshold": rec.detect_threshold, "ocr_views": rec.ocr_views, "scenes": [], "crops": []}
     try:
         for d in detect_dirs:
             result["scenes"].append(eval_scenes(rec, d, split, limit))
@@ -212,7 +217,8 @@ def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, 
             line += f", end-to-end exact {s['end_to_end_exact']}, frame ms p50 {f.get('p50')} p90 {f.get('p90')}"
         click.echo(line)
         widths = ", ".join(f"{k} {v['recall']} ({v['plates']})" for k, v in s["recall_by_width"].items())
-        click.echo(f"  recall by plate width (plates): {widths}")
+        r60 = s["recall_from_60px"]
+        click.echo(f"  recall by plate width (plates): {widths}; plates 60 px and wider {r60['recall']} ({r60['plates']})")
     for c in result["crops"]:
         m = c["crop_ms"]
         click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {c['top1']}, top-5 {c['top5']}, top-1 with confusables folded {c['top1_folded']}, crop ms p50 {m.get('p50')} p90 {m.get('p90')}")

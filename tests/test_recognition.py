@@ -242,7 +242,11 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     n = len(TEXTS) + 1
-    assert out["crops"][0]["crops"] == n
+    assert out["crops"][0]["crops"] == n and out["ocr_views"] == 4
+    once = CliRunner().invoke(evaluate, ["--json", "--crops", str(crops), "--ocr-views", "1"])
+    assert once.exit_code == 0, once.output
+    assert json.loads(once.stdout)["ocr_views"] == 1
+    assert CliRunner().invoke(evaluate, ["--crops", str(crops), "--ocr-views", "5"]).exit_code == 2
     assert out["crops"][0]["top1"] >= 5 / n - 1e-4
     assert out["crops"][0]["top1_folded"] >= out["crops"][0]["top1"] + 1 / n - 1e-4
     # crops whose label is known to be wrong stay in the as-labelled figures and are left out of "checked"
@@ -265,6 +269,7 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert set(by_width) == {_bucket(w) for w in widths}
     found = sum(v["plates"] * v["recall"] for v in by_width.values())
     assert abs(found - out["scenes"][0]["recall"] * 3) < 1e-3  # the buckets add up to the overall recall
+    assert min(widths) >= 60 and out["scenes"][0]["recall_from_60px"] == {"plates": 3, "recall": out["scenes"][0]["recall"]}
 
 
 def test_tile_threshold_applies_to_tile_detections_only():
