@@ -69,7 +69,7 @@ def _views(grey: np.ndarray, n: int) -> list[np.ndarray]:
     return out[:n]
 
 
-_VIEWS = 4  # how many _views() knows
+MAX_OCR_VIEWS = 4  # how many views _views() knows
 
 
 def _default_model_dir() -> str:
@@ -112,7 +112,7 @@ class TFLiteRecognizer(Recognizer):
         self.tile_threshold = _frac(o, "tile_threshold")
         self.min_confidence = _frac(o, "min_confidence")
         self.box_padding = _frac(o, "box_padding")
-        self.ocr_views = _int(o, "ocr_views", 1, _VIEWS)
+        self.ocr_views = _int(o, "ocr_views", 1, MAX_OCR_VIEWS)
         if not isinstance(o["plate_rules"], str):
             raise ValueError("plate_rules must be a string")
         self.plate_rules = validate_rules(o["plate_rules"])
