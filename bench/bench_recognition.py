@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--tile-grid", type=int, default=1)
     ap.add_argument("--detect-size", type=int, default=None, help="detector input long side (free-shape detectors)")
     ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: the shipped models)")
+    ap.add_argument("--no-verify", action="store_true", help="do not run the set's box verifier")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res: dict = {}
@@ -100,12 +101,14 @@ def main() -> None:
         man = json.load(fh)
     res["model_bytes"] = {k: os.path.getsize(os.path.join(folder, v["file"])) for k, v in man["models"].items()}
     res["model_bytes_total"] = sum(res["model_bytes"].values())
-    rec = TFLiteRecognizer(model_dir=folder, num_threads=a.threads, tile_grid=a.tile_grid, detect_size=a.detect_size)
+    rec = TFLiteRecognizer(model_dir=folder, num_threads=a.threads, tile_grid=a.tile_grid, detect_size=a.detect_size,
+                           verify=not a.no_verify)
     res["model_version"] = rec.model_version
     res["runtime"] = rec.runtime
     res["threads"] = a.threads
     res["tile_grid"] = a.tile_grid
     res["detect_size"] = rec.det_size
+    res["verify"] = rec.verify
     res["rss_mb_models_loaded"] = round(rss_mb(), 1)
     res["frame_1280x720_ms"] = frame_latency(rec, (1280, 720), a.runs)
     res["frame_1920x1080_ms"] = frame_latency(rec, (1920, 1080), a.runs)
@@ -127,7 +130,8 @@ def main() -> None:
     if a.json:
         print(json.dumps(res))
         return
-    print(f"models {res['model_version']} ({res['runtime']}, {a.threads} thread(s), detector long side {rec.det_size})")
+    print(f"models {res['model_version']} ({res['runtime']}, {a.threads} thread(s), detector long side {rec.det_size}, "
+          f"box verifier {'on' if rec.verify else 'off'})")
     print(f"model sizes: {res['model_bytes']} total {res['model_bytes_total'] / 1e6:.2f} MB")
     print(f"RSS with models loaded: {res['rss_mb_models_loaded']} MB (after evaluation {res['rss_mb_after']} MB)")
     for k in ("frame_1280x720_ms", "frame_1920x1080_ms", "ocr_crop_ms"):

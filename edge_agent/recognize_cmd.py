@@ -38,22 +38,25 @@ def _model_options(f):
     f = click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Interpreter threads.")(f)
     f = click.option("--plate-rules", default="generic", show_default=True, help="none, generic or a US state code.")(f)
     f = click.option("--tile-grid", type=click.IntRange(1, 4), default=1, show_default=True, help="Also detect on N x N tiles (small plates in big frames).")(f)
-    f = click.option("--detect-threshold", type=click.FloatRange(0, 1), default=None, help="Detector score threshold.")(f)
+    f = click.option("--detect-threshold", type=click.FloatRange(0, 1), default=None,
+                     help="Score a box must reach (default 0.5; with the verifier, sqrt of detector x verifier score).")(f)
     f = click.option("--tile-threshold", type=click.FloatRange(0, 1), default=None,
                      help="Score a detection made on a tile must reach (default 0.7).")(f)
     f = click.option("--detect-size", type=int, default=None,
                      help="Detector input long side, a multiple of 32 (default: the model's; larger finds smaller plates).")(f)
+    f = click.option("--verify/--no-verify", default=True, show_default=True,
+                     help="Score boxes with the set's box verifier too (sqrt of detector x verifier score).")(f)
     f = click.option("--ocr-views", type=click.IntRange(1, 4), default=None,
                      help="Views of each crop the OCR reads and averages (default 4; 1 reads it once, 4x less OCR work).")(f)
     return f
 
 
 def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1, detect_size=None, tile_threshold=None,
-          ocr_views=None):
+          ocr_views=None, verify=True):
     from .recognition.tflite import TFLiteRecognizer
 
     opts = {"model_dir": model_dir, "num_threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
-            "detect_size": detect_size}
+            "detect_size": detect_size, "verify": verify}
     if detect_threshold is not None:
         opts["detect_threshold"] = detect_threshold
     if tile_threshold is not None:
@@ -133,9 +136,9 @@ def _frames(path: str, every: int, max_frames: int):
 @click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
 @_model_options
 def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size,
-              tile_threshold, ocr_views):
+              tile_threshold, ocr_views, verify):
     """Read the plates in image and video FILES."""
-    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views)
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views, verify)
     failed = False
     rows = []
 
@@ -187,16 +190,16 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_model_options
 def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size,
-             tile_threshold, ocr_views):
+             tile_threshold, ocr_views, verify):
     """Measure the shipped models on labelled folders."""
     from .recognition._evaluate import eval_crops, eval_scenes
 
     if not detect_dirs and not crop_dirs:
         raise click.UsageError("give at least one --detect or --crops folder")
-    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views)
+    rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views, verify)
     result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
               "tile_threshold": rec.tile_threshold, "detect_size": rec.det_size,
-              "detect_threshold": rec.detect_threshold, "ocr_views": rec.ocr_views, "scenes": [], "crops": []}
+              "detect_threshold": rec.detect_threshold, "verify": rec.verify, "ocr_views": rec.ocr_views, "scenes": [], "crops": []}
     try:
         for d in detect_dirs:
             result["scenes"].append(eval_scenes(rec, d, split, limit))

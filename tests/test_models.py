@@ -21,9 +21,9 @@ def _semver(v: str) -> tuple[int, ...]:
     return parts
 
 
-def test_manifest_lists_both_models_with_matching_checksums():
+def test_manifest_lists_the_three_models_with_matching_checksums():
     man = manifest()
-    assert set(man["models"]) == {"detector", "ocr"}
+    assert set(man["models"]) == {"detector", "ocr", "verifier"}
     total = 0
     for entry in man["models"].values():
         path = model_dir() / entry["file"]
@@ -43,15 +43,26 @@ def test_synth_charset_matches_manifest():
     assert manifest()["models"]["ocr"]["charset"] == CHARSET
 
 
-def test_tampered_model_is_rejected(tmp_path):
+@pytest.mark.parametrize("tampered", ["plate_detector.tflite", "plate_ocr.tflite", "plate_verifier.tflite"])
+def test_tampered_model_is_rejected(tmp_path, tampered):
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    for name in ("manifest.json", "plate_detector.tflite", "plate_ocr.tflite", "plate_verifier.tflite"):
+        (tmp_path / name).write_bytes((model_dir() / name).read_bytes())
+    TFLiteRecognizer(model_dir=str(tmp_path)).close()  # the copy itself is fine
+    data = bytearray((tmp_path / tampered).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / tampered).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        TFLiteRecognizer(model_dir=str(tmp_path))
+
+
+def test_missing_verifier_file_is_a_clear_error(tmp_path):
     from edge_agent.recognition.tflite import TFLiteRecognizer
 
     for name in ("manifest.json", "plate_detector.tflite", "plate_ocr.tflite"):
         (tmp_path / name).write_bytes((model_dir() / name).read_bytes())
-    data = bytearray((tmp_path / "plate_ocr.tflite").read_bytes())
-    data[-1] ^= 0xFF
-    (tmp_path / "plate_ocr.tflite").write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="checksum"):
+    with pytest.raises(ValueError, match="plate_verifier.tflite missing"):
         TFLiteRecognizer(model_dir=str(tmp_path))
 
 
@@ -85,6 +96,7 @@ def test_ai_edge_litert_runtime_loads_models():
     shapes = _io_shapes(Interpreter)
     assert shapes["detector"] == (1, 96, 96, 5)
     assert shapes["ocr"] == (1, 32, 37)
+    assert shapes["verifier"] == (1, 1)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tflite_runtime") is None, reason="tflite_runtime not installed")
@@ -94,6 +106,7 @@ def test_tflite_runtime_loads_models():
     shapes = _io_shapes(Interpreter)
     assert shapes["detector"] == (1, 96, 96, 5)
     assert shapes["ocr"] == (1, 32, 37)
+    assert shapes["verifier"] == (1, 1)
 
 
 def test_manifest_is_valid_json_file():

@@ -246,6 +246,10 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     once = CliRunner().invoke(evaluate, ["--json", "--crops", str(crops), "--ocr-views", "1"])
     assert once.exit_code == 0, once.output
     assert json.loads(once.stdout)["ocr_views"] == 1
+    assert out["verify"] is True
+    raw = CliRunner().invoke(evaluate, ["--json", "--detect", str(det), "--no-verify"])
+    assert raw.exit_code == 0, raw.output
+    assert json.loads(raw.stdout)["verify"] is False and json.loads(raw.stdout)["scenes"][0]["plates"] == 3
     assert CliRunner().invoke(evaluate, ["--crops", str(crops), "--ocr-views", "5"]).exit_code == 2
     assert out["crops"][0]["top1"] >= 5 / n - 1e-4
     assert out["crops"][0]["top1_folded"] >= out["crops"][0]["top1"] + 1 / n - 1e-4
@@ -295,3 +299,61 @@ def test_tile_threshold_applies_to_tile_detections_only():
             r.close()
     with pytest.raises(ValueError):
         TFLiteRecognizer(tile_threshold=1.5)
+
+
+def test_verifier_scores_a_plate_high_and_background_boxes_low(rec):
+    img, placed = scene_with_plates(np.random.default_rng(41), (1280, 720), (("7ABC123", 200),), hershey_only=True, side=None)
+    (box, _text), = placed
+    assert rec.verify
+    assert rec._verify(img, box) >= 0.8
+    rng = np.random.default_rng(0)
+    background = []
+    while len(background) < 30:
+        w = rng.uniform(60, 250)
+        h = w / rng.uniform(2, 4)
+        b = (rng.uniform(0, 1280 - w), rng.uniform(0, 720 - h), w, h)
+        if iou(b, box) == 0:
+            background.append(rec._verify(img, b))
+    assert np.median(background) <= 0.2
+
+
+def test_verified_score_is_the_geometric_mean_of_detector_and_verifier(rec, scenes):
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    raw = TFLiteRecognizer(verify=False, detect_threshold=0.2)
+    try:
+        assert not raw.verify
+        checked = 0
+        for path, _placed in scenes:
+            img = cv2.imread(path)
+            candidates = raw.detect(img)
+            for box in rec.detect(img):
+                (match,) = [c for c in candidates if iou(c[:4], box[:4]) > 0.9]
+                assert box[4] == pytest.approx(np.sqrt(match[4] * rec._verify(img, box[:4])), abs=0.03)
+                checked += 1
+        assert checked >= len(scenes)
+    finally:
+        raw.close()
+    with pytest.raises(ValueError, match="verify"):
+        TFLiteRecognizer(verify="yes")
+
+
+def test_a_model_set_without_verifier_keeps_detector_scores_and_says_so(tmp_path, scenes, caplog):
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+    from models import manifest, model_dir
+
+    man = manifest()
+    del man["models"]["verifier"]
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    for name in ("plate_detector.tflite", "plate_ocr.tflite"):
+        (tmp_path / name).write_bytes((model_dir() / name).read_bytes())
+    caplog.set_level("WARNING")
+    old = TFLiteRecognizer(model_dir=str(tmp_path))
+    raw = TFLiteRecognizer(verify=False)
+    try:
+        assert not old.verify and "no box verifier" in caplog.text
+        img = cv2.imread(scenes[0][0])
+        assert old.detect(img) == raw.detect(img) != []
+    finally:
+        old.close()
+        raw.close()

@@ -246,10 +246,14 @@ def test_synth_badge_is_pasted_away_from_the_plates():
     plate = [100.0, 100.0, 120.0, 40.0]
     for _ in range(20):
         img = np.full((300, 400, 3), 90, np.uint8)
-        assert paste_badge(rng, img, float(rng.uniform(20, 90)), [plate])
+        box = paste_badge(rng, img, float(rng.uniform(20, 90)), [plate])
+        assert box is not None
         changed = (img != 90).any(-1)
         assert changed.any()  # something was drawn...
-        assert not changed[100:141, 100:221].any()  # ...never on the plate
+        assert not changed[100:141, 100:221].any()  # ...never on the plate...
+        x, y, w, h = map(int, box)
+        changed[y : y + h, x : x + w] = False
+        assert not changed.any()  # ...and only inside the box it returns
 
 
 def test_synth_open_four_has_an_open_top():

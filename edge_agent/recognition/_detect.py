@@ -1,13 +1,17 @@
-"""Plate detector pre/post-processing (letterbox, CenterNet-style decoding, NMS)."""
+"""Plate detector pre/post-processing (letterbox, CenterNet-style decoding, NMS,
+tiles) and the crop the box verifier reads."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-__all__ = ["letterbox", "shrink", "decode", "nms", "iou"]
+__all__ = ["letterbox", "shrink", "decode", "nms", "iou", "tile_windows", "verifier_crop", "VERIFY_SHAPE"]
 
 PAD_VALUE = 114
+# the verifier reads a box with context: 1.5x its width and 2x its height, as 48x96 BGR
+VERIFY_SHAPE = (48, 96)
+VERIFY_CONTEXT = (1.5, 2.0)
 
 
 def shrink(img: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -80,3 +84,30 @@ def nms(dets, thr: float = 0.4, max_det: int = 20):
             if len(keep) >= max_det:
                 break
     return keep
+
+
+def tile_windows(w: int, h: int, grid: int) -> list[tuple[int, int, int, int]]:
+    """``grid`` x ``grid`` overlapping windows ``(x0, y0, tw, th)`` over a
+    ``w`` x ``h`` frame, each 1.25 / ``grid`` of its side (none for grid 1)."""
+    if grid <= 1:
+        return []
+    tw, th = int(w / grid * 1.25), int(h / grid * 1.25)
+    return [
+        (min(w - tw, int(i * (w - tw) / (grid - 1))), min(h - th, int(j * (h - th) / (grid - 1))), tw, th)
+        for i in range(grid)
+        for j in range(grid)
+    ]
+
+
+def verifier_crop(bgr: np.ndarray, box) -> np.ndarray:
+    """The box ``(x, y, w, h)`` with context around it (``VERIFY_CONTEXT``),
+    warped to ``VERIFY_SHAPE`` (uint8 BGR; outside the frame: edge pixels
+    repeated). The same function cuts the verifier's training crops."""
+    x, y, w, h = (float(v) for v in box[:4])
+    vh, vw = VERIFY_SHAPE
+    cw, ch = w * VERIFY_CONTEXT[0], h * VERIFY_CONTEXT[1]
+    x0, y0 = x + w / 2 - cw / 2, y + h / 2 - ch / 2
+    sx, sy = vw / max(cw, 1e-3), vh / max(ch, 1e-3)
+    m = np.float32([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]])
+    interp = cv2.INTER_AREA if cw > vw * 1.5 else cv2.INTER_LINEAR
+    return cv2.warpAffine(bgr, m, (vw, vh), flags=interp, borderMode=cv2.BORDER_REPLICATE)

@@ -1,7 +1,9 @@
 """On-device plate recognition with the shipped TFLite models.
 
-Two models (see ``models/manifest.json``): a single-class plate detector run
-on the letterboxed frame, and a CTC plate OCR run on each detected crop. The
+Three models (see ``models/manifest.json``): a single-class plate detector run
+on the letterboxed frame, a box verifier that gives each candidate box a
+second opinion (plate or not, from a crop of the frame with context), and a
+CTC plate OCR run on each kept box. The
 OCR output is decoded with a numpy prefix beam search; alternates are
 re-ranked by optional US plate-pattern rules (``_rules``).
 
@@ -20,7 +22,7 @@ import numpy as np
 from ..reads import Alternate, Detection, Frame
 from . import Recognizer
 from ._ctc import beam_search, char_confidences, softmax
-from ._detect import decode, letterbox, nms
+from ._detect import decode, letterbox, nms, tile_windows, verifier_crop
 from ._rules import rerank, validate_rules
 from ._runtime import RUNTIMES, load_interpreter, read_manifest
 
@@ -31,13 +33,17 @@ __all__ = ["TFLiteRecognizer", "DEFAULTS"]
 DEFAULTS: dict[str, Any] = {
     "model_dir": None,
     "num_threads": 1,
-    "detect_threshold": 0.5,  # best F1 on detect/ val for models 0.3.0 and 0.4.0 (never chosen on the AGPL sets)
+    # best F1 on detect/ val for models 0.3.0 and 0.4.0; with the 0.7.0 verifier (on the combined score) the
+    # highest recall at precision >= 90 % on detect/ val (never chosen on the AGPL sets)
+    "detect_threshold": 0.5,
+    "verify": True,
     "min_confidence": 0.05,  # chosen on synthetic scenes (seeds 1000-1029), never on the AGPL sets
     "plate_rules": "generic",
     "max_plates": 10,
     "tile_grid": 1,
     # tiles zoom in, where the detector fires more on text and badges; best F1 on detect/ val
-    # for models 0.4.0 with tile_grid 2 (recall 88.0 / precision 89.7 % against 83.8 / 92.5 % untiled)
+    # for models 0.4.0 with tile_grid 2 (recall 88.0 / precision 89.7 % against 83.8 / 92.5 % untiled);
+    # with the 0.7.0 verifier tiles add nothing on detect/ val (87.7 / 88.5 % against 87.7 / 90.6 %)
     "tile_threshold": 0.7,
     "detect_size": None,
     "box_padding": 0.1,  # chosen on synthetic scenes (seeds 2000-2039)
@@ -116,6 +122,8 @@ class TFLiteRecognizer(Recognizer):
         if not isinstance(o["plate_rules"], str):
             raise ValueError("plate_rules must be a string")
         self.plate_rules = validate_rules(o["plate_rules"])
+        if not isinstance(o["verify"], bool):
+            raise ValueError(f"verify must be true or false, got {o['verify']!r}")
         if o["runtime"] not in ("auto", *RUNTIMES):
             raise ValueError(f"runtime: {o['runtime']!r} is not one of auto, {', '.join(RUNTIMES)}")
         folder = o["model_dir"] if o["model_dir"] is not None else _default_model_dir()
@@ -129,6 +137,14 @@ class TFLiteRecognizer(Recognizer):
         self._det_out = self._det.get_output_details()[0]["index"]
         self._ocr_in = self._ocr.get_input_details()[0]["index"]
         self._ocr_out = self._ocr.get_output_details()[0]["index"]
+        self._ver = None
+        if o["verify"] and "verifier" in man["models"]:
+            self._ver, _ = load_interpreter(os.path.join(folder, man["models"]["verifier"]["file"]), self.num_threads, o["runtime"])
+            self._ver_in = self._ver.get_input_details()[0]["index"]
+            self._ver_out = self._ver.get_output_details()[0]["index"]
+        elif o["verify"]:
+            logger.warning("model set in %s has no box verifier: detections keep the detector's scores", folder)
+        self.verify = self._ver is not None
         self._det_dynamic = any(int(v) < 0 for v in self._det.get_input_details()[0]["shape_signature"][1:3])
         self._det_shape = tuple(self._det.get_input_details()[0]["shape"])
         self.det_size = _detect_size(o["detect_size"], det, self._det_dynamic)
@@ -181,22 +197,32 @@ class TFLiteRecognizer(Recognizer):
     def detect(self, bgr: np.ndarray) -> list[tuple[int, int, int, int, float]]:
         """Plate boxes ``(x, y, w, h, score)`` in ``bgr``'s pixel coordinates."""
         H, W = bgr.shape[:2]
-        dets = self._detect_once(bgr, self.detect_threshold)
-        g = self.tile_grid
-        if g > 1:
-            tw, th = int(W / g * 1.25), int(H / g * 1.25)
-            for i in range(g):
-                for j in range(g):
-                    x0 = min(W - tw, int(i * (W - tw) / (g - 1)))
-                    y0 = min(H - th, int(j * (H - th) / (g - 1)))
-                    dets += self._detect_once(bgr[y0 : y0 + th, x0 : x0 + tw], self.tile_threshold, x0, y0)
+        # with the verifier, a box's score is sqrt(detector * verifier), so no box under
+        # threshold**2 from the detector can pass: that is where candidates start
+        floor = (lambda t: t * t) if self._ver is not None else (lambda t: t)
+        dets = [(*d, self.detect_threshold) for d in self._detect_once(bgr, floor(self.detect_threshold))]
+        for x0, y0, tw, th in tile_windows(W, H, self.tile_grid):
+            tile = bgr[y0 : y0 + th, x0 : x0 + tw]
+            dets += [(*d, self.tile_threshold) for d in self._detect_once(tile, floor(self.tile_threshold), x0, y0)]
+        dets = nms(dets, 0.4, self.max_plates * 3 if self._ver is not None else self.max_plates)
+        if self._ver is not None:
+            dets = [(bx, by, bw, bh, float(np.sqrt(sc * self._verify(bgr, (bx, by, bw, bh)))), t) for bx, by, bw, bh, sc, t in dets]
         boxes = []
-        for bx, by, bw, bh, score in nms(dets, 0.4, self.max_plates):
+        for bx, by, bw, bh, score, thr in sorted(dets, key=lambda d: -d[4]):
+            if score < thr or len(boxes) >= self.max_plates:
+                continue
             x0, y0 = max(0.0, bx), max(0.0, by)
             x1, y1 = min(float(W), bx + bw), min(float(H), by + bh)
             if x1 - x0 >= 2 and y1 - y0 >= 2:
                 boxes.append((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)), score))
         return boxes
+
+    def _verify(self, bgr: np.ndarray, box) -> float:
+        """The verifier's probability that ``box`` is a plate."""
+        x = verifier_crop(bgr, box).astype(np.float32) * (1.0 / 255.0)
+        self._ver.set_tensor(self._ver_in, x[None])
+        self._ver.invoke()
+        return float(1.0 / (1.0 + np.exp(-self._ver.get_tensor(self._ver_out).reshape(-1)[0])))
 
     def recognize(self, frame: Frame) -> list[Detection]:
         img = _check_image(frame.image)
@@ -213,7 +239,7 @@ class TFLiteRecognizer(Recognizer):
         return out
 
     def close(self) -> None:
-        self._det = self._ocr = None
+        self._det = self._ocr = self._ver = None
 
 
 def _check_image(img) -> np.ndarray:

@@ -75,13 +75,14 @@ def paste_plate(rng, img: np.ndarray, width: float, boxes: list, *, text=None, h
     return box, label
 
 
-def paste_badge(rng, img: np.ndarray, width: float, boxes: list, *, tries=10) -> bool:
+def paste_badge(rng, img: np.ndarray, width: float, boxes: list, *, tries=10) -> list[float] | None:
     """Composite a car badge about ``width`` px wide into ``img`` (in place),
     away from ``boxes``: a negative the detector must learn to ignore. Models
     0.4.0 fired on them in ``scenes-eu-br`` (chrome model names such as
     "FLEX" or "GOL", maker emblems, oval country stickers such as "SK"): text
     and shapes on a car's back that are not a plate, i.e. no rectangle of
-    plate background around a row of characters. Returns True if pasted."""
+    plate background around a row of characters. Returns its box
+    ``[x, y, w, h]`` if pasted, else None."""
     H, W = img.shape[:2]
     kind = rng.choice(["chrome", "oval", "emblem"], p=[0.55, 0.25, 0.2])
     if kind == "emblem":  # a ring or an ellipse with a star or bars inside
@@ -113,13 +114,13 @@ def paste_badge(rng, img: np.ndarray, width: float, boxes: list, *, tries=10) ->
             mask, ink = text, None
     h, w = mask.shape
     if w >= W - 2 or h >= H - 2 or w < 4 or h < 3:
-        return False
+        return None
     for _ in range(tries):
         x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
         if not any(_overlaps([x, y, w, h], b) for b in boxes):
             break
     else:
-        return False
+        return None
     a = (mask.astype(np.float32) / 255.0)[..., None]
     roi = img[y : y + h, x : x + w].astype(np.float32)
     if kind == "oval":
@@ -131,7 +132,7 @@ def paste_badge(rng, img: np.ndarray, width: float, boxes: list, *, tries=10) ->
         edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((2, 2), np.uint8))
         face[edge > 127] *= 0.4
     img[y : y + h, x : x + w] = (roi * (1 - a) + face * a).clip(0, 255).astype(np.uint8)
-    return True
+    return [float(x), float(y), float(w), float(h)]
 
 
 def _overlaps(a, b) -> bool:

@@ -175,15 +175,21 @@ class Replay:
         return self.x[idx][..., ::-1], [self.boxes[i] for i in idx]  # BGR -> RGB
 
 
-def runtime_detect():
-    """The runtime's own ``_detect`` module (letterbox, decode, NMS), loaded
-    by file path: importing the ``edge_agent`` package would pull in the
-    agent's dependencies, which the training environment does not have."""
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "edge_agent", "recognition", "_detect.py")
-    spec = importlib.util.spec_from_file_location("alpr_runtime_detect", path)
+def runtime_module(name: str):
+    """A module of the runtime's ``edge_agent/recognition`` (``_detect``,
+    ``_ctc``: numpy/OpenCV only), loaded by file path: importing the
+    ``edge_agent`` package would pull in the agent's dependencies, which the
+    training environment does not have."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "edge_agent", "recognition", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"alpr_runtime{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def runtime_detect():
+    """The runtime's own ``_detect`` module (letterbox, decode, NMS)."""
+    return runtime_module("_detect")
 
 
 class ValSet:

@@ -31,16 +31,17 @@ def io_shapes(path: str) -> tuple[list[int], list[int]]:
 
 
 def build(folder: str, version: str, detect_size: int = 384, detector_version: str | None = None,
-          ocr_version: str | None = None) -> dict:
-    """The manifest of the two files in ``folder``; ``version`` is the set's,
-    and each model's unless given (a model carried over unchanged keeps its own)."""
+          ocr_version: str | None = None, verifier_version: str | None = None) -> dict:
+    """The manifest of the files in ``folder`` (detector, OCR and, when
+    ``plate_verifier.tflite`` is there, the box verifier); ``version`` is the
+    set's, and each model's unless given (a model carried over unchanged keeps its own)."""
     det = os.path.join(folder, "plate_detector.tflite")
     ocr = os.path.join(folder, "plate_ocr.tflite")
     det_in, _ = io_shapes(det)
     ocr_in, ocr_out = io_shapes(ocr)
     free = det_in[1] < 0 or det_in[2] < 0
     size = detect_size if free else det_in[1]
-    return {
+    man = {
         "name": "alpr-us",
         "version": version,
         "models": {
@@ -73,6 +74,22 @@ def build(folder: str, version: str, detect_size: int = 384, detector_version: s
             },
         },
     }
+    ver = os.path.join(folder, "plate_verifier.tflite")
+    if os.path.exists(ver):
+        ver_in, _ = io_shapes(ver)
+        man["models"]["verifier"] = {
+            "name": "plate_verifier",
+            "version": verifier_version or version,
+            "file": "plate_verifier.tflite",
+            "sha256": sha256(ver),
+            "bytes": os.path.getsize(ver),
+            "input_shape": ver_in,
+            "input": (f"BGR float32 0..1, {ver_in[2]}x{ver_in[1]}: the detector's box widened to 1.5x its width "
+                      "and 2x its height (edge_agent.recognition._detect.verifier_crop)"),
+            "output": "(1, 1) logit: the box is a plate",
+            "quantization": "int8 (float32 input/output)",
+        }
+    return man
 
 
 def main(argv=None) -> None:
@@ -81,9 +98,10 @@ def main(argv=None) -> None:
     ap.add_argument("--version", required=True, help="version of the set (and of each model unless given below)")
     ap.add_argument("--detector-version", help="the detector's own version, when it is carried over unchanged")
     ap.add_argument("--ocr-version", help="the OCR's own version, when it is carried over unchanged")
+    ap.add_argument("--verifier-version", help="the verifier's own version, when it is carried over unchanged")
     ap.add_argument("--detect-size", type=int, default=384, help="default input long side of a free-shape detector")
     a = ap.parse_args(argv)
-    man = build(a.dir, a.version, a.detect_size, a.detector_version, a.ocr_version)
+    man = build(a.dir, a.version, a.detect_size, a.detector_version, a.ocr_version, a.verifier_version)
     with open(os.path.join(a.dir, "manifest.json"), "w", encoding="utf-8") as fh:
         json.dump(man, fh, indent=2)
         fh.write("\n")
