@@ -1,6 +1,6 @@
 """How small a plate the detector finds, by frame size and detector input size.
 
-    .venv/bin/python bench/bench_plate_size.py [--model-dir DIR] [--scenes 40] [--json]
+    .venv/bin/python bench/bench_plate_size.py [--model-dir DIR] [--scenes 40] [--no-verify] [--json]
 
 Renders seeded synthetic frames (720p and 1080p) with one plate of a given
 width, runs the detector alone on one thread and prints, for each detector
@@ -52,19 +52,20 @@ def measure(rec, frames) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: the shipped models)")
     ap.add_argument("--scenes", type=int, default=40, help="frames per (frame size, plate width)")
     ap.add_argument("--sizes", default="384,512,640", help="detector input long sides to try (free-shape detector)")
+    ap.add_argument("--no-verify", action="store_true", help="do not run the set's box verifier")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    base = TFLiteRecognizer(model_dir=a.model_dir)
+    base = TFLiteRecognizer(model_dir=a.model_dir, verify=not a.no_verify)
     sizes = [int(s) for s in a.sizes.split(",")] if base._det_dynamic else [base.det_size]
     base.close()
     data = {(f, w): scenes(f, w, a.scenes) for f in FRAMES for w in WIDTHS}
     rows = []
     for size in sizes:
         for grid in (1, 2):
-            rec = TFLiteRecognizer(model_dir=a.model_dir, detect_size=size, tile_grid=grid)
+            rec = TFLiteRecognizer(model_dir=a.model_dir, detect_size=size, tile_grid=grid, verify=not a.no_verify)
             for f in FRAMES:
                 row = {"frame": f"{f[0]}x{f[1]}", "detect_size": size, "tile_grid": grid}
                 for w in WIDTHS:
@@ -74,7 +75,8 @@ def main() -> None:
     if a.json:
         print(json.dumps(rows))
         return
-    print("recall at IoU >= 0.5 by plate width in pixels (median detect ms); one thread")
+    print(f"recall at IoU >= 0.5 by plate width in pixels (median detect ms); one thread; "
+          f"box verifier {'off' if a.no_verify or not base.verify else 'on'}")
     print(f"{'frame':>10} {'size':>5} {'tiles':>5} " + " ".join(f"{w:>14}" for w in WIDTHS))
     for r in rows:
         cells = " ".join(f"{r[f'w{w}']['recall']:>6.2f} ({r[f'w{w}']['detect_ms_p50']:>4.1f})" for w in WIDTHS)
