@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge_agent.motion import MotionGate
 from edge_agent.recognition._ctc import beam_search, char_confidences, greedy, softmax
-from edge_agent.recognition._detect import decode, letterbox, nms, shrink
+from edge_agent.recognition._detect import VERIFY_SHAPE, decode, letterbox, nms, shrink, tile_windows, verifier_crop
 from edge_agent.recognition._rules import canonical, rerank, validate_rules
 
 CH = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -125,6 +125,59 @@ def test_shrink_matches_area_averaging():
     assert fast.shape == area.shape
     assert np.abs(fast - area).mean() < 1.0
     assert shrink(img[:100, :100], 200, 200).shape == (200, 200, 3)  # enlarging still works
+
+
+def test_verifier_crop_puts_the_box_in_the_middle_with_context():
+    img = np.zeros((400, 600, 3), np.uint8)
+    img[180:220, 250:370] = 255  # a 120x40 white box
+    crop = verifier_crop(img, (250, 180, 120, 40))
+    h, w = VERIFY_SHAPE
+    assert crop.shape == (h, w, 3) and crop.dtype == np.uint8
+    # context 1.5x the width and 2x the height: the box fills the middle 2/3 of the width, 1/2 of the height
+    inside = crop[h // 4 + 2 : 3 * h // 4 - 2, w // 6 + 2 : 5 * w // 6 - 2]
+    assert inside.min() >= 250
+    assert crop[: h // 4 - 2].max() <= 5 and crop[:, : w // 6 - 2].max() <= 5
+    # a box at the frame's edge repeats the edge pixels rather than padding with black
+    edge = verifier_crop(np.full((100, 100, 3), 200, np.uint8), (0, 0, 40, 20))
+    assert edge.min() == 200
+
+
+def test_tile_windows_cover_the_frame_with_overlap():
+    assert tile_windows(1280, 720, 1) == []
+    wins = tile_windows(1280, 720, 2)
+    assert len(wins) == 4
+    cover = np.zeros((720, 1280), bool)
+    for x0, y0, tw, th in wins:
+        assert x0 >= 0 and y0 >= 0 and x0 + tw <= 1280 and y0 + th <= 720
+        assert tw == int(1280 / 2 * 1.25) and th == int(720 / 2 * 1.25)
+        cover[y0 : y0 + th, x0 : x0 + tw] = True
+    assert cover.all()
+
+
+def test_verifier_training_auc_matches_pairwise_count():
+    from models.training.verifier import auc
+
+    rng = np.random.default_rng(4)
+    score = rng.random(200)
+    label = rng.random(200) < 0.3
+    pos, neg = score[label], score[~label]
+    pairs = (pos[:, None] > neg[None, :]).mean()
+    assert auc(score, label) == pytest.approx(pairs)
+    assert auc(label.astype(float) + 0.0, label) == pytest.approx(1.0)
+
+
+def test_verifier_synthetic_crops_label_plates_and_badges():
+    from edge_agent.recognition._detect import verifier_crop as crop
+    from models.training.verifier import synthetic_crops
+
+    rng = np.random.default_rng(2)
+    img = np.full((480, 640, 3), 90, np.uint8)
+    xs, ys = [], []
+    synthetic_crops(img, [[10.0, 10.0, 100.0, 30.0]], rng, crop, 2, 1, xs, ys)
+    assert (img == 90).all()  # pasted into a copy
+    assert ys.count(1) >= 2 and ys.count(0) == 2  # two jittered crops per pasted plate / badge
+    assert all(x.shape == (*VERIFY_SHAPE, 3) for x in xs)
+    assert all(x.std() > 5 for x in xs)  # each crop shows what was pasted, not the flat background
 
 
 def test_motion_gate():
