@@ -210,7 +210,7 @@ def val_crops(det: Detector, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.stack(xs), np.array(ys), np.array(ss)
 
 
-def build_model(width: float = 1.0):
+def build_model(width: float = 1.0, name: str = "verifier"):
     """Depthwise-separable CNN on a 48x96 BGR crop -> one logit (plate or not)."""
     from tensorflow import keras
     from tensorflow.keras import layers as L
@@ -233,7 +233,22 @@ def build_model(width: float = 1.0):
     x = ds(ds(x, 96), 128, s=2)  # 3x6
     x = L.GlobalAveragePooling2D()(x)
     x = L.Dropout(0.2)(x)
-    return keras.Model(inp, L.Dense(1, name="plate_logit")(x))
+    return keras.Model(inp, L.Dense(1, name="plate_logit")(x), name=name)
+
+
+def merged_model(weights: list[str], width: float = 1.0):
+    """One graph that runs several trained verifiers on the same crop and
+    averages their logits (one file, one interpreter call at run time)."""
+    from tensorflow import keras
+    from tensorflow.keras import layers as L
+
+    inp = keras.Input((*runtime_detect().VERIFY_SHAPE, 3), name="crop")
+    outs = []
+    for i, path in enumerate(weights):
+        member = build_model(width, name=f"member{i}")
+        member.load_weights(path)
+        outs.append(member(inp))
+    return keras.Model(inp, L.Average(name="plate_logit_mean")(outs) if len(outs) > 1 else outs[0])
 
 
 def augment(xb: np.ndarray, rng) -> np.ndarray:
@@ -261,6 +276,31 @@ def auc(score: np.ndarray, label: np.ndarray) -> float:
     return float((rank[label].sum() - npos * (npos - 1) / 2) / max(1, npos * (len(label) - npos)))
 
 
+def train(tf, keras, a, x, y, xv, yv, sv, rng):
+    """Train one verifier on the crops; log val AUC each epoch; save its weights in ``a.work``."""
+    model = build_model(a.width)
+    steps = a.epochs * (len(x) // a.batch)
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(a.lr, steps))
+    lossf = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = lossf(yb, model(xb, training=True)[:, 0])
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    t0 = time.time()
+    for ep in range(a.epochs):
+        perm = rng.permutation(len(x))
+        losses = [float(step(augment(x[idx], rng), y[idx])) for idx in np.split(perm[: steps // a.epochs * a.batch], steps // a.epochs)]
+        pv = 1 / (1 + np.exp(-model.predict(xv.astype(np.float32) / 255.0, batch_size=256, verbose=0)[:, 0]))
+        logger.info("epoch %d loss %.4f val AUC verifier %.4f, sqrt(detector*verifier) %.4f (%.0f s)",
+                    ep + 1, np.mean(losses), auc(pv, yv), auc(np.sqrt(sv * pv), yv), time.time() - t0)
+    model.save_weights(os.path.join(a.work, "verifier.weights.h5"))
+    return model
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default="/work/shared/data/detect")
@@ -277,6 +317,9 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--merge", nargs="+", metavar="WEIGHTS",
+                    help="do not train: export one verifier that averages the logits of these trained "
+                         "verifier.weights.h5 files (the crops in --work calibrate int8)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -306,26 +349,13 @@ def main(argv=None) -> None:
         logger.info("crops: %d train (%.0f %% plates), %d val boxes, %.0f s", len(x), 100 * y.mean(), len(xv), time.time() - t0)
     logger.info("val boxes: detector score AUC %.4f", auc(sv, yv))
 
-    model = build_model(a.width)
-    steps = a.epochs * (len(x) // a.batch)
-    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(a.lr, steps))
-    lossf = keras.losses.BinaryCrossentropy(from_logits=True)
-
-    @tf.function
-    def step(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = lossf(yb, model(xb, training=True)[:, 0])
-        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    t0 = time.time()
-    for ep in range(a.epochs):
-        perm = rng.permutation(len(x))
-        losses = [float(step(augment(x[idx], rng), y[idx])) for idx in np.split(perm[: steps // a.epochs * a.batch], steps // a.epochs)]
+    if a.merge:
+        model = merged_model(a.merge, a.width)
         pv = 1 / (1 + np.exp(-model.predict(xv.astype(np.float32) / 255.0, batch_size=256, verbose=0)[:, 0]))
-        logger.info("epoch %d loss %.4f val AUC verifier %.4f, sqrt(detector*verifier) %.4f (%.0f s)",
-                    ep + 1, np.mean(losses), auc(pv, yv), auc(np.sqrt(sv * pv), yv), time.time() - t0)
-    model.save_weights(os.path.join(a.work, "verifier.weights.h5"))
+        logger.info("merged %d verifiers: val AUC %.4f, sqrt(detector*verifier) %.4f", len(a.merge), auc(pv, yv),
+                    auc(np.sqrt(sv * pv), yv))
+    else:
+        model = train(tf, keras, a, x, y, xv, yv, sv, rng)
     rep = [x[i : i + 1].astype(np.float32) / 255.0 for i in rng.choice(len(x), 300, replace=False)]
     path = os.path.join(a.out, "plate_verifier.tflite")
     export_tflite(model, (1, *runtime_detect().VERIFY_SHAPE, 3), rep, path, int8=True)
