@@ -311,6 +311,8 @@ def main(argv=None) -> None:
     ap.add_argument("--plate-read", type=float, default=1.0,
                     help="leave out background boxes the OCR reads as 4-8 characters with at least this best-path "
                          "probability (1: keep all)")
+    ap.add_argument("--plates", type=int, default=2, help="synthetic US plates pasted into each train image")
+    ap.add_argument("--badges", type=int, default=1, help="synthetic badges pasted into each train image")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -335,7 +337,8 @@ def main(argv=None) -> None:
     os.makedirs(a.work, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
 
-    cache = os.path.join(a.work, f"crops-seed{a.seed}-read{a.plate_read}.npz")
+    extra = "" if (a.plates, a.badges) == (2, 1) else f"-p{a.plates}b{a.badges}"
+    cache = os.path.join(a.work, f"crops-seed{a.seed}-read{a.plate_read}{extra}.npz")
     if os.path.exists(cache):
         d = np.load(cache)
         x, y, xv, yv, sv = d["x"], d["y"], d["xv"], d["yv"], d["sv"]
@@ -343,7 +346,8 @@ def main(argv=None) -> None:
         det = Detector(a.detector)
         t0 = time.time()
         reader = Reader(a.ocr) if a.plate_read < 1.0 else None
-        x, y = training_crops(det, load_split(a.data_root, "train"), rng, reader=reader, plate_read=a.plate_read)
+        x, y = training_crops(det, load_split(a.data_root, "train"), rng, a.plates, a.badges, reader=reader,
+                              plate_read=a.plate_read)
         xv, yv, sv = val_crops(det, load_split(a.data_root, "val"))
         np.savez(cache, x=x, y=y, xv=xv, yv=yv, sv=sv)
         logger.info("crops: %d train (%.0f %% plates), %d val boxes, %.0f s", len(x), 100 * y.mean(), len(xv), time.time() - t0)
