@@ -55,11 +55,12 @@ def read_manifest(folder: str, verify: bool = True) -> dict:
             man = json.load(fh)
     except FileNotFoundError:
         raise ValueError(f"model_dir: no manifest.json in {folder}") from None
-    for key in ("detector", "ocr", "verifier"):  # the verifier is optional
+    for key in ("detector", "ocr"):
         if key not in man.get("models", {}):
-            if key == "verifier":
-                continue
             raise ValueError(f"model_dir: manifest in {folder} has no {key!r} model")
+    for key in ("detector", "ocr", "verifier"):  # the box verifier is optional
+        if key not in man["models"]:
+            continue
         entry = man["models"][key]
         file = os.path.join(folder, entry["file"])
         if not os.path.exists(file):
