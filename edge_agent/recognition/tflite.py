@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "tile_grid": 1,
     # tiles zoom in, where the detector fires more on text and badges; best F1 on detect/ val
     # for models 0.4.0 with tile_grid 2 (recall 88.0 / precision 89.7 % against 83.8 / 92.5 % untiled);
-    # with the 0.7.0 verifier tiles at 0.7 give 89.0 / 89.5 % on detect/ val against 88.0 / 91.9 % untiled
+    # with the 0.7.0 verifier tiles at 0.7 give 89.3 / 89.0 % on detect/ val against 88.6 / 91.9 % untiled
     "tile_threshold": 0.7,
     "detect_size": None,
     "box_padding": 0.1,  # chosen on synthetic scenes (seeds 2000-2039)
