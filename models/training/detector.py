@@ -41,17 +41,14 @@ SIZE, STRIDE = 384, 4
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
-def build_model(size: int = SIZE, width: float = 1.0):
-    """The detector graph; ``width`` multiplies every layer's channels (models
-    0.4.0 use 1.5, earlier ones 1.0)."""
-    from tensorflow import keras
+def conv_blocks(width: float = 1.0):
+    """The two blocks the small CNNs here (detector, box verifier) are built
+    from: ``cbr`` convolution + batch norm + ReLU6, and ``ds`` depthwise 3x3 +
+    batch norm + ReLU6 then a 1x1 ``cbr``; ``width`` multiplies channels."""
     from tensorflow.keras import layers as L
 
-    def c(ch):
-        return int(round(ch * width))
-
     def cbr(x, ch, k=3, s=1):
-        x = L.Conv2D(c(ch), k, strides=s, padding="same", use_bias=False)(x)
+        x = L.Conv2D(int(round(ch * width)), k, strides=s, padding="same", use_bias=False)(x)
         x = L.BatchNormalization()(x)
         return L.ReLU(6.0)(x)
 
@@ -61,6 +58,16 @@ def build_model(size: int = SIZE, width: float = 1.0):
         x = L.ReLU(6.0)(x)
         return cbr(x, ch, k=1)
 
+    return cbr, ds
+
+
+def build_model(size: int = SIZE, width: float = 1.0):
+    """The detector graph; ``width`` multiplies every layer's channels (models
+    0.4.0 use 1.5, earlier ones 1.0)."""
+    from tensorflow import keras
+    from tensorflow.keras import layers as L
+
+    cbr, ds = conv_blocks(width)
     inp = keras.Input((None, None, 3), name="image")
     x = cbr(inp, 16, s=2)  # /2
     x = ds(x, 24, s=2)  # /4

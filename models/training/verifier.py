@@ -44,7 +44,7 @@ import time
 import cv2
 import numpy as np
 
-from .detector import runtime_detect, runtime_module
+from .detector import conv_blocks, runtime_detect, runtime_module
 
 logger = logging.getLogger(__name__)
 CANDIDATE_FLOOR = 0.1
@@ -215,17 +215,7 @@ def build_model(width: float = 1.0, name: str = "verifier"):
     from tensorflow import keras
     from tensorflow.keras import layers as L
 
-    def cbr(x, ch, k=3, s=1):
-        x = L.Conv2D(int(ch * width), k, strides=s, padding="same", use_bias=False)(x)
-        x = L.BatchNormalization()(x)
-        return L.ReLU(6.0)(x)
-
-    def ds(x, ch, s=1):
-        x = L.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False)(x)
-        x = L.BatchNormalization()(x)
-        x = L.ReLU(6.0)(x)
-        return cbr(x, ch, k=1)
-
+    cbr, ds = conv_blocks(width)
     inp = keras.Input((*runtime_detect().VERIFY_SHAPE, 3), name="crop")
     x = cbr(inp, 16, s=2)  # 24x48
     x = ds(ds(x, 32), 32, s=2)  # 12x24
