@@ -232,6 +232,35 @@ def test_synth_side_graphics_are_drawn_and_never_labelled():
         assert changed[:, 1].max() < 20 + 60 + 60 and changed[:, 0].min() >= 0
 
 
+def test_synth_stacked_characters_stay_smaller_than_the_serial(monkeypatch):
+    """Unlabelled stacked characters as tall as the serial's taught the OCR to
+    drop a big first character; each must stay about half the serial's height."""
+    from models.synth import plates
+
+    heights = {"main": [], "side": []}
+    where = ["main"]
+    paste, draw_side = plates._paste, plates._draw_side
+
+    def record(img, mask, box, colour):
+        heights[where[0]].append(box[3])
+        return paste(img, mask, box, colour)
+
+    def side(*a, **k):
+        where[0] = "side"
+        try:
+            return draw_side(*a, **k)
+        finally:
+            where[0] = "main"
+
+    monkeypatch.setattr(plates, "_paste", record)
+    monkeypatch.setattr(plates, "_draw_side", side)
+    for seed in range(60):
+        heights["main"].clear(), heights["side"].clear()
+        plates.render_plate(np.random.default_rng(seed), "abc-1234", hershey_only=True, side="stacked")
+        serial = max(heights["main"])  # the main glyphs (emboss shadows are pasted at the same height)
+        assert len(heights["side"]) >= 2 and max(heights["side"]) <= 0.6 * serial
+
+
 def test_synth_night_traffic_darkens_the_scene_but_keeps_plates_lit():
     from models.synth.augment import night_traffic
 

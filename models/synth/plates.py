@@ -268,7 +268,7 @@ def _draw_side(rng, img, kind: str, box, ink, font) -> None:
     elif kind == "stacked":  # e.g. "4 H", "R T": two or three characters stacked vertically
         n = 2 if rng.random() < 0.85 else 3
         colour = ink if rng.random() < 0.6 else _text_colour(rng, bool(img.mean() > 127))
-        cw = w * rng.uniform(0.45, 0.8)
+        cw = min(w * rng.uniform(0.45, 0.8), h / n)
         for k in range(n):
             c = CHARSET[rng.integers(len(CHARSET))]
             _paste(img, fonts.glyph_mask(c, font), (x + (w - cw) / 2, y + k * h / n + h * 0.03, cw, h / n - h * 0.06), colour)
@@ -416,6 +416,8 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
     if side:
         sx = x - reserve if side_left else x + total + W * 0.02
         sh = H * rng.uniform(0.6, 0.92) if tall else ch * 1.1
+        if side == "stacked":  # each stacked character at most about half the serial's height
+            sh = min(sh, ch * 1.15)  # (taller ones taught the OCR to drop a big first character)
         sy = min(max(cy - sh / 2 + rng.uniform(-0.08, 0.08) * H, 0.0), H - sh)
         _draw_side(rng, img, side, (sx, sy, reserve - W * 0.02, sh), ink, font)
     emboss = rng.random() < 0.4
