@@ -7,7 +7,9 @@ OCR on synthetic 1280x720 and 1920x1080 frames with one plate (median, p90);
 OCR latency per crop; and, when the shared data folder exists, us-crops OCR
 top-1/top-5 (as labelled, and without the six crops whose label plainly does
 not match the plate: ``US_CROPS_LABEL_DEFECTS``), detection
-recall/precision at IoU >= 0.5 on detect/ val and on scenes-eu-br,
+recall/precision at IoU >= 0.5 on detect/ val and on scenes-eu-br (there
+also the precision with the detections of the other cars' plates that its
+labels leave out ignored: ``SCENES_EU_BR_UNLABELLED_PLATES``),
 end-to-end exact match on scenes-eu-br. Folders that are absent
 are skipped with a message.
 """
@@ -44,6 +46,26 @@ US_CROPS_LABEL_DEFECTS = {
     "images/vt315.jpg": "label '0'; the plate shows 00000",
     "images/vt706.jpg": "label '0'; the plate shows 00000",
     "images/wy420.jpg": "label '0'; the plate shows 00 0000",
+}
+
+# Plates of other cars that scenes-eu-br does not label (it labels one plate per
+# image), found on 2026-12-01 by looking at every detection of models 0.7.0 that
+# matched no label; boxes [x, y, w, h] in pixels. The as-labelled figures count
+# detections of them as false positives; "checked" ignores those detections.
+# Not listed: car lettering, badges, stickers, lamps, windows and buildings,
+# which stay false positives, and a labelled plate boxed at IoU 0.49.
+SCENES_EU_BR_UNLABELLED_PLATES = {
+    "images/eu-test_055.jpg": [[102, 12, 45, 17]],
+    "images/eu-test_056.jpg": [[288, 74, 29, 9]],
+    "images/eu-test_064.jpg": [[19, 32, 31, 11]],
+    "images/eu-test_067.jpg": [[5, 19, 18, 10]],
+    "images/eu-test_082.jpg": [[399, 87, 46, 14]],
+    "images/eu-test_096.jpg": [[481, 65, 54, 20]],
+    "images/br-JSG9648.jpg": [[212, 326, 39, 22], [1185, 448, 92, 39]],
+    "images/br-NZM5430.jpg": [[7, 304, 104, 47]],
+    "images/br-OUN4297.jpg": [[153, 40, 53, 29]],
+    "images/br-PJI5921.jpg": [[1061, 321, 50, 35]],
+    "images/br-PJJ1406.jpg": [[1072, 342, 77, 29]],
 }
 
 
@@ -122,7 +144,8 @@ def main() -> None:
     for name, split in (("detect", "val"), ("scenes-eu-br", None)):
         folder = os.path.join(a.data, name)
         if os.path.isdir(folder):
-            res[name.replace("-", "_")] = eval_scenes(rec, folder, split, a.limit)
+            extra = SCENES_EU_BR_UNLABELLED_PLATES if name == "scenes-eu-br" else None
+            res[name.replace("-", "_")] = eval_scenes(rec, folder, split, a.limit, unlabelled=extra)
         else:
             skipped.append(folder)
     res["rss_mb_after"] = round(rss_mb(), 1)
@@ -151,6 +174,10 @@ def main() -> None:
             if "end_to_end_exact" in r:
                 line += f", end-to-end exact {r['end_to_end_exact']}"
             print(line)
+            if "checked" in r:
+                c = r["checked"]
+                print(f"  precision {c['precision']} with the {c['detections_on_them']} detections of plates the labels "
+                      f"leave out ignored ({c['unlabelled_plates']} listed in SCENES_EU_BR_UNLABELLED_PLATES)")
             print("  recall by plate width (plates): "
                   + ", ".join(f"{b} {v['recall']} ({v['plates']})" for b, v in r["recall_by_width"].items())
                   + f"; plates 60 px and wider {r['recall_from_60px']['recall']} ({r['recall_from_60px']['plates']})")

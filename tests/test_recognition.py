@@ -276,6 +276,31 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert min(widths) >= 60 and out["scenes"][0]["recall_from_60px"] == {"plates": 3, "recall": out["scenes"][0]["recall"]}
 
 
+def test_evaluate_ignores_detections_of_listed_unlabelled_plates_in_checked_only(tmp_path, scenes):
+    """A plate the labels leave out is a false positive as labelled; listed as
+    unlabelled, its detection counts neither way in ``checked``. A listed box
+    that is also labelled is matched as a labelled plate, never ignored."""
+    from edge_agent.recognition._evaluate import eval_scenes
+
+    with open(tmp_path / "labels.jsonl", "w") as fh:
+        for i, (path, placed) in enumerate(scenes[:3]):
+            cv2.imwrite(str(tmp_path / f"s{i}.png"), cv2.imread(path))
+            plates = [] if i == 1 else [{"box": box, "text": text} for box, text in placed]
+            fh.write(json.dumps({"image": f"s{i}.png", "width": 1280, "height": 720, "plates": plates}) + "\n")
+    listed = {"s1.png": [scenes[1][1][0][0]], "s0.png": [scenes[0][1][0][0]], "absent.png": [[0, 0, 10, 5]]}
+    rec = create("tflite", {"num_threads": 1})
+    try:
+        plain = eval_scenes(rec, str(tmp_path))
+        out = eval_scenes(rec, str(tmp_path), unlabelled=listed)
+    finally:
+        rec.close()
+    assert "checked" not in plain and {k: out[k] for k in plain if k != "frame_ms"} == {k: plain[k] for k in plain if k != "frame_ms"}
+    n = out["detections"]  # one per plate, and maybe a stray box elsewhere
+    assert out["plates"] == 2 and out["recall"] == 1.0 and n >= 3
+    assert out["precision"] == round(2 / n, 4)  # the unlabelled plate's detection is a false positive as labelled
+    assert out["checked"] == {"unlabelled_plates": 2, "detections_on_them": 1, "precision": round(2 / (n - 1), 4)}
+
+
 def test_tile_threshold_applies_to_tile_detections_only():
     from edge_agent.recognition.tflite import TFLiteRecognizer
 

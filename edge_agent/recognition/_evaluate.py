@@ -103,9 +103,17 @@ def load_crops(folder: str) -> list[tuple[str, str]]:
         return [(os.path.join(folder, r["image"]), _norm(r["text"])) for r in csv.DictReader(fh)]
 
 
-def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = None) -> dict:
+def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = None,
+                unlabelled: dict[str, list[list[float]]] | None = None) -> dict:
+    """Detection recall/precision (and end-to-end exact match where plates
+    have texts). ``unlabelled`` maps images (as named in the labels file) to
+    boxes of plates the labels leave out (found by looking); a detection that
+    matches none of the labelled plates but one of those, at IoU >= 0.5,
+    counts neither way in ``checked`` (an "ignore" region, as in KITTI or
+    COCO's crowd boxes). The as-labelled figures never use them."""
     items = load_scenes(folder, split)[:limit]
-    n_gt = n_det = n_match = n_text = n_text_ok = 0
+    extra = {os.path.join(folder, k): v for k, v in (unlabelled or {}).items()}
+    n_gt = n_det = n_match = n_text = n_text_ok = n_ignored = 0
     frame_ms = []
     by_width: dict[str, list[int]] = {}  # bucket -> [found, plates]
     readable = [0, 0]  # plates at least READ_WIDTH wide: [found, plates]
@@ -116,8 +124,12 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
         boxes = [b[:4] for b in rec.detect(img)]
         n_gt += len(gt)
         n_det += len(boxes)
-        matched = {i for i, _j in _match(gt, boxes)}
+        pairs = _match(gt, boxes)
+        matched = {i for i, _j in pairs}
         n_match += len(matched)
+        if path in extra:
+            used = {j for _i, j in pairs}
+            n_ignored += len(_match(extra[path], [b for j, b in enumerate(boxes) if j not in used]))
         for i, g in enumerate(gt):
             c = by_width.setdefault(_bucket(g[2]), [0, 0])
             c[0] += i in matched
@@ -144,6 +156,10 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
         f"recall_from_{READ_WIDTH}px": {"plates": readable[1],
                                         "recall": round(readable[0] / readable[1], 4) if readable[1] else None},
     }
+    if unlabelled is not None:
+        kept = n_det - n_ignored
+        out["checked"] = {"unlabelled_plates": sum(len(extra[p]) for p, _g, _t in items if p in extra),
+                          "detections_on_them": n_ignored, "precision": round(n_match / kept, 4) if kept else None}
     if n_text:
         out["end_to_end_exact"] = round(n_text_ok / n_text, 4)
         out["frame_ms"] = percentiles(frame_ms)
