@@ -261,6 +261,17 @@ def test_synth_stacked_characters_stay_smaller_than_the_serial(monkeypatch):
         assert len(heights["side"]) >= 2 and max(heights["side"]) <= 0.6 * serial
 
 
+def test_synth_legible_crops_are_large_and_uncovered():
+    from models.synth.augment import ocr_crop
+
+    mixed = [ocr_crop(np.random.default_rng(s), hershey_only=True)[0] for s in range(40)]
+    legible = [ocr_crop(np.random.default_rng(s), hershey_only=True, legible=True) for s in range(40)]
+    again = ocr_crop(np.random.default_rng(5), hershey_only=True, legible=True)
+    assert np.array_equal(again[0], legible[5][0]) and again[1] == legible[5][1]
+    assert min(c.shape[1] for c in mixed) < 120  # the training mix has small crops
+    assert min(c.shape[1] for c, _label in legible) >= 140 * 0.92  # a crop's margins trim at most 4 % a side
+
+
 def test_synth_night_traffic_darkens_the_scene_but_keeps_plates_lit():
     from models.synth.augment import night_traffic
 

@@ -36,7 +36,7 @@ def ocr_input(bgr: np.ndarray) -> np.ndarray:
 
 
 def _ocr_chunk(args) -> str:
-    out, seed, idx, n = args
+    out, seed, idx, n, legible = args
     path = os.path.join(out, f"ocr-{seed}-{idx:04d}.npz")
     if os.path.exists(path):
         return path
@@ -44,7 +44,7 @@ def _ocr_chunk(args) -> str:
     xs = np.empty((n, OCR_H, OCR_W), np.uint8)
     ys = []
     for i in range(n):
-        img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15)
+        img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15, legible=legible)
         xs[i] = ocr_input(img)
         ys.append(label)
     tmp = path + ".part"  # not matched by the trainer's chunk pattern while being written
@@ -63,11 +63,13 @@ def main(argv=None) -> None:
     ap.add_argument("--per-chunk", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--legible", action="store_true",
+                    help="only crops a person reads without doubt (a held-out that tells models apart; never for training)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.makedirs(a.out, exist_ok=True)
     idx = range(a.first, a.first + a.chunks)
-    jobs = [(a.out, a.seed, i, a.per_chunk) for i in idx]
+    jobs = [(a.out, a.seed, i, a.per_chunk, a.legible) for i in idx]
     with multiprocessing.Pool(a.workers) as pool:
         for path in pool.imap_unordered(_ocr_chunk, jobs):
             logger.info("wrote %s", path)
