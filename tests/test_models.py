@@ -125,3 +125,23 @@ def test_runtime_never_imports_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(model_dir().parent), check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_detect_val_texts_name_val_plates_of_the_shared_set():
+    """The hand-read texts that let real crops choose OCR models: val-split
+    boxes of detect/ (never train), at least 60 px wide, texts in the charset."""
+    rows = [json.loads(line) for line in open(model_dir() / "training" / "detect_val_texts.jsonl", encoding="utf-8")]
+    charset = set(manifest()["models"]["ocr"]["charset"])
+    assert len(rows) == 166 and len({(r["image"], tuple(r["box"])) for r in rows}) == len(rows)
+    for r in rows:
+        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= 60
+    index = os.path.join(os.path.dirname(model_dir()), "..", "shared", "data", "detect", "boxes.jsonl")
+    if not os.path.exists(index):
+        pytest.skip(f"{index} not present: the boxes are checked against it where it is")
+    val = {}
+    with open(index, encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            val.setdefault(r["image"], []).extend(r["plates"] if r["split"] == "val" else [])
+    for r in rows:
+        assert r["box"] in val[r["image"]], r

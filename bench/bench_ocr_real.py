@@ -1,0 +1,85 @@
+"""OCR exact match on real plate crops that may choose models: detect/ val.
+
+    .venv/bin/python bench/bench_ocr_real.py [--data /work/shared/data/detect] [--model-dir DIR] [--json]
+
+``detect/`` boxes plates without their text, and it is the only real set the
+shipped models may be trained or chosen on (its README). So the texts of the
+166 legible single-row plates at least 60 px wide of its val split were read by
+eye and stored in ``models/training/detect_val_texts.jsonl`` (image, box, text;
+plates left out: blurred past doubt, two-row, non-Latin, cut off, or an I/1
+or O/0 the plate does not settle). About 60 % are Romanian dashcam plates (many
+the same car in several frames), the rest from many countries and a few US
+states: the figure measures reading real photographs, not US fonts. Each crop
+is cut as the agent cuts a detector box (``box_padding``) and read with
+``TFLiteRecognizer.read_crop``. Prints top-1 / top-5 exact match, overall and
+for the Romanian frames and the others apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import cv2
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
+
+TEXTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "training", "detect_val_texts.jsonl")
+
+
+def load_texts(path: str = TEXTS) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def crop(img, box, padding: float):
+    """The crop the agent reads for a detector box (``TFLiteRecognizer.recognize``)."""
+    H, W = img.shape[:2]
+    x, y, w, h = box
+    px, py = w * padding, h * padding * 1.5
+    return img[int(max(0, y - py)) : int(min(H, y + h + py)), int(max(0, x - px)) : int(min(W, x + w + px))]
+
+
+def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
+    groups: dict[str, list[tuple[bool, bool]]] = {"all": [], "romanian": [], "other": []}
+    for r in rows:
+        img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot read {r['image']}")
+        plate, _conf, alts, _chars = rec.read_crop(crop(img, r["box"], rec.box_padding))
+        hit = (plate == r["text"], r["text"] in [plate] + [a.plate for a in alts[:4]])
+        groups["all"].append(hit)
+        groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append(hit)
+    return {k: {"crops": len(v), "top1": round(sum(h[0] for h in v) / len(v), 4), "top5": round(sum(h[1] for h in v) / len(v), 4)}
+            for k, v in groups.items() if v}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/shared/data/detect", help="the detect/ folder (boxes.jsonl, images/)")
+    ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: shipped models)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    if not os.path.isdir(a.data):
+        print(f"skipped {a.data}: folder not present")
+        return
+    rec = TFLiteRecognizer(model_dir=a.model_dir, num_threads=1)
+    try:
+        res = {"model_version": rec.model_version, **score(rec, a.data, load_texts())}
+    finally:
+        rec.close()
+    if a.json:
+        print(json.dumps(res))
+        return
+    print(f"model {res['model_version']}, int8, 1 thread, generic plate rules, {rec.ocr_views} views")
+    for k in ("all", "romanian", "other"):
+        if k in res:
+            print(f"{k}: {res[k]['crops']} crops, top-1 {res[k]['top1']:.4f}, top-5 {res[k]['top5']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
