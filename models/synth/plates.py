@@ -21,11 +21,14 @@ from . import fonts
 
 CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # real US labels use O and 0 as different characters
-# Most states leave I, O and Q out of standard serials (they read as 1 and 0),
-# so on real plates a round glyph is far more often 0 than O; vanity plates
-# ("A" pattern positions) and a few older series use every letter.
+# Many states leave I, O and Q out of standard serials (they read as 1 and 0),
+# but many series use them (us-crops' labels: Rhode Island XO706, West Virginia
+# OEC617, Louisiana OQK466, Indiana 824BOJ; most European plates): a plate's
+# letter group uses every letter on 35 % of plates. With 8 % (models up to
+# 0.6.0) the OCR read a letter group's O as 0 and lost a leading I
+# ("PRO" -> "PR0", "IF10KAX" -> "F10KAX" on detect/ val crops).
 SERIAL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
-ALL_LETTERS_SHARE = 0.08
+ALL_LETTERS_SHARE = 0.35
 DIGITS = "0123456789"
 
 STATES = (
