@@ -25,8 +25,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # real US labels use O and 0 as differen
 # but many series use them (us-crops' labels: Rhode Island XO706, West Virginia
 # OEC617, Louisiana OQK466, Indiana 824BOJ; most European plates): a plate's
 # letter group uses every letter on 35 % of plates. With 8 % (models up to
-# 0.6.0) the OCR read a letter group's O as 0 and lost a leading I
-# ("PRO" -> "PR0", "IF10KAX" -> "F10KAX" on detect/ val crops).
+# 0.6.0) the OCR reads a letter group's O as 0 ("PRO" -> "PR0" on the
+# hand-read detect/ val crops of bench/bench_ocr_real.py).
 SERIAL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 ALL_LETTERS_SHARE = 0.35
 DIGITS = "0123456789"
@@ -420,7 +420,7 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
         sx = x - reserve if side_left else x + total + W * 0.02
         sh = H * rng.uniform(0.6, 0.92) if tall else ch * 1.1
         if side == "stacked":  # each stacked character at most about half the serial's height
-            sh = min(sh, ch * 1.15)  # (taller ones taught the OCR to drop a big first character)
+            sh = min(sh, ch * 1.15)  # (taller ones, unlabelled, were as big as the serial's own characters)
         sy = min(max(cy - sh / 2 + rng.uniform(-0.08, 0.08) * H, 0.0), H - sh)
         _draw_side(rng, img, side, (sx, sy, reserve - W * 0.02, sh), ink, font)
     emboss = rng.random() < 0.4
