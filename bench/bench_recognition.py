@@ -9,8 +9,9 @@ top-1/top-5 (as labelled, and without the six crops whose label plainly does
 not match the plate: ``US_CROPS_LABEL_DEFECTS``), detection
 recall/precision at IoU >= 0.5 on detect/ val and on scenes-eu-br (there
 also the precision with the detections of the other cars' plates that its
-labels leave out ignored: ``SCENES_EU_BR_UNLABELLED_PLATES``),
-end-to-end exact match on scenes-eu-br. Folders that are absent
+labels leave out ignored: ``SCENES_EU_BR_UNLABELLED_PLATES``) and of the
+reads the agent emits (a box the OCR reads under ``min_confidence`` gives no
+read), end-to-end exact match on scenes-eu-br. Folders that are absent
 are skipped with a message.
 """
 
@@ -174,6 +175,8 @@ def main() -> None:
             if "end_to_end_exact" in r:
                 line += f", end-to-end exact {r['end_to_end_exact']}"
             print(line)
+            print(f"  reads the agent emits: recall {r['reads']['recall']} precision {r['reads']['precision']} "
+                  f"({r['reads']['reads']} reads; a box the OCR reads under min_confidence gives none)")
             if "checked" in r:
                 c = r["checked"]
                 print(f"  precision {c['precision']} with the {c['detections_on_them']} detections of plates the labels "

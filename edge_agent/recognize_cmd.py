@@ -216,9 +216,11 @@ def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, 
     for s in result["scenes"]:
         line = f"{s['folder']} [{s['split'] or 'all'}]: {s['images']} images, {s['plates']} plates, recall {s['recall']}, precision {s['precision']}"
         if "end_to_end_exact" in s:
-            f = s["frame_ms"]
-            line += f", end-to-end exact {s['end_to_end_exact']}, frame ms p50 {f.get('p50')} p90 {f.get('p90')}"
-        click.echo(line)
+            line += f", end-to-end exact {s['end_to_end_exact']}"
+        f, r = s["frame_ms"], s["reads"]
+        click.echo(line + f", frame ms p50 {f.get('p50')} p90 {f.get('p90')}")
+        click.echo(f"  reads emitted: {r['reads']}, recall {r['recall']}, precision {r['precision']} "
+                   "(boxes whose OCR confidence is under min_confidence give no read)")
         widths = ", ".join(f"{k} {v['recall']} ({v['plates']})" for k, v in s["recall_by_width"].items())
         r60 = s["recall_from_60px"]
         click.echo(f"  recall by plate width (plates): {widths}; plates 60 px and wider {r60['recall']} ({r60['plates']})")

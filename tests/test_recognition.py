@@ -379,3 +379,29 @@ def test_a_model_set_without_verifier_keeps_detector_scores_and_says_so(tmp_path
     finally:
         old.close()
         raw.close()
+
+
+def test_evaluate_counts_the_reads_the_agent_emits_apart_from_boxes(tmp_path, scenes):
+    """``reads`` counts what ``recognize`` emits: a box whose crop reads under
+    ``min_confidence`` gives no read, so the box figures stay and the reads go."""
+    from edge_agent.recognition._evaluate import eval_scenes
+
+    with open(tmp_path / "labels.jsonl", "w") as fh:
+        for i, (path, placed) in enumerate(scenes[:3]):
+            cv2.imwrite(str(tmp_path / f"s{i}.png"), cv2.imread(path))
+            fh.write(json.dumps({"image": f"s{i}.png", "width": 1280, "height": 720,
+                                 "plates": [{"box": box, "text": text} for box, text in placed]}) + "\n")
+    outs = {}
+    for mc in (0.05, 1.0):
+        rec = create("tflite", {"num_threads": 1, "min_confidence": mc})
+        try:
+            outs[mc] = eval_scenes(rec, str(tmp_path))
+        finally:
+            rec.close()
+    some, none = outs[0.05], outs[1.0]
+    assert some["recall"] == none["recall"] and some["detections"] == none["detections"]
+    assert none["reads"] == {"reads": 0, "recall": 0.0, "precision": None} and none["end_to_end_exact"] == 0.0
+    r = some["reads"]
+    assert 0 < r["reads"] <= some["detections"] and r["recall"] <= some["recall"]
+    assert r["recall"] >= some["end_to_end_exact"] > 0  # an exact read is a read on its plate
+    assert none["frame_ms"]["n"] == 3

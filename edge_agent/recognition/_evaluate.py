@@ -9,6 +9,10 @@ also ``top1_folded``: top-1 equal after folding confusable characters the
 way central's confusion-tolerant search does, so O/0 or I/1 still finds it),
 end-to-end exact plate match (a ground-truth plate counts when a read whose
 box has IoU >= 0.5 with it has exactly its text), latency percentiles.
+Detection figures count the boxes the detector (and verifier) keep; ``reads``
+counts the reads the agent emits (``recognize``: a box whose crop the OCR
+reads with less than ``min_confidence`` gives no read), so it shows how many
+plates yield a read at all and how many reads are not plates.
 Plate texts are compared upper-case with spaces and dashes removed.
 """
 
@@ -113,7 +117,7 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
     COCO's crowd boxes). The as-labelled figures never use them."""
     items = load_scenes(folder, split)[:limit]
     extra = {os.path.join(folder, k): v for k, v in (unlabelled or {}).items()}
-    n_gt = n_det = n_match = n_text = n_text_ok = n_ignored = 0
+    n_gt = n_det = n_match = n_text = n_text_ok = n_ignored = n_reads = n_read_match = 0
     frame_ms = []
     by_width: dict[str, list[int]] = {}  # bucket -> [found, plates]
     readable = [0, 0]  # plates at least READ_WIDTH wide: [found, plates]
@@ -137,16 +141,17 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
             if g[2] >= READ_WIDTH:
                 readable[0] += i in matched
                 readable[1] += 1
-        if any(t for t in texts):
-            t0 = time.perf_counter()
-            reads = rec.recognize(Frame("eval", k, dt.datetime.now(dt.timezone.utc), img))
-            frame_ms.append((time.perf_counter() - t0) * 1000)
-            pairs = dict(_match(gt, [list(r.box) for r in reads]))
-            for i, t in enumerate(texts):
-                if t:
-                    n_text += 1
-                    if i in pairs and _norm(reads[pairs[i]].plate) == t:
-                        n_text_ok += 1
+        t0 = time.perf_counter()
+        reads = rec.recognize(Frame("eval", k, dt.datetime.now(dt.timezone.utc), img))
+        frame_ms.append((time.perf_counter() - t0) * 1000)
+        pairs = dict(_match(gt, [list(r.box) for r in reads]))
+        n_reads += len(reads)
+        n_read_match += len(pairs)
+        for i, t in enumerate(texts):
+            if t:
+                n_text += 1
+                if i in pairs and _norm(reads[pairs[i]].plate) == t:
+                    n_text_ok += 1
     out = {
         "folder": folder, "split": split if os.path.exists(os.path.join(folder, "boxes.jsonl")) else None, "images": len(items), "plates": n_gt, "detections": n_det,
         "recall": round(n_match / n_gt, 4) if n_gt else None,
@@ -155,6 +160,9 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
                             for k, (f, n) in sorted(by_width.items(), key=lambda kv: _BUCKETS.index(kv[0]))},
         f"recall_from_{READ_WIDTH}px": {"plates": readable[1],
                                         "recall": round(readable[0] / readable[1], 4) if readable[1] else None},
+        "reads": {"reads": n_reads, "recall": round(n_read_match / n_gt, 4) if n_gt else None,
+                  "precision": round(n_read_match / n_reads, 4) if n_reads else None},
+        "frame_ms": percentiles(frame_ms),
     }
     if unlabelled is not None:
         kept = n_det - n_ignored
@@ -162,7 +170,6 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
                           "detections_on_them": n_ignored, "precision": round(n_match / kept, 4) if kept else None}
     if n_text:
         out["end_to_end_exact"] = round(n_text_ok / n_text, 4)
-        out["frame_ms"] = percentiles(frame_ms)
     return out
 
 
