@@ -261,6 +261,50 @@ def test_synth_stacked_characters_stay_smaller_than_the_serial(monkeypatch):
         assert len(heights["side"]) >= 2 and max(heights["side"]) <= 0.6 * serial
 
 
+def test_synth_band_sits_at_the_left_edge_and_the_serial_after_it(monkeypatch):
+    """A "band" side graphic (European band, specialty cause band) fills the
+    plate's left edge; its letters are not labelled and every serial glyph
+    stands right of it."""
+    from models.synth import plates
+
+    bands, glyphs, where = [], [], ["plate"]
+    paste, draw_band, draw_main = plates._paste, plates._draw_band, plates._draw_main
+
+    def band(rng, img, width, font):
+        bands.append(width)
+        where[0] = "band"
+        try:
+            return draw_band(rng, img, width, font)
+        finally:
+            where[0] = "main"
+
+    def main(*a, **k):
+        where[0] = "main"
+        try:
+            return draw_main(*a, **k)
+        finally:
+            where[0] = "plate"
+
+    monkeypatch.setattr(plates, "_draw_band", band)
+    monkeypatch.setattr(plates, "_draw_main", main)
+    monkeypatch.setattr(plates, "_paste", lambda img, mask, box, colour: (glyphs.append((where[0], box)), paste(img, mask, box, colour)))
+    for seed in range(30):
+        bands.clear(), glyphs.clear()
+        img, label = plates.render_plate(np.random.default_rng(seed), "abc-1234", hershey_only=True, side="band")
+        assert label == "ABC1234" and len(bands) == 1
+        width = bands[0]
+        assert 0.06 * 320 <= width <= 0.14 * 320
+        tallest = max(b[3] for w, b in glyphs if w == "main")
+        serial = [b for w, b in glyphs if w == "main" and b[3] == tallest]  # the serial's glyphs (and emboss shadows)
+        assert len(serial) >= 7 and min(b[0] for b in serial) >= width
+        assert all(min(b[2], b[3]) < 0.75 * tallest for w, b in glyphs if w == "band")  # its letters are smaller
+    monkeypatch.undo()
+    for seed in range(10):  # the band covers the left edge, top to bottom, and nothing right of it
+        canvas = np.full((160, 320, 3), 3, np.uint8)
+        plates._draw_band(np.random.default_rng(seed), canvas, 30.0, cv2.FONT_HERSHEY_SIMPLEX)
+        assert (canvas[:, :31] != 3).any(-1).mean() > 0.95 and not (canvas[:, 32:] != 3).any()
+
+
 def test_synth_legible_crops_are_large_and_uncovered():
     from models.synth.augment import ocr_crop
 

@@ -281,6 +281,36 @@ def _draw_side(rng, img, kind: str, box, ink, font) -> None:
         _emblem(rng, img, box)
 
 
+def _draw_band(rng, img, width: float, font) -> None:
+    """A full-height coloured band at the plate's left edge, not part of the
+    label: a ring of stars or an emblem with one to three small letters under
+    it (the European band, "RO", "LT", "D"), or a short word written down it
+    (specialty plates' cause bands). Real first characters right of such a
+    band were dropped by OCR models trained without one."""
+    H = img.shape[0]
+    w = max(4, int(width))
+    colour = (rng.uniform(120, 200), rng.uniform(30, 90), rng.uniform(0, 40)) if rng.random() < 0.6 else rng.uniform(0, 255, 3)
+    cv2.rectangle(img, (0, 0), (w, H), tuple(float(c) for c in colour), -1)
+    ink = (250, 250, 250) if float(np.mean(colour)) < 140 else (20, 20, 20)
+    if rng.random() < 0.7:
+        cx, cy, r = w / 2, H * rng.uniform(0.2, 0.35), w * 0.32
+        if rng.random() < 0.6:  # a ring of small stars
+            for a in np.linspace(0, 2 * np.pi, 12, endpoint=False):
+                cv2.circle(img, (int(cx + r * np.cos(a)), int(cy + r * np.sin(a))), max(1, int(w / 20)), (40, 200, 240), -1, cv2.LINE_AA)
+        else:
+            _emblem(rng, img, (cx - r, cy - r, 2 * r, 2 * r))
+        code = "".join(LETTERS[int(k)] for k in rng.integers(0, 26, int(rng.integers(1, 4))))
+        th = min(H * rng.uniform(0.12, 0.2), w * 0.9 / max(1, len(code)) * 1.6)
+        tw = min(w * 0.85, th * 0.65 * len(code))
+        _paste(img, fonts.text_mask(code, font), (cx - tw / 2, H * rng.uniform(0.58, 0.72), tw, th), ink)
+    else:  # a word down the band
+        word = SLOGANS[rng.integers(len(SLOGANS))].split()[0].upper()[:9]
+        m = cv2.rotate(_decor_mask(word, _pick_font(rng, False, False)), cv2.ROTATE_90_COUNTERCLOCKWISE)
+        bh = H * rng.uniform(0.5, 0.85)
+        bw = min(w * 0.8, bh * m.shape[1] / m.shape[0])
+        _paste(img, m, (w / 2 - bw / 2, (H - bh) / 2, bw, bh), ink)
+
+
 def _art(rng, img, box) -> None:
     """Plate artwork that is not a character: a composite of shapes in a few
     colours, sometimes framed, sometimes with small text inside (Alaska's
@@ -403,7 +433,13 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
     mid_emblem = len(groups) > 1 and rng.random() < 0.15
     gap = ch * (rng.uniform(0.9, 1.3) if mid_emblem else rng.uniform(0.25, 0.8))
     tall = side is not None and rng.random() < 0.45  # artwork taller than the characters
-    reserve = ch * rng.uniform(0.55, 0.95) * (rng.uniform(1.0, 1.6) if tall else 1.0) + W * 0.02 if side else 0.0
+    # the gap between a side graphic and the serial: from touching to wide (it was always 2 % of the width,
+    # and the OCR dropped real first characters that stand close to artwork or a band)
+    side_gap = W * rng.uniform(0.004, 0.05)
+    if side == "band":
+        reserve = W * rng.uniform(0.07, 0.13) + side_gap
+    else:
+        reserve = ch * rng.uniform(0.55, 0.95) * (rng.uniform(1.0, 1.6) if tall else 1.0) + side_gap if side else 0.0
     total = sum(sum(a) + space * (len(a) - 1) for a in advances) + gap * (len(groups) - 1)
     limit = W * rng.uniform(0.74, 0.92) - reserve
     k = min(1.0, limit / total)
@@ -412,17 +448,20 @@ def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: 
     widths = [[w * k for w in g] for g in widths]
     advances = [[a * k for a in g] for g in advances]
     space, gap, total = space * k, gap * k, total * k
-    side_left = rng.random() < 0.85
+    side_left = side == "band" or rng.random() < 0.85
     x = (W - total - reserve) / 2 + rng.uniform(-0.02, 0.02) * W + (reserve if side_left else 0.0)
     cy = H * rng.uniform(0.47, 0.57)
     y = cy - ch / 2
-    if side:
-        sx = x - reserve if side_left else x + total + W * 0.02
+    if side == "band":  # at the plate's left edge, the serial after it (as near as the centring puts it)
+        x = max(x, reserve + W * 0.01)
+        _draw_band(rng, img, reserve - side_gap, font)
+    elif side:
+        sx = x - reserve if side_left else x + total + side_gap
         sh = H * rng.uniform(0.6, 0.92) if tall else ch * 1.1
         if side == "stacked":  # each stacked character at most about half the serial's height
             sh = min(sh, ch * 1.15)  # (taller ones, unlabelled, were as big as the serial's own characters)
         sy = min(max(cy - sh / 2 + rng.uniform(-0.08, 0.08) * H, 0.0), H - sh)
-        _draw_side(rng, img, side, (sx, sy, reserve - W * 0.02, sh), ink, font)
+        _draw_side(rng, img, side, (sx, sy, reserve - side_gap, sh), ink, font)
     emboss = rng.random() < 0.4
     sep = rng.integers(4)  # 0 none, 1 dash, 2 dot, 3 logo
     for i, (masks, ws, adv) in enumerate(zip(groups, widths, advances)):
@@ -471,8 +510,8 @@ def _draw_frame(rng, img, ink, light: bool) -> None:
                 cv2.circle(img, (int(W * sx), int(H * sy)), max(1, r // 2), (30, 30, 30), -1, cv2.LINE_AA)
 
 
-SIDE_KINDS = ("wheelchair", "stacked", "emblem", "art")
-SIDE_WEIGHTS = (0.07, 0.11, 0.07, 0.13)  # 38 % of plates carry a big graphic beside the serial
+SIDE_KINDS = ("wheelchair", "stacked", "emblem", "art", "band")
+SIDE_WEIGHTS = (0.07, 0.11, 0.07, 0.13, 0.06)  # 44 % of plates carry a big graphic or band beside the serial
 
 
 def render_plate(
@@ -487,8 +526,8 @@ def render_plate(
 
     ``text`` may contain ``-`` or spaces to mark group gaps; they are not part
     of the returned label. ``side`` forces the big graphic beside the text
-    (one of :data:`SIDE_KINDS` or None); by default one is drawn on 38 % of
-    plates (:data:`SIDE_WEIGHTS`), 45 % of them taller than the characters.
+    (one of :data:`SIDE_KINDS` or None); by default one is drawn on 44 % of
+    plates (:data:`SIDE_WEIGHTS`), 45 % of the graphics taller than the characters.
     """
     W, H = size
     light = rng.random() < 0.82
