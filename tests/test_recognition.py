@@ -405,3 +405,10 @@ def test_evaluate_counts_the_reads_the_agent_emits_apart_from_boxes(tmp_path, sc
     assert 0 < r["reads"] <= some["detections"] and r["recall"] <= some["recall"]
     assert r["recall"] >= some["end_to_end_exact"] > 0  # an exact read is a read on its plate
     assert none["frame_ms"]["n"] == 3
+    from click.testing import CliRunner
+
+    from edge_agent.recognize_cmd import evaluate
+
+    text = CliRunner().invoke(evaluate, ["--detect", str(tmp_path)])
+    assert text.exit_code == 0, text.output
+    assert f"reads emitted: {r['reads']}, recall {r['recall']}, precision {r['precision']}" in text.output
