@@ -158,19 +158,22 @@ def synthetic_crops(img, gts, rng, crop, n_plates: int, n_badges: int, xs: list,
 
 
 def training_crops(det: Detector, items, rng, n_plates: int = 2, n_badges: int = 1, reader: Reader | None = None,
-                   plate_read: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Crops and labels from the train images (see the module docstring). A
-    background box that ``reader`` reads as a plate with best-path
-    probability ``plate_read`` or more and that overlaps no labelled plate is
-    left out (probably an unlabelled plate)."""
+                   plate_read: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops, labels and detector scores from the train images (see the
+    module docstring; the score is the detector's for a crop of one of its
+    boxes, 0 for labelled and pasted plates and badges). A background box
+    that ``reader`` reads as a plate with best-path probability
+    ``plate_read`` or more and that overlaps no labelled plate is left out
+    (probably an unlabelled plate)."""
     crop, iou = det.det.verifier_crop, det.det.iou
-    xs, ys = [], []
+    xs, ys, ss = [], [], []
     dropped = negatives = 0
     for path, gts in items:
         img = cv2.imread(path)
         if img is None:
             raise SystemExit(f"cannot read {path}")
         synthetic_crops(img, gts, rng, crop, n_plates, n_badges, xs, ys)
+        ss += [0.0] * (len(ys) - len(ss))
         for flip in (False, True):
             if flip:
                 img = np.ascontiguousarray(img[:, ::-1])
@@ -179,11 +182,13 @@ def training_crops(det: Detector, items, rng, n_plates: int = 2, n_badges: int =
                 for _ in range(6):
                     xs.append(crop(img, jitter(g, rng)))
                     ys.append(1)
+                    ss.append(0.0)
             for c in det.candidates(img):
                 best = max((iou(g, c) for g in gts), default=0.0)
                 if best >= POS_IOU:
                     xs.append(crop(img, jitter(c, rng)))
                     ys.append(1)
+                    ss.append(c[4])
                 elif best < NEG_IOU:
                     negatives += 1
                     if reader is not None and best < 0.05:  # a box off any labelled plate, not one cut through it
@@ -194,8 +199,9 @@ def training_crops(det: Detector, items, rng, n_plates: int = 2, n_badges: int =
                     for _ in range(2):
                         xs.append(crop(img, jitter(c, rng)))
                         ys.append(0)
+                        ss.append(c[4])
     logger.info("background boxes: %d, left out as probably unlabelled plates: %d", negatives, dropped)
-    return np.stack(xs), np.array(ys, np.float32)
+    return np.stack(xs), np.array(ys, np.float32), np.array(ss, np.float32)
 
 
 def val_crops(det: Detector, items) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,24 +272,28 @@ def auc(score: np.ndarray, label: np.ndarray) -> float:
     return float((rank[label].sum() - npos * (npos - 1) / 2) / max(1, npos * (len(label) - npos)))
 
 
-def train(tf, keras, a, x, y, xv, yv, sv, rng):
-    """Train one verifier on the crops; log val AUC each epoch; save its weights in ``a.work``."""
+def train(tf, keras, a, x, y, s, xv, yv, sv, rng):
+    """Train one verifier on the crops; log val AUC each epoch; save its weights in ``a.work``.
+    Negatives the detector scores ``a.hard_score`` or more weigh ``a.hard_weight`` in the loss."""
     model = build_model(a.width)
+    w = np.where((y == 0) & (s >= a.hard_score), a.hard_weight, 1.0).astype(np.float32)
+    logger.info("hard negatives (detector score >= %.2f, weight %.1f): %d crops", a.hard_score, a.hard_weight,
+                int(((y == 0) & (s >= a.hard_score)).sum()))
     steps = a.epochs * (len(x) // a.batch)
     opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(a.lr, steps))
     lossf = keras.losses.BinaryCrossentropy(from_logits=True)
 
     @tf.function
-    def step(xb, yb):
+    def step(xb, yb, wb):
         with tf.GradientTape() as tape:
-            loss = lossf(yb, model(xb, training=True)[:, 0])
+            loss = lossf(yb[:, None], model(xb, training=True), sample_weight=wb)
         opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss
 
     t0 = time.time()
     for ep in range(a.epochs):
         perm = rng.permutation(len(x))
-        losses = [float(step(augment(x[idx], rng), y[idx])) for idx in np.split(perm[: steps // a.epochs * a.batch], steps // a.epochs)]
+        losses = [float(step(augment(x[idx], rng), y[idx], w[idx])) for idx in np.split(perm[: steps // a.epochs * a.batch], steps // a.epochs)]
         pv = 1 / (1 + np.exp(-model.predict(xv.astype(np.float32) / 255.0, batch_size=256, verbose=0)[:, 0]))
         logger.info("epoch %d loss %.4f val AUC verifier %.4f, sqrt(detector*verifier) %.4f (%.0f s)",
                     ep + 1, np.mean(losses), auc(pv, yv), auc(np.sqrt(sv * pv), yv), time.time() - t0)
@@ -307,6 +317,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier")
+    ap.add_argument("--hard-score", type=float, default=0.25,
+                    help="background boxes the detector scores at least this are hard negatives")
+    ap.add_argument("--hard-weight", type=float, default=1.0, help="loss weight of hard negatives (1: as any other crop)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--merge", nargs="+", metavar="WEIGHTS",
@@ -332,14 +345,20 @@ def main(argv=None) -> None:
     if os.path.exists(cache):
         d = np.load(cache)
         x, y, xv, yv, sv = d["x"], d["y"], d["xv"], d["yv"], d["sv"]
+        if "s" in d.files:
+            s = d["s"]
+        elif a.hard_weight != 1.0 and not a.merge:
+            raise SystemExit(f"{cache} was written without detector scores; delete it to use --hard-weight")
+        else:
+            s = np.zeros_like(y)
     else:
         det = Detector(a.detector)
         t0 = time.time()
         reader = Reader(a.ocr) if a.plate_read < 1.0 else None
-        x, y = training_crops(det, load_split(a.data_root, "train"), rng, a.plates, a.badges, reader=reader,
-                              plate_read=a.plate_read)
+        x, y, s = training_crops(det, load_split(a.data_root, "train"), rng, a.plates, a.badges, reader=reader,
+                                 plate_read=a.plate_read)
         xv, yv, sv = val_crops(det, load_split(a.data_root, "val"))
-        np.savez(cache, x=x, y=y, xv=xv, yv=yv, sv=sv)
+        np.savez(cache, x=x, y=y, s=s, xv=xv, yv=yv, sv=sv)
         logger.info("crops: %d train (%.0f %% plates), %d val boxes, %.0f s", len(x), 100 * y.mean(), len(xv), time.time() - t0)
     logger.info("val boxes: detector score AUC %.4f", auc(sv, yv))
 
@@ -349,7 +368,7 @@ def main(argv=None) -> None:
         logger.info("merged %d verifiers: val AUC %.4f, sqrt(detector*verifier) %.4f", len(a.merge), auc(pv, yv),
                     auc(np.sqrt(sv * pv), yv))
     else:
-        model = train(tf, keras, a, x, y, xv, yv, sv, rng)
+        model = train(tf, keras, a, x, y, s, xv, yv, sv, rng)
     rep = [x[i : i + 1].astype(np.float32) / 255.0 for i in rng.choice(len(x), 300, replace=False)]
     path = os.path.join(a.out, "plate_verifier.tflite")
     export_tflite(model, (1, *runtime_detect().VERIFY_SHAPE, 3), rep, path, int8=True)
