@@ -27,7 +27,10 @@ labelled plate adds six positives, and synthetic US plates (positives) and
 badges (negatives) are pasted into a copy of each image. Each crop is cut
 from a randomly shifted and scaled box (the detector's boxes are not exact
 either); brightness, contrast, grey, noise,
-blur and mirroring are varied per batch. The last epoch is exported as int8.
+blur and mirroring are varied per batch. With ``--hard-weight``, background
+boxes the detector scores ``--hard-score`` or more (the only ones the
+verifier sees at run time) weigh more in the loss (tried after 0.7.0, not
+used: see the model card). The last epoch is exported as int8.
 ``detect/`` val is only scored (ROC AUC of the verifier and of the detector
 on the val boxes, printed each epoch); the run-time threshold is chosen with
 ``alpr-edge evaluate`` on ``detect/`` val, as for the detector.
