@@ -182,7 +182,7 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
 
 @click.command("evaluate")
 @click.option("--detect", "detect_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
-              help="Folder with boxes.jsonl or labels.jsonl (detection recall/precision; end-to-end if texts).")
+              help="Folder with boxes.jsonl or labels.jsonl (detection recall/precision, and of the reads emitted; end-to-end if texts).")
 @click.option("--split", default=None, help="Only this split of boxes.jsonl (e.g. val).")
 @click.option("--crops", "crop_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Folder with labels.csv of plate crops (OCR top-1/top-5).")
