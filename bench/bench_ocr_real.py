@@ -26,6 +26,7 @@ import cv2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from edge_agent.recognition._evaluate import error_counts  # noqa: E402
 from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
 
 TEXTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "training", "detect_val_texts.jsonl")
@@ -46,16 +47,19 @@ def crop(img, box, padding: float):
 
 def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
     groups: dict[str, list[tuple[bool, bool]]] = {"all": [], "romanian": [], "other": []}
+    reads = []
     for r in rows:
         img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"cannot read {r['image']}")
         plate, _conf, alts, _chars = rec.read_crop(crop(img, r["box"], rec.box_padding))
+        reads.append((plate, r["text"]))
         hit = (plate == r["text"], r["text"] in [plate] + [a.plate for a in alts[:4]])
         groups["all"].append(hit)
         groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append(hit)
-    return {k: {"crops": len(v), "top1": round(sum(h[0] for h in v) / len(v), 4), "top5": round(sum(h[1] for h in v) / len(v), 4)}
-            for k, v in groups.items() if v}
+    out = {k: {"crops": len(v), "top1": round(sum(h[0] for h in v) / len(v), 4), "top5": round(sum(h[1] for h in v) / len(v), 4)}
+           for k, v in groups.items() if v}
+    return out | {"errors": error_counts(reads)}
 
 
 def main() -> None:
@@ -79,6 +83,8 @@ def main() -> None:
     for k in ("all", "romanian", "other"):
         if k in res:
             print(f"{k}: {res[k]['crops']} crops, top-1 {res[k]['top1']:.4f}, top-5 {res[k]['top5']:.4f}")
+    print("top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in res["errors"].items())
+          + " (confusable: right once O/0, I/1 and other look-alikes are folded)")
 
 
 if __name__ == "__main__":

@@ -164,6 +164,7 @@ def main() -> None:
         u = res["us_crops"]
         print(f"us-crops OCR exact match: top-1 {u['top1']:.4f} top-5 {u['top5']:.4f} ({u['crops']} crops; "
               f"top-1 with confusables folded as central's search does: {u['top1_folded']:.4f})")
+        print("  top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in u["errors"].items()))
         c = u["checked"]
         print(f"  without the {len(c['excluded'])} crops whose label does not match the image "
               f"(US_CROPS_LABEL_DEFECTS: {', '.join(sorted(c['excluded']))}): "

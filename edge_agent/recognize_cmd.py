@@ -227,6 +227,7 @@ def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, 
     for c in result["crops"]:
         m = c["crop_ms"]
         click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {c['top1']}, top-5 {c['top5']}, top-1 with confusables folded {c['top1_folded']}, crop ms p50 {m.get('p50')} p90 {m.get('p90')}")
+        click.echo("  top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in c["errors"].items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

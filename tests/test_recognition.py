@@ -253,6 +253,8 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert CliRunner().invoke(evaluate, ["--crops", str(crops), "--ocr-views", "5"]).exit_code == 2
     assert out["crops"][0]["top1"] >= 5 / n - 1e-4
     assert out["crops"][0]["top1_folded"] >= out["crops"][0]["top1"] + 1 / n - 1e-4
+    errors = out["crops"][0]["errors"]  # every top-1 miss has one kind; the crop labelled with confusables is one
+    assert sum(errors.values()) == round(n * (1 - out["crops"][0]["top1"])) and errors["confusable"] >= 1
     # crops whose label is known to be wrong stay in the as-labelled figures and are left out of "checked"
     from edge_agent.recognition._evaluate import eval_crops
 

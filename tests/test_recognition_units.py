@@ -458,3 +458,15 @@ def test_widen_keeps_the_function_and_only_grows_hidden_channels():
     other.layers = other.layers[:1]
     with pytest.raises(ValueError):
         widen(narrow, other)  # a layer missing: not the same graph
+
+
+def test_error_kind_names_how_a_read_misses():
+    from edge_agent.recognition._evaluate import error_counts, error_kind
+
+    assert error_kind("7ABC123", "7ABC123") is None
+    assert error_kind("CUST0M", "CUSTOM") == "confusable"  # central's folded search still finds it
+    assert error_kind("YA411", "4YA411") == "first_dropped"
+    assert error_kind("4YA41", "4YA411") == "last_dropped"
+    assert error_kind("4YB411", "4YA411") == "other" and error_kind("", "A") == "other"
+    pairs = [("YA411", "4YA411"), ("MJSAYN", "IMJSAYN"), ("PR0", "PRO"), ("X", "Y"), ("OK1", "OK1")]
+    assert error_counts(pairs) == {"confusable": 1, "first_dropped": 2, "last_dropped": 0, "other": 1}

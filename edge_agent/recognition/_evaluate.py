@@ -6,7 +6,8 @@ matching; recall also by plate width in image pixels, since a set's misses
 are often plates far smaller than a camera is set up to read, and on plates
 at least 60 px wide alone), OCR exact match on crops (top-1, top-5 = plate + 4 alternates;
 also ``top1_folded``: top-1 equal after folding confusable characters the
-way central's confusion-tolerant search does, so O/0 or I/1 still finds it),
+way central's confusion-tolerant search does, so O/0 or I/1 still finds it;
+and the misses by kind, :func:`error_kind`),
 end-to-end exact plate match (a ground-truth plate counts when a read whose
 box has IoU >= 0.5 with it has exactly its text), latency percentiles.
 Detection figures count the boxes the detector (and verifier) keep; ``reads``
@@ -173,6 +174,32 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
     return out
 
 
+def error_kind(read: str, truth: str) -> str | None:
+    """How a read misses its plate: None (exact), ``"confusable"`` (equal once
+    O/0, I/1 and the other look-alikes are folded as central's search folds
+    them), ``"first_dropped"`` (the plate without its first character: the
+    reader took it for artwork or a band), ``"last_dropped"``, or ``"other"``."""
+    if read == truth:
+        return None
+    if fold_confusables(read) == fold_confusables(truth):
+        return "confusable"
+    if len(truth) > 1 and read == truth[1:]:
+        return "first_dropped"
+    if len(truth) > 1 and read == truth[:-1]:
+        return "last_dropped"
+    return "other"
+
+
+def error_counts(pairs) -> dict[str, int]:
+    """Counts of :func:`error_kind` over ``(read, truth)`` pairs (misses only)."""
+    out = {"confusable": 0, "first_dropped": 0, "last_dropped": 0, "other": 0}
+    for read, truth in pairs:
+        kind = error_kind(read, truth)
+        if kind:
+            out[kind] += 1
+    return out
+
+
 def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, str] | None = None) -> dict:
     """OCR exact match on labelled crops, top-1 and top-5 (the read and its
     first four alternates), and top-1 with confusables folded. ``exclude``
@@ -183,6 +210,7 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
     bad = {os.path.join(folder, k) for k in (exclude or {})}
     hits = []  # (top-1, top-5, folded, label known bad)
     ms = []
+    reads = []  # (read, label)
     for path, text in items:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
@@ -190,13 +218,15 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
         t0 = time.perf_counter()
         plate, _conf, alts, _chars = rec.read_crop(img)
         ms.append((time.perf_counter() - t0) * 1000)
+        reads.append((plate, text))
         cands = [plate] + [a.plate for a in alts[:4]]
         hits.append((plate == text, text in cands, fold_confusables(plate) == fold_confusables(text), path in bad))
 
     def rate(k, rows):
         return round(sum(h[k] for h in rows) / len(rows), 4) if rows else None
 
-    out = {"folder": folder, "crops": len(hits), "top1": rate(0, hits), "top5": rate(1, hits), "top1_folded": rate(2, hits)}
+    out = {"folder": folder, "crops": len(hits), "top1": rate(0, hits), "top5": rate(1, hits), "top1_folded": rate(2, hits),
+           "errors": error_counts(reads)}
     if exclude is not None:
         good = [h for h in hits if not h[3]]
         seen = {p for p, _ in items}
