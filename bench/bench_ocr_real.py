@@ -12,7 +12,8 @@ the same car in several frames), the rest from many countries and a few US
 states: the figure measures reading real photographs, not US fonts. Each crop
 is cut as the agent cuts a detector box (``box_padding``) and read with
 ``TFLiteRecognizer.read_crop``. Prints top-1 / top-5 exact match, overall and
-for the Romanian frames and the others apart.
+for the Romanian frames and the others apart, and the top-1 misses by kind
+(``_evaluate.error_kind``: confusable, first or last character dropped, other).
 """
 
 from __future__ import annotations
