@@ -232,6 +232,20 @@ def test_synth_side_graphics_are_drawn_and_never_labelled():
         assert changed[:, 1].max() < 20 + 60 + 60 and changed[:, 0].min() >= 0
 
 
+def _tagged(where: list, name: str, fn):
+    """``fn`` wrapped to set ``where[0]`` to ``name`` while it runs (and back
+    after), so a recording ``_paste`` knows which part of a plate it draws."""
+
+    def wrapper(*a, **k):
+        outer, where[0] = where[0], name
+        try:
+            return fn(*a, **k)
+        finally:
+            where[0] = outer
+
+    return wrapper
+
+
 def test_synth_stacked_characters_stay_smaller_than_the_serial(monkeypatch):
     """Unlabelled stacked characters as tall as the serial's taught the OCR to
     drop a big first character; each must stay about half the serial's height."""
@@ -245,15 +259,8 @@ def test_synth_stacked_characters_stay_smaller_than_the_serial(monkeypatch):
         heights[where[0]].append(box[3])
         return paste(img, mask, box, colour)
 
-    def side(*a, **k):
-        where[0] = "side"
-        try:
-            return draw_side(*a, **k)
-        finally:
-            where[0] = "main"
-
     monkeypatch.setattr(plates, "_paste", record)
-    monkeypatch.setattr(plates, "_draw_side", side)
+    monkeypatch.setattr(plates, "_draw_side", _tagged(where, "side", draw_side))
     for seed in range(60):
         heights["main"].clear(), heights["side"].clear()
         plates.render_plate(np.random.default_rng(seed), "abc-1234", hershey_only=True, side="stacked")
@@ -272,21 +279,10 @@ def test_synth_band_sits_at_the_left_edge_and_the_serial_after_it(monkeypatch):
 
     def band(rng, img, width, font):
         bands.append(width)
-        where[0] = "band"
-        try:
-            return draw_band(rng, img, width, font)
-        finally:
-            where[0] = "main"
+        return draw_band(rng, img, width, font)
 
-    def main(*a, **k):
-        where[0] = "main"
-        try:
-            return draw_main(*a, **k)
-        finally:
-            where[0] = "plate"
-
-    monkeypatch.setattr(plates, "_draw_band", band)
-    monkeypatch.setattr(plates, "_draw_main", main)
+    monkeypatch.setattr(plates, "_draw_band", _tagged(where, "band", band))
+    monkeypatch.setattr(plates, "_draw_main", _tagged(where, "main", draw_main))
     monkeypatch.setattr(plates, "_paste", lambda img, mask, box, colour: (glyphs.append((where[0], box)), paste(img, mask, box, colour)))
     for seed in range(30):
         bands.clear(), glyphs.clear()
