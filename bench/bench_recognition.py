@@ -11,8 +11,11 @@ recall/precision at IoU >= 0.5 on detect/ val and on scenes-eu-br (there
 also the precision with the detections of the other cars' plates that its
 labels leave out ignored: ``SCENES_EU_BR_UNLABELLED_PLATES``) and of the
 reads the agent emits (a box the OCR reads under ``min_confidence`` gives no
-read), end-to-end exact match on scenes-eu-br. Folders that are absent
-are skipped with a message.
+read), end-to-end exact match on scenes-eu-br. Also us-crops top-1 for the
+crops of the states that have plate rules (``_rules.RULES``; a crop's state
+is its file name's first two letters), read with the generic rules and with
+their state's (``plate_rules = "ca"`` and so on, as a deployment that knows
+its state would set). Folders that are absent are skipped with a message.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import os
 import sys
 import time
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from edge_agent.reads import Frame  # noqa: E402
-from edge_agent.recognition._evaluate import eval_crops, eval_scenes, percentiles  # noqa: E402
+from edge_agent.recognition._evaluate import eval_crops, eval_scenes, load_crops, percentiles  # noqa: E402
+from edge_agent.recognition._rules import RULES  # noqa: E402
 from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
 from models import model_dir  # noqa: E402
 from models.synth.scenes import scene_with_plates  # noqa: E402
@@ -106,6 +111,32 @@ def crop_latency(rec, runs: int) -> dict:
     return percentiles(ms)
 
 
+def state_rules(rec, models: str, folder: str, limit: int | None, exclude=()) -> dict:
+    """us-crops top-1 with the generic rules (``rec``) and with each crop's
+    state's rules, over the crops of the states ``RULES`` knows."""
+    by_state: dict[str, list[tuple[str, str]]] = {}
+    for path, text in load_crops(folder)[:limit]:
+        state = os.path.basename(path)[:2].lower()
+        if state in RULES and state != "generic" and os.path.relpath(path, folder) not in exclude:
+            by_state.setdefault(state, []).append((path, text))
+    out: dict = {"crops": 0, "generic": 0, "state": 0, "states": {}}
+    for state, items in sorted(by_state.items()):
+        own = TFLiteRecognizer(model_dir=models, num_threads=rec.num_threads, plate_rules=state)
+        try:
+            g = s = 0
+            for path, text in items:
+                img = cv2.imread(path, cv2.IMREAD_COLOR)
+                g += rec.read_crop(img)[0] == text
+                s += own.read_crop(img)[0] == text
+        finally:
+            own.close()
+        out["states"][state] = {"crops": len(items), "generic": g, "state": s}
+        out["crops"] += len(items)
+        out["generic"] += g
+        out["state"] += s
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/shared/data")
@@ -119,12 +150,12 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res: dict = {}
-    folder = a.model_dir or str(model_dir())
-    with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as fh:
+    models = a.model_dir or str(model_dir())
+    with open(os.path.join(models, "manifest.json"), encoding="utf-8") as fh:
         man = json.load(fh)
-    res["model_bytes"] = {k: os.path.getsize(os.path.join(folder, v["file"])) for k, v in man["models"].items()}
+    res["model_bytes"] = {k: os.path.getsize(os.path.join(models, v["file"])) for k, v in man["models"].items()}
     res["model_bytes_total"] = sum(res["model_bytes"].values())
-    rec = TFLiteRecognizer(model_dir=folder, num_threads=a.threads, tile_grid=a.tile_grid, detect_size=a.detect_size,
+    rec = TFLiteRecognizer(model_dir=models, num_threads=a.threads, tile_grid=a.tile_grid, detect_size=a.detect_size,
                            verify=not a.no_verify)
     res["model_version"] = rec.model_version
     res["runtime"] = rec.runtime
@@ -150,6 +181,8 @@ def main() -> None:
         else:
             skipped.append(folder)
     res["rss_mb_after"] = round(rss_mb(), 1)
+    if "us_crops" in res:
+        res["us_crops_state_rules"] = state_rules(rec, models, crops, a.limit, US_CROPS_LABEL_DEFECTS)
     rec.close()
     if a.json:
         print(json.dumps(res))
@@ -169,6 +202,11 @@ def main() -> None:
         print(f"  without the {len(c['excluded'])} crops whose label does not match the image "
               f"(US_CROPS_LABEL_DEFECTS: {', '.join(sorted(c['excluded']))}): "
               f"top-1 {c['top1']:.4f} top-5 {c['top5']:.4f} ({c['crops']} crops; folded {c['top1_folded']:.4f})")
+        r = res["us_crops_state_rules"]
+        if r["crops"]:
+            print(f"  the {r['crops']} checked crops of the {len(r['states'])} states with plate rules: top-1 generic rules "
+                  f"{r['generic'] / r['crops']:.4f}, their state's rules {r['state'] / r['crops']:.4f} ("
+                  + ", ".join(f"{k} {v['generic']}->{v['state']}/{v['crops']}" for k, v in r["states"].items()) + ")")
     for k in ("detect", "scenes_eu_br"):
         if k in res:
             r = res[k]
