@@ -145,3 +145,29 @@ def test_detect_val_texts_name_val_plates_of_the_shared_set():
             val.setdefault(r["image"], []).extend(r["plates"] if r["split"] == "val" else [])
     for r in rows:
         assert r["box"] in val[r["image"]], r
+
+
+def test_detect_train_texts_name_train_plates_none_of_them_also_in_val():
+    """The hand-read real crops the OCR may train on (``models.training.ocr
+    --real``): train-split boxes of detect/, at least 60 px wide, no Romanian
+    dashcam frame (its sequences are split across train and val frame by
+    frame), and no plate whose text is also among the val texts (detect/ holds
+    augmented copies of one photo in both splits), so val stays unseen."""
+    folder = model_dir() / "training"
+    rows = [json.loads(line) for line in open(folder / "detect_train_texts.jsonl", encoding="utf-8")]
+    val_texts = {json.loads(line)["text"] for line in open(folder / "detect_val_texts.jsonl", encoding="utf-8")}
+    charset = set(manifest()["models"]["ocr"]["charset"])
+    assert rows and len({(r["image"], tuple(r["box"])) for r in rows}) == len(rows)
+    for r in rows:
+        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= 60, r
+        assert r["text"] not in val_texts and not os.path.basename(r["image"]).startswith("rl-"), r
+    index = os.path.join(os.path.dirname(model_dir()), "..", "shared", "data", "detect", "boxes.jsonl")
+    if not os.path.exists(index):
+        pytest.skip(f"{index} not present: the boxes are checked against it where it is")
+    train = {}
+    with open(index, encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            train.setdefault(r["image"], []).extend(r["plates"] if r["split"] == "train" else [])
+    for r in rows:
+        assert r["box"] in train[r["image"]], r

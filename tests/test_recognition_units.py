@@ -466,3 +466,30 @@ def test_error_kind_names_how_a_read_misses():
     assert error_kind("4YB411", "4YA411") == "other" and error_kind("", "A") == "other"
     pairs = [("YA411", "4YA411"), ("MJSAYN", "IMJSAYN"), ("PR0", "PRO"), ("X", "Y"), ("OK1", "OK1")]
     assert error_counts(pairs) == {"confusable": 1, "first_dropped": 2, "last_dropped": 0, "other": 1}
+
+
+def test_real_crops_cut_the_box_as_the_agent_does(tmp_path):
+    """``models.training.data.real_crops`` cuts a hand-read box with the
+    agent's padding (10 % of the width each side, 15 % of the height above and
+    below) and preprocesses it as the runtime does; a missing image is an error."""
+    import json
+
+    from models.training.data import OCR_H, OCR_W, real_crops
+
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[37:63, 40:160] = 255  # box [50, 40, 100, 20] padded by 10 and 3 pixels
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"image": "a.png", "box": [50, 40, 100, 20], "text": "ABC123"}) + "\n")
+    x, labels = real_crops(str(texts), str(tmp_path))
+    assert x.shape == (1, OCR_H, OCR_W) and x.dtype == np.uint8 and labels == ["ABC123"]
+    assert x.min() == 255  # nothing outside the padded box
+    img[37:63, 40:160] = 0
+    img[37:63, 40:45] = 255  # the padding's left edge and top row are in the crop
+    img[37, 40:160] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    x = real_crops(str(texts), str(tmp_path))[0][0]
+    assert x[:, 0].mean() > 200 and x[0, :].mean() > 200 and x[OCR_H // 2, OCR_W // 2] == 0
+    texts.write_text(json.dumps({"image": "missing.png", "box": [1, 1, 5, 5], "text": "A1"}) + "\n")
+    with pytest.raises(ValueError, match="cannot read missing.png"):
+        real_crops(str(texts), str(tmp_path))

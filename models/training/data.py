@@ -35,6 +35,30 @@ def ocr_input(bgr: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (OCR_W, OCR_H), interpolation=interp)
 
 
+def real_crops(texts: str, folder: str, padding: float = 0.1) -> tuple[np.ndarray, list[str]]:
+    """OCR inputs and texts of hand-read real plates: ``texts`` is a JSON
+    lines file of ``{"image", "box": [x, y, w, h], "text"}`` (paths under
+    ``folder``, the detect/ folder); each crop is cut as the agent cuts a
+    detector box (``padding`` x the width each side, 1.5x that of the height
+    above and below: ``TFLiteRecognizer.recognize``)."""
+    import json
+
+    xs, ys = [], []
+    with open(texts, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    for r in rows:
+        img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot read {r['image']} under {folder}")
+        H, W = img.shape[:2]
+        x, y, w, h = r["box"]
+        px, py = w * padding, h * padding * 1.5
+        crop = img[int(max(0, y - py)) : int(min(H, y + h + py)), int(max(0, x - px)) : int(min(W, x + w + px))]
+        xs.append(ocr_input(crop))
+        ys.append(r["text"])
+    return np.stack(xs), ys
+
+
 def _ocr_chunk(args) -> str:
     out, seed, idx, n, legible = args
     path = os.path.join(out, f"ocr-{seed}-{idx:04d}.npz")

@@ -15,6 +15,13 @@ Input: 64x128 grey (uint8 scaled to 0..1 inside the model). Output: logits of
 shape (1, 32, 37): 32 time steps, 36 characters + CTC blank (last index).
 Every batch is re-cut on the fly (scale/shift jitter). Model selection uses a
 held-out synthetic chunk only (the first chunk of ``--data``).
+
+``--real models/training/detect_train_texts.jsonl`` mixes hand-read real
+crops (train-split plates of ``detect/``, none of them also among the val
+texts) into every batch (``--real-per-batch``, jittered like the rest).
+``--context N`` adds N dilated residual blocks over the 32 columns
+(``build_model``); ``--init-context 0`` starts them from weights without
+(the new blocks begin as the identity).
 """
 
 from __future__ import annotations
@@ -36,9 +43,14 @@ BLANK = len(CHARSET)
 MAX_LEN = 10
 
 
-def build_model(width: float = 1.0):
+def build_model(width: float = 1.0, context: int = 0):
     """The OCR graph; ``width`` multiplies every hidden layer's channels
-    (models up to 0.4.0: 1.0)."""
+    (models up to 0.4.0: 1.0). ``context`` adds that many residual blocks of
+    dilated 1x3 convolutions (dilation 2, 4, 8, ...) over the 32 columns before
+    the classifier, so each column sees the whole plate (models up to 0.6.0: 0,
+    each column sees about 52 of the 128 pixels). A block's last batch norm
+    starts at zero, so a model that gains blocks starts as the one it grew from
+    (``transfer``)."""
     from tensorflow import keras
     from tensorflow.keras import layers as L
 
@@ -59,9 +71,30 @@ def build_model(width: float = 1.0):
     x = cbr(x, 128, k=(4, 1), pad="valid")  # 1x32
     x = cbr(x, 128, k=(1, 3))
     x = cbr(x, 128, k=(1, 3))
+    ch = int(round(128 * width))
+    for i in range(context):
+        d = 2 ** (i + 1)
+        y = L.Conv2D(ch, (1, 3), dilation_rate=(1, d), padding="same", use_bias=False, name=f"ctx{i}_conv_a")(x)
+        y = L.BatchNormalization(name=f"ctx{i}_bn_a")(y)
+        y = L.ReLU(6.0, name=f"ctx{i}_relu")(y)
+        y = L.Conv2D(ch, (1, 3), dilation_rate=(1, d), padding="same", use_bias=False, name=f"ctx{i}_conv_b")(y)
+        y = L.BatchNormalization(gamma_initializer="zeros", name=f"ctx{i}_bn_b")(y)
+        x = L.Add(name=f"ctx{i}_add")([x, y])
     x = L.Conv2D(BLANK + 1, 1)(x)
     out = L.Reshape((32, BLANK + 1), name="logits")(x)
     return keras.Model(inp, out)
+
+
+def transfer(src, dst) -> int:
+    """Copy ``src``'s weights into ``dst`` layer by layer in order, skipping
+    the context blocks either has (``ctx*`` layers); returns layers copied."""
+    a = [l for l in src.layers if l.weights and not l.name.startswith("ctx")]
+    b = [l for l in dst.layers if l.weights and not l.name.startswith("ctx")]
+    if len(a) != len(b):
+        raise ValueError(f"transfer: {len(a)} layers with weights against {len(b)}")
+    for la, lb in zip(a, b):
+        lb.set_weights(la.get_weights())
+    return len(a)
 
 
 def encode(labels) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +178,13 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (models up to 0.4.0: 1.0)")
     ap.add_argument("--widen-from", help="start by widening these weights (of width --from-width) to --width (function-preserving)")
     ap.add_argument("--from-width", type=float, default=1.0, help="width of the --widen-from weights")
+    ap.add_argument("--context", type=int, default=0, help="dilated residual blocks over the columns (models up to 0.6.0: 0)")
+    ap.add_argument("--init-context", type=int, default=None,
+                    help="context blocks of the --init weights when fewer than --context (new blocks start as identity)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
+    ap.add_argument("--real", help="JSON lines of hand-read real plates (models/training/detect_train_texts.jsonl) mixed into every batch")
+    ap.add_argument("--real-folder", default="/work/shared/data/detect", help="the folder --real's image paths are under")
+    ap.add_argument("--real-per-batch", type=int, default=6, help="samples of each batch drawn from --real (with jitter)")
     ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -157,10 +196,14 @@ def main(argv=None) -> None:
     os.makedirs(a.work, exist_ok=True)
     chunks = list_chunks(a.data)
     val_x, val_y = load(chunks[:1])  # first chunk held out
-    model = build_model(a.width)
+    model = build_model(a.width, a.context)
     ckpt = os.path.join(a.work, "ocr.weights.h5")
     if (a.resume or a.export_only) and os.path.exists(ckpt):
         model.load_weights(ckpt)
+    elif a.init and a.init_context is not None and a.init_context != a.context:
+        src = build_model(a.width, a.init_context)
+        src.load_weights(a.init)
+        logger.info("initialised %d layers from %s (context %d -> %d)", transfer(src, model), a.init, a.init_context, a.context)
     elif a.init:
         model.load_weights(a.init)
         logger.info("initialised from %s", a.init)
@@ -194,6 +237,14 @@ def main(argv=None) -> None:
         logger.info("start synth-val exact %.4f", evaluate())
     best, t0 = -1.0, time.time()
     rng = np.random.default_rng(a.seed)
+    real_k = 0
+    if a.real:
+        from .data import real_crops
+
+        real_x, real_labels = real_crops(a.real, a.real_folder)
+        real_y, real_n = encode(real_labels)
+        real_k = min(a.real_per_batch, a.batch - 1)
+        logger.info("%d real crops from %s, %d per batch", len(real_x), a.real, real_k)
     for ep in range(0 if a.export_only else a.epochs):
         chunks = list_chunks(a.data)[1:]  # picks up chunks written since the last epoch
         x, labels = load(chunks)
@@ -207,9 +258,12 @@ def main(argv=None) -> None:
             if a.time_budget and time.time() - t0 > a.time_budget * 60:
                 break
             opt.learning_rate = a.lr * (0.02 + 0.49 * (1 + np.cos(np.pi * min(frac, 1.0))))
-            b = order[i : i + a.batch]
-            xb = jitter(rng, x[b])
-            losses.append(float(step(xb, y[b], n[b])))
+            b = order[i : i + a.batch - real_k]
+            xb, yb, nb = x[b], y[b], n[b]
+            if real_k:
+                r = rng.integers(0, len(real_x), real_k)
+                xb, yb, nb = np.concatenate([xb, real_x[r]]), np.concatenate([yb, real_y[r]]), np.concatenate([nb, real_n[r]])
+            losses.append(float(step(jitter(rng, xb), yb, nb)))
             if len(losses) % 100 == 0:
                 logger.info("epoch %d step %d loss %.3f (%.0fs)", ep, len(losses), np.mean(losses[-100:]), time.time() - t0)
         acc = evaluate()
