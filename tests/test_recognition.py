@@ -281,7 +281,8 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
 def test_evaluate_ignores_detections_of_listed_unlabelled_plates_in_checked_only(tmp_path, scenes):
     """A plate the labels leave out is a false positive as labelled; listed as
     unlabelled, its detection counts neither way in ``checked``. A listed box
-    that is also labelled is matched as a labelled plate, never ignored."""
+    that is also labelled is matched as a labelled plate, never ignored. A
+    skipped image counts nowhere."""
     from edge_agent.recognition._evaluate import eval_scenes
 
     with open(tmp_path / "labels.jsonl", "w") as fh:
@@ -294,6 +295,7 @@ def test_evaluate_ignores_detections_of_listed_unlabelled_plates_in_checked_only
     try:
         plain = eval_scenes(rec, str(tmp_path))
         out = eval_scenes(rec, str(tmp_path), unlabelled=listed)
+        skipped = eval_scenes(rec, str(tmp_path), skip={"s0.png"})
     finally:
         rec.close()
     assert "checked" not in plain and {k: out[k] for k in plain if k != "frame_ms"} == {k: plain[k] for k in plain if k != "frame_ms"}
@@ -301,6 +303,7 @@ def test_evaluate_ignores_detections_of_listed_unlabelled_plates_in_checked_only
     assert out["plates"] == 2 and out["recall"] == 1.0 and n >= 3
     assert out["precision"] == round(2 / n, 4)  # the unlabelled plate's detection is a false positive as labelled
     assert out["checked"] == {"unlabelled_plates": 2, "detections_on_them": 1, "precision": round(2 / (n - 1), 4)}
+    assert skipped["plates"] == 1 and skipped["frame_ms"]["n"] == 2 and skipped["detections"] < n
 
 
 def test_tile_threshold_applies_to_tile_detections_only():

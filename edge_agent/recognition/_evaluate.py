@@ -109,14 +109,16 @@ def load_crops(folder: str) -> list[tuple[str, str]]:
 
 
 def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = None,
-                unlabelled: dict[str, list[list[float]]] | None = None) -> dict:
+                unlabelled: dict[str, list[list[float]]] | None = None, skip=()) -> dict:
     """Detection recall/precision (and end-to-end exact match where plates
     have texts). ``unlabelled`` maps images (as named in the labels file) to
     boxes of plates the labels leave out (found by looking); a detection that
     matches none of the labelled plates but one of those, at IoU >= 0.5,
     counts neither way in ``checked`` (an "ignore" region, as in KITTI or
-    COCO's crowd boxes). The as-labelled figures never use them."""
-    items = load_scenes(folder, split)[:limit]
+    COCO's crowd boxes). The as-labelled figures never use them. Images in
+    ``skip`` (named as in the labels file) are left out altogether."""
+    gone = {os.path.join(folder, k) for k in skip}
+    items = [it for it in load_scenes(folder, split) if it[0] not in gone][:limit]
     extra = {os.path.join(folder, k): v for k, v in (unlabelled or {}).items()}
     n_gt = n_det = n_match = n_text = n_text_ok = n_ignored = n_reads = n_read_match = 0
     frame_ms = []
