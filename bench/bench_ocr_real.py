@@ -14,6 +14,10 @@ is cut as the agent cuts a detector box (``box_padding``) and read with
 ``TFLiteRecognizer.read_crop``. Prints top-1 / top-5 exact match, overall and
 for the Romanian frames and the others apart, and the top-1 misses by kind
 (``_evaluate.error_kind``: confusable, first or last character dropped, other).
+With ``--against DIR`` the crops are also read with that folder's models and
+the two compared crop by crop (``_evaluate.paired``: right only with
+``--model-dir``'s, right only with DIR's, sign test p), as OCR candidates are
+chosen (models/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import cv2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from edge_agent.recognition._evaluate import error_counts  # noqa: E402
+from edge_agent.recognition._evaluate import error_counts, paired  # noqa: E402
 from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
 
 TEXTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "training", "detect_val_texts.jsonl")
@@ -48,7 +52,7 @@ def crop(img, box, padding: float):
 
 def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
     groups: dict[str, list[tuple[bool, bool]]] = {"all": [], "romanian": [], "other": []}
-    reads = []
+    reads, hits = [], []
     for r in rows:
         img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
         if img is None:
@@ -56,17 +60,19 @@ def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
         plate, _conf, alts, _chars = rec.read_crop(crop(img, r["box"], rec.box_padding))
         reads.append((plate, r["text"]))
         hit = (plate == r["text"], r["text"] in [plate] + [a.plate for a in alts[:4]])
+        hits.append(hit[0])
         groups["all"].append(hit)
         groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append(hit)
     out = {k: {"crops": len(v), "top1": round(sum(h[0] for h in v) / len(v), 4), "top5": round(sum(h[1] for h in v) / len(v), 4)}
            for k, v in groups.items() if v}
-    return out | {"errors": error_counts(reads)}
+    return out | {"errors": error_counts(reads), "hits": hits}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/shared/data/detect", help="the detect/ folder (boxes.jsonl, images/)")
     ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: shipped models)")
+    ap.add_argument("--against", default=None, help="also read with this folder's models and compare crop by crop")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not os.path.isdir(a.data):
@@ -77,6 +83,14 @@ def main() -> None:
         res = {"model_version": rec.model_version, **score(rec, a.data, load_texts())}
     finally:
         rec.close()
+    hits = res.pop("hits")
+    if a.against:
+        other = TFLiteRecognizer(model_dir=a.against, num_threads=1)
+        try:
+            theirs = score(other, a.data, load_texts())
+        finally:
+            other.close()
+        res["against"] = {"model_version": other.model_version, "top1": theirs["all"]["top1"], **paired(theirs["hits"], hits)}
     if a.json:
         print(json.dumps(res))
         return
@@ -86,6 +100,10 @@ def main() -> None:
             print(f"{k}: {res[k]['crops']} crops, top-1 {res[k]['top1']:.4f}, top-5 {res[k]['top5']:.4f}")
     print("top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in res["errors"].items())
           + " (confusable: right once O/0, I/1 and other look-alikes are folded)")
+    if "against" in res:
+        c = res["against"]
+        print(f"against {a.against} ({c['model_version']}, top-1 {c['top1']:.4f}): right only here {c['better']}, "
+              f"right only there {c['worse']}, sign test p = {c['p']}")
 
 
 if __name__ == "__main__":

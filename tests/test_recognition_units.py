@@ -493,3 +493,16 @@ def test_real_crops_cut_the_box_as_the_agent_does(tmp_path):
     texts.write_text(json.dumps({"image": "missing.png", "box": [1, 1, 5, 5], "text": "A1"}) + "\n")
     with pytest.raises(ValueError, match="cannot read missing.png"):
         real_crops(str(texts), str(tmp_path))
+
+
+def test_paired_counts_items_only_one_model_gets_and_gives_the_sign_test():
+    from edge_agent.recognition._evaluate import paired
+
+    base = [True, True, False, False, False, True]
+    cand = [True, False, True, True, False, True]
+    assert paired(base, cand) == {"better": 2, "worse": 1, "p": 1.0}  # 2 of 3 discordant: no evidence
+    assert paired([False] * 9, [True] * 9) == {"better": 9, "worse": 0, "p": round(2 / 2**9, 4)}
+    assert paired([True] * 12 + [False] * 3, [False] * 12 + [True] * 3)["p"] == round(2 * (1 + 15 + 105 + 455) / 2**15, 4)
+    assert paired([True, False], [True, False]) == {"better": 0, "worse": 0, "p": 1.0}
+    with pytest.raises(ValueError):
+        paired([True], [True, False])

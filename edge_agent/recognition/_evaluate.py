@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 import time
 
@@ -200,6 +201,20 @@ def error_counts(pairs) -> dict[str, int]:
         if kind:
             out[kind] += 1
     return out
+
+
+def paired(base: list[bool], cand: list[bool]) -> dict:
+    """Paired comparison of two models' hits on the same items: how many the
+    candidate gets right that the base misses (``better``) and the reverse
+    (``worse``), and the two-sided exact sign test's p on those (1.0 when
+    they tie everywhere). The rule OCR candidates are chosen by."""
+    if len(base) != len(cand):
+        raise ValueError("paired: the two lists differ in length")
+    better = sum(c and not b for b, c in zip(base, cand))
+    worse = sum(b and not c for b, c in zip(base, cand))
+    m = better + worse
+    tail = sum(math.comb(m, i) for i in range(min(better, worse) + 1)) / 2**m
+    return {"better": better, "worse": worse, "p": round(min(1.0, 2 * tail), 4)}
 
 
 def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, str] | None = None) -> dict:

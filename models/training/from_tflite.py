@@ -91,6 +91,13 @@ def conv_params(path: str) -> list[tuple[np.ndarray, np.ndarray, frozenset]]:
     return out
 
 
+def conv_params_of(model) -> list:
+    """The Keras convolutions of ``model`` (to count them against a file's)."""
+    from tensorflow.keras import layers as L
+
+    return [layer for layer in model.layers if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D))]
+
+
 def _keras_upstream(layer, conv_types) -> set:
     """Names of the nearest convolution layers feeding ``layer`` ("" = input)."""
     found, stack, seen = set(), list(_inputs(layer)), set()
@@ -195,7 +202,11 @@ def main(argv=None) -> None:
         from .ocr import build_model
         from .widen import width_of
 
-        model = build_model(width_of(conv_params(a.tflite)[0][0].shape[3]))
+        convs = conv_params(a.tflite)
+        width = width_of(convs[0][0].shape[3])
+        # every context block adds two convolutions to the plain graph's
+        context = (len(convs) - len(conv_params_of(build_model(width)))) // 2
+        model = build_model(width, context)
     else:
         from .detector import build_model
         from .widen import width_of
