@@ -127,24 +127,38 @@ def test_runtime_never_imports_tensorflow():
     assert out.stdout.strip() == "False"
 
 
-def test_detect_val_texts_name_val_plates_of_the_shared_set():
-    """The hand-read texts that let real crops choose OCR models: val-split
-    boxes of detect/ (never train), at least 60 px wide, texts in the charset."""
-    rows = [json.loads(line) for line in open(model_dir() / "training" / "detect_val_texts.jsonl", encoding="utf-8")]
+def _hand_read(name: str) -> list[dict]:
+    """Rows of a hand-read texts file under models/training/, checked for what
+    both files promise: distinct boxes at least 60 px wide, texts in the charset."""
+    rows = [json.loads(line) for line in open(model_dir() / "training" / name, encoding="utf-8")]
     charset = set(manifest()["models"]["ocr"]["charset"])
-    assert len(rows) == 166 and len({(r["image"], tuple(r["box"])) for r in rows}) == len(rows)
+    assert rows and len({(r["image"], tuple(r["box"])) for r in rows}) == len(rows)
     for r in rows:
-        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= 60
+        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= 60, r
+    return rows
+
+
+def _assert_boxes_in_split(rows: list[dict], split: str) -> None:
+    """Every row's box is a labelled plate of its image in ``split`` of the
+    shared detect/ set (skips where the set is not present)."""
     index = os.path.join(os.path.dirname(model_dir()), "..", "shared", "data", "detect", "boxes.jsonl")
     if not os.path.exists(index):
         pytest.skip(f"{index} not present: the boxes are checked against it where it is")
-    val = {}
+    boxes = {}
     with open(index, encoding="utf-8") as fh:
         for line in fh:
             r = json.loads(line)
-            val.setdefault(r["image"], []).extend(r["plates"] if r["split"] == "val" else [])
+            boxes.setdefault(r["image"], []).extend(r["plates"] if r["split"] == split else [])
     for r in rows:
-        assert r["box"] in val[r["image"]], r
+        assert r["box"] in boxes[r["image"]], r
+
+
+def test_detect_val_texts_name_val_plates_of_the_shared_set():
+    """The hand-read texts that let real crops choose OCR models: val-split
+    boxes of detect/ (never train), at least 60 px wide, texts in the charset."""
+    rows = _hand_read("detect_val_texts.jsonl")
+    assert len(rows) == 166
+    _assert_boxes_in_split(rows, "val")
 
 
 def test_detect_train_texts_name_train_plates_none_of_them_also_in_val():
@@ -152,22 +166,9 @@ def test_detect_train_texts_name_train_plates_none_of_them_also_in_val():
     --real``): train-split boxes of detect/, at least 60 px wide, no Romanian
     dashcam frame (its sequences are split across train and val frame by
     frame), and no plate whose text is also among the val texts (detect/ holds
-    augmented copies of one photo in both splits), so val stays unseen."""
-    folder = model_dir() / "training"
-    rows = [json.loads(line) for line in open(folder / "detect_train_texts.jsonl", encoding="utf-8")]
-    val_texts = {json.loads(line)["text"] for line in open(folder / "detect_val_texts.jsonl", encoding="utf-8")}
-    charset = set(manifest()["models"]["ocr"]["charset"])
-    assert rows and len({(r["image"], tuple(r["box"])) for r in rows}) == len(rows)
+    copies of some val photos in train), so val stays unseen."""
+    rows = _hand_read("detect_train_texts.jsonl")
+    val_texts = {r["text"] for r in _hand_read("detect_val_texts.jsonl")}
     for r in rows:
-        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= 60, r
         assert r["text"] not in val_texts and not os.path.basename(r["image"]).startswith("rl-"), r
-    index = os.path.join(os.path.dirname(model_dir()), "..", "shared", "data", "detect", "boxes.jsonl")
-    if not os.path.exists(index):
-        pytest.skip(f"{index} not present: the boxes are checked against it where it is")
-    train = {}
-    with open(index, encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            train.setdefault(r["image"], []).extend(r["plates"] if r["split"] == "train" else [])
-    for r in rows:
-        assert r["box"] in train[r["image"]], r
+    _assert_boxes_in_split(rows, "train")
