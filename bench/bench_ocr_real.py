@@ -31,6 +31,7 @@ import cv2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from edge_agent.recognition._detect import plate_crop  # noqa: E402
 from edge_agent.recognition._evaluate import error_counts, paired  # noqa: E402
 from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
 
@@ -42,14 +43,6 @@ def load_texts(path: str = TEXTS) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def crop(img, box, padding: float):
-    """The crop the agent reads for a detector box (``TFLiteRecognizer.recognize``)."""
-    H, W = img.shape[:2]
-    x, y, w, h = box
-    px, py = w * padding, h * padding * 1.5
-    return img[int(max(0, y - py)) : int(min(H, y + h + py)), int(max(0, x - px)) : int(min(W, x + w + px))]
-
-
 def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
     groups: dict[str, list[tuple[bool, bool]]] = {"all": [], "romanian": [], "other": []}
     reads, hits = [], []
@@ -57,7 +50,7 @@ def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
         img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"cannot read {r['image']}")
-        plate, _conf, alts, _chars = rec.read_crop(crop(img, r["box"], rec.box_padding))
+        plate, _conf, alts, _chars = rec.read_crop(plate_crop(img, r["box"], rec.box_padding))
         reads.append((plate, r["text"]))
         hit = (plate == r["text"], r["text"] in [plate] + [a.plate for a in alts[:4]])
         hits.append(hit[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["letterbox", "shrink", "decode", "nms", "iou", "tile_windows", "verifier_crop", "VERIFY_SHAPE"]
+__all__ = ["letterbox", "shrink", "decode", "nms", "iou", "tile_windows", "plate_crop", "verifier_crop", "VERIFY_SHAPE"]
 
 PAD_VALUE = 114
 # the verifier reads a box with context: 1.5x its width and 2x its height, as 48x96 BGR
@@ -84,6 +84,17 @@ def nms(dets, thr: float = 0.4, max_det: int = 20):
             if len(keep) >= max_det:
                 break
     return keep
+
+
+def plate_crop(img: np.ndarray, box, padding: float) -> np.ndarray:
+    """The crop the OCR reads for a box ``(x, y, w, h)``: ``padding`` x the
+    width added left and right, 1.5x that of the height above and below,
+    clipped to the image (the agent, the OCR benches and the OCR's real
+    training crops all cut it here)."""
+    H, W = img.shape[:2]
+    x, y, w, h = box[:4]
+    px, py = w * padding, h * padding * 1.5
+    return img[int(max(0, y - py)) : int(min(H, y + h + py)), int(max(0, x - px)) : int(min(W, x + w + px))]
 
 
 def tile_windows(w: int, h: int, grid: int) -> list[tuple[int, int, int, int]]:

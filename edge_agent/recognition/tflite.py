@@ -22,7 +22,7 @@ import numpy as np
 from ..reads import Alternate, Detection, Frame
 from . import Recognizer
 from ._ctc import beam_search, char_confidences, softmax
-from ._detect import decode, letterbox, nms, tile_windows, verifier_crop
+from ._detect import decode, letterbox, nms, plate_crop, tile_windows, verifier_crop
 from ._rules import rerank, validate_rules
 from ._runtime import RUNTIMES, load_interpreter, read_manifest
 
@@ -226,13 +226,9 @@ class TFLiteRecognizer(Recognizer):
 
     def recognize(self, frame: Frame) -> list[Detection]:
         img = _check_image(frame.image)
-        H, W = img.shape[:2]
         out = []
         for x, y, w, h, _score in self.detect(img):
-            px, py = w * self.box_padding, h * self.box_padding * 1.5
-            x0, y0 = int(max(0, x - px)), int(max(0, y - py))
-            x1, y1 = int(min(W, x + w + px)), int(min(H, y + h + py))
-            plate, conf, alts, chars = self.read_crop(img[y0:y1, x0:x1])
+            plate, conf, alts, chars = self.read_crop(plate_crop(img, (x, y, w, h), self.box_padding))
             if not plate or conf < self.min_confidence:
                 continue
             out.append(Detection(plate, conf, (x, y, w, h), alts, chars))

@@ -21,6 +21,8 @@ import os
 import cv2
 import numpy as np
 
+from edge_agent.recognition._detect import plate_crop
+
 from ..synth.augment import ocr_crop
 
 logger = logging.getLogger(__name__)
@@ -39,8 +41,7 @@ def real_crops(texts: str, folder: str, padding: float = 0.1) -> tuple[np.ndarra
     """OCR inputs and texts of hand-read real plates: ``texts`` is a JSON
     lines file of ``{"image", "box": [x, y, w, h], "text"}`` (paths under
     ``folder``, the detect/ folder); each crop is cut as the agent cuts a
-    detector box (``padding`` x the width each side, 1.5x that of the height
-    above and below: ``TFLiteRecognizer.recognize``)."""
+    detector box (``_detect.plate_crop``)."""
     import json
 
     xs, ys = [], []
@@ -50,11 +51,7 @@ def real_crops(texts: str, folder: str, padding: float = 0.1) -> tuple[np.ndarra
         img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"cannot read {r['image']} under {folder}")
-        H, W = img.shape[:2]
-        x, y, w, h = r["box"]
-        px, py = w * padding, h * padding * 1.5
-        crop = img[int(max(0, y - py)) : int(min(H, y + h + py)), int(max(0, x - px)) : int(min(W, x + w + px))]
-        xs.append(ocr_input(crop))
+        xs.append(ocr_input(plate_crop(img, r["box"], padding)))
         ys.append(r["text"])
     return np.stack(xs), ys
 
