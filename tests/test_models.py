@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -127,15 +128,25 @@ def test_runtime_never_imports_tensorflow():
     assert out.stdout.strip() == "False"
 
 
-def _hand_read(name: str) -> list[dict]:
+def _hand_read(name: str, min_width: float = 60) -> list[dict]:
     """Rows of a hand-read texts file under models/training/, checked for what
-    both files promise: distinct boxes at least 60 px wide, texts in the charset."""
+    every such file promises: distinct boxes at least ``min_width`` px wide,
+    texts in the charset."""
     rows = [json.loads(line) for line in open(model_dir() / "training" / name, encoding="utf-8")]
     charset = set(manifest()["models"]["ocr"]["charset"])
     assert rows and len({(r["image"], tuple(r["box"])) for r in rows}) == len(rows)
     for r in rows:
-        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= 60, r
+        assert set(r["text"]) <= charset and 2 <= len(r["text"]) <= 10 and r["box"][2] >= min_width, r
     return rows
+
+
+def _assert_unlike_val_texts(rows: list[dict]) -> None:
+    """No row reads like a val plate: not the same text, nor one a misread
+    character or two away (difflib ratio < 0.8), so val stays unseen."""
+    val_texts = {r["text"] for r in _hand_read("detect_val_texts.jsonl")}
+    for r in rows:
+        near = max(difflib.SequenceMatcher(None, r["text"], v).ratio() for v in val_texts)
+        assert near < 0.8, r
 
 
 def _assert_boxes_in_split(rows: list[dict], split: str) -> None:
@@ -168,7 +179,18 @@ def test_detect_train_texts_name_train_plates_none_of_them_also_in_val():
     frame), and no plate whose text is also among the val texts (detect/ holds
     copies of some val photos in train), so val stays unseen."""
     rows = _hand_read("detect_train_texts.jsonl")
-    val_texts = {r["text"] for r in _hand_read("detect_val_texts.jsonl")}
+    assert not any(os.path.basename(r["image"]).startswith("rl-") for r in rows)
+    _assert_unlike_val_texts(rows)
+    _assert_boxes_in_split(rows, "train")
+
+
+def test_detect_train_texts_more_name_train_plates_whose_sequences_hide_no_val_read():
+    """The second batch of hand-read training crops: Romanian dashcam train
+    frames of plates that no val text names (a plate's frames are split
+    across train and val, so any plate read in val is left out) and
+    non-Romanian train plates 40-60 px wide."""
+    rows = _hand_read("detect_train_texts_more.jsonl", min_width=40)
     for r in rows:
-        assert r["text"] not in val_texts and not os.path.basename(r["image"]).startswith("rl-"), r
+        assert os.path.basename(r["image"]).startswith("rl-") or r["box"][2] < 60, r
+    _assert_unlike_val_texts(rows)
     _assert_boxes_in_split(rows, "train")

@@ -16,9 +16,9 @@ shape (1, 32, 37): 32 time steps, 36 characters + CTC blank (last index).
 Every batch is re-cut on the fly (scale/shift jitter). Model selection uses a
 held-out synthetic chunk only (the first chunk of ``--data``).
 
-``--real models/training/detect_train_texts.jsonl`` mixes hand-read real
-crops (train-split plates of ``detect/``, none of them also among the val
-texts) into every batch (``--real-per-batch``, jittered like the rest).
+``--real models/training/detect_train_texts.jsonl`` (repeatable) mixes
+hand-read real crops (train-split plates of ``detect/``, none of them also
+among the val texts) into every batch (``--real-per-batch``, jittered like the rest).
 ``--context N`` adds N dilated residual blocks over the 32 columns
 (``build_model``); ``--init-context 0`` starts them from weights without
 (the new blocks begin as the identity).
@@ -182,7 +182,7 @@ def main(argv=None) -> None:
     ap.add_argument("--init-context", type=int, default=None,
                     help="context blocks of the --init weights when fewer than --context (new blocks start as identity)")
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
-    ap.add_argument("--real", help="JSON lines of hand-read real plates (models/training/detect_train_texts.jsonl) mixed into every batch")
+    ap.add_argument("--real", action="append", default=[], help="JSON lines of hand-read real plates (models/training/detect_train_texts*.jsonl) mixed into every batch; repeat for several files")
     ap.add_argument("--real-folder", default="/work/shared/data/detect", help="the folder --real's image paths are under")
     ap.add_argument("--real-per-batch", type=int, default=6, help="samples of each batch drawn from --real (with jitter)")
     ap.add_argument("--export-only", action="store_true", help="load the checkpoint in --work and export")
@@ -241,10 +241,11 @@ def main(argv=None) -> None:
     if a.real:
         from .data import real_crops
 
-        real_x, real_labels = real_crops(a.real, a.real_folder)
+        parts = [real_crops(path, a.real_folder) for path in a.real]
+        real_x, real_labels = np.concatenate([x for x, _ in parts]), [t for _, ts in parts for t in ts]
         real_y, real_n = encode(real_labels)
         real_k = min(a.real_per_batch, a.batch - 1)
-        logger.info("%d real crops from %s, %d per batch", len(real_x), a.real, real_k)
+        logger.info("%d real crops from %s, %d per batch", len(real_x), ", ".join(a.real), real_k)
     for ep in range(0 if a.export_only else a.epochs):
         chunks = list_chunks(a.data)[1:]  # picks up chunks written since the last epoch
         x, labels = load(chunks)
