@@ -1,6 +1,7 @@
 """OCR exact match on real plate crops that may choose models: detect/ val.
 
-    .venv/bin/python bench/bench_ocr_real.py [--data /work/shared/data/detect] [--model-dir DIR] [--json]
+    .venv/bin/python bench/bench_ocr_real.py [--data /work/shared/data/detect] [--model-dir DIR]
+        [--boxes given|detected] [--against DIR] [--json]
 
 ``detect/`` boxes plates without their text, and it is the only real set the
 shipped models may be trained or chosen on (its README). So the texts of the
@@ -14,6 +15,9 @@ is cut as the agent cuts a detector box (``box_padding``) and read with
 ``TFLiteRecognizer.read_crop``. Prints top-1 / top-5 exact match, overall and
 for the Romanian frames and the others apart, and the top-1 misses by kind
 (``_evaluate.error_kind``: confusable, first or last character dropped, other).
+With ``--boxes detected`` each plate is cut from the detector's box that
+overlaps the hand-read one most (IoU >= 0.5; a plate without one counts as
+missed), as the agent reads it, rather than from the hand-drawn box.
 With ``--against DIR`` the crops are also read with that folder's models and
 the two compared crop by crop (``_evaluate.paired``: right only with
 ``--model-dir``'s, right only with DIR's, sign test p), as OCR candidates are
@@ -31,7 +35,7 @@ import cv2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from edge_agent.recognition._detect import plate_crop  # noqa: E402
+from edge_agent.recognition._detect import iou, plate_crop  # noqa: E402
 from edge_agent.recognition._evaluate import error_counts, paired  # noqa: E402
 from edge_agent.recognition.tflite import TFLiteRecognizer  # noqa: E402
 
@@ -43,14 +47,31 @@ def load_texts(path: str = TEXTS) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
+def score(rec: TFLiteRecognizer, folder: str, rows: list[dict], detected: bool = False) -> dict:
+    """Top-1/top-5 of ``rows`` read from their hand-drawn boxes, or with
+    ``detected`` from the detector's best-overlapping box (``found`` counts
+    the plates that have one)."""
     groups: dict[str, list[tuple[bool, bool]]] = {"all": [], "romanian": [], "other": []}
-    reads, hits = [], []
+    reads, hits, found = [], [], 0
+    seen: dict[str, tuple] = {}
     for r in rows:
-        img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"cannot read {r['image']}")
-        plate, _conf, alts, _chars = rec.read_crop(plate_crop(img, r["box"], rec.box_padding))
+        if r["image"] not in seen:
+            img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"cannot read {r['image']}")
+            seen = {r["image"]: (img, [d[:4] for d in rec.detect(img)] if detected else None)}
+        img, dets = seen[r["image"]]
+        box = r["box"]
+        if detected:
+            box = max(dets, key=lambda d: iou(d, r["box"]), default=None)
+            if box is None or iou(box, r["box"]) < 0.5:
+                reads.append(("", r["text"]))
+                hits.append(False)
+                groups["all"].append((False, False))
+                groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append((False, False))
+                continue
+            found += 1
+        plate, _conf, alts, _chars = rec.read_crop(plate_crop(img, box, rec.box_padding))
         reads.append((plate, r["text"]))
         hit = (plate == r["text"], r["text"] in [plate] + [a.plate for a in alts[:4]])
         hits.append(hit[0])
@@ -58,13 +79,15 @@ def score(rec: TFLiteRecognizer, folder: str, rows: list[dict]) -> dict:
         groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append(hit)
     out = {k: {"crops": len(v), "top1": round(sum(h[0] for h in v) / len(v), 4), "top5": round(sum(h[1] for h in v) / len(v), 4)}
            for k, v in groups.items() if v}
-    return out | {"errors": error_counts(reads), "hits": hits}
+    return out | {"errors": error_counts([rt for rt in reads if rt[0]]), "hits": hits} | ({"found": found} if detected else {})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/shared/data/detect", help="the detect/ folder (boxes.jsonl, images/)")
     ap.add_argument("--model-dir", default=None, help="folder with manifest.json (default: shipped models)")
+    ap.add_argument("--boxes", choices=("given", "detected"), default="given",
+                    help="cut each plate from its hand-drawn box (default) or from the detector's box, as the agent does")
     ap.add_argument("--against", default=None, help="also read with this folder's models and compare crop by crop")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -73,21 +96,22 @@ def main() -> None:
         return
     rec = TFLiteRecognizer(model_dir=a.model_dir, num_threads=1)
     try:
-        res = {"model_version": rec.model_version, **score(rec, a.data, load_texts())}
+        res = {"model_version": rec.model_version, **score(rec, a.data, load_texts(), a.boxes == "detected")}
     finally:
         rec.close()
     hits = res.pop("hits")
     if a.against:
         other = TFLiteRecognizer(model_dir=a.against, num_threads=1)
         try:
-            theirs = score(other, a.data, load_texts())
+            theirs = score(other, a.data, load_texts(), a.boxes == "detected")
         finally:
             other.close()
         res["against"] = {"model_version": other.model_version, "top1": theirs["all"]["top1"], **paired(theirs["hits"], hits)}
     if a.json:
         print(json.dumps(res))
         return
-    print(f"model {res['model_version']}, int8, 1 thread, generic plate rules, {rec.ocr_views} views")
+    print(f"model {res['model_version']}, int8, 1 thread, generic plate rules, {rec.ocr_views} views, "
+          + (f"detector's boxes ({res['found']} of {len(hits)} plates found)" if "found" in res else "hand-drawn boxes"))
     for k in ("all", "romanian", "other"):
         if k in res:
             print(f"{k}: {res[k]['crops']} crops, top-1 {res[k]['top1']:.4f}, top-5 {res[k]['top5']:.4f}")
