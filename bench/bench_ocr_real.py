@@ -53,33 +53,29 @@ def score(rec: TFLiteRecognizer, folder: str, rows: list[dict], detected: bool =
     the plates that have one)."""
     groups: dict[str, list[tuple[bool, bool]]] = {"all": [], "romanian": [], "other": []}
     reads, hits, found = [], [], 0
-    seen: dict[str, tuple] = {}
+    name, img, dets = None, None, []
     for r in rows:
-        if r["image"] not in seen:
-            img = cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
+        if r["image"] != name:
+            name, img = r["image"], cv2.imread(os.path.join(folder, r["image"]), cv2.IMREAD_COLOR)
             if img is None:
                 raise ValueError(f"cannot read {r['image']}")
-            seen = {r["image"]: (img, [d[:4] for d in rec.detect(img)] if detected else None)}
-        img, dets = seen[r["image"]]
+            dets = [d[:4] for d in rec.detect(img)] if detected else []
         box = r["box"]
         if detected:
             box = max(dets, key=lambda d: iou(d, r["box"]), default=None)
-            if box is None or iou(box, r["box"]) < 0.5:
-                reads.append(("", r["text"]))
-                hits.append(False)
-                groups["all"].append((False, False))
-                groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append((False, False))
-                continue
-            found += 1
-        plate, _conf, alts, _chars = rec.read_crop(plate_crop(img, box, rec.box_padding))
-        reads.append((plate, r["text"]))
+            box = box if box is not None and iou(box, r["box"]) >= 0.5 else None
+            found += box is not None
+        plate, alts = "", ()  # a plate the detector missed reads as nothing
+        if box is not None:
+            plate, _conf, alts, _chars = rec.read_crop(plate_crop(img, box, rec.box_padding))
+            reads.append((plate, r["text"]))
         hit = (plate == r["text"], r["text"] in [plate] + [a.plate for a in alts[:4]])
         hits.append(hit[0])
         groups["all"].append(hit)
         groups["romanian" if os.path.basename(r["image"]).startswith("rl-") else "other"].append(hit)
     out = {k: {"crops": len(v), "top1": round(sum(h[0] for h in v) / len(v), 4), "top5": round(sum(h[1] for h in v) / len(v), 4)}
            for k, v in groups.items() if v}
-    return out | {"errors": error_counts([rt for rt in reads if rt[0]]), "hits": hits} | ({"found": found} if detected else {})
+    return out | {"errors": error_counts(reads), "hits": hits} | ({"found": found} if detected else {})
 
 
 def main() -> None:
