@@ -1,7 +1,7 @@
 """OCR exact match on real plate crops that may choose models: detect/ val.
 
     .venv/bin/python bench/bench_ocr_real.py [--data /work/shared/data/detect] [--model-dir DIR]
-        [--boxes given|detected] [--against DIR] [--json]
+        [--boxes given|detected] [--against DIR] [--texts FILE] [--json]
 
 ``detect/`` boxes plates without their text, and it is the only real set the
 shipped models may be trained or chosen on (its README). So the texts of the
@@ -18,6 +18,9 @@ for the Romanian frames and the others apart, and the top-1 misses by kind
 With ``--boxes detected`` each plate is cut from the detector's box that
 overlaps the hand-read one most (IoU >= 0.5; a plate without one counts as
 missed), as the agent reads it, rather than from the hand-drawn box.
+``--texts FILE`` reads another hand-read set in the same format (image paths
+under ``--data``), e.g. a site's own cameras (models/MODEL_CARD.md, "Adapting
+the OCR to a site's cameras").
 With ``--against DIR`` the crops are also read with that folder's models and
 the two compared crop by crop (``_evaluate.paired``: right only with
 ``--model-dir``'s, right only with DIR's, sign test p), as OCR candidates are
@@ -85,6 +88,7 @@ def main() -> None:
     ap.add_argument("--boxes", choices=("given", "detected"), default="given",
                     help="cut each plate from its hand-drawn box (default) or from the detector's box, as the agent does")
     ap.add_argument("--against", default=None, help="also read with this folder's models and compare crop by crop")
+    ap.add_argument("--texts", default=TEXTS, help="hand-read plates, JSON lines {image, box, text} (default: the detect/ val texts)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not os.path.isdir(a.data):
@@ -92,14 +96,14 @@ def main() -> None:
         return
     rec = TFLiteRecognizer(model_dir=a.model_dir, num_threads=1)
     try:
-        res = {"model_version": rec.model_version, **score(rec, a.data, load_texts(), a.boxes == "detected")}
+        res = {"model_version": rec.model_version, **score(rec, a.data, load_texts(a.texts), a.boxes == "detected")}
     finally:
         rec.close()
     hits = res.pop("hits")
     if a.against:
         other = TFLiteRecognizer(model_dir=a.against, num_threads=1)
         try:
-            theirs = score(other, a.data, load_texts(), a.boxes == "detected")
+            theirs = score(other, a.data, load_texts(a.texts), a.boxes == "detected")
         finally:
             other.close()
         res["against"] = {"model_version": other.model_version, "top1": theirs["all"]["top1"], **paired(theirs["hits"], hits)}
