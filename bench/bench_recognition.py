@@ -5,8 +5,9 @@
 Measures: model sizes; RSS with models loaded; one-thread latency of detector +
 OCR on synthetic 1280x720 and 1920x1080 frames with one plate (median, p90);
 OCR latency per crop; and, when the shared data folder exists, us-crops OCR
-top-1/top-5 (as labelled, and without the six crops whose label plainly does
-not match the plate: ``US_CROPS_LABEL_DEFECTS``), detection
+top-1/top-5 (as labelled, with O/0 or O/0 and I/1 taken as one character, and
+without the six crops whose label plainly does not match the plate:
+``US_CROPS_LABEL_DEFECTS``), detection
 recall/precision at IoU >= 0.5 on detect/ val and on scenes-eu-br (there
 also the precision with the detections of the other cars' plates that its
 labels leave out ignored: ``SCENES_EU_BR_UNLABELLED_PLATES``; on detect/ val
@@ -232,6 +233,7 @@ def main() -> None:
         print(f"us-crops OCR exact match: top-1 {u['top1']:.4f} top-5 {u['top5']:.4f} ({u['crops']} crops; "
               f"top-1 with confusables folded as central's search does: {u['top1_folded']:.4f})")
         print("  top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in u["errors"].items()))
+        print(f"  top-1 with O and 0 taken as one character {u['top1_o0']:.4f}, with O/0 and I/1 {u['top1_o0_i1']:.4f}")
         c = u["checked"]
         print(f"  without the {len(c['excluded'])} crops whose label does not match the image "
               f"(US_CROPS_LABEL_DEFECTS: {', '.join(sorted(c['excluded']))}): "

@@ -219,13 +219,14 @@ def paired(base: list[bool], cand: list[bool]) -> dict:
 
 def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, str] | None = None) -> dict:
     """OCR exact match on labelled crops, top-1 and top-5 (the read and its
-    first four alternates), and top-1 with confusables folded. ``exclude``
+    first four alternates), and top-1 with confusables folded (and with only
+    O/0, or O/0 and I/1, taken as one character: ``top1_o0``, ``top1_o0_i1``). ``exclude``
     maps images (as named in labels.csv) whose label is known to be wrong to
     the reason; they stay in the as-labelled figures, and ``checked`` holds
     the figures without them."""
     items = load_crops(folder)[:limit]
     bad = {os.path.join(folder, k) for k in (exclude or {})}
-    hits = []  # (top-1, top-5, folded, label known bad)
+    hits = []  # (top-1, top-5, folded, label known bad, O/0 one character, O/0 and I/1)
     ms = []
     reads = []  # (read, label)
     for path, text in items:
@@ -237,13 +238,15 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
         ms.append((time.perf_counter() - t0) * 1000)
         reads.append((plate, text))
         cands = [plate] + [a.plate for a in alts[:4]]
-        hits.append((plate == text, text in cands, fold_confusables(plate) == fold_confusables(text), path in bad))
+        o0, o0_i1 = str.maketrans("O", "0"), str.maketrans("OI", "01")
+        hits.append((plate == text, text in cands, fold_confusables(plate) == fold_confusables(text), path in bad,
+                     plate.translate(o0) == text.translate(o0), plate.translate(o0_i1) == text.translate(o0_i1)))
 
     def rate(k, rows):
         return round(sum(h[k] for h in rows) / len(rows), 4) if rows else None
 
     out = {"folder": folder, "crops": len(hits), "top1": rate(0, hits), "top5": rate(1, hits), "top1_folded": rate(2, hits),
-           "errors": error_counts(reads)}
+           "top1_o0": rate(4, hits), "top1_o0_i1": rate(5, hits), "errors": error_counts(reads)}
     if exclude is not None:
         good = [h for h in hits if not h[3]]
         seen = {p for p, _ in items}
