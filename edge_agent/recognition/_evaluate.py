@@ -217,6 +217,9 @@ def paired(base: list[bool], cand: list[bool]) -> dict:
     return {"better": better, "worse": worse, "p": round(min(1.0, 2 * tail), 4)}
 
 
+_O0, _O0_I1 = str.maketrans("O", "0"), str.maketrans("OI", "01")  # O/0 (and I/1) taken as one character
+
+
 def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, str] | None = None) -> dict:
     """OCR exact match on labelled crops, top-1 and top-5 (the read and its
     first four alternates), and top-1 with confusables folded (and with only
@@ -238,9 +241,8 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
         ms.append((time.perf_counter() - t0) * 1000)
         reads.append((plate, text))
         cands = [plate] + [a.plate for a in alts[:4]]
-        o0, o0_i1 = str.maketrans("O", "0"), str.maketrans("OI", "01")
         hits.append((plate == text, text in cands, fold_confusables(plate) == fold_confusables(text), path in bad,
-                     plate.translate(o0) == text.translate(o0), plate.translate(o0_i1) == text.translate(o0_i1)))
+                     plate.translate(_O0) == text.translate(_O0), plate.translate(_O0_I1) == text.translate(_O0_I1)))
 
     def rate(k, rows):
         return round(sum(h[k] for h in rows) / len(rows), 4) if rows else None
