@@ -110,9 +110,12 @@ def _run(rec, img, seq):
 
 
 def _frames(path: str, every: int, max_frames: int):
+    """Yield ``(index, seconds into the video, image)`` for every ``every``-th frame."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise ValueError("cannot open video")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if 0 < fps < 1000 else 10.0  # a stream that does not say: the agent's default camera rate
     try:
         idx = produced = 0
         while produced < max_frames:
@@ -121,7 +124,7 @@ def _frames(path: str, every: int, max_frames: int):
                 break
             if idx % every == 0:
                 produced += 1
-                yield idx, img
+                yield idx, idx / fps, img
             idx += 1
         if idx == 0:
             raise ValueError("video has no readable frames")
@@ -129,15 +132,52 @@ def _frames(path: str, every: int, max_frames: int):
         cap.release()
 
 
+def _video_passes(rec, path: str, every: int, max_frames: int):
+    """One ``(read, first frame, last frame, best frame)`` per vehicle pass, as
+    the agent tracks a camera (``edge_agent.tracking.Tracker`` with the agent's
+    default ``[tracking]`` settings; time is the video's own). The read's box is
+    in the best frame, whose crop the agent would keep."""
+    from .config import Tracking
+    from .tracking import Tracker
+
+    t = Tracking()
+    tracker = Tracker(window_seconds=t.window_seconds, max_track_seconds=t.max_track_seconds,
+                      reemit_seconds=t.reemit_seconds, min_hits=t.min_hits)
+    start = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    index: dict[dt.datetime, int] = {}
+
+    def passes(done):
+        for read, track in done:
+            yield read, index[track.first_seen], index[track.last_seen], index[track.best_frame.captured_at]
+
+    for idx, seconds, img in _frames(path, every, max_frames):
+        at = start + dt.timedelta(seconds=seconds)
+        index[at] = idx
+        frame = Frame("cli", idx, at, img)
+        yield from passes(tracker.update(frame, rec.recognize(frame)))
+    yield from passes(tracker.flush())
+
+
 @click.command("recognize")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image (per frame for videos).")
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Videos: read every Nth frame.")
 @click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
+@click.option("--passes", is_flag=True,
+              help="Videos: one read per vehicle pass, as the camera would send it (tracked across frames, "
+                   "voted per character), instead of one line per frame.")
 @_model_options
-def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size,
-              tile_threshold, ocr_views, verify):
-    """Read the plates in image and video FILES."""
+def recognize(files, as_json, every, max_frames, passes, model_dir, threads, plate_rules, detect_threshold, tile_grid,
+              detect_size, tile_threshold, ocr_views, verify):
+    """Read the plates in image and video FILES.
+
+    With --json, one JSON object per line per image: {"file", "ms", "reads":
+    [{"plate", "confidence", "box": [x, y, w, h], "alternates", "char_confidences"}]};
+    a video gives one per frame (with "frame"), or with --passes one per
+    vehicle pass (with "frames": [first, last] and "best_frame", the frame the
+    box is in and whose crop the camera would keep; "ms": recognition time since
+    the previous pass).
+    A file that cannot be read gets {"file", "error"} and the rest go on (exit 1)."""
     rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views, verify)
     failed = False
     rows = []
@@ -149,6 +189,8 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
             click.echo(f"{obj['file']}: error: {obj['error']}", err=True)
         else:
             where = obj["file"] + (f"#{obj['frame']}" if "frame" in obj else "")
+            if "frames" in obj:
+                where = obj["file"] + "#{}-{}".format(*obj["frames"])
             if not obj["reads"]:
                 rows.append((where, "-", "", "", obj["ms"]))
             for r in obj["reads"]:
@@ -160,9 +202,17 @@ def recognize(files, as_json, every, max_frames, model_dir, threads, plate_rules
                 if os.path.splitext(path)[1].lower() in VIDEO_EXT:
                     if not os.path.exists(path):
                         raise ValueError("no such file")
-                    for idx, img in _frames(path, every, max_frames):
-                        dets, ms = _run(rec, img, idx)
-                        emit({"file": path, "frame": idx, "ms": ms, "reads": _reads_json(dets)})
+                    if passes:
+                        t0 = time.perf_counter()
+                        for read, first, last, best in _video_passes(rec, path, every, max_frames):
+                            ms = round((time.perf_counter() - t0) * 1000, 2)
+                            emit({"file": path, "frames": [first, last], "best_frame": best, "ms": ms,
+                                  "reads": _reads_json([read])})
+                            t0 = time.perf_counter()
+                    else:
+                        for idx, _seconds, img in _frames(path, every, max_frames):
+                            dets, ms = _run(rec, img, idx)
+                            emit({"file": path, "frame": idx, "ms": ms, "reads": _reads_json(dets)})
                 else:
                     dets, ms = _run(rec, load_image(path), seq)
                     emit({"file": path, "ms": ms, "reads": _reads_json(dets)})

@@ -69,7 +69,10 @@ class Track:
             self.best, self.best_frame = det, frame
 
     def vote(self) -> Detection:
-        """The track's consensus plate, with up to 5 alternates."""
+        """The track's consensus plate, with up to 5 alternates; each character's
+        confidence is the confidence its voters gave it, summed over the track's
+        detections of the voted length and divided by their number (the plate's
+        confidence is the lowest of them)."""
         by_len = collections.Counter(len(d.plate) for d in self.detections)
         length = max(by_len, key=lambda n: (sum(d.confidence for d in self.detections if len(d.plate) == n), n))
         same = [d for d in self.detections if len(d.plate) == length]
@@ -94,7 +97,8 @@ class Track:
                     alt_score[a.plate] = max(alt_score[a.plate], a.confidence)
         alts = sorted(alt_score.items(), key=lambda kv: -kv[1])[:5]
         return Detection(plate, min(1.0, confidence), self.best.box,
-                         tuple(Alternate(p, round(min(1.0, c), 4)) for p, c in alts))
+                         tuple(Alternate(p, round(min(1.0, c), 4)) for p, c in alts),
+                         tuple(round(min(1.0, c), 4) for c in confs))
 
 
 class Tracker:

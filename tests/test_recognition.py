@@ -191,6 +191,45 @@ def test_table_output_and_video(tmp_path, scenes):
     assert all(ln["file"] == str(video) for ln in lines)
 
 
+def test_video_passes_give_one_read_per_vehicle_as_the_camera_would_send(tmp_path, scenes):
+    """--passes: a car that drives through 8 frames, 2.5 s of empty road, then
+    another car parked in view for 4 s (10 fps): one line per vehicle, each
+    voted across its frames, with the frames it was seen in and the frame its
+    box belongs to."""
+    video = tmp_path / "passes.avi"
+    first, parked = cv2.imread(scenes[0][0]), cv2.imread(scenes[3][0])
+    (box0, text0), = scenes[0][1]
+    (box3, text3), = scenes[3][1]
+    road = np.full_like(first, 90)
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (1280, 720))
+    shifts = [12 * i for i in range(8)]
+    for dx in shifts:  # the first car moves 12 px right per frame
+        vw.write(cv2.warpAffine(first, np.float32([[1, 0, dx], [0, 1, 0]]), (1280, 720), borderValue=(90, 90, 90)))
+    for _ in range(25):
+        vw.write(road)
+    for _ in range(40):
+        vw.write(parked)
+    vw.release()
+
+    res = CliRunner().invoke(recognize, ["--json", "--passes", str(video)])
+    assert res.exit_code == 0, res.output
+    lines = _lines(res.stdout)
+    assert [ln["reads"][0]["plate"] for ln in lines] == [text0, text3]
+    assert [ln["frames"] for ln in lines] == [[0, 7], [33, 72]]
+    for ln, box, (lo, hi) in zip(lines, (box0, box3), ((0, 7), (33, 72))):
+        assert ln["file"] == str(video) and len(ln["reads"]) == 1
+        assert lo <= ln["best_frame"] <= hi
+        read = ln["reads"][0]
+        dx = shifts[ln["best_frame"]] if hi == 7 else 0
+        assert iou(read["box"], [box[0] + dx, box[1], box[2], box[3]]) >= FOUND_IOU
+        assert len(read["char_confidences"]) == len(read["plate"])
+        assert min(read["char_confidences"]) == read["confidence"]
+
+    table = CliRunner().invoke(recognize, ["--passes", str(video)])
+    assert table.exit_code == 0
+    assert f"{video}#0-7" in table.stdout and f"{video}#33-72" in table.stdout
+
+
 def test_options_are_validated():
     from edge_agent.recognition.tflite import TFLiteRecognizer
 

@@ -43,6 +43,9 @@ def test_low_confidence_characters_lose_the_vote():
               [det("7ABC123", 120, chars=[.9, .9, .3, .9, .9, .9, .9])]]
     [(read, _)] = run(Tracker(), frames)
     assert read.plate == "7A8C123"  # 0.95 beats 0.2 + 0.3
+    # the voted read keeps a confidence per character: its voters' share of the track
+    assert read.char_confidences == (0.9, 0.9, round(0.95 / 3, 4), 0.9, 0.9, 0.9, 0.9)
+    assert read.confidence == min(read.char_confidences)
 
 
 def test_two_vehicles_in_the_same_frame_are_two_reads():
