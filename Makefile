@@ -5,17 +5,20 @@
 
 PYTHON ?= python3
 VENV   ?= .venv
+# The fallback TFLite runtime (tflite-runtime, numpy < 2, OpenCV 4: the edge-legacy extra)
+# cannot share a venv with ai-edge-litert; make test builds it apart where it installs.
+LEGACY ?= .venv-legacy
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # On a Pi, picamera2 comes from apt (python3-picamera2): let the venv see it.
 VENV_FLAGS := $(shell [ -d /usr/lib/python3/dist-packages/picamera2 ] && echo --system-site-packages)
 APT_PACKAGES := mosquitto python3-venv fonts-dejavu-core chromium
 
-.PHONY: demo test setup system-packages clean
+.PHONY: demo test setup system-packages legacy-runtime clean
 demo: setup
 	$(VENV)/bin/alpr-central demo
 
-test: setup
-	$(VENV)/bin/python -m pytest
+test: setup legacy-runtime
+	ALPR_LEGACY_PYTHON="$(CURDIR)/$(LEGACY)/bin/python" $(VENV)/bin/python -m pytest
 
 setup: system-packages $(VENV)/.installed
 
@@ -33,5 +36,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e ".[edge,central,dev]"
 	touch $@
 
+# Best effort: where no tflite-runtime wheel exists (Python >= 3.12, some boards) the
+# legacy-runtime test skips and says so.
+legacy-runtime: $(VENV)/.installed
+	@if [ ! -f $(LEGACY)/.installed ] || [ setup.cfg -nt $(LEGACY)/.installed ]; then \
+	  { $(PYTHON) -m venv $(LEGACY) && $(LEGACY)/bin/python -m pip install -q --upgrade pip && \
+	    $(LEGACY)/bin/python -m pip install -q -e ".[edge-legacy]" && touch $(LEGACY)/.installed; } || \
+	  { rm -rf $(LEGACY); echo "tflite-runtime does not install here: the legacy-runtime test will skip"; }; \
+	fi
+
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache
+	rm -rf $(VENV) $(LEGACY) demo-data .pytest_cache

@@ -110,6 +110,80 @@ def test_tflite_runtime_loads_models():
     assert shapes["verifier"] == (1, 1)
 
 
+LEGACY_PYTHON = os.environ.get("ALPR_LEGACY_PYTHON", "")
+
+# Run in the legacy venv (numpy < 2, OpenCV 4, tflite_runtime; no ai_edge_litert):
+# read each PNG named on the command line: scene*.png as a frame, the others as crops.
+_LEGACY_READER = """
+import json, os, sys, datetime as dt, cv2
+from edge_agent.reads import Frame
+from edge_agent.recognition.tflite import TFLiteRecognizer
+r = TFLiteRecognizer(runtime="tflite_runtime", num_threads=1)
+for path in sys.argv[1:]:
+    img = cv2.imread(path)
+    if os.path.basename(path).startswith("scene"):
+        dets = r.recognize(Frame("t", 0, dt.datetime.now(dt.timezone.utc), img))
+        read = [[d.plate, d.confidence, list(d.box)] for d in dets]
+    else:
+        read = list(r.read_crop(img)[:2])
+    print(json.dumps({"runtime": r.runtime, "read": read}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(LEGACY_PYTHON),
+                    reason="no legacy-runtime venv (make test builds .venv-legacy where tflite-runtime installs)")
+def test_legacy_runtime_reads_like_the_default_one(tmp_path):
+    """The fallback runtime, in its own venv as the edge-legacy extra installs it,
+    loads the shipped models and reads seeded plates (whole frames through
+    detector, verifier and OCR, and crops) as ai_edge_litert does here."""
+    import datetime as dt
+    import subprocess
+
+    import cv2
+
+    from edge_agent.reads import Frame
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+    from models.synth.augment import ocr_crop
+    from models.synth.scenes import scene_with_plates
+
+    paths = []
+    for i, text in enumerate(("7ABC123", "KLX4102", "5HJT880")):
+        img, _ = scene_with_plates(np.random.default_rng(300 + i), (1280, 720), ((text, 150 + 30 * i),), side=None)
+        paths.append(tmp_path / f"scene{i}.png")
+        cv2.imwrite(str(paths[-1]), img)
+    rng = np.random.default_rng(301)
+    for i in range(24):
+        crop, _label = ocr_crop(rng, legible=True)
+        paths.append(tmp_path / f"crop{i}.png")
+        cv2.imwrite(str(paths[-1]), crop)
+
+    root = model_dir().parent
+    out = subprocess.run([LEGACY_PYTHON, "-c", _LEGACY_READER, *map(str, paths)], capture_output=True, text=True,
+                         cwd=str(root), env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    legacy = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(legacy) == len(paths)
+    assert {row["runtime"] for row in legacy} == {"tflite_runtime"}
+
+    rec = TFLiteRecognizer(num_threads=1)
+    try:
+        assert rec.runtime == "ai_edge_litert"
+        for path, row in zip(paths, legacy):
+            img = cv2.imread(str(path))
+            if path.name.startswith("scene"):
+                dets = rec.recognize(Frame("t", 0, dt.datetime.now(dt.timezone.utc), img))
+                assert [d.plate for d in dets] == [r[0] for r in row["read"]], path.name
+                for d, (_plate, conf, box) in zip(dets, row["read"]):
+                    assert abs(d.confidence - conf) < 0.05 and max(abs(a - b) for a, b in zip(d.box, box)) <= 3
+            else:
+                plate, conf, _alts, _chars = rec.read_crop(img)
+                assert plate == row["read"][0], path.name
+                assert abs(conf - row["read"][1]) < 0.05
+    finally:
+        rec.close()
+    assert all(row["read"] for row in legacy[:3])  # every seeded scene gives a read
+
+
 def test_manifest_is_valid_json_file():
     with open(model_dir() / "manifest.json", encoding="utf-8") as fh:
         assert json.load(fh)["name"] == "alpr-us"

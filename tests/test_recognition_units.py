@@ -415,6 +415,27 @@ def test_missing_fonts_error_clearly(monkeypatch):
         fonts.truetype_fonts.cache_clear()
 
 
+def test_opencv_4_draws_plates_with_hershey_fonts_only(monkeypatch):
+    """OpenCV 4 (the edge-legacy extra) has no cv2.FontFace: the generator falls
+    back to Hershey fonts instead of failing, and asking for TrueType says why."""
+    import cv2
+
+    from models.synth import fonts
+    from models.synth.plates import render_plate
+
+    monkeypatch.delattr(cv2, "FontFace", raising=False)
+    fonts.truetype_fonts.cache_clear()
+    try:
+        assert fonts.truetype_fonts() == ()
+        with pytest.raises(RuntimeError, match="OpenCV >= 5"):
+            fonts.truetype_fonts(required=True)
+        img, label = render_plate(np.random.default_rng(5), "4ABC567")
+        assert label == "4ABC567" and img.shape == (160, 320, 3)
+    finally:
+        monkeypatch.undo()
+        fonts.truetype_fonts.cache_clear()
+
+
 def test_widen_keeps_the_function_and_only_grows_hidden_channels():
     """Net2WiderNet on a two-layer 1x1-convolution net in numpy: the widened
     copy computes the same outputs (the trainers' ``--widen-from``)."""

@@ -78,7 +78,13 @@ HERSHEY_SCRIPT = (cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPL
 
 @functools.lru_cache(maxsize=None)
 def truetype_fonts(main_only: bool = False, required: bool = False, role: str | None = None) -> tuple[str, ...]:
-    """Paths of the installed candidate fonts (``role`` picks one role only)."""
+    """Paths of the installed candidate fonts (``role`` picks one role only).
+    None with OpenCV 4 (the ``edge-legacy`` extra), which cannot draw TrueType
+    text: the generator then draws with Hershey fonts only."""
+    if not hasattr(cv2, "FontFace"):
+        if required:
+            raise RuntimeError(f"TrueType fonts need OpenCV >= 5 (cv2.FontFace); this is OpenCV {cv2.__version__}")
+        return ()
     found = tuple(
         os.path.join(FONT_ROOT, rel)
         for rel, _pkg, r in CANDIDATES
