@@ -131,6 +131,9 @@ class CameraWorker:
                     logger.exception("camera %s failed; retrying in %.0fs", self.camera.id, backoff)
                 finally:
                     source.close()
+                # The camera is down: the cars seen before are gone from view, so their
+                # reads are final now, not when the camera comes back or the agent stops.
+                self.writer.write(self.tracker.flush())
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
         finally:
@@ -161,6 +164,7 @@ class CameraWorker:
     def _process(self, frame: Frame) -> None:
         if self.gate is not None and not self.gate.should_process(frame.image):
             self.skipped += 1
+            self.writer.write(self.tracker.still(frame))  # nothing moved: what was in view still is
             return
         with self.lock:
             detections = self.recognizer.recognize(frame)

@@ -7,7 +7,12 @@ stays in view, once it is ``max_track_seconds`` old. The text is voted per
 character across the track's detections (weighted by per-character confidence)
 and the best-confidence detection's crop is kept. The same plate on the same
 camera within ``reemit_seconds`` of its last read is suppressed (a parked car
-does not yield a read every few seconds).
+does not yield a read every few seconds); a car still in view is read again
+after that interval from what was seen since its last read (its time, crop and
+box are the new sighting's). Frames the motion gate skips (``still``) keep the
+plates of the last processed frame in view. Two detections of one frame never
+join one track (two cars with look-alike plates stay two reads), and a clock
+set back closes the open tracks instead of holding them.
 
 Time is frame capture time, so replaying a file behaves like a live camera.
 """
@@ -44,6 +49,9 @@ class Track:
     best: Detection | None = None
     best_frame: Frame | None = None
     emitted_at: dt.datetime | None = None
+    last_plate: str = ""  # the newest detection's text (the detections are cleared at each read)
+    read_plate: str = ""  # the text of the track's last read
+    read_done: bool = False  # read out: the next detection starts what makes the next read
 
     MAX_DETECTIONS = 64
 
@@ -56,6 +64,8 @@ class Track:
         return (int(x + self.velocity[0] * dt_s), int(y + self.velocity[1] * dt_s), w, h)
 
     def add(self, det: Detection, frame: Frame) -> None:
+        if self.read_done:  # a parked car: its next read is made of what is seen from now on
+            self.detections, self.best, self.best_frame, self.read_done = [], None, None, False
         if self.detections and frame.captured_at > self.last_seen:
             dt_s = (frame.captured_at - self.last_seen).total_seconds()
             self.velocity = ((det.box[0] + det.box[2] / 2 - self.box[0] - self.box[2] / 2) / dt_s,
@@ -65,8 +75,10 @@ class Track:
             del self.detections[0]
         self.last_seen = frame.captured_at
         self.box = det.box
+        self.last_plate = det.plate
         if self.best is None or det.confidence > self.best.confidence:
             self.best, self.best_frame = det, frame
+
 
     def vote(self) -> Detection:
         """The track's consensus plate, with up to 5 alternates; each character's
@@ -113,19 +125,37 @@ class Tracker:
         self.text_similarity = text_similarity
         self._tracks: dict[str, list[Track]] = collections.defaultdict(list)
         self._last_emit: dict[tuple[str, str], dt.datetime] = {}
+        self._last_frame_at: dict[str, dt.datetime] = {}
         self.suppressed = 0
+
+    def _in_window(self, gap: dt.timedelta) -> bool:
+        return dt.timedelta(0) <= gap <= self.window  # a negative gap: the clock was set back
 
     def update(self, frame: Frame, detections: list[Detection]) -> list[tuple[Detection, Track]]:
         """Feed one frame's detections; returns the reads that are now final."""
         tracks = self._tracks[frame.camera_id]
-        live = [t for t in tracks if frame.captured_at - t.last_seen <= self.window]
+        live = [t for t in tracks if self._in_window(frame.captured_at - t.last_seen)]
         for det in sorted(detections, key=lambda d: -d.confidence):
             match = self._match(live, det, frame.captured_at)
             if match is None:
                 match = Track(frame.camera_id, frame.captured_at, frame.captured_at, det.box)
                 tracks.append(match)
-                live.append(match)
+            else:  # one detection per track per frame: two cars in one frame are two tracks
+                live = [t for t in live if t is not match]
             match.add(det, frame)
+        self._last_frame_at[frame.camera_id] = frame.captured_at
+        return self._close(frame.camera_id, frame.captured_at, flush=False)
+
+    def still(self, frame: Frame) -> list[tuple[Detection, Track]]:
+        """A frame the motion gate skipped: nothing moved, so the plates seen in
+        the camera's last processed frame are still in view (their tracks stay
+        open; a still frame is no detection). Returns the reads now final."""
+        last = self._last_frame_at.get(frame.camera_id)
+        if last is not None and self._in_window(frame.captured_at - last):
+            for t in self._tracks[frame.camera_id]:
+                if t.last_seen == last:
+                    t.last_seen = frame.captured_at
+            self._last_frame_at[frame.camera_id] = frame.captured_at
         return self._close(frame.camera_id, frame.captured_at, flush=False)
 
     def flush(self) -> list[tuple[Detection, Track]]:
@@ -140,8 +170,9 @@ class Tracker:
             # A fast car moves more than a plate width between frames: also compare
             # with where its motion so far says the plate should be now.
             overlap = max(iou(t.box, det.box), iou(t.predicted_box(at), det.box))
-            text = max(difflib.SequenceMatcher(None, t.detections[-1].plate, det.plate).ratio(),
-                       difflib.SequenceMatcher(None, t.best.plate, det.plate).ratio())
+            voted = t.read_plate if t.read_done or t.best is None else t.best.plate
+            text = max(difflib.SequenceMatcher(None, t.last_plate, det.plate).ratio(),
+                       difflib.SequenceMatcher(None, voted, det.plate).ratio())
             score = overlap + text
             if (overlap >= self.iou_threshold or text >= self.text_similarity) and score > best_score:
                 best, best_score = t, score
@@ -150,12 +181,12 @@ class Tracker:
     def _close(self, camera_id: str, now: dt.datetime | None, flush: bool):
         out, keep = [], []
         for t in self._tracks[camera_id]:
-            ended = flush or now - t.last_seen > self.window
+            ended = flush or not self._in_window(now - t.last_seen)
             if t.emitted_at is None:
                 due = ended or now - t.first_seen >= self.max_age
-            else:  # still in view after its read: re-emit only after the interval
+            else:  # still in view after its read: read again after the interval, from what was seen since
                 due = not ended and now - t.emitted_at >= self.reemit
-            if due and len(t.detections) >= self.min_hits:
+            if due and not t.read_done and len(t.detections) >= self.min_hits:
                 read = t.vote()
                 key = (camera_id, read.plate)
                 last = self._last_emit.get(key)
@@ -165,7 +196,7 @@ class Tracker:
                 else:
                     out.append((read, t))
                     self._last_emit[key] = at
-                t.emitted_at = at
+                t.emitted_at, t.read_plate, t.read_done = at, read.plate, True
             if not ended:
                 keep.append(t)
         self._tracks[camera_id] = keep

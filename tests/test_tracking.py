@@ -108,3 +108,161 @@ def test_two_cars_in_opposite_directions_stay_apart():
     frames = [[det("7ABC123", 100 + 200 * i), det("5XYZ987", 1100 - 200 * i)] for i in range(5)] + [[]] * 20
     reads = run(Tracker(), frames)
     assert sorted(r.plate for r, _ in reads) == ["5XYZ987", "7ABC123"]
+
+
+def test_two_cars_with_look_alike_plates_in_one_frame_are_two_reads():
+    # A fleet's sequential plates, one character apart, in view together at the two
+    # ends of the frame: text alone must not pull both detections into one track.
+    frames = [[det("7ABC123", 100 + 10 * i), det("7ABC124", 900 - 10 * i)] for i in range(5)] + [[]] * 20
+    reads = run(Tracker(), frames)
+    assert sorted(r.plate for r, _ in reads) == ["7ABC123", "7ABC124"]
+    assert all(len(track.detections) == 5 for _, track in reads)
+
+
+def test_a_parked_cars_next_read_is_its_new_sighting():
+    """Read again after the interval from what was seen since the last read: its
+    crop, box and time are the new sighting's, not the first one's."""
+    tracker = Tracker(max_track_seconds=10, reemit_seconds=60)
+    emitted = []
+    for i in range(10 * 150):  # 150 s in view at 10 fps; the car edges forward at 70 s
+        x = 500 if i < 700 else 520
+        for read, track in tracker.update(frame(i), [det("7ABC123", x, conf=0.8 + (i % 7) / 100)]):
+            emitted.append((i, read, track.best_frame.captured_at, track.best.box))
+    assert [i for i, *_ in emitted] == [100, 700, 1300]
+    first, second, third = emitted
+    assert first[2] <= T0 + dt.timedelta(seconds=10)
+    assert T0 + dt.timedelta(seconds=10) < second[2] <= T0 + dt.timedelta(seconds=70)
+    assert T0 + dt.timedelta(seconds=70) < third[2] <= T0 + dt.timedelta(seconds=130)
+    assert third[1].box == third[3] == (520, 300, 150, 75)
+    assert [r.plate for _, r, *_ in emitted] == ["7ABC123"] * 3
+
+
+def test_a_clock_set_back_closes_open_tracks_instead_of_merging_the_next_car():
+    # A barrier camera: car A waits 1 s, then NTP steps the clock back an hour;
+    # 20 s later car B waits at the same spot.
+    tracker, out = Tracker(), []
+    clock = [T0 + dt.timedelta(seconds=i / 10) for i in range(10)]
+    back = T0 - dt.timedelta(hours=1)
+    clock += [back + dt.timedelta(seconds=i / 10) for i in range(200)]
+    car_b = back + dt.timedelta(seconds=20)
+    clock += [car_b + dt.timedelta(seconds=i / 10) for i in range(40)]
+    for i, at in enumerate(clock):
+        dets = [det("7ABC123", 500)] if i < 10 else [det("5XYZ987", 500)] if 210 <= i < 220 else []
+        out += tracker.update(Frame("lane-1", i + 1, at, None), dets)
+    out += tracker.flush()
+    assert [(r.plate, len(t.detections)) for r, t in out] == [("7ABC123", 10), ("5XYZ987", 10)]
+
+
+def test_still_frames_keep_what_was_in_view():
+    """The motion gate lets a frame through only every 5 s while a car waits at a
+    light; the skipped frames (``still``) keep its track open, so the reads of
+    the frames that do go through add up to one read (min_hits 2)."""
+    def waiting_car(gated):
+        tracker, out = Tracker(min_hits=2), []
+        for i in range(10 * 30):  # 30 s at 10 fps
+            f = frame(i)
+            if i % 50 == 0:
+                out += tracker.update(f, [det("7ABC123", 500)])
+            elif gated:
+                out += tracker.still(f)
+            else:
+                out += tracker.update(f, [])
+        return out + tracker.flush()
+
+    reads = waiting_car(gated=True)
+    assert [r.plate for r, _ in reads] == ["7ABC123"]
+    assert len(reads[0][1].detections) >= 2
+    assert waiting_car(gated=False) == []  # each sighting alone: under min_hits, as before
+
+
+def test_still_frames_do_not_revive_a_track_that_left():
+    tracker = Tracker()
+    tracker.update(frame(0), [det("7ABC123", 500)])
+    tracker.update(frame(1), [])  # processed: the car is gone from this frame on
+    reads = []
+    for i in range(2, 40):
+        reads += tracker.still(frame(i))
+    assert [r.plate for r, _ in reads] == ["7ABC123"]  # closed 1.5 s after it was last seen
+
+
+class _Writer:
+    def __init__(self):
+        self.reads = []
+
+    def write(self, finals):
+        self.reads += [read.plate for read, _ in finals]
+
+
+class _Reader:
+    def recognize(self, f):
+        return [det("7ABC123", 100 + 10 * f.seq)]
+
+
+def test_a_camera_that_fails_hands_over_the_reads_of_the_cars_it_saw(monkeypatch):
+    """A live stream dies after a car and stays down: the car's read is written
+    while the worker retries, not held until the camera returns or the agent stops."""
+    import threading
+    import time
+    import types
+
+    from edge_agent import agent
+    from edge_agent.errors import CaptureError
+
+    class DyingStream:
+        reads = 0
+
+        def open(self):
+            if DyingStream.reads:
+                raise CaptureError("camera lane-1 unreachable")
+
+        def read(self):
+            DyingStream.reads += 1
+            if DyingStream.reads > 10:
+                raise CaptureError("stream lost")
+            return Frame("lane-1", DyingStream.reads, dt.datetime.now(dt.timezone.utc), None)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(agent.capture, "create", lambda cam: DyingStream())
+    writer, stop = _Writer(), threading.Event()
+    worker = agent.CameraWorker(types.SimpleNamespace(id="lane-1", fps=0), _Reader(), threading.Lock(), Tracker(), writer)
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not writer.reads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.reads == ["7ABC123"]
+        assert worker.state == "failed"
+    finally:
+        stop.set()
+        thread.join()
+    assert writer.reads == ["7ABC123"]  # and only once
+
+
+def test_gated_frames_keep_a_waiting_car_in_view():
+    """With the motion gate on, a car that stops in view is let through about
+    every 5 s; its still frames keep its track open (min_hits 2 is reached)."""
+    import threading
+    import types
+
+    import numpy as np
+
+    from edge_agent.agent import CameraWorker
+
+    class LateReader:  # the plate is readable only once the car has stopped
+        def recognize(self, f):
+            return [det("7ABC123", 500)] if f.seq > 20 else []
+
+    writer, tracker = _Writer(), Tracker(min_hits=2)
+    worker = CameraWorker(types.SimpleNamespace(id="lane-1", fps=10), LateReader(), threading.Lock(), tracker, writer,
+                          motion_threshold=0.01)
+    for i in range(10 * 60):  # drives in for 2 s, then waits 58 s
+        img = np.full((720, 1280, 3), 60, np.uint8)
+        x = min(100 + 25 * i, 550)
+        img[350:450, x:x + 200] = 200
+        worker._process(Frame("lane-1", i + 1, T0 + dt.timedelta(seconds=i / 10), img))
+    writer.write(tracker.flush())
+    assert worker.skipped > 500
+    assert writer.reads == ["7ABC123"]
