@@ -26,7 +26,7 @@ from .outbox import Outbox
 from .reads import Detection, Frame, Location, PlateRead
 from .sync import SyncClient, SyncSettings
 from .tracking import Track, Tracker
-from .wire import Sealer, encode_read, load_public_key, new_read_id
+from .wire import MalformedMessage, Sealer, encode_read, load_public_key, new_read_id
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class ReadWriter:
         self.cameras = {c.id: c for c in config.cameras}
         self.written = 0
         self.lost = 0  # reads that could not be buffered (disk full, broken file): counted, logged
+        self.invalid = 0  # reads the recognizer made that the wire contract refuses: counted, logged
 
     def to_read(self, det: Detection, track: Track) -> PlateRead:
         frame = track.best_frame
@@ -83,7 +84,12 @@ class ReadWriter:
     def write(self, finals: list[tuple[Detection, Track]]) -> None:
         items = []
         for det, track in finals:
-            read = self.to_read(det, track)
+            try:
+                read = self.to_read(det, track)
+            except MalformedMessage as exc:  # one bad read never costs the others, nor restarts the camera
+                self.invalid += 1
+                logger.error("dropped a read the wire contract refuses (%s); %d so far", exc, self.invalid)
+                continue
             items.append((read.read_id, read.captured_at.timestamp(), self.sealer.seal(read.read_id, encode_read(read))))
         if items:
             try:
@@ -264,6 +270,7 @@ class Agent:
                        "rejected": stats.rejected, "counters": stats.counters},
             "sync": dict(self.sync.counters),
             "reads_lost_unbufferable": self.writer.lost,
+            "reads_invalid": self.writer.invalid,
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
                          "skipped_still": w.skipped, "last_error": w.last_error} for w in self.workers],
             "model_version": self.recognizer.model_version,

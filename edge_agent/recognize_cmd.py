@@ -15,6 +15,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import stat  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -69,18 +70,32 @@ def _make(model_dir, threads, plate_rules, detect_threshold, tile_grid=1, detect
         raise click.UsageError(str(exc)) from None
 
 
-def load_image(path: str) -> np.ndarray:
-    """Read an image file; ValueError with a clear reason if impossible."""
+def _regular_file(path: str) -> int:
+    """The size of ``path``; ValueError unless it is a regular file (a directory,
+    FIFO or device would block or mislead the readers)."""
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
     except OSError as exc:
         raise ValueError(f"cannot open: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError("a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    return st.st_size
+
+
+def load_image(path: str) -> np.ndarray:
+    """Read an image file; ValueError with a clear reason if impossible."""
+    size = _regular_file(path)
     if size == 0:
         raise ValueError("empty file")
     if size > MAX_BYTES:
         raise ValueError(f"file too large ({size} bytes > {MAX_BYTES})")
-    with open(path, "rb") as fh:
-        data = np.frombuffer(fh.read(), np.uint8)
+    try:
+        with open(path, "rb") as fh:
+            data = np.frombuffer(fh.read(), np.uint8)
+    except OSError as exc:
+        raise ValueError(f"cannot open: {exc.strerror or exc}") from None
     try:
         img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:
@@ -159,7 +174,7 @@ def _video_passes(rec, path: str, every: int, max_frames: int):
 
 
 @click.command("recognize")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True)  # each checked in turn: a bad one gets its error line
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per image (per frame for videos).")
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Videos: read every Nth frame.")
 @click.option("--max-frames", type=click.IntRange(1), default=1000, show_default=True, help="Videos: at most this many frames.")
@@ -200,8 +215,12 @@ def recognize(files, as_json, every, max_frames, passes, model_dir, threads, pla
         for seq, path in enumerate(files):
             try:
                 if os.path.splitext(path)[1].lower() in VIDEO_EXT:
-                    if not os.path.exists(path):
-                        raise ValueError("no such file")
+                    if _regular_file(path) == 0:
+                        raise ValueError("empty file")
+                    try:  # readable? (OpenCV would only say it cannot open it)
+                        open(path, "rb").close()
+                    except OSError as exc:
+                        raise ValueError(f"cannot open: {exc.strerror or exc}") from None
                     if passes:
                         t0 = time.perf_counter()
                         for read, first, last, best in _video_passes(rec, path, every, max_frames):

@@ -119,6 +119,30 @@ def test_at_rest_no_plate_text_and_nothing_on_the_device_opens_a_record(tmp_path
             pass
 
 
+def test_a_read_the_wire_refuses_is_counted_and_its_neighbours_are_buffered(tmp_path, caplog):
+    """A recognizer that makes a read the wire contract refuses (here 12
+    characters) loses that read, counted and logged without its text, never
+    the other reads of the same write."""
+    from edge_agent.agent import ReadWriter
+    from edge_agent.config import Camera, Device, EdgeConfig
+    from edge_agent.reads import Detection, Frame
+    from edge_agent.tracking import Track
+
+    ob = Outbox(tmp_path / "o.sqlite")
+    cfg = EdgeConfig(Device("cam-a", str(tmp_path)), (Camera("lane-1", "file"),))
+    writer = ReadWriter(cfg, ob, Sealer(load_public_key(PUBLIC), "cam-a"), "m")
+    now = dt.datetime.now(dt.timezone.utc)
+    finals = []
+    for plate in ("7ABC123", "AB12CD34EF56", "5XYZ987"):
+        track = Track("lane-1", now, now, (1, 2, 3, 4))
+        track.add(Detection(plate, 0.9, (1, 2, 3, 4)), Frame("lane-1", 1, now, None))
+        finals.append((track.vote(), track))
+    caplog.set_level("ERROR")
+    writer.write(finals)
+    assert writer.written == 2 and writer.invalid == 1 and ob.depth == 2
+    assert "wire contract refuses" in caplog.text and "AB12CD34EF56" not in caplog.text
+
+
 def test_a_full_disk_is_a_clear_error_and_the_agent_counts_the_lost_reads(tmp_path, caplog):
     import dataclasses
 

@@ -461,3 +461,65 @@ def test_evaluate_counts_the_reads_the_agent_emits_apart_from_boxes(tmp_path, sc
     text = CliRunner().invoke(evaluate, ["--detect", str(tmp_path)])
     assert text.exit_code == 0, text.output
     assert f"reads emitted: {r['reads']}, recall {r['recall']}, precision {r['precision']}" in text.output
+
+
+def _text_crop(text: str, scale: float = 0.84) -> np.ndarray:
+    img = np.full((60, 40 + int(scale / 1.2 * 25 * len(text)), 3), 240, np.uint8)
+    cv2.putText(img, text, (10, 42), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 2, cv2.LINE_AA)
+    return img
+
+
+def test_no_text_longer_than_a_plate_is_returned(rec):
+    """The OCR's 32 columns can spell 12 characters; the wire contract takes at
+    most 10 (a longer read made the agent's write fail and lose its neighbours)."""
+    from edge_agent.wire.schema import MAX_PLATE_LEN
+
+    for text in ("AB12CD34EF56", "ABC12345678", "1234567890123"):
+        for scale in (0.6, 0.84, 1.08):
+            plate, _conf, alts, chars = rec.read_crop(_text_crop(text, scale))
+            assert len(plate) <= MAX_PLATE_LEN and len(chars) == len(plate), (text, scale, plate)
+            assert all(len(a.plate) <= MAX_PLATE_LEN for a in alts)
+
+
+def test_plate_rules_order_reads_but_keep_the_ocr_confidence():
+    """A clear 9-character text: the generic rules rank it below shorter texts
+    if there are any, but its confidence stays what the OCR gave it (it used to
+    be cut to a fifth, under min_confidence for a blurred one: the read was lost)."""
+    from edge_agent.recognition.tflite import TFLiteRecognizer
+
+    crop = _text_crop("ABCD12345")
+    readers = {rules: TFLiteRecognizer(plate_rules=rules) for rules in ("none", "generic", "ca")}
+    try:
+        reads = {rules: r.read_crop(crop) for rules, r in readers.items()}
+    finally:
+        for r in readers.values():
+            r.close()
+    plate, conf, _alts, _chars = reads["none"]
+    assert len(plate) == 9 and conf > 0.5
+    for rules in ("generic", "ca"):
+        texts = {reads[rules][0]: reads[rules][1], **{a.plate: a.confidence for a in reads[rules][2]}}
+        assert texts.get(plate) == conf, rules  # still offered, with the OCR's own confidence
+
+
+def test_read_crop_checks_its_input(rec):
+    crop = _text_crop("7ABC123")
+    assert rec.read_crop(crop[:, :, :1])[0] == rec.read_crop(crop)[0]  # (h, w, 1) is grey
+    for bad in (crop.astype(np.uint16) * 257, crop.astype(np.float32), np.zeros((0, 0, 3), np.uint8), [[1, 2]]):
+        with pytest.raises(ValueError, match="crop must be"):
+            rec.read_crop(bad)
+
+
+def test_directories_and_fifos_get_error_lines_and_the_rest_is_read(tmp_path, scenes):
+    import os
+
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    fifo = tmp_path / "camera.mp4"
+    os.mkfifo(fifo)  # no writer: OpenCV would wait for one for ever
+    good = scenes[0][0]
+    res = CliRunner().invoke(recognize, ["--json", str(folder), str(fifo), good])
+    assert res.exit_code == 1
+    lines = _lines(res.stdout)
+    assert [ln["file"] for ln in lines] == [str(folder), str(fifo), good]
+    assert "directory" in lines[0]["error"] and "not a regular file" in lines[1]["error"]
+    assert lines[2]["reads"]

@@ -79,12 +79,17 @@ def _coerce(text: str, fmt: str) -> str | None:
 
 
 def rerank(cands: list[tuple[str, float]], rules: str) -> list[tuple[str, float]]:
-    """Re-score ``(text, prob)`` candidates; returns them best first."""
+    """Order ``(text, prob)`` candidates by the rules, best first. Each keeps its
+    own probability (a text made by substituting confusables gets the one it was
+    made from): the rules choose the order, never the confidence, so they cannot
+    push a read under ``min_confidence``."""
     if rules == "none":
         return cands
     fmts = RULES.get(rules, ())
     scored: dict[str, float] = {}
-    for text, p in cands:
+    own: dict[str, float] = {}
+    for text, prob in cands:
+        p = prob
         if not 2 <= len(text) <= 8:
             p *= 0.2
         if fmts:
@@ -95,9 +100,11 @@ def rerank(cands: list[tuple[str, float]], rules: str) -> list[tuple[str, float]
                     alt = _coerce(text, f)
                     if alt is not None and alt != text:
                         scored[alt] = max(scored.get(alt, 0.0), p * 0.9)
+                        own[alt] = max(own.get(alt, 0.0), prob)
                 p *= 0.35
         scored[text] = max(scored.get(text, 0.0), p)
-    return sorted(scored.items(), key=lambda kv: -kv[1])
+        own[text] = max(own.get(text, 0.0), prob)
+    return [(t, own[t]) for t, _ in sorted(scored.items(), key=lambda kv: -kv[1])]
 
 
 _VALID = re.compile(r"^[0-9A-Z]*$")

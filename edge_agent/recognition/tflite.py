@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..reads import Alternate, Detection, Frame
+from ..wire.schema import MAX_PLATE_LEN
 from . import Recognizer
 from ._ctc import beam_search, char_confidences, softmax
 from ._detect import decode, letterbox, nms, plate_crop, tile_windows, verifier_crop
@@ -156,16 +157,25 @@ class TFLiteRecognizer(Recognizer):
 
     # -- OCR -----------------------------------------------------------------
     def read_crop(self, bgr: np.ndarray) -> tuple[str, float, tuple[Alternate, ...], tuple[float, ...]]:
-        """Read one plate crop. Returns ``(plate, confidence, alternates,
-        char_confidences)``; ``plate`` may be empty when nothing is legible."""
-        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        """Read one plate crop (uint8 BGR or grey). Returns ``(plate, confidence,
+        alternates, char_confidences)``; ``plate`` may be empty when nothing is
+        legible. Texts longer than a plate can be (``MAX_PLATE_LEN``) are never
+        returned; the plate-pattern rules order the texts, and each keeps the
+        probability the OCR gave it."""
+        if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.size == 0:
+            raise ValueError("a crop must be a non-empty uint8 image")
+        if bgr.ndim == 3 and bgr.shape[2] == 1:
+            bgr = bgr[:, :, 0]
+        if bgr.ndim not in (2, 3) or (bgr.ndim == 3 and bgr.shape[2] not in (3, 4)):
+            raise ValueError(f"a crop must be grey, BGR or BGRA, not of shape {bgr.shape}")
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if bgr.shape[2] == 3 else cv2.COLOR_BGRA2GRAY) if bgr.ndim == 3 else bgr
         views = [self._ocr_probs(v) for v in _views(grey, self.ocr_views)]
         scores: dict[str, float] = {}
         for probs in views:  # a text's probability: its mean over the views (0 where a beam lacks it)
             for t, p in zip(*beam_search(probs, self.charset, self.blank)):
                 scores[t] = scores.get(t, 0.0) + p / len(views)
         ranked = rerank(sorted(scores.items(), key=lambda kv: -kv[1]), self.plate_rules)
-        ranked = [(t, p) for t, p in ranked if t]
+        ranked = [(t, p) for t, p in ranked if 0 < len(t) <= MAX_PLATE_LEN]
         if not ranked:
             return "", 0.0, (), ()
         plate, conf = ranked[0]
