@@ -124,8 +124,9 @@ class Collector:
             reads.append(read)
         for reason, n in reasons.items():
             self.reject(reason, n, device)
-        if not reads and not rejected:
-            return None
+        # Acknowledged even when nothing in it could be named: the device then knows
+        # the batch arrived and which of its reads central did not name (it sends
+        # those again, and parks them after a few such acks).
         return Prepared(device, batch.batch_id, tuple(reads), tuple(rejected))
 
     def commit(self, items: list["Prepared"]) -> list[tuple[str, Ack]]:

@@ -218,6 +218,14 @@ class Agent:
             for cam in config.cameras]
         self.started_at = time.time()
 
+    def _expire(self) -> None:
+        """Drop reads past the age limit; a full disk is logged and tried again a
+        minute later (the cameras and sync keep running: no crash loop)."""
+        try:
+            self.outbox.expire()
+        except BufferError_ as exc:
+            logger.error("%s; trying again in a minute", exc)
+
     def run(self, stop: threading.Event, *, exit_when_drained: bool = False) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_drained``, until every
         finite source has ended and the outbox is empty)."""
@@ -226,7 +234,7 @@ class Agent:
         threads = [threading.Thread(target=w.run, args=(capture_stop,), name=f"camera-{w.camera.id}", daemon=True)
                    for w in self.workers]
         threads.append(threading.Thread(target=self.sync.run, args=(sync_stop,), name="sync", daemon=True))
-        self.outbox.expire()  # reads past the age limit (non-hit retention) are dropped, never sent
+        self._expire()  # reads past the age limit (non-hit retention) are dropped, never sent
         for th in threads:
             th.start()
         if self.audit:
@@ -236,7 +244,7 @@ class Agent:
             while not stop.wait(1.0):
                 now = time.monotonic()
                 if now - last_expire > 60:
-                    self.outbox.expire()
+                    self._expire()
                     last_expire = now
                 self.write_status()
                 if self.audit_watch:

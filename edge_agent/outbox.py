@@ -145,16 +145,21 @@ class Outbox:
         return len(victims), freed
 
     def expire(self) -> int:
-        """Drop reads older than ``max_age`` (counted as ``evicted_age``)."""
+        """Drop reads older than ``max_age`` (counted as ``evicted_age``).
+        BufferError_ if the file cannot be written (a full disk): nothing changes."""
         cutoff = self._clock() - self.max_age
-        with self._lock, self._tx():
-            n, size = self.db.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE captured_at < ?", [cutoff]).fetchone()
-            if n:
-                self.db.execute("DELETE FROM outbox WHERE captured_at < ?", [cutoff])
-                self._bump("evicted_age", n)
-                self._depth -= n
-                self._bytes -= size
+        with self._lock:
+            try:
+                with self._tx():
+                    n, size = self.db.execute(
+                        "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE captured_at < ?", [cutoff]).fetchone()
+                    if n:
+                        self.db.execute("DELETE FROM outbox WHERE captured_at < ?", [cutoff])
+                        self._bump("evicted_age", n)
+            except sqlite3.OperationalError as exc:
+                raise BufferError_(f"cannot expire old reads: {exc}") from exc
+            self._depth -= n  # only once committed
+            self._bytes -= size
         if n:
             logger.warning("dropped %d reads older than the %.0f-day buffer limit", n, self.max_age / 86400)
         return n
@@ -164,29 +169,40 @@ class Outbox:
         ids = [(r,) for r in read_ids]
         if not ids:
             return 0
-        with self._lock, self._tx():
-            size_before = self._bytes
-            gone = 0
-            for chunk in _chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
-                n, size = self.db.execute(
-                    f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE read_id IN ({marks})",
-                    [c[0] for c in chunk]).fetchone()
-                self.db.execute(f"DELETE FROM outbox WHERE read_id IN ({marks})", [c[0] for c in chunk])
-                gone += n
-                size_before -= size
-            self._bump("acknowledged", gone)
-            self._depth -= gone
-            self._bytes = size_before
+        with self._lock:
+            gone = freed = 0
+            try:
+                with self._tx():
+                    for chunk in _chunks(ids, 500):
+                        marks = ",".join("?" * len(chunk))
+                        n, size = self.db.execute(
+                            f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE read_id IN ({marks})",
+                            [c[0] for c in chunk]).fetchone()
+                        self.db.execute(f"DELETE FROM outbox WHERE read_id IN ({marks})", [c[0] for c in chunk])
+                        gone += n
+                        freed += size
+                    self._bump("acknowledged", gone)
+            except sqlite3.OperationalError as exc:
+                raise BufferError_(f"cannot delete acknowledged reads: {exc}") from exc
+            self._depth -= gone  # only once committed
+            self._bytes -= freed
         return gone
 
-    def mark_rejected(self, rejected: Iterable[tuple[str, str]]) -> None:
-        """Park reads central refused (kept, counted, not resent)."""
+    def mark_rejected(self, rejected: Iterable[tuple[str, str]]) -> int:
+        """Park reads central refused (kept, counted once each, not resent);
+        returns how many were newly parked."""
         rows = [(why, rid) for rid, why in rejected]
-        if rows:
-            with self._lock, self._tx():
-                self.db.conn.executemany("UPDATE outbox SET rejected = ? WHERE read_id = ?", rows)
-                self._bump("rejected", len(rows))
+        if not rows:
+            return 0
+        with self._lock:
+            try:
+                with self._tx():
+                    n = self.db.conn.executemany(
+                        "UPDATE outbox SET rejected = ? WHERE read_id = ? AND rejected IS NULL", rows).rowcount
+                    self._bump("rejected", n)
+            except sqlite3.OperationalError as exc:
+                raise BufferError_(f"cannot park rejected reads: {exc}") from exc
+        return n
 
     # -- reading ---------------------------------------------------------
     def pending(self, after_seq: int, limit: int) -> list[Pending]:

@@ -23,8 +23,14 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from .errors import BufferError_
 from .outbox import Outbox
 from .wire import MalformedMessage, Topics, decode_ack, encode_batch, new_read_id
+from .wire.schema import MAX_BATCH_BYTES
+
+# Central acknowledged a batch without naming one of its reads (it could not
+# decode that envelope) this many times: the read is parked, counted, not resent.
+MAX_UNNAMED = 3
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +82,9 @@ class SyncClient:
         self._token_time = clock()
         self.last_ack_at: float | None = None  # wall clock, for status
         self.last_error: str | None = None
-        self.counters = {"batches_sent": 0, "reads_sent": 0, "acks": 0, "resends": 0, "bad_acks": 0}
+        self.counters = {"batches_sent": 0, "reads_sent": 0, "acks": 0, "resends": 0, "bad_acks": 0,
+                         "unnamed_in_ack": 0, "parked_unnamed": 0, "parked_too_large": 0}
+        self._unnamed: dict[str, int] = {}  # read id -> acks of its batch that named it neither way
         self.audit_publisher = None          # edge_agent.auditlog.AuditPublisher, set by the agent
         self.client = self._make_client()
 
@@ -183,6 +191,9 @@ class SyncClient:
             rows = self.outbox.pending(self._cursor, allowed)
             if not rows:
                 break
+            rows = self._fit(rows)
+            if not rows:
+                continue
             batch_id = new_read_id()
             info = self.client.publish(self.topics.reads(self.s.device_id),
                                        encode_batch(batch_id, [r.envelope for r in rows]), qos=1)
@@ -201,11 +212,32 @@ class SyncClient:
             self._wake.wait(0.05 if self.s.max_rate > 0 and self._tokens < 1 else 1.0)
             self._wake.clear()
 
+    def _fit(self, rows):
+        """The first of ``rows`` that fit in one batch of ``MAX_BATCH_BYTES`` (a
+        bigger message is refused by the broker, which drops the connection, and
+        would be sent again after every reconnect). A read too big for a batch of
+        its own is parked in the outbox, counted, never sent."""
+        size, fit = 64, []
+        for r in rows:
+            n = 4 + len(r.envelope)
+            if size + n > MAX_BATCH_BYTES:
+                break
+            fit.append(r)
+            size += n
+        if not fit:
+            self.outbox.mark_rejected([(rows[0].read_id, "too large to send")])
+            self.counters["parked_too_large"] += 1
+            logger.error("a read of %d bytes is larger than a batch may be (%d); parked in the outbox",
+                         len(rows[0].envelope), MAX_BATCH_BYTES)
+        self._give_back(len(rows) - len(fit))
+        return fit
+
     def _take_tokens(self) -> int:
         if self.s.max_rate <= 0:
             return self.s.batch_size
         now = self._clock()
-        self._tokens = min(self.s.max_rate, self._tokens + (now - self._token_time) * self.s.max_rate)
+        # the bucket holds at least one read, so a rate under 1 read/s still sends
+        self._tokens = min(max(self.s.max_rate, 1.0), self._tokens + (now - self._token_time) * self.s.max_rate)
         self._token_time = now
         n = min(self.s.batch_size, int(self._tokens))
         self._tokens -= n
@@ -234,15 +266,48 @@ class SyncClient:
             self.counters["bad_acks"] += 1
             logger.warning("ignored a malformed ack (%d bytes)", len(payload))
             return
-        deleted = self.outbox.acknowledge(ack.stored)
-        if ack.rejected:
-            self.outbox.mark_rejected(ack.rejected)
-            logger.warning("central rejected %d reads of batch %s; parked in the outbox",
-                           len(ack.rejected), ack.batch_id)
-        self._inflight.pop(ack.batch_id, None)
+        try:
+            deleted = self.outbox.acknowledge(ack.stored)
+            if ack.rejected:
+                self.outbox.mark_rejected(ack.rejected)
+                logger.warning("central rejected %d reads of batch %s; parked in the outbox",
+                               len(ack.rejected), ack.batch_id)
+        except BufferError_ as exc:  # a full disk: the batch stays in flight and is sent (and acked) again
+            logger.error("%s; the batch will be sent again", exc)
+            return
+        sent = self._inflight.pop(ack.batch_id, None)
+        if sent is not None:
+            self._unnamed_reads(ack, sent)
         self.counters["acks"] += 1
         self.last_ack_at = time.time()
         logger.debug("batch %s acknowledged: %d stored, %d deleted", ack.batch_id, len(ack.stored), deleted)
+
+    def _unnamed_reads(self, ack, sent: _InFlight) -> None:
+        """Reads of an acknowledged batch that central named neither stored nor
+        rejected (it could not decode their envelopes): sent again, and parked
+        after ``MAX_UNNAMED`` such acks, so none is stranded or retried for ever."""
+        named = set(ack.stored) | {rid for rid, _why in ack.rejected}
+        for rid in named:
+            self._unnamed.pop(rid, None)
+        unnamed = [rid for rid in sent.read_ids if rid not in named]
+        if not unnamed:
+            return
+        self.counters["unnamed_in_ack"] += len(unnamed)
+        give_up = []
+        for rid in unnamed:
+            self._unnamed[rid] = self._unnamed.get(rid, 0) + 1
+            if self._unnamed[rid] >= MAX_UNNAMED:
+                give_up.append((rid, "central never named it in an ack"))
+                del self._unnamed[rid]
+        if give_up:
+            try:
+                self.counters["parked_unnamed"] += self.outbox.mark_rejected(give_up)
+            except BufferError_ as exc:
+                logger.error("%s", exc)
+        logger.warning("central's ack of batch %s left %d of its reads unnamed; %s", ack.batch_id, len(unnamed),
+                       f"{len(give_up)} parked after {MAX_UNNAMED} tries, the rest sent again" if give_up
+                       else "sending them again")
+        self._cursor = 0  # send again from the oldest unacknowledged read (central stores a re-sent read once)
 
     @property
     def connected(self) -> bool:

@@ -170,3 +170,67 @@ def test_a_full_disk_is_a_clear_error_and_the_agent_counts_the_lost_reads(tmp_pa
     writer.write([(track.vote(), track)] * 50)
     assert writer.lost == 50 and writer.written == 0
     assert "could not buffer 50 reads" in caplog.text and "7ABC123" not in caplog.text
+
+
+_FULL_DISK = r"""
+import json, resource, signal, sys
+sys.path.insert(0, "tests")
+from test_outbox import sealed
+from edge_agent.errors import BufferError_
+from edge_agent.outbox import Outbox
+
+path = sys.argv[1]
+ob = Outbox(path, max_age=86400.0, clock=lambda: 1_700_000_000.0 + 10 * 86400)  # every read is 10 days old
+items = sealed(300)
+ob.add(items)
+ob.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # no file may grow: a full disk for the WAL
+out = {}
+for name, call in (("acknowledge", lambda: ob.acknowledge([i[0] for i in items[:200]])),
+                   ("mark_rejected", lambda: ob.mark_rejected([(i[0], "x") for i in items[200:250]])),
+                   ("expire", ob.expire)):
+    try:
+        call()
+        out[name] = "no error"
+    except BufferError_ as exc:
+        out[name] = "BufferError_"
+    out[name + "_depth"] = ob.depth
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+out["rows"] = ob.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+out["after_expire"] = ob.expire()
+out["depth_after"] = ob.depth
+print(json.dumps(out))
+"""
+
+
+def test_a_full_disk_on_ack_park_or_expire_is_a_clear_error_and_changes_nothing(tmp_path):
+    """Deleting needs disk too (the WAL grows). On a full disk acknowledge,
+    mark_rejected and expire raise BufferError_ (the agent logs it and goes on:
+    it used to be an OperationalError that crash-looped the agent at start) and
+    the buffer's depth stays what is in the file (it used to drop by the reads
+    of each failed attempt, which disabled the capacity bounds)."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path / "o.sqlite")], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout)
+    assert res["acknowledge"] == res["mark_rejected"] == res["expire"] == "BufferError_", res
+    assert res["acknowledge_depth"] == res["mark_rejected_depth"] == res["expire_depth"] == res["rows"] == 300
+    assert res["after_expire"] == 300 and res["depth_after"] == 0  # once there is room again
+
+
+def test_a_parked_read_is_counted_once_however_often_it_is_refused(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    items = sealed(2)
+    ob.add(items)
+    refusal = [(items[0][0], "undecryptable"), (new_read_id(), "undecryptable")]  # one of ours, one unknown
+    assert ob.mark_rejected(refusal) == 1
+    assert ob.mark_rejected(refusal) == 0  # the same ack again, as after a resend
+    stats = ob.stats()
+    assert stats.rejected == 1 and stats.counters["rejected"] == 1

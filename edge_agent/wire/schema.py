@@ -42,6 +42,9 @@ MAX_PLATE_LEN = 10
 MAX_ALTERNATES = 5
 MAX_IMAGE_BYTES = 512 * 1024
 MAX_BATCH_READS = 1000
+# A device sends batches of at most this many bytes: half of what central and the
+# broker take in one message (8 MiB), whatever the reads' images weigh.
+MAX_BATCH_BYTES = 4 << 20
 _PLATE_RE = re.compile(r"^[A-Z0-9]{1,10}$")
 _CAMERA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _BATCH_HEAD = struct.Struct(">4s16sH")
