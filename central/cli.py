@@ -123,15 +123,23 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
     cfg = _load(config_path)
     from .cli_governance import read_token
     from .errors import PolicyError
-    from .search import search
+    from .search import refused, search
     from .store import Search
     from .users import UserDirectory
+    asked = {k: v for k, v in {"plate": plate, "tolerant": tolerant, "since": since, "until": until,
+                               "camera_id": camera, "device_id": device, "limit": limit}.items()
+             if v not in (None, False)}
     try:
-        q = Search(plate=plate, tolerant=tolerant, since=_when(since, "--since"), until=_when(until, "--until"),
-                   camera_id=camera, device_id=device, limit=min(limit, cfg.query.max_results))
         store = _open_store(cfg)
         try:
             user = UserDirectory(store.db.conn).authenticate(read_token(token_file))
+            try:  # a malformed option is a refused search, logged like the others
+                q = Search(plate=plate, tolerant=tolerant, since=_when(since, "--since"),
+                           until=_when(until, "--until"), camera_id=camera, device_id=device,
+                           limit=min(limit, cfg.query.max_results))
+            except (QueryError, click.BadParameter) as exc:
+                refused(store, user, asked, exc, purpose=purpose, case_number=case_number)
+                raise
             results = search(store, q, user=user, purpose=purpose, case_number=case_number,
                              purposes=cfg.query.purposes)
         finally:

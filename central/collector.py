@@ -47,6 +47,10 @@ REASONS = ("bad-topic", "unknown-device", "oversized", "malformed", "wrong-devic
            "invalid-schema")
 
 
+# How far ahead of central's clock a read's capture time may be (devices' clocks drift).
+FUTURE_SLACK = dt.timedelta(days=1)
+
+
 class Collector:
     def __init__(self, store: Store, opener: Opener, *, topic_prefix: str = "alpr/v1/devices",
                  max_message_bytes: int = 8 << 20, clock: Callable[[], dt.datetime] | None = None,
@@ -120,6 +124,10 @@ class Collector:
             if read.device_id != device or read.read_id != header.read_id:
                 rejected.append((header.read_id, "wrong-device"))
                 reasons["wrong-device"] += 1
+                continue
+            if read.captured_at > self._clock() + FUTURE_SLACK:  # a broken device clock: it would never expire
+                rejected.append((header.read_id, "from-the-future"))
+                reasons["from-the-future"] += 1
                 continue
             reads.append(read)
         for reason, n in reasons.items():

@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import time
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from .config import Retention
@@ -244,8 +245,22 @@ class Governor:
                 self.log.append(user=actor.name, organization=actor.organization, action="purge",
                                 detail={"counts": counts, "held_kept": held_kept, "cutoffs": c},
                                 result_count=sum(counts.values()))
+        if not dry_run:
+            self._truncate_wal()
         logger.info("purge%s: %s; %d held reads kept", " (dry run)" if dry_run else "", counts, held_kept)
         return PurgeResult(now, c, counts, held_kept, dry_run)
+
+    def _truncate_wal(self, tries: int = 20) -> None:
+        """Copy the WAL into the database and empty it: until then the WAL still
+        holds the pages of the purged rows, plate text included. A reader or a
+        writer in progress (the collector) makes SQLite report busy: try again."""
+        for _ in range(tries):
+            busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.25)
+        logger.warning("purge: the write-ahead log could not be emptied (the database stayed busy); "
+                       "the next purge or checkpoint empties it")
 
     def purge_runs(self, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[dict]:
         rows = self.conn.execute("SELECT at, user, counts FROM purge_runs WHERE at >= ? AND at < ? ORDER BY id",

@@ -43,6 +43,19 @@ def check_purpose(purpose: str | None, purposes: tuple[str, ...], error: type[Ex
     return purpose
 
 
+def refused(store: Store, user: User | None, query: dict, reason: Exception, *, purpose: str | None,
+            case_number: str | None, now: dt.datetime | None = None) -> None:
+    """Log a search that was refused (no purpose, a malformed option, no
+    permission) with what was asked and why; a user who could not be named is
+    only logged to the service log."""
+    if user is not None and user.name:
+        AccessLog(store.db.conn).append(
+            user=user.name, organization=user.organization, action="search-refused", purpose=purpose or "",
+            case_number=(case_number or "")[:64], detail={"query": query, "reason": str(reason)},
+            at=now or dt.datetime.now(dt.timezone.utc))
+    logger.warning("search refused for user %s: %s", user.name if user else "?", reason)
+
+
 def search(store: Store, query: Search, *, user: User | None = None, requester: User | None = None,
            purpose: str | None, case_number: str | None, purposes: tuple[str, ...],
            now: dt.datetime | None = None) -> list[StoredRead]:
@@ -56,13 +69,14 @@ def search(store: Store, query: Search, *, user: User | None = None, requester: 
         check_purpose(purpose, purposes)
         check_case_number(case_number)
     except (QueryError, PermissionDenied) as exc:
-        if user is not None and user.name:
-            log.append(user=user.name, organization=user.organization, action="search-refused",
-                       purpose=purpose or "", case_number=(case_number or "")[:64],
-                       detail={"query": query.describe(), "reason": str(exc)}, at=at)
-        logger.warning("search refused for user %s: %s", user.name if user else "?", exc)
+        refused(store, user, query.describe(), exc, purpose=purpose, case_number=case_number, now=at)
         raise
-    results = store.search(query)
+    try:
+        results = store.search(query)
+    except Exception as exc:  # a search that fails is still a search: logged, then reported
+        log.append(user=user.name, organization=user.organization, action="search-failed", purpose=purpose,
+                   case_number=case_number, detail={"query": query.describe(), "error": type(exc).__name__}, at=at)
+        raise
     log.append(user=user.name, organization=user.organization, action="search", purpose=purpose,
                case_number=case_number, detail=query.describe(), result_count=len(results), at=at)
     return results

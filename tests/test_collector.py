@@ -128,3 +128,14 @@ def test_random_payloads_are_all_rejected_and_counted_and_service_goes_on(collec
     good = make_read()
     _, ack = collector.handle(TOPIC, batch_of(keys[1], [good]))
     assert ack.stored == (good.read_id,)
+
+
+def test_a_read_from_more_than_a_day_ahead_is_rejected(collector, keys):
+    """A device clock far ahead (or a forged time) would make a read that never
+    expires: refused and named. An hour ahead (drift) is stored."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ahead = PlateRead(new_read_id(), "cam-a", "lane-1", now + dt.timedelta(days=2), "7ABC123", 0.9, (1, 2, 3, 4))
+    drift = PlateRead(new_read_id(), "cam-a", "lane-1", now + dt.timedelta(hours=1), "7ABC124", 0.9, (1, 2, 3, 4))
+    _, ack = collector.handle(TOPIC, batch_of(keys[1], [ahead, drift]))
+    assert ack.rejected == ((ahead.read_id, "from-the-future"),) and ack.stored == (drift.read_id,)
+    assert collector.counters["rejected.from-the-future"] == 1 and collector.store.count() == 1

@@ -163,3 +163,37 @@ def test_cli_config_errors_exit_78(tmp_path):
     assert result.exit_code == 78 and "mqtt.portt: unknown key" in result.output
     result = CliRunner().invoke(main, ["query", "--config", str(tmp_path / "missing.toml"), "--plate", "X1"])
     assert result.exit_code == 78 and "no such config file" in result.output
+
+
+def test_cli_logs_searches_refused_for_malformed_options(config_file, store):
+    """Refused before any purpose check (since after until, a date that is not
+    one): still a search, logged with what was asked and why."""
+    base = ["query", "--config", str(config_file), "--plate", "7ABC123"]
+    result = CliRunner().invoke(main, [*base, "--since", "2026-12-01", "--until", "2026-01-01"])
+    assert result.exit_code == 1 and "since is after until" in result.output
+    result = CliRunner().invoke(main, [*base, "--since", "last tuesday", "--purpose", "stolen-vehicle"])
+    assert result.exit_code == 2
+    refused = AccessLog(store.db.conn).entries(action="search-refused")
+    assert [(e.user, e.purpose) for e in refused] == [("jdoe", ""), ("jdoe", "stolen-vehicle")]
+    assert refused[0].query["query"] == {"plate": "7ABC123", "since": "2026-12-01", "until": "2026-01-01",
+                                         "limit": 100}
+    assert "since is after until" in refused[0].query["reason"]
+
+
+def test_a_search_that_fails_is_logged_too(store, monkeypatch):
+    from central.errors import StoreError
+
+    users = UserDirectory(store.db.conn)
+    admin, _ = users.bootstrap("ada", "LAPD")
+    who, _ = users.add(admin, "jdoe", "LAPD", Role.OPERATOR)
+
+    def broken(query):
+        raise StoreError("disk I/O error")
+
+    monkeypatch.setattr(store, "search", broken)
+    with pytest.raises(StoreError):
+        search(store, Search(plate="7ABC123"), user=who, purpose="stolen-vehicle", case_number="C-1",
+               purposes=PURPOSES)
+    [entry] = AccessLog(store.db.conn).entries(action="search-failed")
+    assert (entry.user, entry.purpose, entry.case_number) == ("jdoe", "stolen-vehicle", "C-1")
+    assert entry.query == {"query": {"plate": "7ABC123", "limit": 100}, "error": "StoreError"}

@@ -124,3 +124,35 @@ def test_retention_boundary(tmp_path_factory, age_seconds):
         assert (plates(w) == []) == (age_seconds < 0)   # strictly older than the period goes
     finally:
         w.store.close()
+
+
+def test_purged_plates_are_gone_from_every_file_while_the_collector_holds_the_database(tmp_path):
+    """The write-ahead log keeps copies of the pages a purge deletes (and free
+    pages keep old rows where SQLite is built without secure delete): after a
+    purge, no purged plate text is left in the database, its WAL or its
+    shared-memory file, with the collector's connection still open."""
+    from central.store.sqlite import SQLiteStore
+    from central.users import UserDirectory
+    from edge_agent.wire import PlateRead, new_read_id
+
+    db = tmp_path / "central.sqlite"
+    collector = SQLiteStore(db)
+    old = [PlateRead(new_read_id(), "cam-a", "lane-1", T0, f"Q{i:06d}", 0.9, (1, 2, 3, 4)) for i in range(3000)]
+    collector.add_reads(old, T0)
+    for j in range(50):  # then small commits, as live traffic makes
+        collector.add_reads([PlateRead(new_read_id(), "cam-a", "lane-1", T0 + dt.timedelta(days=800), f"N{j:05d}",
+                                       0.9, (1, 2, 3, 4))], T0)
+    purger = SQLiteStore(db)
+    try:
+        admin, _ = UserDirectory(purger.db.conn).bootstrap("ada", "City PD")
+        res = Governor(purger.db.conn, Retention()).purge(admin, now=T0 + dt.timedelta(days=801))
+        assert res.counts["non_hit_reads"] == 3000
+    finally:
+        purger.close()
+    try:
+        for path in tmp_path.iterdir():
+            data = path.read_bytes()
+            assert b"Q000" not in data, path.name
+        assert collector.db.execute("SELECT count(*) FROM reads").fetchone()[0] == 50
+    finally:
+        collector.close()

@@ -19,7 +19,7 @@ PRIVATE, PUBLIC = generate_keypair()
 
 plates = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=10)
 conf = st.floats(min_value=0, max_value=1, allow_nan=False)
-times = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1),
+times = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31, 23, 59, 59),
                      timezones=st.just(dt.timezone.utc))
 reads = st.builds(
     PlateRead,
@@ -135,7 +135,10 @@ def test_ack_round_trip():
 def test_read_validation_rejects_bad_fields_without_echoing_the_plate():
     base = dict(read_id=new_read_id(), device_id="cam-a", camera_id="lane-1",
                 captured_at=dt.datetime.now(dt.timezone.utc), plate="7ABC123", confidence=0.5, box=(1, 2, 3, 4))
+    utc = dt.timezone.utc
     for change in ({"plate": "7abc 123"}, {"confidence": 1.5}, {"captured_at": dt.datetime.now()},
+                   {"captured_at": dt.datetime(999, 1, 1, tzinfo=utc)},  # years that do not sort or expire as times
+                   {"captured_at": dt.datetime(1999, 12, 31, tzinfo=utc)}, {"captured_at": dt.datetime(9999, 1, 1, tzinfo=utc)},
                    {"device_id": "Cam A"}, {"box": (1, 2, 3)}, {"read_id": "nope"},
                    {"alternates": tuple(Alternate("A", 0.1) for _ in range(6))}):
         with pytest.raises(MalformedMessage) as info:

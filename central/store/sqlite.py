@@ -32,7 +32,8 @@ _TS = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _ts(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime(_TS)
+    v = value.astimezone(dt.timezone.utc)  # the year padded by hand: strftime writes year 999 as "999"
+    return f"{v.year:04d}-" + v.strftime(_TS[3:])
 
 
 def _from_ts(text: str) -> dt.datetime:
@@ -51,6 +52,9 @@ class SQLiteStore(Store):
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            # Deleted rows (purged reads) are overwritten with zeros, not left in free pages,
+            # whatever the SQLite build's default; the WAL is truncated after a purge.
+            self.db.execute("PRAGMA secure_delete=ON")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay hot while ingesting
             self.migrate()

@@ -42,6 +42,11 @@ MAX_PLATE_LEN = 10
 MAX_ALTERNATES = 5
 MAX_IMAGE_BYTES = 512 * 1024
 MAX_BATCH_READS = 1000
+# A capture time outside these years is a broken clock or a forged read: refused,
+# so every stored time sorts, searches and expires as a time (central also
+# refuses reads from more than a day in its future).
+EARLIEST_CAPTURE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+LATEST_CAPTURE = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 # A device sends batches of at most this many bytes: half of what central and the
 # broker take in one message (8 MiB), whatever the reads' images weigh.
 MAX_BATCH_BYTES = 4 << 20
@@ -135,6 +140,8 @@ def _check(r: PlateRead) -> None:
         _fail("camera_id is invalid")
     if not isinstance(r.captured_at, dt.datetime) or r.captured_at.utcoffset() != dt.timedelta(0):
         _fail("captured_at must be an aware UTC datetime")
+    if not EARLIEST_CAPTURE <= r.captured_at < LATEST_CAPTURE:
+        _fail(f"captured_at must be in {EARLIEST_CAPTURE.year}-{LATEST_CAPTURE.year - 1}")
     if not isinstance(r.plate, str) or not _PLATE_RE.match(r.plate):
         _fail("plate must be 1-10 upper-case letters or digits")
     _check_conf(r.confidence, "confidence")
