@@ -197,27 +197,59 @@ class AccessLog:
             if row[0] is None:
                 return 0
             through = row[0]
-            through_hash = self.conn.execute("SELECT hash FROM audit_log WHERE seq = ?", [through]).fetchone()[0]
+            last = self.conn.execute(
+                "SELECT seq, at, user, organization, action, purpose, case_number, detail, result_count, prev_hash, "
+                "hash FROM audit_log WHERE seq = ?", [through]).fetchone()
             head = self.head()  # numbering goes on even when every entry is old
             n = self.conn.execute("DELETE FROM audit_log WHERE seq <= ?", [through]).rowcount
+            # The last removed entry itself goes into the record: verify recomputes its hash
+            # and checks it was older than the cutoff, so a record cannot excuse deleting new entries.
             self._append(self._clock(), user, organization, "log-purged", "", "",
-                         {"through_seq": through, "through_hash": through_hash, "entries": n,
-                          "cutoff": ts(cutoff)}, n, after=head)
+                         {"through_seq": through, "through_hash": last[10], "through_entry": list(last[:10]),
+                          "entries": n, "cutoff": ts(cutoff)}, n, after=head)
         return n
 
 
-def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = None) -> ChainReport:
+def _purge_record_issue(seq: int, at: str, d: dict, retention_days: float | None) -> str | None:
+    """Why a ``log-purged`` record cannot account for the entries it says it removed
+    (None if it can): its last removed entry must hash to what it names and be
+    older than its cutoff, and the cutoff at least ``retention_days`` before the
+    record was written."""
+    try:
+        entry, cutoff = d["through_entry"], d["cutoff"]
+        if int(entry[0]) != int(d["through_seq"]):
+            return "its removed entry is not the one it names"
+        if entry_hash(entry[9], *entry[:9]) != d["through_hash"]:
+            return "its removed entry does not match the hash it names"
+        if not parse_ts(entry[1]) < parse_ts(cutoff) <= parse_ts(at):
+            return "it removed an entry newer than its cutoff"
+        if retention_days is not None and parse_ts(cutoff) > parse_ts(at) - dt.timedelta(days=retention_days):
+            return f"its cutoff is within the {retention_days:g}-day retention period"
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "it does not hold its last removed entry"
+    return None
+
+
+def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = None,
+           retention_days: float | None = None) -> ChainReport:
     """Recompute the chain; every problem becomes a :class:`ChainIssue` naming
     the entry. Streams the log (constant memory); only a broken link costs a
-    lookup."""
+    lookup. A ``log-purged`` record accounts for the entries before it only if
+    it holds the last of them, older than its cutoff, and (given
+    ``retention_days``, the access-log retention) that cutoff is at least that
+    long before the purge."""
     issues: list[ChainIssue] = []
     anchors = {}
-    for (detail,) in conn.execute("SELECT detail FROM audit_log WHERE action = 'log-purged'"):
+    for seq, at, detail in conn.execute("SELECT seq, at, detail FROM audit_log WHERE action = 'log-purged'"):
         try:
             d = json.loads(detail)
-            anchors[int(d["through_seq"])] = d["through_hash"]
+            why = _purge_record_issue(seq, at, d, retention_days)
+            if why is None:
+                anchors[int(d["through_seq"])] = d["through_hash"]
+            else:
+                issues.append(ChainIssue(seq, "purge", f"purge record {seq} accounts for nothing: {why}"))
         except (ValueError, KeyError, TypeError):
-            pass
+            issues.append(ChainIssue(seq, "purge", f"purge record {seq} is unreadable"))
 
     def seq_of(h: str) -> int | None:
         row = conn.execute("SELECT seq FROM audit_log WHERE hash = ?", [h]).fetchone()

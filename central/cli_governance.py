@@ -233,7 +233,7 @@ def audit_verify(config_path, token_file, expect_head, as_json) -> None:
     head = _head(expect_head)
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
-        report = verify_chain(s.conn, expect_head=head)
+        report = verify_chain(s.conn, expect_head=head, retention_days=s.cfg.retention.access_log_days)
         AccessLog(s.conn).append(user=s.user.name, organization=s.user.organization, action="audit-verify",
                                  detail={"ok": report.ok, "issues": len(report.issues)},
                                  result_count=report.entries)

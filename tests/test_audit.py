@@ -111,9 +111,36 @@ def test_retention_purge_leaves_an_anchor_that_verifies(conn):
     for days in (2000, 1900, 10, 1):
         log.append(user="otto", organization="City PD", action="search", at=T0 - dt.timedelta(days=days))
     assert log.purge_before(T0 - dt.timedelta(days=1825), user="ada", organization="City PD") == 2
-    report = verify(conn)
+    report = verify(conn, retention_days=1825)
     assert report.ok and report.first_seq == 3 and report.entries == 3
     assert log.entries()[-1].action == "log-purged" and log.entries()[-1].detail["through_seq"] == 2
+    assert kinds(conn, retention_days=3650) == [("purge", 5), ("deleted", 3)]  # cut inside a longer retention
+
+
+def test_a_forged_purge_record_does_not_excuse_deleting_recent_entries(conn):
+    """An insider with write access deletes today's search entries and appends a
+    log-purged record made with the published hash formula: the entries are
+    reported deleted, the record named, although the published head still matches."""
+    import hashlib
+    import json
+
+    log = _filled(conn)  # six searches at T0
+    log.append(user="ada", organization="City PD", action="audit-head")
+    head = log.head()
+    through_hash = conn.execute("SELECT hash FROM audit_log WHERE seq = 6").fetchone()[0]
+    conn.execute("DELETE FROM audit_log WHERE seq <= 6")
+    at = "2026-11-02T00:00:00.000000Z"
+    for detail in ({"through_seq": 6, "through_hash": through_hash, "entries": 6, "cutoff": at},
+                   {"through_seq": 6, "through_hash": through_hash, "entries": 6, "cutoff": at,
+                    "through_entry": [6, "1990-01-01T00:00:00.000000Z", "u5", "City PD", "search", "stolen-vehicle",
+                                      "C-5", "{}", 5, "0" * 64]}):  # a made-up old entry: its hash differs
+        seq, prev = log.head()
+        text = json.dumps(detail, sort_keys=True, separators=(",", ":"))
+        body = json.dumps([seq + 1, at, "ada", "City PD", "log-purged", "", "", text, 6], separators=(",", ":"))
+        conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                     [seq + 1, at, "ada", "City PD", "log-purged", "", "", text, 6, prev,
+                      hashlib.sha256(prev.encode() + b"\n" + body.encode()).hexdigest()])
+    assert kinds(conn, expect_head=head, retention_days=1825) == [("purge", 8), ("purge", 9), ("deleted", 7)]
 
 
 def test_legacy_access_log_rows_are_moved_into_the_chain(conn):
