@@ -24,7 +24,7 @@ from .retention import Governor
 from .sharing import SharingRegistry
 from .users import Permission, User, require
 
-_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?$")
+_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?\Z")
 
 
 def parse_period(period: str) -> tuple[dt.datetime, dt.datetime]:

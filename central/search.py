@@ -20,7 +20,7 @@ from .users import Permission, Role, User, require
 
 logger = logging.getLogger(__name__)
 
-_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _./:#-]{1,63}$")
+_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _./:#-]{1,63}\Z")
 
 
 def Requester(user: str, organization: str) -> User:  # noqa: N802 - kept for callers that predate accounts

@@ -76,7 +76,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.BUSINESS: frozenset({P.DEVICE_HEALTH_OWN}),
 }
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,62}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,62}\Z")
 TOKEN_PREFIX = "alpr_"
 
 

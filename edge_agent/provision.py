@@ -258,7 +258,7 @@ def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
 
 
 # -- config ---------------------------------------------------------------
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def _toml_string(text: str) -> str:

@@ -94,6 +94,10 @@ def test_a_pending_device_cannot_be_resumed_and_unknown_ids_are_errors(central):
     (["--camera", "lane-1", "--camera", "lane-1"], 1, "unique"),
     (["--camera", "lane-1", "--owner", "acme"], 1, "no business 'acme'"),
     (["--camera", "lane-1", "--device", "Bad_ID"], 1, "device id"),
+    # "$" matched before a final newline: the id reached the ACL as two lines and
+    # Mosquitto ran with no ACL at all (any device could publish as any other)
+    (["--camera", "lane-1", "--device", "gate-7\n"], 1, "device id"),
+    (["--camera", "lane-1\n"], 1, "lower-case"),
 ])
 def test_enroll_create_refuses_bad_requests(central, args, code, message):
     result = central.cli("enroll", "create", *args)

@@ -167,3 +167,17 @@ def test_topics():
 def test_normalise_and_fold():
     assert normalise_plate(" 7abc-123 ") == "7ABC123"
     assert fold_confusables("O0DQ I1L 8B 5S 2Z") == "0000 111 88 55 22"
+
+
+def test_ids_and_plates_with_a_trailing_newline_are_refused():
+    """A '$' in a validation pattern also matches before a final newline; an id
+    with one reached the broker ACL as two lines."""
+    from edge_agent.wire.topics import validate_device_id
+
+    with pytest.raises(ValueError, match="device id"):
+        validate_device_id("gate-7\n")
+    base = dict(read_id=new_read_id(), device_id="cam-a", camera_id="lane-1",
+                captured_at=dt.datetime.now(dt.timezone.utc), plate="7ABC123", confidence=0.5, box=(1, 2, 3, 4))
+    for change in ({"device_id": "cam-a\n"}, {"camera_id": "lane-1\n"}, {"plate": "7ABC123\n"}):
+        with pytest.raises(MalformedMessage):
+            PlateRead(**{**base, **change})

@@ -18,7 +18,7 @@ from ..errors import QueryError
 
 __all__ = ["Store", "Search", "StoredRead", "open_store"]
 
-_PATTERN_RE = re.compile(r"^[A-Z0-9*?]{1,16}$")
+_PATTERN_RE = re.compile(r"^[A-Z0-9*?]{1,16}\Z")
 
 
 @dataclasses.dataclass(frozen=True)

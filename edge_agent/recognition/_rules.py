@@ -107,5 +107,5 @@ def rerank(cands: list[tuple[str, float]], rules: str) -> list[tuple[str, float]
     return [(t, own[t]) for t, _ in sorted(scored.items(), key=lambda kv: -kv[1])]
 
 
-_VALID = re.compile(r"^[0-9A-Z]*$")
+_VALID = re.compile(r"^[0-9A-Z]*\Z")
 

@@ -28,9 +28,9 @@ AUDIT_VERSION = 1
 GENESIS = "0" * 64
 EVENTS = ("provisioned", "key-rotated", "config-changed", "buffer-evicted", "sync-gap", "cli", "clock-jump",
           "agent-start", "agent-stop")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
-_EVENT = re.compile(r"^[a-z][a-z-]{0,31}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_HEX16 = re.compile(r"^[0-9a-f]{16}\Z")
+_EVENT = re.compile(r"^[a-z][a-z-]{0,31}\Z")
 MAX_RECORDS = 500
 
 

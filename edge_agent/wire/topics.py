@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 
 
 def validate_device_id(device_id: str) -> str:
