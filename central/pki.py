@@ -9,9 +9,11 @@ topic prefix.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -24,24 +26,30 @@ COLLECTOR_IDENTITY = "central.collector"   # not a valid device id, so never con
 
 def write_secret(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` with mode 0600, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    _write_new(Path(path), data, 0o600)
 
 
 def write_public(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
+    _write_new(Path(path), data, 0o644)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Atomically: a fresh randomly named file (O_EXCL, never through a planted
+    link), fsynced, then renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _key_pem(key, passphrase: bytes | None = None) -> bytes:

@@ -17,6 +17,7 @@ leaves the old, working identity in place. Re-provisioning and renewal keep
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -27,6 +28,7 @@ import logging
 import os
 import re
 import ssl
+import tempfile
 import tomllib
 import urllib.parse
 from pathlib import Path
@@ -107,16 +109,23 @@ def write_private(path: str | os.PathLike, data: bytes, owner: tuple[int, int] |
     ``owner`` = (uid, gid) to hand the file to the agent's account."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    # A fresh, randomly named file (O_EXCL): root never writes through a link the
+    # agent's account could plant under a predictable name. The rename replaces a
+    # link at ``path`` itself, never what it points to.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-        if owner:
-            os.fchown(fd, *owner)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+            if owner:
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _ids(user: str | None) -> tuple[int, int] | None:
@@ -389,11 +398,14 @@ def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, centra
     write_private(files["cert"], ans.cert_pem, ids)
     write_private(files["ca"], ans.ca_pem, ids)
     write_private(files["data"], ans.data_public_pem, ids)
+    # root's renew reads this file to know where to write: it stays root's, in a
+    # directory the agent's account can read (group) but not change
     write_private(identity / ENROLLMENT_FILE, json.dumps({
         "central": central.url, "ca_pin": ca_pin(ans.ca_pem), "credentials_dir": credentials_dir,
-        "owner": owner}).encode(), ids)
+        "owner": owner}).encode(), None)
     if ids:
-        os.chown(identity, *ids)
+        os.chown(identity, os.getuid(), ids[1])
+        os.chmod(identity, 0o750)
     # In credentials mode the key has a fixed name (systemd LoadCredential) and
     # stays owned by root; the config below is the second of two renames.
     write_private(files["key"], key_pem, None if credentials_dir else ids)

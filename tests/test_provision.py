@@ -346,3 +346,33 @@ def test_systemd_credentials_mode(tmp_path, central, monkeypatch):
     assert (creds / "device.key").read_bytes() != old_key and mode(creds / "device.key") == 0o600
     assert tomllib.loads(conf.read_text())["sync"]["key_file"] == "device.key"
     assert central.registry().device(device_id).status == "active"
+
+
+def test_secret_writes_never_follow_a_link_the_agent_account_could_plant(tmp_path):
+    """root writes into a directory the agent's account can write to (renew):
+    a link planted at the old, predictable temp name, or at the file itself,
+    must never redirect the write onto another file."""
+    import os
+    import stat
+
+    from central.pki import write_public, write_secret
+    from edge_agent.provision import write_private
+
+    planted_links = set()
+    for write in (write_private, write_secret, write_public):
+        victim = tmp_path / f"victim-{write.__name__}"
+        victim.write_bytes(b"root's file")
+        target = tmp_path / f"{write.__name__}.pem"
+        planted = tmp_path / f".{target.name}.tmp{os.getpid()}"  # the old, predictable temp name
+        os.symlink(victim, planted)
+        planted_links.add(planted)
+        write(target, b"new secret")
+        assert victim.read_bytes() == b"root's file"
+        assert target.read_bytes() == b"new secret" and not target.is_symlink()
+        os.unlink(target)
+        os.symlink(victim, target)  # a link at the file's own name is replaced, not followed
+        write(target, b"again")
+        assert victim.read_bytes() == b"root's file" and target.read_bytes() == b"again"
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+        assert mode == (0o644 if write is write_public else 0o600)
+        assert [p.name for p in tmp_path.iterdir() if ".pem." in p.name and p not in planted_links] == []  # no temp left
