@@ -476,8 +476,17 @@ class Registry:
         now = _ts(self._clock())
 
         def do(db):
-            db.execute("UPDATE devices SET status=?, status_reason=?, updated_at=? WHERE device_id=?",
-                       [status, reason, now, device_id])
+            # The checks above are repeated in the UPDATE itself, inside the write
+            # transaction: a revoke (or a withdrawal) that commits between them and
+            # this statement is never undone by a concurrent resume.
+            sql = "UPDATE devices SET status=?, status_reason=?, updated_at=? WHERE device_id=? AND status <> 'revoked'"
+            args = [status, reason, now, device_id]
+            if status == "active":
+                sql += (" AND (owner = ? OR owner IN (SELECT business_id FROM businesses WHERE status = 'active'))")
+                args.append(DEPARTMENT)
+            if db.execute(sql, args).rowcount != 1:
+                raise RegistryError(f"device {device_id} was revoked or its business withdrew meanwhile; "
+                                    "nothing changed")
             if status == "revoked":
                 db.execute("UPDATE device_certificates SET revoked_at=? WHERE device_id=? AND revoked_at IS NULL",
                            [now, device_id])

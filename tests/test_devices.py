@@ -144,3 +144,20 @@ def test_the_collector_stores_only_active_devices_and_the_check_is_cached_briefl
     assert collector.counters["rejected.unknown-device"] == 2
     registry.close()
     store.close()
+
+
+def test_a_resume_racing_a_revoke_never_undoes_it(central, monkeypatch):
+    """The resume's checks ran before its write transaction: a revoke committed
+    in between was overwritten (the device active again with a revoked certificate)."""
+    import central.registry as registry_mod
+
+    device = central.provisioned("lane-1")
+    tech = central.registry()
+    assert tech.set_status(device, "suspended", user=central.user("tech")).status == "suspended"
+    stale = tech.device(device)  # what the resume's checks read ...
+    central.registry().set_status(device, "revoked", user=central.user(), reason="stolen")  # ... then this commits
+    monkeypatch.setattr(registry_mod.Registry, "device", lambda self, device_id: stale)
+    with pytest.raises(registry_mod.RegistryError, match="revoked or its business withdrew"):
+        tech.set_status(device, "active", user=central.user("tech"))
+    monkeypatch.undo()
+    assert central.registry().device(device).status == "revoked"
