@@ -109,6 +109,7 @@ class CameraWorker:
         # Still frames (nothing moved) skip recognition: most of a Pi's CPU on a quiet street.
         self.gate = MotionGate(threshold=motion_threshold, max_skip=50) if motion_threshold > 0 else None
         self.skipped = 0
+        self.bad_frames = 0  # frames the recognizer refused (corrupt, odd shape): counted, skipped
         self.recognizer = recognizer
         self.lock = lock
         self.tracker = tracker
@@ -157,7 +158,12 @@ class CameraWorker:
                 self.state = "finished"
                 logger.info("camera %s: source ended after %d frames", self.camera.id, self.frames)
                 return True
-            self._process(frame)
+            try:
+                self._process(frame)
+            except (ValueError, cv2.error) as exc:  # a frame the recognizer refuses: counted, logged, skipped
+                self.bad_frames += 1
+                logger.warning("camera %s: skipped a frame the recognizer refused (%s); %d so far",
+                               self.camera.id, exc, self.bad_frames)
             self.frames += 1
             window_frames += 1
             if started - window_start >= 5.0:
@@ -280,7 +286,8 @@ class Agent:
             "reads_lost_unbufferable": self.writer.lost,
             "reads_invalid": self.writer.invalid,
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
-                         "skipped_still": w.skipped, "last_error": w.last_error} for w in self.workers],
+                         "skipped_still": w.skipped, "bad_frames": w.bad_frames, "last_error": w.last_error}
+                        for w in self.workers],
             "model_version": self.recognizer.model_version,
         }
 
@@ -288,7 +295,11 @@ class Agent:
         path = self.config.data_dir / "status.json"
         tmp = path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(self.status(), indent=1))
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # 0600, like the data dir's files
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(self.status(), indent=1))
+                fh.flush()
+                os.fsync(fh.fileno())  # whole on disk before it replaces the last one (power loss)
             os.replace(tmp, path)
         except Exception:
             logger.exception("cannot write %s", path)

@@ -76,7 +76,11 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
     cfg = _load(config_path)
     from .outbox import Outbox
     path = cfg.data_dir / "status.json"
-    live = json.loads(path.read_text()) if path.exists() else None
+    try:
+        live = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):  # cut short by a power loss, or unreadable: say so, do not crash
+        live = None
+        click.echo(f"warning: {path} is unreadable; showing the buffer only", err=True)
     outbox_path = cfg.data_dir / "outbox.sqlite"
     stats = None
     if outbox_path.exists():

@@ -149,6 +149,8 @@ def test_camera(config_path, camera_id, save, as_json) -> None:
         t0 = time.perf_counter()
         detections = rec.recognize(frame)
         timings["recognize_ms"] = (time.perf_counter() - t0) * 1000
+    except ValueError as exc:  # a frame the recognizer refuses (odd shape, corrupt): say so, no traceback
+        raise click.ClickException(f"camera {cam.id}: the recognizer refused the frame: {exc}") from None
     finally:
         rec.close()
     saved = None

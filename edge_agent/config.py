@@ -9,6 +9,7 @@ relative to the config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .wire.schema import CAMERA_ID_RE as _CAMERA_ID_RE
+from .wire.schema import MAX_IMAGE_BYTES
 from .wire.topics import DEVICE_ID_RE
 
 SOURCE_TYPES = ("picamera2", "device", "stream", "file", "folder")
@@ -128,6 +131,8 @@ def _coerce(hint, value, key):
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
         return _coerce(next(a for a in args if a is not type(None)), value, key)
     if hint is float and type(value) in (int, float):
+        if not math.isfinite(value):  # nan and inf pass every comparison wrongly
+            raise ConfigError(f"{key}: must be a finite number")
         return float(value)
     if hint is dict:
         if not isinstance(value, dict):
@@ -171,8 +176,17 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
             raise ConfigError(f"cameras[{i}].source: one of {', '.join(SOURCE_TYPES)}")
         if cam.source in ("file", "folder"):
             cam = dataclasses.replace(cam, uri=_resolve(cam.uri, base))
+        if not _CAMERA_ID_RE.match(cam.id):  # it names topics' payloads and files: what the wire accepts
+            raise ConfigError(f"cameras[{i}].id: letters, digits, '_', '.' and '-', starting with a letter or "
+                              "digit, at most 63 characters")
         if cam.fps < 0:
             raise ConfigError(f"cameras[{i}].fps: must be >= 0")
+        if cam.width < 0 or cam.height < 0:
+            raise ConfigError(f"cameras[{i}].width/height: must be >= 0 (0 = the camera's own)")
+        for name, lo, hi in (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0), ("heading", 0.0, 360.0)):
+            value = getattr(cam, name)
+            if value is not None and not (lo <= value <= hi if name != "heading" else lo <= value < hi):
+                raise ConfigError(f"cameras[{i}].{name}: must be in {lo:g}..{hi:g}")
         cameras.append(cam)
     if len({c.id for c in cameras}) != len(cameras):
         raise ConfigError("cameras: camera ids must be unique")
@@ -192,6 +206,20 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
         raise ConfigError("sync.batch_size: 1-1000")
     if sync.max_in_flight < 1:
         raise ConfigError("sync.max_in_flight: must be >= 1")
+    if not 1 <= sync.port <= 65535:
+        raise ConfigError("sync.port: 1-65535")
+    if sync.keepalive < 5 or sync.ack_timeout <= 0 or sync.max_rate < 0:
+        raise ConfigError("sync: keepalive must be >= 5 s, ack_timeout > 0 and max_rate >= 0")
+    rec = sections["recognition"]
+    if not 0.0 <= rec.motion_threshold <= 1.0:
+        raise ConfigError("recognition.motion_threshold: a fraction of pixels, 0..1 (0 = off)")
+    trk = sections["tracking"]
+    if min(trk.window_seconds, trk.max_track_seconds, trk.reemit_seconds) <= 0 or trk.min_hits < 1:
+        raise ConfigError("tracking: the times must be > 0 and min_hits >= 1")
+    img = sections["images"]
+    for name in ("crop_max_bytes", "context_max_bytes"):
+        if not 1024 <= getattr(img, name) <= MAX_IMAGE_BYTES:
+            raise ConfigError(f"images.{name}: 1024-{MAX_IMAGE_BYTES} (what a read may carry)")
     buf = sections["buffer"]
     if buf.max_reads < 1 or buf.max_megabytes <= 0 or buf.max_age_days <= 0:
         raise ConfigError("buffer: max_reads, max_megabytes and max_age_days must be positive")

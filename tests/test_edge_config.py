@@ -60,6 +60,20 @@ def test_key_file_comes_from_the_systemd_credentials_directory(tmp_path, monkeyp
     (('central_public_key = "central.pub.pem"', ''), "sync.central_public_key: required"),
     (("[sync]", "[sink]"), "sink: unknown section"),
     (('host = "broker.example"', 'host = "broker.example"\nbatch_size = 5000'), "sync.batch_size: 1-1000"),
+    # values that passed `config check` and then dropped every read, crashed `run` or stopped sync
+    (('id = "front"', 'id = "a/b"'), "cameras[0].id:"),
+    (('id = "front"', 'id = "#"'), "cameras[0].id:"),
+    (('id = "front"', 'id = "front"\nlatitude = 91.0'), "cameras[0].latitude: must be in -90..90"),
+    (('id = "front"', 'id = "front"\nheading = 400.0'), "cameras[0].heading"),
+    (('id = "front"', 'id = "front"\nfps = nan'), "cameras[0].fps: must be a finite number"),
+    (('id = "front"', 'id = "front"\nfps = inf'), "cameras[0].fps: must be a finite number"),
+    (("[sync]", "[recognition]\nmotion_threshold = 2.0\n[sync]"), "recognition.motion_threshold"),
+    (("[sync]", "[tracking]\nwindow_seconds = nan\n[sync]"), "tracking.window_seconds: must be a finite"),
+    (("[sync]", "[tracking]\nwindow_seconds = 0.0\n[sync]"), "tracking: the times must be > 0"),
+    (("[sync]", "[buffer]\nmax_megabytes = nan\n[sync]"), "buffer.max_megabytes: must be a finite"),
+    (("[sync]", "[images]\ncontext_max_bytes = 10000000\n[sync]"), "images.context_max_bytes: 1024-"),
+    (('host = "broker.example"', 'host = "broker.example"\nkeepalive = -1'), "sync: keepalive must be >= 5"),
+    (('host = "broker.example"', 'host = "broker.example"\nport = 70000'), "sync.port: 1-65535"),
 ])
 def test_bad_configs_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -48,8 +48,19 @@ class Source(abc.ABC):
 
 
 def redact(uri: str) -> str:
-    """A stream URI fit for logs: user name and password removed."""
-    return re.sub(r"(?<=://)[^/@]*@", "***@", uri)
+    """A stream URI fit for logs: user name and password (up to the last '@'
+    of the authority, which a password may contain) and every query value removed
+    (cameras take ``?user=...&pwd=...``)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "", uri
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    path, q, query = tail.partition("?")
+    if q:
+        query = "&".join(part.partition("=")[0] + ("=***" if "=" in part else "") for part in query.split("&"))
+    return f"{scheme}{sep}{authority}{slash}{path}{q}{query}"
 
 
 def create(camera: Camera) -> Source:

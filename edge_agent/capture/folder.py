@@ -31,19 +31,24 @@ class FolderSource(Source):
         folder = Path(self.camera.uri)
         if not folder.is_dir():
             raise CaptureError(f"camera {self.camera.id}: {folder} is not a folder")
-        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+        # regular files only: a FIFO or device named *.jpg would block the reader for ever
+        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
         self._pos = 0
+        self._read_this_pass = 0
 
     def read(self) -> Frame | None:
         while True:
             if self._pos >= len(self._files):
                 if not self.camera.loop or not self._files:
                     return None
-                self._pos = 0
+                if not self._read_this_pass:  # a whole pass and not one readable image: not a camera
+                    raise CaptureError(f"camera {self.camera.id}: no readable image in {self.camera.uri}")
+                self._pos, self._read_this_pass = 0, 0
             path = self._files[self._pos]
             self._pos += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
+                self._read_this_pass += 1
                 return self._frame(image)
             self.skipped += 1  # corrupt or unreadable: counted, logged, skipped
             logger.warning("camera %s: skipped unreadable image %s", self.camera.id, path.name)

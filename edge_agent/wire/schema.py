@@ -51,7 +51,8 @@ LATEST_CAPTURE = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 # broker take in one message (8 MiB), whatever the reads' images weigh.
 MAX_BATCH_BYTES = 4 << 20
 _PLATE_RE = re.compile(r"^[A-Z0-9]{1,10}\Z")
-_CAMERA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_CAMERA_RE = CAMERA_ID_RE
 _BATCH_HEAD = struct.Struct(">4s16sH")
 _LEN = struct.Struct(">I")
 BATCH_MAGIC = b"ALB1"
