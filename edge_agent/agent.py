@@ -125,15 +125,18 @@ class CameraWorker:
         try:
             while not stop.is_set():
                 source = capture.create(self.camera)
+                frames_before = self.frames
                 try:
                     source.open()
-                    self.state, self.last_error, backoff = "running", None, 1.0
+                    self.state, self.last_error = "running", None
                     if self._pump(source, stop):
                         return  # a finite source ended
                 except CaptureError as exc:
+                    backoff = 1.0 if self.frames > frames_before else backoff  # it worked a while: start over
                     self.state, self.last_error = "failed", str(exc)
                     logger.error("%s; retrying in %.0fs", exc, backoff)
                 except Exception:
+                    backoff = 1.0 if self.frames > frames_before else backoff
                     self.state, self.last_error = "failed", "unexpected error (see log)"
                     logger.exception("camera %s failed; retrying in %.0fs", self.camera.id, backoff)
                 finally:
