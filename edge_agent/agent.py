@@ -159,6 +159,8 @@ class CameraWorker:
             frame = source.read()
             if frame is None:
                 self.state = "finished"
+                if getattr(source, "truncated", False):  # shown in status, not only logged
+                    self.last_error = "the file ended before its last frame (truncated or damaged)"
                 logger.info("camera %s: source ended after %d frames", self.camera.id, self.frames)
                 return True
             try:

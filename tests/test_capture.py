@@ -103,3 +103,26 @@ def test_status_with_a_cut_short_status_file_says_so_instead_of_crashing(tmp_pat
     result = CliRunner().invoke(main, ["status", "--config", str(tmp_path / "edge.toml")])
     assert result.exit_code == 0, result.output
     assert "unreadable" in result.output and "device_id" in result.output
+
+
+def test_a_video_file_cut_short_is_reported(tmp_path, caplog):
+    from edge_agent.capture.opencv import OpenCVSource
+
+    path = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 96))
+    for i in range(40):
+        vw.write(np.full((96, 160, 3), i * 5, np.uint8))
+    vw.release()
+    whole = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole[: len(whole) // 2])  # the header still announces 40 frames
+    for video, truncated in ((path, False), (cut, True)):
+        src = OpenCVSource(types.SimpleNamespace(id="lane-1", source="file", uri=str(video), loop=False,
+                                                 width=0, height=0, fps=0))
+        src.open()
+        n = 0
+        while src.read() is not None:
+            n += 1
+        src.close()
+        assert src.truncated is truncated and (n == 40) is not truncated
+    assert "truncated or damaged" in caplog.text

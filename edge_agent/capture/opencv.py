@@ -19,6 +19,7 @@ class OpenCVSource(Source):
         super().__init__(camera)
         self._cap = None
         self._start: dt.datetime | None = None
+        self.truncated = False
 
     @property
     def finite(self) -> bool:
@@ -53,6 +54,12 @@ class OpenCVSource(Source):
                     if ok:
                         return self._frame(image)
                     raise CaptureError(f"camera {self.camera.id}: cannot rewind {redact(self.camera.uri)}")
+                at = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
+                expected = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+                if expected > 0 and at < expected:  # cut short (a copy interrupted, a full card): say so
+                    self.truncated = True
+                    logger.warning("camera %s: file ended after frame %d of the %d its header announces; "
+                                   "truncated or damaged", self.camera.id, at, expected)
                 return None
             raise CaptureError(f"camera {self.camera.id}: {self.camera.source} stopped delivering frames")
         return self._frame(image)
