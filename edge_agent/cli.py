@@ -129,7 +129,7 @@ def _cert_expiry(path: str) -> str | None:
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--vehicles", default=6, show_default=True, help="Vehicles in the clip.")
+@click.option("--vehicles", default=6, show_default=True, type=click.IntRange(1, 1000), help="Vehicles in the clip.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same clip).")
 def sample(out_dir: str, vehicles: int, seed: int) -> None:
     """Generate a sample clip of vehicles with rendered US-style plates."""
