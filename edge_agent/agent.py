@@ -110,6 +110,8 @@ class CameraWorker:
         self.gate = MotionGate(threshold=motion_threshold, max_skip=50) if motion_threshold > 0 else None
         self.skipped = 0
         self.bad_frames = 0  # frames the recognizer refused (corrupt, odd shape): counted, skipped
+        self.source = None
+        self._unreadable = 0  # images folder sources before this one could not decode
         self.recognizer = recognizer
         self.lock = lock
         self.tracker = tracker
@@ -120,11 +122,21 @@ class CameraWorker:
         self.fps = 0.0
         self.finished = threading.Event()
 
+    @property
+    def unreadable(self) -> int:
+        """Images a folder source could not decode (counted, logged, skipped)."""
+        return self._unreadable + getattr(self.source, "skipped", 0)
+
+    def _retire(self, source) -> None:
+        if self.source is source:
+            self._unreadable += getattr(source, "skipped", 0)
+            self.source = None
+
     def run(self, stop: threading.Event) -> None:
         backoff = 1.0
         try:
             while not stop.is_set():
-                source = capture.create(self.camera)
+                source = self.source = capture.create(self.camera)
                 frames_before = self.frames
                 try:
                     source.open()
@@ -141,6 +153,7 @@ class CameraWorker:
                     logger.exception("camera %s failed; retrying in %.0fs", self.camera.id, backoff)
                 finally:
                     source.close()
+                    self._retire(source)
                 # The camera is down: the cars seen before are gone from view, so their
                 # reads are final now, not when the camera comes back or the agent stops.
                 self.writer.write(self.tracker.flush())
@@ -291,7 +304,8 @@ class Agent:
             "reads_lost_unbufferable": self.writer.lost,
             "reads_invalid": self.writer.invalid,
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
-                         "skipped_still": w.skipped, "bad_frames": w.bad_frames, "last_error": w.last_error}
+                         "skipped_still": w.skipped, "bad_frames": w.bad_frames,
+                         "unreadable_images": w.unreadable, "last_error": w.last_error}
                         for w in self.workers],
             "model_version": self.recognizer.model_version,
         }

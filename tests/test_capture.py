@@ -65,6 +65,7 @@ def test_a_frame_the_recognizer_refuses_is_counted_and_the_camera_goes_on(monkey
     cv2.imwrite(str(tmp_path / "a.jpg"), img)
     cv2.imwrite(str(tmp_path / "b.png"), np.zeros((1, 1, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "c.jpg"), img)
+    (tmp_path / "d.jpg").write_text("not an image")
 
     class Reader:
         def recognize(self, frame):
@@ -86,6 +87,7 @@ def test_a_frame_the_recognizer_refuses_is_counted_and_the_camera_goes_on(monkey
     thread.join(10)
     assert not thread.is_alive() and worker.state == "finished"
     assert worker.frames == 3 and worker.bad_frames == 1 and Writer.reads == 1
+    assert worker.unreadable == 1  # the folder's corrupt image, as status.json shows it
 
 
 def test_status_with_a_cut_short_status_file_says_so_instead_of_crashing(tmp_path):
