@@ -210,12 +210,23 @@ class AccessLog:
         return n
 
 
-def _purge_record_issue(seq: int, at: str, d: dict, retention_days: float | None) -> str | None:
+# Purge records written before this time (by versions that did not keep the last
+# removed entry) are accepted as they were, if the log's time did not run backwards
+# to reach them; later ones must hold the entry.
+PURGE_RECORD_FORMAT_2 = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def _purge_record_issue(seq: int, at: str, d: dict, retention_days: float | None,
+                        previous_at: str | None = None) -> str | None:
     """Why a ``log-purged`` record cannot account for the entries it says it removed
     (None if it can): its last removed entry must hash to what it names and be
     older than its cutoff, and the cutoff at least ``retention_days`` before the
     record was written."""
     try:
+        if "through_entry" not in d and parse_ts(at) < PURGE_RECORD_FORMAT_2:
+            if previous_at is not None and parse_ts(at) < parse_ts(previous_at):
+                return "it is dated before the entry it follows"
+            return None  # an older version's record: it named only the removed seq and hash
         entry, cutoff = d["through_entry"], d["cutoff"]
         if int(entry[0]) != int(d["through_seq"]):
             return "its removed entry is not the one it names"
@@ -240,10 +251,11 @@ def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = No
     long before the purge."""
     issues: list[ChainIssue] = []
     anchors = {}
-    for seq, at, detail in conn.execute("SELECT seq, at, detail FROM audit_log WHERE action = 'log-purged'"):
+    for seq, at, detail in conn.execute("SELECT seq, at, detail FROM audit_log WHERE action = 'log-purged'").fetchall():
         try:
             d = json.loads(detail)
-            why = _purge_record_issue(seq, at, d, retention_days)
+            before = conn.execute("SELECT at FROM audit_log WHERE seq < ? ORDER BY seq DESC LIMIT 1", [seq]).fetchone()
+            why = _purge_record_issue(seq, at, d, retention_days, before[0] if before else None)
             if why is None:
                 anchors[int(d["through_seq"])] = d["through_hash"]
             else:

@@ -254,11 +254,18 @@ class Governor:
         """Copy the WAL into the database and empty it: until then the WAL still
         holds the pages of the purged rows, plate text included. A reader or a
         writer in progress (the collector) makes SQLite report busy: try again."""
-        for _ in range(tries):
-            busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if not busy:
-                return
-            time.sleep(0.25)
+        # Without a busy timeout: a checkpoint that would wait for an older reader
+        # holds the write lock meanwhile and stalls the collector; fail fast, retry.
+        timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        self.conn.execute("PRAGMA busy_timeout=0")
+        try:
+            for _ in range(tries):
+                busy, _log, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return
+                time.sleep(0.25)
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={int(timeout)}")
         logger.warning("purge: the write-ahead log could not be emptied (the database stayed busy); "
                        "the next purge or checkpoint empties it")
 

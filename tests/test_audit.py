@@ -129,7 +129,7 @@ def test_a_forged_purge_record_does_not_excuse_deleting_recent_entries(conn):
     head = log.head()
     through_hash = conn.execute("SELECT hash FROM audit_log WHERE seq = 6").fetchone()[0]
     conn.execute("DELETE FROM audit_log WHERE seq <= 6")
-    at = "2026-11-02T00:00:00.000000Z"
+    at = "2026-12-05T00:00:00.000000Z"  # after PURGE_RECORD_FORMAT_2: a record must hold its removed entry
     for detail in ({"through_seq": 6, "through_hash": through_hash, "entries": 6, "cutoff": at},
                    {"through_seq": 6, "through_hash": through_hash, "entries": 6, "cutoff": at,
                     "through_entry": [6, "1990-01-01T00:00:00.000000Z", "u5", "City PD", "search", "stolen-vehicle",
@@ -184,3 +184,33 @@ def test_cli_audit_verify_reports_and_exits_1(world, tmp_path, monkeypatch):
     monkeypatch.setenv("ALPR_TOKEN", world.tokens["otto"])
     denied = runner.invoke(main, ["audit", "verify", "--config", str(cfg)])
     assert denied.exit_code == 1 and "may not read-audit" in denied.output
+
+
+def test_a_purge_record_of_an_older_version_still_verifies_but_cannot_be_backdated(conn):
+    """Records written before PURGE_RECORD_FORMAT_2 named only the removed seq and
+    hash: an upgraded install still verifies; a forger cannot date a record of that
+    shape back past the entries it follows."""
+    import hashlib
+    import json
+
+    log = AccessLog(conn, clock=lambda: T0)
+    for days in (2000, 1900, 10, 1):
+        log.append(user="otto", organization="City PD", action="search", at=T0 - dt.timedelta(days=days))
+    head = log.head()
+    through_hash = conn.execute("SELECT hash FROM audit_log WHERE seq = 2").fetchone()[0]
+    conn.execute("DELETE FROM audit_log WHERE seq <= 2")
+
+    def old_record(at):
+        seq, prev = log.head()
+        text = json.dumps({"through_seq": 2, "through_hash": through_hash, "entries": 2,
+                           "cutoff": "2021-11-01T12:00:00.000000Z"}, sort_keys=True, separators=(",", ":"))
+        body = json.dumps([seq + 1, at, "ada", "City PD", "log-purged", "", "", text, 2], separators=(",", ":"))
+        conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                     [seq + 1, at, "ada", "City PD", "log-purged", "", "", text, 2, prev,
+                      hashlib.sha256(prev.encode() + b"\n" + body.encode()).hexdigest()])
+
+    old_record("2026-08-15T12:00:00.000000Z")  # as an older version wrote it, at T0
+    assert verify(conn, expect_head=head, retention_days=1825).ok
+    conn.execute("DELETE FROM audit_log WHERE action = 'log-purged'")
+    old_record("2026-08-01T00:00:00.000000Z")  # backdated behind the entries it follows (T0 - 1 day)
+    assert kinds(conn, retention_days=1825) == [("purge", 5), ("deleted", 3)]
