@@ -91,7 +91,7 @@ class AuditEntry:
 @dataclasses.dataclass(frozen=True)
 class ChainIssue:
     seq: int
-    kind: str      # edited | deleted | inserted | reordered | broken | truncated
+    kind: str      # edited | deleted | inserted | reordered | broken | truncated | purge | future
     message: str
 
 
@@ -216,13 +216,25 @@ class AccessLog:
 PURGE_RECORD_FORMAT_2 = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
 
 
+# How far ahead of the verifying clock an entry may be dated (clocks of several
+# central hosts drift a little); a purge record dated further ahead is refused.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
 def _purge_record_issue(seq: int, at: str, d: dict, retention_days: float | None,
-                        previous_at: str | None = None) -> str | None:
+                        previous_at: str | None = None, next_at: str | None = None,
+                        now: dt.datetime | None = None) -> str | None:
     """Why a ``log-purged`` record cannot account for the entries it says it removed
-    (None if it can): its last removed entry must hash to what it names and be
-    older than its cutoff, and the cutoff at least ``retention_days`` before the
-    record was written."""
+    (None if it can): it is dated no later than the verifying clock allows and no
+    later than the entry after it (a record dated ahead would make any cutoff look
+    old enough); its last removed entry must hash to what it names and be older
+    than its cutoff, and the cutoff at least ``retention_days`` before the record
+    was written."""
     try:
+        if now is not None and parse_ts(at) > now + CLOCK_SKEW:
+            return "it is dated after the verifying clock"
+        if next_at is not None and parse_ts(at) > parse_ts(next_at):
+            return "it is dated after the entry that follows it"
         if "through_entry" not in d and parse_ts(at) < PURGE_RECORD_FORMAT_2:
             if previous_at is not None and parse_ts(at) < parse_ts(previous_at):
                 return "it is dated before the entry it follows"
@@ -242,20 +254,26 @@ def _purge_record_issue(seq: int, at: str, d: dict, retention_days: float | None
 
 
 def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = None,
-           retention_days: float | None = None) -> ChainReport:
+           retention_days: float | None = None, now: dt.datetime | None = None) -> ChainReport:
     """Recompute the chain; every problem becomes a :class:`ChainIssue` naming
     the entry. Streams the log (constant memory); only a broken link costs a
     lookup. A ``log-purged`` record accounts for the entries before it only if
     it holds the last of them, older than its cutoff, and (given
     ``retention_days``, the access-log retention) that cutoff is at least that
-    long before the purge."""
+    long before the purge, and it is dated neither after the entry that follows it
+    nor after ``now`` (the verifying clock, default the system's) plus
+    :data:`CLOCK_SKEW`. A published head (``expect_head``) must still be in the
+    log: a purge never excuses its absence."""
+    now = now or utcnow()
     issues: list[ChainIssue] = []
     anchors = {}
     for seq, at, detail in conn.execute("SELECT seq, at, detail FROM audit_log WHERE action = 'log-purged'").fetchall():
         try:
             d = json.loads(detail)
             before = conn.execute("SELECT at FROM audit_log WHERE seq < ? ORDER BY seq DESC LIMIT 1", [seq]).fetchone()
-            why = _purge_record_issue(seq, at, d, retention_days, before[0] if before else None)
+            after = conn.execute("SELECT at FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1", [seq]).fetchone()
+            why = _purge_record_issue(seq, at, d, retention_days, before[0] if before else None,
+                                      after[0] if after else None, now)
             if why is None:
                 anchors[int(d["through_seq"])] = d["through_hash"]
             else:
@@ -272,6 +290,7 @@ def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = No
     before: tuple | None = None    # the entry before ``last``
     last: tuple | None = None
     first_seq, count = None, 0
+    latest = ts(now + CLOCK_SKEW)
     expected_prev, expected_seq = GENESIS, 1
     for r in cursor:
         seq, prev, stored = r[0], r[9], r[10]
@@ -287,6 +306,8 @@ def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = No
                     expected_prev, expected_seq = prev, seq
         if entry_hash(prev, *r[:9]) != stored:
             issues.append(ChainIssue(seq, "edited", f"entry {seq} was altered: its content does not match its hash"))
+        elif r[1] > latest and r[4] != "log-purged":  # the text sorts as the time; purge records are named above
+            issues.append(ChainIssue(seq, "future", f"entry {seq} is dated {r[1]}, after the verifying clock"))
         if prev != expected_prev:
             moved_from = seq_of(prev) if len(issues) < 200 else None  # bounded cost on a wrecked log
             if before is not None and prev == before[10]:
@@ -319,7 +340,10 @@ def verify(conn: sqlite3.Connection, *, expect_head: tuple[int, str] | None = No
                                                                 f"published head is entry {want_seq}"))
         else:
             got = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", [want_seq]).fetchone()
-            if got is None or got[0] != want_hash:
+            if got is None:
+                issues.append(ChainIssue(want_seq, "truncated", f"the published head, entry {want_seq}, is no longer "
+                                                                "in the log: it was deleted"))
+            elif got[0] != want_hash:
                 issues.append(ChainIssue(want_seq, "broken", f"entry {want_seq} differs from the published head: "
                                                              "the log was rewritten"))
     return ChainReport(count, first_seq, head_seq, head_hash, tuple(issues))

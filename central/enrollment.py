@@ -200,7 +200,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise EnrollmentError(f"request body must be 1-{MAX_BODY} bytes of JSON")
         try:
             doc = json.loads(self.rfile.read(length))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise EnrollmentError("request body is not JSON") from None
         if not isinstance(doc, dict):
             raise EnrollmentError("request body must be a JSON object")

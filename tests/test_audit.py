@@ -214,3 +214,67 @@ def test_a_purge_record_of_an_older_version_still_verifies_but_cannot_be_backdat
     conn.execute("DELETE FROM audit_log WHERE action = 'log-purged'")
     old_record("2026-08-01T00:00:00.000000Z")  # backdated behind the entries it follows (T0 - 1 day)
     assert kinds(conn, retention_days=1825) == [("purge", 5), ("deleted", 3)]
+
+
+def _forge_purge(conn, log, *, at: str, through_seq: int, cutoff: str, entries: int) -> None:
+    """Append a log-purged record as an insider with write access would: chained to
+    the current head, holding the real last removed entry."""
+    import hashlib
+    import json
+
+    row = conn.execute("SELECT seq, at, user, organization, action, purpose, case_number, detail, result_count, "
+                       "prev_hash, hash FROM audit_log WHERE seq = ?", [through_seq]).fetchone()
+    conn.execute("DELETE FROM audit_log WHERE seq <= ?", [through_seq])
+    seq, prev = log.head()
+    text = json.dumps({"through_seq": through_seq, "through_hash": row[10], "through_entry": list(row[:10]),
+                       "entries": entries, "cutoff": cutoff}, sort_keys=True, separators=(",", ":"))
+    body = json.dumps([seq + 1, at, "ada", "City PD", "log-purged", "", "", text, entries], separators=(",", ":"))
+    conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                 [seq + 1, at, "ada", "City PD", "log-purged", "", "", text, entries, prev,
+                  hashlib.sha256(prev.encode() + b"\n" + body.encode()).hexdigest()])
+
+
+def test_a_purge_record_dated_in_the_future_excuses_nothing(conn):
+    """The attack of issue 20: delete today's entries up to K, append a purge record
+    dated years ahead with its cutoff just after entry K. Its retention check passes
+    on its own date, so the verifying clock must refuse the date."""
+    log = _filled(conn)  # six searches at T0
+    log.append(user="ada", organization="City PD", action="audit-head")
+    head = log.head()
+    _forge_purge(conn, log, at="2036-01-01T00:00:00.000000Z", through_seq=4,
+                 cutoff="2026-08-15T00:00:01.000000Z", entries=4)
+    now = T0 + dt.timedelta(hours=1)
+    report = verify(conn, expect_head=head, retention_days=1825, now=now)
+    assert [(i.kind, i.seq) for i in report.issues] == [("purge", 8), ("deleted", 5)]
+    assert "dated after the verifying clock" in report.issues[0].message
+    # Dated ahead, yet before the verifying clock: the entries after it give it away.
+    log.append(user="otto", organization="City PD", action="search", at=T0 + dt.timedelta(minutes=30))
+    report = verify(conn, retention_days=1825, now=dt.datetime(2040, 1, 1, tzinfo=dt.timezone.utc))
+    assert [(i.kind, i.seq) for i in report.issues] == [("purge", 8), ("deleted", 5)]
+    assert "dated after the entry that follows it" in report.issues[0].message
+
+
+def test_an_honest_purge_within_the_clock_skew_verifies(conn):
+    log = AccessLog(conn, clock=lambda: T0)
+    for days in (2000, 1900, 10, 1):
+        log.append(user="otto", organization="City PD", action="search", at=T0 - dt.timedelta(days=days))
+    log.purge_before(T0 - dt.timedelta(days=1825), user="ada", organization="City PD")
+    assert verify(conn, retention_days=1825, now=T0 - dt.timedelta(minutes=4)).ok
+    assert kinds(conn, retention_days=1825, now=T0 - dt.timedelta(minutes=6)) == [("purge", 5), ("deleted", 3)]
+
+
+def test_an_entry_dated_after_the_verifying_clock_is_named(conn):
+    log = _filled(conn, 2)
+    log.append(user="otto", organization="City PD", action="search", at=T0 + dt.timedelta(days=400))
+    assert kinds(conn, now=T0) == [("future", 3)]
+
+
+def test_a_published_head_that_was_purged_is_reported(conn):
+    log = AccessLog(conn, clock=lambda: T0)
+    for days in (2000, 1900, 10, 1):
+        log.append(user="otto", organization="City PD", action="search", at=T0 - dt.timedelta(days=days))
+    published = (2, conn.execute("SELECT hash FROM audit_log WHERE seq = 2").fetchone()[0])
+    log.purge_before(T0 - dt.timedelta(days=1825), user="ada", organization="City PD")
+    report = verify(conn, expect_head=published, retention_days=1825, now=T0)
+    assert [(i.kind, i.seq) for i in report.issues] == [("truncated", 2)]
+    assert "no longer in the log" in report.issues[0].message

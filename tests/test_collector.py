@@ -139,3 +139,68 @@ def test_a_read_from_more_than_a_day_ahead_is_rejected(collector, keys):
     _, ack = collector.handle(TOPIC, batch_of(keys[1], [ahead, drift]))
     assert ack.rejected == ((ahead.read_id, "from-the-future"),) and ack.stored == (drift.read_id,)
     assert collector.counters["rejected.from-the-future"] == 1 and collector.store.count() == 1
+
+
+def _sealed_plaintext(public, rid, text: bytes) -> bytes:
+    import struct
+    env = Sealer(load_public_key(public), "cam-a").seal(rid, struct.pack(">I", len(text)) + text)
+    return encode_batch(new_read_id(), [env])
+
+
+def test_a_lone_surrogate_in_a_text_field_is_rejected_and_storage_goes_on(collector, keys, tmp_path):
+    """Issue 26: "\\ud800" is valid escaped JSON but no text SQLite can store; it
+    passed the schema, failed inside the store's transaction and left the write lock
+    held, stalling every device. Now the schema refuses it and other writers go on."""
+    import json
+    import sqlite3
+
+    good = make_read(model_version="alpr-0.9.0")
+    doc = json.loads(encode_read(good)[4:])
+    doc["read_id"] = rid = new_read_id()
+    doc["model_version"] = "\ud800"
+    text = json.dumps(doc).encode()  # ensure_ascii: the surrogate travels as \ud800
+    assert b"\\ud800" in text
+    _, ack = collector.handle(TOPIC, _sealed_plaintext(keys[1], rid, text))
+    assert ack.rejected == ((rid, "invalid-schema"),) and collector.counters["rejected.invalid-schema"] == 1
+    other = sqlite3.connect(tmp_path / "c.sqlite", timeout=0.5, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # "database is locked" if a transaction was left open
+    other.execute("ROLLBACK")
+    _, ack = collector.handle(TOPIC, batch_of(keys[1], [good]))
+    assert ack.stored == (good.read_id,)
+
+
+def test_a_read_id_that_is_not_canonical_is_rejected(collector, keys):
+    import json
+
+    good = make_read()
+    doc = json.loads(encode_read(good)[4:])
+    doc["read_id"] = good.read_id.upper()
+    _, ack = collector.handle(TOPIC, _sealed_plaintext(keys[1], good.read_id, json.dumps(doc).encode()))
+    assert ack.stored == () and collector.store.count() == 0
+
+
+def test_deeply_nested_json_is_counted_and_acknowledged(collector, keys):
+    """A sealed read of 200,000 nested '[' raised RecursionError: not counted, not acked."""
+    rid = new_read_id()
+    _, ack = collector.handle(TOPIC, _sealed_plaintext(keys[1], rid, b"[" * 200_000))
+    assert ack.rejected == ((rid, "invalid-schema"),) and collector.counters["rejected.invalid-schema"] == 1
+
+
+def test_a_store_write_that_fails_outside_sqlite_releases_the_write_lock(tmp_path):
+    """Every write path rolls back on any exception, not only database errors."""
+    import sqlite3
+
+    from central.errors import StoreError
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    bad = make_read()
+    object.__setattr__(bad, "model_version", "\udc80")  # past validation, as a future field might be
+    with pytest.raises(StoreError):
+        store.add_reads([bad], dt.datetime.now(dt.timezone.utc))
+    assert not store.db.conn.in_transaction
+    other = sqlite3.connect(tmp_path / "s.sqlite", timeout=0.5, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    good = make_read()
+    assert store.add_reads([good], dt.datetime.now(dt.timezone.utc)) == [good.read_id]
+    store.close()

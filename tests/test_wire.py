@@ -35,7 +35,8 @@ reads = st.builds(
     context_jpeg=st.one_of(st.none(), st.binary(min_size=1, max_size=300)),
     location=st.one_of(st.none(), st.builds(Location, st.floats(-90, 90), st.floats(-180, 180),
                                             st.one_of(st.none(), st.floats(0, 359.9)))),
-    model_version=st.text(max_size=64),
+    model_version=st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")) | st.just(" "),
+                          max_size=64),
 )
 
 

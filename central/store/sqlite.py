@@ -108,10 +108,15 @@ class SQLiteStore(Store):
                 conn.executemany("INSERT OR IGNORE INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT OR IGNORE INTO read_images VALUES (?,?,?)", images)
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except BaseException as exc:
+                # Any failure, not only the database's (a value SQLite cannot bind or
+                # encode), must release the write lock: a transaction left open
+                # stalls every other writer of the store.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise StoreError(f"cannot store reads: {exc}") from exc
+                if isinstance(exc, (sqlite3.Error, ValueError)):
+                    raise StoreError(f"cannot store reads: {exc}") from exc
+                raise
         return [r.read_id for r in reads]
 
     def search(self, search: Search) -> list[StoredRead]:

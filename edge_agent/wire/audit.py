@@ -96,7 +96,7 @@ def decode_audit_batch(payload: bytes, max_bytes: int = 4 << 20) -> tuple[str, l
         raise MalformedMessage("audit batch too large")
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedMessage("audit batch: not JSON") from None
     if not isinstance(doc, dict) or doc.get("v") != AUDIT_VERSION or not isinstance(doc.get("records"), list):
         raise MalformedMessage("audit batch: expected {v: 1, device_id, records: [...]}")

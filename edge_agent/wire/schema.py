@@ -132,9 +132,11 @@ def _fail(msg: str):
 
 def _check(r: PlateRead) -> None:
     try:
-        uuid.UUID(r.read_id)
+        canonical = str(uuid.UUID(r.read_id))
     except (ValueError, TypeError, AttributeError):
         _fail("read_id is not a UUID")
+    if r.read_id != canonical:  # "{...}", "urn:uuid:..." or upper case would store a second copy
+        _fail("read_id is not a UUID in canonical form")
     if not isinstance(r.device_id, str) or not DEVICE_ID_RE.match(r.device_id):
         _fail("device_id is invalid")
     if not isinstance(r.camera_id, str) or not _CAMERA_RE.match(r.camera_id):
@@ -168,8 +170,18 @@ def _check(r: PlateRead) -> None:
                 _fail(f"location {name} out of range")
         if loc.heading is not None and (type(loc.heading) not in (int, float) or not 0 <= loc.heading < 360):
             _fail("location heading must be in [0, 360)")
-    if not isinstance(r.model_version, str) or len(r.model_version) > 64:
-        _fail("model_version must be a string of at most 64 characters")
+    if not isinstance(r.model_version, str) or len(r.model_version) > 64 or not _is_text(r.model_version):
+        _fail("model_version must be printable text of at most 64 characters")
+
+
+def _is_text(value: str) -> bool:
+    """Printable and encodable as UTF-8: a lone surrogate ("\\ud800", valid as
+    escaped JSON) is neither, and would fail in the store, not here."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
 
 
 def _check_conf(value, name: str) -> None:
@@ -212,7 +224,7 @@ def decode_read(data: bytes) -> PlateRead:
         _fail("read payload truncated")
     try:
         doc = json.loads(data[_LEN.size:_LEN.size + n])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         _fail("read payload is not JSON")
     if not isinstance(doc, dict):
         _fail("read payload is not an object")
@@ -316,5 +328,5 @@ def decode_ack(data: bytes) -> Ack:
         stored = tuple(str(uuid.UUID(x)) for x in doc["stored"])
         rejected = tuple((str(uuid.UUID(r["read_id"])), str(r["reason"])[:64]) for r in doc["rejected"])
         return Ack(str(uuid.UUID(doc["batch"])), stored, rejected)
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
         _fail("ack does not follow the schema")
