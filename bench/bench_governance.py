@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from central.audit import AccessLog, verify
+from central.governance.audit import AccessLog, verify
 from central.config import Retention
-from central.retention import Governor
+from central.governance.retention import Governor
 from central.store.sqlite import SQLiteStore
-from central.users import Role, UserDirectory
+from central.governance.users import Role, UserDirectory
 from edge_agent.wire import PlateRead, new_read_id
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from central import broker as broker_mod
 from central import pki
-from central.ca import CertificateAuthority
-from central.demo import enroll_locally
-from central.keys import init_data_key
-from central.registry import Registry
+from central.fleet.ca import CertificateAuthority
+from central.cli.demo import enroll_locally
+from central.ingest.keys import init_data_key
+from central.fleet.registry import Registry
 from central.store.sqlite import SQLiteStore
 
 

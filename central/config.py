@@ -52,7 +52,7 @@ class Query:
 
 @dataclasses.dataclass(frozen=True)
 class Retention:
-    """Days to keep each category (see central/retention.py). Defaults follow
+    """Days to keep each category (see central/governance/retention.py). Defaults follow
     LAPD: 2 years for reads, 5 years for access logs."""
     non_hit_days: int = 730
     hit_days: int = 730
@@ -82,7 +82,7 @@ class Policy:
 
 @dataclasses.dataclass(frozen=True)
 class Ca:
-    """Central's certificate authority (central/ca.py). Paths relative to data_dir."""
+    """Central's certificate authority (central/fleet/ca.py). Paths relative to data_dir."""
     key_file: str = "ca/ca.key"
     cert_file: str = "ca/ca.crt"
     passphrase_file: str = ""        # a 0600 file holding the CA key's passphrase; empty = key not encrypted
@@ -91,7 +91,7 @@ class Ca:
 
 @dataclasses.dataclass(frozen=True)
 class Enrollment:
-    """The HTTPS enrollment endpoint (central/enrollment.py) and what new devices are told."""
+    """The HTTPS enrollment endpoint (central/fleet/enrollment.py) and what new devices are told."""
     bind: str = "0.0.0.0"
     port: int = 8443
     server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
@@ -105,7 +105,7 @@ class Enrollment:
 
 @dataclasses.dataclass(frozen=True)
 class BrokerSection:
-    """Mosquitto configuration generated from the registry (central/broker.py)."""
+    """Mosquitto configuration generated from the registry (central/fleet/broker.py)."""
     dir: str = "broker"
     bind: str = "0.0.0.0"
     port: int = 8883

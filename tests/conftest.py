@@ -15,9 +15,9 @@ import pytest
 
 from central import broker as broker_mod
 from central import pki
-from central.collector import Collector, CollectorService
+from central.ingest.collector import Collector, CollectorService
 from central.config import Mqtt
-from central.keys import init_data_key, load_opener
+from central.ingest.keys import init_data_key, load_opener
 from central.store.sqlite import SQLiteStore
 
 DEVICES = ("cam-a", "cam-b")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from central.audit import GENESIS, AccessLog, entry_hash, verify
+from central.governance.audit import GENESIS, AccessLog, entry_hash, verify
 from central.cli import main
 from central.store.sqlite import SQLiteStore
 from test_governance_support import T0, world  # noqa: F401

@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.cli import main as central_main
-from central.collector import Collector, CollectorService
+from central.ingest.collector import Collector, CollectorService
 from central.config import Mqtt
-from central.device_audit import DeviceAuditHandler, verify_device, verify_records
-from central.keys import load_opener
+from central.fleet.device_audit import DeviceAuditHandler, verify_device, verify_records
+from central.ingest.keys import load_opener
 from central.store.sqlite import SQLiteStore
-from central.users import Role, UserDirectory
+from central.governance.users import Role, UserDirectory
 from conftest import edge_config, wait_for
 from edge_agent.auditlog import AuditPublisher, AuditWatch, DeviceAuditLog
 from edge_agent.cli import main as edge_main

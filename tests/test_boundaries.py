@@ -30,7 +30,8 @@ def test_central_imports_only_the_wire_contract_of_edge_agent():
 
 
 def test_importing_central_loads_no_other_part_of_the_agent():
-    code = ("import sys, central.cli, central.collector, central.store.sqlite, central.demo, central.search;"
+    code = ("import sys, central.cli, central.ingest.collector, central.store.sqlite, central.cli.demo, "
+            "central.governance.search;"
             "print(sorted(m for m in sys.modules if m.startswith('edge_agent')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = eval(out)  # a list literal we printed ourselves

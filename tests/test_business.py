@@ -14,7 +14,7 @@ import ssl
 import pytest
 
 from central.store.sqlite import SQLiteStore
-from central.users import Role
+from central.governance.users import Role
 from edge_agent.wire import PlateRead, new_read_id
 from test_enrollment_env import CentralEnv
 

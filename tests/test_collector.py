@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from central.collector import Collector
-from central.keys import load_opener
+from central.ingest.collector import Collector
+from central.ingest.keys import load_opener
 from central.store.sqlite import SQLiteStore
 from edge_agent.wire import (
     PlateRead, Sealer, decode_ack, encode_ack, encode_batch, encode_read, generate_keypair, load_public_key,

@@ -11,10 +11,10 @@ import json
 
 import pytest
 
-from central.audit import AccessLog, verify
+from central.governance.audit import AccessLog, verify
 from central.errors import AuthenticationError, PermissionDenied
-from central.registry import CameraSpec, Terms
-from central.users import Role, UserDirectory
+from central.fleet.registry import CameraSpec, Terms
+from central.governance.users import Role, UserDirectory
 from edge_agent.provision import new_key_and_csr
 from test_enrollment_env import CentralEnv
 

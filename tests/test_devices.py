@@ -10,8 +10,8 @@ import json
 import pytest
 from cryptography import x509
 
-from central.collector import Collector
-from central.keys import load_opener
+from central.ingest.collector import Collector
+from central.ingest.keys import load_opener
 from central.store.sqlite import SQLiteStore
 from edge_agent.wire import PlateRead, Sealer, encode_batch, encode_read, load_public_key, new_read_id
 from test_enrollment_env import CentralEnv
@@ -149,7 +149,7 @@ def test_the_collector_stores_only_active_devices_and_the_check_is_cached_briefl
 def test_a_resume_racing_a_revoke_never_undoes_it(central, monkeypatch):
     """The resume's checks ran before its write transaction: a revoke committed
     in between was overwritten (the device active again with a revoked certificate)."""
-    import central.registry as registry_mod
+    import central.fleet.registry as registry_mod
 
     device = central.provisioned("lane-1")
     tech = central.registry()

@@ -91,9 +91,9 @@ def test_frames_in_reads_queryable_at_central(tmp_path, pki_dir, broker, collect
     cfg = edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar))
     code, out = finish(agent(cfg, "--exit-when-drained"))
     assert code == 0, out
-    from central.search import search
+    from central.governance.search import search
     from central.store import Search
-    from central.users import Role, UserDirectory
+    from central.governance.users import Role, UserDirectory
     users = UserDirectory(central.store.db.conn)
     admin, _ = users.bootstrap("ada", "City PD")
     _, token = users.add(admin, "otto", "City PD", Role.OPERATOR)

@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from central.ca import CertificateAuthority, init_ca
-from central.enrollment import Token
+from central.fleet.ca import CertificateAuthority, init_ca
+from central.fleet.enrollment import Token
 from central.errors import ConfigError, EnrollmentError
-from central.registry import CameraSpec
-from central.users import UserDirectory
+from central.fleet.registry import CameraSpec
+from central.governance.users import UserDirectory
 from edge_agent.provision import ProvisionError, new_key_and_csr, provision
 from test_enrollment_env import CentralEnv, Clock, mode
 

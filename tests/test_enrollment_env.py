@@ -18,16 +18,16 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from central import broker as broker_mod
-from central.ca import CertificateAuthority
+from central.fleet.ca import CertificateAuthority
 from central.cli import main as central_main
-from central.collector import Collector, CollectorService
+from central.ingest.collector import Collector, CollectorService
 from central.config import Mqtt
 from central.config import load as load_central_config
-from central.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
-from central.keys import init_data_key, load_opener
-from central.registry import CameraSpec, Registry
+from central.fleet.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
+from central.ingest.keys import init_data_key, load_opener
+from central.fleet.registry import CameraSpec, Registry
 from central.store.sqlite import SQLiteStore
-from central.users import Role, User, UserDirectory
+from central.governance.users import Role, User, UserDirectory
 from conftest import wait_for
 
 STAFF = [("tech", "City PD", Role.FIELD_TECH), ("otto", "City PD", Role.OPERATOR),

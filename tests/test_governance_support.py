@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from central.store.sqlite import SQLiteStore
-from central.users import Role, UserDirectory
+from central.governance.users import Role, UserDirectory
 from edge_agent.wire import PlateRead, new_read_id
 
 T0 = dt.datetime(2026, 8, 15, 12, 0, tzinfo=dt.timezone.utc)

@@ -261,7 +261,7 @@ central_public_key = "{tmp_path / 'pub.pem'}"
 
 
 def test_provision_against_an_unreachable_central_is_a_temporary_failure(tmp_path):
-    from central.broker import free_port
+    from central.fleet.broker import free_port
     token = "alpr1.abc.def.ghi"
     result = CliRunner().invoke(edge_main, ["provision", "--token", token, "--central",
                                             f"https://127.0.0.1:{free_port()}", "--config",
@@ -355,7 +355,7 @@ def test_secret_writes_never_follow_a_link_the_agent_account_could_plant(tmp_pat
     import os
     import stat
 
-    from central.pki import write_public, write_secret
+    from central.fleet.pki import write_public, write_secret
     from edge_agent.provision import write_private
 
     planted_links = set()

@@ -9,13 +9,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from central.audit import AccessLog
+from central.governance.audit import AccessLog
 from central.cli import main
 from central.errors import QueryError
-from central.search import search
+from central.governance.search import search
 from central.store import Search
 from central.store.sqlite import SQLiteStore
-from central.users import Role, UserDirectory
+from central.governance.users import Role, UserDirectory
 from edge_agent.wire import PlateRead, new_read_id
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc)

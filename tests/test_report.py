@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from central.cli import main
 from central.config import Sharing
-from central.report import parse_period
-from central.retention import Governor
-from central.search import search
-from central.sharing import SharingRegistry
+from central.governance.report import parse_period
+from central.governance.retention import Governor
+from central.governance.search import search
+from central.governance.sharing import SharingRegistry
 from central.store import Search
 from test_governance_support import PURPOSES, world  # noqa: F401
 
@@ -69,7 +69,7 @@ def populated(world):
     reg = SharingRegistry(w.conn, Sharing(), purposes=PURPOSES, clock=w.clock)
     reg.add_agreement(w.admin, agreement_id="MOU-1", agency="Glendale Police Department", agency_type="public-agency",
                       jurisdiction="CA", effective_on=Q3.date() - 10 * DAY, expires_on=Q3.date() + 10 * DAY)
-    from central.bundle import Ed25519PrivateKey
+    from central.governance.bundle import Ed25519PrivateKey
     req = reg.request(w.operator, agreement_id="MOU-1", requesting_person="Det. Diaz", case_number="G-1",
                       purpose="stolen-vehicle", plates=["7ABC123"], since=Q3 - 5 * DAY, until=Q3)
     reg.decide(w.supervisor, req.request_id, approve=True)
@@ -135,7 +135,7 @@ def test_transparency_report_renders_in_chromium(populated, tmp_path, monkeypatc
 
 def test_cameras_by_owner_come_from_the_registry(populated, tmp_path):
     from central.config import CentralConfig, Policy
-    from central.report import build
+    from central.governance.report import build
     w, *_ = populated
     at = "2026-08-01T00:00:00.000000Z"
     w.conn.execute("INSERT INTO businesses (business_id, name, contact_name, contact_email, contact_phone, mou_id, "

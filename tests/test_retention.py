@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from central.audit import verify
+from central.governance.audit import verify
 from central.config import Retention
 from central.errors import PermissionDenied, PolicyError
-from central.retention import Governor
+from central.governance.retention import Governor
 from test_governance_support import T0, make_world, world  # noqa: F401
 
 DAY = dt.timedelta(days=1)
@@ -107,7 +107,7 @@ def test_only_admins_purge(world, gov):
 def test_access_log_retention_keeps_the_chain_verifiable(world, gov):
     world.clock.now = T0 + 1900 * DAY  # everything logged at T0 is past 5 years
     gov.purge(world.admin)
-    report = verify(world.conn)
+    report = verify(world.conn, now=world.clock.now)
     assert report.ok and report.first_seq > 1
     assert gov.log.entries()[0].action == "log-purged"
 
@@ -132,7 +132,7 @@ def test_purged_plates_are_gone_from_every_file_while_the_collector_holds_the_da
     purge, no purged plate text is left in the database, its WAL or its
     shared-memory file, with the collector's connection still open."""
     from central.store.sqlite import SQLiteStore
-    from central.users import UserDirectory
+    from central.governance.users import UserDirectory
     from edge_agent.wire import PlateRead, new_read_id
 
     db = tmp_path / "central.sqlite"
@@ -167,7 +167,7 @@ def test_a_purge_does_not_stall_while_an_older_reader_holds_the_database(tmp_pat
     import time
 
     from central.store.sqlite import SQLiteStore
-    from central.users import UserDirectory
+    from central.governance.users import UserDirectory
     from edge_agent.wire import PlateRead, new_read_id
 
     db = tmp_path / "central.sqlite"

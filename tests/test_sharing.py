@@ -13,11 +13,11 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from central.bundle import init_signing_key, load_signing_key, load_verify_key, verify_bundle
+from central.governance.bundle import init_signing_key, load_signing_key, load_verify_key, verify_bundle
 from central.cli import main
 from central.config import Sharing
 from central.errors import BundleError, PermissionDenied, PolicyError, SharingRefused
-from central.sharing import SharingRegistry
+from central.governance.sharing import SharingRegistry
 from test_governance_support import PURPOSES, T0, world  # noqa: F401
 
 DAY = dt.timedelta(days=1)

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 
 from central.errors import AuthenticationError, PermissionDenied, PolicyError
-from central.search import search
+from central.governance.search import search
 from central.store import Search
-from central.users import Permission, Role, User, UserDirectory, require, require_device_access
+from central.governance.users import Permission, Role, User, UserDirectory, require, require_device_access
 from test_governance_support import PURPOSES, T0, world  # noqa: F401
 
 

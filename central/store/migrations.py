@@ -43,7 +43,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             result_count INTEGER NOT NULL
         );
     """),
-    # -- 0100-0199 devices and enrollment (central/registry.py) --
+    # -- 0100-0199 devices and enrollment (central/fleet/registry.py) --
     ("0100_devices", """
         CREATE TABLE businesses (
             business_id TEXT PRIMARY KEY,
@@ -113,7 +113,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             detail TEXT NOT NULL
         )
     """),
-    # -- 0200-0299 governance (central/users.py, audit.py, retention.py, sharing.py, device_audit.py) --
+    # -- 0200-0299 governance (central/governance/: users.py, audit.py, retention.py, sharing.py; central/fleet/device_audit.py) --
     ("0200_governance", """
         CREATE TABLE users (
             name TEXT PRIMARY KEY,

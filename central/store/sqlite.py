@@ -23,7 +23,10 @@ import sqlite_utils
 from edge_agent.wire import Alternate, Location, PlateRead
 
 from ..errors import StoreError
-from . import Search, Store, StoredRead, folded
+from . import Search
+from . import Store
+from . import StoredRead
+from . import folded
 from .migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)

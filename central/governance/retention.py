@@ -8,7 +8,7 @@ Categories (config ``[retention]``, days):
 - ``image_days``     plate crops and context images (the read itself may stay)
 - ``hotlist_days``   hotlist entries, counted from their expiry
 - ``access_log_days``  access-log entries (removed oldest first, leaving a
-  ``log-purged`` anchor so the chain still verifies, see :mod:`central.audit`)
+  ``log-purged`` anchor so the chain still verifies, see :mod:`central.governance.audit`)
 - ``device_log_days``  device audit records received at central
 
 A legal hold names a case number, the plates (none = every plate) and the
@@ -33,8 +33,8 @@ import sqlite3
 import time
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
-from .config import Retention
-from .errors import PolicyError
+from ..config import Retention
+from ..errors import PolicyError
 from .search import check_case_number
 from .users import Permission, User, require
 

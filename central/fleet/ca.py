@@ -2,7 +2,7 @@
 passphrase-protected), sign device CSRs, issue server / service certificates,
 and publish a certificate revocation list.
 
-The CA key lives in a 0600 file (written by :func:`central.pki.write_secret`);
+The CA key lives in a 0600 file (written by :func:`central.fleet.pki.write_secret`);
 its passphrase, when there is one, comes from a separate 0600 file (or
 systemd's ``$CREDENTIALS_DIRECTORY``), never from TOML.
 
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from . import pki
-from .errors import ConfigError, EnrollmentError
+from ..errors import ConfigError, EnrollmentError
 
 MAX_CSR_BYTES = 16_384
 _CURVES = (ec.SECP256R1, ec.SECP384R1)

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edge_agent.wire import PlateRead
 
-from .errors import BundleError, ConfigError
-from .pki import write_public, write_secret
+from ..errors import BundleError, ConfigError
+from ..fleet.pki import write_public, write_secret
 
 FORMAT = "alpr-export/1"
 MAX_MEMBER_BYTES = 256 << 20

@@ -37,9 +37,9 @@ from edge_agent.wire import (
     Ack, EnvelopeError, EnvelopeHeader, MalformedMessage, Opener, Topics, decode_batch, decode_read, encode_ack,
 )
 
-from .config import Mqtt
-from .errors import StoreError
-from .store import Store
+from ..config import Mqtt
+from ..errors import StoreError
+from ..store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class CollectorService:
     def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None) -> None:
         self.cfg = cfg
         self.collector = collector
-        self.audit_handler = audit_handler  # central.device_audit.DeviceAuditHandler: device audit logs
+        self.audit_handler = audit_handler  # central.fleet.device_audit.DeviceAuditHandler: device audit logs
         self.ready = threading.Event()
         self.last_error: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)

@@ -9,15 +9,15 @@ import json
 
 import click
 
-from .bundle import init_signing_key, load_signing_key, load_verify_key, verify_bundle
-from .cli_governance import Session, _date, json_option, token_option
-from .cli_common import config_option
-from .cli_common import parse_when as _when
-from .errors import BundleError
+from ..governance.bundle import init_signing_key, load_signing_key, load_verify_key, verify_bundle
+from .session import Session, json_option, parse_date, token_option
+from .common import config_option
+from .common import parse_when as _when
+from ..errors import BundleError
 
 
 def _registry(s: Session):
-    from .sharing import SharingRegistry
+    from ..governance.sharing import SharingRegistry
     return SharingRegistry(s.conn, s.cfg.sharing, purposes=s.cfg.query.purposes)
 
 
@@ -55,8 +55,8 @@ def agreement_add(config_path, token_file, agreement_id, agency, agency_type, ju
     """Register a sharing agreement (admin)."""
     with Session(config_path, token_file) as s:
         a = _registry(s).add_agreement(s.user, agreement_id=agreement_id, agency=agency, agency_type=agency_type,
-                                       jurisdiction=jurisdiction, effective_on=_date(effective, "--effective"),
-                                       expires_on=_date(expires, "--expires"), purposes=tuple(purposes))
+                                       jurisdiction=jurisdiction, effective_on=parse_date(effective, "--effective"),
+                                       expires_on=parse_date(expires, "--expires"), purposes=tuple(purposes))
     click.echo(f"agreement {a.agreement_id} with {a.agency} ({a.agency_type}, {a.jurisdiction}) "
                f"{a.effective_on}..{a.expires_on}")
 
@@ -78,7 +78,7 @@ def agreement_revoke(config_path, token_file, agreement_id) -> None:
 @json_option
 def agreements(config_path, token_file, as_json) -> None:
     """List agreements and whether each agency is eligible today."""
-    from .errors import SharingRefused
+    from ..errors import SharingRefused
     with Session(config_path, token_file) as s:
         reg = _registry(s)
         rows = []
@@ -153,7 +153,7 @@ def share_deny(config_path, token_file, request_id, note) -> None:
 @json_option
 def share_requests(config_path, token_file, status, as_json) -> None:
     """List sharing requests."""
-    from .users import Permission
+    from ..governance.users import Permission
     with Session(config_path, token_file) as s:
         if not (s.user.can(Permission.REQUEST_SHARE) or s.user.can(Permission.READ_AUDIT)):
             raise click.ClickException(f"role {s.user.role.value} may not list sharing requests")

@@ -33,7 +33,7 @@ import secrets
 import sqlite3
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
-from .errors import AuthenticationError, PermissionDenied, PolicyError
+from ..errors import AuthenticationError, PermissionDenied, PolicyError
 
 
 class Role(str, enum.Enum):

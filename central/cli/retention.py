@@ -1,6 +1,6 @@
 """``alpr-central retention``, ``hold``, ``hotlist`` and ``report``: retention
 periods and the purge job, legal holds, the minimal hotlist, and the
-transparency report. Authentication as in :mod:`central.cli_governance`."""
+transparency report. Authentication as in :mod:`central.cli.governance`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from .audit import utcnow
-from .cli_common import config_option
-from .cli_common import load_config as _load
-from .cli_common import parse_when as _when
-from .cli_governance import Session, _date, json_option, token_option
+from ..governance.audit import utcnow
+from .common import config_option
+from .common import load_config as _load
+from .common import parse_when as _when
+from .session import Session, json_option, parse_date, token_option
 
 
 # -- retention, holds, hotlist -------------------------------------------------------
@@ -23,7 +23,7 @@ def retention_group() -> None:
 
 
 def _governor(s: Session):
-    from .retention import Governor
+    from ..governance.retention import Governor
     return Governor(s.conn, s.cfg.retention)
 
 
@@ -74,7 +74,7 @@ def hold_request(config_path, token_file, case_number, plates, since, until, rea
     with Session(config_path, token_file) as s:
         hold = _governor(s).request_hold(s.user, case_number=case_number, plates=plates,
                                          since=_when(since, "--since"), until=_when(until, "--until"),
-                                         reason=reason, review_on=_date(review_on, "--review-on"))
+                                         reason=reason, review_on=parse_date(review_on, "--review-on"))
     click.echo(f"hold {hold.hold_id} requested for case {hold.case_number}; awaiting supervisor approval")
 
 
@@ -107,7 +107,7 @@ def hold_release(config_path, token_file, hold_id, reason) -> None:
 @json_option
 def hold_list(config_path, token_file, as_json) -> None:
     """List holds; flags those past their review date."""
-    from .users import Permission
+    from ..governance.users import Permission
     with Session(config_path, token_file) as s:
         if not (s.user.can(Permission.REQUEST_HOLD) or s.user.can(Permission.READ_AUDIT)):
             raise click.ClickException(f"role {s.user.role.value} may not list holds")
@@ -159,7 +159,7 @@ def report_group() -> None:
               help="Folder for transparency-<period>.html and .json.")
 def report_transparency(config_path, token_file, period, out_dir) -> None:
     """Write the transparency report: a self-contained HTML page with charts and its JSON twin."""
-    from .report import build, parse_period, write
+    from ..governance.report import build, parse_period, write
     with Session(config_path, token_file) as s:
         try:
             start, end = parse_period(period)

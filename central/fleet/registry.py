@@ -2,10 +2,10 @@
 written agreement, and one-time enrollment tokens.
 
 Lives in the same SQLite file as the reads (migrations ``01xx_*``). Every
-change is made by an authenticated :class:`~central.users.User` whose role the
+change is made by an authenticated :class:`~central.governance.users.User` whose role the
 registry checks (so the rules hold whatever front end calls it), is one
 transaction, and leaves a row in ``registry_events`` and an entry in the
-hash-chained access log (:class:`~central.audit.AccessLog`), both naming the
+hash-chained access log (:class:`~central.governance.audit.AccessLog`), both naming the
 user and organization. Devices act for themselves only when they prove it
 (one-time token, or their current certificate): those entries name
 ``device:<id>``. The clock is injected.
@@ -53,10 +53,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge_agent.wire.topics import validate_device_id
 
-from .audit import AccessLog
+from ..governance.audit import AccessLog
 from .ca import CertificateAuthority, Revoked, load_csr, serial_hex
-from .errors import EnrollmentError, PermissionDenied, PolicyError, RegistryError
-from .users import Permission, User, UserDirectory, require, require_device_access
+from ..errors import EnrollmentError, PermissionDenied, PolicyError, RegistryError
+from ..governance.users import Permission, User, UserDirectory, require, require_device_access
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class DeviceHealth:
 
 class Registry:
     def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
-        from .store.sqlite import SQLiteStore  # applies the migrations, one transaction each
+        from ..store.sqlite import SQLiteStore  # applies the migrations, one transaction each
         self._store = SQLiteStore(path)
         self.db = self._store.db.conn
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))

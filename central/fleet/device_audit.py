@@ -42,7 +42,7 @@ from edge_agent.wire import MalformedMessage, Topics
 from edge_agent.wire.audit import GENESIS, AuditRecord, decode_audit_batch, public_key_id, record_from_dict, \
     record_hash
 
-from .audit import ts, utcnow
+from ..governance.audit import ts, utcnow
 
 logger = logging.getLogger(__name__)
 

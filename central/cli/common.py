@@ -11,8 +11,8 @@ import datetime as dt
 
 import click
 
-from . import config as config_mod
-from .errors import ConfigError, StoreError
+from .. import config as config_mod
+from ..errors import ConfigError, StoreError
 
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
@@ -39,7 +39,7 @@ def load_config(path: str) -> config_mod.CentralConfig:
 
 
 def open_store(cfg):
-    from .store import open_store as _open
+    from ..store import open_store as _open
     try:
         return _open(cfg.store.type, cfg.store.path)
     except StoreError as exc:

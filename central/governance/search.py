@@ -1,6 +1,6 @@
 """Audited search: every search runs as an authenticated user whose role may
 search, names a purpose from the configured list and a case or incident
-number, and is written to the hash-chained access log (:mod:`central.audit`)
+number, and is written to the hash-chained access log (:mod:`central.governance.audit`)
 with its elements, the user and their organization, and the result count.
 Refused attempts are logged too (``search-refused``, with the reason).
 
@@ -14,8 +14,8 @@ import logging
 import re
 
 from .audit import AccessLog
-from .errors import PermissionDenied, QueryError
-from .store import Search, Store, StoredRead
+from ..errors import PermissionDenied, QueryError
+from ..store import Search, Store, StoredRead
 from .users import Permission, Role, User, require
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from .audit import AccessLog, ts, utcnow
-from .config import CentralConfig
+from ..config import CentralConfig
 from .retention import Governor
 from .sharing import SharingRegistry
 from .users import Permission, User, require

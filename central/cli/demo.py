@@ -25,15 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
 
-from . import broker as broker_mod
-from . import pki
-from .ca import CertificateAuthority
-from .collector import Collector, CollectorService
-from .config import Mqtt
-from .keys import init_data_key, load_opener
-from .registry import DEPARTMENT, CameraSpec, Registry
-from .store.sqlite import SQLiteStore
-from .users import User, UserDirectory
+from ..fleet import broker as broker_mod
+from ..fleet import pki
+from ..fleet.ca import CertificateAuthority
+from ..ingest.collector import Collector, CollectorService
+from ..config import Mqtt
+from ..ingest.keys import init_data_key, load_opener
+from ..fleet.registry import DEPARTMENT, CameraSpec, Registry
+from ..store.sqlite import SQLiteStore
+from ..governance.users import User, UserDirectory
 
 logger = logging.getLogger(__name__)
 

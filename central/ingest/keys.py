@@ -8,8 +8,8 @@ from pathlib import Path
 
 from edge_agent.wire import Opener, generate_keypair, load_private_key
 
-from .errors import ConfigError
-from .pki import write_public, write_secret
+from ..errors import ConfigError
+from ..fleet.pki import write_public, write_secret
 
 
 def init_data_key(private_path: str | Path, public_path: str | Path, *, force: bool = False) -> None:

@@ -13,7 +13,7 @@ of recipients.
   It is entered by an operator or supervisor and approved or denied by a
   supervisor who is not the one who entered it. Eligibility is checked again
   at approval and at export.
-- The **export** is a zip bundle (see :mod:`central.bundle`) signed with
+- The **export** is a zip bundle (see :mod:`central.governance.bundle`) signed with
   central's Ed25519 key, verifiable offline with the public key alone.
 - Every step is written to the access log in the same transaction.
 """
@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from .bundle import write_bundle
-from .config import Sharing
-from .errors import PolicyError, SharingRefused
+from ..config import Sharing
+from ..errors import PolicyError, SharingRefused
 from .search import check_case_number, check_purpose
-from .store import Search, Store
+from ..store import Search, Store
 from .users import Permission, User, require
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ Endpoints (JSON, at most 64 KiB a request)::
     GET  /v1/health    Authorization: Bearer <personal token>; device health, never reads
 
 ``/v1/health`` authenticates the same personal user tokens as the CLI
-(:mod:`central.users`). A business user (role business, organization = the
+(:mod:`central.governance.users`). A business user (role business, organization = the
 business id) sees its own business's devices only; admins and auditors may
 name an owner with ``?owner=<business id or department>``. Every other role,
 a disabled user and a bad token get 401/403 with one opaque message.
@@ -48,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .ca import CertificateAuthority, serial_hex
-from .errors import AuthenticationError, CentralError, EnrollmentError, PermissionDenied, PolicyError, RegistryError
+from ..errors import AuthenticationError, CentralError, EnrollmentError, PermissionDenied, PolicyError, RegistryError
 from .registry import Registry
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """``alpr-central`` governance commands: ``user``, ``audit``, ``retention``,
-``hold``, ``hotlist`` and ``report`` (sharing is in :mod:`central.cli_sharing`).
+``hold``, ``hotlist`` and ``report`` are in :mod:`.retention`; sharing is in :mod:`.sharing`.
 
 Every command except ``user bootstrap`` runs as an authenticated user: the
 personal token comes from the file named by ``--token-file`` /
@@ -16,62 +16,15 @@ from pathlib import Path
 
 import click
 
-from .audit import AccessLog
-from .audit import verify as verify_chain
-from .cli_common import config_option
-from .cli_common import load_config as _load
-from .cli_common import open_store as _open_store
-from .cli_common import parse_when as _when
-from .errors import AuthenticationError, CentralError, ConfigError
-from .pki import write_secret
-from .users import Role, User, UserDirectory
-
-token_option = click.option("--token-file", type=click.Path(dir_okay=False), envvar="ALPR_TOKEN_FILE",
-                            help="File holding your personal token (0600). Env: ALPR_TOKEN_FILE; or put the token "
-                                 "itself in ALPR_TOKEN.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-
-
-class Session:
-    """An open store and the authenticated user, for one command."""
-
-    def __init__(self, config_path: str, token_file: str | None, *, authenticate: bool = True) -> None:
-        self.cfg = _load(config_path)
-        self.store = _open_store(self.cfg)
-        self.conn = self.store.db.conn
-        self.users = UserDirectory(self.conn)
-        self.user: User | None = None
-        if authenticate:
-            try:
-                self.user = self.users.authenticate(read_token(token_file))
-            except AuthenticationError as exc:
-                self.store.close()
-                raise click.ClickException(str(exc)) from None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.store.close()
-        if isinstance(exc, ConfigError):
-            from .cli_common import ConfigFailure
-            raise ConfigFailure(str(exc)) from None
-        if isinstance(exc, CentralError):
-            raise click.ClickException(str(exc)) from None
-        return False
-
-
-def read_token(token_file: str | None) -> str | None:
-    if token_file:
-        path = Path(token_file)
-        try:
-            if path.stat().st_mode & 0o077:
-                raise click.ClickException(f"{path} is readable by others; chmod 600 it")
-            return path.read_text().strip()
-        except OSError as exc:
-            raise click.ClickException(f"cannot read token file {path}: {exc.strerror}") from None
-    return os.environ.get("ALPR_TOKEN")
-
+from ..fleet.pki import write_secret
+from ..governance.audit import AccessLog
+from ..governance.audit import verify as verify_chain
+from ..governance.users import Role, UserDirectory
+from .common import config_option
+from .common import load_config as _load
+from .common import open_store as _open_store
+from .common import parse_when as _when
+from .session import Session, json_option, parse_date, read_token, token_option
 
 def _give_token(token: str, token_out: str | None, name: str) -> None:
     if token_out:
@@ -79,13 +32,6 @@ def _give_token(token: str, token_out: str | None, name: str) -> None:
         click.echo(f"token for {name} written to {token_out} (0600)")
     else:
         click.echo(f"token for {name} (shown once; store it in a 0600 file): {token}")
-
-
-def _date(value: str, name: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("use YYYY-MM-DD", param_hint=name) from None
 
 
 # -- user ---------------------------------------------------------------------------
@@ -229,7 +175,7 @@ def _head(value: str | None) -> tuple[int, str] | None:
 def audit_verify(config_path, token_file, expect_head, as_json) -> None:
     """Recompute the access log's hash chain; name every edited, deleted,
     inserted or reordered entry. Exit 1 if any."""
-    from .users import Permission, require
+    from ..governance.users import Permission, require
     head = _head(expect_head)
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
@@ -257,7 +203,7 @@ def audit_verify(config_path, token_file, expect_head, as_json) -> None:
 @token_option
 def audit_head(config_path, token_file) -> None:
     """Print the current head (SEQ:HASH) to publish or keep for 'verify --expect-head'."""
-    from .users import Permission, require
+    from ..governance.users import Permission, require
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
         seq, h = AccessLog(s.conn).head()
@@ -275,7 +221,7 @@ def audit_head(config_path, token_file) -> None:
 @json_option
 def audit_log(config_path, token_file, since, until, action, who, limit, as_json) -> None:
     """Show access-log entries (auditor, admin)."""
-    from .users import Permission, require
+    from ..governance.users import Permission, require
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
         entries = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
@@ -303,8 +249,8 @@ def audit_log(config_path, token_file, since, until, action, who, limit, as_json
 def audit_device(config_path, token_file, device, cert, as_json) -> None:
     """Verify a device's audit log received at central: chain, signatures,
     gaps. Exit 1 on any break."""
-    from .device_audit import verify_device
-    from .users import Permission, require
+    from ..fleet.device_audit import verify_device
+    from ..governance.users import Permission, require
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
         report = verify_device(s.conn, device, cert_pem=Path(cert).read_bytes() if cert else None)
@@ -324,6 +270,4 @@ def audit_device(config_path, token_file, device, cert, as_json) -> None:
         click.echo("ok: chain and signatures intact, no gaps")
 
 
-from .cli_retention import COMMANDS as _retention_commands  # noqa: E402  (needs Session above)
-
-COMMANDS = (user_group, audit_group) + _retention_commands
+COMMANDS = (user_group, audit_group)

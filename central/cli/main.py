@@ -1,9 +1,5 @@
-"""``alpr-central``: the command line of the central collector (a thin shell
-over the library that turns its errors into messages and exit codes).
-
-Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
-(broker/database unreachable: retry), 78 configuration error.
-"""
+"""The ``alpr-central`` group and its top-level commands (``run``, ``query``,
+``keys``, ``config``, ``demo``); :mod:`central.cli` adds the other groups."""
 
 from __future__ import annotations
 
@@ -16,12 +12,12 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .cli_common import ConfigFailure, config_option
-from .cli_common import load_config as _load
-from .cli_common import open_store as _open_store
-from .cli_common import parse_when as _when
-from .errors import ConfigError, QueryError
+from .. import __version__
+from .common import ConfigFailure, config_option
+from .common import load_config as _load
+from .common import open_store as _open_store
+from .common import parse_when as _when
+from ..errors import ConfigError, QueryError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="alpr-central")
@@ -39,19 +35,19 @@ def run(config_path: str, log_level: str) -> None:
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
-    from .collector import Collector, CollectorService
-    from .keys import load_opener
+    from ..ingest.collector import Collector, CollectorService
+    from ..ingest.keys import load_opener
     try:
         opener = load_opener(cfg.keys.data_private_keys)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
     store = _open_store(cfg)
-    from .registry import Registry
+    from ..fleet.registry import Registry
     registry = Registry(cfg.store.path)  # only active, enrolled devices' reads are stored
     service = CollectorService(cfg.mqtt, Collector(store, opener, topic_prefix=cfg.mqtt.topic_prefix,
                                                    max_message_bytes=cfg.mqtt.max_message_bytes,
                                                    device_allowed=registry.allow_list()))
-    from .device_audit import DeviceAuditHandler
+    from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -73,7 +69,7 @@ def config_group() -> None:
 def config_check(config_path: str) -> None:
     """Validate the config file; exit 78 naming the key path on any error."""
     cfg = _load(config_path)
-    from .keys import load_opener
+    from ..ingest.keys import load_opener
     try:
         load_opener(cfg.keys.data_private_keys)
     except ConfigError as exc:
@@ -93,7 +89,7 @@ def keys() -> None:
               help="Where to write the public key (give it to devices).")
 def keys_init(private_path: str, public_path: str) -> None:
     """Generate the X25519 key pair devices seal reads to."""
-    from .keys import init_data_key
+    from ..ingest.keys import init_data_key
     try:
         init_data_key(private_path, public_path)
     except FileExistsError as exc:
@@ -121,11 +117,11 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
     search is logged with its purpose and case number; a search without them
     is refused."""
     cfg = _load(config_path)
-    from .cli_governance import read_token
-    from .errors import PolicyError
-    from .search import refused, search
-    from .store import Search
-    from .users import UserDirectory
+    from .session import read_token
+    from ..errors import PolicyError
+    from ..governance.search import refused, search
+    from ..store import Search
+    from ..governance.users import UserDirectory
     asked = {k: v for k, v in {"plate": plate, "tolerant": tolerant, "since": since, "until": until,
                                "camera_id": camera, "device_id": device, "limit": limit}.items()
              if v not in (None, False)}
@@ -186,19 +182,3 @@ def demo(root: str, vehicles: int, recognizer: str, duration: float | None) -> N
                  echo=click.echo)
     except (FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-
-
-from .cli_governance import COMMANDS as _governance_commands  # noqa: E402
-from .cli_sharing import COMMANDS as _sharing_commands, keys_init_signing  # noqa: E402
-
-for _command in _governance_commands + _sharing_commands:
-    main.add_command(_command)
-keys.add_command(keys_init_signing)
-
-from .cli_devices import broker_group, business_group, ca_group, device_group, enroll_group  # noqa: E402
-
-for _group in (ca_group, enroll_group, device_group, business_group, broker_group):
-    main.add_command(_group)
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

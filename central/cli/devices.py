@@ -1,12 +1,12 @@
 """``alpr-central ca | enroll | device | business | broker``: device identity,
 enrollment of cameras (the department's and private businesses'), and the
 broker configuration generated from the registry. A thin shell over
-:mod:`central.registry`, :mod:`central.ca`, :mod:`central.enrollment` and
-:mod:`central.broker`.
+:mod:`central.fleet.registry`, :mod:`central.fleet.ca`, :mod:`central.fleet.enrollment` and
+:mod:`central.fleet.broker`.
 
 Every ``enroll``, ``device`` and ``business`` command runs as an
 authenticated user (personal token from ``--token-file`` / ``ALPR_TOKEN_FILE``
-or ``ALPR_TOKEN``, as in :mod:`central.cli_governance`); the registry checks
+or ``ALPR_TOKEN``, as in :mod:`central.cli.governance`); the registry checks
 the role. ``ca init``, ``broker config`` and ``broker reload`` are host-admin
 steps that need file access to the CA key and database but no user: they
 change no registry state and ``ca init`` runs before any user exists."""
@@ -24,18 +24,18 @@ from pathlib import Path
 
 import click
 
-from . import broker as broker_mod
-from .cli_common import ConfigFailure, TempFailure, config_option
-from .cli_common import load_config as _load
-from .cli_common import parse_when as _when
-from .cli_governance import read_token, token_option
-from .errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError
+from ..fleet import broker as broker_mod
+from .common import ConfigFailure, TempFailure, config_option
+from .common import load_config as _load
+from .common import parse_when as _when
+from .session import read_token, token_option
+from ..errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 def _registry(cfg):
-    from .registry import Registry
+    from ..fleet.registry import Registry
     try:
         return Registry(cfg.store.path)
     except StoreError as exc:
@@ -55,7 +55,7 @@ def _authenticated(cfg, token_file):
 
 
 def _ca(cfg):
-    from .ca import CertificateAuthority, read_passphrase
+    from ..fleet.ca import CertificateAuthority, read_passphrase
     try:
         return CertificateAuthority.load(cfg.ca.key_file, cfg.ca.cert_file, read_passphrase(cfg.ca.passphrase_file))
     except ConfigError as exc:
@@ -121,8 +121,8 @@ def ca_init(config_path: str, name: str, days: int) -> None:
     Host-admin step, no user token: it runs before 'user bootstrap' (it needs
     only write access to the CA directory) and changes no registry state."""
     cfg = _load(config_path)
-    from . import pki
-    from .ca import init_ca, read_passphrase
+    from ..fleet import pki
+    from ..fleet.ca import init_ca, read_passphrase
     with _Errors():
         fp = init_ca(cfg.ca.key_file, cfg.ca.cert_file, name=name, days=days,
                      passphrase=read_passphrase(cfg.ca.passphrase_file))
@@ -166,8 +166,8 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
     """Record a device as pending and print its one-time token (shown once).
     Admin or field tech."""
     cfg = _load(config_path)
-    from .enrollment import Token, ca_pin
-    from .registry import CameraSpec
+    from ..fleet.enrollment import Token, ca_pin
+    from ..fleet.registry import CameraSpec
     ttl = _duration(expires)
     if ttl > dt.timedelta(hours=cfg.enrollment.max_token_hours):
         raise click.BadParameter(f"at most {cfg.enrollment.max_token_hours}h ([enrollment] max_token_hours)",
@@ -223,7 +223,7 @@ def enroll_serve(config_path, log_level) -> None:
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
-    from .enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
+    from ..fleet.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
     ca = _ca(cfg)
     from edge_agent.wire import load_public_key
     try:
@@ -383,7 +383,7 @@ def business_enroll(config_path, business_id, name, contact_name, contact_email,
                     share_with, retention_days, consent_date, token_file) -> None:
     """Record a business, its contact, the MOU and its terms, and the consent
     date. Admin only."""
-    from .registry import Terms
+    from ..fleet.registry import Terms
     consent_at = _when(consent_date, "--consent-date")
     registry, user = _authenticated(_load(config_path), token_file)
     try:

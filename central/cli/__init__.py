@@ -1,0 +1,23 @@
+"""``alpr-central``: the command line of the central collector (a thin shell
+over the library that turns its errors into messages and exit codes).
+
+Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
+(broker/database unreachable: retry), 78 configuration error.
+
+One module per group of commands; :mod:`.common` and :mod:`.session` hold what
+they share, so no command module imports another.
+"""
+
+from __future__ import annotations
+
+from . import devices, governance, retention, sharing
+from .main import keys, main
+
+for _command in governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS:
+    main.add_command(_command)
+keys.add_command(sharing.keys_init_signing)
+for _group in (devices.ca_group, devices.enroll_group, devices.device_group, devices.business_group,
+               devices.broker_group):
+    main.add_command(_group)
+
+__all__ = ["main"]
