@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from central import broker as broker_mod
-from central import pki
+from central.fleet import broker as broker_mod
+from central.fleet import pki
 from central.fleet.ca import CertificateAuthority
 from central.cli.demo import enroll_locally
 from central.ingest.keys import init_data_key

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from central import broker as broker_mod
-from central import pki
+from central.fleet import broker as broker_mod
+from central.fleet import pki
 from central.ingest.collector import Collector, CollectorService
 from central.config import Mqtt
 from central.ingest.keys import init_data_key, load_opener

@@ -165,7 +165,7 @@ def test_a_wrong_ca_fingerprint_stops_provisioning_before_the_token_is_sent(tmp_
 
 
 def test_the_device_checks_the_host_name_against_the_pinned_ca(tmp_path, central):
-    from central import pki
+    from central.fleet import pki
     key, cert = central.ca.issue("central.example", server_names=("central.example",))
     pki.write_secret(central.data / "ca" / "enrollment.key", key)
     pki.write_public(central.data / "ca" / "enrollment.crt", cert)

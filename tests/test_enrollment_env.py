@@ -17,7 +17,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from central import broker as broker_mod
+from central.fleet import broker as broker_mod
 from central.fleet.ca import CertificateAuthority
 from central.cli import main as central_main
 from central.ingest.collector import Collector, CollectorService
