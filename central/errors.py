@@ -13,6 +13,7 @@
      +-- BundleError        an export bundle fails verification (says which check)
      +-- RegistryError      unknown device / business, or a state change the registry refuses (CLI exit 1)
      +-- EnrollmentError    an enrollment token or CSR refused (used, expired, forged, tampered); says which
+ +-- ReleaseError       an application release key or bundle cannot be made (key placement, wheel build)
 """
 
 
@@ -42,6 +43,10 @@ class RegistryError(CentralError):
 
 class EnrollmentError(CentralError):
     """An enrollment token or certificate request was refused; says why (never echoes the secret)."""
+
+
+class ReleaseError(CentralError):
+    """An application release key or bundle cannot be made; says why (never the key)."""
 
 
 class PermissionDenied(PolicyError):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from . import auditlog, capture, recognition
+from . import __version__, auditlog, capture, recognition
 from .config import EdgeConfig
 from .errors import BufferError_, CaptureError, ConfigError
 from .motion import MotionGate
@@ -308,6 +308,7 @@ class Agent:
                          "unreadable_images": w.unreadable, "last_error": w.last_error}
                         for w in self.workers],
             "model_version": self.recognizer.model_version,
+            "agent_version": __version__,  # the update health check expects the version it switched to
         }
 
     def write_status(self) -> None:

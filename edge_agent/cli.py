@@ -143,7 +143,10 @@ from .cli_provision import COMMANDS as _provision_commands  # noqa: E402
 for _command in _provision_commands:
     main.add_command(_command)
 
+from .cli_update import update_group  # noqa: E402
 from .recognize_cmd import evaluate, recognize  # noqa: E402
+
+main.add_command(update_group)
 
 main.add_command(recognize)
 main.add_command(evaluate)

@@ -8,6 +8,9 @@
      +-- BufferError_       the encrypted outbox cannot be opened or written
      +-- SyncError          the broker is unreachable or refused us (CLI exit 75)
      +-- ProvisionError     enrollment with central failed (token refused, pin mismatch, bad answer)
+     +-- UpdateError        an application update could not be installed or switched (nothing changed,
+     |                      or it was rolled back); a refused bundle is wire.release.BundleRefused
+     +-- AlreadyRunning     another agent holds this data folder's lock
 """
 
 
@@ -33,3 +36,11 @@ class SyncError(EdgeError):
 
 class ProvisionError(EdgeError):
     """Provisioning or certificate renewal failed; the message says why and what to do."""
+
+
+class UpdateError(EdgeError):
+    """An application update failed; the message says at which step and what state the device is in."""
+
+
+class AlreadyRunning(EdgeError):
+    """Another agent process already runs on this data folder."""

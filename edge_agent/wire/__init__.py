@@ -8,12 +8,15 @@ test enforces it). It owns:
                    batch frame that carries many sealed reads in one MQTT
                    message, and the acknowledgement central sends back;
 - :mod:`.envelope` the sealed-envelope format: X25519 + HKDF-SHA256 + AES-256-GCM
-                   to central's public key, so a device cannot open what it sealed.
+                   to central's public key, so a device cannot open what it sealed;
+- :mod:`.release`  application release bundles (Ed25519-signed manifest with
+                   versions and SHA-256s) that central builds and devices verify.
 
 Errors (all subclass :class:`WireError`)::
 
     WireError
      +-- MalformedMessage   framing, JSON or schema violation (says what, never the plate)
+     |    +-- BundleRefused  a release bundle unsigned, tampered, malformed or a downgrade
      +-- EnvelopeError      any failure to open an envelope (opaque on purpose)
 """
 

@@ -1,0 +1,181 @@
+"""``alpr-edge update``: trust the release key, apply a signed bundle, check
+the agent's health, show the installed releases (library: :mod:`edge_agent.update`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+
+import click
+
+from .cli_common import config_option
+from .cli_common import load_config as _load
+from .cli_common import setup_logging as _logging
+from .errors import UpdateError
+
+app_dir_option = click.option("--app-dir", envvar="ALPR_APP_DIR", default="/var/lib/alpr/app", show_default=True,
+                              type=click.Path(file_okay=False),
+                              help="Where releases are installed beside each other. Env: ALPR_APP_DIR.")
+
+
+@contextlib.contextmanager
+def _audit(config):
+    """The device audit log, opened by whoever runs the command (root, usually)
+    and handed back to the log's owner (the agent's account)."""
+    from . import auditlog
+    path = config.data_dir / "audit.sqlite"
+    log = None
+    try:
+        owner = path.stat() if path.exists() else config.data_dir.stat()
+        if path.exists() or os.geteuid() == owner.st_uid:
+            log = auditlog.open_for(config)
+    except Exception as exc:  # noqa: BLE001 - an update is still recorded in state.json
+        click.echo(f"warning: the device audit log cannot be opened ({exc})", err=True)
+        owner = None
+    try:
+        yield log
+    finally:
+        if log is not None:
+            log.close()
+            if os.geteuid() == 0 and owner is not None and owner.st_uid != 0:
+                for side in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                    with contextlib.suppress(OSError):
+                        os.chown(side, owner.st_uid, owner.st_gid)
+
+
+@click.group("update")
+def update_group() -> None:
+    """Signed application updates: verified, installed beside the running
+    version, health-checked, rolled back on failure."""
+
+
+@update_group.command("trust")
+@config_option
+@click.argument("public_key", type=click.Path(dir_okay=False, exists=True))
+@click.option("--replace", is_flag=True, help="Replace a release key already trusted (key rotation).")
+def trust(config_path, public_key, replace) -> None:
+    """Trust the release public key (from `alpr-central release init-key`)."""
+    from .provision import write_private
+    from .update import trusted_key_path
+    from .wire import release as fmt
+    cfg = _load(config_path)
+    data = Path(public_key).read_bytes()
+    try:
+        key = fmt.load_public_key(data)
+    except fmt.BundleRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    path = trusted_key_path(cfg.data_dir)
+    previous = None
+    if path.exists():
+        previous = fmt.key_id(fmt.load_public_key(path.read_bytes()))
+        if previous != fmt.key_id(key) and not replace:
+            raise click.ClickException(f"release key {previous} is already trusted; pass --replace to rotate it")
+    write_private(path, data)
+    os.chmod(path, 0o644)
+    with _audit(cfg) as log:
+        if log is not None:
+            log.append("update-key-trusted", {"key_id": fmt.key_id(key), "previous_key_id": previous})
+    click.echo(f"trusting release key {fmt.key_id(key)} ({fmt.fingerprint(key)})")
+
+
+@update_group.command("apply")
+@config_option
+@app_dir_option
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True))
+@click.option("--health-timeout", default=120.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds the new agent has to be up, read frames and connect to the broker.")
+@click.option("--restart-command", default="systemctl restart alpr-edge.service", show_default=True,
+              help="How the agent is restarted onto the release `current` points at.")
+@click.option("--no-sync-check", is_flag=True, help="Healthy without a broker connection (bench devices).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def apply(config_path, app_dir, bundle, health_timeout, restart_command, no_sync_check, as_json) -> None:
+    """Verify BUNDLE (signature, hashes, no downgrade unless its signed
+    manifest allows it), install it beside the running release, switch,
+    check health and roll back on failure. Exit 0 switched, 1 refused or
+    rolled back."""
+    _logging("warning")
+    from .update import load_trusted_key
+    from .update.health import StatusFileHealth
+    from .update.releases import Releases
+    from .update.updater import CommandRestarter, Updater
+    from .wire import release as fmt
+    cfg = _load(config_path)
+    with _audit(cfg) as log:
+        try:
+            key = load_trusted_key(cfg.data_dir)
+        except fmt.BundleRefused as exc:
+            if log is not None:
+                log.append("update-refused", {"reason": str(exc)})
+            raise click.ClickException(str(exc)) from None
+        updater = Updater(Releases(app_dir), key, CommandRestarter(shlex.split(restart_command)),
+                          StatusFileHealth(cfg.data_dir / "status.json", require_sync=not no_sync_check),
+                          audit=log, health_timeout=health_timeout)
+        try:
+            result = updater.apply(bundle)
+        except fmt.BundleRefused as exc:
+            raise click.ClickException(f"bundle refused: {exc}") from None
+        except UpdateError as exc:
+            raise click.ClickException(f"update failed, nothing changed: {exc}") from None
+    doc = {"version": result.version, "previous_version": result.previous_version, "outcome": result.outcome,
+           "problems": list(result.health.problems)}
+    if as_json:
+        click.echo(json.dumps(doc))
+    elif result.outcome == "switched":
+        click.echo(f"updated {result.previous_version} -> {result.version}; the agent is healthy")
+    else:
+        click.echo(f"release {result.version} failed its health check ({result.health.summary()}); "
+                   f"rolled back to {result.previous_version}")
+    if result.outcome != "switched":
+        raise SystemExit(1)
+
+
+@update_group.command("health")
+@config_option
+@click.option("--timeout", default=0.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="Wait up to this long for the agent to become healthy.")
+@click.option("--no-sync-check", is_flag=True, help="Healthy without a broker connection.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def health(config_path, timeout, no_sync_check, as_json) -> None:
+    """Exit 0 when the agent is up, its cameras deliver frames and sync is
+    connected (from its status.json), else 1 naming the problems."""
+    from .update.health import StatusFileHealth
+    cfg = _load(config_path)
+    check = StatusFileHealth(cfg.data_dir / "status.json", require_sync=not no_sync_check)
+    report = check.wait(since=0.0, expect_version=None, timeout=max(timeout, 2.5))
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "problems": list(report.problems), "version": report.version}))
+    else:
+        click.echo(f"{'OK' if report.ok else 'PROBLEM'}: {report.summary()}")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@update_group.command("status")
+@config_option
+@app_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path, app_dir, as_json) -> None:
+    """The running release, the installed ones and the last update's outcome."""
+    from .update.releases import Releases
+    _load(config_path)
+    rel = Releases(app_dir)
+    doc = {"current": rel.current_version(), "current_path": str(rel.current_target()),
+           "installed": rel.installed(), "last": rel.state().get("last")}
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    last = doc["last"] or {}
+    click.echo(f"current    {doc['current']} ({doc['current_path']})")
+    click.echo(f"installed  {', '.join(doc['installed']) or '-'}")
+    if last:
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.get("at", 0)))
+        click.echo(f"last       {last.get('result')} {last.get('version', '')} at {at}"
+                   + (f": {last.get('reason') or '; '.join(last.get('problems', []))}"
+                      if last.get("result") != "switched" else ""))
+
+
+COMMANDS = (update_group,)

@@ -1,0 +1,36 @@
+"""Signed application updates of the agent (``alpr-edge update``).
+
+- :mod:`.releases`  releases installed beside each other under the data
+                    partition, ``current`` switched atomically;
+- :mod:`.health`    the health check (a small interface; the real one reads
+                    the agent's ``status.json``);
+- :mod:`.updater`   verify -> install -> switch -> restart -> health -> roll back,
+                    each step in the device audit log.
+
+The bundle format and its verification are the wire contract's
+(:mod:`edge_agent.wire.release`): central writes what devices check.
+The release public key a device trusts is ``<data_dir>/release-key.pub.pem``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..wire import release as fmt
+
+TRUSTED_KEY = "release-key.pub.pem"
+DEFAULT_APP_DIR = "/var/lib/alpr/app"
+
+
+def trusted_key_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / TRUSTED_KEY
+
+
+def load_trusted_key(data_dir: str | os.PathLike):
+    path = trusted_key_path(data_dir)
+    try:
+        return fmt.load_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise fmt.BundleRefused(f"no release key is trusted on this device ({path}); "
+                                "install it with `alpr-edge update trust`") from None
