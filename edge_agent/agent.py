@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from . import __version__, auditlog, capture, recognition
+from . import __version__, auditlog, capture, datalock, recognition, watchdog
 from .config import EdgeConfig
 from .errors import BufferError_, CaptureError, ConfigError
 from .motion import MotionGate
@@ -204,6 +204,7 @@ class CameraWorker:
 class Agent:
     def __init__(self, config: EdgeConfig, *, clock=time.time) -> None:
         self.config = config
+        self._lock = datalock.DataDirLock(config.data_dir).acquire()  # a second agent here: AlreadyRunning
         try:
             pem = Path(config.sync.central_public_key).read_bytes()
             recipient = load_public_key(pem)
@@ -241,6 +242,7 @@ class Agent:
                 motion_threshold=config.recognition.motion_threshold)
             for cam in config.cameras]
         self.started_at = time.time()
+        self.watchdog = watchdog.for_agent(self)  # systemd WatchdogSec: petted while cameras and sync progress
 
     def _expire(self) -> None:
         """Drop reads past the age limit; a full disk is logged and tried again a
@@ -263,6 +265,7 @@ class Agent:
             th.start()
         if self.audit:
             self.audit.append("agent-start", {"pid": os.getpid()})
+        self.watchdog.ready()
         last_expire = 0.0
         try:
             while not stop.wait(1.0):
@@ -271,12 +274,14 @@ class Agent:
                     self._expire()
                     last_expire = now
                 self.write_status()
+                self.watchdog.tick()
                 if self.audit_watch:
                     self.audit_watch.tick(lambda: self.outbox.stats().counters, self.sync.connected)
                 if exit_when_drained and all(w.finished.is_set() for w in self.workers) and self.outbox.depth == 0:
                     logger.info("all sources finished and the outbox is drained")
                     break
         finally:
+            self.watchdog.stopping()
             capture_stop.set()
             for th in threads[:-1]:
                 th.join(timeout=30)
@@ -288,6 +293,7 @@ class Agent:
                 self.audit.close()
             self.outbox.close()
             self.recognizer.close()
+            self._lock.release()
 
     def status(self) -> dict:
         stats = self.outbox.stats()

@@ -58,7 +58,8 @@ def update_group() -> None:
 @click.argument("public_key", type=click.Path(dir_okay=False, exists=True))
 @click.option("--replace", is_flag=True, help="Replace a release key already trusted (key rotation).")
 def trust(config_path, public_key, replace) -> None:
-    """Trust the release public key (from `alpr-central release init-key`)."""
+    """Trust the release public key (from `alpr-central release init-key`);
+    kept beside the config file, out of the agent account's reach."""
     from .provision import write_private
     from .update import trusted_key_path
     from .wire import release as fmt
@@ -68,7 +69,7 @@ def trust(config_path, public_key, replace) -> None:
         key = fmt.load_public_key(data)
     except fmt.BundleRefused as exc:
         raise click.ClickException(str(exc)) from None
-    path = trusted_key_path(cfg.data_dir)
+    path = trusted_key_path(config_path)
     previous = None
     if path.exists():
         previous = fmt.key_id(fmt.load_public_key(path.read_bytes()))
@@ -106,7 +107,7 @@ def apply(config_path, app_dir, bundle, health_timeout, restart_command, no_sync
     cfg = _load(config_path)
     with _audit(cfg) as log:
         try:
-            key = load_trusted_key(cfg.data_dir)
+            key = load_trusted_key(config_path)
         except fmt.BundleRefused as exc:
             if log is not None:
                 log.append("update-refused", {"reason": str(exc)})

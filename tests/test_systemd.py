@@ -35,3 +35,16 @@ def test_unit_is_hardened_and_runs_a_real_command(unit):
     assert svc.get("User") not in (None, "root")
     if svc.get("Type") != "oneshot":
         assert "78" in svc.get("RestartPreventExitStatus", "").split()
+
+
+def test_edge_unit_is_watched():
+    """The agent's unit restarts a hung agent: Type=notify (READY=1 once
+    started) and a watchdog the agent pets only while it makes progress."""
+    svc = parse(Path(__file__).resolve().parents[1] / "systemd" / "alpr-edge.service")["Service"]
+    assert svc["Type"] == "notify" and svc.get("NotifyAccess") == "main"
+    seconds = int(svc["WatchdogSec"].rstrip("s"))
+    from edge_agent.watchdog import ProgressWatchdog
+    import inspect
+    stall_after = inspect.signature(ProgressWatchdog).parameters["stall_after"].default
+    assert stall_after < seconds <= 120  # a stall is noticed before systemd's deadline, and not hours later
+    assert svc["Restart"] == "on-failure"  # a watchdog timeout counts as a failure

@@ -74,6 +74,7 @@ def device(tmp_path, keys, pki_dir):
     """An edge config (TLS identity from the test PKI: the audit log signs with
     it) and a data folder trusting the release key."""
     data = tmp_path / "edge-data"
+    data.mkdir(mode=0o700)                      # the agent's data folder (the audit log lives there)
     cfg = tmp_path / "edge.toml"
     cfg.write_text(f"""
 [device]
@@ -222,7 +223,7 @@ def test_downgrade_refused_unless_the_signed_manifest_allows_it(tmp_path, keys, 
 
 
 def test_no_trusted_key_refuses(tmp_path, keys, device):
-    (device["data"] / "release-key.pub.pem").unlink()
+    (device["config"].parent / "release-key.pub.pem").unlink()
     r = apply(device, build(tmp_path, keys, make_wheel(tmp_path / "w", "0.2.0", "")))
     assert r.exit_code == 1 and "no release key is trusted" in r.output
     r = CliRunner().invoke(edge_main, ["update", "trust", "--config", str(device["config"]), str(keys["public"])])

@@ -9,7 +9,9 @@
 
 The bundle format and its verification are the wire contract's
 (:mod:`edge_agent.wire.release`): central writes what devices check.
-The release public key a device trusts is ``<data_dir>/release-key.pub.pem``.
+The release public key a device trusts is ``release-key.pub.pem`` beside the
+config file (``/etc/alpr/``): a folder root owns, not the data folder the
+agent's account can write, since root installs and runs what that key signs.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ TRUSTED_KEY = "release-key.pub.pem"
 DEFAULT_APP_DIR = "/var/lib/alpr/app"
 
 
-def trusted_key_path(data_dir: str | os.PathLike) -> Path:
-    return Path(data_dir) / TRUSTED_KEY
+def trusted_key_path(config_path: str | os.PathLike) -> Path:
+    return Path(config_path).resolve().parent / TRUSTED_KEY
 
 
-def load_trusted_key(data_dir: str | os.PathLike):
-    path = trusted_key_path(data_dir)
+def load_trusted_key(config_path: str | os.PathLike):
+    path = trusted_key_path(config_path)
     try:
         return fmt.load_public_key(path.read_bytes())
     except FileNotFoundError:
