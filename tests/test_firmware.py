@@ -356,3 +356,64 @@ def test_firstboot_erases_a_refused_or_bad_file(firstboot, content, rc):
     assert not marker.exists()                      # the file is parsed, never sourced
     if "http://" in content or "touch" in content or TOKEN not in content:
         assert args is None                         # a bad file never reaches alpr-edge
+
+
+# -- committing an OS update -------------------------------------------------------------------
+COMMIT = COMMON / "usr/lib/alpr/rauc-commit.sh"
+
+
+@pytest.fixture
+def commit(tmp_path):
+    """rauc-commit.sh with the real tryboot backend on a temp autoboot.txt;
+    `alpr-edge`, `rauc` and `systemctl` are recording stand-ins on PATH."""
+    conf = tmp_path / "system.conf"
+    conf.write_text(RAUC_CONF.read_text().replace("/usr/lib/alpr/rauc-tryboot-backend.sh", str(TRYBOOT)))
+    autoboot = tmp_path / "autoboot.txt"
+    autoboot.write_text("[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "calls"
+    for name in ("alpr-edge", "rauc", "systemctl"):
+        (bindir / name).write_text(f'#!/bin/bash\necho "{name} $*" >> "{log}"\n'
+                                   + ('exit "${HEALTH_RC:-0}"\n' if name == "alpr-edge" else "exit 0\n"))
+        (bindir / name).chmod(0o755)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "ALPR_RAUC_CONF": str(conf), "ALPR_AUTOBOOT": str(autoboot),
+           "ALPR_RAUC_STATE": str(tmp_path / "state"), "ALPR_BOOT_PARTITION_NUMBER": "2",
+           "ALPR_COMMIT_TIMEOUT": "5"}
+
+    def run(*backend_args, booted="2", health_rc=0):
+        if backend_args:
+            subprocess.run(["bash", str(TRYBOOT), *backend_args], env=env, check=True)
+        log.unlink(missing_ok=True)
+        r = subprocess.run(["bash", str(COMMIT)], env={**env, "ALPR_BOOT_PARTITION_NUMBER": booted,
+                                                       "HEALTH_RC": str(health_rc)},
+                           capture_output=True, text=True, timeout=30)
+        return r, (log.read_text().splitlines() if log.exists() else [])
+
+    return run
+
+
+def test_a_committed_slot_is_left_alone(commit):
+    r, calls = commit(health_rc=1)            # an unhealthy agent on a committed slot: no reboot loop
+    assert r.returncode == 0 and calls == []
+
+
+def test_a_tried_slot_is_committed_when_healthy(commit):
+    r, calls = commit("set-primary", "B", booted="3")
+    assert r.returncode == 0, r.stderr
+    assert calls[0].startswith("alpr-edge update health --config /etc/alpr/edge.toml --timeout 5")
+    assert calls[1:] == ["rauc status mark-good booted"]
+
+
+def test_a_tried_slot_that_is_unhealthy_falls_back(commit):
+    r, calls = commit("set-primary", "B", booted="3", health_rc=1)
+    assert r.returncode == 1
+    assert calls[1:] == ["rauc status mark-bad booted", "systemctl reboot"]
+
+
+def test_scripts_call_real_alpr_edge_options():
+    from edge_agent.cli import main
+    health = CliRunner().invoke(main, ["update", "health", "--help"]).output
+    for opt in ("--config", "--timeout"):
+        assert opt in health
+    assert "alpr-edge update health --config" in COMMIT.read_text()
