@@ -401,3 +401,14 @@ def test_a_good_release_switches(tmp_path, keys, live_device):
                                         str(dev["app"]), "--json"])
     doc = json.loads(st.output)
     assert doc["current"] == "0.2.0" and doc["last"]["result"] == "switched"
+
+
+def test_one_update_at_a_time(tmp_path, keys, device):
+    import fcntl
+    bundle = build(tmp_path, keys, make_wheel(tmp_path / "w", "0.2.0", "raise SystemExit(0)\n"))
+    device["app"].mkdir()
+    with open(device["app"] / ".update.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        r = apply(device, bundle)
+    assert r.exit_code == 1 and "another update is running" in r.output
+    assert not (device["app"] / "releases").exists()

@@ -117,9 +117,11 @@ class Releases:
         shutil.rmtree(work, ignore_errors=True)
         (work / "bin").mkdir(parents=True)
         lib = work / "lib"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # not the running release's code
         r = subprocess.run([self.python, "-m", "pip", "install", "--no-deps", "--no-index", "--no-compile",
                             "--disable-pip-version-check", "--quiet", "--target", str(lib),
-                            str(staged / manifest.wheel.path)], capture_output=True, text=True, timeout=600)
+                            str(staged / manifest.wheel.path)], capture_output=True, text=True, timeout=600,
+                           env=env)
         if r.returncode != 0:
             shutil.rmtree(work, ignore_errors=True)
             raise UpdateError(f"installing the wheel failed: {r.stderr.strip()[-1500:]}")

@@ -12,6 +12,7 @@ roll back on failure. Every step is a record in the device's audit log:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import shutil
 import subprocess
@@ -98,6 +99,16 @@ class Updater:
         return manifest
 
     def apply(self, bundle: str | Path) -> UpdateResult:
+        """One update at a time per device (an flock on ``<app_dir>/.update.lock``)."""
+        lock_path = _mkdir(self.releases.app_dir) / ".update.lock"
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UpdateError("another update is running on this device") from None
+            return self._apply(bundle)
+
+    def _apply(self, bundle: str | Path) -> UpdateResult:
         rel = self.releases
         previous = rel.current_target()
         previous_version = rel.current_version()
