@@ -82,10 +82,14 @@ def watchdog_seconds(env: Mapping[str, str] | None = None) -> float | None:
 
 class ProgressWatchdog:
     def __init__(self, notifier: SdNotifier, markers: Mapping[str, Callable[[], object]], *,
-                 stall_after: float = 30.0, pet_every: float | None = None, clock=time.monotonic) -> None:
+                 stall_after: float = 30.0, limits: Mapping[str, float] | None = None,
+                 pet_every: float | None = None, clock=time.monotonic) -> None:
+        """``limits``: a longer ``stall_after`` for some markers (a camera set
+        to a frame every minute is not stalled after 30 s)."""
         self.notifier = notifier
         self.markers = dict(markers)
         self.stall_after = stall_after
+        self.limits = {name: max(stall_after, limit) for name, limit in (limits or {}).items()}
         interval = watchdog_seconds()
         self.pet_every = pet_every if pet_every is not None else (interval / 3 if interval else 5.0)
         self.clock = clock
@@ -114,13 +118,13 @@ class ProgressWatchdog:
             if value is IDLE or name not in self._last or value != self._last[name]:
                 self._changed[name] = now
             self._last[name] = value
-            if now - self._changed[name] > self.stall_after:
+            if now - self._changed[name] > self.limits.get(name, self.stall_after):
                 stalled.append(name)
         stalled_t = tuple(stalled)
         if stalled_t != self.stalled:
             if stalled_t:
-                logger.error("no progress for %.0fs in %s: no longer petting the watchdog (systemd restarts "
-                             "the agent)", self.stall_after, ", ".join(stalled_t))
+                logger.error("no progress in %s: no longer petting the watchdog (systemd restarts the agent)",
+                             ", ".join(stalled_t))
                 self.notifier.notify(f"STATUS=stalled: {', '.join(stalled_t)}")
             else:
                 self.notifier.notify("STATUS=running")
@@ -153,11 +157,14 @@ def for_agent(agent, *, stall_after: float = 30.0) -> ProgressWatchdog:
     """The watchdog of a running :class:`edge_agent.agent.Agent`: one marker
     per camera worker and one for the sync loop (its ``_step`` is counted)."""
     markers: dict[str, Callable[[], object]] = {}
+    limits: dict[str, float] = {}
     for w in agent.workers:
         markers[f"capture:{w.camera.id}"] = (lambda w=w: w.frames if w.state == "running" else IDLE)
+        if w.camera.fps > 0:
+            limits[f"capture:{w.camera.id}"] = 3.0 / w.camera.fps  # three frame intervals of a slow camera
     step = getattr(agent.sync, "_step", None)
     if step is not None:
         sync_turns = LoopCounter()
         agent.sync._step = sync_turns.wrap(step)
         markers["sync"] = lambda: sync_turns.count
-    return ProgressWatchdog(SdNotifier(), markers, stall_after=stall_after)
+    return ProgressWatchdog(SdNotifier(), markers, stall_after=stall_after, limits=limits)

@@ -185,3 +185,26 @@ def test_a_second_agent_on_the_same_data_folder_refuses_to_start(tmp_path, pki_d
     first._lock.release()
     second = Agent(config_mod.load(path))               # the first one gone: the folder is free
     second._lock.release()
+
+
+def test_a_slow_camera_is_not_a_stall(notify_socket):
+    """A camera configured for a frame every 40 s has three frame intervals
+    before it counts as stalled; the sync loop keeps the default."""
+    now = [0.0]
+    frames = {"cam": 0, "sync": 0}
+    wd = ProgressWatchdog(SdNotifier(notify_socket.address),
+                          {"capture:slow": lambda: frames["cam"], "sync": lambda: frames["sync"]},
+                          stall_after=30.0, limits={"capture:slow": 3 * 40.0}, pet_every=0.0, clock=lambda: now[0])
+    for t in range(0, 200, 5):
+        now[0] = float(t)
+        frames["sync"] += 1
+        if t % 40 == 0:
+            frames["cam"] += 1
+        assert wd.tick() == ()
+    for t in range(200, 330, 5):                 # the slow camera stops
+        now[0] = float(t)
+        frames["sync"] += 1
+        wd.tick()
+    assert wd.stalled == ("capture:slow",)
+    wait_for(lambda: any(m == "STATUS=stalled: capture:slow" for _, m in notify_socket.messages), 5,
+             message="the stall status")
