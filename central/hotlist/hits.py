@@ -213,11 +213,15 @@ class HitBook:
                images: bool = False, heartbeat: float | None = None) -> Iterator[Hit | None]:
         """Yield new hits as they are raised until ``stop`` is set; ``after``
         None starts with the next hit. With ``heartbeat``, yields None after
-        that many quiet seconds (keep-alives)."""
+        that many quiet seconds (keep-alives). The permission is checked and
+        the opening logged when called, before the first item."""
         require(actor, Permission.VIEW_HITS)
         last = self.last_id() if after is None else after
         self.log.append(user=actor.name, organization=actor.organization, action="hits-watch",
                         detail={"after": last})
+        return self._follow(actor, last, stop, poll, images, heartbeat)
+
+    def _follow(self, actor, last, stop, poll, images, heartbeat) -> Iterator[Hit | None]:
         quiet = time.monotonic()
         while not stop.is_set():
             batch = self.after(actor, last, images=images)
@@ -234,17 +238,22 @@ class HitBook:
 
     def sse(self, actor: User, last_event_id: str | int | None, stop: threading.Event, *,
             poll: float = 0.25) -> Iterator[str]:
-        """``text/event-stream`` chunks for the console: one ``hit`` event per hit."""
+        """``text/event-stream`` chunks for the console: one ``hit`` event per hit.
+        Raises :class:`PermissionDenied` at the call, before any chunk."""
         try:
             after = int(last_event_id) if last_event_id not in (None, "") else None
         except (TypeError, ValueError):
             after = None
-        yield "retry: 2000\n\n"
-        for hit in self.follow(actor, after, stop, poll=poll, heartbeat=15.0):
-            if hit is None:
-                yield ": keep-alive\n\n"
-            else:
-                yield f"id: {hit.hit_id}\nevent: hit\ndata: {json.dumps(hit.as_dict(), sort_keys=True)}\n\n"
+        hits = self.follow(actor, after, stop, poll=poll, heartbeat=15.0)
+
+        def chunks() -> Iterator[str]:
+            yield "retry: 2000\n\n"
+            for hit in hits:
+                if hit is None:
+                    yield ": keep-alive\n\n"
+                else:
+                    yield f"id: {hit.hit_id}\nevent: hit\ndata: {json.dumps(hit.as_dict(), sort_keys=True)}\n\n"
+        return chunks()
 
     # -- the workflow --------------------------------------------------------
     def _step(self, actor: User, hit_id: int) -> Hit:
