@@ -78,6 +78,7 @@ class Webhook:
     categories: tuple[str, ...] = ()    # empty = every category
     timeout: float = 5.0
     max_attempts: int = 8
+    retry_seconds: float = 2.0          # first retry after this; doubled each time, at most 10 minutes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,13 +139,15 @@ def _hotlist(table, base: Path) -> Hotlist:
         cats = hook.get("categories", [])
         if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
             raise ConfigError(f"{where}.categories: a list of category names")
-        timeout, attempts = hook.get("timeout", 5.0), hook.get("max_attempts", 8)
+        timeout, attempts, retry = hook.get("timeout", 5.0), hook.get("max_attempts", 8), hook.get("retry_seconds", 2.0)
+        if type(retry) not in (int, float) or not 0.1 <= retry <= 600:
+            raise ConfigError(f"{where}.retry_seconds: 0.1-600")
         if type(timeout) not in (int, float) or not 0.1 <= timeout <= 60:
             raise ConfigError(f"{where}.timeout: 0.1-60 seconds")
         if type(attempts) is not int or not 1 <= attempts <= 50:
             raise ConfigError(f"{where}.max_attempts: 1-50")
         webhooks.append(Webhook(hook["name"], hook["url"], str(resolve(hook["secret_file"], base, credential=True)),
-                                tuple(cats), float(timeout), attempts))
+                                tuple(cats), float(timeout), attempts, float(retry)))
     return Hotlist(categories, dedupe, tuple(webhooks))
 
 

@@ -15,7 +15,8 @@ in constant time, and refuses old timestamps (replays). ``X-ALPR-Delivery``
 carries the delivery id (the same on every retry: deduplicate on it).
 
 A non-2xx answer, a timeout or a refused connection is retried with
-exponential backoff (2, 4, 8 ... seconds, at most 10 minutes apart) up to
+exponential backoff (``retry_seconds``, default 2, then 4, 8 ... seconds, at
+most 10 minutes apart) up to
 ``max_attempts``; then the delivery is ``failed``. Every attempt is recorded
 (``webhook_attempts``: time, HTTP status or error, duration), never the body.
 The secret comes from a file readable by its owner only (0600).
@@ -87,8 +88,9 @@ def verify_signature(secret: bytes, timestamp: str, body: bytes, signature: str,
     return hmac.compare_digest(sign(secret, t, body), signature or "")
 
 
-def backoff(attempts: int) -> float:
-    return min(MAX_BACKOFF, 2.0 ** attempts)
+def backoff(attempts: int, first: float = 2.0) -> float:
+    """Seconds before the next try after ``attempts`` failed ones."""
+    return min(MAX_BACKOFF, first * 2.0 ** (attempts - 1))
 
 
 class Sender:
@@ -142,19 +144,20 @@ class Sender:
         attempt = attempts + 1
         now = self._clock()
         status = "delivered" if ok else ("failed" if attempt >= self.hook.max_attempts else "pending")
+        delay = backoff(attempt, self.hook.retry_seconds)
         with transaction(self.conn):
             self.conn.execute("INSERT INTO webhook_attempts VALUES (?,?,?,?,?,?)",
                               [delivery_id, attempt, ts(now), code, error, seconds])
             self.conn.execute("UPDATE webhook_deliveries SET attempts = ?, status = ?, next_at = ? "
                               "WHERE delivery_id = ?",
-                              [attempt, status, ts(now + dt.timedelta(seconds=backoff(attempt))), delivery_id])
+                              [attempt, status, ts(now + dt.timedelta(seconds=delay)), delivery_id])
         if ok:
             logger.info("webhook %s: delivery %d (hit %d) delivered on attempt %d", self.hook.name, delivery_id,
                         hit_id, attempt)
         else:
             logger.warning("webhook %s: delivery %d (hit %d) attempt %d failed (%s)%s", self.hook.name,
                            delivery_id, hit_id, attempt, error or code,
-                           "; giving up" if status == "failed" else f"; retry in {backoff(attempt):.0f}s")
+                           "; giving up" if status == "failed" else f"; retry in {delay:.1f}s")
         return ok
 
     def run(self, stop: threading.Event) -> None:
