@@ -181,7 +181,8 @@ class Governor:
         return {k: now - dt.timedelta(days=d) for k, d in (
             ("non_hit_reads", r.non_hit_days), ("hit_reads", r.hit_days), ("images", r.image_days),
             ("hotlist", r.hotlist_days), ("access_log", r.access_log_days), ("device_log", r.device_log_days),
-            ("hits", r.hit_days), ("labelled_examples", r.labelled_example_days))}
+            ("hits", r.hit_days), ("webhook_deliveries", r.hit_days),  # deliveries go with their hits
+            ("labelled_examples", r.labelled_example_days))}
 
     def purge(self, actor: User, *, now: dt.datetime | None = None, dry_run: bool = False) -> PurgeResult:
         """Delete what is past its retention period, except held reads."""

@@ -118,36 +118,39 @@ def latest_expiry(now: dt.datetime, max_days: int) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
 
 
-def check(entry: EntryInput, now: dt.datetime, max_days: int, *, action: str = "add") -> EntryInput:
-    """The entry normalised, or ValueError saying what is wrong."""
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check(entry: EntryInput, now: dt.datetime, max_days: int, *, action: str = "add",
+          latest: dt.datetime | None = None) -> EntryInput:
+    """The entry normalised, or ValueError saying what is wrong. ``latest``:
+    :func:`latest_expiry` computed once by the caller (many rows)."""
     plate = normalise_plate(entry.plate)
     state = entry.state.strip().upper()
     if state and not _STATE_RE.match(state):
         raise ValueError("state: a 2-3 letter code (e.g. CA) or empty")
-    values = {}
-    for name, limit in _LIMITS.items():
-        value = getattr(entry, name).strip()
-        if any(ord(ch) < 32 for ch in value):
+    reason, agency, ref, case = (entry.reason.strip(), entry.source_agency.strip(), entry.source_ref.strip(),
+                                 entry.case_number.strip())
+    for name, value in (("reason", reason), ("source_agency", agency), ("source_ref", ref), ("case_number", case)):
+        if len(value) > _LIMITS[name]:
+            raise ValueError(f"{name}: at most {_LIMITS[name]} characters")
+        if _CTRL_RE.search(value):
             raise ValueError(f"{name}: control characters are not allowed")
-        if len(value) > limit:
-            raise ValueError(f"{name}: at most {limit} characters")
-        values[name] = value
-    if action == "remove":
-        return dataclasses.replace(entry, plate=plate, state=state, **values)
-    for name in ("reason", "source_agency", "source_ref"):
-        if not values[name]:
-            raise ValueError(f"{name}: required")
-    if entry.expires_at is None:
-        raise ValueError("expires: required (every entry has an expiry)")
-    if entry.expires_at.tzinfo is None:
-        raise ValueError("expires: must carry a time zone")
-    if entry.expires_at <= now:
-        raise ValueError(f"expires: {entry.expires_at.isoformat()} is already past")
-    latest = latest_expiry(now, max_days)
-    if entry.expires_at > latest:
-        raise ValueError(f"expires: {entry.expires_at.date().isoformat()} is later than this category allows "
-                         f"({max_days} days: {(latest - dt.timedelta(days=1)).date().isoformat()} at the latest)")
-    return dataclasses.replace(entry, plate=plate, state=state, expires_at=entry.expires_at, **values)
+    if action == "add":
+        for name, value in (("reason", reason), ("source_agency", agency), ("source_ref", ref)):
+            if not value:
+                raise ValueError(f"{name}: required")
+        if entry.expires_at is None:
+            raise ValueError("expires: required (every entry has an expiry)")
+        if entry.expires_at.tzinfo is None:
+            raise ValueError("expires: must carry a time zone")
+        if entry.expires_at <= now:
+            raise ValueError(f"expires: {entry.expires_at.isoformat()} is already past")
+        latest = latest or latest_expiry(now, max_days)
+        if entry.expires_at > latest:
+            raise ValueError(f"expires: {entry.expires_at.date().isoformat()} is later than this category allows "
+                             f"({max_days} days: {(latest - dt.timedelta(days=1)).date().isoformat()} at the latest)")
+    return EntryInput(plate, reason, agency, ref, entry.expires_at, state, case)
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
@@ -174,6 +177,8 @@ def parse(stream: BinaryIO, *, now: dt.datetime, max_days: int, allow_remove: bo
     seen: dict[tuple[str, str], int] = {}
     columns: list[str | None] | None = None
     ignored: list[str] = []
+    latest = latest_expiry(now, max_days)
+    expiries: dict[str, dt.datetime] = {}  # files repeat a few expiry texts: parse each once
     for number, raw in _lines(stream):
         if raw is None:
             problems.append((number, f"line longer than {MAX_LINE} bytes"))
@@ -191,11 +196,14 @@ def parse(stream: BinaryIO, *, now: dt.datetime, max_days: int, allow_remove: bo
             text = text.lstrip("\ufeff")
         if not text.strip():
             continue
-        try:
-            fields = next(csv.reader([text], strict=True))
-        except csv.Error as exc:
-            problems.append((number, f"not valid CSV ({exc})"))
-            continue
+        if '"' in text:
+            try:
+                fields = next(csv.reader([text], strict=True))
+            except csv.Error as exc:
+                problems.append((number, f"not valid CSV ({exc})"))
+                continue
+        else:
+            fields = text.split(",")  # the common case, without the csv module's per-line setup
         if columns is None:
             columns = []
             for name in fields:
@@ -211,21 +219,30 @@ def parse(stream: BinaryIO, *, now: dt.datetime, max_days: int, allow_remove: bo
                 problems.append((number, f"header: no column for {', '.join(missing)} (see docs/hotlists.md "
                                          f"for the column names)"))
                 return Parsed((), tuple(problems), tuple(ignored))
+            at = {f: columns.index(f) for f in ALIASES.values() if f in columns}
+            i_plate, i_reason, i_agency, i_ref, i_expires = (at["plate"], at["reason"], at["source_agency"],
+                                                             at["source_ref"], at["expires"])
+            i_state, i_case, i_action = at.get("state"), at.get("case_number"), at.get("action")
             continue
         if len(fields) != len(columns):
             problems.append((number, f"{len(fields)} fields, the header has {len(columns)}"))
             continue
-        values = {c: v for c, v in zip(columns, fields) if c is not None}
-        action = values.get("action", "").strip().lower() or "add"
+        action = fields[i_action].strip().lower() or "add" if i_action is not None else "add"
         if action not in ("add", "remove") or (action == "remove" and not allow_remove):
             problems.append((number, "action: 'add' or 'remove' (remove only with --delta)"
                              if allow_remove else "action: only 'add' with --replace (the file is the whole list)"))
             continue
         try:
-            expires = parse_expiry(values["expires"]) if action == "add" else None
-            entry = check(EntryInput(values["plate"], values["reason"], values["source_agency"],
-                                     values["source_ref"], expires, values.get("state", ""),
-                                     values.get("case_number", "")), now, max_days, action=action)
+            expires = None
+            if action == "add":
+                raw_expiry = fields[i_expires]
+                expires = expiries.get(raw_expiry)
+                if expires is None:
+                    expires = expiries.setdefault(raw_expiry, parse_expiry(raw_expiry))
+            entry = check(EntryInput(fields[i_plate], fields[i_reason], fields[i_agency], fields[i_ref], expires,
+                                     fields[i_state] if i_state is not None else "",
+                                     fields[i_case] if i_case is not None else ""),
+                          now, max_days, action=action, latest=latest)
         except ValueError as exc:
             problems.append((number, str(exc)))
             continue

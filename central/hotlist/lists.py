@@ -304,10 +304,14 @@ class Hotlists:
                       "state TEXT, reason TEXT, source_agency TEXT, source_ref TEXT, case_number TEXT, "
                       "expires_at TEXT, existing INTEGER, same INTEGER)")
             try:
+                stamps: dict = {None: None}
+                for r in parsed.rows:
+                    if r.entry.expires_at not in stamps:
+                        stamps[r.entry.expires_at] = ts(r.entry.expires_at)
                 c.executemany("INSERT INTO temp.hotlist_import VALUES (?,?,?,?,?,?,?,?,?,?,NULL,0)",
                               ((r.line, r.action, r.entry.plate, r.entry.folded, r.entry.state, r.entry.reason,
                                 r.entry.source_agency, r.entry.source_ref, r.entry.case_number,
-                                ts(r.entry.expires_at) if r.entry.expires_at else None) for r in parsed.rows))
+                                stamps[r.entry.expires_at]) for r in parsed.rows))
                 c.execute("CREATE INDEX temp.hotlist_import_key ON hotlist_import(plate, state)")
                 c.execute("UPDATE temp.hotlist_import SET existing = (SELECT e.entry_id FROM hotlist_entries e "
                           "WHERE e.list_id = ? AND e.plate = hotlist_import.plate AND e.state = hotlist_import.state "
@@ -355,7 +359,7 @@ class Hotlists:
                               "source_ref, case_number, entered_by, entered_at, expires_at, added_version) "
                               "SELECT ?, plate, plate_folded, state, reason, source_agency, source_ref, case_number, "
                               "?, ?, expires_at, ? FROM temp.hotlist_import WHERE action = 'add' AND same = 0 "
-                              "ORDER BY line", [list_id, actor.name, ts(now), new])
+                              "ORDER BY plate, state", [list_id, actor.name, ts(now), new])
                 self.log.append(user=actor.name, organization=actor.organization, action="hotlist-import",
                                 detail={"list": name, "mode": mode, "version": new, "counts": counts,
                                         "skipped_lines": [n for n, _ in sorted(problems)][:1000]},
