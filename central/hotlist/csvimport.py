@@ -74,11 +74,10 @@ class EntryInput:
         return fold_confusables(self.plate)
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    line: int
-    action: str          # add | remove
-    entry: EntryInput
+class Row(tuple):
+    """A checked CSV row, as a plain tuple (a million of them are built per
+    import): (line, action, plate, folded plate, state, reason, source_agency,
+    source_ref, case_number, expiry as store text or None)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +109,11 @@ def parse_expiry(raw: str) -> dt.datetime:
     except ValueError:
         raise ValueError(f"expires: {text[:40]!r} is not an ISO 8601 date or date-time") from None
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def ts_text(value: dt.datetime) -> str:
+    """The store's timestamp text (as :func:`central.governance.audit.ts`)."""
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def latest_expiry(now: dt.datetime, max_days: int) -> dt.datetime:
@@ -232,26 +236,44 @@ def parse(stream: BinaryIO, *, now: dt.datetime, max_days: int, allow_remove: bo
             problems.append((number, "action: 'add' or 'remove' (remove only with --delta)"
                              if allow_remove else "action: only 'add' with --replace (the file is the whole list)"))
             continue
-        try:
-            expires = None
-            if action == "add":
-                raw_expiry = fields[i_expires]
-                expires = expiries.get(raw_expiry)
-                if expires is None:
-                    expires = expiries.setdefault(raw_expiry, parse_expiry(raw_expiry))
-            entry = check(EntryInput(fields[i_plate], fields[i_reason], fields[i_agency], fields[i_ref], expires,
-                                     fields[i_state] if i_state is not None else "",
-                                     fields[i_case] if i_case is not None else ""),
-                          now, max_days, action=action, latest=latest)
-        except ValueError as exc:
-            problems.append((number, str(exc)))
+        plate = fields[i_plate].strip().upper().replace(" ", "").replace("-", "")
+        state = fields[i_state].strip().upper() if i_state is not None else ""
+        reason, agency, ref = fields[i_reason].strip(), fields[i_agency].strip(), fields[i_ref].strip()
+        case = fields[i_case].strip() if i_case is not None else ""
+        stamp = None
+        ok = (_PLATE_RE.match(plate) is not None and (not state or _STATE_RE.match(state) is not None)
+              and len(reason) <= 200 and len(agency) <= 100 and len(ref) <= 100 and len(case) <= 64
+              and not _CTRL_RE.search(f"{reason},{agency},{ref},{case}"))
+        if ok and action == "add":
+            raw_expiry = fields[i_expires]
+            cached = expiries.get(raw_expiry)
+            if cached is None:
+                try:
+                    expires = parse_expiry(raw_expiry)
+                    cached = expiries.setdefault(raw_expiry, (expires, ts_text(expires)
+                                                              if now < expires <= latest else None))
+                except ValueError:
+                    cached = expiries.setdefault(raw_expiry, (None, None))
+            stamp = cached[1]
+            ok = stamp is not None and bool(reason) and bool(agency) and bool(ref)
+        if not ok:  # say exactly what is wrong (the slow path, bad rows only)
+            try:
+                expires = parse_expiry(fields[i_expires]) if action == "add" else None
+                check(EntryInput(fields[i_plate], fields[i_reason], fields[i_agency], fields[i_ref], expires,
+                                 fields[i_state] if i_state is not None else "",
+                                 fields[i_case] if i_case is not None else ""),
+                      now, max_days, action=action, latest=latest)
+                why = "invalid entry"
+            except ValueError as exc:
+                why = str(exc)
+            problems.append((number, why))
             continue
-        key = (entry.plate, entry.state)
+        key = (plate, state)
         if key in seen:
             problems.append((number, f"duplicate entry: the same plate and state as line {seen[key]}"))
             continue
         seen[key] = number
-        rows.append(Row(number, action, entry))
+        rows.append(Row((number, action, plate, fold_confusables(plate), state, reason, agency, ref, case, stamp)))
     if columns is None:
         problems.append((1, "empty file: a header line and at least one entry are expected"))
     return Parsed(tuple(rows), tuple(problems), tuple(ignored))

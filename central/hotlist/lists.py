@@ -297,6 +297,14 @@ class Hotlists:
         problems = list(parsed.problems)
         if problems and not skip_bad:
             raise ImportRefused(tuple(sorted(problems)))
+        temp_store = self.conn.execute("PRAGMA temp_store").fetchone()[0]
+        self.conn.execute("PRAGMA temp_store=MEMORY")  # the staging table: no temp file round trips
+        try:
+            return self._import_rows(actor, name, mode, skip_bad, parsed, problems, now)
+        finally:
+            self.conn.execute(f"PRAGMA temp_store={int(temp_store)}")
+
+    def _import_rows(self, actor, name, mode, skip_bad, parsed, problems, now) -> ImportResult:
         with transaction(self.conn):
             list_id, category, version = self._list_row(name)
             c = self.conn
@@ -304,14 +312,7 @@ class Hotlists:
                       "state TEXT, reason TEXT, source_agency TEXT, source_ref TEXT, case_number TEXT, "
                       "expires_at TEXT, existing INTEGER, same INTEGER)")
             try:
-                stamps: dict = {None: None}
-                for r in parsed.rows:
-                    if r.entry.expires_at not in stamps:
-                        stamps[r.entry.expires_at] = ts(r.entry.expires_at)
-                c.executemany("INSERT INTO temp.hotlist_import VALUES (?,?,?,?,?,?,?,?,?,?,NULL,0)",
-                              ((r.line, r.action, r.entry.plate, r.entry.folded, r.entry.state, r.entry.reason,
-                                r.entry.source_agency, r.entry.source_ref, r.entry.case_number,
-                                stamps[r.entry.expires_at]) for r in parsed.rows))
+                c.executemany("INSERT INTO temp.hotlist_import VALUES (?,?,?,?,?,?,?,?,?,?,NULL,0)", parsed.rows)
                 c.execute("CREATE INDEX temp.hotlist_import_key ON hotlist_import(plate, state)")
                 c.execute("UPDATE temp.hotlist_import SET existing = (SELECT e.entry_id FROM hotlist_entries e "
                           "WHERE e.list_id = ? AND e.plate = hotlist_import.plate AND e.state = hotlist_import.state "
