@@ -113,7 +113,7 @@ def test_business_user_gets_nothing(env):
     run("hotlist", "create", "svs", "--category", "stolen-vehicle")
     csv = tmp_path / "x.csv"
     csv.write_text(f"plate,reason,source_agency,source_ref,expires\n7ABC123,stolen,LAPD,V-1,{soon()}\n")
-    commands = [("hotlist", "list"), ("hotlist", "show", "svs"), ("hotlist", "show", "svs", "--history"),
+    commands = [("hotlist", "categories"), ("hotlist", "list"), ("hotlist", "show", "svs"), ("hotlist", "show", "svs", "--history"),
                 ("hotlist", "import", str(csv), "--list", "svs"), ("hotlist", "create", "mine", "--category", "bolo"),
                 ("hotlist", "add", "7ABC123", "--list", "svs", "--reason", "x", "--source-agency", "x",
                  "--source-ref", "x", "--expires", soon()),
@@ -125,6 +125,6 @@ def test_business_user_gets_nothing(env):
         res = run(*args, user="bob")
         assert res.exit_code == 1 and "role business may not" in res.stderr, (args, res.output, res.stderr)
         assert "7ABC123" not in res.stdout + res.stderr
-    for args in commands[8:]:   # an admin manages lists but sees no hits
+    for args in commands[9:]:   # an admin manages lists but sees no hits
         res = run(*args, user="ada")
         assert res.exit_code == 1 and "role admin may not" in res.stderr, (args, res.stderr)

@@ -257,3 +257,31 @@ def test_old_minimal_hotlist_rows_migrate(tmp_path):
         matcher.close()
     finally:
         store.close()
+
+
+def test_transparency_report_counts_hits_by_category_and_disposition(env, tmp_path):
+    from central.config import CentralConfig
+    from central.governance.report import build, parse_period, render_html
+    world, lists, matcher, book = env
+    lists.create(world.admin, "amber", "missing-person")
+    put(lists, world, "7ABC123")
+    put(lists, world, "8XYZ999")
+    put(lists, world, "AMBER01", list_name="amber")
+    for plate in ("7ABC123", "8XYZ999", "AMBER01"):
+        read(world, plate)
+    a, b, c = matcher.match_pending()
+    book.check_image(world.operator, a, shows_plate=False, true_text="7ABC128")
+    book.dispose(world.operator, a, "misread")
+    book.check_image(world.operator, b, shows_plate=True)
+    book.check_source(world.operator, b, current=True)
+    book.dispose(world.operator, b, "dispatched")
+    start, end = parse_period("2026-Q3")
+    data = build(world.conn, CentralConfig(str(tmp_path)), world.auditor, "2026-Q3", start, end, now=T0)
+    assert data["hits"] == 3
+    assert data["hits_by_category"] == [{"category": "missing-person", "hits": 1},
+                                        {"category": "stolen-vehicle", "hits": 2}]
+    assert data["hits_by_disposition"] == [{"disposition": "dispatched", "hits": 1},
+                                           {"disposition": "misread", "hits": 1}, {"disposition": "open", "hits": 1}]
+    assert (data["hits_visually_checked"], data["hits_misread"], data["misread_rate"]) == (2, 1, 0.5)
+    page = render_html(data)
+    assert "50.0% of 2 checked hits" in page and "7ABC123" not in page

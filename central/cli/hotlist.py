@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from .common import config_option
-from .common import load_config as _load
 from .common import parse_when as _when
 from .session import Session, json_option, token_option
 
@@ -43,10 +42,13 @@ def hotlist_group() -> None:
 
 @hotlist_group.command("categories")
 @config_option
+@token_option
 @json_option
-def hotlist_categories(config_path, as_json) -> None:
+def hotlist_categories(config_path, token_file, as_json) -> None:
     """Show the configured categories and the longest expiry each allows."""
-    cfg = _load(config_path)
+    with Session(config_path, token_file) as s:
+        _lists(s).require_view(s.user)
+        cfg = s.cfg
     if as_json:
         _echo_json([{"category": c, "max_days": d} for c, d in cfg.hotlist.categories])
         return

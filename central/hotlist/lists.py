@@ -149,7 +149,7 @@ class Hotlists:
         return days
 
     def lists(self, actor: User) -> list[HotList]:
-        self._require_view(actor)
+        self.require_view(actor)
         now = ts(self._clock())
         rows = self.conn.execute(
             "SELECT l.list_id, l.name, l.category, l.description, l.version, l.created_by, l.created_at, "
@@ -158,14 +158,14 @@ class Hotlists:
         return [HotList(*r[:6], parse_ts(r[6]), r[7]) for r in rows]
 
     def get(self, actor: User, name: str) -> HotList:
-        self._require_view(actor)
+        self.require_view(actor)
         for hotlist in self.lists(actor):
             if hotlist.name == name:
                 return hotlist
         raise PolicyError(f"no hotlist named {name}")
 
     @staticmethod
-    def _require_view(actor: User) -> None:
+    def require_view(actor: User) -> None:
         if not isinstance(actor, User) or not (actor.can(Permission.VIEW_HOTLIST)
                                                or actor.can(Permission.MANAGE_HOTLIST)):
             require(actor, Permission.VIEW_HOTLIST)  # raises with the usual message
@@ -188,7 +188,7 @@ class Hotlists:
                 log: bool = True) -> list[Entry]:
         """Entries of the current version (active ones unless ``include_inactive``),
         or of an earlier ``version``. Viewing is logged."""
-        self._require_view(actor)
+        self.require_view(actor)
         list_id, _, current = self._list_row(name)
         if version is not None:
             if not 1 <= version <= current:
@@ -211,7 +211,7 @@ class Hotlists:
         return result
 
     def entry(self, actor: User, entry_id: int) -> Entry:
-        self._require_view(actor)
+        self.require_view(actor)
         row = self.conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM hotlist_entries WHERE entry_id = ?",
                                 [entry_id]).fetchone()
         if row is None:
@@ -219,7 +219,7 @@ class Hotlists:
         return _entry(row)
 
     def versions(self, actor: User, name: str) -> list[Version]:
-        self._require_view(actor)
+        self.require_view(actor)
         list_id, _, _ = self._list_row(name)
         rows = self.conn.execute("SELECT version, at, user, action, counts FROM hotlist_versions WHERE list_id = ? "
                                  "ORDER BY version", [list_id]).fetchall()
