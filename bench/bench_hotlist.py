@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=60_000, help="reads per ingest run")
     ap.add_argument("--batch", type=int, default=200, help="reads per message")
     ap.add_argument("--hit-rate", type=float, default=0.001)
-    ap.add_argument("--rounds", type=int, default=2, help="ingest runs with and without matching (alternating)")
+    ap.add_argument("--rounds", type=int, default=2, help="ingest runs with and without matching (alternating); "
+                                                          "0 = the import figures only")
     args = ap.parse_args()
     rng = random.Random(21)
     with tempfile.TemporaryDirectory(prefix="bench-hotlist-") as tmp:
@@ -124,6 +125,9 @@ def main() -> None:
         el = time.perf_counter() - t
         print(f"re-import --replace, nothing changed: {el:.1f}s; counts {result.counts}")
 
+        if args.rounds < 1:
+            store.close()
+            return
         private, public = generate_keypair()
         (root / "k.pem").write_bytes(private)
         collector = Collector(store, load_opener([root / "k.pem"]), max_message_bytes=8 << 20)
