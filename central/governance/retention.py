@@ -44,7 +44,8 @@ from .users import Permission, User, require
 logger = logging.getLogger(__name__)
 
 # When a hotlist entry stops being valid: its expiry, or its removal if earlier.
-_ENTRY_END = "CASE WHEN e.removed_at IS NOT NULL AND e.removed_at < e.expires_at THEN e.removed_at ELSE e.expires_at END"
+_ENTRY_END = ("CASE WHEN e.removed_at IS NOT NULL AND e.removed_at < e.expires_at THEN e.removed_at "
+              "ELSE e.expires_at END")
 # A read is a hit when it raised one, or when an entry for its plate was valid
 # when it was captured (reads stored before the matcher ran, or while it was behind).
 _HIT = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id) OR EXISTS (SELECT 1 FROM hotlist_entries e "

@@ -356,8 +356,8 @@ class Hotlists:
                     args = [] if mode == "delta" else [list_id, ts(now)]
                     c.execute(f"UPDATE hotlist_entries SET removed_version = ?, removed_at = ?, removed_by = ? "
                               f"WHERE entry_id IN ({gone})", [new, ts(now), actor.name, *args])
-                    c.execute("INSERT INTO hotlist_entries (list_id, plate, plate_folded, state, reason, source_agency, "
-                              "source_ref, case_number, entered_by, entered_at, expires_at, added_version) "
+                    c.execute("INSERT INTO hotlist_entries (list_id, plate, plate_folded, state, reason, "
+                              "source_agency, source_ref, case_number, entered_by, entered_at, expires_at, added_version) "
                               "SELECT ?, plate, plate_folded, state, reason, source_agency, source_ref, case_number, "
                               "?, ?, expires_at, ? FROM temp.hotlist_import WHERE action = 'add' AND same = 0 "
                               "ORDER BY plate, state", [list_id, actor.name, ts(now), new])

@@ -199,14 +199,13 @@ class Matcher:
         """Match until ``stop``; wakes on :meth:`wake` or every ``idle`` seconds."""
         while not stop.is_set():
             try:
-                done = self.match_pending()
-                if self._cursor_behind():
+                self.match_pending()
+                if self._cursor_behind():  # a backlog: go on without waiting
                     continue
             except Exception:
                 logger.exception("matcher round failed; retrying")
                 stop.wait(1.0)
                 continue
-            del done
             self._wake.wait(idle)
             self._wake.clear()
         try:
