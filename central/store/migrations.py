@@ -260,8 +260,6 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX hotlist_entries_folded ON hotlist_entries(plate_folded) WHERE removed_version IS NULL;
         CREATE INDEX hotlist_entries_plate ON hotlist_entries(plate, entered_at);
-        CREATE INDEX hotlist_entries_list ON hotlist_entries(list_id, plate, state) WHERE removed_version IS NULL;
-        CREATE INDEX hotlist_entries_end ON hotlist_entries(expires_at);
         INSERT INTO hotlists (name, category, description, version, created_by, created_at)
             SELECT 'legacy', 'legacy', 'entries of the minimal hotlist before 0300', 1, 'migration-0300',
                    strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
