@@ -93,6 +93,7 @@ def test_hits_workflow_and_watch(env):
     crop = tmp_path / "crop.jpg"
     res = run("hits", "show", str(hit_id), "--save-crop", str(crop), user="sue")
     assert res.exit_code == 0 and crop.read_bytes() == b"\xff\xd8crop" and "source LAPD ref V-1" in res.stdout
+    assert crop.stat().st_mode & 0o777 == 0o600
     res = run("hits", "close", str(hit_id), "--disposition", "dispatched", user="otto")
     assert res.exit_code == 1 and "not actionable" in res.stderr
     res = run("hits", "check-source", str(hit_id), "--yes", user="otto")

@@ -285,3 +285,18 @@ def test_transparency_report_counts_hits_by_category_and_disposition(env, tmp_pa
     assert (data["hits_visually_checked"], data["hits_misread"], data["misread_rate"]) == (2, 1, 0.5)
     page = render_html(data)
     assert "50.0% of 2 checked hits" in page and "7ABC123" not in page
+
+
+def test_open_stream_ends_when_its_user_is_disabled(env):
+    world, lists, matcher, book = env
+    book.RECHECK_SECONDS = 0.0
+    put(lists, world, "7ABC123")
+    stop = threading.Event()
+    hits = book.follow(world.operator, 0, stop, poll=0.01)
+    read(world, "7ABC123")
+    matcher.match_pending()
+    assert next(hits).entry["plate"] == "7ABC123"
+    world.users.set_disabled(world.admin, "otto", True)
+    with pytest.raises(StopIteration):
+        next(hits)
+    stop.set()

@@ -6,9 +6,9 @@ writes the access log. See docs/hotlists.md."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
-from pathlib import Path
 
 import click
 
@@ -302,7 +302,9 @@ def hits_show(config_path, token_file, hit_id, save_crop, save_context, as_json)
         if path:
             if data is None:
                 raise click.ClickException(f"hit {hit_id} has no {what} (not sent, or past image retention)")
-            Path(path).write_bytes(data)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # evidence: owner only
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
     if as_json:
         _echo_json(h.as_dict(images=True))
         return

@@ -31,7 +31,8 @@ polling; :meth:`HitBook.sse` formats them as ``text/event-stream`` (``id:``
 is the hit id, so a reconnecting browser's ``Last-Event-ID`` resumes where it
 stopped; ``event: hit``; ``data:`` the JSON of :meth:`Hit.as_dict` without
 images; a ``: keep-alive`` comment every 15 s). Opening a stream is logged
-once (``hits-watch``).
+once (``hits-watch``); an open stream ends within 10 s once its user is
+disabled or loses ``view-hits``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -47,8 +49,10 @@ from collections.abc import Iterator
 
 from ..errors import PolicyError
 from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
-from ..governance.users import Permission, User, require
+from ..governance.users import ROLE_PERMISSIONS, Permission, Role, User, require
 from .csvimport import normalise_plate
+
+logger = logging.getLogger(__name__)
 
 DISPOSITIONS = ("dispatched", "no-action", "misread", "stale-entry", "duplicate")
 
@@ -150,6 +154,8 @@ def _hit(row, crop=None, context=None) -> Hit:
 class HitBook:
     """Hits in the store's SQLite database."""
 
+    RECHECK_SECONDS = 10.0  # an open stream re-reads its user's record this often
+
     def __init__(self, conn: sqlite3.Connection, *, clock=utcnow) -> None:
         self.conn = conn
         self._clock = clock
@@ -221,9 +227,19 @@ class HitBook:
                         detail={"after": last})
         return self._follow(actor, last, stop, poll, images, heartbeat)
 
+    def _still_allowed(self, actor: User) -> bool:
+        """The user's current record (disabled or re-roled since the stream opened?)."""
+        row = self.conn.execute("SELECT role, disabled FROM users WHERE name = ?", [actor.name]).fetchone()
+        return row is not None and not row[1] and Permission.VIEW_HITS in ROLE_PERMISSIONS.get(Role(row[0]), ())
+
     def _follow(self, actor, last, stop, poll, images, heartbeat) -> Iterator[Hit | None]:
-        quiet = time.monotonic()
+        quiet = checked = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - checked >= self.RECHECK_SECONDS:
+                checked = time.monotonic()
+                if not self._still_allowed(actor):
+                    logger.info("hit stream of %s closed: the account is disabled or its role changed", actor.name)
+                    return
             batch = self.after(actor, last, images=images)
             for hit in batch:
                 last = hit.hit_id
