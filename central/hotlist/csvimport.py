@@ -69,6 +69,9 @@ class EntryInput:
     state: str = ""
     case_number: str = ""
 
+    def __repr__(self) -> str:  # no plate text in logs or tracebacks
+        return "EntryInput(...)"
+
     @property
     def folded(self) -> str:
         return fold_confusables(self.plate)

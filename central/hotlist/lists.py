@@ -78,6 +78,9 @@ class Entry:
     removed_at: dt.datetime | None
     removed_by: str | None
 
+    def __repr__(self) -> str:  # no plate text in logs or tracebacks
+        return f"Entry(entry_id={self.entry_id}, list_id={self.list_id})"
+
     def active(self, now: dt.datetime) -> bool:
         return self.removed_version is None and self.expires_at > now
 
