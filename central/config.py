@@ -79,6 +79,7 @@ class Webhook:
     timeout: float = 5.0
     max_attempts: int = 8
     retry_seconds: float = 2.0          # first retry after this; doubled each time, at most 10 minutes
+    ca_file: str = ""                   # CA bundle for an https receiver with a private CA; empty = system CAs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +147,12 @@ def _hotlist(table, base: Path) -> Hotlist:
             raise ConfigError(f"{where}.timeout: 0.1-60 seconds")
         if type(attempts) is not int or not 1 <= attempts <= 50:
             raise ConfigError(f"{where}.max_attempts: 1-50")
+        ca_file = hook.get("ca_file", "")
+        if not isinstance(ca_file, str):
+            raise ConfigError(f"{where}.ca_file: a file path")
         webhooks.append(Webhook(hook["name"], hook["url"], str(resolve(hook["secret_file"], base, credential=True)),
-                                tuple(cats), float(timeout), attempts, float(retry)))
+                                tuple(cats), float(timeout), attempts, float(retry),
+                                str(resolve(ca_file, base)) if ca_file else ""))
     return Hotlist(categories, dedupe, tuple(webhooks))
 
 

@@ -300,3 +300,46 @@ def test_open_stream_ends_when_its_user_is_disabled(env):
     with pytest.raises(StopIteration):
         next(hits)
     stop.set()
+
+
+def test_webhook_redirect_is_a_failed_attempt_not_followed(env, tmp_path):
+    import http.server
+
+    from central.config import Webhook
+    from central.hotlist.webhooks import Sender, write_secret
+    world, lists, matcher, book = env
+    got = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302 if self.path == "/hits" else 204)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        write_secret(tmp_path / "s.secret")
+        hook = Webhook("cad", f"http://127.0.0.1:{server.server_address[1]}/hits", str(tmp_path / "s.secret"),
+                       max_attempts=2)
+        matcher.cfg = Hotlist(categories=CFG.categories, webhooks=(hook,))
+        hit_id = verified_hit(env)
+        sender = Sender(world.store.path, hook, clock=world.clock)
+        [(delivery_id, hit, attempts)] = sender.due()
+        assert hit == hit_id and not sender.deliver(delivery_id, hit, attempts)
+        assert got == ["/hits"]
+        assert world.conn.execute("SELECT status_code, error FROM webhook_attempts").fetchall() == [(302, "HTTP 302")]
+        world.clock.now = T0 + 60 * SEC
+        [(delivery_id, hit, attempts)] = sender.due()
+        sender.deliver(delivery_id, hit, attempts)
+        assert world.conn.execute("SELECT status, attempts FROM webhook_deliveries").fetchone() == ("failed", 2)
+        sender.conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()

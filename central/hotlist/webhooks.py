@@ -19,7 +19,10 @@ exponential backoff (``retry_seconds``, default 2, then 4, 8 ... seconds, at
 most 10 minutes apart) up to
 ``max_attempts``; then the delivery is ``failed``. Every attempt is recorded
 (``webhook_attempts``: time, HTTP status or error, duration), never the body.
-The secret comes from a file readable by its owner only (0600).
+The secret comes from a file readable by its owner only (0600). Redirects
+are not followed (a 3xx is a failed attempt) and no proxy from the
+environment is used; an https receiver is verified against the system CAs or
+the receiver's ``ca_file``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import json
 import logging
 import os
 import sqlite3
+import ssl
 import threading
 import time
 import urllib.error
@@ -93,6 +97,11 @@ def backoff(attempts: int, first: float = 2.0) -> float:
     return min(MAX_BACKOFF, first * 2.0 ** (attempts - 1))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # the 3xx itself is the answer: a failed attempt
+
+
 class Sender:
     """Delivers one receiver's queue; :meth:`run` in its own thread."""
 
@@ -103,6 +112,11 @@ class Sender:
         self.book = HitBook(self.conn, clock=clock)
         self._clock = clock
         self.wakeup = threading.Event()
+        handlers = [urllib.request.ProxyHandler({}), _NoRedirect()]
+        if hook.url.startswith("https://"):
+            context = ssl.create_default_context(cafile=hook.ca_file or None)
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def due(self, limit: int = 20) -> list[tuple[int, int, int]]:
         return self.conn.execute("SELECT delivery_id, hit_id, attempts FROM webhook_deliveries WHERE endpoint = ? "
@@ -131,7 +145,7 @@ class Sender:
         started = time.monotonic()
         code, error = None, ""
         try:
-            with urllib.request.urlopen(request, timeout=self.hook.timeout) as response:
+            with self._opener.open(request, timeout=self.hook.timeout) as response:
                 code = response.status
                 response.read(65536)
         except urllib.error.HTTPError as exc:
