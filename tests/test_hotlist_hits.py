@@ -343,3 +343,21 @@ def test_webhook_redirect_is_a_failed_attempt_not_followed(env, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_two_senders_never_take_the_same_delivery(env, tmp_path):
+    from central.config import Webhook
+    from central.hotlist.webhooks import Sender, write_secret
+    world, lists, matcher, book = env
+    write_secret(tmp_path / "s.secret")
+    hook = Webhook("cad", "http://127.0.0.1:9/hits", str(tmp_path / "s.secret"))
+    matcher.cfg = Hotlist(categories=CFG.categories, webhooks=(hook,))
+    verified_hit(env)
+    a, b = (Sender(world.store.path, hook, clock=world.clock) for _ in range(2))
+    try:
+        assert len(a.due()) == 1 and b.due() == []
+        world.clock.now = T0 + dt.timedelta(minutes=5)   # the lease ran out (the first sender died)
+        assert len(b.due()) == 1
+    finally:
+        a.conn.close()
+        b.conn.close()

@@ -119,9 +119,18 @@ class Sender:
         self._opener = urllib.request.build_opener(*handlers)
 
     def due(self, limit: int = 20) -> list[tuple[int, int, int]]:
-        return self.conn.execute("SELECT delivery_id, hit_id, attempts FROM webhook_deliveries WHERE endpoint = ? "
-                                 "AND status = 'pending' AND next_at <= ? ORDER BY delivery_id LIMIT ?",
-                                 [self.hook.name, ts(self._clock()), limit]).fetchall()
+        """Deliveries due now, each leased to this sender (its ``next_at`` moved
+        past the attempt's timeout) in one transaction, so that the senders of
+        several collector processes never send the same delivery at once."""
+        now = self._clock()
+        lease = ts(now + dt.timedelta(seconds=self.hook.timeout * limit + 30))
+        with transaction(self.conn):
+            rows = self.conn.execute("SELECT delivery_id, hit_id, attempts FROM webhook_deliveries "
+                                     "WHERE endpoint = ? AND status = 'pending' AND next_at <= ? "
+                                     "ORDER BY delivery_id LIMIT ?", [self.hook.name, ts(now), limit]).fetchall()
+            self.conn.executemany("UPDATE webhook_deliveries SET next_at = ? WHERE delivery_id = ?",
+                                  [(lease, r[0]) for r in rows])
+        return rows
 
     def next_due(self) -> dt.datetime | None:
         row = self.conn.execute("SELECT min(next_at) FROM webhook_deliveries WHERE endpoint = ? "
