@@ -147,6 +147,11 @@ def test_listed_demo_plate_raises_one_hit_and_signed_webhooks(tmp_path, pki_dir,
         attempts = conn.execute("SELECT a.attempt, a.status_code FROM webhook_attempts a JOIN webhook_deliveries d "
                                 "USING (delivery_id) WHERE d.endpoint = 'flaky' ORDER BY a.attempt").fetchall()
         assert attempts == [(1, 500), (2, 500), (3, 204)]
+        from central.hotlist.webhooks import deliveries
+        shown = {d["endpoint"]: d for d in deliveries(conn, operator, hit.hit_id)}
+        assert shown["cad"]["status"] == "delivered" and len(shown["cad"]["history"]) == 1
+        assert [a["status_code"] for a in shown["flaky"]["history"]] == [500, 500, 204]
+        assert shown["flaky"]["history"][0]["seconds"] > 0
         assert [json.loads(b)["delivery_id"] for _, b in bad.requests] == [json.loads(bad.requests[0][1])
                                                                            ["delivery_id"]] * 3
     finally:
