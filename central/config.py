@@ -89,6 +89,7 @@ class Hotlist:
     categories: tuple[tuple[str, int], ...] = DEFAULT_CATEGORIES
     dedupe_seconds: int = 300           # one hit per entry and camera within this window (one vehicle pass)
     webhooks: tuple[Webhook, ...] = ()
+    matcher: bool = True                # run the matcher and webhook senders in this collector process
 
     def max_days(self, category: str) -> int | None:
         return dict(self.categories).get(category)
@@ -101,7 +102,7 @@ def _hotlist(table, base: Path) -> Hotlist:
     if not isinstance(table, dict):
         raise ConfigError("hotlist: expected a table")
     for key in table:
-        if key not in ("categories", "dedupe_seconds", "webhooks"):
+        if key not in ("categories", "dedupe_seconds", "webhooks", "matcher"):
             raise ConfigError(f"hotlist.{key}: unknown key")
     categories = DEFAULT_CATEGORIES
     if "categories" in table:
@@ -153,7 +154,10 @@ def _hotlist(table, base: Path) -> Hotlist:
         webhooks.append(Webhook(hook["name"], hook["url"], str(resolve(hook["secret_file"], base, credential=True)),
                                 tuple(cats), float(timeout), attempts, float(retry),
                                 str(resolve(ca_file, base)) if ca_file else ""))
-    return Hotlist(categories, dedupe, tuple(webhooks))
+    matcher = table.get("matcher", True)
+    if type(matcher) is not bool:
+        raise ConfigError("hotlist.matcher: true or false")
+    return Hotlist(categories, dedupe, tuple(webhooks), matcher)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,11 +23,13 @@ def test_hotlist_section():
                            "categories": ["amber"]}]}).hotlist
     assert c.max_days("amber") == 7 and c.max_days("bolo") is None and c.dedupe_seconds == 120
     assert c.webhooks[0].secret_file == "/srv/alpr/cad.secret" and c.webhooks[0].categories == ("amber",)
-    assert cfg({}).hotlist.max_days("missing-person") == 30
+    assert cfg({}).hotlist.max_days("missing-person") == 30 and cfg({}).hotlist.matcher
+    assert not cfg({"matcher": False}).hotlist.matcher
     for bad, where in (({"colour": 1}, "hotlist.colour: unknown key"),
                        ({"categories": {"stolen-vehicle": 0}}, "hotlist.categories.stolen-vehicle"),
                        ({"categories": {"Bad Name": 3}}, "hotlist.categories.Bad Name"),
                        ({"dedupe_seconds": -1}, "hotlist.dedupe_seconds"),
+                       ({"matcher": "no"}, "hotlist.matcher"),
                        ({"webhooks": [{"name": "x", "url": "ftp://x"}]}, "hotlist.webhooks[0].secret_file"),
                        ({"webhooks": [{"name": "x", "url": "ftp://x", "secret_file": "s"}]}, "webhooks[0].url"),
                        ({"webhooks": [{"name": "x", "url": "http://x", "secret_file": "s", "tries": 1}]},

@@ -50,8 +50,10 @@ def run(config_path: str, log_level: str) -> None:
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     from ..hotlist.service import HotlistService
+    hotlists = None
     try:  # matches each stored read against the hotlists after the ack; sends webhooks
-        hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
+        if cfg.hotlist.matcher:
+            hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
     except ConfigError as exc:
         store.close()
         registry.close()
@@ -62,7 +64,8 @@ def run(config_path: str, log_level: str) -> None:
     try:
         service.run(stop)
     finally:
-        hotlists.stop()
+        if hotlists is not None:
+            hotlists.stop()
         store.close()
         registry.close()
 
