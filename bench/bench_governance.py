@@ -58,9 +58,13 @@ def main() -> None:
         sup, _ = users.add(admin, "sue", "City PD", Role.SUPERVISOR)
         op, _ = users.add(admin, "otto", "City PD", Role.OPERATOR)
         gov = Governor(conn, Retention())
-        for i in range(100):
-            gov.add_hotlist(admin, f"7AB{i:04d}", source="bench", added_at=now - dt.timedelta(days=2000),
-                            expires_at=now + dt.timedelta(days=10))
+        from central.hotlist.csvimport import EntryInput
+        from central.hotlist.lists import Hotlists
+        lists = Hotlists(conn)
+        lists.create(admin, "bench", "stolen-vehicle")
+        for i in range(100):  # entered now: reads captured before were not hits (see retention._HIT)
+            lists.add(admin, "bench", EntryInput(f"7AB{i:04d}", "bench", "bench", f"B-{i}",
+                                                 now + dt.timedelta(days=10)))
         for i in range(20):
             h = gov.request_hold(op, case_number=f"H-{i}", plates=[f"7AB{i * 7:04d}"], since=now - dt.timedelta(days=1000),
                                  until=now, reason="bench", review_on=(now + dt.timedelta(days=30)).date())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -57,9 +58,106 @@ class Retention:
     non_hit_days: int = 730
     hit_days: int = 730
     image_days: int = 730
-    hotlist_days: int = 365          # after a hotlist entry expires
+    hotlist_days: int = 365          # hotlist entries, from their expiry or removal
+    labelled_example_days: int = 730  # misread crops with their true text (from hit verification)
     access_log_days: int = 1825
     device_log_days: int = 1825
+
+
+DEFAULT_CATEGORIES = (("stolen-vehicle", 365), ("stolen-plate", 365), ("missing-person", 30),
+                      ("felony-vehicle", 180), ("bolo", 30))
+
+
+@dataclasses.dataclass(frozen=True)
+class Webhook:
+    """An outbound receiver of hits (dispatch / CAD): JSON POSTed to ``url``,
+    signed with HMAC-SHA256 under the secret in ``secret_file`` (mode 0600)."""
+    name: str
+    url: str
+    secret_file: str
+    categories: tuple[str, ...] = ()    # empty = every category
+    timeout: float = 5.0
+    max_attempts: int = 8
+    retry_seconds: float = 2.0          # first retry after this; doubled each time, at most 10 minutes
+    ca_file: str = ""                   # CA bundle for an https receiver with a private CA; empty = system CAs
+
+
+@dataclasses.dataclass(frozen=True)
+class Hotlist:
+    """Hotlist categories (name -> the longest an entry may stay valid, days),
+    hit de-duplication and outbound webhooks (central/hotlist/)."""
+    categories: tuple[tuple[str, int], ...] = DEFAULT_CATEGORIES
+    dedupe_seconds: int = 300           # one hit per entry and camera within this window (one vehicle pass)
+    webhooks: tuple[Webhook, ...] = ()
+    matcher: bool = True                # run the matcher and webhook senders in this collector process
+
+    def max_days(self, category: str) -> int | None:
+        return dict(self.categories).get(category)
+
+
+_CATEGORY_RE = re.compile(r"^[a-z][a-z0-9-]{1,39}\Z")
+
+
+def _hotlist(table, base: Path) -> Hotlist:
+    if not isinstance(table, dict):
+        raise ConfigError("hotlist: expected a table")
+    for key in table:
+        if key not in ("categories", "dedupe_seconds", "webhooks", "matcher"):
+            raise ConfigError(f"hotlist.{key}: unknown key")
+    categories = DEFAULT_CATEGORIES
+    if "categories" in table:
+        cats = table["categories"]
+        if not isinstance(cats, dict) or not cats:
+            raise ConfigError("hotlist.categories: expected a table of name = maximum days")
+        for name, days in cats.items():
+            if not _CATEGORY_RE.match(name):
+                raise ConfigError(f"hotlist.categories.{name}: a name is 2-40 lower-case letters, digits and -")
+            if type(days) is not int or not 1 <= days <= 3650:
+                raise ConfigError(f"hotlist.categories.{name}: the maximum expiry is 1-3650 days")
+        categories = tuple(cats.items())
+    dedupe = table.get("dedupe_seconds", 300)
+    if type(dedupe) is not int or not 0 <= dedupe <= 86400:
+        raise ConfigError("hotlist.dedupe_seconds: 0-86400")
+    hooks = table.get("webhooks", [])
+    if not isinstance(hooks, list):
+        raise ConfigError("hotlist.webhooks: expected an array of tables ([[hotlist.webhooks]])")
+    webhooks, names = [], set()
+    for i, hook in enumerate(hooks):
+        where = f"hotlist.webhooks[{i}]"
+        if not isinstance(hook, dict):
+            raise ConfigError(f"{where}: expected a table")
+        for key in ("name", "url", "secret_file"):
+            if not isinstance(hook.get(key), str) or not hook[key]:
+                raise ConfigError(f"{where}.{key}: required (a string)")
+        fields = {f.name for f in dataclasses.fields(Webhook)}
+        for key in hook:
+            if key not in fields:
+                raise ConfigError(f"{where}.{key}: unknown key")
+        if not hook["url"].startswith(("https://", "http://")):
+            raise ConfigError(f"{where}.url: an http(s) URL")
+        if hook["name"] in names:
+            raise ConfigError(f"{where}.name: {hook['name']} is used twice")
+        names.add(hook["name"])
+        cats = hook.get("categories", [])
+        if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+            raise ConfigError(f"{where}.categories: a list of category names")
+        timeout, attempts, retry = hook.get("timeout", 5.0), hook.get("max_attempts", 8), hook.get("retry_seconds", 2.0)
+        if type(retry) not in (int, float) or not 0.1 <= retry <= 600:
+            raise ConfigError(f"{where}.retry_seconds: 0.1-600")
+        if type(timeout) not in (int, float) or not 0.1 <= timeout <= 60:
+            raise ConfigError(f"{where}.timeout: 0.1-60 seconds")
+        if type(attempts) is not int or not 1 <= attempts <= 50:
+            raise ConfigError(f"{where}.max_attempts: 1-50")
+        ca_file = hook.get("ca_file", "")
+        if not isinstance(ca_file, str):
+            raise ConfigError(f"{where}.ca_file: a file path")
+        webhooks.append(Webhook(hook["name"], hook["url"], str(resolve(hook["secret_file"], base, credential=True)),
+                                tuple(cats), float(timeout), attempts, float(retry),
+                                str(resolve(ca_file, base)) if ca_file else ""))
+    matcher = table.get("matcher", True)
+    if type(matcher) is not bool:
+        raise ConfigError("hotlist.matcher: true or false")
+    return Hotlist(categories, dedupe, tuple(webhooks), matcher)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +249,7 @@ class CentralConfig:
     ca: Ca = Ca()
     enrollment: Enrollment = Enrollment()
     broker: BrokerSection = BrokerSection()
+    hotlist: Hotlist = Hotlist()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -190,7 +289,8 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 
 def parse(doc: dict, base: Path) -> CentralConfig:
-    allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker"}
+    allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
+               "hotlist"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -218,7 +318,8 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     sharing = dataclasses.replace(sharing, signing_key=str(resolve(sharing.signing_key, data_dir, credential=True)))
     policy = _section(Policy, doc.get("policy", {}), "policy")
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
-                         mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir))
+                         mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir),
+                               hotlist=_hotlist(doc.get("hotlist", {}), data_dir))
 
 
 def load(path) -> CentralConfig:

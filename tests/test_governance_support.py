@@ -49,6 +49,23 @@ class World:
         return read
 
 
+def listed(world: "World", plate: str, *, added_at: dt.datetime, expires_at: dt.datetime, list_name: str = "svs",
+           category: str = "stolen-vehicle"):
+    """Put ``plate`` on a hotlist as if entered at ``added_at`` (the clock is set back meanwhile)."""
+    from central.config import Hotlist
+    from central.hotlist.csvimport import EntryInput
+    from central.hotlist.lists import Hotlists
+    saved = world.clock.now
+    world.clock.now = added_at
+    try:
+        lists = Hotlists(world.conn, Hotlist(categories=((category, 3650),)), clock=world.clock)
+        if not world.conn.execute("SELECT 1 FROM hotlists WHERE name = ?", [list_name]).fetchone():
+            lists.create(world.admin, list_name, category)
+        return lists.add(world.admin, list_name, EntryInput(plate, "stolen", "SVS", "SVS-1", expires_at))
+    finally:
+        world.clock.now = saved
+
+
 def make_world(path) -> World:
     store = SQLiteStore(path)
     clock = Clock()

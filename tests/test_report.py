@@ -20,7 +20,7 @@ from central.governance.retention import Governor
 from central.governance.search import search
 from central.governance.sharing import SharingRegistry
 from central.store import Search
-from test_governance_support import PURPOSES, world  # noqa: F401
+from test_governance_support import listed, PURPOSES, world  # noqa: F401
 
 Q3 = dt.datetime(2026, 8, 15, 12, 0, tzinfo=dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -58,7 +58,11 @@ def populated(world):
         w.add_read(plate, Q3 - (i + 1) * DAY, device="cam-a" if i else "cam-b")
     w.add_read("OUTSIDE1", dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc))   # Q2: not counted
     gov = Governor(w.conn, clock=w.clock)
-    gov.add_hotlist(w.admin, "7ABC123", source="SVS", added_at=Q3 - 30 * DAY, expires_at=Q3 + 30 * DAY)
+    listed(w, "7ABC123", added_at=Q3 - 30 * DAY, expires_at=Q3 + 30 * DAY)
+    from central.hotlist.matcher import Matcher
+    matcher = Matcher(w.store.path, clock=w.clock)
+    assert len(matcher.match_pending()) == 1  # the listed plate's read raises a hit
+    matcher.close()
     for purpose, n in (("stolen-vehicle", 2), ("criminal-investigation", 1)):
         for _ in range(n):
             search(w.store, Search(plate="7AB*"), user=w.operator, purpose=purpose, case_number="C-1",

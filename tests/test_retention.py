@@ -13,7 +13,7 @@ from central.governance.audit import verify
 from central.config import Retention
 from central.errors import PermissionDenied, PolicyError
 from central.governance.retention import Governor
-from test_governance_support import T0, make_world, world  # noqa: F401
+from test_governance_support import listed, T0, make_world, world  # noqa: F401
 
 DAY = dt.timedelta(days=1)
 
@@ -38,8 +38,8 @@ def test_purge_deletes_by_category_and_records_counts_not_plates(world, gov):
     world.add_read("HIT1", T0 - 800 * DAY)            # hit: kept 1000 days
     world.add_read("HIT2", T0 - 1001 * DAY)           # hit past 1000 days: goes
     world.add_read("NEW1", T0 - 5 * DAY)              # recent: stays with its image
-    gov.add_hotlist(world.admin, "HIT1", source="SVS", added_at=T0 - 900 * DAY, expires_at=T0 - 700 * DAY)
-    gov.add_hotlist(world.admin, "HIT2", source="NCIC", added_at=T0 - 1100 * DAY, expires_at=T0 - 5 * DAY)
+    listed(world, "HIT1", added_at=T0 - 900 * DAY, expires_at=T0 - 700 * DAY)
+    listed(world, "HIT2", added_at=T0 - 1100 * DAY, expires_at=T0 - 5 * DAY)
     dry = gov.purge(world.admin, dry_run=True)
     assert plates(world) == ["HIT1", "HIT2", "KEEP1", "NEW1", "OLD1"] and dry.dry_run
     result = gov.purge(world.admin)

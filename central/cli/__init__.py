@@ -10,10 +10,11 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import devices, governance, release, retention, sharing
+from . import devices, governance, hotlist, release, retention, sharing
 from .main import keys, main
 
-for _command in governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + release.COMMANDS:
+for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
+                 + release.COMMANDS):
     main.add_command(_command)
 keys.add_command(sharing.keys_init_signing)
 for _group in (devices.ca_group, devices.enroll_group, devices.device_group, devices.business_group,

@@ -1,6 +1,7 @@
 """The one-command demo: a TLS Mosquitto broker, the central collector, and an
 edge agent fed by a generated clip, all on loopback; reads are printed as
-central stores them. Ctrl-C stops everything.
+central stores them. One of the clip's plates is put on a demo hotlist, and
+its hit is printed live as the matcher raises it. Ctrl-C stops everything.
 
 Everything is generated into one folder (CA, certificates, keys, configs, the
 clip, the databases), so the demo never touches system paths.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 import logging
 import signal
 import subprocess
@@ -34,6 +36,10 @@ from ..ingest.keys import init_data_key, load_opener
 from ..fleet.registry import DEPARTMENT, CameraSpec, Registry
 from ..store.sqlite import SQLiteStore
 from ..governance.users import User, UserDirectory
+from ..config import Hotlist
+from ..hotlist.csvimport import EntryInput
+from ..hotlist.lists import Hotlists
+from ..hotlist.service import HotlistService
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +146,27 @@ batch_size = 50
 """
 
 
+DEMO_LIST = "demo-stolen"
+
+
+def put_on_demo_hotlist(db: Path, sidecar: Path) -> str:
+    """Put the clip's first plate on the demo hotlist (once; the entry expires
+    in 7 days), as the demo admin. Returns the plate."""
+    plate = json.loads(sidecar.read_text())["plates"][0]
+    registry = Registry(db)
+    try:
+        admin = local_admin(registry)
+        lists = Hotlists(registry.db, Hotlist())
+        if not registry.db.execute("SELECT 1 FROM hotlists WHERE name = ?", [DEMO_LIST]).fetchone():
+            lists.create(admin, DEMO_LIST, "stolen-vehicle", description="the demo's listed plate")
+        if not any(e.plate == plate for e in lists.entries(admin, DEMO_LIST, log=False)):
+            lists.add(admin, DEMO_LIST, EntryInput(plate, "stolen vehicle (demo)", "Demo PD", "DEMO-1",
+                                                   dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=7)))
+    finally:
+        registry.close()
+    return plate
+
+
 def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: float | None = None,
         echo: Callable[[str], None] = print) -> int:
     paths = prepare(root)
@@ -162,6 +189,10 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
     clip_dir = root / "clip"
     subprocess.run([sys.executable, "-m", "edge_agent", "sample", str(clip_dir), "--vehicles", str(vehicles)],
                    check=True, stdout=subprocess.DEVNULL)
+    listed = put_on_demo_hotlist(root / "central" / "central.sqlite", clip_dir / "sample.json")
+    hotlists = HotlistService(root / "central" / "central.sqlite", Hotlist()).attach(service.collector).start()
+    echo(f"hotlist     {listed} is on the demo hotlist 'demo-stolen' (a stolen-vehicle list); its hit shows "
+         f"live below, unverified")
     edge_conf = root / "edge.toml"
     edge_conf.write_text(edge_config_text(paths, clip=clip_dir / "sample.avi", sidecar=clip_dir / "sample.json",
                                           recognizer=recognizer))
@@ -176,6 +207,7 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
     interrupted = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     seen = 0
+    seen_hit = store.db.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
     started = time.monotonic()
     try:
         while not interrupted.wait(0.5):
@@ -185,6 +217,14 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
             for cap, plate, conf, cam, dev, rid in rows:
                 echo(f"{cap[:23]:<24} {plate:<9} {conf:>5.2f}  {cam:<11} {dev:<11} {rid}")
             seen += len(rows)
+            for hid, cap, kind, text, entry, cam, dev in store.db.execute(
+                    "SELECT hit_id, captured_at, match_kind, matched_text, entry, camera_id, device_id FROM hits "
+                    "WHERE hit_id > ? ORDER BY hit_id", [seen_hit]).fetchall():
+                e = json.loads(entry)
+                echo(f"*** HIT #{hid} {cap[:19]} read {text} = listed {e['plate']} ({kind}; {e['reason']}, "
+                     f"{e['source_agency']} {e['source_ref']}) on {dev}/{cam}: UNVERIFIED, check the image and "
+                     f"the source before any action (an operator: alpr-central hits show {hid})")
+                seen_hit = hid
             if edge.poll() is not None:
                 echo(f"edge agent exited with {edge.returncode}")
                 break
@@ -201,6 +241,7 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
                 edge.kill()
         stop.set()
         collector_thread.join(timeout=10)
+        hotlists.stop()
         broker.stop()
         echo(f"stopped. central stored {store.count()} reads; counters: {dict(service.collector.counters)}")
         store.close()

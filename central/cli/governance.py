@@ -1,5 +1,5 @@
 """``alpr-central`` governance commands: ``user``, ``audit``, ``retention``,
-``hold``, ``hotlist`` and ``report`` are in :mod:`.retention`; sharing is in :mod:`.sharing`.
+``hold`` and ``report`` are in :mod:`.retention`, ``hotlist`` and ``hits`` in :mod:`.hotlist`; sharing is in :mod:`.sharing`.
 
 Every command except ``user bootstrap`` runs as an authenticated user: the
 personal token comes from the file named by ``--token-file`` /

@@ -31,7 +31,7 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def run(config_path: str, log_level: str) -> None:
-    """Run the collector until SIGTERM / Ctrl-C."""
+    """Run the collector (and the hotlist matcher and webhooks) until SIGTERM / Ctrl-C."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
@@ -49,12 +49,23 @@ def run(config_path: str, log_level: str) -> None:
                                                    device_allowed=registry.allow_list()))
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    from ..hotlist.service import HotlistService
+    hotlists = None
+    try:  # matches each stored read against the hotlists after the ack; sends webhooks
+        if cfg.hotlist.matcher:
+            hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
+    except ConfigError as exc:
+        store.close()
+        registry.close()
+        raise ConfigFailure(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         service.run(stop)
     finally:
+        if hotlists is not None:
+            hotlists.stop()
         store.close()
         registry.close()
 

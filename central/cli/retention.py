@@ -1,6 +1,6 @@
-"""``alpr-central retention``, ``hold``, ``hotlist`` and ``report``: retention
-periods and the purge job, legal holds, the minimal hotlist, and the
-transparency report. Authentication as in :mod:`central.cli.governance`."""
+"""``alpr-central retention``, ``hold`` and ``report``: retention periods and
+the purge job, legal holds, and the transparency report (hotlists and hits are
+in :mod:`central.cli.hotlist`). Authentication as in :mod:`central.cli.governance`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .common import parse_when as _when
 from .session import Session, json_option, parse_date, token_option
 
 
-# -- retention, holds, hotlist -------------------------------------------------------
+# -- retention, holds -------------------------------------------------------
 @click.group("retention")
 def retention_group() -> None:
     """Retention periods and the purge job."""
@@ -127,24 +127,6 @@ def hold_list(config_path, token_file, as_json) -> None:
                    f"{len(h.plates) or 'all':>6}  {h.since:%Y-%m-%d}..{h.until:%Y-%m-%d}{flag}")
 
 
-@click.group("hotlist")
-def hotlist_group() -> None:
-    """A minimal hotlist (plates of interest), used to tell hits from non-hits."""
-
-
-@hotlist_group.command("add")
-@config_option
-@token_option
-@click.argument("plate")
-@click.option("--source", required=True, help="Where the entry comes from (NCIC, SVS, case ...).")
-@click.option("--expires", required=True, help="When the entry expires (ISO 8601).")
-def hotlist_add(config_path, token_file, plate, source, expires) -> None:
-    """Add a plate of interest (admin)."""
-    with Session(config_path, token_file) as s:
-        entry = _governor(s).add_hotlist(s.user, plate, source=source, expires_at=_when(expires, "--expires"))
-    click.echo(f"hotlist entry {entry.id} added (expires {entry.expires_at:%Y-%m-%d})")
-
-
 # -- report -------------------------------------------------------------------------
 @click.group("report")
 def report_group() -> None:
@@ -170,4 +152,4 @@ def report_transparency(config_path, token_file, period, out_dir) -> None:
     click.echo(f"wrote {html_path} and {json_path}")
 
 
-COMMANDS = (retention_group, hold_group, hotlist_group, report_group)
+COMMANDS = (retention_group, hold_group, report_group)

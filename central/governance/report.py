@@ -2,7 +2,8 @@
 charts with text labels, no scripts, no external resources) and its JSON
 twin, for a quarter, month or year.
 
-Figures: cameras by owner, reads, hits, searches by purpose (and refused
+Figures: cameras by owner, reads, hits (by hotlist category and
+disposition, and the misread rate found by the visual check), searches by purpose (and refused
 searches), sharing by recipient, purges, legal holds, and the policy text
 (authorized purposes, retention periods, eligible recipients, custodian).
 The access log's head (``seq:hash``) at generation is printed so anyone can
@@ -69,7 +70,16 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
         owners = [("not registered", n)] if n else []
     reads = conn.execute("SELECT count(*) FROM reads WHERE captured_at >= ? AND captured_at < ?", [a, b]).fetchone()[0]
     gov = Governor(conn, cfg.retention)
-    hits = gov.count_hits(start, end)
+    hit_rows = conn.execute("SELECT category, coalesce(disposition, 'open'), count(*) FROM hits "
+                            "WHERE captured_at >= ? AND captured_at < ? GROUP BY 1, 2 ORDER BY 1, 2", [a, b]).fetchall()
+    hits = sum(n for _, _, n in hit_rows)
+    checked, misread = conn.execute("SELECT count(visual), coalesce(sum(visual = 'misread'), 0) FROM hits "
+                                    "WHERE captured_at >= ? AND captured_at < ?", [a, b]).fetchone()
+    by_category: dict[str, int] = {}
+    by_disposition: dict[str, int] = {}
+    for category, disposition, n in hit_rows:
+        by_category[category] = by_category.get(category, 0) + n
+        by_disposition[disposition] = by_disposition.get(disposition, 0) + n
     searches = conn.execute("SELECT purpose, count(*), coalesce(sum(result_count), 0) FROM audit_log "
                             "WHERE action = 'search' AND at >= ? AND at < ? GROUP BY purpose ORDER BY purpose",
                             [a, b]).fetchall()
@@ -99,6 +109,11 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
         "cameras_total": sum(n for _, n in owners),
         "reads": reads,
         "hits": hits,
+        "hits_by_category": [{"category": k, "hits": v} for k, v in sorted(by_category.items())],
+        "hits_by_disposition": [{"disposition": k, "hits": v} for k, v in sorted(by_disposition.items())],
+        "hits_visually_checked": checked,
+        "hits_misread": misread,
+        "misread_rate": round(misread / checked, 4) if checked else None,
         "searches_by_purpose": [{"purpose": p, "searches": n, "results": rc} for p, n, rc in searches],
         "searches_total": sum(n for _, n, _ in searches),
         "searches_refused": refused,
@@ -112,6 +127,7 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
             "authorized_purposes": list(cfg.query.purposes),
             "retention_days": {"non-hit reads": r.non_hit_days, "hits": r.hit_days,
                                "plate crops and context images": r.image_days,
+                               "labelled misread examples": r.labelled_example_days,
                                "hotlist entries (after expiry)": r.hotlist_days, "access logs": r.access_log_days,
                                "device audit logs": r.device_log_days},
             "eligible_recipients": {"agency_types": list(cfg.sharing.eligible_agency_types),
@@ -167,7 +183,9 @@ def render_html(d: dict) -> str:
             ("shared", "Disclosures", sum(x["exports"] for x in d["sharing_by_recipient"]))]
     p = d["policy"]
     labels = {"non_hit_reads": "non-hit reads", "hit_reads": "hit reads", "images": "plate and context images",
-              "hotlist": "hotlist entries", "access_log": "access-log entries", "device_log": "device audit records"}
+              "hotlist": "hotlist entries", "hits": "hit records",
+              "labelled_examples": "labelled misread examples", "webhook_deliveries": "webhook delivery records",
+              "access_log": "access-log entries", "device_log": "device audit records"}
     purge_items = [(labels.get(k, k), v) for k, v in sorted(d["purges"]["deleted"].items())]
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(d['title'])}</title>"
@@ -178,6 +196,14 @@ def render_html(d: dict) -> str:
                                        for k, label, v in kpis) + "</div>",
         "<h2>Cameras</h2>",
         bar_chart("chart-cameras", "Cameras by owner", [(x["owner"], x["cameras"]) for x in d["cameras_by_owner"]]),
+        "<h2>Hotlist hits</h2>",
+        bar_chart("chart-hits-category", "Hits by hotlist category",
+                  [(x["category"], x["hits"]) for x in d.get("hits_by_category", [])]),
+        bar_chart("chart-hits-disposition", "Hits by disposition (open = not yet closed)",
+                  [(x["disposition"], x["hits"]) for x in d.get("hits_by_disposition", [])]),
+        f"<p id='misread-rate'>Misread rate (visual check found the image did not show the listed plate): "
+        + (f"{d['misread_rate']:.1%} of {d['hits_visually_checked']:,} checked hits"
+           if d.get("misread_rate") is not None else "no hits checked in this period") + "</p>",
         "<h2>Searches</h2>",
         bar_chart("chart-searches", "Searches by purpose",
                   [(x["purpose"], x["searches"]) for x in d["searches_by_purpose"]]),

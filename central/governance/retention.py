@@ -1,12 +1,16 @@
-"""Retention: per-category periods, legal holds, a minimal hotlist, and the
-purge job.
+"""Retention: per-category periods, legal holds, and the purge job.
 
 Categories (config ``[retention]``, days):
 
-- ``non_hit_days``   reads whose plate matched no hotlist entry at capture time
-- ``hit_days``       reads that did (a *hit*)
+- ``non_hit_days``   reads that raised no hit and whose plate was on no hotlist
+  entry valid when it was captured
+- ``hit_days``       reads that did (a *hit*), and the hit records (with their
+  verification steps and webhook delivery records) once their read is gone
 - ``image_days``     plate crops and context images (the read itself may stay)
-- ``hotlist_days``   hotlist entries, counted from their expiry
+- ``hotlist_days``   hotlist entries (of every list version), counted from their
+  expiry or removal; an expired entry stops matching at once
+- ``labelled_example_days``  misread crops with their true text (from the
+  visual check of a hit), counted from capture
 - ``access_log_days``  access-log entries (removed oldest first, leaving a
   ``log-purged`` anchor so the chain still verifies, see :mod:`central.governance.audit`)
 - ``device_log_days``  device audit records received at central
@@ -19,8 +23,7 @@ silently dropped). The purge never deletes a held read or its images.
 
 The purge records what it deleted (counts per category, never plates) in
 ``purge_runs`` and in the access log, in the same transaction as the deletes.
-The hotlist here is deliberately small (plate, source, validity): enough to
-tell hits from non-hits; matching reads against it live is not built.
+Hotlists, matching and hits are in :mod:`central.hotlist`.
 """
 
 from __future__ import annotations
@@ -40,9 +43,13 @@ from .users import Permission, User, require
 
 logger = logging.getLogger(__name__)
 
-# A read is a hit when an entry for its plate was valid when it was captured.
-_HIT = ("EXISTS (SELECT 1 FROM hotlist h WHERE h.plate = r.plate "
-        "AND h.added_at <= r.captured_at AND r.captured_at <= h.expires_at)")
+# When a hotlist entry stops being valid: its expiry, or its removal if earlier.
+_ENTRY_END = ("CASE WHEN e.removed_at IS NOT NULL AND e.removed_at < e.expires_at THEN e.removed_at "
+              "ELSE e.expires_at END")
+# A read is a hit when it raised one, or when an entry for its plate was valid
+# when it was captured (reads stored before the matcher ran, or while it was behind).
+_HIT = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id) OR EXISTS (SELECT 1 FROM hotlist_entries e "
+        f"WHERE e.plate = r.plate AND e.entered_at <= r.captured_at AND r.captured_at <= {_ENTRY_END}))")
 # A read is held when an approved, unreleased hold covers it.
 _HELD = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AND g.released_at IS NULL "
          "AND r.captured_at >= g.since AND r.captured_at <= g.until "
@@ -54,16 +61,6 @@ def _plate(p: str) -> str:
     if not 1 <= len(plate) <= 16:
         raise PolicyError("a plate is 1-16 letters and digits")
     return plate
-
-
-@dataclasses.dataclass(frozen=True)
-class HotlistEntry:
-    id: int
-    plate: str
-    source: str
-    added_at: dt.datetime
-    expires_at: dt.datetime
-    added_by: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,33 +106,13 @@ def _hold(row) -> Hold:
 
 
 class Governor:
-    """Hotlist, legal holds and the purge over the store's SQLite database."""
+    """Legal holds and the purge over the store's SQLite database."""
 
     def __init__(self, conn: sqlite3.Connection, retention: Retention = Retention(), *, clock=utcnow) -> None:
         self.conn = conn
         self.retention = retention
         self._clock = clock
         self.log = AccessLog(conn, clock=clock)
-
-    # -- hotlist -------------------------------------------------------------
-    def add_hotlist(self, actor: User, plate: str, *, source: str, expires_at: dt.datetime,
-                    added_at: dt.datetime | None = None) -> HotlistEntry:
-        require(actor, Permission.MANAGE_HOTLIST)
-        if not source:
-            raise PolicyError("a hotlist entry names its source (e.g. NCIC, SVS, local case)")
-        plate, added = _plate(plate), added_at or self._clock()
-        if expires_at <= added:
-            raise PolicyError("a hotlist entry expires after it was added")
-        with transaction(self.conn):
-            cur = self.conn.execute("INSERT INTO hotlist (plate, source, added_at, expires_at, added_by) "
-                                    "VALUES (?,?,?,?,?)", [plate, source, ts(added), ts(expires_at), actor.name])
-            self.log.append(user=actor.name, organization=actor.organization, action="hotlist-add",
-                            detail={"entry": cur.lastrowid, "source": source, "expires_at": ts(expires_at)})
-        return HotlistEntry(cur.lastrowid, plate, source, added, expires_at, actor.name)
-
-    def count_hits(self, since: dt.datetime, until: dt.datetime) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM reads r WHERE r.captured_at >= ? AND r.captured_at < ? "
-                                 f"AND {_HIT}", [ts(since), ts(until)]).fetchone()[0]
 
     # -- legal holds -----------------------------------------------------------
     def request_hold(self, actor: User, *, case_number: str, plates: tuple[str, ...] | list[str],
@@ -204,7 +181,9 @@ class Governor:
         r = self.retention
         return {k: now - dt.timedelta(days=d) for k, d in (
             ("non_hit_reads", r.non_hit_days), ("hit_reads", r.hit_days), ("images", r.image_days),
-            ("hotlist", r.hotlist_days), ("access_log", r.access_log_days), ("device_log", r.device_log_days))}
+            ("hotlist", r.hotlist_days), ("access_log", r.access_log_days), ("device_log", r.device_log_days),
+            ("hits", r.hit_days), ("webhook_deliveries", r.hit_days),  # deliveries go with their hits
+            ("labelled_examples", r.labelled_example_days))}
 
     def purge(self, actor: User, *, now: dt.datetime | None = None, dry_run: bool = False) -> PurgeResult:
         """Delete what is past its retention period, except held reads."""
@@ -220,7 +199,15 @@ class Governor:
             ("non_hit_reads", "reads", f"DELETE FROM reads WHERE read_id IN (SELECT r.read_id FROM reads r "
                                        f"WHERE r.captured_at < ? AND NOT {_HIT} AND NOT {_HELD})",
              [c["non_hit_reads"]]),
-            ("hotlist", "hotlist", "DELETE FROM hotlist WHERE expires_at < ?", [c["hotlist"]]),
+            # Hit records go with their read (a held read keeps its hits), once past hit_days.
+            ("hits", "hits", "DELETE FROM hits WHERE captured_at < ? AND NOT EXISTS "
+                             "(SELECT 1 FROM reads r WHERE r.read_id = hits.read_id)", [c["hits"]]),
+            ("webhook_deliveries", "webhook_deliveries", "DELETE FROM webhook_deliveries WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM hits h WHERE h.hit_id = webhook_deliveries.hit_id)", []),
+            ("labelled_examples", "labelled_examples", "DELETE FROM labelled_examples WHERE captured_at < ?",
+             [c["labelled_examples"]]),
+            ("hotlist", "hotlist_entries", f"DELETE FROM hotlist_entries WHERE entry_id IN (SELECT e.entry_id "
+                                           f"FROM hotlist_entries e WHERE {_ENTRY_END} < ?)", [c["hotlist"]]),
             ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
         ]
         with transaction(self.conn):

@@ -11,11 +11,12 @@ Roles and what they may do (least privilege: the admin manages accounts and
 agreements but cannot search plates or approve sharing):
 
 ========== ==============================================================
-admin      manage users, agreements (incl. business MOUs) and the hotlist; run purges;
-           read logs; enroll, suspend and revoke devices
-operator   search; enter sharing requests; request legal holds
-supervisor search; approve/deny sharing and legal holds; export bundles
-auditor    read-only: access log, device logs, reports, recipients
+admin      manage users, agreements (incl. business MOUs) and hotlists; run purges;
+           read logs; enroll, suspend and revoke devices (sees no hits)
+operator   search; enter sharing requests; request legal holds; see and verify hits
+supervisor search; approve/deny sharing and legal holds; export bundles; manage
+           hotlists; see and verify hits
+auditor    read-only: access log, device logs, reports, recipients, hotlists, hits
 field-tech enroll devices; suspend and resume them (not revoke)
 business   health of its own organization's devices only
 ========== ==============================================================
@@ -49,6 +50,9 @@ class Permission(str, enum.Enum):
     MANAGE_USERS = "manage-users"
     MANAGE_AGREEMENTS = "manage-agreements"
     MANAGE_HOTLIST = "manage-hotlist"
+    VIEW_HOTLIST = "view-hotlist"
+    VIEW_HITS = "view-hits"
+    VERIFY_HITS = "verify-hits"
     RUN_PURGE = "run-purge"
     SEARCH = "search"
     REQUEST_SHARE = "request-share"
@@ -66,12 +70,14 @@ class Permission(str, enum.Enum):
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.RUN_PURGE, P.READ_AUDIT,
-                           P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE}),
-    Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD}),
+    Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.RUN_PURGE,
+                           P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE}),
+    Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD, P.VIEW_HOTLIST, P.VIEW_HITS,
+                              P.VERIFY_HITS}),
     Role.SUPERVISOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.APPROVE_SHARE, P.EXPORT_SHARE, P.REQUEST_HOLD,
-                                P.APPROVE_HOLD, P.READ_REPORTS}),
-    Role.AUDITOR: frozenset({P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL}),
+                                P.APPROVE_HOLD, P.READ_REPORTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.VIEW_HITS,
+                                P.VERIFY_HITS}),
+    Role.AUDITOR: frozenset({P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.VIEW_HOTLIST, P.VIEW_HITS}),
     Role.FIELD_TECH: frozenset({P.ENROLL}),
     Role.BUSINESS: frozenset({P.DEVICE_HEALTH_OWN}),
 }

@@ -63,6 +63,9 @@ class Collector:
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        # Called after each commit with the stored reads (e.g. the hotlist matcher's
+        # wake-up). A listener must be quick; its failure never affects the ack.
+        self.on_stored: list[Callable[[tuple], None]] = []
 
     def reject(self, reason: str, n: int = 1, device: str | None = None) -> None:
         with self._lock:
@@ -144,6 +147,11 @@ class Collector:
         reads = [r for item in items for r in item.reads]
         if reads:
             self.store.add_reads(reads, self._clock())
+            for listener in self.on_stored:
+                try:
+                    listener(tuple(reads))
+                except Exception:
+                    logger.exception("a listener of stored reads failed (the reads are stored and acked)")
         with self._lock:
             self.counters["reads_stored"] += len(reads)
         return [(self.topics.ack(item.device), Ack(item.batch_id, tuple(r.read_id for r in item.reads),

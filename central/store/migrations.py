@@ -3,7 +3,8 @@
 
 Never edit a migration that has shipped; append a new one. Names are
 ``NNNN_topic``; numbers are reserved per area so parallel work does not collide:
-0001-0099 reads and ingest, 0100-0199 devices and enrollment, 0200-0299 governance.
+0001-0099 reads and ingest, 0100-0199 devices and enrollment, 0200-0299 governance,
+0300-0399 hotlists and hits.
 """
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -216,5 +217,135 @@ MIGRATIONS: list[tuple[str, str]] = [
     # -- 0110: business users are governance users (role business); the separate login table goes --
     ("0110_drop_business_logins", """
         DROP TABLE business_logins
+    """),
+    # -- 0300-0399 hotlists and hits (central/hotlist/) --
+    # Supersedes the minimal ``hotlist`` table of 0200: its rows move to a list
+    # named "legacy" (category "legacy", version 1), then the table goes.
+    ("0300_hotlists", """
+        CREATE TABLE hotlists (
+            list_id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            category TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            version INTEGER NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE hotlist_versions (
+            list_id INTEGER NOT NULL REFERENCES hotlists(list_id),
+            version INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            action TEXT NOT NULL,
+            counts TEXT NOT NULL,
+            PRIMARY KEY (list_id, version)
+        ) WITHOUT ROWID;
+        CREATE TABLE hotlist_entries (
+            entry_id INTEGER PRIMARY KEY,
+            list_id INTEGER NOT NULL REFERENCES hotlists(list_id),
+            plate TEXT NOT NULL,
+            plate_folded TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            source_agency TEXT NOT NULL,
+            source_ref TEXT NOT NULL,
+            case_number TEXT NOT NULL,
+            entered_by TEXT NOT NULL,
+            entered_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            added_version INTEGER NOT NULL,
+            removed_version INTEGER,
+            removed_at TEXT,
+            removed_by TEXT
+        );
+        CREATE INDEX hotlist_entries_folded ON hotlist_entries(plate_folded) WHERE removed_version IS NULL;
+        CREATE INDEX hotlist_entries_plate ON hotlist_entries(plate, entered_at);
+        INSERT INTO hotlists (name, category, description, version, created_by, created_at)
+            SELECT 'legacy', 'legacy', 'entries of the minimal hotlist before 0300', 1, 'migration-0300',
+                   strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+            WHERE EXISTS (SELECT 1 FROM hotlist);
+        INSERT INTO hotlist_versions (list_id, version, at, user, action, counts)
+            SELECT list_id, 1, created_at, created_by, 'migrate',
+                   json_object('added', (SELECT count(*) FROM hotlist)) FROM hotlists WHERE name = 'legacy';
+        INSERT INTO hotlist_entries (list_id, plate, plate_folded, state, reason, source_agency, source_ref,
+                                     case_number, entered_by, entered_at, expires_at, added_version)
+            SELECT (SELECT list_id FROM hotlists WHERE name = 'legacy'), h.plate,
+                   replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(h.plate,
+                       'O', '0'), 'D', '0'), 'Q', '0'), 'I', '1'), 'L', '1'), 'B', '8'), 'S', '5'), 'Z', '2'),
+                       'o', '0'), 'l', '1'),
+                   '', 'entered in the minimal hotlist', h.source, '', '', h.added_by, h.added_at, h.expires_at, 1
+            FROM hotlist h ORDER BY h.id;
+        DROP TABLE hotlist;
+        CREATE TABLE hits (
+            hit_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            read_id TEXT NOT NULL,
+            entry_id INTEGER NOT NULL,
+            list_id INTEGER NOT NULL,
+            list_name TEXT NOT NULL,
+            list_version INTEGER NOT NULL,
+            category TEXT NOT NULL,
+            match_kind TEXT NOT NULL CHECK (match_kind IN ('exact', 'alternate', 'confusable')),
+            matched_text TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            camera_id TEXT NOT NULL,
+            captured_at TEXT NOT NULL,
+            stored_at TEXT NOT NULL,
+            hit_at TEXT NOT NULL,
+            entry TEXT NOT NULL,
+            visual TEXT CHECK (visual IN ('yes', 'misread')),
+            visual_text TEXT,
+            visual_by TEXT,
+            visual_at TEXT,
+            source TEXT CHECK (source IN ('yes', 'no-longer-wanted')),
+            source_by TEXT,
+            source_at TEXT,
+            disposition TEXT CHECK (disposition IN ('dispatched', 'no-action', 'misread', 'stale-entry',
+                                                    'duplicate')),
+            disposition_by TEXT,
+            disposition_at TEXT,
+            note TEXT NOT NULL DEFAULT '',
+            UNIQUE (read_id, entry_id)
+        );
+        CREATE INDEX hits_pass ON hits(entry_id, device_id, camera_id, captured_at);
+        CREATE INDEX hits_captured ON hits(captured_at);
+        CREATE INDEX hits_read ON hits(read_id);
+        CREATE TABLE hotlist_matcher (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_rowid INTEGER NOT NULL
+        );
+        INSERT INTO hotlist_matcher VALUES (1, (SELECT coalesce(max(rowid), 0) FROM reads));
+        CREATE TABLE labelled_examples (
+            example_id INTEGER PRIMARY KEY,
+            hit_id INTEGER NOT NULL,
+            read_id TEXT NOT NULL,
+            crop BLOB,
+            read_text TEXT NOT NULL,
+            true_text TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            captured_at TEXT NOT NULL,
+            labelled_by TEXT NOT NULL,
+            labelled_at TEXT NOT NULL
+        );
+        CREATE INDEX labelled_examples_at ON labelled_examples(labelled_at);
+        CREATE TABLE webhook_deliveries (
+            delivery_id INTEGER PRIMARY KEY,
+            hit_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (hit_id, endpoint)
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries(endpoint, next_at) WHERE status = 'pending';
+        CREATE TABLE webhook_attempts (
+            delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(delivery_id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            status_code INTEGER,
+            error TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            PRIMARY KEY (delivery_id, attempt)
+        ) WITHOUT ROWID
     """),
 ]

@@ -1,0 +1,389 @@
+"""Hits, the verify-before-action workflow, and the live event stream.
+
+Every hit starts ``unverified``. A person with ``verify-hits`` (operator,
+supervisor) records, in this order:
+
+1. the **visual check** (:meth:`HitBook.check_image`): the image shows the
+   listed plate (``yes``), or it is a misread, with the text the image really
+   shows; the misread's crop and true text are kept as a labelled example
+   (``labelled_examples``, retention ``labelled_example_days``);
+2. the **source check** (:meth:`HitBook.check_source`), after a ``yes``
+   visual check: the entry is still current with its source (``yes``) or it
+   is no longer wanted;
+3. the **disposition** (:meth:`HitBook.dispose`): ``dispatched`` (only when
+   both checks said yes: the hit is *actionable*), ``no-action``,
+   ``misread`` (only after a misread visual check), ``stale-entry`` (only
+   after the source said no longer wanted), ``duplicate``.
+
+Each step names the user and the time and is written to the access log in
+the same transaction. ``view-hits`` (operator, supervisor, auditor) reads
+hits; viewing is logged. Admins and business users see no hits.
+
+**Event stream** (for the browser console's server-sent events)::
+
+    book = HitBook(conn)
+    for event in book.sse(user, last_event_id, stop):   # str chunks
+        response.write(event)
+
+:meth:`HitBook.after` returns the hits with an id above a given one (ids only
+grow: ``AUTOINCREMENT``); :meth:`HitBook.follow` yields them as they come,
+polling; :meth:`HitBook.sse` formats them as ``text/event-stream`` (``id:``
+is the hit id, so a reconnecting browser's ``Last-Event-ID`` resumes where it
+stopped; ``event: hit``; ``data:`` the JSON of :meth:`Hit.as_dict` without
+images; a ``: keep-alive`` comment every 15 s). Opening a stream is logged
+once (``hits-watch``); an open stream ends within 10 s once its user is
+disabled or loses ``view-hits``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+
+from ..errors import PolicyError
+from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
+from ..governance.users import ROLE_PERMISSIONS, Permission, Role, User, require
+from .csvimport import normalise_plate
+
+logger = logging.getLogger(__name__)
+
+DISPOSITIONS = ("dispatched", "no-action", "misread", "stale-entry", "duplicate")
+
+_COLUMNS = ("h.hit_id, h.read_id, h.entry_id, h.list_id, h.list_name, h.list_version, h.category, h.match_kind, "
+            "h.matched_text, h.device_id, h.camera_id, h.captured_at, h.stored_at, h.hit_at, h.entry, h.visual, "
+            "h.visual_text, h.visual_by, h.visual_at, h.source, h.source_by, h.source_at, h.disposition, "
+            "h.disposition_by, h.disposition_at, h.note, r.plate, r.confidence, r.latitude, r.longitude, r.heading")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    hit_id: int
+    read_id: str
+    entry_id: int
+    list_id: int
+    list_name: str
+    list_version: int
+    category: str
+    match_kind: str          # exact | alternate | confusable
+    matched_text: str
+    device_id: str
+    camera_id: str
+    captured_at: dt.datetime
+    stored_at: dt.datetime
+    hit_at: dt.datetime
+    entry: dict              # the entry's fields when the hit was raised
+    visual: str | None
+    visual_text: str | None
+    visual_by: str | None
+    visual_at: dt.datetime | None
+    source: str | None
+    source_by: str | None
+    source_at: dt.datetime | None
+    disposition: str | None
+    disposition_by: str | None
+    disposition_at: dt.datetime | None
+    note: str
+    read_plate: str | None   # None once the read is purged
+    confidence: float | None
+    latitude: float | None
+    longitude: float | None
+    heading: float | None
+    crop_jpeg: bytes | None = dataclasses.field(default=None, repr=False)
+    context_jpeg: bytes | None = dataclasses.field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # no plate text in logs or tracebacks
+        return f"Hit(hit_id={self.hit_id}, read_id={self.read_id!r}, entry_id={self.entry_id})"
+
+    @property
+    def possible(self) -> bool:
+        """A possible hit (alternate or confusable), not an exact one."""
+        return self.match_kind != "exact"
+
+    @property
+    def actionable(self) -> bool:
+        return self.visual == "yes" and self.source == "yes"
+
+    @property
+    def status(self) -> str:
+        if self.disposition:
+            return self.disposition
+        if self.visual == "misread":
+            return "misread"
+        if self.source == "no-longer-wanted":
+            return "stale-entry"
+        if self.actionable:
+            return "actionable"
+        if self.visual == "yes":
+            return "image-confirmed"
+        return "unverified"
+
+    def as_dict(self, *, images: bool = False) -> dict:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("crop_jpeg", "context_jpeg")}
+        for k, v in d.items():
+            if isinstance(v, dt.datetime):
+                d[k] = v.isoformat()
+        d.update(status=self.status, possible=self.possible, actionable=self.actionable,
+                 has_crop=self.crop_jpeg is not None, has_context=self.context_jpeg is not None)
+        if images:
+            d["crop_jpeg_base64"] = base64.b64encode(self.crop_jpeg).decode() if self.crop_jpeg else None
+            d["context_jpeg_base64"] = base64.b64encode(self.context_jpeg).decode() if self.context_jpeg else None
+        return d
+
+
+def _t(value):
+    return parse_ts(value) if value else None
+
+
+def _hit(row, crop=None, context=None) -> Hit:
+    r = list(row)
+    for i in (11, 12, 13):
+        r[i] = parse_ts(r[i])
+    r[14] = json.loads(r[14])
+    for i in (18, 21, 24):
+        r[i] = _t(r[i])
+    return Hit(*r, crop_jpeg=crop, context_jpeg=context)
+
+
+class HitBook:
+    """Hits in the store's SQLite database."""
+
+    RECHECK_SECONDS = 10.0  # an open stream re-reads its user's record this often
+
+    def __init__(self, conn: sqlite3.Connection, *, clock=utcnow) -> None:
+        self.conn = conn
+        self._clock = clock
+        self.log = AccessLog(conn, clock=clock)
+
+    # -- reading -------------------------------------------------------------
+    def _select(self, where: str, args: list, *, limit: int, images: bool = False, order: str = "DESC") -> list[Hit]:
+        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM hits h LEFT JOIN reads r ON r.read_id = h.read_id "
+                                 f"WHERE {where} ORDER BY h.hit_id {order} LIMIT ?", [*args, limit]).fetchall()
+        hits = []
+        for row in rows:
+            crop = context = None
+            if images:
+                for kind, jpeg in self.conn.execute("SELECT kind, jpeg FROM read_images WHERE read_id = ?",
+                                                    [row[1]]).fetchall():
+                    crop, context = (jpeg, context) if kind == "crop" else (crop, jpeg)
+            hits.append(_hit(row, crop, context))
+        return hits
+
+    def list(self, actor: User, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+             status: str | None = None, limit: int = 100) -> list[Hit]:
+        """Hits newest first (by hit id); ``status`` filters on :attr:`Hit.status`. Logged."""
+        require(actor, Permission.VIEW_HITS)
+        where, args = ["1"], []
+        if since:
+            where.append("h.captured_at >= ?")
+            args.append(ts(since))
+        if until:
+            where.append("h.captured_at <= ?")
+            args.append(ts(until))
+        hits = self._select(" AND ".join(where), args, limit=100_000 if status else limit)
+        if status:
+            hits = [h for h in hits if h.status == status][:limit]
+        self.log.append(user=actor.name, organization=actor.organization, action="hits-list",
+                        detail={k: v for k, v in {"since": since and ts(since), "until": until and ts(until),
+                                                  "status": status, "limit": limit}.items() if v},
+                        result_count=len(hits))
+        return hits
+
+    def get(self, actor: User, hit_id: int, *, log: bool = True) -> Hit:
+        """One hit with its crop and context image. Logged."""
+        require(actor, Permission.VIEW_HITS)
+        found = self._select("h.hit_id = ?", [hit_id], limit=1, images=True)
+        if not found:
+            raise PolicyError(f"no hit {hit_id}")
+        if log:
+            self.log.append(user=actor.name, organization=actor.organization, action="hit-view",
+                            detail={"hit": hit_id}, result_count=1)
+        return found[0]
+
+    def after(self, actor: User, hit_id: int = 0, *, limit: int = 100, images: bool = False) -> list[Hit]:
+        """Hits with an id above ``hit_id``, oldest first (for streams; not logged
+        per call: :meth:`follow` logs the opening)."""
+        require(actor, Permission.VIEW_HITS)
+        return self._select("h.hit_id > ?", [hit_id], limit=limit, images=images, order="ASC")
+
+    def last_id(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
+
+    def follow(self, actor: User, after: int | None, stop: threading.Event, *, poll: float = 0.25,
+               images: bool = False, heartbeat: float | None = None) -> Iterator[Hit | None]:
+        """Yield new hits as they are raised until ``stop`` is set; ``after``
+        None starts with the next hit. With ``heartbeat``, yields None after
+        that many quiet seconds (keep-alives). The permission is checked and
+        the opening logged when called, before the first item."""
+        require(actor, Permission.VIEW_HITS)
+        last = self.last_id() if after is None else after
+        self.log.append(user=actor.name, organization=actor.organization, action="hits-watch",
+                        detail={"after": last})
+        return self._follow(actor, last, stop, poll, images, heartbeat)
+
+    def _still_allowed(self, actor: User) -> bool:
+        """The user's current record (disabled or re-roled since the stream opened?)."""
+        row = self.conn.execute("SELECT role, disabled FROM users WHERE name = ?", [actor.name]).fetchone()
+        return row is not None and not row[1] and Permission.VIEW_HITS in ROLE_PERMISSIONS.get(Role(row[0]), ())
+
+    def _follow(self, actor, last, stop, poll, images, heartbeat) -> Iterator[Hit | None]:
+        quiet = checked = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - checked >= self.RECHECK_SECONDS:
+                checked = time.monotonic()
+                if not self._still_allowed(actor):
+                    logger.info("hit stream of %s closed: the account is disabled or its role changed", actor.name)
+                    return
+            batch = self.after(actor, last, images=images)
+            for hit in batch:
+                last = hit.hit_id
+                yield hit
+            if batch:
+                quiet = time.monotonic()
+            elif heartbeat is not None and time.monotonic() - quiet >= heartbeat:
+                quiet = time.monotonic()
+                yield None
+            if not batch:
+                stop.wait(poll)
+
+    def sse(self, actor: User, last_event_id: str | int | None, stop: threading.Event, *,
+            poll: float = 0.25) -> Iterator[str]:
+        """``text/event-stream`` chunks for the console: one ``hit`` event per hit.
+        Raises :class:`PermissionDenied` at the call, before any chunk."""
+        try:
+            after = int(last_event_id) if last_event_id not in (None, "") else None
+        except (TypeError, ValueError):
+            after = None
+        hits = self.follow(actor, after, stop, poll=poll, heartbeat=15.0)
+
+        def chunks() -> Iterator[str]:
+            yield "retry: 2000\n\n"
+            for hit in hits:
+                if hit is None:
+                    yield ": keep-alive\n\n"
+                else:
+                    yield f"id: {hit.hit_id}\nevent: hit\ndata: {json.dumps(hit.as_dict(), sort_keys=True)}\n\n"
+        return chunks()
+
+    # -- the workflow --------------------------------------------------------
+    def _step(self, actor: User, hit_id: int) -> Hit:
+        require(actor, Permission.VERIFY_HITS)
+        return self.get(actor, hit_id, log=False)
+
+    def check_image(self, actor: User, hit_id: int, *, shows_plate: bool, true_text: str | None = None) -> Hit:
+        """Step 1: does the image show the listed plate? If not, ``true_text`` is
+        what it really shows (kept with the crop as a labelled example)."""
+        now = self._clock()
+        with transaction(self.conn):
+            hit = self._step(actor, hit_id)
+            if hit.visual is not None:
+                raise PolicyError(f"hit {hit_id}: the visual check was recorded already ({hit.visual}, "
+                                  f"{hit.visual_by})")
+            if hit.disposition is not None:
+                raise PolicyError(f"hit {hit_id} is closed ({hit.disposition})")
+            text = None
+            if not shows_plate:
+                try:
+                    text = normalise_plate(true_text or "")
+                except ValueError:
+                    raise PolicyError("a misread needs the text the image really shows (1-10 letters and digits)"
+                                      ) from None
+                if text == hit.entry["plate"]:
+                    raise PolicyError("the corrected text is the listed plate: record the visual check as yes")
+            self.conn.execute("UPDATE hits SET visual = ?, visual_text = ?, visual_by = ?, visual_at = ? "
+                              "WHERE hit_id = ?", ["yes" if shows_plate else "misread", text, actor.name, ts(now),
+                                                   hit_id])
+            if text is not None:
+                model = self.conn.execute("SELECT model_version FROM reads WHERE read_id = ?",
+                                          [hit.read_id]).fetchone()
+                self.conn.execute(
+                    "INSERT INTO labelled_examples (hit_id, read_id, crop, read_text, true_text, model_version, "
+                    "captured_at, labelled_by, labelled_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [hit_id, hit.read_id, hit.crop_jpeg, hit.read_plate or hit.matched_text, text,
+                     model[0] if model else "", ts(hit.captured_at), actor.name, ts(now)])
+            self.log.append(user=actor.name, organization=actor.organization, action="hit-visual-check",
+                            detail={"hit": hit_id, "result": "yes" if shows_plate else "misread"}, result_count=1)
+        return self.get(actor, hit_id, log=False)
+
+    def check_source(self, actor: User, hit_id: int, *, current: bool, note: str = "") -> Hit:
+        """Step 2, after a ``yes`` visual check: is the entry still current with its source?"""
+        now = self._clock()
+        with transaction(self.conn):
+            hit = self._step(actor, hit_id)
+            if hit.disposition is not None:
+                raise PolicyError(f"hit {hit_id} is closed ({hit.disposition})")
+            if hit.visual != "yes":
+                raise PolicyError(f"hit {hit_id}: record the visual check (the image shows the listed plate) "
+                                  f"before the source check" if hit.visual is None else
+                                  f"hit {hit_id} is a misread: close it with disposition misread")
+            if hit.source is not None:
+                raise PolicyError(f"hit {hit_id}: the source check was recorded already ({hit.source}, "
+                                  f"{hit.source_by})")
+            self.conn.execute("UPDATE hits SET source = ?, source_by = ?, source_at = ?, note = ? WHERE hit_id = ?",
+                              ["yes" if current else "no-longer-wanted", actor.name, ts(now),
+                               _note(hit.note, note), hit_id])
+            self.log.append(user=actor.name, organization=actor.organization, action="hit-source-check",
+                            detail={"hit": hit_id, "result": "yes" if current else "no-longer-wanted"},
+                            result_count=1)
+        return self.get(actor, hit_id, log=False)
+
+    def dispose(self, actor: User, hit_id: int, disposition: str, *, note: str = "") -> Hit:
+        """Step 3: close the hit. ``dispatched`` only when actionable."""
+        if disposition not in DISPOSITIONS:
+            raise PolicyError(f"disposition: one of {', '.join(DISPOSITIONS)}")
+        now = self._clock()
+        with transaction(self.conn):
+            hit = self._step(actor, hit_id)
+            if hit.disposition is not None:
+                raise PolicyError(f"hit {hit_id} is closed already ({hit.disposition}, {hit.disposition_by})")
+            if disposition == "dispatched" and not hit.actionable:
+                raise PolicyError(f"hit {hit_id} is not actionable: both the visual check and the source check "
+                                  f"must say yes before dispatch (now: {hit.status})")
+            if disposition == "misread" and hit.visual != "misread":
+                raise PolicyError(f"hit {hit_id}: record the visual check as a misread (with the true text) first")
+            if disposition == "stale-entry" and hit.source != "no-longer-wanted":
+                raise PolicyError(f"hit {hit_id}: record the source check as no longer wanted first")
+            if hit.visual == "misread" and disposition not in ("misread", "duplicate"):
+                raise PolicyError(f"hit {hit_id} is a misread: close it as misread (or duplicate)")
+            if hit.source == "no-longer-wanted" and disposition not in ("stale-entry", "duplicate"):
+                raise PolicyError(f"hit {hit_id}: the entry is no longer wanted: close it as stale-entry")
+            self.conn.execute("UPDATE hits SET disposition = ?, disposition_by = ?, disposition_at = ?, note = ? "
+                              "WHERE hit_id = ?", [disposition, actor.name, ts(now), _note(hit.note, note), hit_id])
+            self.log.append(user=actor.name, organization=actor.organization, action="hit-disposition",
+                            detail={"hit": hit_id, "disposition": disposition}, result_count=1)
+        return self.get(actor, hit_id, log=False)
+
+    # -- for the system (webhooks) -------------------------------------------
+    def payload(self, hit_id: int) -> dict:
+        """The outbound JSON of a hit (no permission: the dispatcher runs as central)."""
+        found = self._select("h.hit_id = ?", [hit_id], limit=1, images=True)
+        if not found:
+            raise PolicyError(f"no hit {hit_id}")
+        h = found[0]
+        return {
+            "type": "hit", "hit_id": h.hit_id, "read_id": h.read_id, "match_kind": h.match_kind,
+            "possible": h.possible, "status": h.status,
+            "read": {"plate": h.read_plate, "matched_text": h.matched_text, "confidence": h.confidence,
+                     "captured_at": h.captured_at.isoformat(), "stored_at": h.stored_at.isoformat(),
+                     "device_id": h.device_id, "camera_id": h.camera_id,
+                     "location": None if h.latitude is None else {"latitude": h.latitude, "longitude": h.longitude,
+                                                                  "heading": h.heading},
+                     "crop_jpeg_base64": base64.b64encode(h.crop_jpeg).decode() if h.crop_jpeg else None,
+                     "context_jpeg_base64": base64.b64encode(h.context_jpeg).decode() if h.context_jpeg else None},
+            "entry": {"entry_id": h.entry_id, "list": h.list_name, "list_version": h.list_version,
+                      "category": h.category, **h.entry},
+            "hit_at": h.hit_at.isoformat(),
+            "notice": "Unverified: confirm the image shows the listed plate and the entry is current with its "
+                      "source before any action.",
+        }
+
+
+def _note(old: str, new: str) -> str:
+    new = (new or "").strip()[:500]
+    return f"{old}\n{new}".strip() if new else old

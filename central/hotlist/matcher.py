@@ -1,0 +1,218 @@
+"""Matching every stored read against the active hotlist entries, without
+holding up the ack.
+
+The collector stores a batch, acknowledges it, and wakes the matcher
+(:meth:`Matcher.wake`); the matcher runs in its own thread on its own
+database connection and walks the ``reads`` table in insertion order from a
+cursor (``hotlist_matcher.last_rowid``). Because it works from what is
+durably stored, a read stored just before central stops is matched when it
+starts again: no hit is lost between the commit and the match. The hits of a
+round, their webhook deliveries and the cursor are written in one
+transaction; the cursor alone is written at most every few seconds, and a
+round repeated after a crash raises no second hit (``UNIQUE (read_id,
+entry_id)`` and the pass rule below).
+
+A read matches an entry that is active now (not removed, not expired: an
+entry stops matching the moment it expires) when
+
+- ``exact``       the read's plate is the entry's plate;
+- ``alternate``   one of the read's alternates is (a *possible* hit);
+- ``confusable``  the plate or an alternate equals the entry's plate once
+  confusable characters are folded (0/O/D/Q, 1/I/L, 8/B, 5/S, 2/Z), the key
+  ``--tolerant`` search uses (a *possible* hit).
+
+One lookup per batch on the partial index of the entries' folded plates
+finds all three. The entry's state is not compared (reads carry none); the
+hit shows it for the visual check.
+
+One vehicle pass gives at most one hit per entry: a read of the same entry
+on the same device and camera within ``[hotlist] dedupe_seconds`` of an
+earlier hit (by capture time) raises none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.wire import fold_confusables, normalise_plate
+
+from ..config import Hotlist as HotlistConfig
+from ..governance.audit import parse_ts, transaction, ts, utcnow
+
+logger = logging.getLogger(__name__)
+
+_KIND_RANK = {"exact": 0, "alternate": 1, "confusable": 2}
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection for a background worker. ``synchronous=NORMAL``: a commit
+    lost to power failure takes the cursor with it, so the work is redone."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA secure_delete=ON")
+    return conn
+
+
+class Matcher:
+    BATCH = 5000
+    CURSOR_EVERY = 5.0  # seconds between writes of the cursor alone
+
+    def __init__(self, path: str | Path, cfg: HotlistConfig = HotlistConfig(), *, clock=utcnow,
+                 on_hits: Callable[[list[int]], None] | None = None) -> None:
+        self.conn = connect(path)
+        self.cfg = cfg
+        self._clock = clock
+        self._wake = threading.Event()
+        self.on_hits = on_hits
+        self.counters = {"reads": 0, "hits": 0, "same_pass": 0}
+        row = self.conn.execute("SELECT last_rowid FROM hotlist_matcher WHERE id = 1").fetchone()
+        self._cursor = row[0] if row else 0
+        self._saved = self._cursor
+        self._saved_at = time.monotonic()
+
+    def wake(self, *_args) -> None:
+        """Called by the collector after each commit (cheap: sets an event)."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self.save_cursor()
+        self.conn.close()
+
+    def save_cursor(self) -> None:
+        if self._cursor != self._saved:
+            with transaction(self.conn):
+                self.conn.execute("UPDATE hotlist_matcher SET last_rowid = ? WHERE id = 1", [self._cursor])
+            self._saved, self._saved_at = self._cursor, time.monotonic()
+
+    # -- one round -----------------------------------------------------------
+    def match_pending(self) -> list[int]:
+        """Match the reads stored since the cursor (up to BATCH); returns new hit ids."""
+        rows = self.conn.execute(
+            "SELECT rowid, read_id, device_id, camera_id, captured_at, stored_at, plate, plate_folded, alternates "
+            "FROM reads WHERE rowid > ? ORDER BY rowid LIMIT ?", [self._cursor, self.BATCH]).fetchall()
+        if not rows:
+            top = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM reads").fetchone()[0]
+            if top < self._cursor:  # the newest reads were purged: SQLite would reuse their rowids
+                self._cursor = top
+            return []
+        now = self._clock()
+        keys: dict[str, list[tuple[str, str]]] = {}  # read_id -> [(text, kind)]
+        folded: set[str] = set()
+        for _rowid, read_id, *_rest, plate, plate_folded, alternates in rows:
+            texts = [(plate, "exact")]
+            for alt, _conf in json.loads(alternates):
+                alt = normalise_plate(alt)
+                if alt and alt != plate:
+                    texts.append((alt, "alternate"))
+            keys[read_id] = texts
+            folded.update(fold_confusables(t) for t, _ in texts)
+        entries = self._candidates(folded, now)
+        matches = []
+        if entries:
+            for _rowid, read_id, device, camera, captured, stored, plate, _f, _a in rows:
+                best: dict[int, tuple[str, str]] = {}
+                for text, kind in keys[read_id]:
+                    for entry in entries.get(fold_confusables(text), ()):
+                        k = kind if entry["plate"] == text else "confusable"
+                        if entry["entry_id"] not in best or _KIND_RANK[k] < _KIND_RANK[best[entry["entry_id"]][0]]:
+                            best[entry["entry_id"]] = (k, text)
+                for entry_id, (kind, text) in best.items():
+                    matches.append((read_id, device, camera, captured, stored, kind, text,
+                                    next(e for e in entries[fold_confusables(text)] if e["entry_id"] == entry_id)))
+        self.counters["reads"] += len(rows)
+        self._cursor = rows[-1][0]
+        if not matches:
+            if time.monotonic() - self._saved_at >= self.CURSOR_EVERY:
+                self.save_cursor()
+            return []
+        hit_ids = self._record(matches, now)
+        if hit_ids and self.on_hits is not None:
+            try:
+                self.on_hits(hit_ids)
+            except Exception:
+                logger.exception("hit listener failed (hits %s are stored)", hit_ids)
+        return hit_ids
+
+    def _candidates(self, folded: set[str], now: dt.datetime) -> dict[str, list[dict]]:
+        found: dict[str, list[dict]] = {}
+        keys = sorted(folded)
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            cur = self.conn.execute(
+                f"SELECT e.entry_id, e.plate_folded, e.plate, e.state, e.reason, e.source_agency, e.source_ref, "
+                f"e.case_number, e.entered_by, e.entered_at, e.expires_at, l.list_id, l.name, l.category, l.version "
+                f"FROM hotlist_entries e JOIN hotlists l ON l.list_id = e.list_id "
+                f"WHERE e.plate_folded IN ({','.join('?' * len(part))}) AND e.removed_version IS NULL "
+                f"AND e.expires_at > ?", [*part, ts(now)])
+            names = [d[0] for d in cur.description]
+            for row in cur.fetchall():
+                entry = dict(zip(names, row))
+                found.setdefault(entry["plate_folded"], []).append(entry)
+        return found
+
+    def _record(self, matches: list, now: dt.datetime) -> list[int]:
+        window = dt.timedelta(seconds=self.cfg.dedupe_seconds)
+        hit_ids: list[int] = []
+        hooks = self.cfg.webhooks
+        with transaction(self.conn):
+            for read_id, device, camera, captured, stored, kind, text, e in matches:
+                at = parse_ts(captured)
+                if self.conn.execute("SELECT 1 FROM hits WHERE entry_id = ? AND device_id = ? AND camera_id = ? "
+                                     "AND captured_at >= ? AND captured_at <= ? LIMIT 1",
+                                     [e["entry_id"], device, camera, ts(at - window), ts(at + window)]).fetchone():
+                    self.counters["same_pass"] += 1
+                    continue
+                snapshot = {k: e[k] for k in ("plate", "state", "reason", "source_agency", "source_ref",
+                                              "case_number", "entered_by", "entered_at", "expires_at")}
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO hits (read_id, entry_id, list_id, list_name, list_version, category, "
+                    "match_kind, matched_text, device_id, camera_id, captured_at, stored_at, hit_at, entry) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [read_id, e["entry_id"], e["list_id"], e["name"], e["version"], e["category"], kind, text,
+                     device, camera, captured, stored, ts(now), json.dumps(snapshot, sort_keys=True)])
+                if not cur.rowcount:
+                    continue
+                hit_ids.append(cur.lastrowid)
+                for hook in hooks:
+                    if not hook.categories or e["category"] in hook.categories:
+                        self.conn.execute("INSERT OR IGNORE INTO webhook_deliveries (hit_id, endpoint, status, "
+                                          "next_at, created_at) VALUES (?,?,'pending',?,?)",
+                                          [cur.lastrowid, hook.name, ts(now), ts(now)])
+            self.conn.execute("UPDATE hotlist_matcher SET last_rowid = ? WHERE id = 1", [self._cursor])
+        self._saved, self._saved_at = self._cursor, time.monotonic()
+        self.counters["hits"] += len(hit_ids)
+        if hit_ids:
+            logger.info("raised %d hit(s): ids %s", len(hit_ids), hit_ids)
+        return hit_ids
+
+    # -- the thread ----------------------------------------------------------
+    def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:
+        """Match until ``stop``; wakes on :meth:`wake` or every ``idle`` seconds."""
+        while not stop.is_set():
+            try:
+                self.match_pending()
+                if self._cursor_behind():  # a backlog: go on without waiting
+                    continue
+            except Exception:
+                logger.exception("matcher round failed; retrying")
+                stop.wait(1.0)
+                continue
+            self._wake.wait(idle)
+            self._wake.clear()
+        try:
+            self.save_cursor()
+        except sqlite3.Error:
+            logger.exception("could not save the matcher cursor (the reads are matched again on start)")
+
+    def _cursor_behind(self) -> bool:
+        row = self.conn.execute("SELECT 1 FROM reads WHERE rowid > ? LIMIT 1", [self._cursor]).fetchone()
+        return row is not None

@@ -1,0 +1,217 @@
+"""Outbound webhooks for dispatch / CAD systems.
+
+Each ``[[hotlist.webhooks]]`` receiver gets every hit of its categories as a
+JSON POST (:meth:`central.hotlist.hits.HitBook.payload`: the read with its
+crop and context image in base64, camera, location and heading, and the
+entry's fields). The matcher queues a delivery row in the same transaction
+as the hit (``webhook_deliveries``), so a delivery survives a restart; one
+thread per receiver sends them, so a slow or dead receiver delays only
+itself, never ingest nor the other receivers.
+
+Signature: headers ``X-ALPR-Timestamp: <unix seconds>`` and
+``X-ALPR-Signature: sha256=<hex>``, the HMAC-SHA256 under the receiver's
+secret of ``<timestamp>.<body bytes>``. The receiver recomputes it, compares
+in constant time, and refuses old timestamps (replays). ``X-ALPR-Delivery``
+carries the delivery id (the same on every retry: deduplicate on it).
+
+A non-2xx answer, a timeout or a refused connection is retried with
+exponential backoff (``retry_seconds``, default 2, then 4, 8 ... seconds, at
+most 10 minutes apart) up to
+``max_attempts``; then the delivery is ``failed``. Every attempt is recorded
+(``webhook_attempts``: time, HTTP status or error, duration), never the body.
+The secret comes from a file readable by its owner only (0600). Redirects
+are not followed (a 3xx is a failed attempt) and no proxy from the
+environment is used; an https receiver is verified against the system CAs or
+the receiver's ``ca_file``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import sqlite3
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..config import Webhook
+from ..errors import ConfigError, PolicyError
+from ..governance.audit import parse_ts, transaction, ts, utcnow
+from ..governance.users import Permission, User, require
+from .hits import HitBook
+from .matcher import connect
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = 600.0
+
+
+def read_secret(path: str | Path) -> bytes:
+    """The receiver's secret; refused unless only its owner can read the file."""
+    p = Path(path)
+    try:
+        if p.stat().st_mode & 0o077:
+            raise ConfigError(f"{p}: webhook secret readable by others; chmod 600 it")
+        secret = p.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the webhook secret ({exc.strerror})") from None
+    if len(secret) < 16:
+        raise ConfigError(f"{p}: a webhook secret is at least 16 bytes")
+    return secret
+
+
+def write_secret(path: str | Path) -> bytes:
+    """Generate a random secret into a new 0600 file (for setup and tests)."""
+    secret = os.urandom(32).hex().encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret + b"\n")
+    return secret
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, timestamp: str, body: bytes, signature: str, *, now: float | None = None,
+                     tolerance: float = 300.0) -> bool:
+    """What a receiver does (documented for integrators; used by the tests)."""
+    try:
+        t = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs((now if now is not None else time.time()) - t) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, t, body), signature or "")
+
+
+def backoff(attempts: int, first: float = 2.0) -> float:
+    """Seconds before the next try after ``attempts`` failed ones."""
+    return min(MAX_BACKOFF, first * 2.0 ** (attempts - 1))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # the 3xx itself is the answer: a failed attempt
+
+
+class Sender:
+    """Delivers one receiver's queue; :meth:`run` in its own thread."""
+
+    def __init__(self, path: str | Path, hook: Webhook, *, clock=utcnow) -> None:
+        self.hook = hook
+        self.secret = read_secret(hook.secret_file)
+        self.conn = connect(path)
+        self.book = HitBook(self.conn, clock=clock)
+        self._clock = clock
+        self.wakeup = threading.Event()
+        handlers = [urllib.request.ProxyHandler({}), _NoRedirect()]
+        if hook.url.startswith("https://"):
+            context = ssl.create_default_context(cafile=hook.ca_file or None)
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def due(self, limit: int = 20) -> list[tuple[int, int, int]]:
+        """Deliveries due now, each leased to this sender (its ``next_at`` moved
+        past the attempt's timeout) in one transaction, so that the senders of
+        several collector processes never send the same delivery at once."""
+        now = self._clock()
+        lease = ts(now + dt.timedelta(seconds=self.hook.timeout * limit + 30))
+        with transaction(self.conn):
+            rows = self.conn.execute("SELECT delivery_id, hit_id, attempts FROM webhook_deliveries "
+                                     "WHERE endpoint = ? AND status = 'pending' AND next_at <= ? "
+                                     "ORDER BY delivery_id LIMIT ?", [self.hook.name, ts(now), limit]).fetchall()
+            self.conn.executemany("UPDATE webhook_deliveries SET next_at = ? WHERE delivery_id = ?",
+                                  [(lease, r[0]) for r in rows])
+        return rows
+
+    def next_due(self) -> dt.datetime | None:
+        row = self.conn.execute("SELECT min(next_at) FROM webhook_deliveries WHERE endpoint = ? "
+                                "AND status = 'pending'", [self.hook.name]).fetchone()
+        return parse_ts(row[0]) if row[0] else None
+
+    def deliver(self, delivery_id: int, hit_id: int, attempts: int) -> bool:
+        try:
+            body = json.dumps({**self.book.payload(hit_id), "delivery_id": delivery_id},
+                              sort_keys=True).encode()
+        except PolicyError:  # the hit was purged meanwhile
+            with transaction(self.conn):
+                self.conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE delivery_id = ?",
+                                  [delivery_id])
+            return False
+        stamp = int(time.time())
+        request = urllib.request.Request(self.hook.url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "User-Agent": "alpr-central-webhook/1",
+            "X-ALPR-Timestamp": str(stamp), "X-ALPR-Signature": sign(self.secret, stamp, body),
+            "X-ALPR-Delivery": str(delivery_id), "X-ALPR-Event": "hit"})
+        started = time.monotonic()
+        code, error = None, ""
+        try:
+            with self._opener.open(request, timeout=self.hook.timeout) as response:
+                code = response.status
+                response.read(65536)
+        except urllib.error.HTTPError as exc:
+            code, error = exc.code, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            error = f"{type(reason).__name__}: {reason}"[:200]
+        seconds = time.monotonic() - started
+        ok = code is not None and 200 <= code < 300
+        attempt = attempts + 1
+        now = self._clock()
+        status = "delivered" if ok else ("failed" if attempt >= self.hook.max_attempts else "pending")
+        delay = backoff(attempt, self.hook.retry_seconds)
+        with transaction(self.conn):
+            self.conn.execute("INSERT INTO webhook_attempts VALUES (?,?,?,?,?,?)",
+                              [delivery_id, attempt, ts(now), code, error, seconds])
+            self.conn.execute("UPDATE webhook_deliveries SET attempts = ?, status = ?, next_at = ? "
+                              "WHERE delivery_id = ?",
+                              [attempt, status, ts(now + dt.timedelta(seconds=delay)), delivery_id])
+        if ok:
+            logger.info("webhook %s: delivery %d (hit %d) delivered on attempt %d", self.hook.name, delivery_id,
+                        hit_id, attempt)
+        else:
+            logger.warning("webhook %s: delivery %d (hit %d) attempt %d failed (%s)%s", self.hook.name,
+                           delivery_id, hit_id, attempt, error or code,
+                           "; giving up" if status == "failed" else f"; retry in {delay:.1f}s")
+        return ok
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                for delivery_id, hit_id, attempts in self.due():
+                    if stop.is_set():
+                        break
+                    self.deliver(delivery_id, hit_id, attempts)
+                nxt = self.next_due()
+            except Exception:
+                logger.exception("webhook %s: sender round failed; retrying", self.hook.name)
+                stop.wait(2.0)
+                continue
+            wait = 5.0 if nxt is None else max(0.05, min(5.0, (nxt - self._clock()).total_seconds()))
+            self.wakeup.wait(wait)
+            self.wakeup.clear()
+        self.conn.close()
+
+
+def deliveries(conn: sqlite3.Connection, actor: User, hit_id: int) -> list[dict]:
+    """A hit's deliveries and their attempts (``view-hits``)."""
+    require(actor, Permission.VIEW_HITS)
+    out = []
+    for did, endpoint, status, attempts, created in conn.execute(
+            "SELECT delivery_id, endpoint, status, attempts, created_at FROM webhook_deliveries WHERE hit_id = ? "
+            "ORDER BY delivery_id", [hit_id]).fetchall():
+        history = [{"attempt": a, "at": at, "status_code": code, "error": err, "seconds": sec}
+                   for a, at, code, err, sec in conn.execute(
+                       "SELECT attempt, at, status_code, error, seconds FROM webhook_attempts WHERE delivery_id = ? "
+                       "ORDER BY attempt", [did]).fetchall()]
+        out.append({"delivery_id": did, "endpoint": endpoint, "status": status, "attempts": attempts,
+                    "created_at": created, "history": history})
+    return out
