@@ -21,13 +21,15 @@ from central.store.sqlite import SQLiteStore
 
 
 class Rig:
-    def __init__(self, root: Path, devices: list[str]) -> None:
+    def __init__(self, root: Path, devices: list[str], max_collectors: int = 8) -> None:
         self.root = root
         self.pki = root / "pki"
         ca_key, ca_cert = pki.new_ca("Bench CA")
         pki.write_public(self.pki / "ca.crt", ca_cert)
-        for name, cn, servers in [("broker", "localhost", ("127.0.0.1",)),
-                                  ("collector", pki.COLLECTOR_IDENTITY, ())]:
+        # One certificate per collector process: the broker uses it as the client id.
+        names = [f"bench-{i}" for i in range(max_collectors)]
+        for name, cn, servers in [("broker", "localhost", ("127.0.0.1",))] + [
+                (f"collector-{i}", pki.collector_identity(n), ()) for i, n in enumerate(names)]:
             key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
             pki.write_secret(self.pki / f"{name}.key", key)
             pki.write_public(self.pki / f"{name}.crt", cert)
@@ -38,7 +40,7 @@ class Rig:
         files = broker_mod.write_config(root / "broker", port=self.port, ca_file=str(self.pki / "ca.crt"),
                                         cert_file=str(self.pki / "broker.crt"),
                                         key_file=str(self.pki / "broker.key"), run_as=getpass.getuser(),
-                                        persistence=False)
+                                        persistence=False, collectors=names)
         self.broker = broker_mod.BrokerProcess(files.conf, self.port, root / "broker" / "mosquitto.log")
         self.collectors: list[subprocess.Popen] = []
 
@@ -62,8 +64,8 @@ class Rig:
 host = "127.0.0.1"
 port = {self.port}
 ca_file = "{self.pki / 'ca.crt'}"
-cert_file = "{self.pki / 'collector.crt'}"
-key_file = "{self.pki / 'collector.key'}"
+cert_file = "{self.pki / f'collector-{index}.crt'}"
+key_file = "{self.pki / f'collector-{index}.key'}"
 client_id = "central.collector-{index}"
 [keys]
 data_private_keys = ["{self.root / 'data-key.pem'}"]

@@ -113,6 +113,9 @@ class BrokerSection:
     key_file: str = "ca/broker.key"
     pid_file: str = ""               # SIGHUP goes here after a revocation; empty = reload it yourself
     run_as: str = ""
+    # One name per collector process; each has its own certificate (central.collector.<name>,
+    # ca/collector.<name>.crt), so no collector can take over another's MQTT session.
+    collectors: tuple[str, ...] = ("main",)
 
 
 def _device_sections(doc: dict, data_dir: Path) -> dict:
@@ -135,6 +138,12 @@ def _device_sections(doc: dict, data_dir: Path) -> dict:
         broker, dir=str(resolve(broker.dir, data_dir)), cert_file=str(resolve(broker.cert_file, data_dir)),
         key_file=str(resolve(broker.key_file, data_dir, credential=True)),
         pid_file=str(resolve(broker.pid_file, data_dir)) if broker.pid_file else "")
+    from .fleet.pki import collector_identity
+    for name in broker.collectors:
+        try:
+            collector_identity(name)
+        except ValueError as exc:
+            raise ConfigError(f"broker.collectors: {exc}") from None
     return {"ca": ca, "enrollment": enrollment, "broker": broker}
 
 

@@ -226,8 +226,10 @@ def test_garbage_over_mqtt_is_counted_and_the_collector_keeps_serving(tmp_path, 
 def test_status_topic_birth_and_last_will(tmp_path, pki_dir, broker, collector_factory, sample_clip):
     seen = []
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-watch", protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=str(pki_dir / "ca.crt"), certfile=str(pki_dir / "collector.crt"),
-              keyfile=str(pki_dir / "collector.key"), cert_reqs=ssl.CERT_REQUIRED)
+    # A second central-side identity: with the collector's own certificate this client would
+    # take over the collector's session (the broker uses the certificate as the client id).
+    c.tls_set(ca_certs=str(pki_dir / "ca.crt"), certfile=str(pki_dir / "collector-b.crt"),
+              keyfile=str(pki_dir / "collector-b.key"), cert_reqs=ssl.CERT_REQUIRED)
     c.on_message = lambda client, userdata, msg: seen.append((msg.payload, msg.retain))
     c.connect("127.0.0.1", broker.port)
     c.subscribe("alpr/v1/devices/cam-a/status", qos=1)

@@ -83,7 +83,7 @@ def prepare(root: Path, *, device_id: str = "demo-cam-1", port: int | None = Non
     pki.write_secret(pk / "ca.key", ca_key)
     pki.write_public(pk / "ca.crt", ca_cert)
     for name, cn, servers in (("broker", "localhost", ("localhost", "127.0.0.1")),
-                              ("collector", pki.COLLECTOR_IDENTITY, ())):
+                              ("collector", pki.collector_identity("demo"), ())):
         key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
         pki.write_secret(pk / f"{name}.key", key)
         pki.write_public(pk / f"{name}.crt", cert)
@@ -101,7 +101,7 @@ def prepare(root: Path, *, device_id: str = "demo-cam-1", port: int | None = Non
     port = port or broker_mod.free_port()
     files = broker_mod.write_config(root / "broker", port=port, ca_file=str(pk / "ca.crt"),
                                     cert_file=str(pk / "broker.crt"), key_file=str(pk / "broker.key"),
-                                    run_as=getpass.getuser(), devices=active)
+                                    run_as=getpass.getuser(), devices=active, collectors=("demo",))
     return {"root": root, "pki": pk, "port": port, "broker_conf": files.conf, "device_id": device_id}
 
 

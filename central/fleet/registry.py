@@ -523,6 +523,17 @@ class Registry:
                 for r in self._query("SELECT serial, revoked_at FROM device_certificates WHERE revoked_at IS NOT "
                                      "NULL AND not_after > ? ORDER BY serial", [_ts(self._clock())])]
 
+    def crl_entries(self) -> list[Revoked]:
+        """What the broker's CRL must name: every revoked certificate, and the
+        current certificates of suspended devices on hold (certificateHold),
+        so the broker refuses a suspended device at the TLS handshake, not only
+        at its first publish. A resume lifts the hold."""
+        held = [Revoked(r["serial"], _from_ts(r["updated_at"]), hold=True)
+                for r in self._query("SELECT c.serial, d.updated_at FROM device_certificates c JOIN devices d "
+                                     "USING (device_id) WHERE d.status = 'suspended' AND c.revoked_at IS NULL "
+                                     "AND c.not_after > ? ORDER BY c.serial", [_ts(self._clock())])]
+        return self.revoked_certificates() + held
+
     # -- views (read-only) ---------------------------------------------------
     def list_devices(self, user: User, *, owner: str | None = None, status: str | None = None) -> list[Device]:
         """Devices as a user may see them: all (DEVICE_HEALTH_ALL), or a
