@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -44,10 +45,17 @@ class Keys:
     data_private_keys: tuple[str, ...] = ("data-key.pem",)
 
 
+# A case or incident number: 2-64 letters, digits, spaces or ._/:#-, with at least one
+# digit, so placeholders ("n/a", "none", "test", "unknown") are refused.
+DEFAULT_CASE_PATTERN = r"^(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 _./:#-]{1,63}$"
+
+
 @dataclasses.dataclass(frozen=True)
 class Query:
     purposes: tuple[str, ...] = DEFAULT_PURPOSES
     max_results: int = 1000
+    case_number_pattern: str = DEFAULT_CASE_PATTERN   # a Python regular expression the whole number must match
+    max_range_days: int = 31         # a search without a plate names a time range at most this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +227,12 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     keys = _section(Keys, doc.get("keys", {}), "keys")
     keys = Keys(tuple(str(resolve(k, data_dir, credential=True)) for k in keys.data_private_keys))
     query = _section(Query, doc.get("query", {}), "query")
+    try:
+        re.compile(query.case_number_pattern)
+    except re.error as exc:
+        raise ConfigError(f"query.case_number_pattern: not a regular expression ({exc})") from None
+    if not 1 <= query.max_range_days <= 3660:
+        raise ConfigError("query.max_range_days: 1-3660")
     retention = _section(Retention, doc.get("retention", {}), "retention")
     for f in dataclasses.fields(Retention):
         if getattr(retention, f.name) < 1:

@@ -121,6 +121,14 @@ class Device:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeviceFacts:
+    """What the collector checks a read's own claims against: the cameras
+    registered to the device, and when it was enrolled (it took no reads before)."""
+    cameras: frozenset[str]
+    enrolled_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class Terms:
     """What an agreement (MOU) lets the department share, with whom, and how long reads are kept."""
     shared_data: str
@@ -513,6 +521,27 @@ class Registry:
                 cache[device_id] = hit
             return hit[0]
         return allowed
+
+    def device_facts(self, ttl: float = 5.0, *, monotonic=time.monotonic) -> Callable[[str], DeviceFacts | None]:
+        """For the collector's hot path, cached for ``ttl`` seconds: the
+        :class:`DeviceFacts` of an active device, None for any other (unknown,
+        pending, suspended, revoked)."""
+        cache: dict[str, tuple[DeviceFacts | None, float]] = {}
+
+        def facts(device_id: str) -> DeviceFacts | None:
+            hit = cache.get(device_id)
+            now = monotonic()
+            if hit is None or now - hit[1] > ttl:
+                rows = self._query("SELECT status, cameras, enrolled_at FROM devices WHERE device_id = ?",
+                                   [device_id])
+                value = None
+                if rows and rows[0]["status"] == "active":
+                    value = DeviceFacts(frozenset(c["id"] for c in json.loads(rows[0]["cameras"])),
+                                        _from_ts(rows[0]["enrolled_at"]))
+                hit = (value, now)
+                cache[device_id] = hit
+            return hit[0]
+        return facts
 
     def active_device_ids(self) -> list[str]:
         return [r["device_id"] for r in self._query("SELECT device_id FROM devices WHERE status='active' "
