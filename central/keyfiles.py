@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -42,7 +43,7 @@ def _private_key(data: bytes, *, encrypted_ok: bool = False, kind=None) -> str |
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:  # encrypted: the CA key may be, with [ca] passphrase_file
         return None if encrypted_ok else "an encrypted private key where an unencrypted one is expected"
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         return "not a PEM private key"
     if kind is not None and not isinstance(key, kind):
         return f"not an {kind.__name__.removesuffix('PrivateKey')} private key"

@@ -132,3 +132,29 @@ def test_share_verify_cli_says_not_valid_for_a_prefixed_bundle(tmp_path, signing
     result = CliRunner().invoke(main, ["share", "verify", str(tmp_path / "forged.zip"), "--public-key",
                                        str(tmp_path / "k.pub")])
     assert result.exit_code == 1 and "NOT VALID" in result.output
+
+
+def test_share_verify_refuses_altered_reads_an_added_file_and_another_key(tmp_path, signing):
+    _bundle(tmp_path / "b.zip", signing[0])
+    with zipfile.ZipFile(tmp_path / "b.zip") as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+
+    def rewritten(change) -> bytes:
+        m = dict(members)
+        change(m)
+        import io
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in m.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    reads = json.loads(members["reads.json"])
+    reads[0]["plate"] = "FORGED1"
+    with pytest.raises(BundleError, match="reads.json was altered"):
+        verify_bundle(rewritten(lambda m: m.update({"reads.json": json.dumps(reads).encode()})), signing[1])
+    with pytest.raises(BundleError, match="not in the signed manifest"):
+        verify_bundle(rewritten(lambda m: m.update({"images/../../evil.jpg": b"x"})), signing[1])
+    init_signing_key(tmp_path / "k2.pem", tmp_path / "k2.pub")
+    with pytest.raises(BundleError, match="bad signature"):
+        verify_bundle(tmp_path / "b.zip", load_verify_key(tmp_path / "k2.pub"))
