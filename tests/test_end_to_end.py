@@ -97,7 +97,9 @@ def test_frames_in_reads_queryable_at_central(tmp_path, pki_dir, broker, collect
     users = UserDirectory(central.store.db.conn)
     admin, _ = users.bootstrap("ada", "City PD")
     _, token = users.add(admin, "otto", "City PD", Role.OPERATOR)
-    stored = search(central.store, Search(device_id="cam-a"), user=users.authenticate(token),
+    now = dt.datetime.now(dt.timezone.utc)  # without a plate a search names a bounded time range
+    stored = search(central.store, Search(device_id="cam-a", since=now - dt.timedelta(days=30),
+                                          until=now + dt.timedelta(days=1)), user=users.authenticate(token),
                     purpose="stolen-vehicle", case_number="T-1",
                     purposes=("stolen-vehicle",))
     assert sorted(r.read.plate for r in stored) == sorted(expected)  # one read per vehicle, exact text
