@@ -53,15 +53,16 @@ def local_admin(registry: Registry) -> User:
 
 
 def enroll_locally(registry: Registry, ca: CertificateAuthority, device_id: str, out_dir: Path, *,
-                   user: User | None = None) -> None:
+                   user: User | None = None, cameras: tuple[str, ...] = ("gate-north",)) -> None:
     """Enroll a device whose key lives on this machine, the way a field tech
     would (one-time token -> key and CSR made "on the device" -> certificate),
     writing ``<device>.key`` (0600) and ``<device>.crt`` into ``out_dir``. For
     the demo and the benchmarks; real devices run ``alpr-edge provision``.
     Acts as ``user`` (default: :func:`local_admin`); the registry checks the
-    role and logs the action like any other."""
+    role and logs the action like any other. ``cameras``: the camera ids the
+    registry records (the collector refuses reads from any other)."""
     user = user or local_admin(registry)
-    token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec("gate-north", "file")],
+    token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec(c, "file") for c in cameras],
                                        location="demo", ttl=dt.timedelta(minutes=10), user=user,
                                        device_id=device_id)
     key = ec.generate_private_key(ec.SECP256R1())
