@@ -85,6 +85,17 @@ def _owner(run_as: str | None) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _broker_dir(directory: str | os.PathLike, run_as: str | None) -> Path:
+    """The broker's directory, 0700 when created; handed to ``run_as`` when we
+    are root, so Mosquitto can re-read the ACL and CRL after dropping privileges."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    owner = _owner(run_as)
+    if owner is not None:
+        os.chown(d, *owner)
+    return d
+
+
 def write_acl(path: str | os.PathLike, devices: Sequence[str] | None, prefix: str = "alpr/v1/devices",
               collectors: Sequence[str] = DEFAULT_COLLECTORS, run_as: str | None = None) -> None:
     """(Re)write the ACL atomically, 0600; the broker reads it on start and SIGHUP."""
@@ -116,8 +127,7 @@ def write_config(directory: str | os.PathLike, *, port: int, ca_file: str, cert_
     ``devices`` / ``crl_file`` / ``pid_file``: see :func:`acl_text`; the CRL is
     read when the listener starts and on SIGHUP. ``collectors``: names of the
     collector processes (one certificate each)."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = _broker_dir(directory, run_as)
     acl = d / "acl"
     write_acl(acl, devices, prefix, collectors, run_as)
     conf = d / "mosquitto.conf"
@@ -208,8 +218,7 @@ def write_registry_files(directory: str | os.PathLike, devices: Sequence[str], c
                          run_as: str | None = None) -> tuple[Path, Path]:
     """Rewrite the ACL (active devices only) and the CRL in ``directory``,
     each atomically and 0600. Returns (acl path, crl path)."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = _broker_dir(directory, run_as)
     write_acl(d / "acl", devices, prefix, collectors, run_as)
     crl = d / "crl.pem"
     write_file(crl, crl_pem, 0o600, owner=_owner(run_as))
