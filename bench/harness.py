@@ -4,6 +4,7 @@ and config files for the real `alpr-central run` / `alpr-edge run` processes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import sqlite3
 import subprocess
@@ -21,13 +22,15 @@ from central.store.sqlite import SQLiteStore
 
 
 class Rig:
-    def __init__(self, root: Path, devices: list[str]) -> None:
+    def __init__(self, root: Path, devices: list[str], max_collectors: int = 8) -> None:
         self.root = root
         self.pki = root / "pki"
         ca_key, ca_cert = pki.new_ca("Bench CA")
         pki.write_public(self.pki / "ca.crt", ca_cert)
-        for name, cn, servers in [("broker", "localhost", ("127.0.0.1",)),
-                                  ("collector", pki.COLLECTOR_IDENTITY, ())]:
+        # One certificate per collector process: the broker uses it as the client id.
+        names = [f"bench-{i}" for i in range(max_collectors)]
+        for name, cn, servers in [("broker", "localhost", ("127.0.0.1",))] + [
+                (f"collector-{i}", pki.collector_identity(n), ()) for i, n in enumerate(names)]:
             key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
             pki.write_secret(self.pki / f"{name}.key", key)
             pki.write_public(self.pki / f"{name}.crt", cert)
@@ -38,17 +41,20 @@ class Rig:
         files = broker_mod.write_config(root / "broker", port=self.port, ca_file=str(self.pki / "ca.crt"),
                                         cert_file=str(self.pki / "broker.crt"),
                                         key_file=str(self.pki / "broker.key"), run_as=getpass.getuser(),
-                                        persistence=False)
+                                        persistence=False, collectors=names)
         self.broker = broker_mod.BrokerProcess(files.conf, self.port, root / "broker" / "mosquitto.log")
         self.collectors: list[subprocess.Popen] = []
 
     def _enroll(self, devices: list[str], ca) -> None:
         """Enroll every device through the registry, so the collector's check passes."""
         SQLiteStore(self.db).close()  # create the database with every migration
-        registry = Registry(self.db)
+        # Enrolled a month ago: the benchmarks replay reads from days of buffering, and
+        # the collector refuses reads dated before a device's enrollment.
+        enrolled = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+        registry = Registry(self.db, clock=lambda: enrolled)
         try:
             for dev in devices:
-                enroll_locally(registry, ca, dev, self.pki)
+                enroll_locally(registry, ca, dev, self.pki, cameras=("lane-1",))
         finally:
             registry.close()
 
@@ -62,8 +68,8 @@ class Rig:
 host = "127.0.0.1"
 port = {self.port}
 ca_file = "{self.pki / 'ca.crt'}"
-cert_file = "{self.pki / 'collector.crt'}"
-key_file = "{self.pki / 'collector.key'}"
+cert_file = "{self.pki / f'collector-{index}.crt'}"
+key_file = "{self.pki / f'collector-{index}.key'}"
 client_id = "central.collector-{index}"
 [keys]
 data_private_keys = ["{self.root / 'data-key.pem'}"]

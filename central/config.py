@@ -45,10 +45,17 @@ class Keys:
     data_private_keys: tuple[str, ...] = ("data-key.pem",)
 
 
+# A case or incident number: 2-64 letters, digits, spaces or ._/:#-, with at least one
+# digit, so placeholders ("n/a", "none", "test", "unknown") are refused.
+DEFAULT_CASE_PATTERN = r"^(?=.*[0-9])[A-Za-z0-9][A-Za-z0-9 _./:#-]{1,63}$"
+
+
 @dataclasses.dataclass(frozen=True)
 class Query:
     purposes: tuple[str, ...] = DEFAULT_PURPOSES
     max_results: int = 1000
+    case_number_pattern: str = DEFAULT_CASE_PATTERN   # a Python regular expression the whole number must match
+    max_range_days: int = 31         # a search without a plate names a time range at most this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +218,9 @@ class BrokerSection:
     key_file: str = "ca/broker.key"
     pid_file: str = ""               # SIGHUP goes here after a revocation; empty = reload it yourself
     run_as: str = ""
+    # One name per collector process; each has its own certificate (central.collector.<name>,
+    # ca/collector.<name>.crt), so no collector can take over another's MQTT session.
+    collectors: tuple[str, ...] = ("main",)
 
 
 def _device_sections(doc: dict, data_dir: Path) -> dict:
@@ -233,6 +243,12 @@ def _device_sections(doc: dict, data_dir: Path) -> dict:
         broker, dir=str(resolve(broker.dir, data_dir)), cert_file=str(resolve(broker.cert_file, data_dir)),
         key_file=str(resolve(broker.key_file, data_dir, credential=True)),
         pid_file=str(resolve(broker.pid_file, data_dir)) if broker.pid_file else "")
+    from .fleet.pki import collector_identity
+    for name in broker.collectors:
+        try:
+            collector_identity(name)
+        except ValueError as exc:
+            raise ConfigError(f"broker.collectors: {exc}") from None
     return {"ca": ca, "enrollment": enrollment, "broker": broker}
 
 
@@ -310,6 +326,12 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     keys = _section(Keys, doc.get("keys", {}), "keys")
     keys = Keys(tuple(str(resolve(k, data_dir, credential=True)) for k in keys.data_private_keys))
     query = _section(Query, doc.get("query", {}), "query")
+    try:
+        re.compile(query.case_number_pattern)
+    except re.error as exc:
+        raise ConfigError(f"query.case_number_pattern: not a regular expression ({exc})") from None
+    if not 1 <= query.max_range_days <= 3660:
+        raise ConfigError("query.max_range_days: 1-3660")
     retention = _section(Retention, doc.get("retention", {}), "retention")
     for f in dataclasses.fields(Retention):
         if getattr(retention, f.name) < 1:

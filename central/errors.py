@@ -13,7 +13,8 @@
      +-- BundleError        an export bundle fails verification (says which check)
      +-- RegistryError      unknown device / business, or a state change the registry refuses (CLI exit 1)
      +-- EnrollmentError    an enrollment token or CSR refused (used, expired, forged, tampered); says which
- +-- ReleaseError       an application release key or bundle cannot be made (key placement, wheel build)
+     +-- ReleaseError       an application release key or bundle cannot be made (key placement, wheel build)
+     +-- UnsafePathError    an output path is a symbolic link or not a regular file (also an OSError)
 """
 
 
@@ -63,3 +64,8 @@ class SharingRefused(PolicyError):
 
 class BundleError(CentralError):
     """An export bundle is forged, altered or incomplete; the message says which check failed."""
+
+
+class UnsafePathError(CentralError, OSError):
+    """An output file would be written through a symbolic link (or over
+    something that is not a regular file); nothing was written."""

@@ -8,10 +8,12 @@ writes ``status.json`` for ``alpr-edge status``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -319,9 +321,11 @@ class Agent:
 
     def write_status(self) -> None:
         path = self.config.data_dir / "status.json"
-        tmp = path.with_suffix(".tmp")
+        tmp = None
         try:
-            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # 0600, like the data dir's files
+            # A fresh, randomly named 0600 file (mkstemp: O_EXCL, never through a link
+            # planted at a predictable name), then renamed over the last one.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status.json.")
             with os.fdopen(fd, "w") as fh:
                 fh.write(json.dumps(self.status(), indent=1))
                 fh.flush()
@@ -329,3 +333,6 @@ class Agent:
             os.replace(tmp, path)
         except Exception:
             logger.exception("cannot write %s", path)
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)

@@ -21,6 +21,9 @@ from central.ingest.keys import init_data_key, load_opener
 from central.store.sqlite import SQLiteStore
 
 DEVICES = ("cam-a", "cam-b")
+# Each collector process has its own certificate (the broker uses it as the client id);
+# "collector-b" is a second one for tests that connect a second central-side client.
+COLLECTORS = {"collector": "test", "collector-b": "test-b"}
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
@@ -49,8 +52,9 @@ def pki_dir(tmp_path_factory):
     ca_key, ca_cert = pki.new_ca("Test CA")
     pki.write_secret(d / "ca.key", ca_key)
     pki.write_public(d / "ca.crt", ca_cert)
-    for name, cn, servers in [("broker", "localhost", ("localhost", "127.0.0.1")),
-                              ("collector", pki.COLLECTOR_IDENTITY, ())] + [(x, x, ()) for x in DEVICES]:
+    for name, cn, servers in ([("broker", "localhost", ("localhost", "127.0.0.1"))]
+                              + [(f, pki.collector_identity(n), ()) for f, n in COLLECTORS.items()]
+                              + [(x, x, ()) for x in DEVICES]):
         key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
         pki.write_secret(d / f"{name}.key", key)
         pki.write_public(d / f"{name}.crt", cert)
@@ -63,7 +67,7 @@ class Broker:
         self.port = broker_mod.free_port()
         files = broker_mod.write_config(directory, port=self.port, ca_file=str(pki_dir / "ca.crt"),
                                         cert_file=str(pki_dir / "broker.crt"), key_file=str(pki_dir / "broker.key"),
-                                        run_as=getpass.getuser())
+                                        run_as=getpass.getuser(), collectors=tuple(COLLECTORS.values()))
         self.proc = broker_mod.BrokerProcess(files.conf, self.port, directory / "mosquitto.log")
 
     def start(self):

@@ -97,7 +97,9 @@ def test_frames_in_reads_queryable_at_central(tmp_path, pki_dir, broker, collect
     users = UserDirectory(central.store.db.conn)
     admin, _ = users.bootstrap("ada", "City PD")
     _, token = users.add(admin, "otto", "City PD", Role.OPERATOR)
-    stored = search(central.store, Search(device_id="cam-a"), user=users.authenticate(token),
+    now = dt.datetime.now(dt.timezone.utc)  # without a plate a search names a bounded time range
+    stored = search(central.store, Search(device_id="cam-a", since=now - dt.timedelta(days=30),
+                                          until=now + dt.timedelta(days=1)), user=users.authenticate(token),
                     purpose="stolen-vehicle", case_number="T-1",
                     purposes=("stolen-vehicle",))
     assert sorted(r.read.plate for r in stored) == sorted(expected)  # one read per vehicle, exact text
@@ -226,8 +228,10 @@ def test_garbage_over_mqtt_is_counted_and_the_collector_keeps_serving(tmp_path, 
 def test_status_topic_birth_and_last_will(tmp_path, pki_dir, broker, collector_factory, sample_clip):
     seen = []
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-watch", protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=str(pki_dir / "ca.crt"), certfile=str(pki_dir / "collector.crt"),
-              keyfile=str(pki_dir / "collector.key"), cert_reqs=ssl.CERT_REQUIRED)
+    # A second central-side identity: with the collector's own certificate this client would
+    # take over the collector's session (the broker uses the certificate as the client id).
+    c.tls_set(ca_certs=str(pki_dir / "ca.crt"), certfile=str(pki_dir / "collector-b.crt"),
+              keyfile=str(pki_dir / "collector-b.key"), cert_reqs=ssl.CERT_REQUIRED)
     c.on_message = lambda client, userdata, msg: seen.append((msg.payload, msg.retain))
     c.connect("127.0.0.1", broker.port)
     c.subscribe("alpr/v1/devices/cam-a/status", qos=1)

@@ -210,7 +210,7 @@ passphrase_file = "{tmp_path / 'pass'}"
     result = CliRunner().invoke(main, ["ca", "init", "--config", str(tmp_path / "central.toml")])
     assert result.exit_code == 0, result.output
     assert b"ENCRYPTED" in (tmp_path / "data" / "ca" / "ca.key").read_bytes()
-    for name in ("ca.key", "broker.key", "enrollment.key", "collector.key"):
+    for name in ("ca.key", "broker.key", "enrollment.key", "collector.main.key"):
         assert mode(tmp_path / "data" / "ca" / name) == 0o600
     (tmp_path / "pass").write_text("wrong\n")
     result = CliRunner().invoke(main, ["enroll", "create", "--config", str(tmp_path / "central.toml"),

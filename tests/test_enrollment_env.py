@@ -48,8 +48,8 @@ data_dir = "{self.data}"
 host = "127.0.0.1"
 port = {self.broker_port}
 ca_file = "{self.data / 'ca' / 'ca.crt'}"
-cert_file = "{self.data / 'ca' / 'collector.crt'}"
-key_file = "{self.data / 'ca' / 'collector.key'}"
+cert_file = "{self.data / 'ca' / 'collector.main.crt'}"
+key_file = "{self.data / 'ca' / 'collector.main.key'}"
 client_id = "central.collector-test"
 [enrollment]
 bind = "127.0.0.1"
@@ -146,7 +146,7 @@ run_as = "{getpass.getuser()}"
             EnrollmentSettings("127.0.0.1", self.broker_port),
             on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file if self._broker_up else None,
                                                  registry.active_device_ids(),
-                                                 self.ca.crl(registry.revoked_certificates())))
+                                                 self.ca.crl(registry.crl_entries(), after=broker_mod.crl_last_update(cfg.broker.dir))))
         server = EnrollmentServer(service, bind="127.0.0.1", port=self.enroll_port,
                                   cert_file=str(self.data / "ca" / "enrollment.crt"),
                                   key_file=str(self.data / "ca" / "enrollment.key")).start()
@@ -171,8 +171,8 @@ run_as = "{getpass.getuser()}"
                               device_allowed=registry.allow_list(ttl=0.0))
         service = CollectorService(Mqtt(host="127.0.0.1", port=self.broker_port,
                                         ca_file=str(self.data / "ca" / "ca.crt"),
-                                        cert_file=str(self.data / "ca" / "collector.crt"),
-                                        key_file=str(self.data / "ca" / "collector.key"),
+                                        cert_file=str(self.data / "ca" / "collector.main.crt"),
+                                        key_file=str(self.data / "ca" / "collector.main.key"),
                                         client_id="central.collector-test"), collector)
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)

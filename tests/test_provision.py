@@ -355,6 +355,7 @@ def test_secret_writes_never_follow_a_link_the_agent_account_could_plant(tmp_pat
     import os
     import stat
 
+    from central.errors import UnsafePathError
     from central.fleet.pki import write_public, write_secret
     from edge_agent.provision import write_private
 
@@ -370,9 +371,17 @@ def test_secret_writes_never_follow_a_link_the_agent_account_could_plant(tmp_pat
         assert victim.read_bytes() == b"root's file"
         assert target.read_bytes() == b"new secret" and not target.is_symlink()
         os.unlink(target)
-        os.symlink(victim, target)  # a link at the file's own name is replaced, not followed
-        write(target, b"again")
-        assert victim.read_bytes() == b"root's file" and target.read_bytes() == b"again"
+        os.symlink(victim, target)
+        if write is write_private:  # the edge: a link at the file's own name is replaced, not followed
+            write(target, b"again")
+            assert target.read_bytes() == b"again"
+        else:  # central (central/files.py): refused, nothing written anywhere
+            with pytest.raises(UnsafePathError):
+                write(target, b"again")
+            assert target.is_symlink()
+            os.unlink(target)
+            write(target, b"again")
+        assert victim.read_bytes() == b"root's file"
         mode = stat.S_IMODE(os.stat(target).st_mode)
         assert mode == (0o644 if write is write_public else 0o600)
         assert [p.name for p in tmp_path.iterdir() if ".pem." in p.name and p not in planted_links] == []  # no temp left

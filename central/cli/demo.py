@@ -59,15 +59,16 @@ def local_admin(registry: Registry) -> User:
 
 
 def enroll_locally(registry: Registry, ca: CertificateAuthority, device_id: str, out_dir: Path, *,
-                   user: User | None = None) -> None:
+                   user: User | None = None, cameras: tuple[str, ...] = ("gate-north",)) -> None:
     """Enroll a device whose key lives on this machine, the way a field tech
     would (one-time token -> key and CSR made "on the device" -> certificate),
     writing ``<device>.key`` (0600) and ``<device>.crt`` into ``out_dir``. For
     the demo and the benchmarks; real devices run ``alpr-edge provision``.
     Acts as ``user`` (default: :func:`local_admin`); the registry checks the
-    role and logs the action like any other."""
+    role and logs the action like any other. ``cameras``: the camera ids the
+    registry records (the collector refuses reads from any other)."""
     user = user or local_admin(registry)
-    token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec("gate-north", "file")],
+    token = registry.create_enrollment(owner=DEPARTMENT, cameras=[CameraSpec(c, "file") for c in cameras],
                                        location="demo", ttl=dt.timedelta(minutes=10), user=user,
                                        device_id=device_id)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -89,7 +90,7 @@ def prepare(root: Path, *, device_id: str = "demo-cam-1", port: int | None = Non
     pki.write_secret(pk / "ca.key", ca_key)
     pki.write_public(pk / "ca.crt", ca_cert)
     for name, cn, servers in (("broker", "localhost", ("localhost", "127.0.0.1")),
-                              ("collector", pki.COLLECTOR_IDENTITY, ())):
+                              ("collector", pki.collector_identity("demo"), ())):
         key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)
         pki.write_secret(pk / f"{name}.key", key)
         pki.write_public(pk / f"{name}.crt", cert)
@@ -107,7 +108,7 @@ def prepare(root: Path, *, device_id: str = "demo-cam-1", port: int | None = Non
     port = port or broker_mod.free_port()
     files = broker_mod.write_config(root / "broker", port=port, ca_file=str(pk / "ca.crt"),
                                     cert_file=str(pk / "broker.crt"), key_file=str(pk / "broker.key"),
-                                    run_as=getpass.getuser(), devices=active)
+                                    run_as=getpass.getuser(), devices=active, collectors=("demo",))
     return {"root": root, "pki": pk, "port": port, "broker_conf": files.conf, "device_id": device_id}
 
 

@@ -29,7 +29,7 @@ from .common import ConfigFailure, TempFailure, config_option
 from .common import load_config as _load
 from .common import parse_when as _when
 from .session import read_token, token_option
-from ..errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError
+from ..errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError, UnsafePathError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -73,7 +73,7 @@ class _Errors:
             raise ConfigFailure(str(exc)) from None
         if isinstance(exc, StoreError):
             raise TempFailure(str(exc)) from None
-        if isinstance(exc, (RegistryError, PolicyError, EnrollmentError, FileExistsError)):
+        if isinstance(exc, (RegistryError, PolicyError, EnrollmentError, FileExistsError, UnsafePathError)):
             raise click.ClickException(str(exc)) from None
         return False
 
@@ -90,12 +90,18 @@ def _iso(value):
     return value.isoformat(timespec="seconds") if isinstance(value, dt.datetime) else value
 
 
+def _crl(cfg, ca, registry) -> bytes:
+    """The broker's next CRL: revoked and held certificates, dated after the current one."""
+    return ca.crl(registry.crl_entries(), after=broker_mod.crl_last_update(cfg.broker.dir))
+
+
 def apply_broker(cfg, registry, ca) -> str:
     """Rewrite the broker's ACL and CRL from the registry and reload it.
     Returns a sentence for the operator."""
     try:
         pid = broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file or None, registry.active_device_ids(),
-                                 ca.crl(registry.revoked_certificates()), cfg.mqtt.topic_prefix)
+                                 _crl(cfg, ca, registry), cfg.mqtt.topic_prefix, cfg.broker.collectors,
+                                 cfg.broker.run_as or None)
     except (OSError, ValueError) as exc:
         raise TempFailure(f"ACL and CRL rewritten, but the broker could not be reloaded ({exc}); "
                           "reload it yourself (systemctl reload mosquitto)") from None
@@ -116,7 +122,9 @@ def ca_group() -> None:
 @click.option("--days", default=3650, show_default=True, help="CA lifetime in days.")
 def ca_init(config_path: str, name: str, days: int) -> None:
     """Create the CA (key 0600, encrypted when [ca] passphrase_file is set)
-    and the broker, collector and enrollment-endpoint certificates.
+    and the broker, enrollment-endpoint and collector certificates (one per
+    name in [broker] collectors: ca/collector.NAME.crt, identity
+    central.collector.NAME).
 
     Host-admin step, no user token: it runs before 'user bootstrap' (it needs
     only write access to the CA directory) and changes no registry state."""
@@ -132,13 +140,47 @@ def ca_init(config_path: str, name: str, days: int) -> None:
                 ("broker", cfg.enrollment.broker_host, (cfg.enrollment.broker_host, "localhost", "127.0.0.1"),
                  cfg.broker.cert_file, cfg.broker.key_file),
                 ("enrollment", cfg.enrollment.server_names[0], cfg.enrollment.server_names,
-                 cfg.enrollment.cert_file, cfg.enrollment.key_file),
-                ("collector", pki.COLLECTOR_IDENTITY, (), str(ca_dir / "collector.crt"), str(ca_dir / "collector.key"))):
+                 cfg.enrollment.cert_file, cfg.enrollment.key_file)):
             key_pem, cert_pem = ca.issue(cn, server_names=tuple(dict.fromkeys(names)), days=825)
             pki.write_secret(key, key_pem)
             pki.write_public(cert, cert_pem)
             click.echo(f"{label:<11} {cert}")
+        for cert in _issue_collectors(ca, cfg.broker.collectors, ca_dir):
+            click.echo(f"{'collector':<11} {cert}")
     click.echo(f"CA          {cfg.ca.cert_file}\nfingerprint sha256:{fp}")
+
+
+def _issue_collectors(ca, names, ca_dir: Path) -> list[Path]:
+    """A certificate for each collector name that has none yet."""
+    from ..fleet import pki
+    made = []
+    for name in names:
+        cert, key = ca_dir / f"collector.{name}.crt", ca_dir / f"collector.{name}.key"
+        if cert.exists() and key.exists():
+            continue
+        key_pem, cert_pem = ca.issue(pki.collector_identity(name), days=825)
+        pki.write_secret(key, key_pem)
+        pki.write_public(cert, cert_pem)
+        made.append(cert)
+    return made
+
+
+@ca_group.command("collectors")
+@config_option
+def ca_collectors(config_path: str) -> None:
+    """Issue a certificate for each name in [broker] collectors that has none
+    (ca/collector.NAME.crt and .key); then run 'broker reload' so the ACL
+    lets the new collector in. Point that collector's [mqtt] cert_file and
+    key_file at its own pair: two collectors sharing a certificate would
+    disconnect each other (the broker uses the certificate as client id)."""
+    cfg = _load(config_path)
+    ca = _ca(cfg)
+    with _Errors():
+        made = _issue_collectors(ca, cfg.broker.collectors, Path(cfg.ca.cert_file).parent)
+    for cert in made:
+        click.echo(f"collector   {cert}")
+    if not made:
+        click.echo("every collector in [broker] collectors has a certificate")
 
 
 # -- enroll -----------------------------------------------------------------
@@ -239,8 +281,8 @@ def enroll_serve(config_path, log_level) -> None:
     service = EnrollmentService(registry, ca, data_pub, EnrollmentSettings(
         cfg.enrollment.broker_host, cfg.enrollment.broker_port, cfg.mqtt.topic_prefix, cfg.ca.device_cert_days),
         on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file or None,
-                                             registry.active_device_ids(), ca.crl(registry.revoked_certificates()),
-                                             cfg.mqtt.topic_prefix))
+                                             registry.active_device_ids(), _crl(cfg, ca, registry),
+                                             cfg.mqtt.topic_prefix, cfg.broker.collectors, cfg.broker.run_as or None))
     try:
         server = EnrollmentServer(service, bind=cfg.enrollment.bind, port=cfg.enrollment.port,
                                   cert_file=cfg.enrollment.cert_file, key_file=cfg.enrollment.key_file)
@@ -497,9 +539,11 @@ def broker_config(config_path) -> None:
             cfg.broker.dir, port=cfg.broker.port, bind=cfg.broker.bind, ca_file=cfg.ca.cert_file,
             cert_file=cfg.broker.cert_file, key_file=cfg.broker.key_file, prefix=cfg.mqtt.topic_prefix,
             run_as=cfg.broker.run_as or None, devices=registry.active_device_ids(),
-            crl_file=str(Path(cfg.broker.dir) / "crl.pem"), pid_file=cfg.broker.pid_file or None)
+            crl_file=str(Path(cfg.broker.dir) / "crl.pem"), pid_file=cfg.broker.pid_file or None,
+            collectors=cfg.broker.collectors)
         broker_mod.write_registry_files(cfg.broker.dir, registry.active_device_ids(),
-                                        ca.crl(registry.revoked_certificates()), cfg.mqtt.topic_prefix)
+                                        _crl(cfg, ca, registry), cfg.mqtt.topic_prefix,
+                                        cfg.broker.collectors, cfg.broker.run_as or None)
     finally:
         registry.close()
     click.echo(f"wrote {files.conf}, {files.acl} and {Path(cfg.broker.dir) / 'crl.pem'}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import signal
@@ -44,9 +45,13 @@ def run(config_path: str, log_level: str) -> None:
     store = _open_store(cfg)
     from ..fleet.registry import Registry
     registry = Registry(cfg.store.path)  # only active, enrolled devices' reads are stored
+    # A device's own claims are checked against the registry (its cameras, its
+    # enrollment time) and the longest retention period.
+    max_age = dt.timedelta(days=max(cfg.retention.hit_days, cfg.retention.non_hit_days))
     service = CollectorService(cfg.mqtt, Collector(store, opener, topic_prefix=cfg.mqtt.topic_prefix,
                                                    max_message_bytes=cfg.mqtt.max_message_bytes,
-                                                   device_allowed=registry.allow_list()))
+                                                   device_allowed=registry.allow_list(),
+                                                   device_facts=registry.device_facts(), max_age=max_age))
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     from ..hotlist.service import HotlistService
@@ -78,13 +83,19 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: str) -> None:
-    """Validate the config file; exit 78 naming the key path on any error."""
+    """Validate the config file and the key and certificate files it names
+    (each must hold a key / certificate of the right kind); exit 78 naming the
+    key path on any error."""
     cfg = _load(config_path)
     from ..ingest.keys import load_opener
     try:
         load_opener(cfg.keys.data_private_keys)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
+    from ..keyfiles import check
+    problems = check(cfg)  # each key / certificate path must hold a key / certificate of the right kind
+    if problems:
+        raise ConfigFailure("; ".join(str(p) for p in problems))
     click.echo(f"ok: store {cfg.store.type} at {cfg.store.path}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
 
 
@@ -126,7 +137,8 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
           as_json) -> None:
     """Search stored reads, newest first, as your authenticated user. Every
     search is logged with its purpose and case number; a search without them
-    is refused."""
+    is refused. Without --plate, give both --since and --until, at most
+    [query] max_range_days apart (default 31)."""
     cfg = _load(config_path)
     from .session import read_token
     from ..errors import PolicyError
@@ -148,7 +160,8 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
                 refused(store, user, asked, exc, purpose=purpose, case_number=case_number)
                 raise
             results = search(store, q, user=user, purpose=purpose, case_number=case_number,
-                             purposes=cfg.query.purposes)
+                             purposes=cfg.query.purposes, case_number_pattern=cfg.query.case_number_pattern,
+                             max_range=dt.timedelta(days=cfg.query.max_range_days))
         finally:
             store.close()
     except (QueryError, PolicyError) as exc:

@@ -24,7 +24,7 @@ def retention_group() -> None:
 
 def _governor(s: Session):
     from ..governance.retention import Governor
-    return Governor(s.conn, s.cfg.retention)
+    return Governor(s.conn, s.cfg.retention, case_number_pattern=s.cfg.query.case_number_pattern)
 
 
 @retention_group.command("purge")

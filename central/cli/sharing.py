@@ -18,7 +18,8 @@ from ..errors import BundleError
 
 def _registry(s: Session):
     from ..governance.sharing import SharingRegistry
-    return SharingRegistry(s.conn, s.cfg.sharing, purposes=s.cfg.query.purposes)
+    return SharingRegistry(s.conn, s.cfg.sharing, purposes=s.cfg.query.purposes,
+                           case_number_pattern=s.cfg.query.case_number_pattern)
 
 
 @click.command("init-signing")

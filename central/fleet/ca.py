@@ -70,6 +70,7 @@ def init_ca(key_path: str | Path, cert_path: str | Path, *, name: str = "ALPR Ce
 class Revoked:
     serial: str          # hex
     revoked_at: dt.datetime
+    hold: bool = False   # a suspended device's certificate (CRL reason certificateHold): lifted on resume
 
 
 class CertificateAuthority:
@@ -118,19 +119,32 @@ class CertificateAuthority:
         _, cert_pem = self.issue(common_name, days=days, public_key=csr.public_key(), now=now)
         return x509.load_pem_x509_certificate(cert_pem)
 
-    def crl(self, revoked: Iterable[Revoked], *, now: dt.datetime | None = None, days: int = 3650) -> bytes:
-        """A CRL naming ``revoked``, valid ``days`` (capped at the CA's expiry).
+    def crl(self, revoked: Iterable[Revoked], *, now: dt.datetime | None = None, days: int = 3650,
+            after: dt.datetime | None = None) -> bytes:
+        """A CRL naming ``revoked`` (revoked and held certificates), valid
+        ``days`` (capped at the CA's expiry).
 
         OpenSSL rejects every client once a CRL is past its next update, so the
-        window is long on purpose; prompt revocation comes from the ACL."""
+        window is long on purpose; prompt revocation comes from the ACL.
+
+        ``after``: the last update of the CRL this one replaces. Mosquitto
+        keeps every CRL it has loaded until it restarts and OpenSSL uses the
+        one with the latest last update (one-second resolution), so a CRL
+        must be dated later than its predecessor or a revocation (or a lifted
+        hold) in the same second would not count."""
         now = now or dt.datetime.now(dt.timezone.utc)
         next_update = min(now + dt.timedelta(days=days), self.cert.not_valid_after_utc)
+        last_update = (now - dt.timedelta(minutes=5)).replace(microsecond=0)
+        if after is not None and last_update <= after:
+            last_update = min(after + dt.timedelta(seconds=1), now.replace(microsecond=0))
         builder = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
-                   .last_update(now - dt.timedelta(minutes=5)).next_update(next_update))
+                   .last_update(last_update).next_update(next_update))
         for item in revoked:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder().serial_number(int(item.serial, 16))
-                .revocation_date(item.revoked_at).build())
+            entry = (x509.RevokedCertificateBuilder().serial_number(int(item.serial, 16))
+                     .revocation_date(item.revoked_at))
+            if item.hold:  # OpenSSL refuses a held certificate like a revoked one
+                entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags.certificate_hold), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
         return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 

@@ -9,11 +9,9 @@ topic prefix.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 import os
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -21,35 +19,33 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge_agent.wire.topics import validate_device_id
+
+from ..files import write_file
+
 COLLECTOR_IDENTITY = "central.collector"   # not a valid device id, so never confused with one
+DEFAULT_COLLECTORS = ("main",)
+
+
+def collector_identity(name: str) -> str:
+    """The certificate identity (common name, MQTT user name and client id) of
+    the collector process ``name``: ``central.collector.<name>``. Each
+    collector has its own, so none can take over another's session."""
+    try:
+        validate_device_id(name)
+    except ValueError:
+        raise ValueError(f"collector name {name!r}: lower-case letters, digits and '-'") from None
+    return f"{COLLECTOR_IDENTITY}.{name}"
 
 
 def write_secret(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` with mode 0600, atomically (temp file + rename)."""
-    _write_new(Path(path), data, 0o600)
+    """Write ``data`` with mode 0600, atomically, never through a planted link
+    (:func:`central.files.write_file`)."""
+    write_file(path, data, 0o600)
 
 
 def write_public(path: str | os.PathLike, data: bytes) -> None:
-    _write_new(Path(path), data, 0o644)
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Atomically: a fresh randomly named file (O_EXCL, never through a planted
-    link), fsynced, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        try:
-            os.fchmod(fd, mode)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_file(path, data, 0o644)
 
 
 def _key_pem(key, passphrase: bytes | None = None) -> bytes:

@@ -121,6 +121,14 @@ class Device:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeviceFacts:
+    """What the collector checks a read's own claims against: the cameras
+    registered to the device, and when it was enrolled (it took no reads before)."""
+    cameras: frozenset[str]
+    enrolled_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class Terms:
     """What an agreement (MOU) lets the department share, with whom, and how long reads are kept."""
     shared_data: str
@@ -514,6 +522,27 @@ class Registry:
             return hit[0]
         return allowed
 
+    def device_facts(self, ttl: float = 5.0, *, monotonic=time.monotonic) -> Callable[[str], DeviceFacts | None]:
+        """For the collector's hot path, cached for ``ttl`` seconds: the
+        :class:`DeviceFacts` of an active device, None for any other (unknown,
+        pending, suspended, revoked)."""
+        cache: dict[str, tuple[DeviceFacts | None, float]] = {}
+
+        def facts(device_id: str) -> DeviceFacts | None:
+            hit = cache.get(device_id)
+            now = monotonic()
+            if hit is None or now - hit[1] > ttl:
+                rows = self._query("SELECT status, cameras, enrolled_at FROM devices WHERE device_id = ?",
+                                   [device_id])
+                value = None
+                if rows and rows[0]["status"] == "active":
+                    value = DeviceFacts(frozenset(c["id"] for c in json.loads(rows[0]["cameras"])),
+                                        _from_ts(rows[0]["enrolled_at"]))
+                hit = (value, now)
+                cache[device_id] = hit
+            return hit[0]
+        return facts
+
     def active_device_ids(self) -> list[str]:
         return [r["device_id"] for r in self._query("SELECT device_id FROM devices WHERE status='active' "
                                                      "ORDER BY device_id")]
@@ -522,6 +551,17 @@ class Registry:
         return [Revoked(r["serial"], _from_ts(r["revoked_at"]))
                 for r in self._query("SELECT serial, revoked_at FROM device_certificates WHERE revoked_at IS NOT "
                                      "NULL AND not_after > ? ORDER BY serial", [_ts(self._clock())])]
+
+    def crl_entries(self) -> list[Revoked]:
+        """What the broker's CRL must name: every revoked certificate, and the
+        current certificates of suspended devices on hold (certificateHold),
+        so the broker refuses a suspended device at the TLS handshake, not only
+        at its first publish. A resume lifts the hold."""
+        held = [Revoked(r["serial"], _from_ts(r["updated_at"]), hold=True)
+                for r in self._query("SELECT c.serial, d.updated_at FROM device_certificates c JOIN devices d "
+                                     "USING (device_id) WHERE d.status = 'suspended' AND c.revoked_at IS NULL "
+                                     "AND c.not_after > ? ORDER BY c.serial", [_ts(self._clock())])]
+        return self.revoked_certificates() + held
 
     # -- views (read-only) ---------------------------------------------------
     def list_devices(self, user: User, *, owner: str | None = None, status: str | None = None) -> list[Device]:

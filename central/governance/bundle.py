@@ -8,7 +8,8 @@ A bundle is a zip file::
     images/<read id>-crop.jpg   plate crops, when included
     signature.json   Ed25519 signature over the exact bytes of manifest.json
 
-:func:`verify_bundle` checks the signature, then that every file is listed
+:func:`verify_bundle` checks that the file is exactly one zip (nothing
+prepended or appended), the signature, then that every file is listed
 with the right hash and that nothing is missing or added; it raises
 :class:`BundleError` naming the failed check. Nothing is extracted to disk.
 
@@ -23,7 +24,7 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge_agent.wire import PlateRead
 
 from ..errors import BundleError, ConfigError
+from ..files import new_file
 from ..fleet.pki import write_public, write_secret
 
 FORMAT = "alpr-export/1"
@@ -102,15 +104,12 @@ def write_bundle(path: str | Path, manifest: dict, reads: list[PlateRead], key: 
     manifest_bytes = json.dumps(doc, indent=1, sort_keys=True).encode()
     signature = {"alg": "Ed25519", "key_id": doc["key_id"],
                  "signature": base64.b64encode(key.sign(manifest_bytes)).decode()}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # it holds plates: owner only
-    with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
+    # It holds plates: owner only; a random temporary name, never through a planted link.
+    with new_file(path, 0o600) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("manifest.json", manifest_bytes)
         for name, data in sorted(files.items()):
             z.writestr(name, data)
         z.writestr("signature.json", json.dumps(signature, indent=1))
-    tmp.replace(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +122,53 @@ class VerifiedBundle:
         return len(self.reads)
 
 
+_EOCD = struct.Struct("<4s4H2LH")          # end of central directory record (22 bytes)
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")    # zip64 end of central directory locator (20 bytes)
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")        # zip64 end of central directory record (56 bytes)
+_LOCAL = struct.Struct("<4s5H3L2H")          # local file header (30 bytes)
+
+
+def _check_layout(raw: bytes, infos: list[zipfile.ZipInfo]) -> None:
+    """The file is exactly one zip: members back to back from byte 0, then the
+    central directory, then the end record at the very end with no comment.
+    Python's zipfile (like most readers) tolerates data before the first
+    member or after the end record; a bundle carries none, so anything
+    prepended (a forged zip) or appended is refused."""
+    n = len(raw)
+    if n < _EOCD.size or raw[n - _EOCD.size:n - _EOCD.size + 4] != b"PK\x05\x06":
+        raise BundleError("the file does not end with the zip end record: bytes were appended")
+    _, _, _, _, entries, cd_size, cd_offset, comment = _EOCD.unpack_from(raw, n - _EOCD.size)
+    if comment:
+        raise BundleError("the zip carries a comment: bytes were appended")
+    end = n - _EOCD.size
+    locator = end - _EOCD64_LOCATOR.size
+    if locator >= 0 and raw[locator:locator + 4] == b"PK\x06\x07":
+        _, _, eocd64_at, _ = _EOCD64_LOCATOR.unpack_from(raw, locator)
+        if eocd64_at + _EOCD64.size != locator or raw[eocd64_at:eocd64_at + 4] != b"PK\x06\x06":
+            raise BundleError("the zip64 end record is not where the locator says: extra data")
+        (_, _, _, _, _, _, _, entries, cd_size, cd_offset) = _EOCD64.unpack_from(raw, eocd64_at)
+        end = eocd64_at
+    if cd_offset + cd_size != end or entries != len(infos):
+        raise BundleError("the zip's central directory is not where its end record says: extra data")
+    at = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset != at or raw[at:at + 4] != b"PK\x03\x04":
+            raise BundleError(f"{info.filename}: not where the previous member ends: extra data in the zip")
+        fields = _LOCAL.unpack_from(raw, at)
+        at += _LOCAL.size + fields[9] + fields[10] + info.compress_size
+        if info.flag_bits & 0x08:  # a data descriptor follows (with or without its signature)
+            size = 24 if info.compress_size >= 0xFFFFFFFF or info.file_size >= 0xFFFFFFFF else 16
+            at += size if raw[at:at + 4] == b"PK\x07\x08" else size - 4
+    if at != cd_offset:
+        raise BundleError("extra data between the last member and the central directory")
+
+
 def verify_bundle(data: bytes | str | Path, public_key: Ed25519PublicKey) -> VerifiedBundle:
     """Check a bundle offline; raise :class:`BundleError` naming what failed."""
     raw = Path(data).read_bytes() if isinstance(data, (str, Path)) else data
     try:
         z = zipfile.ZipFile(io.BytesIO(raw))
+        _check_layout(raw, z.infolist())
         members = {}
         for info in z.infolist():
             if info.file_size > MAX_MEMBER_BYTES:

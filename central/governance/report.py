@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .audit import AccessLog, ts, utcnow
 from ..config import CentralConfig
+from ..files import write_file
 from .retention import Governor
 from .sharing import SharingRegistry
 from .users import Permission, User, require
@@ -244,6 +245,8 @@ def write(d: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"transparency-{d['period']['name']}"
     html_path, json_path = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
-    html_path.write_text(render_html(d), encoding="utf-8")
-    json_path.write_text(json.dumps(d, indent=1, sort_keys=True), encoding="utf-8")
+    # Published documents (0644), each through a fresh random temporary name:
+    # a link planted at either name is refused, never written through.
+    write_file(html_path, render_html(d), 0o644)
+    write_file(json_path, json.dumps(d, indent=1, sort_keys=True), 0o644)
     return html_path, json_path

@@ -22,7 +22,11 @@ released; a hold past its review date still holds (it is reported, never
 silently dropped). The purge never deletes a held read or its images.
 
 The purge records what it deleted (counts per category, never plates) in
-``purge_runs`` and in the access log, in the same transaction as the deletes.
+``purge_runs`` and in the access log, in the same transaction as the deletes,
+and leaves a tombstone per deleted read (16 bytes of SHA-256 of its id, see
+migration 0400) so a replayed message never brings the read back. Tombstones
+older than the longest read retention period are dropped: the collector
+refuses a read that old anyway (``Collector(max_age=...)``).
 Hotlists, matching and hits are in :mod:`central.hotlist`.
 """
 
@@ -36,8 +40,9 @@ import sqlite3
 import time
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
-from ..config import Retention
+from ..config import DEFAULT_CASE_PATTERN, Retention
 from ..errors import PolicyError
+from ..store import tombstone
 from .search import check_case_number
 from .users import Permission, User, require
 
@@ -108,8 +113,10 @@ def _hold(row) -> Hold:
 class Governor:
     """Legal holds and the purge over the store's SQLite database."""
 
-    def __init__(self, conn: sqlite3.Connection, retention: Retention = Retention(), *, clock=utcnow) -> None:
+    def __init__(self, conn: sqlite3.Connection, retention: Retention = Retention(), *, clock=utcnow,
+                 case_number_pattern: str = DEFAULT_CASE_PATTERN) -> None:
         self.conn = conn
+        self.case_number_pattern = case_number_pattern
         self.retention = retention
         self._clock = clock
         self.log = AccessLog(conn, clock=clock)
@@ -118,7 +125,7 @@ class Governor:
     def request_hold(self, actor: User, *, case_number: str, plates: tuple[str, ...] | list[str],
                      since: dt.datetime, until: dt.datetime, reason: str, review_on: dt.date) -> Hold:
         require(actor, Permission.REQUEST_HOLD)
-        check_case_number(case_number, PolicyError)
+        check_case_number(case_number, PolicyError, self.case_number_pattern)
         if since > until:
             raise PolicyError("hold: since is after until")
         if not reason:
@@ -210,7 +217,10 @@ class Governor:
                                            f"FROM hotlist_entries e WHERE {_ENTRY_END} < ?)", [c["hotlist"]]),
             ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
         ]
+        self.conn.create_function("alpr_tombstone", 1, tombstone, deterministic=True)
         with transaction(self.conn):
+            if not dry_run:
+                self._tombstones(now, c)
             held_kept = self.conn.execute(
                 f"SELECT count(*) FROM reads r WHERE {_HELD} AND ((r.captured_at < ? AND {_HIT}) "
                 f"OR (r.captured_at < ? AND NOT {_HIT}))", [c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
@@ -236,6 +246,19 @@ class Governor:
             self._truncate_wal()
         logger.info("purge%s: %s; %d held reads kept", " (dry run)" if dry_run else "", counts, held_kept)
         return PurgeResult(now, c, counts, held_kept, dry_run)
+
+    def _tombstones(self, now: dt.datetime, c: dict[str, str]) -> None:
+        """Mark the reads this purge deletes (same transaction, same conditions),
+        and drop marks older than the longest read retention."""
+        day = now.date().isoformat()
+        for cutoff, hit in ((c["hit_reads"], _HIT), (c["non_hit_reads"], f"NOT {_HIT}")):
+            self.conn.execute(f"INSERT OR IGNORE INTO read_tombstones SELECT alpr_tombstone(r.read_id), ? "
+                              f"FROM reads r WHERE r.captured_at < ? AND {hit} AND NOT {_HELD}", [day, cutoff])
+        keep = dt.timedelta(days=max(self.retention.hit_days, self.retention.non_hit_days))
+        dropped = self.conn.execute("DELETE FROM read_tombstones WHERE purged_on < ?",
+                                    [(now - keep).date().isoformat()]).rowcount
+        if dropped:
+            logger.info("purge: %d read tombstone(s) past the longest retention dropped", dropped)
 
     def _truncate_wal(self, tries: int = 20) -> None:
         """Copy the WAL into the database and empty it: until then the WAL still

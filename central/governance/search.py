@@ -14,13 +14,15 @@ import logging
 import re
 
 from .audit import AccessLog
+from ..config import DEFAULT_CASE_PATTERN
 from ..errors import PermissionDenied, QueryError
 from ..store import Search, Store, StoredRead
 from .users import Permission, Role, User, require
 
 logger = logging.getLogger(__name__)
 
-_CASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _./:#-]{1,63}\Z")
+MAX_LOGGED_CHARS = 64     # of each refused query element, in the access log
+MAX_RANGE = dt.timedelta(days=31)
 
 
 def Requester(user: str, organization: str) -> User:  # noqa: N802 - kept for callers that predate accounts
@@ -29,10 +31,35 @@ def Requester(user: str, organization: str) -> User:  # noqa: N802 - kept for ca
     return User(user, organization, Role.OPERATOR)
 
 
-def check_case_number(case_number: str | None, error: type[Exception] = QueryError) -> str:
-    if not case_number or not _CASE_RE.match(case_number):
-        raise error("a case or incident number is required (2-64 letters, digits, spaces or ._/:#-)")
+def check_case_number(case_number: str | None, error: type[Exception] = QueryError,
+                      pattern: str = DEFAULT_CASE_PATTERN) -> str:
+    """The case number, if it matches ``pattern`` (config ``[query]
+    case_number_pattern``; the default wants 2-64 letters, digits, spaces or
+    ._/:#- with at least one digit, so "n/a" or "none" is refused)."""
+    if not case_number or len(case_number) > 64 or not re.fullmatch(pattern, case_number):
+        raise error("a case or incident number is required (the configured form, by default 2-64 letters, "
+                    "digits, spaces or ._/:#- with at least one digit; not a placeholder like n/a)")
     return case_number
+
+
+def check_range(query: Search, max_range: dt.timedelta = MAX_RANGE) -> None:
+    """A search without a plate must name a bounded time range (since and
+    until, at most ``max_range`` apart): no open-ended sweep of everything."""
+    if query.plate is not None:
+        return
+    if query.since is None or query.until is None:
+        raise QueryError("a search without a plate needs both --since and --until")
+    if query.until - query.since > max_range:
+        raise QueryError(f"a search without a plate may span at most {max_range.days} days")
+
+
+def _trimmed(value):
+    """What of a refused query element goes into the access log: strings cut
+    to MAX_LOGGED_CHARS with the original length noted (a 100 kB pattern must
+    not make a 100 kB log entry)."""
+    if isinstance(value, str) and len(value) > MAX_LOGGED_CHARS:
+        return f"{value[:MAX_LOGGED_CHARS]}...({len(value)} chars)"
+    return value
 
 
 def check_purpose(purpose: str | None, purposes: tuple[str, ...], error: type[Exception] = QueryError) -> str:
@@ -50,15 +77,21 @@ def refused(store: Store, user: User | None, query: dict, reason: Exception, *, 
     only logged to the service log."""
     if user is not None and user.name:
         AccessLog(store.db.conn).append(
-            user=user.name, organization=user.organization, action="search-refused", purpose=purpose or "",
-            case_number=(case_number or "")[:64], detail={"query": query, "reason": str(reason)},
+            user=user.name, organization=user.organization, action="search-refused",
+            purpose=_trimmed(purpose or ""), case_number=_trimmed(case_number or ""),
+            detail={"query": {str(k)[:32]: _trimmed(v) for k, v in list(query.items())[:16]},
+                    "reason": str(reason)[:256]},
             at=now or dt.datetime.now(dt.timezone.utc))
     logger.warning("search refused for user %s: %s", user.name if user else "?", reason)
 
 
 def search(store: Store, query: Search, *, user: User | None = None, requester: User | None = None,
            purpose: str | None, case_number: str | None, purposes: tuple[str, ...],
-           now: dt.datetime | None = None) -> list[StoredRead]:
+           now: dt.datetime | None = None, case_number_pattern: str = DEFAULT_CASE_PATTERN,
+           max_range: dt.timedelta = MAX_RANGE) -> list[StoredRead]:
+    """Run ``query`` for ``user`` if the rules allow: a role that may search,
+    an authorized purpose, a case number of the configured form, and a plate
+    or a bounded time range. Logged either way."""
     user = user or requester
     log = AccessLog(store.db.conn)
     at = now or dt.datetime.now(dt.timezone.utc)
@@ -67,7 +100,8 @@ def search(store: Store, query: Search, *, user: User | None = None, requester: 
             raise QueryError("searches run as a named user")
         require(user, Permission.SEARCH)
         check_purpose(purpose, purposes)
-        check_case_number(case_number)
+        check_case_number(case_number, pattern=case_number_pattern)
+        check_range(query, max_range)
     except (QueryError, PermissionDenied) as exc:
         refused(store, user, query.describe(), exc, purpose=purpose, case_number=case_number, now=at)
         raise

@@ -34,6 +34,7 @@ from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from .bundle import write_bundle
 from ..config import Sharing
 from ..errors import PolicyError, SharingRefused
+from ..config import DEFAULT_CASE_PATTERN
 from .search import check_case_number, check_purpose
 from ..store import Search, Store
 from .users import Permission, User, require
@@ -105,8 +106,9 @@ def _request(row) -> ShareRequest:
 
 class SharingRegistry:
     def __init__(self, conn: sqlite3.Connection, settings: Sharing = Sharing(), *,
-                 purposes: tuple[str, ...], clock=utcnow) -> None:
+                 purposes: tuple[str, ...], clock=utcnow, case_number_pattern: str = DEFAULT_CASE_PATTERN) -> None:
         self.conn = conn
+        self.case_number_pattern = case_number_pattern
         self.settings = settings
         self.purposes = purposes
         self._clock = clock
@@ -184,7 +186,7 @@ class SharingRegistry:
                 plates: tuple[str, ...] | list[str], since: dt.datetime, until: dt.datetime) -> ShareRequest:
         require(actor, Permission.REQUEST_SHARE)
         check_purpose(purpose, self.purposes, PolicyError)
-        check_case_number(case_number, PolicyError)
+        check_case_number(case_number, PolicyError, self.case_number_pattern)
         if not requesting_person:
             raise PolicyError("name the person at the requesting agency")
         if since > until:

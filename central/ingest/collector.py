@@ -7,9 +7,13 @@ a shared subscription, so several collectors can split the load):
    parse as a batch frame;
 2. each envelope must name the topic's device, open with one of central's data
    keys, and hold a valid version-1 read of that device with the same read id;
+   a device's own claims are checked against the registry (``device_facts``):
+   the camera must be one registered to it, the capture time no earlier than
+   its enrollment and no older than the retention period (``max_age``);
 3. the valid reads are stored in one transaction (a re-sent read id is stored
-   once) and only then acknowledged on ``.../<device>/ack``; reads that failed
-   step 2 are named in the ack as rejected so the device parks them.
+   once; a read id the retention purge removed is never stored again) and only
+   then acknowledged on ``.../<device>/ack``; reads that failed step 2 or were
+   purged are named in the ack as rejected so the device parks them.
 
 Everything rejected is counted by reason and logged with ids and counts, never
 plate text. Nothing a device sends can stop the collector. If the store fails,
@@ -44,19 +48,26 @@ from ..store import Store
 logger = logging.getLogger(__name__)
 
 REASONS = ("bad-topic", "unknown-device", "oversized", "malformed", "wrong-device", "undecryptable",
-           "invalid-schema")
+           "invalid-schema", "from-the-future", "expired", "unknown-camera", "before-enrollment", "purged")
 
 
-# How far ahead of central's clock a read's capture time may be (devices' clocks drift).
+# How far ahead of central's clock a read's capture time may be (devices' clocks drift),
+# and how far before the device's enrollment.
 FUTURE_SLACK = dt.timedelta(days=1)
+ENROLLMENT_SLACK = dt.timedelta(days=1)
 
 
 class Collector:
     def __init__(self, store: Store, opener: Opener, *, topic_prefix: str = "alpr/v1/devices",
                  max_message_bytes: int = 8 << 20, clock: Callable[[], dt.datetime] | None = None,
-                 device_allowed: Callable[[str], bool] | None = None) -> None:
+                 device_allowed: Callable[[str], bool] | None = None,
+                 device_facts: Callable[[str], object | None] | None = None,
+                 max_age: dt.timedelta | None = None) -> None:
         self.store = store
         self.device_allowed = device_allowed  # e.g. the registry: only active devices are stored
+        # e.g. Registry.device_facts(): cameras and enrollment time of an active device, else None
+        self.device_facts = device_facts
+        self.max_age = max_age  # the longest retention period: anything older would be purged at once
         self.opener = opener
         self.topics = Topics(topic_prefix)
         self.max_message_bytes = max_message_bytes
@@ -91,6 +102,10 @@ class Collector:
             return None
         if self.device_allowed is not None and not self.device_allowed(device):
             self.reject("unknown-device", device=device)  # not enrolled, suspended or revoked: nothing stored
+            return None
+        facts = self.device_facts(device) if self.device_facts is not None else None
+        if self.device_facts is not None and facts is None:
+            self.reject("unknown-device", device=device)
             return None
         if len(payload) > self.max_message_bytes:
             self.reject("oversized", device=device)
@@ -128,9 +143,10 @@ class Collector:
                 rejected.append((header.read_id, "wrong-device"))
                 reasons["wrong-device"] += 1
                 continue
-            if read.captured_at > self._clock() + FUTURE_SLACK:  # a broken device clock: it would never expire
-                rejected.append((header.read_id, "from-the-future"))
-                reasons["from-the-future"] += 1
+            problem = self._implausible(read, facts)
+            if problem:
+                rejected.append((header.read_id, problem))
+                reasons[problem] += 1
                 continue
             reads.append(read)
         for reason, n in reasons.items():
@@ -140,22 +156,46 @@ class Collector:
         # those again, and parks them after a few such acks).
         return Prepared(device, batch.batch_id, tuple(reads), tuple(rejected))
 
+    def _implausible(self, read, facts) -> str | None:
+        """Why a device's own claims about a read cannot be true, or None."""
+        now = self._clock()
+        if read.captured_at > now + FUTURE_SLACK:  # a broken device clock: it would never expire
+            return "from-the-future"
+        if self.max_age is not None and read.captured_at < now - self.max_age:
+            return "expired"  # older than any retention period: the purge would delete it at once
+        if facts is not None:
+            if read.camera_id not in facts.cameras:
+                return "unknown-camera"
+            if read.captured_at < facts.enrolled_at - ENROLLMENT_SLACK:
+                return "before-enrollment"
+        return None
+
     def commit(self, items: list["Prepared"]) -> list[tuple[str, Ack]]:
         """Store the reads of several prepared messages in ONE transaction
-        (group commit), then return the acks to send. Raises
+        (group commit), then return the acks to send. A read the retention
+        purge removed is not stored again (the store checks its tombstone in
+        the same transaction) and is named as rejected, ``purged``. Raises
         :class:`StoreError`; then nothing is acknowledged."""
         reads = [r for item in items for r in item.reads]
-        if reads:
-            self.store.add_reads(reads, self._clock())
+        stored = set(self.store.add_reads(reads, self._clock())) if reads else set()
+        if stored:
+            fresh = tuple(r for r in reads if r.read_id in stored)
             for listener in self.on_stored:
                 try:
-                    listener(tuple(reads))
+                    listener(fresh)
                 except Exception:
                     logger.exception("a listener of stored reads failed (the reads are stored and acked)")
         with self._lock:
-            self.counters["reads_stored"] += len(reads)
-        return [(self.topics.ack(item.device), Ack(item.batch_id, tuple(r.read_id for r in item.reads),
-                                                   item.rejected)) for item in items]
+            self.counters["reads_stored"] += len(stored)
+        acks = []
+        for item in items:
+            gone = tuple((r.read_id, "purged") for r in item.reads if r.read_id not in stored)
+            if gone:
+                self.reject("purged", len(gone), item.device)
+            acks.append((self.topics.ack(item.device), Ack(item.batch_id, tuple(r.read_id for r in item.reads
+                                                                                if r.read_id in stored),
+                                                           item.rejected + gone)))
+        return acks
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -72,7 +73,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_reads(self, reads: Sequence[PlateRead], stored_at: dt.datetime) -> list[str]:
         """Durably store reads in one transaction. Returns the ids that are now
-        stored, including ones that were already there (idempotent)."""
+        stored, including ones that were already there (idempotent); a read
+        whose id has a tombstone (purged by retention) is left out."""
 
     @abc.abstractmethod
     def search(self, search: Search) -> list[StoredRead]:
@@ -92,8 +94,13 @@ def open_store(kind: str, path: str) -> Store:
     raise ValueError(f"unknown store type {kind!r}")
 
 
+def tombstone(read_id: str) -> bytes:
+    """The compact, one-way mark a purged read leaves (see migration 0400)."""
+    return hashlib.sha256(read_id.encode()).digest()[:16]
+
+
 def folded(plate: str) -> str:
     return fold_confusables(normalise_plate(plate))
 
 
-__all__ += ["Alternate", "folded"]
+__all__ += ["Alternate", "folded", "tombstone"]

@@ -347,5 +347,15 @@ MIGRATIONS: list[tuple[str, str]] = [
             seconds REAL NOT NULL,
             PRIMARY KEY (delivery_id, attempt)
         ) WITHOUT ROWID
+    # -- 0400: security. Tombstones of reads the retention purge deleted, so a replayed
+    # message never brings one back: 16 bytes of SHA-256 of the read id (not the id,
+    # which would keep the capture time of a deleted read) and the purge day (tombstones
+    # older than the longest read retention are dropped: such a replay is refused as expired).
+    ("0400_read_tombstones", """
+        CREATE TABLE read_tombstones (
+            digest BLOB PRIMARY KEY,
+            purged_on TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX read_tombstones_day ON read_tombstones(purged_on)
     """),
 ]

@@ -27,6 +27,7 @@ from . import Search
 from . import Store
 from . import StoredRead
 from . import folded
+from . import tombstone
 from .migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
@@ -91,23 +92,22 @@ class SQLiteStore(Store):
         return done
 
     def add_reads(self, reads: Sequence[PlateRead], stored_at: dt.datetime) -> list[str]:
-        stored = _ts(stored_at)
-        rows, images = [], []
-        for r in reads:
-            loc = r.location
-            rows.append((r.read_id, r.device_id, r.camera_id, _ts(r.captured_at), stored, r.plate, folded(r.plate),
-                         r.confidence, json.dumps(list(r.box)),
-                         json.dumps([[a.plate, a.confidence] for a in r.alternates]),
-                         loc.latitude if loc else None, loc.longitude if loc else None,
-                         loc.heading if loc else None, r.model_version))
-            if r.crop_jpeg:
-                images.append((r.read_id, "crop", r.crop_jpeg))
-            if r.context_jpeg:
-                images.append((r.read_id, "context", r.context_jpeg))
+        rows, images = self._rows(reads, _ts(stored_at))  # prepared before the write lock is taken
+        digests = {tombstone(r.read_id): r.read_id for r in reads}
         with self._lock:
             conn = self.db.conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                gone = set()
+                marks = list(digests)
+                for i in range(0, len(marks), 500):  # one indexed probe per chunk of the batch
+                    chunk = marks[i:i + 500]
+                    gone.update(digests[d] for (d,) in conn.execute(
+                        f"SELECT digest FROM read_tombstones WHERE digest IN ({','.join('?' * len(chunk))})",
+                        chunk))
+                if gone:  # purged by retention: a replay never brings them back
+                    rows = [row for row in rows if row[0] not in gone]
+                    images = [row for row in images if row[0] not in gone]
                 conn.executemany("INSERT OR IGNORE INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 conn.executemany("INSERT OR IGNORE INTO read_images VALUES (?,?,?)", images)
                 conn.execute("COMMIT")
@@ -120,7 +120,23 @@ class SQLiteStore(Store):
                 if isinstance(exc, (sqlite3.Error, ValueError)):
                     raise StoreError(f"cannot store reads: {exc}") from exc
                 raise
-        return [r.read_id for r in reads]
+        return [r.read_id for r in reads if r.read_id not in gone]
+
+    @staticmethod
+    def _rows(reads: Sequence[PlateRead], stored: str) -> tuple[list, list]:
+        rows, images = [], []
+        for r in reads:
+            loc = r.location
+            rows.append((r.read_id, r.device_id, r.camera_id, _ts(r.captured_at), stored, r.plate, folded(r.plate),
+                         r.confidence, json.dumps(list(r.box)),
+                         json.dumps([[a.plate, a.confidence] for a in r.alternates]),
+                         loc.latitude if loc else None, loc.longitude if loc else None,
+                         loc.heading if loc else None, r.model_version))
+            if r.crop_jpeg:
+                images.append((r.read_id, "crop", r.crop_jpeg))
+            if r.context_jpeg:
+                images.append((r.read_id, "context", r.context_jpeg))
+        return rows, images
 
     def search(self, search: Search) -> list[StoredRead]:
         where, args = [], []

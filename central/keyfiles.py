@@ -1,0 +1,94 @@
+"""``alpr-central config check``'s look at the files the configuration names:
+each key or certificate path must hold what its key path says (a PEM
+certificate, a private key of the right kind), not just exist. A path to a
+file that is not a key passed the check before and failed only at run time.
+
+Files that ``ca init`` / ``keys init-signing`` create later are checked only
+when present; the collector's own TLS files and the data keys are required.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .config import CentralConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    key: str        # the config key path
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.path}: {self.message}"
+
+
+def _certificate(data: bytes) -> str | None:
+    try:
+        x509.load_pem_x509_certificate(data)
+    except ValueError:
+        return "not a PEM certificate"
+    return None
+
+
+def _private_key(data: bytes, *, encrypted_ok: bool = False, kind=None) -> str | None:
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # encrypted: the CA key may be, with [ca] passphrase_file
+        return None if encrypted_ok else "an encrypted private key where an unencrypted one is expected"
+    except (ValueError, UnsupportedAlgorithm):
+        return "not a PEM private key"
+    if kind is not None and not isinstance(key, kind):
+        return f"not an {kind.__name__.removesuffix('PrivateKey')} private key"
+    return None
+
+
+def check(cfg: CentralConfig) -> list[Problem]:
+    """Every problem with the key and certificate files ``cfg`` names."""
+    items = []  # (key path, path, checker, required)
+    if cfg.mqtt.tls:
+        items += [("mqtt.ca_file", cfg.mqtt.ca_file, _certificate, True),
+                  ("mqtt.cert_file", cfg.mqtt.cert_file, _certificate, True),
+                  ("mqtt.key_file", cfg.mqtt.key_file, _private_key, True)]
+    items += [("sharing.signing_key", cfg.sharing.signing_key,
+               lambda d: _private_key(d, kind=Ed25519PrivateKey), False),
+              ("ca.cert_file", cfg.ca.cert_file, _certificate, False),
+              ("ca.key_file", cfg.ca.key_file, lambda d: _private_key(d, encrypted_ok=True), False),
+              ("broker.cert_file", cfg.broker.cert_file, _certificate, False),
+              ("broker.key_file", cfg.broker.key_file, _private_key, False),
+              ("enrollment.cert_file", cfg.enrollment.cert_file, _certificate, False),
+              ("enrollment.key_file", cfg.enrollment.key_file, _private_key, False)]
+    problems = []
+    for key, path, checker, required in items:
+        p = Path(path)
+        if not p.exists():
+            if required:
+                problems.append(Problem(key, path, "does not exist"))
+            continue
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(key, path, f"cannot read ({exc.strerror})"))
+            continue
+        message = checker(data)
+        if message:
+            problems.append(Problem(key, path, message))
+    if cfg.mqtt.tls and not problems:
+        problems += _pair(cfg.mqtt.cert_file, cfg.mqtt.key_file, "mqtt.key_file")
+    return problems
+
+
+def _pair(cert_path: str, key_path: str, key: str) -> list[Problem]:
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    private = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*raw) != private.public_key().public_bytes(*raw):
+        return [Problem(key, key_path, "does not match the certificate in mqtt.cert_file")]
+    return []
