@@ -74,7 +74,7 @@ def test_sign_in_sets_a_hardened_session_cookie_and_is_logged(app, world):
     assert len(log(world, "sign-in")) == before + 1
     assert c.get("/").headers["location"] == "/search"             # the operator's start page
     headers = c.get("/search").headers
-    assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["referrer-policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["referrer-policy"] == "same-origin"
 
 
 def test_sign_in_form_without_its_token_is_refused(app):

@@ -31,7 +31,8 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def run(config_path: str, log_level: str) -> None:
-    """Run the collector until SIGTERM / Ctrl-C."""
+    """Run the collector until SIGTERM / Ctrl-C (and the browser console, when
+    [console] enabled = true; see 'alpr-central serve')."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
@@ -49,12 +50,23 @@ def run(config_path: str, log_level: str) -> None:
                                                    device_allowed=registry.allow_list()))
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    console = None
+    if cfg.console.enabled:  # the browser console in the same process ([console] enabled = true)
+        from ..console.server import ConsoleServer
+        try:
+            console = ConsoleServer(cfg).start()
+        except ConfigError as exc:
+            store.close()
+            registry.close()
+            raise ConfigFailure(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         service.run(stop)
     finally:
+        if console is not None:
+            console.stop()
         store.close()
         registry.close()
 

@@ -35,7 +35,7 @@ from ..config import CentralConfig
 from ..errors import AuthenticationError, CentralError, PermissionDenied
 from ..governance.audit import AccessLog, utcnow
 from ..governance.users import Permission as P
-from ..governance.users import User, UserDirectory
+from ..governance.users import Role, User, UserDirectory
 from . import fleetview, operator, oversight
 from .backend import Backend, plain
 
@@ -284,6 +284,8 @@ class ConsoleApp:
             user, _ = await run_in_threadpool(self._who, request)
         except AuthenticationError:
             return RedirectResponse("/sign-in", 303)
+        if user.role is Role.AUDITOR:   # an auditor's work starts at the access log, not the fleet
+            return RedirectResponse("/audit/log", 303)
         for _, path, allowed in NAV:
             if allowed(user):
                 return RedirectResponse(path, 303)
@@ -368,7 +370,9 @@ _SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data: https: http:; style-src 'self'; "
                                  b"script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),       # URLs carry purposes and case numbers
+    # URLs carry plates, purposes and case numbers: never to another origin (a tile server). Same-origin
+    # requests keep theirs, so Chromium sends a real Origin (not "null") for the CSRF check.
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"strict-transport-security", b"max-age=31536000"),
 ]
