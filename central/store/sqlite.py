@@ -142,14 +142,15 @@ class SQLiteStore(Store):
 
     def search(self, search: Search) -> list[StoredRead]:
         where, args = self._where(search)
-        # The page of read ids first (index only), then their rows and images: the joins
-        # touch only the page, not every match skipped by the offset.
+        # The page of row ids first, from the index alone (captured_at, then rowid to break
+        # ties: both are in every index, so no table row is read to sort the matches), then
+        # the page's rows and images: the joins touch only the page.
         sql = ("SELECT r.*, c.jpeg AS crop, x.jpeg AS context FROM "
-               f"(SELECT r.rowid AS id FROM reads r WHERE {where} ORDER BY r.captured_at DESC, r.read_id DESC "
+               f"(SELECT r.rowid AS id FROM reads r WHERE {where} ORDER BY r.captured_at DESC, r.rowid DESC "
                "LIMIT ? OFFSET ?) page JOIN reads r ON r.rowid = page.id "
                "LEFT JOIN read_images c ON c.read_id = r.read_id AND c.kind = 'crop' "
                "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.kind = 'context' "
-               "ORDER BY r.captured_at DESC, r.read_id DESC")
+               "ORDER BY r.captured_at DESC, r.rowid DESC")
         cursor = self.db.execute(sql, [*args, search.limit, search.offset])
         names = [d[0] for d in cursor.description]
         return [self._row(dict(zip(names, row))) for row in cursor.fetchall()]
