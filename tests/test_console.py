@@ -333,3 +333,26 @@ def test_a_business_withdraws_with_confirmation(tmp_path):
     finally:
         app.close()
         world.close()
+
+
+def test_a_user_changes_their_own_password_in_the_browser(tmp_path):
+    world = ConsoleWorld(tmp_path, clock=Clock())
+    app = create_app(world.cfg)
+    try:
+        c = sign_in(app, "otto")
+        form = {"current": PASSWORD, "new": "a brand new passphrase", "confirm": "a brand new passphrase"}
+        assert c.post("/account/password", data=form).status_code == 403               # no CSRF token
+        csrf = csrf_of(c)
+        bad = c.post("/account/password", data={**form, "current": "wrong wrong wrong", "csrf": csrf})
+        assert bad.status_code == 400 and "current password is wrong" in bad.text
+        assert log(world, "sign-in-failed")[-1].detail["reason"] == "wrong current password"
+        differ = c.post("/account/password", data={**form, "confirm": "something else!!", "csrf": csrf})
+        assert differ.status_code == 400 and "differ" in differ.text
+        r = c.post("/account/password", data={**form, "csrf": csrf})
+        assert r.status_code == 303 and r.headers["location"] == "/sign-in?note=changed"
+        assert c.get("/api/v1/me").status_code == 401                                   # signed out
+        sign_in(app, "otto", "a brand new passphrase")
+        assert log(world, "password-set")[-1].user == "otto"
+    finally:
+        app.close()
+        world.close()

@@ -153,6 +153,7 @@ class ConsoleApp:
             v.replace("T", " ")[:19] if isinstance(v, str) else "—" if v is None else v)
         routes = [Route("/", self.home), Route("/sign-in", self.sign_in, methods=["GET", "POST"]),
                   Route("/sign-out", self.sign_out, methods=["POST"]),
+                  Route("/account/password", self.password, methods=["GET", "POST"]),
                   Route("/api/v1/openapi.json", self.openapi),
                   Route("/api/v1/me", self.me),
                   Route("/reads/{read_id}/{part:str}", self.image),
@@ -324,7 +325,8 @@ class ConsoleApp:
             nxt = "/"
         if request.method == "GET":
             token = secrets.token_urlsafe(24)
-            note = {"expired": "Your session ended. Sign in again."}.get(request.query_params.get("note", ""), "")
+            note = {"expired": "Your session ended. Sign in again.",
+                    "changed": "Your password was changed. Sign in with the new one."}.get(request.query_params.get("note", ""), "")
             resp = self.render("sign_in.html", title="Sign in", csrf=token, next=nxt, notice=note)
             resp.set_cookie(SIGN_IN_COOKIE, token, secure=True, httponly=True, samesite="strict", path="/")
             return resp
@@ -358,6 +360,33 @@ class ConsoleApp:
             return self._refuse(request, False, 403, "this request lacks its CSRF token", user, session)
         await run_in_threadpool(self.backend().auth.sign_out, request.cookies.get(SESSION_COOKIE))
         resp = RedirectResponse("/sign-in", 303)
+        resp.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        return resp
+
+    async def password(self, request: Request):
+        """Change one's own password (browser sessions only: a token holder uses 'user passwd')."""
+        try:
+            user, session = await run_in_threadpool(self._who, request)
+        except AuthenticationError as exc:
+            return self._refuse(request, False, 401, str(exc))
+        if session is None:
+            return self._refuse(request, False, 403, "use 'alpr-central user passwd' with a token", user)
+        ctx = dict(user=user, csrf=session.csrf, title="Change your password")
+        if request.method == "GET":
+            return self.render("password.html", **ctx)
+        form = dict(await request.form())
+        if not await run_in_threadpool(self._csrf_ok, request, session, form):
+            await run_in_threadpool(self._log_denied, user, request, "CSRF token missing or wrong")
+            return self._refuse(request, False, 403, "this request lacks its CSRF token", user, session)
+        if form.get("new") != form.get("confirm"):
+            return self.render("password.html", 400, error="The two new passwords differ.", **ctx)
+        remote = request.client.host if request.client else ""
+        try:
+            await run_in_threadpool(self.backend().auth.change_own_password, user, form.get("current", ""),
+                                    form.get("new", ""), remote=remote)
+        except CentralError as exc:
+            return self.render("password.html", 400, error=str(exc), **ctx)
+        resp = RedirectResponse("/sign-in?note=changed", 303)
         resp.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
         return resp
 

@@ -101,6 +101,25 @@ class ConsoleAuth:
             self.log.append(user=actor.name, organization=actor.organization, action="password-set",
                             detail={"user": name, "sessions_ended": ended})
 
+    def change_own_password(self, user: User, current: str, new: str, *, remote: str = "") -> None:
+        """A signed-in user's own change: the current password is checked like
+        a sign-in (a wrong one counts towards the lockout); the new one must
+        differ. Ends every session of the user, this one included."""
+        row = self.conn.execute("SELECT hash FROM user_passwords WHERE user_name = ?", [user.name]).fetchone()
+        try:
+            ok = row is not None and _HASHER.verify(row[0], current or "")
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            full = self.conn.execute("SELECT p.hash, p.failures, p.first_failure_at, p.locked_until, u.disabled "
+                                     "FROM user_passwords p JOIN users u ON u.name = p.user_name "
+                                     "WHERE p.user_name = ?", [user.name]).fetchone()
+            self._failed(user.name, user.organization, full, self._clock(), "wrong current password", remote)
+            raise AuthenticationError("the current password is wrong")
+        if new == current:
+            raise PolicyError("the new password must differ from the current one")
+        self.set_password(user, user.name, new)
+
     def has_password(self, name: str) -> bool:
         return self.conn.execute("SELECT 1 FROM user_passwords WHERE user_name = ?", [name]).fetchone() is not None
 
