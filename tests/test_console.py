@@ -160,6 +160,7 @@ def test_search_pages_show_crops_and_what_is_left(app, world):
     page = c.get("/search", params={"plate": "7AB*", "match": "wildcard", "range": "7d", **WHY})
     assert page.status_code == 200
     assert page.text.count('src="data:image/jpeg;base64,') >= 1
+    assert "Map of the reads on this page" in page.text and 'class="pt pt-read"' in page.text
     data = c.get("/api/v1/search", params={"plate": "7AB*", "match": "wildcard", "range": "7d", **WHY}).json()
     res = data["results"]
     assert {r["plate"] for r in res["reads"]} == {"7ABC123", "7ABD123"}

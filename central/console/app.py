@@ -43,7 +43,9 @@ logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-alpr_session"
 SIGN_IN_COOKIE = "__Host-alpr_signin"
-# Live hits and hotlists (issue 22) come with central/hotlist/: the entry stays hidden until it exists.
+# Live hits and hotlists (issue 22) come with central/hotlist/ (built in parallel). Their place: add a
+# Page("/hits", ...) (and "/hotlists") to PAGES over that library; the navigation entry below stays hidden
+# until the library exists and the page is registered, so it never links to nothing.
 HITS_AVAILABLE = importlib.util.find_spec("central.hotlist") is not None
 
 
@@ -104,7 +106,8 @@ PAGES = (
 
 NAV = (
     ("Search", "/search", lambda u: u.can(P.SEARCH)),
-    ("Live hits", "/hits", lambda u: HITS_AVAILABLE and u.can(P.SEARCH)),
+    ("Live hits", "/hits", lambda u: HITS_AVAILABLE and any(p.path == "/hits" for p in PAGES)
+     and u.can(P.SEARCH)),
     ("Approvals", "/approvals", lambda u: u.can(P.APPROVE_HOLD) or u.can(P.APPROVE_SHARE)),
     ("Fleet", "/fleet", lambda u: u.can(P.DEVICE_HEALTH_ALL)),
     ("Enrollment", "/enrollment", lambda u: u.can(P.ENROLL)),

@@ -85,6 +85,10 @@ def search(b: Backend, user: User, params) -> dict:
                       "url": f"/reads/{r.read_id}?{why}",
                       "crop_url": f"/api/v1/reads/{r.read_id}/crop?{why}" if r.crop_jpeg else None,
                       "_crop": data_uri(r.crop_jpeg)})
+    points = [geomap.Point(x["location"]["lat"], x["location"]["lon"], f"{x['plate']} {x['captured_at']:%H:%M}",
+                           "read", x["url"]) for x in reads if x["location"]]
+    out["_map"] = geomap.render(points, tile_url=b.cfg.console.tile_url,
+                                title="Where the reads on this page were taken")
     out.update(results={
         "reads": reads, "page": page, "page_size": size, "matched": result.matched, "capped": result.capped,
         "remaining": result.remaining, "first": result.offset + 1 if reads else 0,
