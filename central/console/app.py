@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..config import CentralConfig
-from ..errors import AuthenticationError, CentralError, PermissionDenied
+from ..errors import AuthenticationError, CentralError, PermissionDenied, StoreError
 from ..governance.audit import AccessLog, utcnow
 from ..governance.users import Permission as P
 from ..governance.users import Role, User, UserDirectory
@@ -230,7 +230,8 @@ class ConsoleApp:
             note = "expired" if "ended" in message else ""
             return RedirectResponse(f"/sign-in?next={quote(request.url.path)}&note={note}", 303)
         return self.render("error.html", status, user=user, csrf=session.csrf if session else "",
-                           title={403: "Not allowed", 404: "Not found"}.get(status, "Refused"), message=message)
+                           title={403: "Not allowed", 404: "Not found", 503: "Try again"}.get(status, "Refused"),
+                           message=message)
 
     def _log_denied(self, user: User, request: Request, reason: str) -> None:
         AccessLog(self.backend().conn, clock=self.clock).append(
@@ -269,6 +270,10 @@ class ConsoleApp:
 
     async def _failed(self, request, page: Page, api: bool, user, session, params, exc):
         message = str(exc)
+        if isinstance(exc, StoreError):   # the database is unreachable or busy: try again
+            logger.warning("console request failed: %s", exc)
+            return self._refuse(request, api, 503, "the database is busy or unreachable; try again shortly",
+                                user, session)
         if api:
             return JSONResponse({"error": message, "status": 400}, 400, headers={"Cache-Control": "no-store"})
         data = {}

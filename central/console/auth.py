@@ -172,6 +172,9 @@ class ConsoleAuth:
                             detail={"reason": reason, "remote": remote}, at=now)
             if row is None or reason == "account locked":
                 return
+            # read again inside the write transaction: concurrent failures all count
+            row = self.conn.execute("SELECT hash, failures, first_failure_at FROM user_passwords WHERE "
+                                    "user_name = ?", [name]).fetchone()
             first = parse_ts(row[2]) if row[2] else None
             if first is None or now - first > dt.timedelta(minutes=s.lockout_window_minutes):
                 failures, first = 1, now

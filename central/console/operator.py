@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from ..errors import QueryError
+from ..errors import QueryError, RegistryError
 from ..governance.search import refused, search_page, view_read
 from ..governance.users import Permission, User, require
 from ..store import Search
@@ -106,7 +106,7 @@ def read_detail(b: Backend, user: User, params, read_id: str) -> dict:
     why = urlencode({"purpose": params.get("purpose"), "case": params.get("case")})
     try:
         device = b.registry.device(r.device_id)
-    except Exception:  # a read from a device no longer in the registry still shows
+    except RegistryError:  # a read from a device no longer in the registry still shows
         device = None
     points = []
     if device and device.latitude is not None:
