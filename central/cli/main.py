@@ -185,12 +185,15 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
 @click.option("--recognizer", default="tflite", show_default=True,
               type=click.Choice(["sidecar-oracle", "tflite"]), help="Recognition engine of the demo camera.")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
-def demo(root: str, vehicles: int, recognizer: str, duration: float | None) -> None:
-    """Broker + central + an edge agent on a generated clip, on loopback."""
+@click.option("--console/--no-console", default=True, show_default=True,
+              help="Also serve the browser console (HTTPS on a free loopback port; demo accounts printed).")
+def demo(root: str, vehicles: int, recognizer: str, duration: float | None, console: bool) -> None:
+    """Broker + central + an edge agent on a generated clip, on loopback
+    (and the browser console, unless --no-console)."""
     from .demo import run as run_demo
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         run_demo(Path(root).resolve(), vehicles=vehicles, recognizer=recognizer, duration=duration,
-                 echo=click.echo)
+                 echo=click.echo, console=console)
     except (FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
