@@ -235,6 +235,15 @@ def test_fleet_for_field_techs_and_admins(app, world):
         assert data["online"] == 4                                   # every device sent a read minutes ago
     page = sign_in(app, "tech").get("/fleet").text
     assert '<svg class="map"' in page and "plain basemap" in page
+    # once the broker reports a device offline (its last will), that wins over recent reads
+    from central.fleet.device_status import DeviceStatusHandler
+    handler = DeviceStatusHandler(world.env.data / "central.sqlite")
+    device = world.devices["dept2"]
+    handler.handle(f"alpr/v1/devices/{device}/status", b"offline")
+    handler.close()
+    data = sign_in(app, "tech").get("/api/v1/fleet").json()
+    row = {d["device_id"]: d for d in data["devices"]}[device]
+    assert row["connection"] == "offline" and row["online"] is False and data["online"] == 3
 
 
 def test_state_changes_need_the_csrf_token(app, world):

@@ -195,8 +195,10 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
                     cert_file=str(pk / "collector.crt"), key_file=str(pk / "collector.key"),
                     client_id="central.collector-demo")
     registry = Registry(root / "central" / "central.sqlite")
+    from ..fleet.device_status import DeviceStatusHandler
     service = CollectorService(mqtt_cfg, Collector(store, load_opener([root / "central" / "data-key.pem"]),
-                                                   device_allowed=registry.allow_list()))
+                                                   device_allowed=registry.allow_list()),
+                               status_handler=DeviceStatusHandler(root / "central" / "central.sqlite"))
     stop = threading.Event()
     collector_thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     collector_thread.start()

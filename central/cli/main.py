@@ -50,6 +50,8 @@ def run(config_path: str, log_level: str) -> None:
                                                    device_allowed=registry.allow_list()))
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    from ..fleet.device_status import DeviceStatusHandler
+    service.status_handler = DeviceStatusHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     console = None
     if cfg.console.enabled:  # the browser console in the same process ([console] enabled = true)
         from ..console.server import ConsoleServer

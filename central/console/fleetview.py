@@ -12,6 +12,7 @@ import logging
 
 from ..errors import ConfigError, PolicyError, QueryError
 from ..fleet.device_audit import last_received
+from ..fleet.device_status import connection_status
 from ..fleet.registry import DEPARTMENT, CameraSpec
 from ..governance.audit import ts
 from ..governance.users import Permission, User, require
@@ -33,11 +34,16 @@ def _last_read(b: Backend, device_id: str) -> tuple[dt.datetime | None, dt.datet
 def _device_row(b: Backend, d, now: dt.datetime) -> dict:
     last_read, last_stored = _last_read(b, d.device_id)
     seen = max([t for t in (last_stored, last_received(b.conn, d.device_id)) if t], default=None)
-    online = d.status == "active" and seen is not None and now - seen <= ONLINE_WITHIN
+    conn = connection_status(b.conn, d.device_id)   # the broker's retained online/offline, if heard
+    if conn is not None:
+        online = d.status == "active" and conn.status == "online"
+    else:  # no status from the broker yet: judged by when central last heard from it
+        online = d.status == "active" and seen is not None and now - seen <= ONLINE_WITHIN
     days = (d.cert_expires_at - now).days if d.cert_expires_at else None
     return {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
             "status_reason": d.status_reason, "cameras": [c.id for c in d.cameras],
             "online": online, "last_seen": seen, "last_read": last_read,
+            "connection": conn.status if conn else None, "connection_since": conn.since if conn else None,
             "cert_expires_at": d.cert_expires_at, "cert_days_left": days,
             "cert_warning": days is not None and days < 30,
             "camera_errors": None,   # devices do not report camera errors to central yet

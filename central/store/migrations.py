@@ -239,4 +239,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX console_sessions_user ON console_sessions(user_name)
     """),
+    ("0501_device_status", """
+        CREATE TABLE device_status (
+            device_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('online', 'offline')),
+            changed_at TEXT NOT NULL
+        )
+    """),
 ]
