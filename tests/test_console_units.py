@@ -173,3 +173,26 @@ def test_serve_refuses_a_bad_console_config_with_exit_78(env):
         fh.write("\n[console]\nport = 99999\n")
     result = env.cli("serve", as_=None)
     assert result.exit_code == 78 and "console.port" in result.output
+
+
+def test_run_serves_the_console_when_enabled(env):
+    port = free_port()
+    with open(env.config, "a") as fh:
+        fh.write(f"\n[console]\nenabled = true\nport = {port}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "central", "run", "--config", str(env.config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ctx = ssl.create_default_context(cafile=str(env.data / "ca" / "ca.crt"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"https://localhost:{port}/sign-in", context=ctx, timeout=5) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read1().decode()
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
