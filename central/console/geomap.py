@@ -84,8 +84,9 @@ def render(points: list[Point], *, tile_url: str = "", title: str = "Map") -> Ma
         v = math.floor(lon_lo / step) * step
         while v <= lon_hi:
             x = xy(lat0, v)[0]
-            parts.append(f'<line class="grid" x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{HEIGHT}"/>'
-                         f'<text class="grid-label" x="{x + 3:.1f}" y="{HEIGHT - 6}">{v:.4f}</text>')
+            parts.append(f'<line class="grid" x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{HEIGHT}"/>')
+            if 50 <= x <= WIDTH - 70:  # no label cut by the edge or over the latitude labels
+                parts.append(f'<text class="grid-label" x="{x + 3:.1f}" y="{HEIGHT - 6}">{v:.4f}</text>')
             v += step
         v = math.floor(lat_lo / step) * step
         while v <= lat_hi:
