@@ -223,6 +223,42 @@ class BrokerSection:
     collectors: tuple[str, ...] = ("main",)
 
 
+@dataclasses.dataclass(frozen=True)
+class Console:
+    """The browser console (central/console/, ``alpr-central serve``). Paths relative to data_dir;
+    with no cert/key files there, ``serve`` issues a server certificate from central's CA."""
+    enabled: bool = False            # alpr-central run serves it too
+    bind: str = "127.0.0.1"          # loopback by default: put a reverse proxy or a firewall rule in front
+    port: int = 8444
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    cert_file: str = "ca/console.crt"
+    key_file: str = "ca/console.key"
+    session_idle_minutes: int = 15
+    session_max_hours: int = 12
+    lockout_failures: int = 5        # failed sign-ins within the window that lock the account
+    lockout_window_minutes: int = 15
+    lockout_minutes: int = 30
+    sign_in_per_minute: int = 10     # failed sign-ins per client address per minute before HTTP 429
+    min_password_length: int = 12
+    page_size: int = 25
+    tile_url: str = ""               # e.g. "https://tiles.example.org/{z}/{x}/{y}.png"; empty = plain basemap
+
+
+def _console(doc: dict, data_dir: Path) -> Console:
+    c = _section(Console, doc.get("console", {}), "console")
+    for name, low, high in (("port", 1, 65535), ("session_idle_minutes", 1, 24 * 60), ("session_max_hours", 1, 72),
+                            ("lockout_failures", 1, 100), ("lockout_window_minutes", 1, 24 * 60),
+                            ("lockout_minutes", 1, 7 * 24 * 60), ("sign_in_per_minute", 1, 10_000),
+                            ("min_password_length", 8, 128), ("page_size", 5, 200)):
+        if not low <= getattr(c, name) <= high:
+            raise ConfigError(f"console.{name}: {low}-{high}")
+    if c.tile_url and not (c.tile_url.startswith(("https://", "http://")) and all(
+            k in c.tile_url for k in ("{z}", "{x}", "{y}"))):
+        raise ConfigError("console.tile_url: an http(s) URL holding {z}, {x} and {y}, or empty")
+    return dataclasses.replace(c, cert_file=str(resolve(c.cert_file, data_dir)),
+                               key_file=str(resolve(c.key_file, data_dir, credential=True)))
+
+
 def _device_sections(doc: dict, data_dir: Path) -> dict:
     ca = _section(Ca, doc.get("ca", {}), "ca")
     ca = dataclasses.replace(ca, key_file=str(resolve(ca.key_file, data_dir, credential=True)),
@@ -249,7 +285,7 @@ def _device_sections(doc: dict, data_dir: Path) -> dict:
             collector_identity(name)
         except ValueError as exc:
             raise ConfigError(f"broker.collectors: {exc}") from None
-    return {"ca": ca, "enrollment": enrollment, "broker": broker}
+    return {"ca": ca, "enrollment": enrollment, "broker": broker, "console": _console(doc, data_dir)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +302,7 @@ class CentralConfig:
     enrollment: Enrollment = Enrollment()
     broker: BrokerSection = BrokerSection()
     hotlist: Hotlist = Hotlist()
+    console: Console = Console()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -306,7 +343,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 def parse(doc: dict, base: Path) -> CentralConfig:
     allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
-               "hotlist"}
+               "hotlist", "console"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")

@@ -82,9 +82,20 @@ def test_only_an_admin_signs_and_ends_business_agreements(central, reg):
                                 consent_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), user=central.user(who))
     assert reg.db.execute("SELECT count(*) FROM businesses").fetchone()[0] == 0
     _business(reg, central)
-    with pytest.raises(PermissionDenied):
-        reg.withdraw_business("acme", user=central.user("pat"))
-    assert reg.withdraw_business("acme", user=central.user()) == []
+    _business(reg, central, "other")
+    for who in ("tech", "otto", "sue", "audrey"):
+        with pytest.raises(PermissionDenied):
+            reg.withdraw_business("acme", user=central.user(who))
+    with pytest.raises(PermissionDenied):   # a business user withdraws only its own business
+        reg.withdraw_business("other", user=central.user("pat"))
+    assert reg.withdraw_business("other", user=central.user()) == []
+
+
+def test_a_business_user_withdraws_its_own_consent(central, reg):
+    _business(reg, central)
+    assert reg.withdraw_business("acme", user=central.user("pat")) == []
+    assert reg.business("acme").status == "withdrawn"
+    assert UserDirectory(reg.db).get("pat").disabled   # its logins end with it
 
 
 def test_a_disabled_or_unauthenticated_user_is_refused(central, reg):
@@ -127,9 +138,11 @@ def test_a_business_user_sees_its_own_devices_health_only(central, reg):
     assert {d.device_id for d in reg.list_devices(auditor)} == {mine, dept} | {d.device_id for d in
                                                                                reg.devices(owner="bobs")}
     assert [h.device_id for h in reg.health(auditor, "department")] == [dept]
-    for who in ("otto", "sue", "tech"):
+    for who in ("otto", "sue"):
         with pytest.raises(PermissionDenied):
             reg.list_devices(central.user(who))
+    # a field tech keeps the whole fleet running: every device's health
+    assert {d.device_id for d in reg.list_devices(central.user("tech"))} == {d.device_id for d in reg.devices()}
 
 
 def test_every_action_lands_in_the_access_log_and_the_chain_verifies(central):

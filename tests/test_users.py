@@ -59,7 +59,7 @@ def test_disabled_accounts_cannot_authenticate_or_act(world):
     (Role.OPERATOR, {Permission.SEARCH, Permission.REQUEST_SHARE}),
     (Role.SUPERVISOR, {Permission.SEARCH, Permission.APPROVE_SHARE, Permission.APPROVE_HOLD}),
     (Role.AUDITOR, {Permission.READ_AUDIT, Permission.READ_REPORTS}),
-    (Role.FIELD_TECH, {Permission.ENROLL}),
+    (Role.FIELD_TECH, {Permission.ENROLL, Permission.DEVICE_HEALTH_ALL}),
     (Role.BUSINESS, {Permission.DEVICE_HEALTH_OWN}),
 ])
 def test_roles_grant_what_they_should_and_nothing_else(role, allowed):

@@ -168,8 +168,51 @@ def put_on_demo_hotlist(db: Path, sidecar: Path) -> str:
     return plate
 
 
+DEMO_OPERATOR = "demo-operator"
+DEMO_AUDITOR = "demo-auditor"
+
+
+def start_console(root: Path, paths: dict, echo: Callable[[str], None]):
+    """The browser console over the demo's database, with a certificate from
+    the demo CA and two demo accounts whose passwords are new each run (shown
+    once: demo only; a real site sets them with 'alpr-central user passwd')."""
+    import secrets
+
+    from ..config import parse
+    from ..console.auth import ConsoleAuth
+    from ..console.server import ConsoleServer
+    from ..governance.users import Role
+    pk = paths["pki"]
+    for name in ("console.crt", "console.key"):   # a new CA each run: a new certificate too
+        (pk / name).unlink(missing_ok=True)
+    cfg = parse({"data_dir": str(root / "central"), "mqtt": {"tls": False},
+                 "ca": {"key_file": str(pk / "ca.key"), "cert_file": str(pk / "ca.crt")},
+                 "console": {"port": broker_mod.free_port(), "cert_file": str(pk / "console.crt"),
+                             "key_file": str(pk / "console.key")}}, root)
+    store = SQLiteStore(root / "central" / "central.sqlite")
+    registry = Registry(root / "central" / "central.sqlite")
+    passwords = {}
+    try:
+        admin = local_admin(registry)
+        users = UserDirectory(store.db.conn)
+        auth = ConsoleAuth(store.db.conn, cfg.console)
+        for name, role in ((DEMO_OPERATOR, Role.OPERATOR), (DEMO_AUDITOR, Role.AUDITOR)):
+            if not store.db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+                users.add(admin, name, "Demo", role)
+            passwords[name] = secrets.token_urlsafe(12)
+            auth.set_password(admin, name, passwords[name])
+    finally:
+        registry.close()
+        store.close()
+    server = ConsoleServer(cfg).start()
+    echo(f"console     {server.url}  (certificate from the demo CA: {pk / 'ca.crt'})")
+    for name, password in passwords.items():
+        echo(f"            sign in as {name} / {password}  (demo only; new each run)")
+    return server
+
+
 def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: float | None = None,
-        echo: Callable[[str], None] = print) -> int:
+        echo: Callable[[str], None] = print, console: bool = True) -> int:
     paths = prepare(root)
     broker = broker_mod.BrokerProcess(paths["broker_conf"], paths["port"], root / "broker" / "mosquitto.log")
     broker.start()
@@ -180,13 +223,16 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
                     cert_file=str(pk / "collector.crt"), key_file=str(pk / "collector.key"),
                     client_id="central.collector-demo")
     registry = Registry(root / "central" / "central.sqlite")
+    from ..fleet.device_status import DeviceStatusHandler
     service = CollectorService(mqtt_cfg, Collector(store, load_opener([root / "central" / "data-key.pem"]),
-                                                   device_allowed=registry.allow_list()))
+                                                   device_allowed=registry.allow_list()),
+                               status_handler=DeviceStatusHandler(root / "central" / "central.sqlite"))
     stop = threading.Event()
     collector_thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     collector_thread.start()
     service.ready.wait(10)
     echo(f"central     collector storing into {root / 'central' / 'central.sqlite'}")
+    console_server = start_console(root, paths, echo) if console else None
     clip_dir = root / "clip"
     subprocess.run([sys.executable, "-m", "edge_agent", "sample", str(clip_dir), "--vehicles", str(vehicles)],
                    check=True, stdout=subprocess.DEVNULL)
@@ -243,6 +289,8 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
         stop.set()
         collector_thread.join(timeout=10)
         hotlists.stop()
+        if console_server is not None:
+            console_server.stop()
         broker.stop()
         echo(f"stopped. central stored {store.count()} reads; counters: {dict(service.collector.counters)}")
         store.close()

@@ -32,7 +32,9 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def run(config_path: str, log_level: str) -> None:
-    """Run the collector (and the hotlist matcher and webhooks) until SIGTERM / Ctrl-C."""
+    """Run the collector (with the hotlist matcher and webhooks) until SIGTERM /
+    Ctrl-C, and the browser console when [console] enabled = true (see
+    'alpr-central serve')."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
@@ -63,6 +65,19 @@ def run(config_path: str, log_level: str) -> None:
         store.close()
         registry.close()
         raise ConfigFailure(str(exc)) from None
+    from ..fleet.device_status import DeviceStatusHandler
+    service.status_handler = DeviceStatusHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    console = None
+    if cfg.console.enabled:  # the browser console in the same process ([console] enabled = true)
+        from ..console.server import ConsoleServer
+        try:
+            console = ConsoleServer(cfg).start()
+        except ConfigError as exc:
+            if hotlists is not None:
+                hotlists.stop()
+            store.close()
+            registry.close()
+            raise ConfigFailure(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -71,6 +86,8 @@ def run(config_path: str, log_level: str) -> None:
     finally:
         if hotlists is not None:
             hotlists.stop()
+        if console is not None:
+            console.stop()
         store.close()
         registry.close()
 
@@ -197,12 +214,15 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
 @click.option("--recognizer", default="tflite", show_default=True,
               type=click.Choice(["sidecar-oracle", "tflite"]), help="Recognition engine of the demo camera.")
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
-def demo(root: str, vehicles: int, recognizer: str, duration: float | None) -> None:
-    """Broker + central + an edge agent on a generated clip, on loopback."""
+@click.option("--console/--no-console", default=True, show_default=True,
+              help="Also serve the browser console (HTTPS on a free loopback port; demo accounts printed).")
+def demo(root: str, vehicles: int, recognizer: str, duration: float | None, console: bool) -> None:
+    """Broker + central + an edge agent on a generated clip, on loopback
+    (and the browser console, unless --no-console)."""
     from .demo import run as run_demo
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         run_demo(Path(root).resolve(), vehicles=vehicles, recognizer=recognizer, duration=duration,
-                 echo=click.echo)
+                 echo=click.echo, console=console)
     except (FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -56,7 +56,7 @@ from edge_agent.wire.topics import validate_device_id
 from ..governance.audit import AccessLog
 from .ca import CertificateAuthority, Revoked, load_csr, serial_hex
 from ..errors import EnrollmentError, PermissionDenied, PolicyError, RegistryError
-from ..governance.users import Permission, User, UserDirectory, require, require_device_access
+from ..governance.users import Permission, Role, User, UserDirectory, require, require_device_access
 
 logger = logging.getLogger(__name__)
 
@@ -284,11 +284,16 @@ class Registry:
                 for r in self._query("SELECT business_id FROM businesses ORDER BY business_id")]
 
     def withdraw_business(self, business_id: str, *, user: User, reason: str = "business withdrew") -> list[str]:
-        """The business leaves the program: its status becomes withdrawn, its
+        """The business leaves the program (an admin, or one of the business's
+        own users: consent is theirs to withdraw): its status becomes withdrawn, its
         devices are suspended (their reads stop being accepted), and its
         users (role business, organization = the business id) are disabled
         and their tokens revoked. Returns the suspended device ids."""
-        user = self._require(user, Permission.MANAGE_AGREEMENTS)
+        current = self._current(user)
+        if current.role is Role.BUSINESS and current.organization == business_id:
+            user = current  # a business may always withdraw its own consent
+        else:
+            user = self._require(user, Permission.MANAGE_AGREEMENTS)
         if self.business(business_id).status == "withdrawn":
             raise RegistryError(f"business {business_id!r} has already withdrawn")
         now = _ts(self._clock())

@@ -164,16 +164,21 @@ class AccessLog:
                           json.loads(detail_text), result_count, prev, h)
 
     def entries(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
-                action: str | None = None, user: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+                action: str | None = None, user: str | None = None, limit: int | None = None,
+                purpose: str | None = None, case_number: str | None = None, offset: int = 0,
+                newest_first: bool = False) -> list[AuditEntry]:
         where, args = [], []
         for clause, value in (("at >= ?", since and ts(since)), ("at < ?", until and ts(until)),
-                              ("action = ?", action), ("user = ?", user)):
+                              ("action = ?", action), ("user = ?", user), ("purpose = ?", purpose),
+                              ("case_number = ?", case_number)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
         sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where) or '1'} ORDER BY seq"
+        if newest_first:
+            sql += " DESC"
         if limit:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         return [self._entry(r) for r in self.conn.execute(sql, args).fetchall()]
 
     @staticmethod

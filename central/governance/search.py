@@ -9,6 +9,7 @@ The rules are enforced here, in the library, not only in the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -114,3 +115,76 @@ def search(store: Store, query: Search, *, user: User | None = None, requester: 
     log.append(user=user.name, organization=user.organization, action="search", purpose=purpose,
                case_number=case_number, detail=query.describe(), result_count=len(results), at=at)
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPage:
+    """One page of an audited search: the reads, and how many matched in all
+    (counted up to ``cap``; ``matched == cap`` means "at least")."""
+
+    reads: list[StoredRead]
+    matched: int
+    offset: int
+    cap: int
+
+    @property
+    def remaining(self) -> int:
+        """Matches after this page (a lower bound when the count reached its cap)."""
+        return max(0, self.matched - self.offset - len(self.reads))
+
+    @property
+    def capped(self) -> bool:
+        return self.matched >= self.cap
+
+
+def _checked(store: Store, user: User | None, asked: dict, *, purpose: str | None, case_number: str | None,
+             purposes: tuple[str, ...], at: dt.datetime) -> User:
+    try:
+        if user is None or not user.name:
+            raise QueryError("searches run as a named user")
+        require(user, Permission.SEARCH)
+        check_purpose(purpose, purposes)
+        check_case_number(case_number)
+    except (QueryError, PermissionDenied) as exc:
+        refused(store, user, asked, exc, purpose=purpose, case_number=case_number, now=at)
+        raise
+    return user
+
+
+def search_page(store: Store, query: Search, *, user: User | None, purpose: str | None, case_number: str | None,
+                purposes: tuple[str, ...], cap: int = 10_000, now: dt.datetime | None = None) -> SearchPage:
+    """A page of :func:`search` (``query.limit`` reads from ``query.offset``)
+    with the count of all matches; checked and logged the same way, each page
+    one ``search`` entry."""
+    at = now or dt.datetime.now(dt.timezone.utc)
+    user = _checked(store, user, query.describe(), purpose=purpose, case_number=case_number, purposes=purposes,
+                    at=at)
+    log = AccessLog(store.db.conn)
+    try:
+        reads = store.search(query)
+        matched = max(store.count_matching(query, cap=cap), query.offset + len(reads))
+    except Exception as exc:
+        log.append(user=user.name, organization=user.organization, action="search-failed", purpose=purpose,
+                   case_number=case_number, detail={"query": query.describe(), "error": type(exc).__name__}, at=at)
+        raise
+    log.append(user=user.name, organization=user.organization, action="search", purpose=purpose,
+               case_number=case_number, detail=query.describe(), result_count=len(reads), at=at)
+    return SearchPage(reads, matched, query.offset, cap)
+
+
+def view_read(store: Store, read_id: str, *, user: User | None, purpose: str | None, case_number: str | None,
+              purposes: tuple[str, ...], part: str = "read", now: dt.datetime | None = None) -> StoredRead:
+    """One read (``part`` = ``read`` for its detail, ``crop`` or ``context`` for
+    an image), for a user who may search, under a purpose and case number;
+    logged as ``read-view`` / ``image-view``. An unknown id is a
+    :class:`QueryError` (logged too, with no result)."""
+    at = now or dt.datetime.now(dt.timezone.utc)
+    asked = {"read_id": read_id, "part": part}
+    user = _checked(store, user, asked, purpose=purpose, case_number=case_number, purposes=purposes, at=at)
+    stored = store.get_read(read_id)
+    AccessLog(store.db.conn).append(
+        user=user.name, organization=user.organization, action="read-view" if part == "read" else "image-view",
+        purpose=purpose, case_number=case_number, detail=asked, result_count=int(stored is not None), at=at)
+    if stored is None:
+        raise QueryError(f"no read {read_id}")
+    return stored

@@ -12,12 +12,12 @@ agreements but cannot search plates or approve sharing):
 
 ========== ==============================================================
 admin      manage users, agreements (incl. business MOUs) and hotlists; run purges;
-           read logs; enroll, suspend and revoke devices (sees no hits)
+           read logs; enroll, suspend and revoke devices; review accounts (sees no hits)
 operator   search; enter sharing requests; request legal holds; see and verify hits
 supervisor search; approve/deny sharing and legal holds; export bundles; manage
-           hotlists; see and verify hits
-auditor    read-only: access log, device logs, reports, recipients, hotlists, hits
-field-tech enroll devices; suspend and resume them (not revoke)
+           hotlists; see and verify hits; review accounts
+auditor    read-only: access log, device logs, reports, recipients, accounts, hotlists, hits
+field-tech enroll devices; suspend and resume them (not revoke); every device's health
 business   health of its own organization's devices only
 ========== ==============================================================
 """
@@ -66,19 +66,23 @@ class Permission(str, enum.Enum):
     DEVICE_HEALTH_ALL = "device-health-all"
     DEVICE_HEALTH_OWN = "device-health-own"
     REVOKE_DEVICE = "revoke-device"
+    REVIEW_ACCOUNTS = "review-accounts"
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.RUN_PURGE,
-                           P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE}),
+                           P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE,
+                           P.REVIEW_ACCOUNTS}),
     Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD, P.VIEW_HOTLIST, P.VIEW_HITS,
                               P.VERIFY_HITS}),
     Role.SUPERVISOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.APPROVE_SHARE, P.EXPORT_SHARE, P.REQUEST_HOLD,
                                 P.APPROVE_HOLD, P.READ_REPORTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.VIEW_HITS,
-                                P.VERIFY_HITS}),
-    Role.AUDITOR: frozenset({P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.VIEW_HOTLIST, P.VIEW_HITS}),
-    Role.FIELD_TECH: frozenset({P.ENROLL}),
+                                P.VERIFY_HITS, P.REVIEW_ACCOUNTS}),
+    Role.AUDITOR: frozenset({P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.VIEW_HOTLIST, P.VIEW_HITS,
+                             P.REVIEW_ACCOUNTS}),
+    # Field techs keep the fleet running: every device's health (never a read).
+    Role.FIELD_TECH: frozenset({P.ENROLL, P.DEVICE_HEALTH_ALL}),
     Role.BUSINESS: frozenset({P.DEVICE_HEALTH_OWN}),
 }
 
@@ -193,7 +197,7 @@ class UserDirectory:
         return _row_user(row)
 
     def list(self, actor: User) -> list[User]:
-        if not (actor.can(Permission.MANAGE_USERS) or actor.can(Permission.READ_AUDIT)):
+        if not (actor.can(Permission.REVIEW_ACCOUNTS) or actor.can(Permission.READ_AUDIT)):
             raise PermissionDenied(f"role {actor.role.value} may not list users")
         return [_row_user(r) for r in self.conn.execute("SELECT * FROM users ORDER BY name").fetchall()]
 

@@ -35,6 +35,7 @@ class Search:
     camera_id: str | None = None
     device_id: str | None = None
     limit: int = 100
+    offset: int = 0   # paging: skip this many of the newest matches
 
     def __post_init__(self) -> None:
         if self.plate is not None:
@@ -50,6 +51,8 @@ class Search:
             raise QueryError("since is after until")
         if not 1 <= self.limit <= 100_000:
             raise QueryError("limit must be 1-100000")
+        if not 0 <= self.offset <= 1_000_000:
+            raise QueryError("offset must be 0-1000000")
         if self.plate is None and self.camera_id is None and self.device_id is None and self.since is None:
             raise QueryError("give at least a plate, a camera, a device or a start time")
 
@@ -82,6 +85,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def count(self) -> int: ...
+
+    def count_matching(self, search: Search, *, cap: int = 10_000) -> int:
+        """How many reads match ``search`` (ignoring its limit and offset),
+        counted up to ``cap`` (a page says "10,000+" rather than scanning on)."""
+        raise NotImplementedError
+
+    def get_read(self, read_id: str) -> StoredRead | None:
+        """One read with its images, or None."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def close(self) -> None: ...

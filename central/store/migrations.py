@@ -5,6 +5,7 @@ Never edit a migration that has shipped; append a new one. Names are
 ``NNNN_topic``; numbers are reserved per area so parallel work does not collide:
 0001-0099 reads and ingest, 0100-0199 devices and enrollment, 0200-0299 governance,
 0300-0399 hotlists and hits.
+0500-0599 the browser console (passwords, sessions).
 """
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -357,5 +358,32 @@ MIGRATIONS: list[tuple[str, str]] = [
             purged_on TEXT NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX read_tombstones_day ON read_tombstones(purged_on)
+    # -- 0500-0599 the browser console (central/console/auth.py) --
+    ("0500_console_sign_in", """
+        CREATE TABLE user_passwords (
+            user_name TEXT PRIMARY KEY REFERENCES users(name),
+            hash TEXT NOT NULL,
+            set_at TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            first_failure_at TEXT,
+            locked_until TEXT
+        );
+        CREATE TABLE console_sessions (
+            session_sha256 TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL REFERENCES users(name),
+            csrf TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            ended_at TEXT
+        );
+        CREATE INDEX console_sessions_user ON console_sessions(user_name)
+    """),
+    ("0501_device_status", """
+        CREATE TABLE device_status (
+            device_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('online', 'offline')),
+            changed_at TEXT NOT NULL
+        )
     """),
 ]

@@ -138,7 +138,8 @@ class SQLiteStore(Store):
                 images.append((r.read_id, "context", r.context_jpeg))
         return rows, images
 
-    def search(self, search: Search) -> list[StoredRead]:
+    @staticmethod
+    def _where(search: Search) -> tuple[str, list]:
         where, args = [], []
         if search.plate is not None:
             column, value = "r.plate", search.plate
@@ -153,13 +154,37 @@ class SQLiteStore(Store):
             if value is not None:
                 where.append(column)
                 args.append(value)
-        sql = ("SELECT r.*, c.jpeg AS crop, x.jpeg AS context FROM reads r "
+        return " AND ".join(where) or "1", args
+
+    def search(self, search: Search) -> list[StoredRead]:
+        where, args = self._where(search)
+        # The page of row ids first, from the index alone (captured_at, then rowid to break
+        # ties: both are in every index, so no table row is read to sort the matches), then
+        # the page's rows and images: the joins touch only the page.
+        sql = ("SELECT r.*, c.jpeg AS crop, x.jpeg AS context FROM "
+               f"(SELECT r.rowid AS id FROM reads r WHERE {where} ORDER BY r.captured_at DESC, r.rowid DESC "
+               "LIMIT ? OFFSET ?) page JOIN reads r ON r.rowid = page.id "
                "LEFT JOIN read_images c ON c.read_id = r.read_id AND c.kind = 'crop' "
                "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.kind = 'context' "
-               f"WHERE {' AND '.join(where) or '1'} ORDER BY r.captured_at DESC, r.read_id DESC LIMIT ?")
-        cursor = self.db.execute(sql, [*args, search.limit])
+               "ORDER BY r.captured_at DESC, r.rowid DESC")
+        cursor = self.db.execute(sql, [*args, search.limit, search.offset])
         names = [d[0] for d in cursor.description]
         return [self._row(dict(zip(names, row))) for row in cursor.fetchall()]
+
+    def count_matching(self, search: Search, *, cap: int = 10_000) -> int:
+        where, args = self._where(search)
+        return self.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM reads r WHERE {where} LIMIT ?)",
+                               [*args, cap]).fetchone()[0]
+
+    def get_read(self, read_id: str) -> StoredRead | None:
+        cursor = self.db.execute(
+            "SELECT r.*, c.jpeg AS crop, x.jpeg AS context FROM reads r "
+            "LEFT JOIN read_images c ON c.read_id = r.read_id AND c.kind = 'crop' "
+            "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.kind = 'context' WHERE r.read_id = ?", [read_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return self._row(dict(zip([d[0] for d in cursor.description], row)))
 
     @staticmethod
     def _row(row: dict) -> StoredRead:

@@ -1,0 +1,159 @@
+"""Field techs', admins' and businesses' pages over :mod:`central.fleet.registry`:
+the fleet (status, last seen, last read, certificate expiry), enrollment
+tokens, and a business's own window (its cameras' health, its agreement's
+terms, how its cameras' data was shared, withdrawal). The registry checks the
+user on every call; a business user only ever reaches its own devices."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from ..errors import ConfigError, PolicyError, QueryError
+from ..fleet.device_audit import last_received
+from ..fleet.device_status import connection_status
+from ..fleet.registry import DEPARTMENT, CameraSpec
+from ..governance.audit import ts
+from ..governance.users import Permission, User, require
+from . import geomap
+from .backend import Backend, relative
+
+logger = logging.getLogger(__name__)
+ONLINE_WITHIN = dt.timedelta(minutes=15)
+
+
+def _last_read(b: Backend, device_id: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    row = b.conn.execute("SELECT max(captured_at), max(stored_at) FROM reads WHERE device_id = ?",
+                         [device_id]).fetchone()
+    parse = (lambda t: dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+             if t else None)
+    return parse(row[0]), parse(row[1])
+
+
+def _device_row(b: Backend, d, now: dt.datetime) -> dict:
+    last_read, last_stored = _last_read(b, d.device_id)
+    seen = max([t for t in (last_stored, last_received(b.conn, d.device_id)) if t], default=None)
+    conn = connection_status(b.conn, d.device_id)   # the broker's retained online/offline, if heard
+    if conn is not None:
+        online = d.status == "active" and conn.status == "online"
+    else:  # no status from the broker yet: judged by when central last heard from it
+        online = d.status == "active" and seen is not None and now - seen <= ONLINE_WITHIN
+    days = (d.cert_expires_at - now).days if d.cert_expires_at else None
+    return {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
+            "status_reason": d.status_reason, "cameras": [c.id for c in d.cameras],
+            "online": online, "last_seen": seen, "last_read": last_read,
+            "connection": conn.status if conn else None, "connection_since": conn.since if conn else None,
+            "cert_expires_at": d.cert_expires_at, "cert_days_left": days,
+            "cert_warning": days is not None and days < 30,
+            "camera_errors": None,   # devices do not report camera errors to central yet
+            "latitude": d.latitude, "longitude": d.longitude}
+
+
+def _ca(b: Backend):
+    from ..fleet.ca import CertificateAuthority, read_passphrase
+    try:
+        return CertificateAuthority.load(b.cfg.ca.key_file, b.cfg.ca.cert_file,
+                                         read_passphrase(b.cfg.ca.passphrase_file or None))
+    except (OSError, ValueError, ConfigError) as exc:
+        raise PolicyError(f"central's CA cannot be loaded ({exc}); run 'alpr-central ca init'") from None
+
+
+def _map(b: Backend, rows: list[dict], title: str):
+    points = [geomap.Point(r["latitude"], r["longitude"], r["device_id"],
+                           "camera" if r["online"] else "offline", f"#dev-{r['device_id']}")
+              for r in rows if r["latitude"] is not None]
+    return geomap.render(points, tile_url=b.cfg.console.tile_url, title=title)
+
+
+def fleet(b: Backend, user: User, params) -> dict:
+    devices = b.registry.list_devices(user)          # DEVICE_HEALTH_ALL, or a business's own
+    now = b.now()
+    rows = [_device_row(b, d, now) for d in devices]
+    return {"devices": rows, "online": sum(r["online"] for r in rows), "total": len(rows),
+            "online_within_minutes": int(ONLINE_WITHIN.total_seconds() // 60),
+            "_map": _map(b, rows, "Cameras: online (green), offline (grey)")}
+
+
+def enrollment(b: Backend, user: User, params) -> dict:
+    tokens = b.registry.pending_tokens(user)        # ENROLL or DEVICE_HEALTH_ALL
+    owners = [DEPARTMENT]
+    if user.can(Permission.DEVICE_HEALTH_ALL):
+        owners += [x.business_id for x in b.registry.businesses(user) if x.status == "active"]
+    return {"tokens": tokens, "owners": owners, "can_enroll": user.can(Permission.ENROLL),
+            "max_hours": b.cfg.enrollment.max_token_hours}
+
+
+def create_enrollment(b: Backend, user: User, params) -> dict:
+    require(user, Permission.ENROLL)
+    from ..fleet.enrollment import Token, ca_pin
+    ttl = relative(params.get("expires") or "24h")
+    if ttl > dt.timedelta(hours=b.cfg.enrollment.max_token_hours):
+        raise QueryError(f"expires: at most {b.cfg.enrollment.max_token_hours} h")
+    specs = [c.strip() for c in (params.get("cameras") or "").replace("\n", ",").split(",") if c.strip()]
+    try:
+        cams = [CameraSpec.parse(c) for c in specs]
+        coords = [float(params[k]) if params.get(k) else None for k in ("latitude", "longitude")]
+    except ValueError as exc:
+        raise QueryError(f"camera or position: {exc}") from None
+    ca = _ca(b)
+    new = b.registry.create_enrollment(owner=params.get("owner") or DEPARTMENT, cameras=cams,
+                                       location=(params.get("location") or "").strip(), ttl=ttl, user=user,
+                                       device_id=(params.get("device_id") or "").strip() or None,
+                                       latitude=coords[0], longitude=coords[1])
+    out = enrollment(b, user, params)
+    out["new"] = {"device_id": new.device.device_id, "expires_at": new.expires_at,
+                  "token": str(Token(new.token_id, new.secret, ca_pin(ca.cert_pem))),
+                  "central": f"https://{b.cfg.enrollment.server_names[0]}:{b.cfg.enrollment.port}"}
+    return out
+
+
+def business(b: Backend, user: User, params) -> dict:
+    """A business's own window; admins and auditors may name one (``business``)."""
+    owner = params.get("business") or user.organization
+    health = b.registry.health(user, owner)          # refuses anyone else's business
+    biz = b.registry.business(owner)
+    now = b.now()
+    rows = [_device_row(b, b.registry.device(h.device_id), now) | {"reads_last_24h": h.reads_last_24h}
+            for h in health]
+    shared = b.conn.execute(
+        "SELECT s.request_id, a.agency, a.agency_type, s.purpose, s.case_number, s.exported_at, s.plates, s.since, "
+        "s.until FROM share_requests s JOIN agreements a USING (agreement_id) WHERE s.status = 'exported' "
+        "ORDER BY s.exported_at DESC").fetchall()
+    ids = [r["device_id"] for r in rows]
+    sharing = []
+    for rid, agency, atype, purpose, case, at, plates, since, until in shared:
+        n = 0
+        if ids:
+            marks = ",".join("?" * len(ids))
+            pl = json.loads(plates)
+            n = b.conn.execute(f"SELECT count(*) FROM reads WHERE device_id IN ({marks}) AND plate IN "
+                               f"({','.join('?' * len(pl))}) AND captured_at >= ? AND captured_at <= ?",
+                               [*ids, *pl, since, until]).fetchone()[0] if pl else 0
+        if n:
+            sharing.append({"request_id": rid, "agency": agency, "agency_type": atype, "purpose": purpose,
+                            "case_number": case, "exported_at": at, "reads_from_your_cameras": n})
+    return {"business": {"business_id": biz.business_id, "name": biz.name, "status": biz.status,
+                         "mou_id": biz.mou_id, "shared_data": biz.terms.shared_data,
+                         "share_with": biz.terms.share_with, "retention_days": biz.terms.retention_days,
+                         "consent_at": biz.consent_at, "withdrawn_at": biz.withdrawn_at,
+                         "contact_name": biz.contact_name, "contact_email": biz.contact_email},
+            "devices": rows, "sharing": sharing, "can_withdraw": biz.status == "active",
+            "_map": _map(b, rows, f"{biz.name}'s cameras")}
+
+
+def withdraw(b: Backend, user: User, params) -> dict:
+    owner = params.get("business") or user.organization
+    if (params.get("confirm") or "").strip() != owner:
+        raise QueryError(f"to withdraw, type the business id ({owner}) in the confirmation box")
+    suspended = b.registry.withdraw_business(owner, user=user, reason=(params.get("reason") or
+                                                                        "business withdrew (console)")[:200])
+    from ..fleet import broker as broker_mod
+    try:  # the collector refuses the suspended devices' reads already; the broker ACL follows
+        pid = broker_mod.refresh(b.cfg.broker.dir, b.cfg.broker.pid_file or None, b.registry.active_device_ids(),
+                                 _ca(b).crl(b.registry.revoked_certificates()), b.cfg.mqtt.topic_prefix)
+        broker = "broker reloaded" if pid else "broker ACL rewritten; the administrator reloads the broker"
+    except (OSError, ValueError, PolicyError) as exc:
+        logger.warning("business %s withdrew; broker ACL not rewritten: %s", owner, exc)
+        broker = "the administrator rewrites the broker ACL (alpr-central broker reload)"
+    return {"withdrawn": owner, "suspended": suspended, "at": ts(b.now()), "broker": broker}

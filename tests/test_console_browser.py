@@ -1,0 +1,171 @@
+"""Each role's main flow in real headless Chromium (Debian's /usr/bin/chromium
+driven by Playwright; Playwright never downloads a browser here) against a
+real console served over HTTPS by uvicorn on a free loopback port, over a
+central holding reads stored by the real collector. Keyboard only where the
+issue asks for it (search)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from central.console.server import ConsoleServer
+from central.fleet.broker import free_port
+from console_env import PASSWORD, ConsoleWorld
+from test_enrollment_env import Clock
+
+CHROMIUM = os.environ.get("ALPR_CHROMIUM", "/usr/bin/chromium")
+playwright = pytest.importorskip("playwright.sync_api")
+
+if not shutil.which(CHROMIUM):
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing and CI must run the browser tests (apt-get install chromium)",
+                    pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    world = ConsoleWorld(tmp_path_factory.mktemp("browser"), clock=Clock(),
+                         console=f'port = {free_port()}\nbind = "127.0.0.1"\n')
+    clock = Clock()
+    server = ConsoleServer(world.cfg, clock=clock).start()
+    server.clock = clock
+    yield world, server
+    server.stop()
+    world.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    # The console's certificate is issued by central's own CA, which this throwaway browser profile does not trust.
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 720},
+                              base_url=served[1].url)
+    ctx.set_default_timeout(15_000)
+    p = ctx.new_page()
+    yield p
+    ctx.close()
+
+
+def sign_in(page, name: str, password: str = PASSWORD) -> None:
+    page.goto("/sign-in")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+
+
+def test_operator_searches_by_keyboard_and_opens_a_read(page, served):
+    world, _ = served
+    sign_in(page, "otto")
+    assert page.url.endswith("/search")
+    # Without a purpose the browser's own check stops the form; the server refuses it too (below).
+    page.get_by_label("Plate").fill("7AB*")
+    page.get_by_label("Match").select_option("wildcard")
+    page.get_by_label("Time").select_option("7d")
+    page.get_by_label("Case or incident number").fill("26-004512")
+    page.get_by_label("Purpose").focus()
+    page.keyboard.press("ArrowDown")          # the first purpose, chosen by keyboard
+    with page.expect_navigation():
+        page.get_by_label("Case or incident number").press("Enter")
+    assert page.get_by_role("status").first.inner_text().startswith("Reads 1–12 of 12")
+    assert page.locator("img.crop").count() == 12
+    assert page.locator("img.crop").first.evaluate("i => i.naturalWidth") > 0    # the crops really render
+    link = page.get_by_role("link", name="Open read").first
+    link.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/reads/" in page.url
+    assert page.locator("h2.plate").inner_text() in ("7ABC123", "7ABD123")
+    assert page.locator("svg.map").count() == 1 and page.locator("img.context").count() == 1
+
+
+def test_search_without_purpose_is_refused_by_the_server(page, served):
+    sign_in(page, "otto")
+    page.goto("/search?plate=7ABC123&submitted=1&case=26-1")
+    assert "a purpose is required" in page.locator("p.error").inner_text()
+    assert page.locator("img.crop").count() == 0
+
+
+def test_operator_opening_admin_and_auditor_urls_is_refused(page, served):
+    sign_in(page, "otto")
+    for path in ("/fleet", "/audit/log", "/accounts"):
+        response = page.goto(path)
+        assert response.status == 403 and "may not" in page.locator("p.error").inner_text()
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(page, served):
+    sign_in(page, "sue")
+    page.goto("/approvals")
+    page.locator('form[action="/approvals/hold"] input[name="csrf"]').first.evaluate("e => e.remove()")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Approve hold").first.click()
+    assert "CSRF" in page.content()
+
+
+def test_supervisor_approves_a_hold(page, served):
+    sign_in(page, "sue")
+    assert page.url.endswith("/search")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Approvals").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Approve hold").first.click()
+    assert "approved" in page.locator("p.notice").inner_text(), page.content()[:3000]
+
+
+def test_field_tech_sees_the_fleet_and_creates_a_token(page, served):
+    world, _ = served
+    sign_in(page, "tech")
+    assert page.url.endswith("/fleet")
+    assert page.locator("svg.map circle").count() == 4
+    for device in world.devices.values():
+        assert page.locator(f"#dev-{device}").count() == 1
+    with page.expect_navigation():
+        page.get_by_role("link", name="Enrollment").click()
+    page.get_by_label("Cameras (ID:SOURCE, comma separated)").fill("lane-1:picamera2")
+    page.get_by_label("Location").fill("Elm St")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Create token").click()
+    assert "alpr-edge provision --central" in page.locator("pre").inner_text()
+
+
+def test_business_sees_only_its_own_cameras(page, served):
+    world, _ = served
+    sign_in(page, "pat")
+    assert page.url.endswith("/business")
+    text = page.content()
+    assert world.devices["acme"] in text and world.devices["bobs"] not in text and world.devices["dept"] not in text
+    assert page.goto("/business?business=bobs").status == 403
+
+
+def test_auditor_filters_the_access_log_and_verifies(page, served):
+    sign_in(page, "audrey")
+    assert page.url.endswith("/audit/log")
+    page.get_by_label("User").fill("otto")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    users = page.locator("table.log tbody tr td:nth-child(3)").all_inner_texts()
+    assert users and set(users) == {"otto"}
+    with page.expect_navigation():
+        page.get_by_role("link", name="Verify").click()
+    assert "The chain is intact" in page.get_by_role("status").first.inner_text()
+
+
+def test_a_session_past_its_idle_timeout_is_signed_out(page, served):
+    _, server = served
+    sign_in(page, "otto")
+    assert page.url.endswith("/search")
+    server.clock.advance(minutes=16)
+    page.goto("/search")
+    assert "/sign-in" in page.url and "Your session ended" in page.content()
+    server.clock.advance(days=1)   # later tests sign in afresh
