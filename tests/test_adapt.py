@@ -227,3 +227,30 @@ def test_models_adapt_end_to_end_writes_a_bundle_the_agent_verifies_and_loads(tm
     refused = CliRunner().invoke(central_main, args[:args.index("--tolerance")] + ["--out", str(tmp_path / "b2"), "--json"])
     assert refused.exit_code == 1 and not (tmp_path / "b2").exists()  # the default tolerance refuses what forgot plates
     assert all("synthetic held-out" in c["refused"] for c in json.loads(refused.stdout)["candidates"])
+
+
+def test_the_agent_stamps_reads_with_the_bundle_version_and_will_not_start_on_a_bad_bundle(tmp_path, keys, pki_dir):
+    """The device side end to end: a configured bundle_key makes the agent
+    verify the bundle at start; its reads carry the bundle's model version;
+    a tampered bundle is a configuration error (exit 78, no restart loop)."""
+    from conftest import edge_config
+
+    from edge_agent.agent import Agent
+    from edge_agent.config import load
+    from edge_agent.errors import ConfigError
+
+    _bundle(tmp_path / "b", load_private_key(keys / "model-signing.pem"))
+    path = edge_config(tmp_path, pki_dir, 1)
+    text = path.read_text().replace('type = "sidecar-oracle"\n[recognition.options]\nsidecar = ""',
+                                    f'type = "tflite"\n[recognition.options]\nmodel_dir = "{tmp_path / "b"}"\n'
+                                    f'bundle_key = "{keys / "model-signing.pub"}"')
+    assert "bundle_key" in text
+    path.write_text(text)
+    agent = Agent(load(str(path)))
+    try:
+        assert agent.writer.model_version == "alpr-us-0.9.0+sitetest"
+    finally:
+        agent.outbox.close()
+    (tmp_path / "b" / "plate_detector.tflite").write_bytes(b"tampered")
+    with pytest.raises(ConfigError, match="recognition: model bundle: plate_detector.tflite does not match"):
+        Agent(load(str(path)))
