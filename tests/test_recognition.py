@@ -556,7 +556,8 @@ def test_evaluate_prints_the_ruled_figures_for_a_reference_set_by_folder_name(tm
             w.writerow([f"c{i}.png", "ca", label])
     out = json.loads(CliRunner().invoke(evaluate, ["--json", "--crops", str(crops)]).stdout)
     r = out["crops"][0]["ruled"]
-    assert r["set"] == "us-crops" and r["figures"]["top1_equated"]["target"] == 0.97
-    assert r["figures"]["top1_equated"]["value"] == out["crops"][0]["equated"]["top1"]
+    assert r["set"] == "us-crops" and r["figures"]["top1_o0"]["target"] == 0.97
+    assert r["figures"]["top1_o0"]["value"] == out["crops"][0]["equated"]["top1"] == out["crops"][0]["top1_o0"]
+    assert r["figures"]["top5_o0"]["value"] == out["crops"][0]["top5_o0"] >= out["crops"][0]["top5"]
     text = CliRunner().invoke(evaluate, ["--crops", str(crops)]).output
-    assert "ruled targets for us-crops (issue 27): top1_equated" in text
+    assert "ruled targets for us-crops (issue 27): top1_o0" in text

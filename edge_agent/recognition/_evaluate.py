@@ -258,7 +258,7 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
     eq = equate_table(equate)
     items = load_crops(folder)[:limit]
     bad = {os.path.join(folder, k) for k in (exclude or {})}
-    hits = []  # (top-1, top-5, folded, label known bad, O/0 one character, O/0 and I/1, top-1 equated, top-5 equated)
+    hits = []  # (top-1, top-5, folded, label known bad, O/0 one character, O/0 and I/1, top-1 and top-5 equated, top-5 O/0)
     ms = []
     reads = []  # (read, label)
     for path, text in items:
@@ -273,13 +273,14 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
         same = text.translate(eq)
         hits.append((plate == text, text in cands, fold_confusables(plate) == fold_confusables(text), path in bad,
                      plate.translate(_O0) == text.translate(_O0), plate.translate(_O0_I1) == text.translate(_O0_I1),
-                     plate.translate(eq) == same, any(c.translate(eq) == same for c in cands)))
+                     plate.translate(eq) == same, any(c.translate(eq) == same for c in cands),
+                     any(c.translate(_O0) == text.translate(_O0) for c in cands)))
 
     def rate(k, rows):
         return round(sum(h[k] for h in rows) / len(rows), 4) if rows else None
 
     out = {"folder": folder, "crops": len(hits), "top1": rate(0, hits), "top5": rate(1, hits), "top1_folded": rate(2, hits),
-           "top1_o0": rate(4, hits), "top1_o0_i1": rate(5, hits), "errors": error_counts(reads),
+           "top1_o0": rate(4, hits), "top5_o0": rate(8, hits), "top1_o0_i1": rate(5, hits), "errors": error_counts(reads),
            "equated": {"groups": [str(g).upper() for g in equate], "top1": rate(6, hits), "top5": rate(7, hits)},
            "confusions": confusions(reads).as_json()}
     if exclude is not None:
@@ -300,7 +301,8 @@ def ruled(result: dict, name: str | None, kind: str) -> dict | None:
     if name not in TARGETS or (kind == "crops") != (name == "us-crops"):
         return None
     if kind == "crops":
-        values = {"top1_equated": result["equated"]["top1"], "top5_equated": result["equated"]["top5"]}
+        # as ruled: O and 0 one character, whatever --equate asked for the "equated" figures
+        values = {"top1_o0": result["top1_o0"], "top5_o0": result["top5_o0"]}
     else:
         values = {"recall": result["recall"], "precision": result["precision"],
                   "recall_from_60px": result[f"recall_from_{READ_WIDTH}px"]["recall"],
