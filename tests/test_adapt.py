@@ -36,6 +36,44 @@ def _bundle(folder, key) -> None:
     sign_bundle(folder, key)
 
 
+@pytest.fixture
+def central(tmp_path, monkeypatch):
+    """A central config and two users: ``admin.token`` (may adapt) and ``op.token`` (may not)."""
+    monkeypatch.delenv("ALPR_TOKEN", raising=False)
+    monkeypatch.delenv("ALPR_TOKEN_FILE", raising=False)
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n')
+    res = CliRunner().invoke(central_main, ["user", "bootstrap", "--config", str(cfg), "--name", "ada", "--organization",
+                                            "City PD", "--token-out", str(tmp_path / "admin.token")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(central_main, ["user", "add", "--config", str(cfg), "--token-file", str(tmp_path / "admin.token"),
+                                            "otto", "--organization", "City PD", "--role", "operator",
+                                            "--token-out", str(tmp_path / "op.token")])
+    assert res.exit_code == 0, res.output
+    return cfg
+
+
+def _access_log(cfg) -> list[str]:
+    from central.config import load
+    from central.governance.audit import AccessLog
+    from central.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(load(str(cfg)).store.path)
+    try:
+        return [(e.action, e.user, e.detail) for e in AccessLog(store.db.conn).entries()]
+    finally:
+        store.close()
+
+
+def test_only_an_admin_may_adapt_models(tmp_path, keys, central):
+    (tmp_path / "site").mkdir()
+    args = ["models", "adapt", "--config", str(central), str(tmp_path / "site"), "--out", str(tmp_path / "b"),
+            "--signing-key", str(keys / "model-signing.pem")]
+    res = CliRunner().invoke(central_main, args + ["--token-file", str(tmp_path / "op.token")])
+    assert res.exit_code == 1 and "may not adapt-models" in res.output
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
@@ -185,7 +223,7 @@ def test_the_agent_refuses_the_unsigned_shipped_set_when_a_bundle_key_is_configu
 # -- end to end (train extra only) ------------------------------------------------
 
 @pytest.mark.train
-def test_models_adapt_end_to_end_writes_a_bundle_the_agent_verifies_and_loads(tmp_path, keys):
+def test_models_adapt_end_to_end_writes_a_bundle_the_agent_verifies_and_loads(tmp_path, keys, central):
     """Tiny step count: this proves the command's wiring (split, fine-tune,
     export, measure, rule, signed bundle), not that adaptation helps
     (``bench/bench_adapt.py`` measures that)."""
@@ -208,7 +246,8 @@ def test_models_adapt_end_to_end_writes_a_bundle_the_agent_verifies_and_loads(tm
                 w.writerow([f"{p}-{k}.png", label.replace("O", "0")])
     out = tmp_path / "bundle"
     # --tolerance 100: so few steps at this rate forget generic plates, which the default refuses
-    args = ["models", "adapt", str(site), "--out", str(out), "--signing-key", str(keys / "model-signing.pem"),
+    args = ["models", "adapt", "--config", str(central), "--token-file", str(tmp_path / "admin.token"),
+            str(site), "--out", str(out), "--signing-key", str(keys / "model-signing.pem"),
             "--steps", "20", "--batch", "8", "--lr", "1e-3", "--checks", "2", "--heldout-size", "20",
             "--synthetic-pool", "40", "--held-back", "0.3", "--tolerance", "100", "--version", "0.9.0+e2e", "--json"]
     res = CliRunner().invoke(central_main, args)
@@ -227,6 +266,11 @@ def test_models_adapt_end_to_end_writes_a_bundle_the_agent_verifies_and_loads(tm
     refused = CliRunner().invoke(central_main, args[:args.index("--tolerance")] + ["--out", str(tmp_path / "b2"), "--json"])
     assert refused.exit_code == 1 and not (tmp_path / "b2").exists()  # the default tolerance refuses what forgot plates
     assert all("synthetic held-out" in c["refused"] for c in json.loads(refused.stdout)["candidates"])
+    log = _access_log(central)  # who adapted, when, and the outcome: counts and versions, never plate texts
+    acts = [(a, u) for a, u, _d in log if a.startswith("models-adapt")]
+    assert acts == [("models-adapt", "ada"), ("models-adapt-bundle", "ada"), ("models-adapt", "ada"),
+                    ("models-adapt-refused", "ada")]
+    assert not any(t in json.dumps([d for _a, _u, d in log]) for t in texts)
 
 
 def test_the_agent_stamps_reads_with_the_bundle_version_and_will_not_start_on_a_bad_bundle(tmp_path, keys, pki_dir):

@@ -16,7 +16,8 @@ import os
 
 import click
 
-from .session import json_option
+from .common import config_option
+from .session import Session, json_option, token_option
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ def init_signing(private_path, public_path) -> None:
 
 
 @models_group.command("adapt")
+@config_option
+@token_option
 @click.argument("labelled", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(), help="Folder to write the signed bundle to (must not exist).")
 @click.option("--signing-key", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -69,7 +72,7 @@ def init_signing(private_path, public_path) -> None:
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="CPU threads.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the split, the mix and the training.")
 @json_option
-def adapt(labelled, out, signing_key, base_dir, version, steps, batch, lr, checks, held_back, tolerance, heldout_size,
+def adapt(config_path, token_file, labelled, out, signing_key, base_dir, version, steps, batch, lr, checks, held_back, tolerance, heldout_size,
           synthetic_pool, time_budget, threads, seed, as_json) -> None:
     """Fine-tune the OCR on a site's labelled plate crops; write a signed bundle.
 
@@ -81,33 +84,55 @@ def adapt(labelled, out, signing_key, base_dir, version, steps, batch, lr, check
     training (models.training.adapt.RULE, printed below and stored in the
     bundle). A candidate worse than the base on the generic synthetic
     held-outs, or not better on the held-back plates, is refused; if all are,
-    no bundle is written (exit 1). Needs the train extra (TensorFlow, CPU)."""
+    no bundle is written (exit 1). Needs the train extra (TensorFlow, CPU).
+
+    Runs as your account (admin: adapt-models); the start and the outcome
+    (counts and the bundle's version, never plate texts) go to the access log."""
+    import dataclasses
+
     from models.bundle import BundleError, load_private_key
     from models.training.adapt import RULE, AdaptError, Settings, load_labelled
+
+    from ..governance.audit import AccessLog
+    from ..governance.users import Permission, require
     from models.training.adapt import adapt as run
 
-    if importlib.util.find_spec("tensorflow") is None:  # say clearly what is missing, before any work
-        raise click.ClickException("models adapt needs TensorFlow: pip install 'alpr-platform[train]'")
-    try:
-        key = load_private_key(signing_key)
-        examples, skipped = load_labelled(labelled)
-    except (BundleError, AdaptError) as exc:
-        raise click.ClickException(str(exc)) from None
     settings = Settings(steps=steps, batch=batch, lr=lr, site_per_batch=batch // 2, checks=checks, held_back=held_back,
                         tolerance=tolerance, heldout_size=heldout_size, synthetic_pool=synthetic_pool,
                         time_budget=time_budget, threads=threads, seed=seed)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    say(f"{len(examples)} labelled crops ({skipped} rows left out: no text, unknown characters, over 10, no image)")
-    say("rule: " + RULE)
-    try:
-        result = run(examples, out, key, base_dir=base_dir, version=version, settings=settings, progress=say)
-    except AdaptError as exc:
-        res = getattr(exc, "result", None)
-        if as_json and res is not None:
-            click.echo(json.dumps({"bundle": None, "refused": str(exc), **res.as_json()}))
-        elif res is not None:
-            _summary(res)
-        raise click.ClickException(str(exc)) from None
+    with Session(config_path, token_file) as s:
+        require(s.user, Permission.ADAPT_MODELS)
+        if importlib.util.find_spec("tensorflow") is None:  # say clearly what is missing, before any work
+            raise click.ClickException("models adapt needs TensorFlow: pip install 'alpr-platform[train]'")
+        try:
+            key = load_private_key(signing_key)
+            examples, skipped = load_labelled(labelled)
+        except (BundleError, AdaptError) as exc:
+            raise click.ClickException(str(exc)) from None
+        log = AccessLog(s.conn)
+
+        def audit(action: str, detail: dict, count: int) -> None:
+            log.append(user=s.user.name, organization=s.user.organization, action=action, detail=detail,
+                       result_count=count)
+
+        audit("models-adapt", {"crops": len(examples), "left_out": skipped, "out": os.path.basename(os.path.normpath(out)),
+                               "settings": dataclasses.asdict(settings)}, len(examples))
+        say(f"{len(examples)} labelled crops ({skipped} rows left out: no text, unknown characters, over 10, no image)")
+        say("rule: " + RULE)
+        try:
+            result = run(examples, out, key, base_dir=base_dir, version=version, settings=settings, progress=say)
+        except AdaptError as exc:
+            res = getattr(exc, "result", None)
+            audit("models-adapt-refused", {"reason": str(exc)}, 0)
+            if as_json and res is not None:
+                click.echo(json.dumps({"bundle": None, "refused": str(exc), **res.as_json()}))
+            elif res is not None:
+                _summary(res)
+            raise click.ClickException(str(exc)) from None
+        audit("models-adapt-bundle", {"version": result.version, "train_crops": result.train_crops,
+                                      "held_back_crops": result.held_back_crops, "chosen_step": result.candidates[result.chosen].step},
+              result.train_crops)
     logger.info("model bundle written: %d training crops, %d held back", result.train_crops, result.held_back_crops)
     if as_json:
         click.echo(json.dumps(result.as_json()))
