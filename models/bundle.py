@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["BundleError", "MANIFEST", "SIGNATURE", "key_id", "init_signing_key", "load_private_key",
-           "load_public_key", "sign_bundle", "verify_bundle"]
+           "load_public_key", "sign_bundle", "verify_bundle", "open_bundle"]
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -101,18 +101,11 @@ def load_public_key(path: str | os.PathLike) -> Ed25519PublicKey:
     return key
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_files(folder: Path, man: dict) -> None:
+def _check_files(folder: Path, man: dict) -> dict[str, bytes]:
     models = man.get("models")
     if not isinstance(models, dict) or "detector" not in models or "ocr" not in models:
         raise BundleError("model bundle: the manifest lists no detector and OCR")
+    contents = {}
     for key, entry in models.items():
         if key not in MODEL_KEYS or not isinstance(entry, dict):
             raise BundleError(f"model bundle: unknown model {key!r} in the manifest")
@@ -120,12 +113,16 @@ def _check_files(folder: Path, man: dict) -> None:
         if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
             raise BundleError(f"model bundle: {key}: file must be a plain file name in the bundle")
         path = folder / name
-        if not path.is_file():
-            raise BundleError(f"model bundle: {name} is missing")
-        if _sha256(path) != entry.get("sha256"):
+        try:
+            data = path.read_bytes()  # checked and later loaded from these very bytes
+        except OSError:
+            raise BundleError(f"model bundle: {name} is missing") from None
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
             raise BundleError(f"model bundle: {name} does not match its manifest checksum")
-        if "bytes" in entry and path.stat().st_size != entry["bytes"]:
+        if "bytes" in entry and len(data) != entry["bytes"]:
             raise BundleError(f"model bundle: {name} does not have its manifest size")
+        contents[key] = data
+    return contents
 
 
 def sign_bundle(folder: str | Path, key: Ed25519PrivateKey) -> str:
@@ -146,6 +143,13 @@ def verify_bundle(folder: str | os.PathLike, public_key: Ed25519PublicKey) -> di
     """The manifest of the bundle in ``folder`` once its signature verifies
     with ``public_key`` and every file matches it; :class:`BundleError`
     otherwise (the message says which check failed, never key material)."""
+    return open_bundle(folder, public_key)[0]
+
+
+def open_bundle(folder: str | os.PathLike, public_key: Ed25519PublicKey) -> tuple[dict, dict[str, bytes]]:
+    """:func:`verify_bundle`, and the verified contents of each model file
+    (model key -> bytes), so a loader uses exactly the bytes that were checked
+    (nothing can swap a file between the check and the load)."""
     folder = Path(folder)
     try:
         data = (folder / MANIFEST).read_bytes()
@@ -171,5 +175,4 @@ def verify_bundle(folder: str | os.PathLike, public_key: Ed25519PublicKey) -> di
         raise BundleError("model bundle: manifest.json is not JSON") from None
     if not isinstance(man, dict):
         raise BundleError("model bundle: manifest.json is not an object")
-    _check_files(folder, man)
-    return man
+    return man, _check_files(folder, man)

@@ -137,24 +137,29 @@ class TFLiteRecognizer(Recognizer):
         folder = o["model_dir"] if o["model_dir"] is not None else _default_model_dir()
         if not isinstance(folder, (str, os.PathLike)) or not os.path.isdir(folder):
             raise ValueError(f"model_dir: {folder!r} is not a folder")
+        verified: dict[str, bytes] = {}  # a signed bundle's models load from the bytes that were verified
         if o["bundle_key"] is not None:
-            from models.bundle import load_public_key, verify_bundle
+            from models.bundle import load_public_key, open_bundle
 
             if not isinstance(o["bundle_key"], (str, os.PathLike)):
                 raise ValueError("bundle_key must be the path of a PEM public key")
-            verify_bundle(folder, load_public_key(o["bundle_key"]))
+            man, verified = open_bundle(folder, load_public_key(o["bundle_key"]))
             logger.info("model bundle in %s verified", folder)
-        man = read_manifest(str(folder), verify=bool(o["verify_checksums"]) or o["bundle_key"] is not None)
+        else:
+            man = read_manifest(str(folder), verify=bool(o["verify_checksums"]))
         det, ocr = man["models"]["detector"], man["models"]["ocr"]
-        self._det, self.runtime = load_interpreter(os.path.join(folder, det["file"]), self.num_threads, o["runtime"])
-        self._ocr, _ = load_interpreter(os.path.join(folder, ocr["file"]), self.num_threads, o["runtime"])
+        self._det, self.runtime = load_interpreter(os.path.join(folder, det["file"]), self.num_threads, o["runtime"],
+                                                   verified.get("detector"))
+        self._ocr, _ = load_interpreter(os.path.join(folder, ocr["file"]), self.num_threads, o["runtime"],
+                                        verified.get("ocr"))
         self._det_in = self._det.get_input_details()[0]["index"]
         self._det_out = self._det.get_output_details()[0]["index"]
         self._ocr_in = self._ocr.get_input_details()[0]["index"]
         self._ocr_out = self._ocr.get_output_details()[0]["index"]
         self._ver = None
         if o["verify"] and "verifier" in man["models"]:
-            self._ver, _ = load_interpreter(os.path.join(folder, man["models"]["verifier"]["file"]), self.num_threads, o["runtime"])
+            self._ver, _ = load_interpreter(os.path.join(folder, man["models"]["verifier"]["file"]), self.num_threads,
+                                            o["runtime"], verified.get("verifier"))
             self._ver_in = self._ver.get_input_details()[0]["index"]
             self._ver_out = self._ver.get_output_details()[0]["index"]
         elif o["verify"]:
