@@ -22,7 +22,7 @@ from central.cli import main as central_main
 from models import manifest, model_dir
 from models.bundle import BundleError, init_signing_key, load_private_key, load_public_key, sign_bundle, verify_bundle
 from models.synth.plates import render_plate
-from models.training.adapt import Candidate, Example, choose, judge, load_labelled, plate_key, split_by_plate
+from models.training.adapt import Example, choose, judge, load_labelled, plate_key, split_by_plate
 
 
 def _bundle(folder, key) -> None:
