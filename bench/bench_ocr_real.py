@@ -20,11 +20,11 @@ overlaps the hand-read one most (IoU >= 0.5; a plate without one counts as
 missed), as the agent reads it, rather than from the hand-drawn box.
 ``--texts FILE`` reads another hand-read set in the same format (image paths
 under ``--data``), e.g. a site's own cameras (models/MODEL_CARD.md, "Adapting
-the OCR to a site's cameras").
+to a site").
 With ``--against DIR`` the crops are also read with that folder's models and
 the two compared crop by crop (``_evaluate.paired``: right only with
 ``--model-dir``'s, right only with DIR's, sign test p), as OCR candidates are
-chosen (models/MODEL_CARD.md).
+chosen (models/CHANGELOG.md).
 """
 
 from __future__ import annotations

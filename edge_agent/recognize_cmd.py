@@ -24,6 +24,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .reads import Frame  # noqa: E402
+from .recognition._evaluate import EQUATE  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -256,24 +257,51 @@ def recognize(files, as_json, every, max_frames, passes, model_dir, threads, pla
 @click.option("--crops", "crop_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Folder with labels.csv of plate crops (OCR top-1/top-5).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many items per folder.")
+@click.option("--equate", multiple=True, default=EQUATE, show_default=True,
+              help="Characters taken as one for the crops' 'equated' top-1/top-5 (repeat for more groups, e.g. "
+                   "--equate O0 --equate I1; issue 27 rules us-crops with O0).")
+@click.option("--confusions", "n_confusions", type=click.IntRange(0), default=10, show_default=True,
+              help="Rows of the misreads-by-character table to print (true -> read, counts); --json has them all.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_model_options
-def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size,
-             tile_threshold, ocr_views, verify):
-    """Measure the shipped models on labelled folders."""
-    from .recognition._evaluate import eval_crops, eval_scenes
+def evaluate(detect_dirs, split, crop_dirs, limit, equate, n_confusions, as_json, model_dir, threads, plate_rules,
+             detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views, verify):
+    """Measure the models on labelled folders.
+
+    Prints detection recall/precision (by plate width too), reads emitted,
+    end-to-end exact match, OCR top-1/top-5, and the misreads by character:
+    each read aligned to its true text by edit distance, substitutions
+    counted as true -> read pairs, dropped and extra characters apart.
+
+    The project's reference sets are recognised by folder name: us-crops,
+    detect (with --split val) and scenes-eu-br (whose listed unlabelled plates
+    are then ignored in the checked precision); for them the figures as issue
+    27 rules them are printed with their targets ("ruled"). With --limit they
+    are a sample's, not the ruled figures."""
+    from .recognition._evaluate import equate_table, eval_crops, eval_scenes, reference_name, ruled
+    from .recognition._reference import UNLABELLED
 
     if not detect_dirs and not crop_dirs:
         raise click.UsageError("give at least one --detect or --crops folder")
+    try:
+        equate_table(equate)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--equate") from None
     rec = _make(model_dir, threads, plate_rules, detect_threshold, tile_grid, detect_size, tile_threshold, ocr_views, verify)
     result = {"model_version": rec.model_version, "threads": threads, "plate_rules": plate_rules, "tile_grid": tile_grid,
               "tile_threshold": rec.tile_threshold, "detect_size": rec.det_size,
-              "detect_threshold": rec.detect_threshold, "verify": rec.verify, "ocr_views": rec.ocr_views, "scenes": [], "crops": []}
+              "detect_threshold": rec.detect_threshold, "verify": rec.verify, "ocr_views": rec.ocr_views,
+              "limit": limit, "scenes": [], "crops": []}
     try:
         for d in detect_dirs:
-            result["scenes"].append(eval_scenes(rec, d, split, limit))
+            name = reference_name(d, split)
+            s = eval_scenes(rec, d, split, limit, unlabelled=UNLABELLED.get(name))
+            s["ruled"] = ruled(s, name, "scenes")
+            result["scenes"].append(s)
         for d in crop_dirs:
-            result["crops"].append(eval_crops(rec, d, limit))
+            c = eval_crops(rec, d, limit, equate=equate)
+            c["ruled"] = ruled(c, reference_name(d), "crops")
+            result["crops"].append(c)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -293,10 +321,45 @@ def evaluate(detect_dirs, split, crop_dirs, limit, as_json, model_dir, threads, 
         widths = ", ".join(f"{k} {v['recall']} ({v['plates']})" for k, v in s["recall_by_width"].items())
         r60 = s["recall_from_60px"]
         click.echo(f"  recall by plate width (plates): {widths}; plates 60 px and wider {r60['recall']} ({r60['plates']})")
+        if "checked" in s:
+            c = s["checked"]
+            click.echo(f"  precision {c['precision']} with the {c['detections_on_them']} detections of the "
+                       f"{c['unlabelled_plates']} listed plates the labels leave out ignored")
+        if "confusions" in s:
+            _echo_confusions(s["confusions"], n_confusions, f"reads of labelled plates ({s['confusions']['plates_without_read']} without a read)")
+        _echo_ruled(s["ruled"], limit)
     for c in result["crops"]:
         m = c["crop_ms"]
         click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {c['top1']}, top-5 {c['top5']}, top-1 with confusables folded {c['top1_folded']}, crop ms p50 {m.get('p50')} p90 {m.get('p90')}")
+        e = c["equated"]
+        click.echo(f"  with {' and '.join('/'.join(g) for g in e['groups'])} taken as one character: top-1 {e['top1']}, top-5 {e['top5']}")
         click.echo("  top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in c["errors"].items()))
+        _echo_confusions(c["confusions"], n_confusions, "top-1 reads")
+        _echo_ruled(c["ruled"], limit)
+
+
+def _echo_confusions(conf: dict, rows: int, what: str) -> None:
+    if not rows:
+        return
+    subs = conf["substitutions"]
+    dels = ", ".join(f"{d['true']} {d['count']}" for d in conf["deletions"][:rows]) or "none"
+    ins = ", ".join(f"{d['read']} {d['count']}" for d in conf["insertions"][:rows]) or "none"
+    click.echo(f"  misreads by character, {what}: {conf['misread']} of {conf['pairs']} misread; "
+               f"{sum(x['count'] for x in subs)} substitutions, {sum(x['count'] for x in conf['deletions'])} dropped, "
+               f"{sum(x['count'] for x in conf['insertions'])} extra")
+    if subs:
+        click.echo("    true -> read  count")
+        for x in subs[:rows]:
+            click.echo(f"    {x['true']:>4} -> {x['read']:<4}  {x['count']:>5}")
+    click.echo(f"    dropped (true): {dels}; extra (read): {ins}")
+
+
+def _echo_ruled(r: dict | None, limit) -> None:
+    if not r:
+        return
+    parts = [f"{k} {v['value']} (target >= {v['target']}: {'met' if v['met'] else 'short'})" for k, v in r["figures"].items()]
+    note = " [a --limit sample, not the ruled figure]" if limit else ""
+    click.echo(f"  ruled targets for {r['set']} (issue 27){note}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -288,7 +288,7 @@ def test_demo_with_the_shipped_models_reads_the_clip(tmp_path, mosquitto_bin):
     plates = json.loads((tmp_path / "demo" / "clip" / "sample.json").read_text())["plates"]
     shown = {line.split()[1] for line in out.stdout.splitlines() if line[:4].isdigit()}
     assert "recognizer: tflite" in out.stdout
-    # models 0.4.0 to 0.6.0 read all three of these plates exactly; 0.1.0 read most (see models/MODEL_CARD.md)
+    # models 0.4.0 to 0.6.0 read all three of these plates exactly; 0.1.0 read most (see models/CHANGELOG.md)
     assert len(shown & set(plates)) >= 2, (shown, plates)
 
 

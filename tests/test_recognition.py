@@ -297,6 +297,20 @@ def test_evaluate_command_on_generated_folders(tmp_path, scenes):
     assert out["crops"][0]["top1_folded"] >= out["crops"][0]["top1"] + 2 / n - 1e-4
     c0 = out["crops"][0]  # each looser match counts at least what the stricter one does; O/0 alone settles o0.png
     assert c0["top1"] + 1 / n - 1e-4 <= c0["top1_o0"] <= c0["top1_o0_i1"] <= c0["top1_folded"]
+    # O and 0 as one character (the default --equate, issue 27's ruling): o0.png counts; top-5 holds top-1
+    eq = c0["equated"]
+    assert eq["groups"] == ["O0"] and eq["top1"] == c0["top1_o0"] and eq["top5"] >= eq["top1"]
+    misses = round(n * (1 - c0["top1"]))
+    conf = c0["confusions"]  # every top-1 miss is in the table, and o0.png's O is read as a 0
+    assert conf["pairs"] == n and conf["misread"] == misses
+    assert any(x["true"] == "O" and x["read"] == "0" for x in conf["substitutions"])
+    assert c0["ruled"] is None and out["scenes"][0]["ruled"] is None  # not a reference set by name
+    assert out["scenes"][0]["confusions"]["pairs"] + out["scenes"][0]["confusions"]["plates_without_read"] == 3
+    both = CliRunner().invoke(evaluate, ["--json", "--crops", str(crops), "--equate", "O0", "--equate", "I1"])
+    assert json.loads(both.stdout)["crops"][0]["equated"]["top1"] == c0["top1_o0_i1"]
+    assert CliRunner().invoke(evaluate, ["--crops", str(crops), "--equate", "O"]).exit_code == 2
+    text = CliRunner().invoke(evaluate, ["--crops", str(crops), "--confusions", "3"]).output
+    assert "misreads by character, top-1 reads" in text and "true -> read" in text
     errors = out["crops"][0]["errors"]  # every top-1 miss has one kind; the crop labelled with confusables is one
     assert sum(errors.values()) == round(n * (1 - out["crops"][0]["top1"])) and errors["confusable"] >= 1
     # crops whose label is known to be wrong stay in the as-labelled figures and are left out of "checked"
@@ -523,3 +537,27 @@ def test_directories_and_fifos_get_error_lines_and_the_rest_is_read(tmp_path, sc
     assert [ln["file"] for ln in lines] == [str(folder), str(fifo), good]
     assert "directory" in lines[0]["error"] and "not a regular file" in lines[1]["error"]
     assert lines[2]["reads"]
+
+
+def test_evaluate_prints_the_ruled_figures_for_a_reference_set_by_folder_name(tmp_path):
+    """A folder named like a reference set (here us-crops) gets issue 27's
+    ruled figures with their targets, in JSON and in the text."""
+    import csv
+
+    crops = tmp_path / "us-crops"
+    crops.mkdir()
+    rng = np.random.default_rng(5)
+    with open(crops / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "state", "text"])
+        for i, text in enumerate(TEXTS[:3]):
+            img, label = render_plate(rng, text, hershey_only=True)
+            cv2.imwrite(str(crops / f"c{i}.png"), img)
+            w.writerow([f"c{i}.png", "ca", label])
+    out = json.loads(CliRunner().invoke(evaluate, ["--json", "--crops", str(crops)]).stdout)
+    r = out["crops"][0]["ruled"]
+    assert r["set"] == "us-crops" and r["figures"]["top1_o0"]["target"] == 0.97
+    assert r["figures"]["top1_o0"]["value"] == out["crops"][0]["equated"]["top1"] == out["crops"][0]["top1_o0"]
+    assert r["figures"]["top5_o0"]["value"] == out["crops"][0]["top5_o0"] >= out["crops"][0]["top5"]
+    text = CliRunner().invoke(evaluate, ["--crops", str(crops)]).output
+    assert "ruled targets for us-crops (issue 27): top1_o0" in text

@@ -527,3 +527,72 @@ def test_paired_counts_items_only_one_model_gets_and_gives_the_sign_test():
     assert paired([True, False], [True, False]) == {"better": 0, "worse": 0, "p": 1.0}
     with pytest.raises(ValueError):
         paired([True], [True, False])
+
+
+def test_confusion_table_counts_a_known_set_of_misreads_exactly():
+    """Each read is aligned to its truth by edit distance: substitutions are
+    true -> read pairs, a dropped or extra character is counted apart and does
+    not shift the characters after it into false substitutions."""
+    from edge_agent.recognition._confusion import align, confusions
+
+    assert align("7ABC123", "7ABC123") == list(zip("7ABC123", "7ABC123"))
+    assert align("4YA411", "YA411") == [("4", None)] + list(zip("YA411", "YA411"))  # dropped first, not 5 substitutions
+    assert align("AB", "AXB") == [("A", "A"), (None, "X"), ("B", "B")]
+    pairs = [
+        ("CUST0M", "CUSTOM"),    # O -> 0
+        ("8RX0D", "BRXOD"),      # B -> 8, O -> 0
+        ("YA411", "4YA411"),     # 4 dropped
+        ("7ABCC123", "7ABC123"),  # an extra C
+        ("MW5", "WWS"),          # W -> M, S -> 5
+        ("PR0", "PRO"),          # O -> 0
+        ("OK1", "OK1"),          # right: counted as a pair, nothing else
+        ("", "AB"),              # nothing read: both dropped
+    ]
+    c = confusions(pairs)
+    assert c.pairs == 8 and c.misread == 7 and c.chars == sum(len(t) for _r, t in pairs)
+    assert c.top() == [("O", "0", 3), ("B", "8", 1), ("S", "5", 1), ("W", "M", 1)]
+    assert dict(c.deletions) == {"4": 1, "A": 1, "B": 1} and dict(c.insertions) == {"C": 1}
+    j = c.as_json()
+    assert j["substitutions"][0] == {"true": "O", "read": "0", "count": 3}
+    assert j["deletions"] == [{"true": "4", "count": 1}, {"true": "A", "count": 1}, {"true": "B", "count": 1}]
+    assert j["insertions"] == [{"read": "C", "count": 1}] and j["misread"] == 7
+
+
+@given(st.text("AB01O", max_size=8), st.text("AB01O", max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_alignment_replays_both_texts_and_costs_their_edit_distance(truth, read):
+    from edge_agent.recognition._confusion import align
+
+    a = align(truth, read)
+    assert "".join(t for t, _r in a if t) == truth and "".join(r for _t, r in a if r) == read
+    cost = sum(t != r for t, r in a)
+    # the edit distance, computed independently
+    prev = list(range(len(read) + 1))
+    for i, tc in enumerate(truth, 1):
+        cur = [i]
+        for j, rc in enumerate(read, 1):
+            cur.append(min(prev[j - 1] + (tc != rc), prev[j] + 1, cur[j - 1] + 1))
+        prev = cur
+    assert cost == prev[-1]
+
+
+def test_ruled_figures_compare_each_with_its_target():
+    from edge_agent.recognition._evaluate import equate_table, reference_name, ruled
+
+    assert reference_name("/data/us-crops/") == "us-crops" and reference_name("/x/detect", "val") == "detect:val"
+    assert reference_name("/x/detect") is None and reference_name("/x/mine") is None
+    assert "O0".translate(equate_table(["O0"])) == "00" and "IO".translate(equate_table(["o0", "I1"])) == "10"
+    for bad in (["O"], ["OO"], ["O-"]):
+        with pytest.raises(ValueError):
+            equate_table(bad)
+    crops = {"top1_o0": 0.97, "top5_o0": 0.985, "equated": {"groups": ["I1"], "top1": 0.5, "top5": 0.5}}
+    r = ruled(crops, "us-crops", "crops")  # always O and 0 as one character, as ruled, whatever --equate was
+    assert r["figures"]["top1_o0"] == {"value": 0.97, "target": 0.97, "met": True}
+    assert r["figures"]["top5_o0"]["met"] is False and r["met"] is False
+    scenes = {"recall": 0.991, "precision": 0.88, "recall_from_60px": {"recall": 0.99}, "checked": {"precision": 0.95},
+              "end_to_end_exact": 0.85}
+    assert ruled(scenes, "scenes-eu-br", "scenes")["met"] is True
+    assert ruled({**scenes, "checked": {}}, "scenes-eu-br", "scenes")["figures"]["precision_checked"]["met"] is False
+    d = ruled(scenes, "detect:val", "scenes")
+    assert set(d["figures"]) == {"recall_from_60px", "precision"} and d["met"] is False
+    assert ruled(crops, "scenes-eu-br", "crops") is None and ruled(scenes, None, "scenes") is None

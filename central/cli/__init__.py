@@ -10,11 +10,11 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, devices, governance, hotlist, release, retention, sharing
+from . import console, devices, governance, hotlist, models, release, retention, sharing
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
-                 + release.COMMANDS):
+                 + release.COMMANDS + models.COMMANDS):
     main.add_command(_command)
 keys.add_command(sharing.keys_init_signing)
 main.add_command(console.serve)

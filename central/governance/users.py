@@ -67,13 +67,14 @@ class Permission(str, enum.Enum):
     DEVICE_HEALTH_OWN = "device-health-own"
     REVOKE_DEVICE = "revoke-device"
     REVIEW_ACCOUNTS = "review-accounts"
+    ADAPT_MODELS = "adapt-models"
 
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.RUN_PURGE,
                            P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE,
-                           P.REVIEW_ACCOUNTS}),
+                           P.REVIEW_ACCOUNTS, P.ADAPT_MODELS}),
     Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD, P.VIEW_HOTLIST, P.VIEW_HITS,
                               P.VERIFY_HITS}),
     Role.SUPERVISOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.APPROVE_SHARE, P.EXPORT_SHARE, P.REQUEST_HOLD,

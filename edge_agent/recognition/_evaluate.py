@@ -9,7 +9,11 @@ also ``top1_folded``: top-1 equal after folding confusable characters the
 way central's confusion-tolerant search does, so O/0 or I/1 still finds it;
 and the misses by kind, :func:`error_kind`),
 end-to-end exact plate match (a ground-truth plate counts when a read whose
-box has IoU >= 0.5 with it has exactly its text), latency percentiles.
+box has IoU >= 0.5 with it has exactly its text), latency percentiles;
+misreads by character (:mod:`._confusion`: the top-1 read of each crop, and
+the read of each labelled scene plate that got one, against its text); and,
+for the project's reference sets (:mod:`._reference`), the figures as issue 27
+rules them with its targets (:func:`ruled`).
 Detection figures count the boxes the detector (and verifier) keep; ``reads``
 counts the reads the agent emits (``recognize``: a box whose crop the OCR
 reads with less than ``min_confidence`` gives no read), so it shows how many
@@ -31,7 +35,9 @@ import numpy as np
 
 from ..reads import Frame
 from ..wire.schema import fold_confusables
+from ._confusion import confusions
 from ._detect import iou
+from ._reference import TARGETS, reference_name
 
 IOU = 0.5
 WIDTH_BUCKETS = (20, 40, 80)  # plate width in image pixels: <20, 20-40, 40-80, >=80
@@ -125,6 +131,7 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
     frame_ms = []
     by_width: dict[str, list[int]] = {}  # bucket -> [found, plates]
     readable = [0, 0]  # plates at least READ_WIDTH wide: [found, plates]
+    read_pairs = []  # (read, text) of the labelled plates that got a read
     for k, (path, gt, texts) in enumerate(items):
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
@@ -154,8 +161,10 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
         for i, t in enumerate(texts):
             if t:
                 n_text += 1
-                if i in pairs and _norm(reads[pairs[i]].plate) == t:
-                    n_text_ok += 1
+                if i in pairs:
+                    read = _norm(reads[pairs[i]].plate)
+                    read_pairs.append((read, t))
+                    n_text_ok += read == t
     out = {
         "folder": folder, "split": split if os.path.exists(os.path.join(folder, "boxes.jsonl")) else None, "images": len(items), "plates": n_gt, "detections": n_det,
         "recall": round(n_match / n_gt, 4) if n_gt else None,
@@ -174,6 +183,7 @@ def eval_scenes(rec, folder: str, split: str | None = None, limit: int | None = 
                           "detections_on_them": n_ignored, "precision": round(n_match / kept, 4) if kept else None}
     if n_text:
         out["end_to_end_exact"] = round(n_text_ok / n_text, 4)
+        out["confusions"] = confusions(read_pairs).as_json() | {"plates_without_read": n_text - len(read_pairs)}
     return out
 
 
@@ -218,18 +228,37 @@ def paired(base: list[bool], cand: list[bool]) -> dict:
 
 
 _O0, _O0_I1 = str.maketrans("O", "0"), str.maketrans("OI", "01")  # O/0 (and I/1) taken as one character
+EQUATE = ("O0",)  # issue 27's ruling for us-crops: O and 0 are one character
 
 
-def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, str] | None = None) -> dict:
+def equate_table(groups) -> dict:
+    """A ``str.translate`` table that maps every character of each group in
+    ``groups`` (e.g. ``["O0", "I1"]``) to the group's last character.
+    ValueError on a group that is not two or more distinct letters or digits."""
+    table = {}
+    for g in groups:
+        g = str(g).upper()
+        if len(g) < 2 or len(set(g)) != len(g) or not all(c.isascii() and c.isalnum() for c in g):
+            raise ValueError(f"equate: {g!r} is not a group of two or more distinct letters or digits")
+        for c in g[:-1]:
+            table[ord(c)] = g[-1]
+    return table
+
+
+def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, str] | None = None,
+               equate=EQUATE) -> dict:
     """OCR exact match on labelled crops, top-1 and top-5 (the read and its
     first four alternates), and top-1 with confusables folded (and with only
     O/0, or O/0 and I/1, taken as one character: ``top1_o0``, ``top1_o0_i1``). ``exclude``
     maps images (as named in labels.csv) whose label is known to be wrong to
     the reason; they stay in the as-labelled figures, and ``checked`` holds
-    the figures without them."""
+    the figures without them. ``equated``: top-1 and top-5 with each group of
+    ``equate`` taken as one character (default O and 0, as issue 27 rules
+    us-crops). ``confusions``: the top-1 misreads by character."""
+    eq = equate_table(equate)
     items = load_crops(folder)[:limit]
     bad = {os.path.join(folder, k) for k in (exclude or {})}
-    hits = []  # (top-1, top-5, folded, label known bad, O/0 one character, O/0 and I/1)
+    hits = []  # (top-1, top-5, folded, label known bad, O/0 one character, O/0 and I/1, top-1 and top-5 equated, top-5 O/0)
     ms = []
     reads = []  # (read, label)
     for path, text in items:
@@ -241,17 +270,50 @@ def eval_crops(rec, folder: str, limit: int | None = None, exclude: dict[str, st
         ms.append((time.perf_counter() - t0) * 1000)
         reads.append((plate, text))
         cands = [plate] + [a.plate for a in alts[:4]]
+        same = text.translate(eq)
         hits.append((plate == text, text in cands, fold_confusables(plate) == fold_confusables(text), path in bad,
-                     plate.translate(_O0) == text.translate(_O0), plate.translate(_O0_I1) == text.translate(_O0_I1)))
+                     plate.translate(_O0) == text.translate(_O0), plate.translate(_O0_I1) == text.translate(_O0_I1),
+                     plate.translate(eq) == same, any(c.translate(eq) == same for c in cands),
+                     any(c.translate(_O0) == text.translate(_O0) for c in cands)))
 
     def rate(k, rows):
         return round(sum(h[k] for h in rows) / len(rows), 4) if rows else None
 
     out = {"folder": folder, "crops": len(hits), "top1": rate(0, hits), "top5": rate(1, hits), "top1_folded": rate(2, hits),
-           "top1_o0": rate(4, hits), "top1_o0_i1": rate(5, hits), "errors": error_counts(reads)}
+           "top1_o0": rate(4, hits), "top5_o0": rate(8, hits), "top1_o0_i1": rate(5, hits), "errors": error_counts(reads),
+           "equated": {"groups": [str(g).upper() for g in equate], "top1": rate(6, hits), "top5": rate(7, hits)},
+           "confusions": confusions(reads).as_json()}
     if exclude is not None:
         good = [h for h in hits if not h[3]]
         seen = {p for p, _ in items}
         out["checked"] = {"crops": len(good), "top1": rate(0, good), "top5": rate(1, good), "top1_folded": rate(2, good),
                           "excluded": {k: v for k, v in exclude.items() if os.path.join(folder, k) in seen}}
     return out | {"crop_ms": percentiles(ms)}
+
+
+def ruled(result: dict, name: str | None, kind: str) -> dict | None:
+    """The figures issue 27 rules for reference set ``name`` (a key of
+    ``_reference.TARGETS``) out of ``result`` (of :func:`eval_crops` when
+    ``kind`` is ``"crops"``, else of :func:`eval_scenes`), each with its
+    target and whether it is met: ``{"set", "figures": {key: {"value",
+    "target", "met"}}, "met"}``. None when ``name`` is not a reference set
+    of that kind."""
+    if name not in TARGETS or (kind == "crops") != (name == "us-crops"):
+        return None
+    if kind == "crops":
+        # as ruled: O and 0 one character, whatever --equate asked for the "equated" figures
+        values = {"top1_o0": result["top1_o0"], "top5_o0": result["top5_o0"]}
+    else:
+        values = {"recall": result["recall"], "precision": result["precision"],
+                  "recall_from_60px": result[f"recall_from_{READ_WIDTH}px"]["recall"],
+                  "precision_checked": result.get("checked", {}).get("precision"),
+                  "end_to_end_exact": result.get("end_to_end_exact")}
+    figures = {}
+    for key, target in TARGETS[name].items():
+        v = values[key]
+        figures[key] = {"value": v, "target": target, "met": v is not None and v >= target}
+    return {"set": name, "figures": figures, "met": all(f["met"] for f in figures.values())}
+
+
+__all__ = ["eval_crops", "eval_scenes", "ruled", "reference_name", "equate_table", "error_kind", "error_counts",
+           "paired", "percentiles", "load_crops", "load_scenes"]

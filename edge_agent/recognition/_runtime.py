@@ -32,9 +32,14 @@ def interpreter_class(runtime: str = "auto"):
     raise RuntimeError("no TFLite runtime available (" + "; ".join(errors) + "); install ai-edge-litert")
 
 
-def load_interpreter(path: str, num_threads: int, runtime: str = "auto"):
+def load_interpreter(path: str, num_threads: int, runtime: str = "auto", content: bytes | None = None):
+    """An allocated interpreter of the model at ``path``, or of ``content``
+    (the model's bytes, already verified) when given."""
     cls, name = interpreter_class(runtime)
-    interp = cls(model_path=path, num_threads=num_threads)
+    if content is not None:
+        interp = cls(model_content=content, num_threads=num_threads)
+    else:
+        interp = cls(model_path=path, num_threads=num_threads)
     interp.allocate_tensors()
     logger.debug("loaded %s with %s", os.path.basename(path), name)
     return interp, name

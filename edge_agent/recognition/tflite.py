@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "ocr_views": 4,
     "runtime": "auto",
     "verify_checksums": True,
+    # path of central's model-signing public key (PEM): when set, model_dir must be a bundle
+    # signed with it (models.bundle), checked with every file's SHA-256 before anything loads
+    "bundle_key": None,
 }
 
 
@@ -104,7 +107,11 @@ class TFLiteRecognizer(Recognizer):
     box before OCR; ``ocr_views`` how many views of each crop the OCR reads
     and averages (1-4; 1 reads the crop once, each view costs one OCR run);
     ``runtime`` ``"auto"``, ``"ai_edge_litert"`` or
-    ``"tflite_runtime"``; ``verify_checksums`` check files against the manifest.
+    ``"tflite_runtime"``; ``verify_checksums`` check files against the manifest;
+    ``bundle_key`` path of central's model-signing public key: when set, the
+    model set must be a bundle signed with it (``models.bundle``: signature
+    and every file's checksum are verified before any model loads, and a
+    model set that fails is refused with ValueError).
     """
 
     def __init__(self, **options: Any) -> None:
@@ -130,17 +137,29 @@ class TFLiteRecognizer(Recognizer):
         folder = o["model_dir"] if o["model_dir"] is not None else _default_model_dir()
         if not isinstance(folder, (str, os.PathLike)) or not os.path.isdir(folder):
             raise ValueError(f"model_dir: {folder!r} is not a folder")
-        man = read_manifest(str(folder), verify=bool(o["verify_checksums"]))
+        verified: dict[str, bytes] = {}  # a signed bundle's models load from the bytes that were verified
+        if o["bundle_key"] is not None:
+            from models.bundle import load_public_key, open_bundle
+
+            if not isinstance(o["bundle_key"], (str, os.PathLike)):
+                raise ValueError("bundle_key must be the path of a PEM public key")
+            man, verified = open_bundle(folder, load_public_key(o["bundle_key"]))
+            logger.info("model bundle in %s verified", folder)
+        else:
+            man = read_manifest(str(folder), verify=bool(o["verify_checksums"]))
         det, ocr = man["models"]["detector"], man["models"]["ocr"]
-        self._det, self.runtime = load_interpreter(os.path.join(folder, det["file"]), self.num_threads, o["runtime"])
-        self._ocr, _ = load_interpreter(os.path.join(folder, ocr["file"]), self.num_threads, o["runtime"])
+        self._det, self.runtime = load_interpreter(os.path.join(folder, det["file"]), self.num_threads, o["runtime"],
+                                                   verified.get("detector"))
+        self._ocr, _ = load_interpreter(os.path.join(folder, ocr["file"]), self.num_threads, o["runtime"],
+                                        verified.get("ocr"))
         self._det_in = self._det.get_input_details()[0]["index"]
         self._det_out = self._det.get_output_details()[0]["index"]
         self._ocr_in = self._ocr.get_input_details()[0]["index"]
         self._ocr_out = self._ocr.get_output_details()[0]["index"]
         self._ver = None
         if o["verify"] and "verifier" in man["models"]:
-            self._ver, _ = load_interpreter(os.path.join(folder, man["models"]["verifier"]["file"]), self.num_threads, o["runtime"])
+            self._ver, _ = load_interpreter(os.path.join(folder, man["models"]["verifier"]["file"]), self.num_threads,
+                                            o["runtime"], verified.get("verifier"))
             self._ver_in = self._ver.get_input_details()[0]["index"]
             self._ver_out = self._ver.get_output_details()[0]["index"]
         elif o["verify"]:

@@ -5,7 +5,7 @@
 (models 0.4.0: chunks 0-59 of seed 5 with the generator of commit dcb18b3,
 chunks 60-89 (``--first 60 --chunks 30``) with that of commit 564716a, which
 adds the open-top 4; chunk 0 is the trainer's held-out set. The chunks added
-for models 0.5.0 and 0.6.0 are listed in models/MODEL_CARD.md.)
+for models 0.5.0 and 0.6.0 are listed in models/CHANGELOG.md.)
 
 Chunk ``i`` uses seed ``seed * 100003 + i``, so the data set is reproducible and
 several processes can fill one folder. Never write these into the repository.

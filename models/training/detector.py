@@ -6,7 +6,7 @@
 
 (models 0.4.0: the 0.3.0 detector, recovered from its shipped file with
 ``models.training.from_tflite`` or kept from its training, widened 1.5x;
-see models/MODEL_CARD.md for the whole chain.)
+see models/CHANGELOG.md for the whole chain.)
 
 Input: RGB frame letterboxed to 384 (long side; the runtime pads to a multiple
 of 32, so a 16:9 frame is 384x224) scaled to 0..1. Output (1, H/4, W/4, 5):

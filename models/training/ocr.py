@@ -8,7 +8,7 @@
 recovers from the shipped file, trained 115 more minutes on one thread; 0.5.0
 was 0.4.0's widened 1.5x with ``--widen-from``. ``--time-budget`` ends
 training and exports by itself. With ``--width 1.5`` the checkpoint in
-``--work`` and any ``--init`` are width 1.5; models/MODEL_CARD.md has the
+``--work`` and any ``--init`` are width 1.5; models/CHANGELOG.md has the
 whole chain and the data commands.)
 
 Input: 64x128 grey (uint8 scaled to 0..1 inside the model). Output: logits of

@@ -4,7 +4,7 @@
         --detector models/plate_detector.tflite --ocr models/plate_ocr.tflite --plate-read 0.01 \\
         --work /tmp/verif-work3 --out /tmp/verif-out3 --epochs 12 --threads 1 --seed 1
 
-(the 0.7.0 verifier; see models/MODEL_CARD.md).
+(the 0.7.0 verifier; see models/CHANGELOG.md).
 
 The detector scores a box from a 384-pixel letterbox of the whole frame; many
 of its misses on ``detect/`` val are plates it boxes well but scores 0.25-0.5,
