@@ -4,8 +4,8 @@
 Never edit a migration that has shipped; append a new one. Names are
 ``NNNN_topic``; numbers are reserved per area so parallel work does not collide:
 0001-0099 reads and ingest, 0100-0199 devices and enrollment, 0200-0299 governance,
-0300-0399 hotlists and hits.
-0500-0599 the browser console (passwords, sessions).
+0300-0399 hotlists and hits, 0400-0499 security (read tombstones), 0500-0599 the
+browser console (passwords, sessions, device status), 0600-0699 fleet operations.
 """
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -348,6 +348,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             seconds REAL NOT NULL,
             PRIMARY KEY (delivery_id, attempt)
         ) WITHOUT ROWID
+    """),
     # -- 0400: security. Tombstones of reads the retention purge deleted, so a replayed
     # message never brings one back: 16 bytes of SHA-256 of the read id (not the id,
     # which would keep the capture time of a deleted read) and the purge day (tombstones
@@ -358,6 +359,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             purged_on TEXT NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX read_tombstones_day ON read_tombstones(purged_on)
+    """),
     # -- 0500-0599 the browser console (central/console/auth.py) --
     ("0500_console_sign_in", """
         CREATE TABLE user_passwords (
