@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .errors import BufferError_
+from .reserve import Reserve, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -50,29 +51,90 @@ class OutboxStats:
 
 class Outbox:
     def __init__(self, path: str | os.PathLike, *, max_reads: int = 2_000_000, max_bytes: int = 4 << 30,
-                 max_age: float = 730 * 86400.0, clock=time.time) -> None:
+                 max_age: float = 730 * 86400.0, clock=time.time, reserve: Reserve | None = None,
+                 exclusive_fallback: bool = True) -> None:
         self.path = Path(path)
         self.max_reads = max_reads
         self.max_bytes = max_bytes
         self.max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
+        self.reserve = reserve
         self.on_add = lambda: None  # called after every committed add (the sync loop wakes on it)
+        self.disk_full = False      # a write failed for lack of space (cleared when new reads can be written)
+        self.disk_full_errors = 0   # writes refused for lack of space since start
+        self.exclusive = False      # opened without the shared WAL index (see _open)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
                 # Create the file 0600 before SQLite opens it.
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except OSError as exc:
+            raise BufferError_(f"cannot open outbox {self.path}: {exc.strerror}") from exc
+        try:
+            self._open()
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc) or not (exclusive_fallback or self.reserve):
+                raise BufferError_(f"cannot open outbox {self.path}: {exc}") from exc
+            # A full disk at start (the WAL index cannot be sized, the WAL cannot be
+            # checkpointed): give back the reserve and try again; without one, open
+            # without the shared WAL index (only this process can then use the file)
+            # so the agent can still run, sync once space returns, and say why.
+            self._note_full()
+            released = self.reserve is not None and self.reserve.release()
+            try:
+                self._open(exclusive=not released)
+            except sqlite3.DatabaseError as again:
+                raise BufferError_(f"cannot open outbox {self.path}: {again}") from again
+            logger.error("outbox opened on a full disk (%s)", "reserve released" if released
+                         else "no reserve to release; shared WAL index off")
+        except sqlite3.DatabaseError as exc:
+            raise BufferError_(f"cannot open outbox {self.path}: {exc}") from exc
+
+    def _open(self, exclusive: bool = False) -> None:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout=5000")
+            if self.path.stat().st_size == 0:
+                # A new file hands pages freed by acknowledgements back to the
+                # file system on demand (see maintain).
+                self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            if exclusive:  # WAL index in this process's memory: no -shm file to size
+                self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                self.exclusive = True
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self._migrate()
             self._depth, self._bytes = self.db.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise BufferError_(f"cannot open outbox {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()  # a failed open must not keep a lock on the file
+            raise
+
+    def _note_full(self) -> None:
+        self.disk_full = True
+        self.disk_full_errors += 1
+
+    def _deleting(self, what: str, work):
+        """Run ``work`` (a write transaction that deletes or marks rows) under the
+        lock. On a full disk give back the reserve, checkpoint the WAL into the
+        room it made, and try once more; BufferError_ if that is not enough."""
+        for attempt in (1, 2):
+            try:
+                result = work()
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise BufferError_(f"cannot {what}: {exc}") from exc
+                self._note_full()
+                if attempt == 1 and self.reserve is not None and self.reserve.release():
+                    try:
+                        self.db.execute("PRAGMA wal_checkpoint(RESTART)")
+                    except sqlite3.OperationalError:
+                        pass
+                    continue
+                raise BufferError_(f"cannot {what}: {exc}") from exc
+            return result  # disk_full stays: only a read written says there is room again
 
     def _migrate(self) -> None:
         with self._tx():  # under the write lock, so two openers never both create
@@ -120,7 +182,10 @@ class Outbox:
                         self._bump("evicted_capacity", evicted)
                     self._bump("buffered", len(rows))
             except sqlite3.OperationalError as exc:
+                if is_disk_full(exc):
+                    self._note_full()  # new reads never spend the reserve: they are counted as lost
                 raise BufferError_(f"cannot write outbox: {exc}") from exc
+            self.disk_full = False
             if new != len(rows):  # duplicates: recount rather than guess
                 depth, nbytes = self.db.execute(
                     "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
@@ -148,16 +213,18 @@ class Outbox:
         """Drop reads older than ``max_age`` (counted as ``evicted_age``).
         BufferError_ if the file cannot be written (a full disk): nothing changes."""
         cutoff = self._clock() - self.max_age
+
+        def work():
+            with self._tx():
+                n, size = self.db.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE captured_at < ?", [cutoff]).fetchone()
+                if n:
+                    self.db.execute("DELETE FROM outbox WHERE captured_at < ?", [cutoff])
+                    self._bump("evicted_age", n)
+            return n, size
+
         with self._lock:
-            try:
-                with self._tx():
-                    n, size = self.db.execute(
-                        "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE captured_at < ?", [cutoff]).fetchone()
-                    if n:
-                        self.db.execute("DELETE FROM outbox WHERE captured_at < ?", [cutoff])
-                        self._bump("evicted_age", n)
-            except sqlite3.OperationalError as exc:
-                raise BufferError_(f"cannot expire old reads: {exc}") from exc
+            n, size = self._deleting("expire old reads", work)
             self._depth -= n  # only once committed
             self._bytes -= size
         if n:
@@ -166,24 +233,26 @@ class Outbox:
 
     def acknowledge(self, read_ids: Iterable[str]) -> int:
         """Delete reads central has stored; returns how many were deleted."""
-        ids = [(r,) for r in read_ids]
+        ids = [r for r in read_ids]
         if not ids:
             return 0
-        with self._lock:
+
+        def work():
             gone = freed = 0
-            try:
-                with self._tx():
-                    for chunk in _chunks(ids, 500):
-                        marks = ",".join("?" * len(chunk))
-                        n, size = self.db.execute(
-                            f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE read_id IN ({marks})",
-                            [c[0] for c in chunk]).fetchone()
-                        self.db.execute(f"DELETE FROM outbox WHERE read_id IN ({marks})", [c[0] for c in chunk])
-                        gone += n
-                        freed += size
-                    self._bump("acknowledged", gone)
-            except sqlite3.OperationalError as exc:
-                raise BufferError_(f"cannot delete acknowledged reads: {exc}") from exc
+            with self._tx():
+                for chunk in _chunks(ids, 500):
+                    marks = ",".join("?" * len(chunk))
+                    n, size = self.db.execute(
+                        f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE read_id IN ({marks})",
+                        chunk).fetchone()
+                    self.db.execute(f"DELETE FROM outbox WHERE read_id IN ({marks})", chunk)
+                    gone += n
+                    freed += size
+                self._bump("acknowledged", gone)
+            return gone, freed
+
+        with self._lock:
+            gone, freed = self._deleting("delete acknowledged reads", work)
             self._depth -= gone  # only once committed
             self._bytes -= freed
         return gone
@@ -194,15 +263,30 @@ class Outbox:
         rows = [(why, rid) for rid, why in rejected]
         if not rows:
             return 0
+
+        def work():
+            with self._tx():
+                n = self.db.conn.executemany(
+                    "UPDATE outbox SET rejected = ? WHERE read_id = ? AND rejected IS NULL", rows).rowcount
+                self._bump("rejected", n)
+            return n
+
+        with self._lock:
+            return self._deleting("park rejected reads", work)
+
+    def maintain(self) -> None:
+        """Housekeeping (once a minute): hand free pages back to the file system
+        and write the disk reserve again once the folder has room for it."""
+        if self.reserve is None or self.reserve.held:
+            return
         with self._lock:
             try:
-                with self._tx():
-                    n = self.db.conn.executemany(
-                        "UPDATE outbox SET rejected = ? WHERE read_id = ? AND rejected IS NULL", rows).rowcount
-                    self._bump("rejected", n)
+                if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+                    self.db.execute("PRAGMA incremental_vacuum")
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError as exc:
-                raise BufferError_(f"cannot park rejected reads: {exc}") from exc
-        return n
+                logger.debug("outbox maintenance: %s", exc)
+        self.reserve.ensure()
 
     # -- reading ---------------------------------------------------------
     def pending(self, after_seq: int, limit: int) -> list[Pending]:
