@@ -289,12 +289,17 @@ class Outbox:
         self.reserve.ensure()
 
     # -- reading ---------------------------------------------------------
-    def pending(self, after_seq: int, limit: int) -> list[Pending]:
-        """Oldest unacknowledged, non-rejected reads with ``seq > after_seq``."""
+    def pending(self, after_seq: int, limit: int, upto_seq: int | None = None) -> list[Pending]:
+        """Oldest unacknowledged, non-rejected reads with ``after_seq < seq``
+        (and ``seq <= upto_seq`` when given)."""
         rows = self.db.execute(
-            "SELECT seq, read_id, envelope FROM outbox WHERE seq > ? AND rejected IS NULL ORDER BY seq LIMIT ?",
-            [after_seq, limit]).fetchall()
+            "SELECT seq, read_id, envelope FROM outbox WHERE seq > ? AND seq <= ? AND rejected IS NULL "
+            "ORDER BY seq LIMIT ?", [after_seq, (1 << 63) - 1 if upto_seq is None else upto_seq, limit]).fetchall()
         return [Pending(*r) for r in rows]
+
+    def last_seq(self) -> int:
+        """The highest seq in the outbox (0 when empty): reads added later sort after it."""
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
 
     @property
     def depth(self) -> int:
