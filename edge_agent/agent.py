@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 FULL_BELOW = 1 << 20  # status calls the data folder full below this many free bytes
 
 
+def _day(epoch: float | None) -> str | None:
+    """The UTC date of an outbox day start (capture times are kept as days only)."""
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc).date().isoformat()
+
+
 def encode_jpeg(image, max_bytes: int) -> bytes | None:
     """JPEG of ``image`` no larger than ``max_bytes`` (lower quality, then smaller)."""
     if image is None or image.size == 0:
@@ -79,7 +84,7 @@ class ReadWriter:
             location = Location(cam.latitude, cam.longitude, cam.heading)
         captured = frame.captured_at if frame is not None else track.first_seen
         return PlateRead(
-            read_id=new_read_id(int(captured.timestamp() * 1000)), device_id=self.config.device.id,
+            read_id=new_read_id(), device_id=self.config.device.id,
             camera_id=track.camera_id, captured_at=captured, plate=det.plate,
             confidence=float(det.confidence), box=tuple(int(v) for v in det.box), alternates=det.alternates[:5],
             crop_jpeg=crop, context_jpeg=context, location=location, model_version=self.model_version)
@@ -102,7 +107,8 @@ class ReadWriter:
                 logger.error("could not buffer %d reads (%d lost so far): %s", len(items), self.lost, exc)
                 return
             self.written += len(items)
-            logger.info("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
+            # debug, not info: a journal line per read would say when reads were taken
+            logger.debug("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
 
 
 class CameraWorker:
@@ -332,7 +338,7 @@ class Agent:
             "broker": {"host": self.config.sync.host, "port": self.config.sync.port,
                        "connected": self.sync.connected, "last_error": self.sync.last_error},
             "last_ack_at": self.sync.last_ack_at,
-            "buffer": {"depth": stats.depth, "bytes": stats.bytes, "oldest_captured_at": stats.oldest_captured_at,
+            "buffer": {"depth": stats.depth, "bytes": stats.bytes, "oldest_day": _day(stats.oldest_day),
                        "rejected": stats.rejected, "counters": stats.counters},
             "sync": dict(self.sync.counters),
             "reads_lost_unbufferable": self.writer.lost,

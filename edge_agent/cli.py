@@ -102,7 +102,10 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
         free = None
     disk = dict((live or {}).get("disk") or {})
     disk["free_bytes"] = free
-    oldest = stats.oldest_captured_at if stats else buffer.get("oldest_captured_at")
+    if stats:
+        oldest = stats.oldest_day and dt.datetime.fromtimestamp(stats.oldest_day, dt.timezone.utc).date().isoformat()
+    else:
+        oldest = buffer.get("oldest_day")
     doc = {
         "device_id": cfg.device.id,
         "certificate_expires": cert,
@@ -113,7 +116,7 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
         "connected": live["broker"]["connected"] if live else None,
         "last_ack_at": live["last_ack_at"] if live else None,
         "buffer_depth": stats.depth if stats else buffer.get("depth", 0),
-        "oldest_read_age_s": round(time.time() - oldest, 1) if oldest else None,
+        "oldest_read_day": oldest,  # the outbox keeps capture days, not times
         "counters": stats.counters if stats else buffer.get("counters", {}),
         "reads_lost_unbufferable": live.get("reads_lost_unbufferable", 0) if live else None,
         "disk_full": bool(disk.get("full")) or (free is not None and free < FULL_BELOW),

@@ -10,12 +10,21 @@ Bounds (config ``[buffer]``): when a put would exceed ``max_reads`` or
 ``max_bytes`` the *oldest* rows are dropped; rows older than ``max_age`` are
 dropped by :meth:`Outbox.expire`. Every drop is counted (``evicted_capacity``,
 ``evicted_age``) in the same transaction and logged with counts only.
+
+No capture time on disk (schema 2): a row keeps only its capture *day* (UTC
+day number), which is all expiry needs; a read is dropped as soon as any part
+of its day is past ``max_age`` (up to a day early, never late). Read ids are
+random (UUIDv4), so neither ids nor rows tell when within a day a read was
+taken; ``seq`` keeps the order. Schema 1 files (``captured_at`` in clear) are
+migrated on open, with ``secure_delete`` so the old times are overwritten in
+the file, and the WAL is checkpointed and truncated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -30,7 +39,8 @@ from .reserve import Reserve, is_disk_full
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DAY = 86400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +54,7 @@ class Pending:
 class OutboxStats:
     depth: int
     bytes: int
-    oldest_captured_at: float | None
+    oldest_day: float | None  # start (epoch seconds, UTC) of the oldest read's capture day
     rejected: int
     counters: dict
 
@@ -146,11 +156,26 @@ class Outbox:
                 # so the sync cursor (highest seq sent) stays valid.
                 self.db.execute(
                     "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, read_id TEXT NOT NULL, "
-                    "captured_at REAL NOT NULL, size INTEGER NOT NULL, envelope BLOB NOT NULL, rejected TEXT)")
+                    "capture_day INTEGER NOT NULL, size INTEGER NOT NULL, envelope BLOB NOT NULL, rejected TEXT)")
                 self.db["outbox"].create_index(["read_id"], unique=True)
-                self.db["outbox"].create_index(["captured_at"])
+                self.db["outbox"].create_index(["capture_day"])
                 self.db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
+            elif version == 1:
+                # captured_at (seconds, in clear) becomes the capture day; the old
+                # values are overwritten in the file, not merely unlinked.
+                self.db.execute("PRAGMA secure_delete=ON")
+                self.db.execute("ALTER TABLE outbox ADD COLUMN capture_day INTEGER NOT NULL DEFAULT 0")
+                self.db.execute(f"UPDATE outbox SET capture_day = CAST(captured_at / {DAY} AS INTEGER)")
+                self.db.execute("DROP INDEX IF EXISTS idx_outbox_captured_at")
+                self.db.execute("ALTER TABLE outbox DROP COLUMN captured_at")
+                self.db["outbox"].create_index(["capture_day"])
+            if version < SCHEMA_VERSION:
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version == 1:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL's old page images go too
+            self.db.execute("PRAGMA secure_delete=OFF")
+            logger.info("outbox %s migrated to schema %d: capture times kept as days only", self.path,
+                        SCHEMA_VERSION)
 
     def _tx(self):
         return _Transaction(self.db.conn)
@@ -164,16 +189,17 @@ class Outbox:
     # -- writing ---------------------------------------------------------
     def add(self, items: Sequence[tuple[str, float, bytes]]) -> int:
         """Store sealed reads ``(read_id, captured_at_epoch, envelope)`` in one
-        transaction; returns how many old rows were evicted to make room."""
+        transaction; returns how many old rows were evicted to make room. Only
+        the capture day is written (see the module docstring)."""
         if not items:
             return 0
-        rows = [(rid, ts, len(env), env) for rid, ts, env in items]
+        rows = [(rid, int(ts // DAY), len(env), env) for rid, ts, env in items]
         added = sum(r[2] for r in rows)
         with self._lock:
             try:
                 with self._tx():
                     new = self.db.conn.executemany(
-                        "INSERT OR IGNORE INTO outbox(read_id, captured_at, size, envelope) VALUES (?,?,?,?)",
+                        "INSERT OR IGNORE INTO outbox(read_id, capture_day, size, envelope) VALUES (?,?,?,?)",
                         rows).rowcount
                     depth, nbytes = self._depth + len(rows), self._bytes + added
                     evicted = evicted_bytes = 0
@@ -210,16 +236,18 @@ class Outbox:
         return len(victims), freed
 
     def expire(self) -> int:
-        """Drop reads older than ``max_age`` (counted as ``evicted_age``).
-        BufferError_ if the file cannot be written (a full disk): nothing changes."""
-        cutoff = self._clock() - self.max_age
+        """Drop reads older than ``max_age`` (counted as ``evicted_age``): every
+        read of a day any part of which is older (up to a day early, never
+        late). BufferError_ if the file cannot be written (a full disk): nothing
+        changes."""
+        cutoff = math.ceil((self._clock() - self.max_age) / DAY)  # day d goes once d * DAY < now - max_age
 
         def work():
             with self._tx():
                 n, size = self.db.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE captured_at < ?", [cutoff]).fetchone()
+                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE capture_day < ?", [cutoff]).fetchone()
                 if n:
-                    self.db.execute("DELETE FROM outbox WHERE captured_at < ?", [cutoff])
+                    self.db.execute("DELETE FROM outbox WHERE capture_day < ?", [cutoff])
                     self._bump("evicted_age", n)
             return n, size
 
@@ -292,24 +320,31 @@ class Outbox:
     def pending(self, after_seq: int, limit: int, upto_seq: int | None = None) -> list[Pending]:
         """Oldest unacknowledged, non-rejected reads with ``after_seq < seq``
         (and ``seq <= upto_seq`` when given)."""
-        rows = self.db.execute(
-            "SELECT seq, read_id, envelope FROM outbox WHERE seq > ? AND seq <= ? AND rejected IS NULL "
-            "ORDER BY seq LIMIT ?", [after_seq, (1 << 63) - 1 if upto_seq is None else upto_seq, limit]).fetchall()
+        # Every use of the one connection holds the lock: a read interleaved by
+        # another thread left a stale snapshot open, and the next write on the
+        # connection failed at once with "database is locked" (or "another row
+        # available"), so acknowledged reads were sent again.
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT seq, read_id, envelope FROM outbox WHERE seq > ? AND seq <= ? AND rejected IS NULL "
+                "ORDER BY seq LIMIT ?", [after_seq, (1 << 63) - 1 if upto_seq is None else upto_seq, limit]).fetchall()
         return [Pending(*r) for r in rows]
 
     def last_seq(self) -> int:
         """The highest seq in the outbox (0 when empty): reads added later sort after it."""
-        return self.db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+        with self._lock:
+            return self.db.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
 
     @property
     def depth(self) -> int:
         return self._depth
 
     def stats(self) -> OutboxStats:
-        depth, nbytes, oldest = self.db.execute(
-            "SELECT count(*), coalesce(sum(size), 0), min(captured_at) FROM outbox").fetchone()
-        rejected = self.db.execute("SELECT count(*) FROM outbox WHERE rejected IS NOT NULL").fetchone()[0]
-        counters = dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+        with self._lock:
+            depth, nbytes, oldest = self.db.execute(
+                "SELECT count(*), coalesce(sum(size), 0), min(capture_day) * 86400 FROM outbox").fetchone()
+            rejected = self.db.execute("SELECT count(*) FROM outbox WHERE rejected IS NOT NULL").fetchone()[0]
+            counters = dict(self.db.execute("SELECT name, value FROM counters").fetchall())
         return OutboxStats(depth, nbytes, oldest, rejected, counters)
 
     def close(self) -> None:
