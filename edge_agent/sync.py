@@ -299,39 +299,45 @@ class SyncClient:
             self._tokens += n
 
     def _drain_acks(self, timeout: float) -> None:
+        """Handle every ack waiting, deleting their reads in one transaction (one
+        fsync for many acks while a backlog drains, not one per batch)."""
         try:
-            payload = self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()
+            payloads = [self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()]
         except queue.Empty:
             return
         while True:
-            self._handle_ack(payload)
             try:
-                payload = self._acks.get_nowait()
+                payloads.append(self._acks.get_nowait())
             except queue.Empty:
-                return
+                break
+        acks = []
+        for payload in payloads:
+            try:
+                acks.append(decode_ack(payload))
+            except MalformedMessage:
+                self.counters["bad_acks"] += 1
+                logger.warning("ignored a malformed ack (%d bytes)", len(payload))
+        if acks:
+            self._handle_acks(acks)
 
-    def _handle_ack(self, payload: bytes) -> None:
+    def _handle_acks(self, acks) -> None:
         try:
-            ack = decode_ack(payload)
-        except MalformedMessage:
-            self.counters["bad_acks"] += 1
-            logger.warning("ignored a malformed ack (%d bytes)", len(payload))
+            deleted = self.outbox.acknowledge([rid for ack in acks for rid in ack.stored])
+            rejected = [r for ack in acks for r in ack.rejected]
+            if rejected:
+                self.outbox.mark_rejected(rejected)
+                logger.warning("central rejected %d reads of %d batches; parked in the outbox", len(rejected),
+                               sum(1 for ack in acks if ack.rejected))
+        except BufferError_ as exc:  # a full disk: the batches stay in flight and are sent (and acked) again
+            logger.error("%s; the batches will be sent again", exc)
             return
-        try:
-            deleted = self.outbox.acknowledge(ack.stored)
-            if ack.rejected:
-                self.outbox.mark_rejected(ack.rejected)
-                logger.warning("central rejected %d reads of batch %s; parked in the outbox",
-                               len(ack.rejected), ack.batch_id)
-        except BufferError_ as exc:  # a full disk: the batch stays in flight and is sent (and acked) again
-            logger.error("%s; the batch will be sent again", exc)
-            return
-        sent = self._inflight.pop(ack.batch_id, None)
-        if sent is not None:
-            self._unnamed_reads(ack, sent)
-        self.counters["acks"] += 1
+        for ack in acks:
+            sent = self._inflight.pop(ack.batch_id, None)
+            if sent is not None:
+                self._unnamed_reads(ack, sent)
+            self.counters["acks"] += 1
         self.last_ack_at = time.time()
-        logger.debug("batch %s acknowledged: %d stored, %d deleted", ack.batch_id, len(ack.stored), deleted)
+        logger.debug("%d batches acknowledged: %d reads deleted", len(acks), deleted)
 
     def _unnamed_reads(self, ack, sent: _InFlight) -> None:
         """Reads of an acknowledged batch that central named neither stored nor

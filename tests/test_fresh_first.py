@@ -68,3 +68,30 @@ def test_the_live_lane_sends_only_reads_buffered_after_the_session_began(tmp_pat
     ob.add(new)
     assert [p.read_id for p in ob.pending(0, 100, boundary)] == [i[0] for i in old]
     assert [p.read_id for p in ob.pending(boundary, 100)] == [i[0] for i in new]
+
+
+def test_acks_waiting_together_are_deleted_in_one_transaction(tmp_path):
+    """While a backlog drains, acks arrive faster than one fsync each: all the
+    acks waiting are handled with one delete transaction, and every batch is
+    still accounted for."""
+    from edge_agent.wire import encode_ack
+    from edge_agent.wire.schema import Ack
+
+    class CountingOutbox(Outbox):
+        calls = 0
+
+        def acknowledge(self, read_ids):
+            CountingOutbox.calls += 1
+            return super().acknowledge(read_ids)
+
+    ob = CountingOutbox(tmp_path / "o.sqlite")
+    items = sealed(30)
+    ob.add(items)
+    sync = SyncClient(SyncSettings(host="127.0.0.1", port=1, device_id="cam-a", tls=False), ob)
+    for i in range(3):
+        sync._acks.put(encode_ack(Ack(f"00000000-0000-4000-8000-00000000000{i}",
+                                      tuple(rid for rid, _, _ in items[i * 10:(i + 1) * 10]), ())))
+    sync._acks.put(b"not an ack")
+    sync._drain_acks(timeout=0.0)
+    assert CountingOutbox.calls == 1 and ob.depth == 0
+    assert sync.counters["acks"] == 3 and sync.counters["bad_acks"] == 1
