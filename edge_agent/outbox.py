@@ -137,7 +137,7 @@ class Outbox:
         for attempt in (1, 2):
             try:
                 result = work()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # any: a malformed page as much as a full disk
                 if not is_disk_full(exc):
                     raise BufferError_(f"cannot {what}: {exc}") from exc
                 self._note_full()
@@ -211,7 +211,7 @@ class Outbox:
                         evicted, evicted_bytes = self._evict_oldest(depth, nbytes)
                         self._bump("evicted_capacity", evicted)
                     self._bump("buffered", len(rows))
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # any, not only a full disk: counted as lost
                 if is_disk_full(exc):
                     self._note_full()  # new reads never spend the reserve: they are counted as lost
                 raise BufferError_(f"cannot write outbox: {exc}") from exc

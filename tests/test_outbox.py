@@ -244,3 +244,26 @@ def test_a_parked_read_is_counted_once_however_often_it_is_refused(tmp_path):
     assert ob.mark_rejected(refusal) == 0  # the same ack again, as after a resend
     stats = ob.stats()
     assert stats.rejected == 1 and stats.counters["rejected"] == 1
+
+
+def test_a_write_the_database_refuses_for_another_reason_is_a_buffer_error_too(tmp_path):
+    """add and acknowledge caught only OperationalError (a full disk); any other
+    database error (here a constraint error raised by a trigger; in the field a
+    damaged page) escaped to the camera thread, which restarted its source and
+    lost the reads uncounted."""
+    import pytest
+
+    from edge_agent.errors import BufferError_
+
+    ob = Outbox(tmp_path / "o.sqlite")
+    good = sealed(2)
+    ob.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(BufferError_, match="refused"):
+        ob.add(good)
+    assert ob.depth == 0 and ob.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    ob.db.execute("DROP TRIGGER refuse")
+    ob.add(good)
+    ob.db.execute("CREATE TRIGGER refuse_delete BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(BufferError_, match="refused"):
+        ob.acknowledge([good[0][0]])
+    assert ob.depth == 2
