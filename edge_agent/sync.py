@@ -212,6 +212,8 @@ class SyncClient:
             if allowed == 0:
                 break
             rows = self.outbox.pending(self._cursor, allowed, self._boundary)
+            if not rows and self._live_behind():
+                rows = self.outbox.pending(self._cursor, allowed, self._boundary)
             if not rows:
                 self._give_back(allowed)
                 break
@@ -228,6 +230,19 @@ class SyncClient:
             # read or a connection change; wake anyway to check ack timeouts.
             self._wake.wait(0.05 if self.s.max_rate > 0 and self._tokens < 1 else 1.0)
             self._wake.clear()
+
+    def _live_behind(self) -> bool:
+        """The backlog lane is done but reads pile up behind the live lane's
+        small window (a burst while online): what is waiting now becomes
+        backlog, sent at the backlog lane's pace; reads buffered after it stay
+        live. The lanes stay disjoint: the backlog lane resumes where the live
+        lane stopped."""
+        newest = self.outbox.last_seq()
+        if newest - self._live_cursor <= self.s.live_batch_size * self.s.live_in_flight:
+            return False
+        self._cursor, self._boundary = self._live_cursor, newest
+        self._live_cursor = newest
+        return True
 
     def _backlog_in_flight(self) -> int:
         return sum(1 for f in self._inflight.values() if not f.live)

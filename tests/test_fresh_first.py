@@ -95,3 +95,30 @@ def test_acks_waiting_together_are_deleted_in_one_transaction(tmp_path):
     sync._drain_acks(timeout=0.0)
     assert CountingOutbox.calls == 1 and ob.depth == 0
     assert sync.counters["acks"] == 3 and sync.counters["bad_acks"] == 1
+
+
+def test_a_burst_while_online_is_not_held_to_the_live_lanes_small_window(broker, collector_factory, pki_dir,
+                                                                          tmp_path):
+    """Reads buffered after the session began all take the live lane; a burst
+    of them (more than its window) becomes backlog, sent at the backlog lane's
+    pace, and every read is stored once."""
+    central = collector_factory(broker.port)
+    sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), "cam-a")
+    ob = Outbox(tmp_path / "edge" / "outbox.sqlite")
+    sync = SyncClient(SyncSettings(host="127.0.0.1", port=broker.port, device_id="cam-a",
+                                   ca_file=str(pki_dir / "ca.crt"), cert_file=str(pki_dir / "cam-a.crt"),
+                                   key_file=str(pki_dir / "cam-a.key"), ack_timeout=60.0), ob)
+    stop = threading.Event()
+    th = threading.Thread(target=sync.run, args=(stop,), daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: sync.connected, timeout=30, message="connected")
+        burst = sealed(3000, plate_prefix="BU", t0=time.time(), sealer=sealer)
+        ob.add(burst)
+        wait_for(lambda: ob.depth == 0, timeout=60, message="the burst drained")
+    finally:
+        stop.set()
+        th.join(10)
+    ids = central.read_ids()
+    assert len(ids) == len(set(ids)) == 3000 and set(ids) == {i[0] for i in burst}
+    assert sync.counters["batches_sent"] >= 1 and sync.counters["reads_sent"] > 2000
