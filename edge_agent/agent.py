@@ -304,12 +304,18 @@ class Agent:
             th.start()
         self._note("agent-start", {"pid": os.getpid()})  # a full disk is counted, never fatal
         last_expire = 0.0
+        releases = self.reserve.releases
         try:
             while not stop.wait(1.0):
                 now = time.monotonic()
-                if now - last_expire > 60:
+                # every minute; every 5 s while the disk reserve is given up, so the
+                # space acknowledgements free is handed back soon
+                if now - last_expire > (60 if self.reserve.held or not self.reserve.size else 5):
                     self._expire()
                     last_expire = now
+                elif self.audit is None and self.audit_error is not None and self.reserve.releases != releases:
+                    self._open_audit()  # the reserve was just given back: room for the audit log too
+                releases = self.reserve.releases
                 self.write_status()
                 if self.audit_watch:
                     self.audit_watch.tick(lambda: self.outbox.stats().counters, self.sync.connected)

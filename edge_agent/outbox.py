@@ -307,17 +307,30 @@ class Outbox:
             return self._deleting("park rejected reads", work)
 
     def maintain(self) -> None:
-        """Housekeeping (once a minute): hand free pages back to the file system
-        and write the disk reserve again once the folder has room for it."""
+        """Housekeeping (once a minute) while the disk reserve is given up: once
+        the folder, with the pages acknowledgements freed and the WAL's room,
+        has space for the reserve twice over, hand those back to the file
+        system and write the reserve again. Not before: on a full disk the WAL's
+        room is what lets the next acknowledgement be written."""
         if self.reserve is None or self.reserve.held:
             return
         with self._lock:
             try:
-                if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
-                    self.db.execute("PRAGMA incremental_vacuum")
+                page = self.db.execute("PRAGMA page_size").fetchone()[0]
+                free_pages = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+                vacuums = self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+                wal = Path(f"{self.path}-wal")
+                wal_bytes = wal.stat().st_size if wal.exists() else 0
+                st = os.statvfs(self.path.parent)
+                room = st.f_bavail * st.f_frsize + wal_bytes + (free_pages * page if vacuums else 0)
+                if room < 2 * self.reserve.size:
+                    return
+                if vacuums and free_pages:
+                    self.db.conn.executescript("PRAGMA incremental_vacuum;")  # sqlite3_exec steps it to the end
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.DatabaseError, OSError) as exc:
                 logger.debug("outbox maintenance: %s", exc)
+                return
         self.reserve.ensure()
 
     # -- reading ---------------------------------------------------------

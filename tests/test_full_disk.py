@@ -67,6 +67,7 @@ def fill(path):
 _DRAIN_ON_FULL_DISK = _PRELUDE + r"""
 # A device that ran offline until its disk filled: audit log, reserve, buffer.
 auditlog.open_for(cfg).close()
+(data / "status.json").write_text(json.dumps({"left": "by the last run"}, indent=1) + " " * 1500)
 reserve = Reserve(data / "reserve", int(cfg.buffer.reserve_megabytes * (1 << 20)))
 assert reserve.ensure()
 ob = Outbox(data / "outbox.sqlite", reserve=reserve)
@@ -153,7 +154,7 @@ def test_an_agent_restarted_on_a_full_disk_starts_syncs_and_deletes_what_central
     drains the whole buffer: every read stored once, none left on the device."""
     central = collector_factory(broker.port)
     cfg = _config(tmp_path, pki_dir, broker.port, reserve_mb=6)
-    res, _ = _on_small_disk(tmp_path, "24m", _DRAIN_ON_FULL_DISK, cfg, 90)
+    res, log = _on_small_disk(tmp_path, "24m", _DRAIN_ON_FULL_DISK, cfg, 90)
     ids = res["ids"]
     assert len(ids) > 3000
     assert res["drained"], res["status"]["buffer"]
@@ -162,6 +163,10 @@ def test_an_agent_restarted_on_a_full_disk_starts_syncs_and_deletes_what_central
     status = res["status"]
     assert status["buffer"]["depth"] == 0
     assert status["disk"]["reserve_releases"] == 1 and status["disk"]["full_errors"] >= 1
+    # the audit log is open (at start, or once space came back), or what it
+    # could not record is counted and shown
+    audit = status["audit"]
+    assert (audit["open"] and audit["unrecorded"] == {}) or audit["unrecorded"].get("agent-start") == 1, log[-3000:]
 
 
 def test_an_agent_without_a_reserve_starts_on_a_full_disk_counts_what_it_cannot_record_and_says_so(
@@ -189,3 +194,25 @@ def test_an_agent_without_a_reserve_starts_on_a_full_disk_counts_what_it_cannot_
     assert unrecorded["agent-start"] == 1
     assert events.index("unrecorded") < len(events) - 1 or events[-1] == "unrecorded"
     assert res["after"]["audit"]["unrecorded"] == {} and res["after"]["audit"]["open"]
+
+
+def test_the_reserve_is_written_again_once_acknowledgements_made_room(tmp_path):
+    """After a full disk spent the reserve, the pages acknowledgements freed go
+    back to the file system and the reserve is written again."""
+    from edge_agent.outbox import Outbox
+    from edge_agent.reserve import Reserve
+    from test_outbox import sealed
+
+    reserve = Reserve(tmp_path / "reserve", 1 << 20)
+    assert reserve.ensure() and reserve.held
+    ob = Outbox(tmp_path / "outbox.sqlite", reserve=reserve)
+    items = [(rid, ts, env + os.urandom(3000)) for rid, ts, env in sealed(2000)]
+    ob.add(items)
+    assert reserve.release() and not reserve.held  # as a full disk would
+    size_before = (tmp_path / "outbox.sqlite").stat().st_size
+    ob.acknowledge([i[0] for i in items])
+    ob.maintain()
+    assert reserve.held
+    ob.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert (tmp_path / "outbox.sqlite").stat().st_size < size_before / 4  # freed pages handed back
+    ob.close()
