@@ -25,12 +25,20 @@ from .config import EdgeConfig
 from .errors import BufferError_, CaptureError, ConfigError
 from .motion import MotionGate
 from .outbox import Outbox
+from .reserve import Reserve
 from .reads import Detection, Frame, Location, PlateRead
 from .sync import SyncClient, SyncSettings
 from .tracking import Track, Tracker
 from .wire import MalformedMessage, Sealer, encode_read, load_public_key, new_read_id
 
 logger = logging.getLogger(__name__)
+
+FULL_BELOW = 1 << 20  # status calls the data folder full below this many free bytes
+
+
+def _day(epoch: float | None) -> str | None:
+    """The UTC date of an outbox day start (capture times are kept as days only)."""
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc).date().isoformat()
 
 
 def encode_jpeg(image, max_bytes: int) -> bytes | None:
@@ -78,7 +86,7 @@ class ReadWriter:
             location = Location(cam.latitude, cam.longitude, cam.heading)
         captured = frame.captured_at if frame is not None else track.first_seen
         return PlateRead(
-            read_id=new_read_id(int(captured.timestamp() * 1000)), device_id=self.config.device.id,
+            read_id=new_read_id(), device_id=self.config.device.id,
             camera_id=track.camera_id, captured_at=captured, plate=det.plate,
             confidence=float(det.confidence), box=tuple(int(v) for v in det.box), alternates=det.alternates[:5],
             crop_jpeg=crop, context_jpeg=context, location=location, model_version=self.model_version)
@@ -101,7 +109,8 @@ class ReadWriter:
                 logger.error("could not buffer %d reads (%d lost so far): %s", len(items), self.lost, exc)
                 return
             self.written += len(items)
-            logger.info("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
+            # debug, not info: a journal line per read would say when reads were taken
+            logger.debug("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
 
 
 class CameraWorker:
@@ -208,6 +217,13 @@ class Agent:
         self.config = config
         self._lock = datalock.DataDirLock(config.data_dir).acquire()  # a second agent here: AlreadyRunning
         try:
+            self._open(config, clock)
+        except BaseException:
+            self._lock.release()  # a refused start (a bad key, a tampered model bundle) leaves the folder free
+            raise
+
+    def _open(self, config: EdgeConfig, clock) -> None:
+        try:
             pem = Path(config.sync.central_public_key).read_bytes()
             recipient = load_public_key(pem)
         except OSError as exc:
@@ -220,9 +236,11 @@ class Agent:
         except (TypeError, ValueError, OSError) as exc:
             raise ConfigError(f"recognition: {exc}") from None
         buf = config.buffer
+        self.reserve = Reserve(config.data_dir / "reserve", int(buf.reserve_megabytes * (1 << 20)))
         self.outbox = Outbox(config.data_dir / "outbox.sqlite", max_reads=buf.max_reads,
                              max_bytes=int(buf.max_megabytes * (1 << 20)), max_age=buf.max_age_days * 86400,
-                             clock=clock)
+                             clock=clock, reserve=self.reserve)
+        self.reserve.ensure()  # once there is room for it twice over
         self.sealer = Sealer(recipient, config.device.id)
         s = config.sync
         self.sync = SyncClient(SyncSettings(
@@ -230,10 +248,11 @@ class Agent:
             cert_file=s.cert_file, key_file=s.key_file, batch_size=s.batch_size, max_in_flight=s.max_in_flight,
             max_rate=s.max_rate, ack_timeout=s.ack_timeout, keepalive=s.keepalive, topic_prefix=s.topic_prefix),
             self.outbox)
-        self.audit = auditlog.open_for(config, clock=clock)  # the device's signed audit log (None without a key)
-        self.audit_watch = auditlog.AuditWatch(self.audit, wall=clock) if self.audit else None
-        if self.audit:
-            self.sync.audit_publisher = auditlog.AuditPublisher(self.audit)
+        self._clock = clock
+        self.audit = self.audit_watch = None  # the device's signed audit log (None without a key)
+        self.audit_error: str | None = None
+        self._audit_unrecorded: dict[str, int] = {}  # events while the log could not be opened
+        self._open_audit()
         self.writer = ReadWriter(config, self.outbox, self.sealer, self.recognizer.model_version)
         lock = threading.Lock()
         t = config.tracking
@@ -244,15 +263,44 @@ class Agent:
                 motion_threshold=config.recognition.motion_threshold)
             for cam in config.cameras]
         self.started_at = time.time()
+        self._status_error: str | None = None
         self.watchdog = watchdog.for_agent(self)  # systemd WatchdogSec: petted while cameras and sync progress
+
+    def _open_audit(self) -> None:
+        """Open the audit log; on a full disk run without it (events counted) and
+        try again a minute later, instead of failing to start."""
+        try:
+            self.audit = auditlog.open_for(self.config, clock=self._clock, unrecorded=self._audit_unrecorded)
+        except BufferError_ as exc:
+            self.audit_error = str(exc)
+            logger.error("%s; running without it (events counted) and trying again in a minute", exc)
+            return
+        self.audit_error = None
+        self._audit_unrecorded = {}
+        if self.audit:
+            self.audit_watch = auditlog.AuditWatch(self.audit, wall=self._clock)
+            self.sync.audit_publisher = auditlog.AuditPublisher(self.audit)
+
+    def _note(self, event: str, detail: dict) -> None:
+        if self.audit is not None:
+            self.audit.note(event, detail)
+        elif self.audit_error is not None:
+            self._audit_unrecorded[event] = self._audit_unrecorded.get(event, 0) + 1
 
     def _expire(self) -> None:
         """Drop reads past the age limit; a full disk is logged and tried again a
-        minute later (the cameras and sync keep running: no crash loop)."""
+        minute later (the cameras and sync keep running: no crash loop). Also
+        writes the disk reserve again and reopens the audit log when it can."""
         try:
             self.outbox.expire()
         except BufferError_ as exc:
             logger.error("%s; trying again in a minute", exc)
+        try:
+            self.outbox.maintain()
+        except Exception:
+            logger.exception("outbox maintenance failed")
+        if self.audit is None and self.audit_error is not None:
+            self._open_audit()
 
     def run(self, stop: threading.Event, *, exit_when_drained: bool = False) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_drained``, until every
@@ -265,16 +313,21 @@ class Agent:
         self._expire()  # reads past the age limit (non-hit retention) are dropped, never sent
         for th in threads:
             th.start()
-        if self.audit:
-            self.audit.append("agent-start", {"pid": os.getpid()})
+        self._note("agent-start", {"pid": os.getpid()})  # a full disk is counted, never fatal
         self.watchdog.ready()
         last_expire = 0.0
+        releases = self.reserve.releases
         try:
             while not stop.wait(1.0):
                 now = time.monotonic()
-                if now - last_expire > 60:
+                # every minute; every 5 s while the disk reserve is given up, so the
+                # space acknowledgements free is handed back soon
+                if now - last_expire > (60 if self.reserve.held or not self.reserve.size else 5):
                     self._expire()
                     last_expire = now
+                elif self.audit is None and self.audit_error is not None and self.reserve.releases != releases:
+                    self._open_audit()  # the reserve was just given back: room for the audit log too
+                releases = self.reserve.releases
                 self.write_status()
                 self.watchdog.tick()
                 if self.audit_watch:
@@ -290,12 +343,17 @@ class Agent:
             sync_stop.set()
             threads[-1].join(timeout=10)
             self.write_status()
-            if self.audit:
-                self.audit.append("agent-stop", {})
-                self.audit.close()
-            self.outbox.close()
-            self.recognizer.close()
-            self._lock.release()
+            self._note("agent-stop", {})
+            self.close()
+
+    def close(self) -> None:
+        """Close the audit log, the outbox and the recognizer and free the data
+        folder (``run`` does this when it ends; an agent never run calls it)."""
+        if self.audit:
+            self.audit.close()
+        self.outbox.close()
+        self.recognizer.close()
+        self._lock.release()
 
     def status(self) -> dict:
         stats = self.outbox.stats()
@@ -306,10 +364,13 @@ class Agent:
             "broker": {"host": self.config.sync.host, "port": self.config.sync.port,
                        "connected": self.sync.connected, "last_error": self.sync.last_error},
             "last_ack_at": self.sync.last_ack_at,
-            "buffer": {"depth": stats.depth, "bytes": stats.bytes, "oldest_captured_at": stats.oldest_captured_at,
+            "buffer": {"depth": stats.depth, "bytes": stats.bytes, "oldest_day": _day(stats.oldest_day),
                        "rejected": stats.rejected, "counters": stats.counters},
             "sync": dict(self.sync.counters),
             "reads_lost_unbufferable": self.writer.lost,
+            "disk": self.disk_status(),
+            "audit": {"open": self.audit is not None, "error": self.audit_error,
+                      "unrecorded": dict(self.audit.unrecorded if self.audit else self._audit_unrecorded)},
             "reads_invalid": self.writer.invalid,
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
                          "skipped_still": w.skipped, "bad_frames": w.bad_frames,
@@ -319,20 +380,51 @@ class Agent:
             "agent_version": __version__,  # the update health check expects the version it switched to
         }
 
+    def disk_status(self) -> dict:
+        try:
+            st = os.statvfs(self.config.data_dir)
+            free = st.f_bavail * st.f_frsize
+        except OSError:
+            free = None
+        # full: the outbox could not write for lack of space since the last read it
+        # could, or less than 1 MiB is left
+        full = self.outbox.disk_full or (free is not None and free < FULL_BELOW)
+        return {"full": full, "full_errors": self.outbox.disk_full_errors, "free_bytes": free,
+                "reserve_bytes": self.reserve.size, "reserve_held": self.reserve.held,
+                "reserve_releases": self.reserve.releases, "outbox_exclusive": self.outbox.exclusive}
+
     def write_status(self) -> None:
         path = self.config.data_dir / "status.json"
         tmp = None
+        try:
+            text = json.dumps(self.status(), indent=1)
+        except Exception:
+            logger.exception("cannot build the status")
+            return
         try:
             # A fresh, randomly named 0600 file (mkstemp: O_EXCL, never through a link
             # planted at a predictable name), then renamed over the last one.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status.json.")
             with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(self.status(), indent=1))
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())  # whole on disk before it replaces the last one (power loss)
             os.replace(tmp, path)
-        except Exception:
-            logger.exception("cannot write %s", path)
-            if tmp:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            self._status_error = None
+        except OSError as exc:
+            # A full disk: rewrite the last status in place (its blocks are ours),
+            # compact, so `alpr-edge status` still tells what is going on.
+            try:
+                if tmp:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(json.dumps(self.status(), separators=(",", ":")))
+                    fh.truncate()
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as again:
+                if self._status_error != again.strerror:  # once per kind of failure, not once a second
+                    logger.error("cannot write %s: %s (then in place: %s)", path, exc.strerror, again.strerror)
+                self._status_error = again.strerror

@@ -14,6 +14,8 @@ What is logged (never plates, images or keys; counts and ids only):
                       backwards across a restart
 - ``cli``             a local ``alpr-edge`` command was run
 - ``agent-start`` / ``agent-stop``
+- ``unrecorded``      events of the kinds counted could not be written (a
+                      full disk); written before the next record that can be
 
 The SQLite file (0600, WAL, ``synchronous=FULL``) keeps every record; a
 record is marked published once the broker acknowledged it (QoS 1) and is
@@ -65,7 +67,7 @@ def _iso(seconds: float) -> str:
 
 class DeviceAuditLog:
     def __init__(self, path: str | os.PathLike, device_id: str, key_file: str | os.PathLike, *,
-                 clock=time.time) -> None:
+                 clock=time.time, unrecorded: dict[str, int] | None = None) -> None:
         self.path = Path(path)
         self.device_id = device_id
         self._clock = clock
@@ -76,55 +78,106 @@ class DeviceAuditLog:
         self.key_id = public_key_id(der)
         self._public_pem = self._key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        # Events that could not be written (a full disk), by kind: the next record
+        # that can be written is preceded, in the same transaction, by an
+        # ``unrecorded`` record with these counts.
+        self.unrecorded: dict[str, int] = dict(unrecorded or {})
+        conn = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, "
-                              "published INTEGER NOT NULL DEFAULT 0)")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self.conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, "
+                         "published INTEGER NOT NULL DEFAULT 0)")
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute("COMMIT")
+            self.conn = conn
+            last = self.last()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if conn is not None:
+                conn.close()  # a failed open keeps no lock on the file
             raise BufferError_(f"cannot open the audit log {self.path}: {exc}") from exc
-        last = self.last()
         if last is None:
-            self.append("provisioned", {"key_id": self.key_id}, with_key=True)
+            self.note("provisioned", {"key_id": self.key_id}, with_key=True)
         else:
             if last.key_id != self.key_id:
-                self.append("key-rotated", {"previous_key_id": last.key_id, "key_id": self.key_id}, with_key=True)
+                self.note("key-rotated", {"previous_key_id": last.key_id, "key_id": self.key_id}, with_key=True)
             last_at = dt.datetime.fromisoformat(last.at).timestamp()
             if self._clock() < last_at - CLOCK_JUMP_SECONDS:
-                self.append("clock-jump", {"kind": "backwards-across-restart",
-                                           "seconds": round(self._clock() - last_at, 3)})
+                self.note("clock-jump", {"kind": "backwards-across-restart",
+                                         "seconds": round(self._clock() - last_at, 3)})
+        self.flush_unrecorded()  # events counted while the log could not be opened
 
     # -- writing -----------------------------------------------------------------
     def append(self, event: str, detail: dict | None = None, *, with_key: bool = False) -> AuditRecord:
-        detail = json.loads(json.dumps(detail or {}, sort_keys=True))
+        """Write one record. BufferError_ if the file cannot be written (a full
+        disk); nothing is half-written."""
+        return self._write(event, json.loads(json.dumps(detail or {}, sort_keys=True)), with_key)
+
+    def flush_unrecorded(self) -> AuditRecord | None:
+        """Write the ``unrecorded`` record now, if events are counted (best effort)."""
+        if not self.unrecorded:
+            return None
+        try:
+            return self._write(None, {}, False)
+        except BufferError_ as exc:
+            logger.error("device audit: %s", exc)
+            return None
+
+    def _write(self, event: str | None, detail: dict, with_key: bool) -> AuditRecord:
         with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                row = self.conn.execute("SELECT record FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-                prev = json.loads(row[0]) if row else None
-                seq, prev_hash = (prev["seq"] + 1, prev["hash"]) if prev else (1, GENESIS)
-                at = _iso(self._clock())
-                public_key = self._public_pem if with_key else ""
-                h = record_hash(self.device_id, seq, at, event, detail, prev_hash, self.key_id, public_key)
-                sig = self._key.sign(h.encode(), ec.ECDSA(hashes.SHA256()))
-                record = AuditRecord(self.device_id, seq, at, event, detail, prev_hash, self.key_id, public_key, h,
-                                     base64.b64encode(sig).decode())
-                self.conn.execute("INSERT INTO records (seq, record) VALUES (?, ?)",
-                                  [seq, json.dumps(record.to_dict(), sort_keys=True)])
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
-                    self.conn.execute("ROLLBACK")
-                raise
-        logger.info("device audit: %s (seq %d)", event, seq)
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self.conn.execute("SELECT record FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+                    prev = json.loads(row[0]) if row else None
+                    if self.unrecorded:
+                        prev = self._insert(prev, "unrecorded", {"counts": dict(sorted(self.unrecorded.items()))},
+                                            False)
+                    if event is not None:
+                        prev = self._insert(prev, event, detail, with_key)
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                        self.conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise BufferError_(f"cannot write the audit log: {exc}") from exc
+            if self.unrecorded:
+                logger.warning("device audit: %d events that could not be written before are counted in "
+                               "an unrecorded record", sum(self.unrecorded.values()))
+                self.unrecorded.clear()
+        record = record_from_dict(prev)
+        logger.info("device audit: %s (seq %d)", record.event, record.seq)
         return record
+
+    def _insert(self, prev: dict | None, event: str, detail: dict, with_key: bool) -> dict:
+        seq, prev_hash = (prev["seq"] + 1, prev["hash"]) if prev else (1, GENESIS)
+        at = _iso(self._clock())
+        public_key = self._public_pem if with_key else ""
+        h = record_hash(self.device_id, seq, at, event, detail, prev_hash, self.key_id, public_key)
+        sig = self._key.sign(h.encode(), ec.ECDSA(hashes.SHA256()))
+        record = AuditRecord(self.device_id, seq, at, event, detail, prev_hash, self.key_id, public_key, h,
+                             base64.b64encode(sig).decode())
+        doc = record.to_dict()
+        self.conn.execute("INSERT INTO records (seq, record) VALUES (?, ?)", [seq, json.dumps(doc, sort_keys=True)])
+        return doc
+
+    def note(self, event: str, detail: dict | None = None, *, with_key: bool = False) -> AuditRecord | None:
+        """Best effort :meth:`append`: an event that cannot be written (a full
+        disk) is counted by kind, logged, and reported by the next record that
+        can be (``unrecorded``); returns None then. The agent must run on."""
+        try:
+            return self.append(event, detail, with_key=with_key)
+        except BufferError_ as exc:
+            self.unrecorded[event] = self.unrecorded.get(event, 0) + 1
+            logger.error("device audit: could not record %s (%s); %d events unrecorded", event, exc,
+                         sum(self.unrecorded.values()))
+            return None
 
     def note_config(self, config_repr: str) -> AuditRecord | None:
         """Log ``config-changed`` when the configuration differs from the one last seen."""
@@ -132,17 +185,25 @@ class DeviceAuditLog:
         previous = self.meta("config_sha256")
         if previous == digest:
             return None
-        self.set_meta("config_sha256", digest)
-        return self.append("config-changed", {"sha256": digest, "previous_sha256": previous})
+        record = self.note("config-changed", {"sha256": digest, "previous_sha256": previous})
+        if record is not None:  # not written: noted again at the next start
+            self.set_meta("config_sha256", digest)
+        return record
 
     def meta(self, key: str) -> str | None:
         with self._lock:
             row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str) -> bool:
+        """False (logged) if it cannot be written (a full disk)."""
         with self._lock:
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+            try:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+            except sqlite3.DatabaseError as exc:
+                logger.error("device audit: cannot write %s: %s", key, exc)
+                return False
+        return True
 
     # -- reading and syncing -------------------------------------------------------
     def last(self) -> AuditRecord | None:
@@ -159,9 +220,16 @@ class DeviceAuditLog:
                                      [limit]).fetchall()
         return [record_from_dict(json.loads(r[0])) for r in rows]
 
-    def mark_published(self, seqs) -> None:
+    def mark_published(self, seqs) -> bool:
+        """False (logged) on a full disk: the records are published again later
+        (central stores a record once)."""
         with self._lock:
-            self.conn.executemany("UPDATE records SET published = 1 WHERE seq = ?", [(s,) for s in seqs])
+            try:
+                self.conn.executemany("UPDATE records SET published = 1 WHERE seq = ?", [(s,) for s in seqs])
+            except sqlite3.DatabaseError as exc:
+                logger.error("device audit: cannot mark %d records published: %s", len(seqs), exc)
+                return False
+        return True
 
     def close(self) -> None:
         self.conn.close()
@@ -194,7 +262,7 @@ class AuditWatch:
         if self._last is not None:
             skew = (wall - self._last[0]) - (mono - self._last[1])
             if abs(skew) > CLOCK_JUMP_SECONDS:
-                self.log.append("clock-jump", {"kind": "while-running", "seconds": round(skew, 3)})
+                self.log.note("clock-jump", {"kind": "while-running", "seconds": round(skew, 3)})
         self._last = (wall, mono)
         if self._counted_at is None or mono - self._counted_at >= self.count_every:
             self._counted_at = mono
@@ -208,7 +276,11 @@ class AuditWatch:
         if delta:
             reasons = {"evicted_age": "older than the buffer age limit (non-hit retention)",
                        "evicted_capacity": "buffer full"}
-            self.log.append("buffer-evicted", {"counts": delta, "reasons": [reasons[k] for k in delta]})
+            try:
+                self.log.append("buffer-evicted", {"counts": delta, "reasons": [reasons[k] for k in delta]})
+            except BufferError_ as exc:  # a full disk: the whole delta is recorded once it can be
+                logger.error("device audit: cannot record buffer-evicted yet: %s", exc)
+                return
         if now != seen:
             self.log.set_meta("evictions", json.dumps(now))
 
@@ -219,8 +291,8 @@ class AuditWatch:
         elif self._down_since is not None:
             gap = mono - self._down_since
             if gap > SYNC_GAP_SECONDS:
-                self.log.append("sync-gap", {"seconds": round(gap, 1), "from": _iso(self._down_wall),
-                                             "to": _iso(wall)})
+                self.log.note("sync-gap", {"seconds": round(gap, 1), "from": _iso(self._down_wall),
+                                           "to": _iso(wall)})
             self._down_since = self._down_wall = None
 
 
@@ -255,12 +327,13 @@ class AuditPublisher:
             self._inflight = (info, [r.seq for r in records], now, generation)
 
 
-def open_for(config, *, clock=time.time) -> DeviceAuditLog | None:
+def open_for(config, *, clock=time.time, unrecorded: dict[str, int] | None = None) -> DeviceAuditLog | None:
     """The audit log of a configured device (``<data_dir>/audit.sqlite``), or
     None when the device has no key (TLS off, e.g. a bench setup)."""
     if not config.sync.key_file:
         return None
-    log = DeviceAuditLog(config.data_dir / "audit.sqlite", config.device.id, config.sync.key_file, clock=clock)
+    log = DeviceAuditLog(config.data_dir / "audit.sqlite", config.device.id, config.sync.key_file, clock=clock,
+                         unrecorded=unrecorded)
     log.note_config(repr(config))
     return log
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import threading
 import time
@@ -72,9 +73,12 @@ def config_check(config_path: str) -> None:
               help="Connect to the broker once with this device's certificate to check it is reachable.")
 def status(config_path: str, as_json: bool, probe: bool) -> None:
     """Identity, certificate expiry, broker reachable, buffer depth and age,
-    last sync, camera fps."""
+    last sync, disk (full, free, reserve), reads lost and audit events not
+    recorded for lack of space, camera fps."""
     cfg = _load(config_path)
+    from .agent import FULL_BELOW
     from .outbox import Outbox
+    cert = _cert_expiry(cfg.sync.cert_file) if cfg.sync.tls else None
     path = cfg.data_dir / "status.json"
     try:
         live = json.loads(path.read_text()) if path.exists() else None
@@ -84,10 +88,24 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
     outbox_path = cfg.data_dir / "outbox.sqlite"
     stats = None
     if outbox_path.exists():
-        ob = Outbox(outbox_path)
-        stats = ob.stats()
-        ob.close()
-    cert = _cert_expiry(cfg.sync.cert_file) if cfg.sync.tls else None
+        try:
+            ob = Outbox(outbox_path, exclusive_fallback=False)  # never takes the file from a running agent
+            stats = ob.stats()
+            ob.close()
+        except EdgeError as exc:  # a full disk, or the agent holds the file alone: show what it last wrote
+            click.echo(f"warning: cannot read the buffer ({exc}); showing the agent's last status", err=True)
+    buffer = (live or {}).get("buffer") or {}
+    try:
+        st = os.statvfs(cfg.data_dir)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = None
+    disk = dict((live or {}).get("disk") or {})
+    disk["free_bytes"] = free
+    if stats:
+        oldest = stats.oldest_day and dt.datetime.fromtimestamp(stats.oldest_day, dt.timezone.utc).date().isoformat()
+    else:
+        oldest = buffer.get("oldest_day")
     doc = {
         "device_id": cfg.device.id,
         "certificate_expires": cert,
@@ -97,9 +115,14 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
         "agent_running": bool(live and time.time() - dt.datetime.fromisoformat(live["updated_at"]).timestamp() < 10),
         "connected": live["broker"]["connected"] if live else None,
         "last_ack_at": live["last_ack_at"] if live else None,
-        "buffer_depth": stats.depth if stats else 0,
-        "oldest_read_age_s": round(time.time() - stats.oldest_captured_at, 1) if stats and stats.oldest_captured_at else None,
-        "counters": stats.counters if stats else {},
+        "buffer_depth": stats.depth if stats else buffer.get("depth", 0),
+        "oldest_read_day": oldest,  # the outbox keeps capture days, not times
+        "counters": stats.counters if stats else buffer.get("counters", {}),
+        "reads_lost_unbufferable": live.get("reads_lost_unbufferable", 0) if live else None,
+        "disk_full": bool(disk.get("full")) or (free is not None and free < FULL_BELOW),
+        "disk_free_bytes": free,
+        "disk_reserve_held": (cfg.data_dir / "reserve").exists() if cfg.buffer.reserve_megabytes > 0 else None,
+        "audit_unrecorded": ((live or {}).get("audit") or {}).get("unrecorded"),
         "cameras": live["cameras"] if live else [],
     }
     if probe:

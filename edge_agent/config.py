@@ -72,6 +72,7 @@ class Buffer:
     max_reads: int = 2_000_000
     max_megabytes: float = 4096.0
     max_age_days: float = 730.0      # reads older than this are dropped (counted), never sent
+    reserve_megabytes: float = 16.0  # disk kept free to delete acknowledged reads on a full disk; 0 = none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +224,8 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
     buf = sections["buffer"]
     if buf.max_reads < 1 or buf.max_megabytes <= 0 or buf.max_age_days <= 0:
         raise ConfigError("buffer: max_reads, max_megabytes and max_age_days must be positive")
+    if not 0 <= buf.reserve_megabytes <= 4096:
+        raise ConfigError("buffer.reserve_megabytes: must be 0-4096")
     sections["sync"] = sync
     return EdgeConfig(device=device, cameras=tuple(cameras), **sections)
 

@@ -7,6 +7,16 @@ sent again, and central stores a re-sent read once. Publishing while
 disconnected never happens, so nothing can be dropped silently by the client
 library's queue.
 
+Fresh reads first: at every (re)connect the reads already buffered are the
+*backlog* (``seq <= boundary``), sent oldest first, ``max_in_flight`` batches at
+once, within ``max_rate``. Reads buffered after it go on a *live lane*: small
+batches (``live_batch_size``), at most ``live_in_flight`` of them unacknowledged,
+sent ahead of the next backlog batch and outside the rate cap, so a read
+captured while a device catches up after an outage reaches central within
+seconds, not after the whole backlog. The two lanes cover disjoint reads; a
+resend (ack timeout, reconnect, unnamed read) starts both over, and central
+stores a re-sent read once, so nothing is lost or duplicated by the reordering.
+
 Status: retained ``online`` on connect, retained ``offline`` as last will and on
 clean shutdown.
 """
@@ -40,6 +50,7 @@ class _InFlight:
     read_ids: tuple[str, ...]
     last_seq: int
     sent_at: float
+    live: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +68,8 @@ class SyncSettings:
     ack_timeout: float = 30.0
     keepalive: int = 30
     topic_prefix: str = "alpr/v1/devices"
+    live_batch_size: int = 50      # reads per live-lane batch (fresh reads, sent ahead of a backlog)
+    live_in_flight: int = 2        # unacknowledged live-lane batches at once
 
 
 class SyncClient:
@@ -75,7 +88,9 @@ class SyncClient:
         self._connected = threading.Event()
         self._ready = threading.Event()      # connected and subscribed to our ack topic
         self._inflight: dict[str, _InFlight] = {}
-        self._cursor = 0
+        self._cursor = 0                     # backlog lane: highest seq sent
+        self._boundary = 0                   # reads up to this seq were buffered when the session began
+        self._live_cursor = 0                # live lane: highest seq sent
         self._generation = 0                 # bumps on every (re)connect
         self._sent_generation = -1
         self._tokens = 0.0
@@ -83,7 +98,8 @@ class SyncClient:
         self.last_ack_at: float | None = None  # wall clock, for status
         self.last_error: str | None = None
         self.counters = {"batches_sent": 0, "reads_sent": 0, "acks": 0, "resends": 0, "bad_acks": 0,
-                         "unnamed_in_ack": 0, "parked_unnamed": 0, "parked_too_large": 0}
+                         "unnamed_in_ack": 0, "parked_unnamed": 0, "parked_too_large": 0,
+                         "live_batches_sent": 0, "live_reads_sent": 0}
         self._unnamed: dict[str, int] = {}  # read id -> acks of its batch that named it neither way
         self.audit_publisher = None          # edge_agent.auditlog.AuditPublisher, set by the agent
         self.client = self._make_client()
@@ -159,6 +175,12 @@ class SyncClient:
             logger.debug("error during sync shutdown", exc_info=True)
         self.client.loop_stop()
 
+    def _restart(self) -> None:
+        """Send everything unacknowledged again, oldest first, from both lanes."""
+        self._inflight.clear()
+        self._cursor = 0
+        self._live_cursor = self._boundary
+
     def _step(self, stop: threading.Event) -> None:
         self._drain_acks(timeout=0.0)
         if not self._ready.is_set():
@@ -168,11 +190,12 @@ class SyncClient:
             self._wake.clear()
             return
         if self._sent_generation != self._generation:
-            # New session: anything in flight may have been lost; resend it.
+            # New session: anything in flight may have been lost; resend it. What is
+            # buffered now is the backlog; what comes later takes the live lane.
             if self._inflight:
                 self.counters["resends"] += len(self._inflight)
-            self._inflight.clear()
-            self._cursor = 0
+            self._boundary = self.outbox.last_seq()
+            self._restart()
             self._sent_generation = self._generation
         now = self._clock()
         if self.audit_publisher is not None:
@@ -181,30 +204,26 @@ class SyncClient:
         if expired:
             logger.warning("%d batches not acknowledged within %.0fs; resending", len(expired), self.s.ack_timeout)
             self.counters["resends"] += len(expired)
-            self._inflight.clear()
-            self._cursor = 0
-        sent = False
-        while len(self._inflight) < self.s.max_in_flight and self._ready.is_set():
+            self._restart()
+        sent = self._send_live(now)
+        while self._backlog_in_flight() < self.s.max_in_flight and self._ready.is_set():
+            self._send_live(now)  # a read buffered meanwhile goes ahead of the next backlog batch
             allowed = self._take_tokens()
             if allowed == 0:
                 break
-            rows = self.outbox.pending(self._cursor, allowed)
+            rows = self.outbox.pending(self._cursor, allowed, self._boundary)
+            if not rows and self._live_behind():
+                rows = self.outbox.pending(self._cursor, allowed, self._boundary)
             if not rows:
+                self._give_back(allowed)
                 break
             rows = self._fit(rows)
             if not rows:
                 continue
-            batch_id = new_read_id()
-            info = self.client.publish(self.topics.reads(self.s.device_id),
-                                       encode_batch(batch_id, [r.envelope for r in rows]), qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                logger.warning("publish refused by client (%s); will retry", mqtt.error_string(info.rc))
+            if not self._publish(rows, now, live=False):
                 self._give_back(len(rows))
                 break
-            self._inflight[batch_id] = _InFlight(tuple(r.read_id for r in rows), rows[-1].seq, now)
             self._cursor = rows[-1].seq
-            self.counters["batches_sent"] += 1
-            self.counters["reads_sent"] += len(rows)
             sent = True
         if not sent:
             # Nothing to send or the window is full: sleep until an ack, a new
@@ -212,7 +231,53 @@ class SyncClient:
             self._wake.wait(0.05 if self.s.max_rate > 0 and self._tokens < 1 else 1.0)
             self._wake.clear()
 
-    def _fit(self, rows):
+    def _live_behind(self) -> bool:
+        """The backlog lane is done but reads pile up behind the live lane's
+        small window (a burst while online): what is waiting now becomes
+        backlog, sent at the backlog lane's pace; reads buffered after it stay
+        live. The lanes stay disjoint: the backlog lane resumes where the live
+        lane stopped."""
+        newest = self.outbox.last_seq()
+        if newest - self._live_cursor <= self.s.live_batch_size * self.s.live_in_flight:
+            return False
+        self._cursor, self._boundary = self._live_cursor, newest
+        self._live_cursor = newest
+        return True
+
+    def _backlog_in_flight(self) -> int:
+        return sum(1 for f in self._inflight.values() if not f.live)
+
+    def _send_live(self, now: float) -> bool:
+        """Send reads buffered since the session began, ahead of the backlog."""
+        sent = False
+        while (sum(1 for f in self._inflight.values() if f.live) < self.s.live_in_flight
+               and self._ready.is_set()):
+            rows = self.outbox.pending(self._live_cursor, max(1, min(self.s.live_batch_size, self.s.batch_size)))
+            if not rows:
+                break
+            rows = self._fit(rows, metered=False)  # the live lane is not rate-capped
+            if not rows:
+                continue
+            if not self._publish(rows, now, live=True):
+                break
+            self._live_cursor = rows[-1].seq
+            sent = True
+        return sent
+
+    def _publish(self, rows, now: float, *, live: bool) -> bool:
+        batch_id = new_read_id()
+        info = self.client.publish(self.topics.reads(self.s.device_id),
+                                   encode_batch(batch_id, [r.envelope for r in rows]), qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            logger.warning("publish refused by client (%s); will retry", mqtt.error_string(info.rc))
+            return False
+        self._inflight[batch_id] = _InFlight(tuple(r.read_id for r in rows), rows[-1].seq, now, live)
+        lane = "live_" if live else ""
+        self.counters[f"{lane}batches_sent"] += 1
+        self.counters[f"{lane}reads_sent"] += len(rows)
+        return True
+
+    def _fit(self, rows, *, metered: bool = True):
         """The first of ``rows`` that fit in one batch of ``MAX_BATCH_BYTES`` (a
         bigger message is refused by the broker, which drops the connection, and
         would be sent again after every reconnect). A read too big for a batch of
@@ -229,7 +294,8 @@ class SyncClient:
             self.counters["parked_too_large"] += 1
             logger.error("a read of %d bytes is larger than a batch may be (%d); parked in the outbox",
                          len(rows[0].envelope), MAX_BATCH_BYTES)
-        self._give_back(len(rows) - len(fit))
+        if metered:
+            self._give_back(len(rows) - len(fit))
         return fit
 
     def _take_tokens(self) -> int:
@@ -248,39 +314,45 @@ class SyncClient:
             self._tokens += n
 
     def _drain_acks(self, timeout: float) -> None:
+        """Handle every ack waiting, deleting their reads in one transaction (one
+        fsync for many acks while a backlog drains, not one per batch)."""
         try:
-            payload = self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()
+            payloads = [self._acks.get(timeout=timeout) if timeout else self._acks.get_nowait()]
         except queue.Empty:
             return
         while True:
-            self._handle_ack(payload)
             try:
-                payload = self._acks.get_nowait()
+                payloads.append(self._acks.get_nowait())
             except queue.Empty:
-                return
+                break
+        acks = []
+        for payload in payloads:
+            try:
+                acks.append(decode_ack(payload))
+            except MalformedMessage:
+                self.counters["bad_acks"] += 1
+                logger.warning("ignored a malformed ack (%d bytes)", len(payload))
+        if acks:
+            self._handle_acks(acks)
 
-    def _handle_ack(self, payload: bytes) -> None:
+    def _handle_acks(self, acks) -> None:
         try:
-            ack = decode_ack(payload)
-        except MalformedMessage:
-            self.counters["bad_acks"] += 1
-            logger.warning("ignored a malformed ack (%d bytes)", len(payload))
+            deleted = self.outbox.acknowledge([rid for ack in acks for rid in ack.stored])
+            rejected = [r for ack in acks for r in ack.rejected]
+            if rejected:
+                self.outbox.mark_rejected(rejected)
+                logger.warning("central rejected %d reads of %d batches; parked in the outbox", len(rejected),
+                               sum(1 for ack in acks if ack.rejected))
+        except BufferError_ as exc:  # a full disk: the batches stay in flight and are sent (and acked) again
+            logger.error("%s; the batches will be sent again", exc)
             return
-        try:
-            deleted = self.outbox.acknowledge(ack.stored)
-            if ack.rejected:
-                self.outbox.mark_rejected(ack.rejected)
-                logger.warning("central rejected %d reads of batch %s; parked in the outbox",
-                               len(ack.rejected), ack.batch_id)
-        except BufferError_ as exc:  # a full disk: the batch stays in flight and is sent (and acked) again
-            logger.error("%s; the batch will be sent again", exc)
-            return
-        sent = self._inflight.pop(ack.batch_id, None)
-        if sent is not None:
-            self._unnamed_reads(ack, sent)
-        self.counters["acks"] += 1
+        for ack in acks:
+            sent = self._inflight.pop(ack.batch_id, None)
+            if sent is not None:
+                self._unnamed_reads(ack, sent)
+            self.counters["acks"] += 1
         self.last_ack_at = time.time()
-        logger.debug("batch %s acknowledged: %d stored, %d deleted", ack.batch_id, len(ack.stored), deleted)
+        logger.debug("%d batches acknowledged: %d reads deleted", len(acks), deleted)
 
     def _unnamed_reads(self, ack, sent: _InFlight) -> None:
         """Reads of an acknowledged batch that central named neither stored nor
@@ -307,7 +379,8 @@ class SyncClient:
         logger.warning("central's ack of batch %s left %d of its reads unnamed; %s", ack.batch_id, len(unnamed),
                        f"{len(give_up)} parked after {MAX_UNNAMED} tries, the rest sent again" if give_up
                        else "sending them again")
-        self._cursor = 0  # send again from the oldest unacknowledged read (central stores a re-sent read once)
+        # send again from the oldest unacknowledged read (central stores a re-sent read once)
+        self._cursor, self._live_cursor = 0, self._boundary
 
     @property
     def connected(self) -> bool:

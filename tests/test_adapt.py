@@ -294,7 +294,9 @@ def test_the_agent_stamps_reads_with_the_bundle_version_and_will_not_start_on_a_
     try:
         assert agent.writer.model_version == "alpr-us-0.9.0+sitetest"
     finally:
-        agent.outbox.close()
+        agent.close()
     (tmp_path / "b" / "plate_detector.tflite").write_bytes(b"tampered")
     with pytest.raises(ConfigError, match="recognition: model bundle: plate_detector.tflite does not match"):
         Agent(load(str(path)))
+    from edge_agent.datalock import DataDirLock
+    DataDirLock(load(str(path)).data_dir).acquire().release()  # a refused start leaves the data folder free

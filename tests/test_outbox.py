@@ -68,11 +68,21 @@ def test_byte_bound_drops_oldest(tmp_path):
 
 
 def test_age_limit_drops_and_counts(tmp_path):
-    now = [1_700_000_000.0 + 100]
-    ob = Outbox(tmp_path / "o.sqlite", max_age=50, clock=lambda: now[0])
-    ob.add(sealed(100))  # captured at t0 .. t0+99; cutoff is t0+50
-    assert ob.expire() == 50
-    assert ob.depth == 50 and ob.stats().counters["evicted_age"] == 50
+    """The outbox keeps capture days, not times: a read goes once any part of its
+    UTC day is past the limit (up to a day early, never late)."""
+    day = 86400
+    t0 = 19_700 * day  # a UTC midnight
+    now = [t0 + 10 * day + 3600]
+    ob = Outbox(tmp_path / "o.sqlite", max_age=5 * day, clock=lambda: now[0])
+    for d in range(10):  # ten reads on each of days 0..9, spread over the day
+        ob.add([(rid, t0 + d * day + i * 8000.25, env) for i, (rid, _, env) in enumerate(sealed(10))])
+    # cutoff now - 5 days = day 5, 01:00: days 0-5 are (partly) past it, 6-9 are not
+    assert ob.expire() == 60
+    assert ob.depth == 40 and ob.stats().counters["evicted_age"] == 60
+    now[0] = t0 + 11 * day - 1  # the cutoff is 1 s before day 6 begins
+    assert ob.expire() == 0
+    now[0] = t0 + 11 * day + 1  # the cutoff enters day 6
+    assert ob.expire() == 10
 
 
 def test_rejected_reads_are_parked_not_resent(tmp_path):
@@ -234,3 +244,26 @@ def test_a_parked_read_is_counted_once_however_often_it_is_refused(tmp_path):
     assert ob.mark_rejected(refusal) == 0  # the same ack again, as after a resend
     stats = ob.stats()
     assert stats.rejected == 1 and stats.counters["rejected"] == 1
+
+
+def test_a_write_the_database_refuses_for_another_reason_is_a_buffer_error_too(tmp_path):
+    """add and acknowledge caught only OperationalError (a full disk); any other
+    database error (here a constraint error raised by a trigger; in the field a
+    damaged page) escaped to the camera thread, which restarted its source and
+    lost the reads uncounted."""
+    import pytest
+
+    from edge_agent.errors import BufferError_
+
+    ob = Outbox(tmp_path / "o.sqlite")
+    good = sealed(2)
+    ob.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(BufferError_, match="refused"):
+        ob.add(good)
+    assert ob.depth == 0 and ob.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    ob.db.execute("DROP TRIGGER refuse")
+    ob.add(good)
+    ob.db.execute("CREATE TRIGGER refuse_delete BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(BufferError_, match="refused"):
+        ob.acknowledge([good[0][0]])
+    assert ob.depth == 2

@@ -4,7 +4,7 @@ A read is serialised as ``u32 length | JSON | crop JPEG | context JPEG`` (then
 sealed, see :mod:`.envelope`); the images ride as raw bytes after the JSON, so
 they are neither base64-inflated nor scanned by the JSON codec::
 
-    {"v": 1, "read_id": "<uuid7>", "device_id": "...", "camera_id": "...",
+    {"v": 1, "read_id": "<uuid4>", "device_id": "...", "camera_id": "...",
      "captured_at": "2026-11-22T02:37:21.123456Z", "plate": "7ABC123",
      "confidence": 0.97, "box": [x, y, w, h],
      "alternates": [{"plate": "7A8C123", "confidence": 0.4}],   # at most 5
@@ -75,14 +75,14 @@ def fold_confusables(plate: str) -> str:
     return plate.translate(_FOLD)
 
 
-def new_read_id(now_ms: int | None = None) -> str:
-    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits.
+def new_read_id() -> str:
+    """A random UUID (version 4, 122 random bits from the OS).
 
-    Python 3.11 has no ``uuid.uuid7``; the layout is a few bit operations."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    Not a UUIDv7: an id that encodes its creation time would tell anyone holding
+    a stolen device's outbox (where ids and envelope headers are in clear) when
+    each read was taken. Nothing orders reads by id: the device orders by its
+    outbox ``seq``, central by the sealed ``captured_at``."""
+    return str(uuid.uuid4())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +102,8 @@ class Location:
 class PlateRead:
     """One plate seen by one camera: what the device seals and central stores.
 
-    ``read_id`` is a UUIDv7 string: sortable by creation time and unique across
-    devices, so central stores a re-sent read exactly once.
+    ``read_id`` is a random UUID (v4) string, unique across devices, so central
+    stores a re-sent read exactly once; it carries no time.
     """
 
     read_id: str
