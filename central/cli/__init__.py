@@ -10,14 +10,14 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import devices, governance, retention, sharing
+from . import db, devices, governance, retention, sharing
 from .main import keys, main
 
 for _command in governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS:
     main.add_command(_command)
 keys.add_command(sharing.keys_init_signing)
 for _group in (devices.ca_group, devices.enroll_group, devices.device_group, devices.business_group,
-               devices.broker_group):
+               devices.broker_group, db.db_group):
     main.add_command(_group)
 
 __all__ = ["main"]

@@ -74,7 +74,8 @@ def config_check(config_path: str) -> None:
         load_opener(cfg.keys.data_private_keys)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
-    click.echo(f"ok: store {cfg.store.type} at {cfg.store.path}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+    where = cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.url} (governance in {cfg.store.path})"
+    click.echo(f"ok: store {cfg.store.type} at {where}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
 
 
 @main.group()
