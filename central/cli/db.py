@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sys
 
 import click
 
@@ -124,8 +125,7 @@ def db_copy(source: str, target: str, chunk: int, as_json: bool) -> None:
         if as_json:
             result = copy_sqlite_to_postgres(path, store, chunk=chunk)
         else:
-            with click.progressbar(length=_count(path), label="copying reads", file=click.get_text_stream("stderr")) \
-                    as bar:
+            with click.progressbar(length=_count(path), label="copying reads", file=sys.stderr) as bar:
                 result = copy_sqlite_to_postgres(path, store, chunk=chunk, progress=bar.update)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None

@@ -1,0 +1,245 @@
+"""The PostgreSQL read store on a throwaway cluster (tests/pg_cluster.py):
+configuration, migrations and the refusal to start on the wrong schema,
+partitions, ``db copy``, and collectors over a real Mosquitto surviving a
+PostgreSQL restart without losing or duplicating a read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import time
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from central.cli import main
+from central.config import parse
+from central.errors import ConfigError, SchemaMismatch, StoreError
+from central.store import Search
+from central.store.postgres import PostgresStore
+from central.store.sqlite import SQLiteStore
+from conftest import wait_for
+from edge_agent.wire import PlateRead, Sealer, encode_read, load_public_key, new_read_id
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+def read(plate="7ABC123", at=T0, device="cam-a", **kw):
+    return PlateRead(new_read_id(), device, "lane-1", at, plate, 0.9, (1, 2, 3, 4), **kw)
+
+
+# -- configuration -----------------------------------------------------------------------
+def test_store_url_selects_postgresql_and_refuses_a_password(tmp_path):
+    mqtt = {"tls": False}
+    cfg = parse({"data_dir": str(tmp_path), "store": {"url": "postgresql://alpr@db.example/alpr"}, "mqtt": mqtt},
+                tmp_path)
+    assert (cfg.store.type, cfg.store.url, cfg.store.path) == \
+        ("postgresql", "postgresql://alpr@db.example/alpr", str(tmp_path / "central.sqlite"))
+    assert parse({"data_dir": str(tmp_path), "mqtt": mqtt}, tmp_path).store.type == "sqlite"  # still the default
+    for bad, message in [({"url": "postgresql://alpr:secret@db/alpr"}, "no password"),
+                         ({"url": "postgresql://db/alpr?password=secret"}, "no password"),
+                         ({"url": "mysql://db/alpr"}, "expected a postgresql:// URL"),
+                         ({"type": "postgresql"}, "store.url: required"),
+                         ({"type": "oracle"}, "store.type")]:
+        with pytest.raises(ConfigError, match=message):
+            parse({"data_dir": str(tmp_path), "store": bad, "mqtt": mqtt}, tmp_path)
+
+
+def _config(tmp_path, url: str) -> str:
+    path = tmp_path / "central.toml"
+    path.write_text(f'data_dir = "{tmp_path / "central"}"\n[store]\nurl = "{url}"\n[mqtt]\ntls = false\n')
+    return str(path)
+
+
+# -- migrations and the schema check -----------------------------------------------------
+def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_first(pg_cluster, tmp_path):
+    url = pg_cluster.new_database()
+    config = _config(tmp_path, url)
+    runner = CliRunner()
+    query = ["query", "--config", config, "--plate", "7ABC123", "--purpose", "stolen-vehicle", "--case", "C-1"]
+    result = runner.invoke(main, query)
+    assert result.exit_code == 78 and "not migrated" in result.output and "alpr-central db migrate" in result.output
+    with pytest.raises(SchemaMismatch):
+        PostgresStore(url)
+
+    result = runner.invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 0, result.output
+    assert "applied 1 migration(s): 0001_reads" in result.output
+    assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
+    PostgresStore(url).close()  # opens now
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO alpr_migrations VALUES ('0002_from_the_future', now())")
+    result = runner.invoke(main, query)
+    assert result.exit_code == 78 and "newer than this central" in result.output and "0002_from_the_future" \
+        in result.output
+    result = runner.invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 78 and "upgrade central" in result.output
+
+
+def test_an_unreachable_server_is_a_temporary_failure(tmp_path):
+    from central.fleet.broker import free_port
+    config = _config(tmp_path, f"postgresql://alpr@127.0.0.1:{free_port()}/alpr?connect_timeout=1")
+    result = CliRunner().invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 75 and "cannot reach PostgreSQL" in result.output
+
+
+def test_a_sqlite_store_migrated_by_a_newer_central_is_refused(tmp_path):
+    SQLiteStore(tmp_path / "c.sqlite").close()
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        conn.execute("INSERT INTO _migrations VALUES ('9999_future', '2030-01-01T00:00:00.000000Z')")
+    with pytest.raises(SchemaMismatch, match="newer central"):
+        SQLiteStore(tmp_path / "c.sqlite")
+
+
+def test_governance_commands_that_still_read_sqlite_refuse_instead_of_counting_nothing(pg_url, tmp_path):
+    config = _config(tmp_path, pg_url)
+    for args in (["retention", "purge", "--config", config],
+                 ["report", "transparency", "--config", config, "--period", "2026"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "does not work with reads on PostgreSQL yet" in result.output, args
+
+
+# -- partitions and idempotency ----------------------------------------------------------
+def test_reads_land_in_monthly_partitions_made_on_demand_and_a_month_drops_whole(pg_url):
+    store = PostgresStore(pg_url)
+    try:
+        old = read(at=dt.datetime(2019, 3, 4, 5, 6, 7, 123456, tzinfo=UTC), crop_jpeg=b"\xff\xd8old")
+        new = read(at=T0, context_jpeg=b"\xff\xd8ctx")
+        assert store.add_reads([old, new, old], T0) == [old.read_id, new.read_id, old.read_id]
+        assert store.add_reads([old], T0 + dt.timedelta(hours=1)) == [old.read_id]  # a resend: stored once
+        months = [m for m, _ in store.partitions()]
+        assert dt.datetime(2019, 3, 1, tzinfo=UTC) in months and dt.datetime(2019, 4, 1, tzinfo=UTC) not in months
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT count(*) FROM reads_201903").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*), count(DISTINCT read_id) FROM reads").fetchone() == (2, 2)
+            assert conn.execute("SELECT count(*) FROM read_images").fetchone()[0] == 2
+        [got] = store.search(Search(plate="7ABC123", until=dt.datetime(2020, 1, 1, tzinfo=UTC)))
+        assert got.read == old and got.stored_at == T0 and got.read.crop_jpeg == b"\xff\xd8old"
+        store.drop_month(dt.datetime(2019, 3, 15, tzinfo=UTC))
+        assert store.read_ids() == [new.read_id]
+        store.add_reads([old], T0)  # the month comes back when a read of it arrives again
+        assert sorted(store.read_ids()) == sorted([old.read_id, new.read_id])
+    finally:
+        store.close()
+
+
+def test_db_maintain_creates_partitions_ahead(pg_url, tmp_path):
+    result = CliRunner().invoke(main, ["db", "maintain", "--config", _config(tmp_path, pg_url),
+                                       "--months-ahead", "6"])
+    assert result.exit_code == 0, result.output
+    store = PostgresStore(pg_url)
+    try:
+        months = [m for m, _ in store.partitions()]
+        now = dt.datetime.now(UTC)
+        assert months[-1] >= dt.datetime(now.year, now.month, 1, tzinfo=UTC) + dt.timedelta(days=5 * 31)
+    finally:
+        store.close()
+
+
+# -- db copy -----------------------------------------------------------------------------
+def test_db_copy_keeps_every_read_and_image_and_resumes(pg_url, tmp_path):
+    src = SQLiteStore(tmp_path / "pilot.sqlite")
+    reads = [read(plate=f"CP{i:04d}", at=T0 - dt.timedelta(days=i * 7), crop_jpeg=b"\xff\xd8" + bytes([i % 256]),
+                  context_jpeg=(b"\xff\xd8ctx" if i % 3 == 0 else None)) for i in range(250)]
+    src.add_reads(reads, T0)
+    expected = {r.read_id: r for r in reads}
+    src.close()
+    args = ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to", pg_url, "--chunk", "100"]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"reads": 250, "images": 250 + 84, "new": 250, "verified": 250}
+    store = PostgresStore(pg_url)
+    try:
+        got = {s.read.read_id: s for s in store.search(Search(plate="CP*", limit=1000))}
+        assert set(got) == set(expected)
+        assert all(got[k].read == expected[k] and got[k].stored_at == T0 for k in expected)
+        assert all(got[k].read.crop_jpeg == expected[k].crop_jpeg and
+                   got[k].read.context_jpeg == expected[k].context_jpeg for k in expected)
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, args)  # again: nothing new, every row checked
+    assert result.exit_code == 0 and "copied 250 read(s) (0 new)" in result.output
+    assert "governance tables" in result.output and "not on PostgreSQL yet" in result.output
+
+
+def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "copy", "--from", "postgresql://x/y", "--to", pg_url])
+    assert result.exit_code == 2 and "sqlite:///PATH" in result.output
+    result = runner.invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path}/c.sqlite",
+                                  "--to", "postgresql://alpr:pw@127.0.0.1/x"])
+    assert result.exit_code == 2 and "no password" in result.output
+    result = runner.invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path}/missing.sqlite", "--to", pg_url])
+    assert result.exit_code == 1 and "cannot read" in result.output
+    assert "not on PostgreSQL yet" in runner.invoke(main, ["db", "copy", "--help"]).output
+
+
+# -- collectors over Mosquitto, PostgreSQL restarted mid-stream --------------------------
+def _device(tmp_path, pki_dir, port, device, n, stop):
+    from edge_agent.outbox import Outbox
+    from edge_agent.sync import SyncClient, SyncSettings
+    ob = Outbox(tmp_path / f"edge-{device}" / "outbox.sqlite")
+    sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), device)
+    ids, items = [], []
+    now = time.time()
+    for i in range(n):
+        r = PlateRead(new_read_id(), device, "lane-1", dt.datetime.fromtimestamp(now, UTC), f"PG{i:05d}", 0.9,
+                      (10, 20, 120, 60), crop_jpeg=b"\xff\xd8" + i.to_bytes(4, "big"))
+        ids.append(r.read_id)
+        items.append((r.read_id, now, sealer.seal(r.read_id, encode_read(r))))
+    ob.add(items)
+    sync = SyncClient(SyncSettings(host="127.0.0.1", port=port, device_id=device, ca_file=str(pki_dir / "ca.crt"),
+                                   cert_file=str(pki_dir / f"{device}.crt"), key_file=str(pki_dir / f"{device}.key"),
+                                   batch_size=50, max_in_flight=2, max_rate=500.0, ack_timeout=3.0), ob)
+    thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
+    thread.start()
+    return ids, ob, thread
+
+
+@pytest.mark.slow
+def test_two_collectors_survive_a_postgres_restart_and_nothing_is_lost_or_doubled(
+        tmp_path, pki_dir, broker, collector_factory, pg_cluster, pg_url):
+    collectors = [collector_factory(broker.port, f"gov-{i}.sqlite", store=PostgresStore(pg_url),
+                                    client_id=f"central.collector-{broker.port}-{i}") for i in range(2)]
+    stop = threading.Event()
+    devices = [_device(tmp_path, pki_dir, broker.port, d, 2000, stop) for d in ("cam-a", "cam-b")]
+    produced = {rid for ids, _, _ in devices for rid in ids}
+    try:
+        wait_for(lambda: collectors[0].store.count() > 400, 30, message="some reads stored")
+        pg_cluster.restart(down_seconds=2.0)
+        stored_at_restart = collectors[0].store.count()
+        assert stored_at_restart < len(produced), "everything was stored before the restart; slow the devices"
+        wait_for(lambda: all(ob.depth == 0 for _, ob, _ in devices), 120, interval=0.5,
+                 message="every outbox drained (each read acknowledged)")
+    finally:
+        stop.set()
+        for _, ob, thread in devices:
+            thread.join(timeout=10)
+            ob.close()
+    with psycopg.connect(pg_url) as conn:
+        total, distinct = conn.execute("SELECT count(*), count(DISTINCT read_id) FROM reads").fetchone()
+        images = conn.execute("SELECT count(*) FROM read_images").fetchone()[0]
+    assert set(collectors[0].read_ids()) == produced
+    assert total == distinct == len(produced) and images == len(produced)
+    assert all(c.collector.counters["reads_stored"] > 0 for c in collectors)  # the shared subscription split them
+
+
+def test_a_collector_store_error_while_postgres_is_down_is_raised_not_swallowed(pg_cluster, pg_url):
+    store = PostgresStore(pg_url, timeout=2.0)
+    try:
+        pg_cluster.stop()
+        with pytest.raises(StoreError):
+            store.add_reads([read()], T0)
+    finally:
+        pg_cluster.start()
+        store.close()
+    store = PostgresStore(pg_url)
+    try:
+        assert store.count() == 0  # nothing half-written
+    finally:
+        store.close()
