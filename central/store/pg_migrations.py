@@ -23,6 +23,9 @@ Design (see docs/scaling.md):
   pattern (``*123``, ``7?B*12``) and tolerant searches: a plate that matches a
   pattern also matches the folded pattern on its folded plate, so a plain
   wildcard search filters the folded index first and rechecks ``plate``.
+- JPEGs do not compress: ``STORAGE EXTERNAL`` stops PostgreSQL trying (and
+  failing) to compress each one, and ``toast_tuple_target = 8160`` keeps a
+  plate crop (2-5 KB) in the row instead of splitting it into TOAST chunks.
 - No foreign key from images to reads (it would cost a lookup per image and
   couple the partitions' drops); the store writes both in one transaction and
   drops both months together.
@@ -62,6 +65,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             jpeg bytea NOT NULL,
             PRIMARY KEY (read_id, captured_at, kind)
         ) PARTITION BY RANGE (captured_at);
+        ALTER TABLE read_images ALTER COLUMN jpeg SET STORAGE EXTERNAL;
 
         -- Create the monthly partitions of both tables covering [lo, hi]; returns
         -- how many it made. Serialised by an advisory lock so collectors racing for
@@ -81,6 +85,10 @@ MIGRATIONS: list[tuple[str, str]] = [
                     IF to_regclass(name) IS NULL THEN
                         EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
                                        name, parent, m, (m AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC');
+                        IF parent = 'read_images' THEN
+                            EXECUTE format('ALTER TABLE %I ALTER COLUMN jpeg SET STORAGE EXTERNAL, '
+                                           'SET (toast_tuple_target = 8160)', name);
+                        END IF;
                         made := made + 1;
                     END IF;
                 END LOOP;
