@@ -282,53 +282,64 @@ def ingest(args) -> None:
 
 
 # -- search and purge on a large table ------------------------------------------------------
+def load(url: str, rows: int, rng: random.Random, start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Migrate, drop the secondary indexes, COPY ``rows`` reads spread evenly
+    over [start, end), rebuild the indexes, ANALYZE; returns the plate pool."""
+    import psycopg
+    from central.store.postgres import READ_COLUMNS, PostgresStore
+    from edge_agent.wire import fold_confusables
+    span = (end - start).total_seconds()
+    pool = [f"{rng.randrange(10)}{_letters(rng, 3)}{rng.randrange(1000):03d}" for _ in range(max(1000, rows // 10))]
+    store = PostgresStore(url, check_schema=False)
+    store.migrate()
+    store.ensure_partitions(start, end)
+    with psycopg.connect(url, autocommit=True) as conn:
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'reads' "
+                               "AND indexname <> 'reads_pkey'").fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
+    t = time.time()
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY reads ({', '.join(READ_COLUMNS)}) FROM STDIN") as cp:
+            chunk = []
+            for i in range(rows):
+                at = (start + dt.timedelta(seconds=span * i / rows)).isoformat()
+                plate = pool[rng.randrange(len(pool))]
+                chunk.append(f"{(i << 16) | 0x7000:032x}\tdev-{i % 400:03d}\tlane-1\t{at}\t{at}\t{plate}\t"
+                             f"{fold_confusables(plate)}\t0.9\t[1, 2, 150, 75]\t[]\t\\N\t\\N\t\\N\tbench\n")
+                if len(chunk) == 10000:
+                    cp.write("".join(chunk))
+                    chunk = []
+            cp.write("".join(chunk))
+    loaded = time.time() - t
+    t = time.time()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        for _, ddl in indexes:
+            conn.execute(ddl.replace(" ONLY ", " "))
+        conn.execute("ANALYZE reads")
+        size = conn.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i "
+                            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'reads'::regclass"
+                            ).fetchone()[0]
+    print(f"loaded {rows:,} reads over {len(store.partitions())} monthly partitions with COPY in {loaded:.0f} s "
+          f"({rows / loaded:,.0f} rows/s), indexes built in {time.time() - t:.0f} s; reads with indexes on disk: {size}")
+    store.close()
+    return pool
+
+
 def search(args) -> None:
     import psycopg
     from central.store import Search
     from central.store.postgres import PostgresStore
-    from edge_agent.wire import fold_confusables
     rng = random.Random(7)
     end = dt.datetime(2026, 12, 1, tzinfo=UTC)
     start = end - dt.timedelta(days=365)
     span = (end - start).total_seconds()
-    pool = [f"{rng.randrange(10)}{_letters(rng, 3)}{rng.randrange(1000):03d}" for _ in range(max(1000, args.rows // 10))]
     cluster = PgCluster(find_bindir(), fsync=True, settings=PG_SETTINGS).start()
     try:
         url = cluster.new_database("search")
-        store = PostgresStore(url, check_schema=False)
-        store.migrate()
-        store.ensure_partitions(start, end)
-        with psycopg.connect(url, autocommit=True) as conn:
-            indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'reads' "
-                                   "AND indexname <> 'reads_pkey'").fetchall()
-            for name, _ in indexes:
-                conn.execute(f"DROP INDEX {name}")
-        t = time.time()
-        from central.store.postgres import READ_COLUMNS
-        with psycopg.connect(url) as conn, conn.cursor() as cur:
-            with cur.copy(f"COPY reads ({', '.join(READ_COLUMNS)}) FROM STDIN") as cp:
-                chunk = []
-                for i in range(args.rows):
-                    at = (start + dt.timedelta(seconds=span * i / args.rows)).isoformat()
-                    plate = pool[rng.randrange(len(pool))]
-                    chunk.append(f"{(i << 16) | 0x7000:032x}\tdev-{i % 400:03d}\tlane-1\t{at}\t{at}\t{plate}\t"
-                                 f"{fold_confusables(plate)}\t0.9\t[1, 2, 150, 75]\t[]\t\\N\t\\N\t\\N\tbench\n")
-                    if len(chunk) == 10000:
-                        cp.write("".join(chunk))
-                        chunk = []
-                cp.write("".join(chunk))
-        load = time.time() - t
-        t = time.time()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SET maintenance_work_mem = '512MB'")
-            for _, ddl in indexes:
-                conn.execute(ddl.replace(" ONLY ", " "))
-            conn.execute("ANALYZE reads")
-            size = conn.execute("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i "
-                                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'reads'::regclass"
-                                ).fetchone()[0]
-        print(f"loaded {args.rows:,} reads over {len(store.partitions())} monthly partitions with COPY in {load:.0f} s "
-              f"({args.rows / load:,.0f} rows/s), indexes built in {time.time() - t:.0f} s; reads on disk: {size}")
+        pool = load(url, args.rows, rng, start, end)
+        store = PostgresStore(url)
         kinds = {
             "exact": lambda p: Search(plate=p),
             "prefix wildcard (7AB?12*)": lambda p: Search(plate=p[:3] + "?" + p[4:6] + "*"),
@@ -362,8 +373,13 @@ def search(args) -> None:
             conn.execute("DELETE FROM read_images WHERE captured_at >= %s AND captured_at < %s", [delete_month, nxt])
             conn.execute("DELETE FROM reads WHERE captured_at >= %s AND captured_at < %s", [delete_month, nxt])
         deleted = time.time() - t
+        t = time.time()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"VACUUM reads_{delete_month:%Y%m}")
+        vacuumed = time.time() - t
         print(f"purge of a month: partition drop {dropped * 1000:.0f} ms ({n_drop:,} reads) vs row deletes "
-              f"{deleted:.1f} s ({n_del:,} reads; the deleted rows' space still awaits VACUUM)")
+              f"{deleted:.1f} s + VACUUM {vacuumed:.1f} s ({n_del:,} reads; the file keeps its size until "
+              "VACUUM FULL, the dropped partition's space is back at once)")
         store.close()
     finally:
         cluster.destroy()
