@@ -65,6 +65,10 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
     assert result.exit_code == 78 and "not migrated" in result.output and "alpr-central db migrate" in result.output
     with pytest.raises(SchemaMismatch):
         PostgresStore(url)
+    from central.ingest.keys import init_data_key
+    init_data_key(tmp_path / "central" / "data-key.pem", tmp_path / "central" / "data-key.pub.pem")
+    result = runner.invoke(main, ["run", "--config", config])  # the collector does not start either
+    assert result.exit_code == 78 and "not migrated" in result.output
 
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
