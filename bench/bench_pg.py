@@ -247,12 +247,14 @@ def ingest(args) -> None:
                     rig.store_url, raw_url = "", ""
                 # raw DB: 2 writer processes
                 out = ctx.Queue()
-                raw_path = str(root / "raw.sqlite")
+                raw_path = str(root / f"raw-{backend}.sqlite")
+                from central.store.sqlite import SQLiteStore
+                SQLiteStore(raw_path).close()  # migrated before two writers open it at once
                 writers = [ctx.Process(target=raw_writer, args=(raw_url, raw_path, total // 2, args.crop_bytes, out))
                            for _ in range(2)]
                 for w in writers:
                     w.start()
-                secs = max(out.get(timeout=600) for _ in writers)
+                secs = max(out.get(timeout=300) for _ in writers)
                 for w in writers:
                     w.join()
                 raw_db = (total // 2 * 2) / secs
