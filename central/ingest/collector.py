@@ -263,9 +263,14 @@ class CollectorService:
                 self.client.publish(topic, encode_ack(ack), qos=1)
 
     def run(self, stop: threading.Event) -> None:
+        # No persistent session: on a shared subscription the broker goes on dealing
+        # batches to a gone member's session until it expires, so a collector that
+        # died would hold a share of every device's batches until each device's ack
+        # timeout, again and again. Ending the session with the connection hands its
+        # share to the others at once; what it held unacknowledged, devices resend.
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600  # keep our queue while we restart
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=False,
+        props.SessionExpiryInterval = 0
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=True,
                                   properties=props)
         writer_stop = threading.Event()
         writer = threading.Thread(target=self._write, args=(writer_stop,), name="collector-writer", daemon=True)
