@@ -148,6 +148,25 @@ def test_searches_are_never_prepared_statements(pg_url):
         store.close()
 
 
+def test_every_field_round_trips_through_copy_text(pg_url):
+    """Reads go in as hand-formatted COPY text: backslashes, non-ASCII text,
+    locations, alternates and both images must come back exactly."""
+    from edge_agent.wire import Alternate, Location
+    store = PostgresStore(pg_url)
+    try:
+        full = read(plate="7ABC123", alternates=(Alternate("7A8C123", 0.4), Alternate("1ABC123", 0.125)),
+                    location=Location(34.052235, -118.243683, 359.5), model_version="ocr\\v2 été \\N",
+                    crop_jpeg=b"\xff\xd8\\\t\n\x00crop", context_jpeg=b"\xff\xd8ctx")
+        bare = read(plate="8XYZ999", location=Location(-90.0, 180.0, None))
+        store.add_reads([full, bare], T0)
+        got = {s.read.read_id: s.read for s in store.search(Search(since=T0 - dt.timedelta(days=1)))}
+        assert got[full.read_id] == full and got[bare.read_id] == bare
+        assert (got[full.read_id].crop_jpeg, got[full.read_id].context_jpeg) == (full.crop_jpeg, full.context_jpeg)
+        assert got[full.read_id].model_version == full.model_version
+    finally:
+        store.close()
+
+
 def test_db_maintain_creates_partitions_ahead(pg_url, tmp_path):
     result = CliRunner().invoke(main, ["db", "maintain", "--config", _config(tmp_path, pg_url),
                                        "--months-ahead", "6"])
