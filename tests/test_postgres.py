@@ -167,6 +167,37 @@ def test_every_field_round_trips_through_copy_text(pg_url):
         store.close()
 
 
+def test_a_batch_the_database_refuses_does_not_sink_the_others_grouped_with_it(pg_url, tmp_path):
+    """The collector stores queued messages in one transaction; when PostgreSQL
+    refuses one (here a CHECK the test adds: nothing known passes the wire's
+    validation and fails the store today), the others are stored and
+    acknowledged one by one, and only the refused one waits for a resend."""
+    from central.errors import StoreError
+    from central.ingest.collector import Collector
+    from central.ingest.keys import load_opener
+    from edge_agent.wire import encode_batch, generate_keypair
+    private, public = generate_keypair()
+    (tmp_path / "k.pem").write_bytes(private)
+    store = PostgresStore(pg_url)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE reads ADD CONSTRAINT refuse_one CHECK (plate <> 'REFUSE1')")
+        collector = Collector(store, load_opener([tmp_path / "k.pem"]))
+        sealer = Sealer(load_public_key(public), "cam-a")
+        now = dt.datetime.now(UTC)
+        items = [collector.prepare("alpr/v1/devices/cam-a/reads", encode_batch(new_read_id(), [
+            sealer.seal(r.read_id, encode_read(r))])) for r in (read(plate="GOOD1", at=now), read(plate="REFUSE1", at=now),
+                                                                read(plate="GOOD2", at=now))]
+        with pytest.raises(StoreError):
+            collector.commit(items)
+        acks = collector.commit_each(items)
+        assert [ack.batch_id for _, ack in acks] == [items[0].batch_id, items[2].batch_id]
+        assert sorted(r.read.plate for r in store.search(Search(plate="GOOD*"))) == ["GOOD1", "GOOD2"]
+        assert store.count() == 2
+    finally:
+        store.close()
+
+
 def test_db_maintain_creates_partitions_ahead(pg_url, tmp_path):
     result = CliRunner().invoke(main, ["db", "maintain", "--config", _config(tmp_path, pg_url),
                                        "--months-ahead", "6"])
