@@ -11,7 +11,7 @@ LEGACY ?= .venv-legacy
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # On a Pi, picamera2 comes from apt (python3-picamera2): let the venv see it.
 VENV_FLAGS := $(shell [ -d /usr/lib/python3/dist-packages/picamera2 ] && echo --system-site-packages)
-APT_PACKAGES := mosquitto python3-venv fonts-dejavu-core chromium shellcheck rauc squashfs-tools
+APT_PACKAGES := mosquitto python3-venv fonts-dejavu-core chromium shellcheck rauc squashfs-tools postgresql
 
 .PHONY: demo test setup system-packages legacy-runtime clean
 demo: setup

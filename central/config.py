@@ -21,8 +21,27 @@ DEFAULT_PURPOSES = (
 
 @dataclasses.dataclass(frozen=True)
 class Store:
+    """Where central keeps its data. ``path`` is the SQLite file (the default
+    store of everything). ``url = "postgresql://..."`` moves the reads and their
+    images to PostgreSQL; the governance tables (users, access log, devices,
+    holds, sharing) stay in the SQLite file at ``path`` until they move too."""
     type: str = "sqlite"
     path: str = "central.sqlite"
+    url: str = ""
+
+
+def check_postgres_url(url: str, name: str = "store.url") -> str:
+    """A libpq URL without a password (secrets never in TOML or on a command
+    line: use a password file, PGPASSFILE, or client certificates)."""
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{name}: expected a postgresql:// URL")
+    query = urllib.parse.parse_qs(parts.query)
+    if parts.password or "password" in query:
+        raise ConfigError(f"{name}: put no password in the URL; use a password file (passfile=... in the URL, "
+                          "PGPASSFILE or ~/.pgpass) or client certificates (sslcert=, sslkey=)")
+    return url
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,8 +370,12 @@ def parse(doc: dict, base: Path) -> CentralConfig:
         raise ConfigError("data_dir: required (a folder path)")
     data_dir = resolve(doc["data_dir"], base)
     store = _section(Store, doc.get("store", {}), "store")
-    if store.type not in ("sqlite",):
-        raise ConfigError("store.type: 'sqlite' is the only backend so far")
+    if store.type not in ("sqlite", "postgresql"):
+        raise ConfigError("store.type: 'sqlite' or 'postgresql'")
+    if store.url:
+        store = dataclasses.replace(store, type="postgresql", url=check_postgres_url(store.url))
+    elif store.type == "postgresql":
+        raise ConfigError("store.url: required for the postgresql store (postgresql://user@host/db)")
     mqtt = _section(Mqtt, doc.get("mqtt", {}), "mqtt")
     if mqtt.tls and not (mqtt.ca_file and mqtt.cert_file and mqtt.key_file):
         raise ConfigError("mqtt.ca_file, mqtt.cert_file and mqtt.key_file are required when mqtt.tls is true")

@@ -5,6 +5,8 @@
     CentralError
      +-- ConfigError        bad or missing configuration (CLI exit 78); names the key path
      +-- StoreError         the database cannot be opened, migrated or written (CLI exit 75 when unreachable)
+     |    +-- SchemaMismatch        the database schema is behind (run ``db migrate``) or ahead of
+     |                              this central (upgrade it); CLI exit 78
      +-- QueryError         a search is malformed or lacks a purpose / case number (CLI exit 1)
      +-- PolicyError        an action the rules forbid (governance)
      |    +-- PermissionDenied      the user's role may not do this
@@ -28,6 +30,10 @@ class ConfigError(CentralError):
 
 class StoreError(CentralError):
     """The store failed (open, migrate, write)."""
+
+
+class SchemaMismatch(StoreError):
+    """The store's schema is not the one this code was built for; says what to do."""
 
 
 class QueryError(CentralError):

@@ -101,12 +101,12 @@ def broker(broker_factory):
 
 
 class RunningCollector:
-    def __init__(self, port: int, pki_dir: Path, db_path: Path) -> None:
-        self.store = SQLiteStore(db_path)
+    def __init__(self, port: int, pki_dir: Path, db_path: Path, store=None, client_id: str = "") -> None:
+        self.store = store if store is not None else SQLiteStore(db_path)
         self.collector = Collector(self.store, load_opener([pki_dir / "data-key.pem"]))
         cfg = Mqtt(host="127.0.0.1", port=port, ca_file=str(pki_dir / "ca.crt"),
                    cert_file=str(pki_dir / "collector.crt"), key_file=str(pki_dir / "collector.key"),
-                   client_id=f"central.collector-{port}")
+                   client_id=client_id or f"central.collector-{port}")
         self.service = CollectorService(cfg, self.collector)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.service.run, args=(self.stop_event,), daemon=True)
@@ -117,6 +117,8 @@ class RunningCollector:
         return self
 
     def read_ids(self) -> list[str]:
+        if hasattr(self.store, "read_ids"):  # PostgreSQL
+            return self.store.read_ids()
         return [r[0] for r in self.store.db.execute("SELECT read_id FROM reads").fetchall()]
 
     def stop(self):
@@ -129,8 +131,8 @@ class RunningCollector:
 def collector_factory(pki_dir, tmp_path):
     made = []
 
-    def make(port: int, db_name: str = "central.sqlite") -> RunningCollector:
-        c = RunningCollector(port, pki_dir, tmp_path / db_name)
+    def make(port: int, db_name: str = "central.sqlite", store=None, client_id: str = "") -> RunningCollector:
+        c = RunningCollector(port, pki_dir, tmp_path / db_name, store, client_id)
         made.append(c)
         return c.start()
 
@@ -138,6 +140,54 @@ def collector_factory(pki_dir, tmp_path):
     for c in made:
         if not c.stop_event.is_set():
             c.stop()
+
+
+# -- PostgreSQL: a throwaway cluster from Debian's binaries (tests/pg_cluster.py) ----------
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from pg_cluster import PgCluster, find_bindir
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed, and CI must run the PostgreSQL tests (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql): PostgreSQL tests skipped")
+    cluster = PgCluster(bindir).start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """A fresh, migrated database of the session cluster."""
+    from central.store.postgres import PostgresStore
+    url = pg_cluster.new_database()
+    store = PostgresStore(url, check_schema=False)
+    store.migrate()
+    store.close()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request, tmp_path):
+    """Opens a read store of each backend: ``make(sqlite_path)``. With
+    PostgreSQL the reads are in a fresh migrated database and the governance
+    tables in the SQLite file at ``sqlite_path`` (as in production)."""
+    made = []
+
+    def make(path: Path):
+        if request.param == "sqlite":
+            store = SQLiteStore(path)
+        else:
+            from central.store.postgres import PostgresStore
+            url = request.getfixturevalue("pg_url")
+            store = PostgresStore(url, SQLiteStore(path))
+        made.append(store)
+        return store
+
+    make.backend = request.param
+    yield make
+    for store in made:
+        store.close()
 
 
 @pytest.fixture(scope="session")

@@ -26,10 +26,10 @@ def keys(tmp_path):
 
 
 @pytest.fixture
-def collector(tmp_path, keys):
-    store = SQLiteStore(tmp_path / "c.sqlite")
-    yield Collector(store, load_opener([keys[0]]), max_message_bytes=1 << 20)
-    store.close()
+def collector(tmp_path, keys, store_factory):
+    """On each backend (PostgreSQL: reads there, governance in c.sqlite)."""
+    store = store_factory(tmp_path / "c.sqlite")
+    return Collector(store, load_opener([keys[0]]), max_message_bytes=1 << 20)
 
 
 def make_read(device="cam-a", plate="7ABC123", **kw):
@@ -204,3 +204,23 @@ def test_a_store_write_that_fails_outside_sqlite_releases_the_write_lock(tmp_pat
     good = make_read()
     assert store.add_reads([good], dt.datetime.now(dt.timezone.utc)) == [good.read_id]
     store.close()
+
+
+def test_a_postgres_write_that_fails_rolls_back_and_the_next_one_is_stored(pg_url, tmp_path):
+    """PostgreSQL cannot store a lone surrogate either: the batch fails whole with
+    a StoreError (not acknowledged, nothing half-written) and the pool's
+    connection serves the next batch."""
+    from central.errors import StoreError
+    from central.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_url)
+    try:
+        good, bad = make_read(), make_read()
+        object.__setattr__(bad, "model_version", "\udc80")
+        with pytest.raises(StoreError):
+            store.add_reads([good, bad], dt.datetime.now(dt.timezone.utc))
+        assert store.count() == 0
+        assert store.add_reads([good], dt.datetime.now(dt.timezone.utc)) == [good.read_id]
+        assert store.read_ids() == [good.read_id]
+    finally:
+        store.close()

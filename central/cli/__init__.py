@@ -10,7 +10,7 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, devices, governance, hotlist, models, release, retention, sharing
+from . import console, db, devices, governance, hotlist, models, release, retention, sharing
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
@@ -21,7 +21,7 @@ main.add_command(console.serve)
 governance.user_group.add_command(console.user_passwd)
 governance.user_group.add_command(console.user_unlock)
 for _group in (devices.ca_group, devices.enroll_group, devices.device_group, devices.business_group,
-               devices.broker_group):
+               devices.broker_group, db.db_group):
     main.add_command(_group)
 
 __all__ = ["main"]

@@ -12,7 +12,7 @@ import datetime as dt
 import click
 
 from .. import config as config_mod
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, SchemaMismatch, StoreError
 
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
@@ -39,11 +39,24 @@ def load_config(path: str) -> config_mod.CentralConfig:
 
 
 def open_store(cfg):
+    """The configured store: exit 78 when its schema is behind or ahead of this
+    central, 75 when the database cannot be reached or opened."""
     from ..store import open_store as _open
     try:
-        return _open(cfg.store.type, cfg.store.path)
+        return _open(cfg.store.type, cfg.store.path, cfg.store.url)
+    except SchemaMismatch as exc:
+        raise ConfigFailure(str(exc)) from None
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
+
+
+def require_sqlite_reads(cfg, what: str) -> None:
+    """Refuse a command that still reads the ``reads`` table through the SQLite
+    connection when the reads live on PostgreSQL: it would silently see none."""
+    if cfg.store.type != "sqlite":
+        raise click.ClickException(
+            f"{what} does not work with reads on PostgreSQL yet: it still reads the SQLite file, which holds "
+            "none of them (see docs/scaling.md, 'What is not on PostgreSQL yet')")
 
 
 def parse_when(value: str | None, name: str) -> dt.datetime | None:

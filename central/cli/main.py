@@ -113,7 +113,8 @@ def config_check(config_path: str) -> None:
     problems = check(cfg)  # each key / certificate path must hold a key / certificate of the right kind
     if problems:
         raise ConfigFailure("; ".join(str(p) for p in problems))
-    click.echo(f"ok: store {cfg.store.type} at {cfg.store.path}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+    where = cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.url} (governance in {cfg.store.path})"
+    click.echo(f"ok: store {cfg.store.type} at {where}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
 
 
 @main.group()

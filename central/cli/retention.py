@@ -13,6 +13,7 @@ from ..governance.audit import utcnow
 from .common import config_option
 from .common import load_config as _load
 from .common import parse_when as _when
+from .common import require_sqlite_reads
 from .session import Session, json_option, parse_date, token_option
 
 
@@ -33,7 +34,9 @@ def _governor(s: Session):
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
 @json_option
 def retention_purge(config_path, token_file, dry_run, as_json) -> None:
-    """Delete what is past its retention period (never held reads); records counts, never plates."""
+    """Delete what is past its retention period (never held reads); records counts, never plates.
+    Refused while the reads are on PostgreSQL (not built there yet: docs/scaling.md)."""
+    require_sqlite_reads(_load(config_path), "retention purge")
     with Session(config_path, token_file) as s:
         result = _governor(s).purge(s.user, dry_run=dry_run)
     if as_json:
@@ -140,8 +143,10 @@ def report_group() -> None:
 @click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder for transparency-<period>.html and .json.")
 def report_transparency(config_path, token_file, period, out_dir) -> None:
-    """Write the transparency report: a self-contained HTML page with charts and its JSON twin."""
+    """Write the transparency report: a self-contained HTML page with charts and its JSON twin.
+    Refused while the reads are on PostgreSQL (it would count none: docs/scaling.md)."""
     from ..governance.report import build, parse_period, write
+    require_sqlite_reads(_load(config_path), "the transparency report")
     with Session(config_path, token_file) as s:
         try:
             start, end = parse_period(period)

@@ -198,6 +198,24 @@ class Collector:
         return acks
 
 
+    def commit_each(self, items: list["Prepared"]) -> list[tuple[str, Ack]]:
+        """Store each message in its own transaction; the acks of those that
+        were stored (a message whose store fails is not acknowledged). Gives
+        up after two failures in a row: the database is down, not one message bad."""
+        acks, failed_in_a_row = [], 0
+        for item in items:
+            try:
+                acks.extend(self.commit([item]))
+                failed_in_a_row = 0
+            except StoreError:
+                logger.warning("store refused batch %s of %s (%d reads); not acknowledged", item.batch_id,
+                               item.device, len(item.reads))
+                failed_in_a_row += 1
+                if failed_in_a_row == 2:
+                    break
+        return acks
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """A checked message waiting to be stored."""
@@ -309,9 +327,13 @@ class CollectorService:
             try:
                 acks = self.collector.commit(items)
             except StoreError:
-                logger.exception("store failed; %d batches not acknowledged (devices will resend)", len(items))
-                stop.wait(1.0)
-                continue
+                # One message the database refuses must not keep failing the others it
+                # is grouped with (each resend lands in a new group): store them one by one.
+                acks = self.collector.commit_each(items) if len(items) > 1 else []
+                if len(acks) < len(items):
+                    logger.exception("store failed; %d of %d batches not acknowledged (devices will resend)",
+                                     len(items) - len(acks), len(items))
+                    stop.wait(1.0)
             except Exception:  # the writer must go on
                 logger.exception("unexpected error storing %d batches; not acknowledged", len(items))
                 stop.wait(1.0)
@@ -320,9 +342,14 @@ class CollectorService:
                 self.client.publish(topic, encode_ack(ack), qos=1)
 
     def run(self, stop: threading.Event) -> None:
+        # No persistent session: on a shared subscription the broker goes on dealing
+        # batches to a gone member's session until it expires, so a collector that
+        # died would hold a share of every device's batches until each device's ack
+        # timeout, again and again. Ending the session with the connection hands its
+        # share to the others at once; what it held unacknowledged, devices resend.
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600  # keep our queue while we restart
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=False,
+        props.SessionExpiryInterval = 0
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=True,
                                   properties=props)
         writer_stop = threading.Event()
         writer = threading.Thread(target=self._write, args=(writer_stop,), name="collector-writer", daemon=True)

@@ -1,7 +1,7 @@
 """Storage of plate reads behind one small interface.
 
-``sqlite`` (default) is :mod:`.sqlite`; a PostgreSQL backend will implement the
-same :class:`Store` when one machine is outgrown.
+``sqlite`` (default) is :mod:`.sqlite`; ``postgresql`` (:mod:`.postgres`)
+keeps the reads on PostgreSQL when one SQLite file is outgrown.
 """
 
 from __future__ import annotations
@@ -99,10 +99,21 @@ class Store(abc.ABC):
     def close(self) -> None: ...
 
 
-def open_store(kind: str, path: str) -> Store:
+def open_store(kind: str, path: str, url: str = "") -> Store:
+    """The configured store. ``postgresql``: reads on PostgreSQL at ``url``
+    (its schema must be migrated: ``alpr-central db migrate``), governance
+    tables in the SQLite file at ``path``."""
+    from .sqlite import SQLiteStore
     if kind == "sqlite":
-        from .sqlite import SQLiteStore
         return SQLiteStore(path)
+    if kind == "postgresql":
+        from .postgres import PostgresStore
+        governance = SQLiteStore(path)
+        try:
+            return PostgresStore(url, governance)
+        except BaseException:
+            governance.close()
+            raise
     raise ValueError(f"unknown store type {kind!r}")
 
 

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from edge_agent.wire import Alternate, Location, PlateRead
 
-from ..errors import StoreError
+from ..errors import SchemaMismatch, StoreError
 from . import Search
 from . import Store
 from . import StoredRead
@@ -62,6 +62,9 @@ class SQLiteStore(Store):
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB: index pages stay hot while ingesting
             self.migrate()
+        except SchemaMismatch:
+            self.db.conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
 
@@ -69,6 +72,10 @@ class SQLiteStore(Store):
         """Apply pending migrations in order, each in its own transaction."""
         self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
         applied = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+        unknown = sorted(applied - {name for name, _ in MIGRATIONS})
+        if unknown:
+            raise SchemaMismatch(f"{self.path} was migrated by a newer central (unknown migrations: "
+                                 f"{', '.join(unknown)}); upgrade central")
         done = []
         for name, sql in MIGRATIONS:
             if name in applied:

@@ -1,0 +1,149 @@
+"""``alpr-central db``: schema migrations, partition maintenance, and copying a
+pilot's reads from SQLite to PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+
+import click
+
+from ..config import check_postgres_url
+from ..errors import ConfigError, SchemaMismatch, StoreError
+from .common import ConfigFailure, TempFailure, config_option
+from .common import load_config as _load
+
+logger = logging.getLogger(__name__)
+
+NOT_YET = ("Only reads and their images move: the governance tables (users, the hash-chained access log, "
+           "devices and certificates, legal holds, sharing, device audit logs, hotlist) are not on PostgreSQL "
+           "yet and stay in the SQLite file named by [store] path, which central keeps using.")
+
+
+@click.group("db")
+def db_group() -> None:
+    """The database: migrations, partitions, copying SQLite reads to PostgreSQL."""
+
+
+def _postgres(url: str, *, check_schema: bool = True):
+    from ..store.postgres import PostgresStore
+    try:
+        return PostgresStore(url, check_schema=check_schema)
+    except SchemaMismatch as exc:
+        raise ConfigFailure(str(exc)) from None
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+
+
+@db_group.command("migrate")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_migrate(config_path: str, as_json: bool) -> None:
+    """Apply pending schema migrations: the SQLite file ([store] path) and, when
+    [store] url names PostgreSQL, the read store there. Safe to run again.
+    Central refuses to start on a PostgreSQL schema that is behind (run this)
+    or ahead of it (upgrade central): exit 78."""
+    from ..store.sqlite import SQLiteStore
+    cfg = _load(config_path)
+    try:
+        sqlite = SQLiteStore(cfg.store.path)  # applies its own migrations on open
+        sqlite.close()
+    except SchemaMismatch as exc:
+        raise ConfigFailure(str(exc)) from None
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+    applied: list[str] = []
+    if cfg.store.type == "postgresql":
+        store = _postgres(cfg.store.url, check_schema=False)
+        try:
+            pending, unknown = store.schema_state()
+            if unknown:
+                raise ConfigFailure(f"the PostgreSQL schema is newer than this central (unknown migrations: "
+                                    f"{', '.join(unknown)}); upgrade central")
+            applied = store.migrate()
+        except StoreError as exc:
+            raise TempFailure(str(exc)) from None
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps({"sqlite": cfg.store.path, "postgresql_applied": applied}))
+        return
+    click.echo(f"sqlite {cfg.store.path}: up to date")
+    if cfg.store.type == "postgresql":
+        click.echo(f"postgresql: applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else
+                                                                          " (up to date)"))
+
+
+@db_group.command("maintain")
+@config_option
+@click.option("--months-ahead", default=3, show_default=True, type=click.IntRange(1, 24),
+              help="Create the read partitions of this many months ahead.")
+def db_maintain(config_path: str, months_ahead: int) -> None:
+    """Create the monthly read partitions ahead of time (PostgreSQL; run it
+    daily from a timer). The collector also creates the month of any read that
+    arrives without one."""
+    cfg = _load(config_path)
+    if cfg.store.type != "postgresql":
+        click.echo("sqlite store: nothing to maintain")
+        return
+    store = _postgres(cfg.store.url)
+    try:
+        now = dt.datetime.now(dt.timezone.utc)
+        made = store.ensure_partitions(now, now + dt.timedelta(days=31 * months_ahead))
+        months = len(store.partitions())
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"created {made} partition(s); {months} month(s) of reads partitions exist")
+
+
+@db_group.command("copy", epilog=NOT_YET)
+@click.option("--from", "source", required=True, metavar="sqlite:///PATH",
+              help="The SQLite store to copy reads from (opened read-only).")
+@click.option("--to", "target", required=True, metavar="postgresql://...",
+              help="The migrated PostgreSQL database (no password in the URL: use PGPASSFILE or ~/.pgpass).")
+@click.option("--chunk", default=5000, show_default=True, type=click.IntRange(100, 100_000),
+              help="Reads per transaction.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def db_copy(source: str, target: str, chunk: int, as_json: bool) -> None:
+    """Copy every read and image from a SQLite store into PostgreSQL, then
+    check that each one is there. Idempotent: run it again to resume. Stop the
+    collectors first, or run it again after switching them to PostgreSQL."""
+    from ..store.copy import copy_sqlite_to_postgres
+    if not source.startswith("sqlite:///"):
+        raise click.BadParameter("expected sqlite:///PATH (an absolute path has four slashes)", param_hint="--from")
+    try:
+        check_postgres_url(target, "--to")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    store = _postgres(target)
+    try:
+        path = source[len("sqlite://"):]
+        if as_json:
+            result = copy_sqlite_to_postgres(path, store, chunk=chunk)
+        else:
+            with click.progressbar(length=_count(path), label="copying reads", file=sys.stderr) as bar:
+                result = copy_sqlite_to_postgres(path, store, chunk=chunk, progress=bar.update)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"reads": result.reads, "images": result.images, "new": result.new,
+                               "verified": result.verified}))
+        return
+    click.echo(f"copied {result.reads} read(s) ({result.new} new) and {result.images} image(s); "
+               f"{result.verified} verified in PostgreSQL")
+    click.echo("not copied: " + NOT_YET)
+
+
+def _count(path: str) -> int:
+    import sqlite3
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT count(*) FROM reads").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None

@@ -1,0 +1,360 @@
+"""The PostgreSQL read store on a throwaway cluster (tests/pg_cluster.py):
+configuration, migrations and the refusal to start on the wrong schema,
+partitions, ``db copy``, and collectors over a real Mosquitto surviving a
+PostgreSQL restart without losing or duplicating a read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import time
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from central.cli import main
+from central.config import parse
+from central.errors import ConfigError, SchemaMismatch, StoreError
+from central.store import Search
+from central.store.postgres import PostgresStore
+from central.store.sqlite import SQLiteStore
+from conftest import wait_for
+from edge_agent.wire import PlateRead, Sealer, encode_read, load_public_key, new_read_id
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+def read(plate="7ABC123", at=T0, device="cam-a", **kw):
+    return PlateRead(new_read_id(), device, "lane-1", at, plate, 0.9, (1, 2, 3, 4), **kw)
+
+
+# -- configuration -----------------------------------------------------------------------
+def test_store_url_selects_postgresql_and_refuses_a_password(tmp_path):
+    mqtt = {"tls": False}
+    cfg = parse({"data_dir": str(tmp_path), "store": {"url": "postgresql://alpr@db.example/alpr"}, "mqtt": mqtt},
+                tmp_path)
+    assert (cfg.store.type, cfg.store.url, cfg.store.path) == \
+        ("postgresql", "postgresql://alpr@db.example/alpr", str(tmp_path / "central.sqlite"))
+    assert parse({"data_dir": str(tmp_path), "mqtt": mqtt}, tmp_path).store.type == "sqlite"  # still the default
+    for bad, message in [({"url": "postgresql://alpr:secret@db/alpr"}, "no password"),
+                         ({"url": "postgresql://db/alpr?password=secret"}, "no password"),
+                         ({"url": "mysql://db/alpr"}, "expected a postgresql:// URL"),
+                         ({"type": "postgresql"}, "store.url: required"),
+                         ({"type": "oracle"}, "store.type")]:
+        with pytest.raises(ConfigError, match=message):
+            parse({"data_dir": str(tmp_path), "store": bad, "mqtt": mqtt}, tmp_path)
+
+
+def _config(tmp_path, url: str) -> str:
+    path = tmp_path / "central.toml"
+    path.write_text(f'data_dir = "{tmp_path / "central"}"\n[store]\nurl = "{url}"\n[mqtt]\ntls = false\n')
+    return str(path)
+
+
+# -- migrations and the schema check -----------------------------------------------------
+def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_first(pg_cluster, tmp_path):
+    url = pg_cluster.new_database()
+    config = _config(tmp_path, url)
+    runner = CliRunner()
+    query = ["query", "--config", config, "--plate", "7ABC123", "--purpose", "stolen-vehicle", "--case", "C-1"]
+    result = runner.invoke(main, query)
+    assert result.exit_code == 78 and "not migrated" in result.output and "alpr-central db migrate" in result.output
+    with pytest.raises(SchemaMismatch):
+        PostgresStore(url)
+    from central.ingest.keys import init_data_key
+    init_data_key(tmp_path / "central" / "data-key.pem", tmp_path / "central" / "data-key.pub.pem")
+    result = runner.invoke(main, ["run", "--config", config])  # the collector does not start either
+    assert result.exit_code == 78 and "not migrated" in result.output
+
+    result = runner.invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 0, result.output
+    assert "applied 1 migration(s): 0001_reads" in result.output
+    assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
+    PostgresStore(url).close()  # opens now
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO alpr_migrations VALUES ('0002_from_the_future', now())")
+    result = runner.invoke(main, query)
+    assert result.exit_code == 78 and "newer than this central" in result.output and "0002_from_the_future" \
+        in result.output
+    result = runner.invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 78 and "upgrade central" in result.output
+
+
+def test_an_unreachable_server_is_a_temporary_failure(tmp_path):
+    from central.fleet.broker import free_port
+    config = _config(tmp_path, f"postgresql://alpr@127.0.0.1:{free_port()}/alpr?connect_timeout=1")
+    result = CliRunner().invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 75 and "cannot reach PostgreSQL" in result.output
+
+
+def test_a_sqlite_store_migrated_by_a_newer_central_is_refused(tmp_path):
+    SQLiteStore(tmp_path / "c.sqlite").close()
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        conn.execute("INSERT INTO _migrations VALUES ('9999_future', '2030-01-01T00:00:00.000000Z')")
+    with pytest.raises(SchemaMismatch, match="newer central"):
+        SQLiteStore(tmp_path / "c.sqlite")
+
+
+def test_governance_commands_that_still_read_sqlite_refuse_instead_of_counting_nothing(pg_url, tmp_path):
+    config = _config(tmp_path, pg_url)
+    for args in (["retention", "purge", "--config", config],
+                 ["report", "transparency", "--config", config, "--period", "2026"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "does not work with reads on PostgreSQL yet" in result.output, args
+
+
+# -- partitions and idempotency ----------------------------------------------------------
+def test_reads_land_in_monthly_partitions_made_on_demand_and_a_month_drops_whole(pg_url):
+    store = PostgresStore(pg_url)
+    try:
+        old = read(at=dt.datetime(2019, 3, 4, 5, 6, 7, 123456, tzinfo=UTC), crop_jpeg=b"\xff\xd8old")
+        new = read(at=T0, context_jpeg=b"\xff\xd8ctx")
+        assert store.add_reads([old, new, old], T0) == [old.read_id, new.read_id, old.read_id]
+        assert store.add_reads([old], T0 + dt.timedelta(hours=1)) == [old.read_id]  # a resend: stored once
+        months = [m for m, _ in store.partitions()]
+        assert dt.datetime(2019, 3, 1, tzinfo=UTC) in months and dt.datetime(2019, 4, 1, tzinfo=UTC) not in months
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT count(*) FROM reads_201903").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*), count(DISTINCT read_id) FROM reads").fetchone() == (2, 2)
+            assert conn.execute("SELECT count(*) FROM read_images").fetchone()[0] == 2
+        [got] = store.search(Search(plate="7ABC123", until=dt.datetime(2020, 1, 1, tzinfo=UTC)))
+        assert got.read == old and got.stored_at == T0 and got.read.crop_jpeg == b"\xff\xd8old"
+        store.drop_month(dt.datetime(2019, 3, 15, tzinfo=UTC))
+        assert store.read_ids() == [new.read_id]
+        store.add_reads([old], T0)  # the month comes back when a read of it arrives again
+        assert sorted(store.read_ids()) == sorted([old.read_id, new.read_id])
+    finally:
+        store.close()
+
+
+def test_searches_are_never_prepared_statements(pg_url):
+    """psycopg prepares a statement run 5 times on a connection; PostgreSQL then
+    may plan it generically, blind to the pattern and the time range: a 30-day
+    wildcard search on 3M reads went from ~1 ms to ~70 ms (bench_pg.py search)."""
+    store = PostgresStore(pg_url, max_size=1)
+    try:
+        store.add_reads([read(), read(plate="8XYZ999")], T0)
+        for _ in range(12):
+            assert len(store.search(Search(plate="7AB*", since=T0 - dt.timedelta(days=30), until=T0))) == 1
+        with store.pool.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%FROM reads r%%'"
+                                ).fetchone()[0] == 0
+    finally:
+        store.close()
+
+
+def test_every_field_round_trips_through_copy_text(pg_url):
+    """Reads go in as hand-formatted COPY text: backslashes, non-ASCII text,
+    locations, alternates and both images must come back exactly."""
+    from edge_agent.wire import Alternate, Location
+    store = PostgresStore(pg_url)
+    try:
+        full = read(plate="7ABC123", alternates=(Alternate("7A8C123", 0.4), Alternate("1ABC123", 0.125)),
+                    location=Location(34.052235, -118.243683, 359.5), model_version="ocr\\v2 été \\N",
+                    crop_jpeg=b"\xff\xd8\\\t\n\x00crop", context_jpeg=b"\xff\xd8ctx")
+        bare = read(plate="8XYZ999", location=Location(-90.0, 180.0, None))
+        store.add_reads([full, bare], T0)
+        got = {s.read.read_id: s.read for s in store.search(Search(since=T0 - dt.timedelta(days=1)))}
+        assert got[full.read_id] == full and got[bare.read_id] == bare
+        assert (got[full.read_id].crop_jpeg, got[full.read_id].context_jpeg) == (full.crop_jpeg, full.context_jpeg)
+        assert got[full.read_id].model_version == full.model_version
+    finally:
+        store.close()
+
+
+def test_a_batch_the_database_refuses_does_not_sink_the_others_grouped_with_it(pg_url, tmp_path):
+    """The collector stores queued messages in one transaction; when PostgreSQL
+    refuses one (here a CHECK the test adds: nothing known passes the wire's
+    validation and fails the store today), the others are stored and
+    acknowledged one by one, and only the refused one waits for a resend."""
+    from central.errors import StoreError
+    from central.ingest.collector import Collector
+    from central.ingest.keys import load_opener
+    from edge_agent.wire import encode_batch, generate_keypair
+    private, public = generate_keypair()
+    (tmp_path / "k.pem").write_bytes(private)
+    store = PostgresStore(pg_url)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE reads ADD CONSTRAINT refuse_one CHECK (plate <> 'REFUSE1')")
+        collector = Collector(store, load_opener([tmp_path / "k.pem"]))
+        sealer = Sealer(load_public_key(public), "cam-a")
+        now = dt.datetime.now(UTC)
+        items = [collector.prepare("alpr/v1/devices/cam-a/reads", encode_batch(new_read_id(), [
+            sealer.seal(r.read_id, encode_read(r))])) for r in (read(plate="GOOD1", at=now), read(plate="REFUSE1", at=now),
+                                                                read(plate="GOOD2", at=now))]
+        with pytest.raises(StoreError):
+            collector.commit(items)
+        acks = collector.commit_each(items)
+        assert [ack.batch_id for _, ack in acks] == [items[0].batch_id, items[2].batch_id]
+        assert sorted(r.read.plate for r in store.search(Search(plate="GOOD*"))) == ["GOOD1", "GOOD2"]
+        assert store.count() == 2
+    finally:
+        store.close()
+
+
+def test_db_maintain_creates_partitions_ahead(pg_url, tmp_path):
+    result = CliRunner().invoke(main, ["db", "maintain", "--config", _config(tmp_path, pg_url),
+                                       "--months-ahead", "6"])
+    assert result.exit_code == 0, result.output
+    store = PostgresStore(pg_url)
+    try:
+        months = [m for m, _ in store.partitions()]
+        now = dt.datetime.now(UTC)
+        assert months[-1] >= dt.datetime(now.year, now.month, 1, tzinfo=UTC) + dt.timedelta(days=5 * 31)
+    finally:
+        store.close()
+
+
+# -- db copy -----------------------------------------------------------------------------
+def test_db_copy_keeps_every_read_and_image_and_resumes(pg_url, tmp_path):
+    src = SQLiteStore(tmp_path / "pilot.sqlite")
+    reads = [read(plate=f"CP{i:04d}", at=T0 - dt.timedelta(days=i * 7), crop_jpeg=b"\xff\xd8" + bytes([i % 256]),
+                  context_jpeg=(b"\xff\xd8ctx" if i % 3 == 0 else None)) for i in range(250)]
+    src.add_reads(reads, T0)
+    expected = {r.read_id: r for r in reads}
+    src.close()
+    args = ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to", pg_url, "--chunk", "100"]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"reads": 250, "images": 250 + 84, "new": 250, "verified": 250}
+    store = PostgresStore(pg_url)
+    try:
+        got = {s.read.read_id: s for s in store.search(Search(plate="CP*", limit=1000))}
+        assert set(got) == set(expected)
+        assert all(got[k].read == expected[k] and got[k].stored_at == T0 for k in expected)
+        assert all(got[k].read.crop_jpeg == expected[k].crop_jpeg and
+                   got[k].read.context_jpeg == expected[k].context_jpeg for k in expected)
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, args)  # again: nothing new, every row checked
+    assert result.exit_code == 0 and "copied 250 read(s) (0 new)" in result.output
+    assert "governance tables" in result.output and "not on PostgreSQL yet" in result.output
+
+
+def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "copy", "--from", "postgresql://x/y", "--to", pg_url])
+    assert result.exit_code == 2 and "sqlite:///PATH" in result.output
+    result = runner.invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path}/c.sqlite",
+                                  "--to", "postgresql://alpr:pw@127.0.0.1/x"])
+    assert result.exit_code == 2 and "no password" in result.output
+    result = runner.invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path}/missing.sqlite", "--to", pg_url])
+    assert result.exit_code == 1 and "cannot read" in result.output
+    assert "not on PostgreSQL yet" in runner.invoke(main, ["db", "copy", "--help"]).output
+
+
+# -- collectors over Mosquitto, PostgreSQL restarted mid-stream --------------------------
+def _device(tmp_path, pki_dir, certs, port, device, n, stop):
+    from edge_agent.outbox import Outbox
+    from edge_agent.sync import SyncClient, SyncSettings
+    ob = Outbox(tmp_path / f"edge-{device}" / "outbox.sqlite")
+    sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), device)
+    ids, items = [], []
+    now = time.time()
+    for i in range(n):
+        r = PlateRead(new_read_id(), device, "lane-1", dt.datetime.fromtimestamp(now, UTC), f"PG{i:05d}", 0.9,
+                      (10, 20, 120, 60), crop_jpeg=b"\xff\xd8" + i.to_bytes(4, "big"))
+        ids.append(r.read_id)
+        items.append((r.read_id, now, sealer.seal(r.read_id, encode_read(r))))
+    ob.add(items)
+    sync = SyncClient(SyncSettings(host="127.0.0.1", port=port, device_id=device, ca_file=str(pki_dir / "ca.crt"),
+                                   cert_file=str(certs / f"{device}.crt"), key_file=str(certs / f"{device}.key"),
+                                   batch_size=50, max_in_flight=2, max_rate=500.0, ack_timeout=3.0), ob)
+    thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
+    thread.start()
+    return ids, ob, thread
+
+
+def _collector_process(tmp_path, pki_dir, port, url, index):
+    """A real ``alpr-central run`` on PostgreSQL (governance in tmp_path/central)."""
+    import subprocess
+    import sys
+    cfg = tmp_path / f"central-{index}.toml"
+    cfg.write_text(f"""data_dir = "{tmp_path / 'central'}"
+[store]
+url = "{url}"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+ca_file = "{pki_dir / 'ca.crt'}"
+cert_file = "{pki_dir / 'collector.crt'}"
+key_file = "{pki_dir / 'collector.key'}"
+client_id = "central.collector-{port}-{index}"
+[keys]
+data_private_keys = ["{pki_dir / 'data-key.pem'}"]
+""")
+    log = open(tmp_path / f"central-{index}.log", "wb")
+    return subprocess.Popen([sys.executable, "-m", "central", "run", "--config", str(cfg), "--log-level", "info"],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_collectors_killed_and_postgres_restarted_mid_stream_lose_and_double_nothing(
+        tmp_path, pki_dir, broker, pg_cluster, pg_url):
+    """Two real collector processes on the shared subscription: one is SIGKILLed
+    and PostgreSQL is restarted while 4,000 reads stream in; the devices resend
+    what was not acknowledged, and the set stored is the set produced, once."""
+    from central.cli.demo import enroll_locally
+    from central.fleet.ca import CertificateAuthority
+    from central.fleet.registry import Registry
+    SQLiteStore(tmp_path / "central" / "central.sqlite").close()
+    registry = Registry(tmp_path / "central" / "central.sqlite")
+    certs = tmp_path / "certs"
+    try:  # enrolled and active, or the collectors store nothing of theirs
+        ca = CertificateAuthority.load(pki_dir / "ca.key", pki_dir / "ca.crt")
+        for device in ("cam-a", "cam-b"):
+            enroll_locally(registry, ca, device, certs)
+    finally:
+        registry.close()
+    procs = [_collector_process(tmp_path, pki_dir, broker.port, pg_url, i) for i in range(2)]
+    stop = threading.Event()
+    store = PostgresStore(pg_url)
+    try:
+        time.sleep(2.0)  # both subscribed
+        devices = [_device(tmp_path, pki_dir, certs, broker.port, d, 2000, stop) for d in ("cam-a", "cam-b")]
+        produced = {rid for ids, _, _ in devices for rid in ids}
+        wait_for(lambda: store.count() > 400, 60, message="some reads stored")
+        procs[1].kill()  # SIGKILL: what it held unacknowledged is resent by the devices
+        procs[1].wait()
+        pg_cluster.restart(down_seconds=2.0)
+        assert store.count() < len(produced), "everything was stored before the failures; slow the devices"
+        wait_for(lambda: all(ob.depth == 0 for _, ob, _ in devices), 120, interval=0.5,
+                 message="every outbox drained (each read acknowledged)")
+        with psycopg.connect(pg_url) as conn:
+            total, distinct = conn.execute("SELECT count(*), count(DISTINCT read_id) FROM reads").fetchone()
+            images = conn.execute("SELECT count(*) FROM read_images").fetchone()[0]
+        assert set(store.read_ids()) == produced
+        assert total == distinct == len(produced) and images == len(produced)
+        assert procs[0].poll() is None  # the survivor rode out the restart
+    finally:
+        stop.set()
+        for _, ob, thread in locals().get("devices", []):
+            thread.join(timeout=10)
+            ob.close()
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(15)
+        store.close()
+
+
+def test_a_collector_store_error_while_postgres_is_down_is_raised_not_swallowed(pg_cluster, pg_url):
+    store = PostgresStore(pg_url, timeout=2.0)
+    try:
+        pg_cluster.stop()
+        with pytest.raises(StoreError):
+            store.add_reads([read()], T0)
+    finally:
+        pg_cluster.start()
+        store.close()
+    store = PostgresStore(pg_url)
+    try:
+        assert store.count() == 0  # nothing half-written
+    finally:
+        store.close()
