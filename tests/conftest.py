@@ -101,11 +101,13 @@ def broker(broker_factory):
 
 
 class RunningCollector:
-    def __init__(self, port: int, pki_dir: Path, db_path: Path, store=None, client_id: str = "") -> None:
+    def __init__(self, port: int, pki_dir: Path, db_path: Path, store=None, client_id: str = "",
+                 identity: str = "collector") -> None:
         self.store = store if store is not None else SQLiteStore(db_path)
         self.collector = Collector(self.store, load_opener([pki_dir / "data-key.pem"]))
+        # The broker takes the client id from the certificate: two collectors need two certificates.
         cfg = Mqtt(host="127.0.0.1", port=port, ca_file=str(pki_dir / "ca.crt"),
-                   cert_file=str(pki_dir / "collector.crt"), key_file=str(pki_dir / "collector.key"),
+                   cert_file=str(pki_dir / f"{identity}.crt"), key_file=str(pki_dir / f"{identity}.key"),
                    client_id=client_id or f"central.collector-{port}")
         self.service = CollectorService(cfg, self.collector)
         self.stop_event = threading.Event()
@@ -131,8 +133,9 @@ class RunningCollector:
 def collector_factory(pki_dir, tmp_path):
     made = []
 
-    def make(port: int, db_name: str = "central.sqlite", store=None, client_id: str = "") -> RunningCollector:
-        c = RunningCollector(port, pki_dir, tmp_path / db_name, store, client_id)
+    def make(port: int, db_name: str = "central.sqlite", store=None, client_id: str = "",
+             identity: str = "collector") -> RunningCollector:
+        c = RunningCollector(port, pki_dir, tmp_path / db_name, store, client_id, identity)
         made.append(c)
         return c.start()
 

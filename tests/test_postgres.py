@@ -283,8 +283,8 @@ url = "{url}"
 host = "127.0.0.1"
 port = {port}
 ca_file = "{pki_dir / 'ca.crt'}"
-cert_file = "{pki_dir / 'collector.crt'}"
-key_file = "{pki_dir / 'collector.key'}"
+cert_file = "{pki_dir / ('collector.crt' if index == 0 else 'collector-b.crt')}"
+key_file = "{pki_dir / ('collector.key' if index == 0 else 'collector-b.key')}"
 client_id = "central.collector-{port}-{index}"
 [keys]
 data_private_keys = ["{pki_dir / 'data-key.pem'}"]
@@ -309,7 +309,7 @@ def test_collectors_killed_and_postgres_restarted_mid_stream_lose_and_double_not
     try:  # enrolled and active, or the collectors store nothing of theirs
         ca = CertificateAuthority.load(pki_dir / "ca.key", pki_dir / "ca.crt")
         for device in ("cam-a", "cam-b"):
-            enroll_locally(registry, ca, device, certs)
+            enroll_locally(registry, ca, device, certs, cameras=("lane-1",))
     finally:
         registry.close()
     procs = [_collector_process(tmp_path, pki_dir, broker.port, pg_url, i) for i in range(2)]

@@ -31,7 +31,8 @@ def test_a_stopped_collector_gets_no_more_batches(pki_dir, broker, collector_fac
     resends again went half to the queue; a killed collector took ingest down to
     a crawl for an hour (test_postgres.py's kill test ran 72 s instead of 20)."""
     first = collector_factory(broker.port, "a.sqlite", client_id=f"central.collector-{broker.port}-a")
-    second = collector_factory(broker.port, "b.sqlite", client_id=f"central.collector-{broker.port}-b")
+    second = collector_factory(broker.port, "b.sqlite", client_id=f"central.collector-{broker.port}-b",
+                               identity="collector-b")
     second.stop()
     sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), "cam-a")
     device = _device_client(pki_dir, broker.port)
