@@ -55,11 +55,15 @@ def test_fault_campaign_loses_and_duplicates_nothing(mosquitto_bin):
     assert f["drained"] and f["still_buffered"] == 0, summary
     assert f["store_integrity"] == "ok"
     assert f["collector_unexpected_errors"] == 0, f["tracebacks"]
-    # Killed and stopped processes come back; none ends on its own with an error. (The
-    # real agent may be restarted on a full disk by chance: fault 2 until it is merged.)
+    # Killed and stopped processes come back; none ends on its own with an error, except
+    # a collector restarted while central's disk is full, which exits 75 (temporary
+    # failure: systemd starts it again). The real agent may be restarted on a full disk
+    # by chance: issue 26 fault 2 until that fix is merged.
     for name, codes in f["process_exits"].items():
+        allowed = {"0", "-9", "-15"} | ({"75"} if name.startswith("collector") else set())  # -15: SIGTERM
+        # came before the process installed its handler (while starting)
         if name != "cam-real" or RESTART_ON_FULL_DISK:
-            assert set(codes) <= {"0", "-9"}, (name, codes, f["tracebacks"])
+            assert set(codes) <= allowed, (name, codes, f["tracebacks"])
     if RESTART_ON_FULL_DISK and f["fault2_enabled"]:
         assert f["agent_start_failures_on_full_disk"] == 0, f["tracebacks"]
     assert f["_exit"] == 0
