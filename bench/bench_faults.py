@@ -57,6 +57,7 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import sqlite3
@@ -669,6 +670,9 @@ def report(f: dict) -> None:
           f"misattributed: {f['misattributed']}")
     print(f"parked: {f['parked']}   evicted: {f['evicted']}   still buffered: {f['still_buffered']}   "
           f"(missing before evictions: {f['missing']})")
+    if f["evicted"]:
+        print("  (with evictions, lost = missing - evicted is a lower bound: a read evicted while in flight "
+              "may also have been stored)")
     print(f"drained: {f['drained']}; drain time after the last fault: {f['drain_seconds_after_last_fault']} s")
     print(f"store integrity_check: {f['store_integrity']}")
     print("process exits (code: count): " + "; ".join(
@@ -701,6 +705,7 @@ def main(argv=None) -> int:
     ap.add_argument("--restart-on-full-disk", action="store_true",
                     help="also kill and restart the real agent on a full disk (issue 26 fault 2)")
     ap.add_argument("--kinds", help="comma-separated fault kinds to draw from (default: all feasible)")
+    ap.add_argument("--keep-logs", metavar="DIR", help="copy every process's log here at the end")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -709,6 +714,8 @@ def main(argv=None) -> int:
             figures = campaign.run()
         finally:
             campaign.cleanup()
+            if args.keep_logs and (Path(tmp) / "logs").exists():
+                shutil.copytree(Path(tmp) / "logs", args.keep_logs, dirs_exist_ok=True)
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
