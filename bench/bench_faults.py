@@ -377,8 +377,20 @@ def produced_count(path: Path) -> int:
         return -1
 
 
-def log_count(paths, needle: str) -> int:
-    return sum(p.read_text(errors="replace").count(needle) for p in paths if p.exists())
+def log_count(paths, needle: str, *, unless: str | None = None) -> int:
+    return sum(1 for p in paths if p.exists() for line in p.read_text(errors="replace").splitlines()
+               if needle in line and (unless is None or unless not in line))
+
+
+def audit_state(path: Path) -> dict:
+    """The real agent's own audit log: which seqs it holds, which it thinks published."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            rows = conn.execute("SELECT seq, published FROM records").fetchall()
+    except sqlite3.Error:
+        return {"seqs": set(), "published": set(), "unpublished": -1}
+    return {"seqs": {s for s, _ in rows}, "published": {s for s, p in rows if p},
+            "unpublished": sum(1 for _, p in rows if not p)}
 
 
 def tracebacks(paths) -> dict:
@@ -494,6 +506,13 @@ class Campaign:
         except sqlite3.Error:
             return {}
 
+    def central_audit_seqs(self) -> set:
+        try:
+            with sqlite3.connect(f"file:{self.rig.db}?mode=ro", uri=True, timeout=5) as conn:
+                return {r[0] for r in conn.execute("SELECT seq FROM device_audit WHERE device_id = ?", [REAL])}
+        except sqlite3.Error:
+            return set()
+
     def warm_up(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -573,8 +592,13 @@ class Campaign:
             time.sleep(0.5)
             if real.proc.poll() is not None or time.monotonic() - started < 1.0:
                 continue  # not yet restarted on the idle source
-            state = ([sendable(p) for p in outboxes], [produced_count(p) for p in outboxes])
-            if all(n == 0 for n in state[0]):
+            audit = audit_state(self.data_dir(REAL) / "audit.sqlite")
+            # the audit log is drained when nothing is unpublished and central holds what was
+            # published, or nothing changed for 10 s (a record central dropped never comes)
+            audit_done = audit["unpublished"] == 0 and (audit["published"] <= self.central_audit_seqs()
+                                                        or time.monotonic() - started > 10)
+            state = ([sendable(p) for p in outboxes], [produced_count(p) for p in outboxes], len(audit["seqs"]))
+            if all(n == 0 for n in state[0]) and audit_done:
                 if state == last:
                     return time.monotonic() - 0.5, True
                 last = state
@@ -609,8 +633,10 @@ class Campaign:
             pending |= set(st["pending"])
             parked |= set(st["parked"])
             evicted += st["counters"].get("evicted_capacity", 0) + st["counters"].get("evicted_age", 0)
+        audit = audit_state(self.data_dir(REAL) / "audit.sqlite")
         with sqlite3.connect(self.rig.db, timeout=30) as conn:
             rows = conn.execute("SELECT read_id, device_id FROM reads").fetchall()
+            audit_central = {r[0] for r in conn.execute("SELECT seq FROM device_audit WHERE device_id = ?", [REAL])}
             integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
         stored = dict(rows)
         missing = set(produced) - set(stored) - pending - parked
@@ -636,7 +662,12 @@ class Campaign:
             "capture_refusals_on_full_disk": log_count(agent_logs, "could not buffer"),
             "acks_refused_on_full_disk": log_count(agent_logs, "cannot delete acknowledged reads"),
             "central_store_failures": log_count(collector_logs, "store failed"),
-            "collector_unexpected_errors": log_count(collector_logs, "unexpected error"),
+            "collector_unexpected_errors": log_count(collector_logs, "unexpected error", unless="/audit"),
+            "collector_audit_store_errors": log_count(collector_logs, "unexpected error handling a message on",
+                                                      unless="/reads"),
+            "audit_records": len(audit["seqs"]), "audit_records_at_central": len(audit_central & audit["seqs"]),
+            "audit_records_lost": len(audit["published"] - audit_central),
+            "audit_records_unpublished": audit["unpublished"],
             "agent_tracebacks": log_count(agent_logs, "Traceback"),
             "tracebacks": tracebacks(agent_logs + collector_logs),
             "fault2_enabled": FAULT2_KIND in self.kinds,
@@ -679,6 +710,11 @@ def report(f: dict) -> None:
         f"{name} {codes}" for name, codes in f["process_exits"].items()))
     print(f"full disk: capture refusals logged {f['capture_refusals_on_full_disk']}, acks refused "
           f"{f['acks_refused_on_full_disk']}, central store failures {f['central_store_failures']}")
+    print(f"{REAL}'s audit log: {f['audit_records']} records, {f['audit_records_at_central']} at central, "
+          f"{f['audit_records_lost']} marked published but missing at central, "
+          f"{f['audit_records_unpublished']} not yet published (the final agent-stop); collector errors storing "
+          f"audit messages: "
+          f"{f['collector_audit_store_errors']}")
     print(f"collector unexpected errors: {f['collector_unexpected_errors']}; agent tracebacks: {f['agent_tracebacks']}")
     for what, n in f["tracebacks"].items():
         print(f"  {n} x {what}")

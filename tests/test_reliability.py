@@ -28,6 +28,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 # asserts it never fails to start there.
 RESTART_ON_FULL_DISK = False
 
+# Found by the campaign, not fixed yet (see docs/reliability.md): a device marks its
+# audit records published when the BROKER acknowledges them, so records central fails
+# to store (its disk full) are never sent again and stay missing at central. Set to
+# True once central acknowledges audit records after storing them.
+AUDIT_RECORDS_ACKED_BY_CENTRAL = False
+
 
 def _bench(script: str, *args: str, timeout: float) -> dict:
     proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--json"], capture_output=True, text=True,
@@ -54,7 +60,10 @@ def test_fault_campaign_loses_and_duplicates_nothing(mosquitto_bin):
     assert f["duplicated"] == 0 and f["extra"] == 0 and f["misattributed"] == 0, summary
     assert f["drained"] and f["still_buffered"] == 0, summary
     assert f["store_integrity"] == "ok"
-    assert f["collector_unexpected_errors"] == 0, f["tracebacks"]
+    assert f["collector_unexpected_errors"] == 0, f["tracebacks"]  # the reads path; audit messages below
+    assert f["audit_records"] > 0
+    if AUDIT_RECORDS_ACKED_BY_CENTRAL:
+        assert f["audit_records_lost"] == 0, f["tracebacks"]
     # Killed and stopped processes come back; none ends on its own with an error, except
     # a collector restarted while central's disk is full, which exits 75 (temporary
     # failure: systemd starts it again). The real agent may be restarted on a full disk
