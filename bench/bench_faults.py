@@ -459,6 +459,7 @@ class Campaign:
             self.kinds = [k for k in self.kinds if k in wanted]
         self.faults: collections.Counter[str] = collections.Counter()
         self.fault2_start_failures = 0
+        self.reads_drained_at: float | None = None
 
     def data_dir(self, dev: str) -> Path:
         return (self.small.path if dev in ("gen-small", REAL) else self.root) / f"edge-{dev}"
@@ -598,6 +599,10 @@ class Campaign:
             audit_done = audit["unpublished"] == 0 and (audit["published"] <= self.central_audit_seqs()
                                                         or time.monotonic() - started > 10)
             state = ([sendable(p) for p in outboxes], [produced_count(p) for p in outboxes], len(audit["seqs"]))
+            if all(n == 0 for n in state[0]) and self.reads_drained_at is None:
+                self.reads_drained_at = time.monotonic()
+            elif any(n != 0 for n in state[0]):
+                self.reads_drained_at = None
             if all(n == 0 for n in state[0]) and audit_done:
                 if state == last:
                     return time.monotonic() - 0.5, True
@@ -622,6 +627,7 @@ class Campaign:
         self.supervisor.stop()
         self.rig.broker.stop()
         self.proxy.close()
+        self.reads_drain_s = (self.reads_drained_at or drained_at) - last_fault_end
         return self.reconcile(drained, drained_at - last_fault_end, last_fault_end - t_start)
 
     def reconcile(self, drained: bool, drain_s: float, faults_s: float) -> dict:
@@ -656,6 +662,7 @@ class Campaign:
             "misattributed": sum(1 for rid, dev in produced.items() if rid in stored and stored[rid] != dev),
             "parked": len(parked), "evicted": evicted, "still_buffered": len(pending),
             "drained": drained, "drain_seconds_after_last_fault": round(drain_s, 1),
+            "reads_drain_seconds_after_last_fault": round(self.reads_drain_s, 1),
             "store_integrity": integrity,
             "process_exits": {p.name: {str(k): v for k, v in sorted(p.exits.items())}
                               for p in self.collectors + self.agents},
@@ -704,7 +711,8 @@ def report(f: dict) -> None:
     if f["evicted"]:
         print("  (with evictions, lost = missing - evicted is a lower bound: a read evicted while in flight "
               "may also have been stored)")
-    print(f"drained: {f['drained']}; drain time after the last fault: {f['drain_seconds_after_last_fault']} s")
+    print(f"drained: {f['drained']}; drain time after the last fault: reads {f['reads_drain_seconds_after_last_fault']}"
+          f" s, with the audit log {f['drain_seconds_after_last_fault']} s")
     print(f"store integrity_check: {f['store_integrity']}")
     print("process exits (code: count): " + "; ".join(
         f"{name} {codes}" for name, codes in f["process_exits"].items()))
