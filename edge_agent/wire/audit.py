@@ -71,8 +71,8 @@ def record_from_dict(doc) -> AuditRecord:
     r = AuditRecord(**doc)
     if not isinstance(r.device_id, str) or not DEVICE_ID_RE.match(r.device_id):
         raise MalformedMessage("audit record: bad device_id")
-    if type(r.seq) is not int or r.seq < 1:
-        raise MalformedMessage("audit record: seq must be a positive integer")
+    if type(r.seq) is not int or not 1 <= r.seq < 2 ** 63:  # SQLite's INTEGER: a bigger seq failed to store
+        raise MalformedMessage("audit record: seq must be a positive 64-bit integer")
     if not isinstance(r.event, str) or not _EVENT.match(r.event):
         raise MalformedMessage("audit record: bad event name")
     if not isinstance(r.detail, dict):
