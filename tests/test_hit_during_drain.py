@@ -33,8 +33,12 @@ BACKLOG = 20_000
 CFG = Hotlist(categories=(("stolen-vehicle", 365),))
 
 
+@pytest.mark.parametrize("captured", ["during the drain", "just before the reconnect"])
 def test_a_listed_read_captured_during_a_backlog_drain_raises_its_hit_before_the_backlog_ends(
-        broker, collector_factory, pki_dir, tmp_path):
+        broker, collector_factory, pki_dir, tmp_path, captured):
+    """``during the drain``: read after the device reconnected (the live lane). ``just before the
+    reconnect``: the newest read of the backlog itself (a wanted car that passed seconds before the link
+    came back), which goes first on the live lane too."""
     central = collector_factory(broker.port)
     db = tmp_path / "central.sqlite"
     sue = User("sue", "City PD", Role.SUPERVISOR)
@@ -51,6 +55,9 @@ def test_a_listed_read_captured_during_a_backlog_drain_raises_its_hit_before_the
     backlog = sealed(BACKLOG, plate_prefix="BK", sealer=sealer)           # buffered while offline; none listed
     for i in range(0, BACKLOG, 1000):
         ob.add(backlog[i:i + 1000])
+    fresh = sealed(1, plate_prefix="HIT", t0=time.time(), sealer=sealer)       # plate HIT0000: listed
+    if captured == "just before the reconnect":
+        ob.add(fresh)
     sync = SyncClient(SyncSettings(host="127.0.0.1", port=broker.port, device_id="cam-a",
                                    ca_file=str(pki_dir / "ca.crt"), cert_file=str(pki_dir / "cam-a.crt"),
                                    key_file=str(pki_dir / "cam-a.key"), batch_size=200, max_in_flight=8,
@@ -60,9 +67,9 @@ def test_a_listed_read_captured_during_a_backlog_drain_raises_its_hit_before_the
     th.start()
     conn = sqlite3.connect(db, timeout=30)
     try:
-        wait_for(lambda: sync.counters["acks"] >= 1, timeout=60, message="the backlog drain under way")
-        fresh = sealed(1, plate_prefix="HIT", t0=time.time(), sealer=sealer)   # plate HIT0000: listed
-        ob.add(fresh)
+        if captured == "during the drain":
+            wait_for(lambda: sync.counters["acks"] >= 1, timeout=60, message="the backlog drain under way")
+            ob.add(fresh)
         hit = wait_for(lambda: conn.execute("SELECT hit_id, read_id, hit_at, match_kind FROM hits").fetchone(),
                        timeout=60, message="the hit raised")
         wait_for(lambda: ob.depth == 0, timeout=180, message="the backlog drained")
