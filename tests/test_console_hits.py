@@ -7,12 +7,12 @@ event stream, and the hotlist pages (search, add, expire, remove, CSV import).""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 
 import pytest
 
 from central.console.app import create_app
-from central.hotlist.hits import HitBook
 from central.store.sqlite import SQLiteStore
 from console_env import ConsoleWorld
 from hits_env import LISTED, HitWorld
@@ -221,6 +221,24 @@ def test_event_stream_resumes_after_last_event_id(app, world):
     assert status == 200 and f"id: {second}\n" in text and f"id: {first}\n" not in text
 
 
+def test_event_stream_ends_with_its_session(app, world):
+    """Signed out (or timed out) elsewhere: the open stream delivers no further hit and ends."""
+    app.STREAM_SESSION_CHECK = 0.0
+    c = sign_in(app, "otto")
+    cookie = c.cookies.get("__Host-alpr_session")
+    last = c.get("/api/v1/hits").json()["last_id"]
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(_stream(app, cookie, after=str(last), until=lambda t: False))
+        loop.run_until_complete(asyncio.sleep(0.5))
+        assert c.post("/sign-out", data={"csrf": csrf_of(c)}).status_code == 303
+        world.hits.hit()
+        status, _, text = loop.run_until_complete(task)     # ends by itself (no disconnect from us)
+    finally:
+        loop.close()
+    assert status == 200 and "event: hit" not in text and LISTED[0] not in text
+
+
 def test_event_stream_refuses_before_any_byte(app, world):
     for name in ("pat", "ada"):
         cookie = sign_in(app, name).cookies.get("__Host-alpr_session")
@@ -243,7 +261,7 @@ def test_hotlist_pages_search_add_expire_remove(app, world):
     r = post(c, "/api/v1/hotlists/stolen/add", {"plate": "9 QRS-771", "state": "ca", "reason": "stolen vehicle",
                                                 "source_agency": "LASD", "source_ref": "SV-9", "expires": expires})
     assert r.status_code == 400                                            # in the past
-    expires = (world.clock() + __import__("datetime").timedelta(days=20)).date().isoformat()
+    expires = (world.clock() + dt.timedelta(days=20)).date().isoformat()
     r = post(c, "/hotlists/stolen/add", {"plate": "9 QRS-771", "state": "ca", "reason": "stolen vehicle",
                                          "source_agency": "LASD", "source_ref": "SV-9", "expires": expires})
     assert r.status_code == 200 and "9QRS771" in r.text and f"(version {before + 1})" in r.text
@@ -274,7 +292,7 @@ def test_hotlist_pages_search_add_expire_remove(app, world):
 def test_csv_import_is_atomic_and_names_bad_lines(app, world):
     c = sign_in(app, "sue")
     before = c.get("/api/v1/hotlists/stolen").json()["list"]
-    exp = (world.clock() + __import__("datetime").timedelta(days=10)).date().isoformat()
+    exp = (world.clock() + dt.timedelta(days=10)).date().isoformat()
     bad = (f"plate,state,reason,agency,reference,expires,owner_name\n"
            f"2BBB222,CA,stolen vehicle,LAPD,R-1,{exp},Jane Roe\n"
            f"3C*C333,CA,stolen vehicle,LAPD,R-2,{exp},\n"
@@ -295,9 +313,10 @@ def test_csv_import_is_atomic_and_names_bad_lines(app, world):
     assert "owner_name" in r.text and "Jane Roe" not in r.text             # ignored, never stored
     now = c.get("/api/v1/hotlists/stolen", params={"plate": "2BBB222"}).json()
     assert now["list"]["version"] == before["version"] + 1 and len(now["entries"]) == 1
-    r = sign_in(app, "otto").post("/api/v1/hotlists/stolen/import", data={"mode": "delta"}, files=files,
-                                  headers={"x-csrf-token": csrf_of(sign_in(app, "otto"))})
-    assert r.status_code in (403,)
+    o = sign_in(app, "otto")                                               # views lists, may not import
+    r = o.post("/api/v1/hotlists/stolen/import", data={"mode": "delta"}, files=files,
+               headers={"x-csrf-token": csrf_of(o)})
+    assert r.status_code == 403 and "may not manage-hotlist" in r.json()["error"]
 
 
 def test_hit_pages_are_in_the_openapi_document(app, world):

@@ -177,6 +177,7 @@ class SignInThrottle:
 
 
 class ConsoleApp:
+    STREAM_SESSION_CHECK = 15.0   # seconds between checks that a hit stream's session is still valid
     def __init__(self, cfg: CentralConfig, *, clock=utcnow, monotonic=time.monotonic) -> None:
         self.cfg, self.clock = cfg, clock
         self._local = threading.local()
@@ -392,12 +393,22 @@ class ConsoleApp:
             with busy:
                 conn.close()
 
+        token = request.cookies.get(SESSION_COOKIE)
+        checked = time.monotonic()
+
         async def body():
+            nonlocal checked
             try:
                 while not stop.is_set():
                     chunk = await run_in_threadpool(pull)
                     if chunk is None:
                         break
+                    if session is not None and time.monotonic() - checked >= self.STREAM_SESSION_CHECK:
+                        # Watching is not activity: a stream ends with its session (sign-out, idle or
+                        # absolute timeout), so an unattended screen stops showing hits.
+                        checked = time.monotonic()
+                        if not await run_in_threadpool(self.backend().auth.still_valid, token):
+                            break
                     yield chunk
             finally:   # the client went (the task is cancelled: no await here) or the stream ended
                 stop.set()

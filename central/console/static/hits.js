@@ -25,7 +25,9 @@
     status.textContent = "Live: new hits appear at the top as they are raised.";
   });
   source.addEventListener("error", function () {
-    status.textContent = "Live updates interrupted; reconnecting (or press Refresh).";
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "Live updates stopped (your session may have ended): reload the page."
+      : "Live updates interrupted; reconnecting (or press Refresh).";
   });
   source.addEventListener("hit", function (event) {
     var h = JSON.parse(event.data);
