@@ -7,6 +7,7 @@ event stream, and the hotlist pages (search, add, expire, remove, CSV import).""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 
@@ -71,6 +72,9 @@ def test_hit_pages_and_their_api_by_role(app, world):
         j = c.get(f"/api/v1/hits/{hit_id}").json()
         assert j["hit"]["match_kind"] == "exact" and j["entry"]["source_agency"] == "LAPD"
         assert j["hit"]["list_version"] == 2 and j["entry_now"]["active"] is True and "_crop" not in j
+        assert "crop_jpeg_base64" not in j["hit"]
+        imgs = c.get(f"/api/v1/hits/{hit_id}", params={"images": "1"}).json()["hit"]
+        assert base64.b64decode(imgs["crop_jpeg_base64"])[:2] == b"\xff\xd8" and imgs["context_jpeg_base64"]
         verify_forms = f'action="/hits/{hit_id}/visual"' in detail.text
         assert verify_forms == (name != "audrey"), name                  # the auditor reads, never verifies
         assert c.get("/hotlists").status_code == 200 and c.get("/api/v1/hotlists/stolen").status_code == 200

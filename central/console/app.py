@@ -74,8 +74,8 @@ PAGES = (
          "Recent hits, newest first (status filter). New hits arrive live from /api/v1/hits/stream "
          "(server-sent events). Logged (hits-list).", ("status", "limit")),
     Page("/hits/{hit_id}", "Hit", "hit.html", hitsview.hit_detail,
-         "One hit: crop, context image, the read, the list entry, match kind and the verification so far. "
-         "Logged (hit-view)."),
+         "One hit: crop, context image, the read, the list entry, match kind and the verification so far "
+         "(images=1: the crop and context image in base64 in the JSON). Logged (hit-view).", ("images",)),
     Page("/hits/{hit_id}/visual", "Hit", "hit.html", hitsview.hit_detail,
          "Step 1, the visual check: result=yes (the image shows the listed plate) or result=misread with "
          "true_text (what the image really shows).", (), hitsview.check_visual, ("result", "true_text")),

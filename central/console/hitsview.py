@@ -98,7 +98,7 @@ def hit_detail(b: Backend, user: User, params, hit_id) -> dict:
         step = "source"
     else:
         step = "disposition"
-    return {"hit": hit.as_dict(), "entry": hit.entry, "entry_now": entry_now, "step": step,
+    return {"hit": hit.as_dict(images=params.get("images") == "1"), "entry": hit.entry, "entry_now": entry_now, "step": step,
             "can_verify": user.can(Permission.VERIFY_HITS),
             "dispositions": [[d, LABELS[d]] for d in _dispositions(hit) if d in DISPOSITIONS],
             "notice": params.get("_notice"),
