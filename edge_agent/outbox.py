@@ -347,6 +347,13 @@ class Outbox:
                 "ORDER BY seq LIMIT ?", [after_seq, (1 << 63) - 1 if upto_seq is None else upto_seq, limit]).fetchall()
         return [Pending(*r) for r in rows]
 
+    def seq_before_newest(self, n: int) -> int:
+        """The seq just below the newest ``n`` pending reads (0 when there are no more than ``n``)."""
+        with self._lock:
+            row = self.db.execute("SELECT seq FROM outbox WHERE rejected IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                  [max(0, n)]).fetchone()
+        return row[0] if row else 0
+
     def last_seq(self) -> int:
         """The highest seq in the outbox (0 when empty): reads added later sort after it."""
         with self._lock:

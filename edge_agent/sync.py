@@ -9,7 +9,10 @@ library's queue.
 
 Fresh reads first: at every (re)connect the reads already buffered are the
 *backlog* (``seq <= boundary``), sent oldest first, ``max_in_flight`` batches at
-once, within ``max_rate``. Reads buffered after it go on a *live lane*: small
+once, within ``max_rate``, except the newest ``live_batch_size`` of them (read
+while the link was down, they may be seconds old: a wanted car that passed
+just before the reconnect), which go first on the *live lane* with the reads
+buffered after the reconnect. The live lane sends small
 batches (``live_batch_size``), at most ``live_in_flight`` of them unacknowledged,
 sent ahead of the next backlog batch and outside the rate cap, so a read
 captured while a device catches up after an outage reaches central within
@@ -191,10 +194,11 @@ class SyncClient:
             return
         if self._sent_generation != self._generation:
             # New session: anything in flight may have been lost; resend it. What is
-            # buffered now is the backlog; what comes later takes the live lane.
+            # buffered now is the backlog, but for its newest reads; they and what comes
+            # later take the live lane.
             if self._inflight:
                 self.counters["resends"] += len(self._inflight)
-            self._boundary = self.outbox.last_seq()
+            self._boundary = self.outbox.seq_before_newest(self.s.live_batch_size)
             self._restart()
             self._sent_generation = self._generation
         now = self._clock()

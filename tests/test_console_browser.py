@@ -169,3 +169,53 @@ def test_a_session_past_its_idle_timeout_is_signed_out(page, served):
     page.goto("/search")
     assert "/sign-in" in page.url and "Your session ended" in page.content()
     server.clock.advance(days=1)   # later tests sign in afresh
+
+
+def test_operator_sees_a_hit_arrive_live_and_verifies_it_by_keyboard(page, served):
+    """The hits page is open; a listed plate is read (sealed by its device, stored by the collector, matched
+    by the matcher); the hit appears at the top of the table without a reload (server-sent events), and the
+    operator completes the three steps with the keyboard alone."""
+    from hits_env import LISTED, HitWorld
+    world, _ = served
+    hits = HitWorld(world)
+    try:
+        sign_in(page, "otto")
+        with page.expect_navigation():
+            page.get_by_role("link", name="Live hits").click()
+        page.wait_for_function("document.getElementById('live-status').textContent.startsWith('Live')")
+        shown = page.locator("#hits-live tr").count()
+        hit_id = hits.hit(LISTED[0])
+        row = page.locator("#hits-live tr").first
+        row.get_by_role("link", name=f"Open hit {hit_id}").wait_for()          # arrived live, no reload
+        assert page.locator("#hits-live tr").count() == shown + 1
+        assert row.locator("td.plate").first.inner_text() == LISTED[0]
+        assert "unverified" in row.inner_text()
+        assert f"New hit {hit_id}" in page.locator("#live-status").inner_text()
+        # keyboard only from here: open the hit, confirm the image, the source, and dispatch
+        row.get_by_role("link", name=f"Open hit {hit_id}").focus()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.url.endswith(f"/hits/{hit_id}")
+        assert page.locator("img.crop-big").evaluate("i => i.naturalWidth") > 0
+        assert page.locator("img.context").evaluate("i => i.naturalWidth") > 0
+        page.get_by_role("button", name=f"Yes, the image shows {LISTED[0]}").focus()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert "Visual check recorded." in page.get_by_role("status").first.inner_text()
+        page.get_by_label("Note (who confirmed it, how; recorded)").focus()
+        page.keyboard.type("LAPD records confirm, Ofc. 4411")
+        page.keyboard.press("Tab")                                           # to "Yes, ... still wanted"
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert "Source check recorded." in page.get_by_role("status").first.inner_text()
+        assert page.get_by_label("Disposition").input_value() == "dispatched"   # offered first once actionable
+        page.get_by_label("Disposition").focus()
+        page.keyboard.press("Tab")
+        page.keyboard.type("unit 3A dispatched")
+        page.keyboard.press("Tab")                                           # to "Close hit N"
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert "Hit closed." in page.get_by_role("status").first.inner_text()
+        assert "dispatched — otto" in page.locator("ol.steps").inner_text()
+    finally:
+        hits.close()

@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -36,17 +36,19 @@ from ..errors import AuthenticationError, CentralError, PermissionDenied, StoreE
 from ..governance.audit import AccessLog, utcnow
 from ..governance.users import Permission as P
 from ..governance.users import Role, User, UserDirectory
-from . import fleetview, operator, oversight
+from ..hotlist.hits import HitBook
+from ..hotlist.matcher import connect
+from . import fleetview, hitsview, operator, oversight
 from .backend import Backend, plain
 
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-alpr_session"
 SIGN_IN_COOKIE = "__Host-alpr_signin"
-# Live hits and hotlists (issue 22) come with central/hotlist/ (built in parallel). Their place: add a
-# Page("/hits", ...) (and "/hotlists") to PAGES over that library; the navigation entry below stays hidden
-# until the library exists and the page is registered, so it never links to nothing.
+# Live hits and hotlists (issues 21/22) are pages over central/hotlist/; the navigation entry stays hidden
+# unless the library exists and the page is registered, so it never links to nothing.
 HITS_AVAILABLE = importlib.util.find_spec("central.hotlist") is not None
+MAX_UPLOAD = 256 * 1024 * 1024   # a hotlist CSV (1,000,000 rows are about 60 MB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,36 @@ PAGES = (
     Page("/reads/{read_id}", "Read", "read.html", operator.read_detail,
          "One read: crop, context image, alternates, confidence, camera, position. Logged (read-view).",
          ("purpose", "case")),
+    Page("/hits", "Live hits", "hits.html", hitsview.hits,
+         "Recent hits, newest first (status filter). New hits arrive live from /api/v1/hits/stream "
+         "(server-sent events). Logged (hits-list).", ("status", "limit")),
+    Page("/hits/{hit_id}", "Hit", "hit.html", hitsview.hit_detail,
+         "One hit: crop, context image, the read, the list entry, match kind and the verification so far "
+         "(images=1: the crop and context image in base64 in the JSON). Logged (hit-view).", ("images",)),
+    Page("/hits/{hit_id}/visual", "Hit", "hit.html", hitsview.hit_detail,
+         "Step 1, the visual check: result=yes (the image shows the listed plate) or result=misread with "
+         "true_text (what the image really shows).", (), hitsview.check_visual, ("result", "true_text")),
+    Page("/hits/{hit_id}/source", "Hit", "hit.html", hitsview.hit_detail,
+         "Step 2 (after a yes visual check), the source check: result=yes (still wanted) or "
+         "result=no-longer-wanted.", (), hitsview.check_source, ("result", "note")),
+    Page("/hits/{hit_id}/disposition", "Hit", "hit.html", hitsview.hit_detail,
+         "Step 3, close the hit: dispatched (only when both checks said yes), no-action, misread, stale-entry, "
+         "duplicate.", (), hitsview.dispose, ("disposition", "note")),
+    Page("/hotlists", "Hotlists", "hotlists.html", hitsview.hotlists,
+         "Hotlists: category, current version, active entries."),
+    Page("/hotlists/{name}", "Hotlist", "hotlist.html", hitsview.hotlist,
+         "One hotlist: its versions and entries (current, all with show=all, or an earlier version); "
+         "search by plate. Logged (hotlist-view).", ("plate", "version", "show")),
+    Page("/hotlists/{name}/add", "Hotlist", "hotlist.html", hitsview.hotlist,
+         "Add an entry (a new version; manage-hotlist).", (), hitsview.add_entry,
+         ("plate", "state", "reason", "source_agency", "source_ref", "case_number", "expires")),
+    Page("/hotlists/{name}/remove", "Hotlist", "hotlist.html", hitsview.hotlist,
+         "Remove (entered in error) or expire (kind=expire) an entry, with a reason (a new version).", (),
+         hitsview.remove_entry, ("entry_id", "kind", "reason")),
+    Page("/hotlists/{name}/import", "Hotlist", "hotlist.html", hitsview.hotlist,
+         "Import a CSV file (multipart field file; mode=delta|replace; skip_bad). Atomic: a file with bad lines "
+         "is refused whole and every bad line is named (problems).", (), hitsview.import_csv,
+         ("file", "mode", "skip_bad")),
     Page("/approvals", "Approvals", "approvals.html", oversight.approvals,
          "Pending legal holds and sharing requests (supervisor).", (),
          None),
@@ -107,7 +139,8 @@ PAGES = (
 NAV = (
     ("Search", "/search", lambda u: u.can(P.SEARCH)),
     ("Live hits", "/hits", lambda u: HITS_AVAILABLE and any(p.path == "/hits" for p in PAGES)
-     and u.can(P.SEARCH)),
+     and u.can(P.VIEW_HITS)),
+    ("Hotlists", "/hotlists", lambda u: u.can(P.VIEW_HOTLIST) or u.can(P.MANAGE_HOTLIST)),
     ("Approvals", "/approvals", lambda u: u.can(P.APPROVE_HOLD) or u.can(P.APPROVE_SHARE)),
     ("Fleet", "/fleet", lambda u: u.can(P.DEVICE_HEALTH_ALL)),
     ("Enrollment", "/enrollment", lambda u: u.can(P.ENROLL)),
@@ -144,10 +177,12 @@ class SignInThrottle:
 
 
 class ConsoleApp:
+    STREAM_SESSION_CHECK = 15.0   # seconds between checks that a hit stream's session is still valid
     def __init__(self, cfg: CentralConfig, *, clock=utcnow, monotonic=time.monotonic) -> None:
         self.cfg, self.clock = cfg, clock
         self._local = threading.local()
         self._backends: list[Backend] = []
+        self._streams: set[threading.Event] = set()
         self._lock = threading.Lock()
         self.throttle = SignInThrottle(cfg.console.sign_in_per_minute, monotonic)
         self.env = Environment(loader=PackageLoader("central.console", "templates"),
@@ -159,6 +194,7 @@ class ConsoleApp:
                   Route("/account/password", self.password, methods=["GET", "POST"]),
                   Route("/api/v1/openapi.json", self.openapi),
                   Route("/api/v1/me", self.me),
+                  Route("/api/v1/hits/stream", self.hit_stream),
                   Route("/reads/{read_id}/{part:str}", self.image),
                   Route("/api/v1/reads/{read_id}/{part:str}", self.image),
                   Mount("/static", StaticFiles(packages=[("central.console", "static")]), name="static")]
@@ -193,6 +229,8 @@ class ConsoleApp:
 
     def close(self) -> None:
         with self._lock:
+            for stop in self._streams:   # open hit streams end within a poll
+                stop.set()
             for b in self._backends:
                 try:
                     b.close()
@@ -245,16 +283,26 @@ class ConsoleApp:
                 user, session = await run_in_threadpool(self._who, request)
             except AuthenticationError as exc:
                 return self._refuse(request, api, 401, str(exc))
-            params = dict(request.query_params)
-            view = page.view
+            # Keys starting with "_" are the views' own (a notice after an action), never a caller's.
+            params = {k: v for k, v in request.query_params.items() if not k.startswith("_")}
+            view = page.action if request.method == "POST" else page.view
             if request.method == "POST":
-                form = dict(await request.form())
+                form = await request.form(max_part_size=1024 * 1024)
                 if not await run_in_threadpool(self._csrf_ok, request, session, form):
                     await run_in_threadpool(self._log_denied, user, request, "CSRF token missing or wrong")
                     return self._refuse(request, api, 403, "this request lacks its CSRF token (reload the page "
                                                           "and try again)", user, session)
-                params.update({k: v for k, v in form.items() if k != "csrf" and isinstance(v, str)})
-                view = page.action
+                for k, v in form.multi_items():
+                    if k == "csrf" or k.startswith("_"):
+                        continue
+                    if isinstance(v, str):
+                        params[k] = v
+                    elif k in page.action_params:   # an upload (a hotlist CSV): read here, bounded
+                        data = await v.read(MAX_UPLOAD + 1)
+                        if len(data) > MAX_UPLOAD:
+                            return self._refuse(request, api, 413, f"the file is larger than "
+                                                                   f"{MAX_UPLOAD // 2**20} MiB", user, session)
+                        params[k] = data
             try:
                 data = await run_in_threadpool(view, self.backend(), user, params, **request.path_params)
             except PermissionDenied as exc:
@@ -274,8 +322,10 @@ class ConsoleApp:
             logger.warning("console request failed: %s", exc)
             return self._refuse(request, api, 503, "the database is busy or unreachable; try again shortly",
                                 user, session)
+        problems = [{"line": n, "why": why} for n, why in getattr(exc, "problems", ())]
         if api:
-            return JSONResponse({"error": message, "status": 400}, 400, headers={"Cache-Control": "no-store"})
+            body = {"error": message, "status": 400, **({"problems": problems} if problems else {})}
+            return JSONResponse(body, 400, headers={"Cache-Control": "no-store"})
         data = {}
         if page.view is operator.search:  # show the form again, filled in, with the reason
             data = await run_in_threadpool(operator.form_only, self.backend(), params)
@@ -286,7 +336,7 @@ class ConsoleApp:
                 data = {}
         return self.render(page.template if data else "error.html", 400, user=user,
                            csrf=session.csrf if session else "", page=page, title=page.title, d=data,
-                           error=message, message=message)
+                           error=message, message=message, problems=problems)
 
     async def home(self, request: Request):
         try:
@@ -308,6 +358,65 @@ class ConsoleApp:
         return JSONResponse({"name": user.name, "organization": user.organization, "role": user.role.value,
                              "pages": [path for _, path, allowed in NAV if allowed(user)],
                              "csrf": session.csrf if session else None})
+
+    async def hit_stream(self, request: Request):
+        """New hits as server-sent events (``event: hit``, ``id:`` the hit id). Resumes after the
+        ``Last-Event-ID`` header or the ``after`` parameter; refused (before any byte) without view-hits.
+        The stream has its own connection and ends when the client goes, the user loses the role, or the
+        console stops."""
+        try:
+            user, session = await run_in_threadpool(self._who, request)
+        except AuthenticationError as exc:
+            return self._refuse(request, True, 401, str(exc))
+        after = request.headers.get("last-event-id") or request.query_params.get("after")
+        stop = threading.Event()
+        conn = connect(self.cfg.store.path)
+        try:
+            chunks = await run_in_threadpool(HitBook(conn, clock=self.clock).sse, user, after, stop)
+        except PermissionDenied as exc:
+            conn.close()
+            await run_in_threadpool(self._log_denied, user, request, str(exc))
+            return self._refuse(request, True, 403, str(exc), user, session)
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._streams.add(stop)
+
+        busy = threading.Lock()
+
+        def pull():
+            with busy:
+                return next(chunks, None)
+
+        def finish():   # after the chunk in flight (it returns within a poll once stop is set)
+            with busy:
+                conn.close()
+
+        token = request.cookies.get(SESSION_COOKIE)
+        checked = time.monotonic()
+
+        async def body():
+            nonlocal checked
+            try:
+                while not stop.is_set():
+                    chunk = await run_in_threadpool(pull)
+                    if chunk is None:
+                        break
+                    if session is not None and time.monotonic() - checked >= self.STREAM_SESSION_CHECK:
+                        # Watching is not activity: a stream ends with its session (sign-out, idle or
+                        # absolute timeout), so an unattended screen stops showing hits.
+                        checked = time.monotonic()
+                        if not await run_in_threadpool(self.backend().auth.still_valid, token):
+                            break
+                    yield chunk
+            finally:   # the client went (the task is cancelled: no await here) or the stream ended
+                stop.set()
+                with self._lock:
+                    self._streams.discard(stop)
+                threading.Thread(target=finish, name="hit-stream-close", daemon=True).start()
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def image(self, request: Request):
         api = request.url.path.startswith("/api/")

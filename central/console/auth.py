@@ -234,6 +234,20 @@ class ConsoleAuth:
             last = now
         return ConsoleSession(user, row[1], created, last)
 
+    def still_valid(self, token: str | None) -> bool:
+        """Whether the session would still be accepted now (for a long-lived
+        stream); unlike :meth:`session` it neither refreshes nor ends it."""
+        if not token:
+            return False
+        row = self.conn.execute("SELECT s.created_at, s.last_seen_at, s.ended_at, u.disabled FROM console_sessions s "
+                                "JOIN users u ON u.name = s.user_name WHERE session_sha256 = ?",
+                                [_sha(token)]).fetchone()
+        if row is None or row[2] is not None or row[3]:
+            return False
+        now = self._clock()
+        return (now - parse_ts(row[1]) <= dt.timedelta(minutes=self.settings.session_idle_minutes)
+                and now - parse_ts(row[0]) <= dt.timedelta(hours=self.settings.session_max_hours))
+
     def sign_out(self, token: str | None) -> None:
         if not token:
             return

@@ -25,9 +25,13 @@ def document(pages) -> dict:
         if page.action:
             ops["post"] = {"summary": page.summary, "operationId": "post" + re.sub(r"\W", "_", page.path),
                            "parameters": params[:len(path_params)],
-                           "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
-                               "type": "object",
-                               "properties": {n: {"type": "string"} for n in page.action_params}}}}},
+                           "requestBody": {"content": {
+                               "multipart/form-data" if "file" in page.action_params
+                               else "application/x-www-form-urlencoded": {"schema": {
+                                   "type": "object",
+                                   "properties": {n: {"type": "string", **({"format": "binary"} if n == "file"
+                                                                          else {})}
+                                                  for n in page.action_params}}}}},
                            "responses": {"200": {"description": "done; the page's data"}, "400": _ERROR,
                                          "401": _ERROR, "403": _ERROR}}
         paths.setdefault(path, {}).update(ops)
@@ -40,6 +44,15 @@ def document(pages) -> dict:
                            {"name": "case", "in": "query", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, "400": _ERROR,
                           "401": _ERROR, "403": _ERROR}}}
+    paths["/api/v1/hits/stream"] = {"get": {
+        "summary": "New hits as server-sent events: 'event: hit', 'id:' the hit id, 'data:' the hit's JSON (no "
+                   "images); resumes after the Last-Event-ID header or 'after'; keep-alive comments every 15 s. "
+                   "Needs view-hits (refused before any byte). Opening is logged (hits-watch).",
+        "operationId": "get_hits_stream",
+        "parameters": [{"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}},
+                       {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {}}},
+                      "401": _ERROR, "403": _ERROR}}}
     paths["/api/v1/me"] = {"get": {"summary": "Who the credential authenticates as, and the pages of their role.",
                                    "operationId": "get_me", "responses": {"200": {"description": "the user"},
                                                                           "401": _ERROR}}}
