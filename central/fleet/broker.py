@@ -9,7 +9,7 @@ never take over (disconnect) another client's session. Each collector process
 therefore has its own certificate (``central.collector.<name>``, see
 :func:`central.fleet.pki.collector_identity`).
 
-The ACL lets each device write only its own ``reads`` and ``status`` topics
+The ACL lets each device write only its own ``reads``, ``status``, ``audit`` and ``health`` topics
 and read only its own ``ack`` topic; each collector identity reads all reads
 and writes all acks. Suspended and revoked devices have no ACL entry, and
 their certificates are in the CRL (suspended ones with reason
@@ -56,12 +56,14 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic read {prefix}/+/status",
                   f"topic write {prefix}/+/ack",
                   f"topic read {prefix}/+/audit",
+                  f"topic read {prefix}/+/health",
                   ""]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
                   f"pattern readwrite {prefix}/%u/status",
                   f"pattern read {prefix}/%u/ack",
                   f"pattern write {prefix}/%u/audit",
+                  f"pattern write {prefix}/%u/health",
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -71,6 +73,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic readwrite {prefix}/{device}/status",
                   f"topic read {prefix}/{device}/ack",
                   f"topic write {prefix}/{device}/audit",
+                  f"topic write {prefix}/{device}/health",
                   ""]
     return "\n".join(lines)
 
