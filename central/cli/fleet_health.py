@@ -6,6 +6,7 @@ business user: its own)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -20,8 +21,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 owner_option = click.option("--owner", help="Only this owner's devices ('department' or a business id).")
 
 
-def _views(config_path, token_file, owner):
+def _views(config_path, token_file, owner, *, alerts: bool = False):
     cfg = _load(config_path)
+    from ..fleet.alerts import Thresholds, fleet_alerts
     from ..fleet.health import fleet_health
     from ..fleet.registry import Registry
     try:
@@ -30,6 +32,9 @@ def _views(config_path, token_file, owner):
         raise TempFailure(str(exc)) from None
     try:
         user = registry.authenticate(read_token(token_file))
+        if alerts:
+            thresholds = Thresholds(**dataclasses.asdict(cfg.alerts))
+            return cfg, fleet_alerts(registry, registry.db, user, thresholds, owner=owner)
         return cfg, fleet_health(registry, registry.db, user, owner=owner)
     except (RegistryError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -130,4 +135,28 @@ def health(config_path, owner, token_file, as_json, device_id) -> None:
         click.echo("no devices")
 
 
-COMMANDS = [health]
+@click.command("alerts")
+@config_option
+@owner_option
+@token_option
+@json_option
+def alerts(config_path, owner, token_file, as_json) -> None:
+    """What needs attention: devices offline too long, buffers that keep
+    growing, low disk, clocks off by more than the limit, certificates about to
+    expire, cameras tampered with (thresholds: [alerts] in the config). Admin,
+    auditor, field tech; a business user: its own devices."""
+    _cfg, found = _views(config_path, token_file, owner, alerts=True)
+    if as_json:
+        for a in found:
+            click.echo(json.dumps(a.to_doc(), sort_keys=True))
+        return
+    if not found:
+        click.echo("no alerts")
+        return
+    click.echo(f"{'device':<20} {'alert':<21} what")
+    for a in found:
+        since = f" (since {a.since:%Y-%m-%d %H:%M} UTC)" if a.since else ""
+        click.echo(f"{a.device_id:<20} {a.kind:<21} {a.message}{since}")
+
+
+COMMANDS = [health, alerts]
