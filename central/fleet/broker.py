@@ -10,7 +10,7 @@ therefore has its own certificate (``central.collector.<name>``, see
 :func:`central.fleet.pki.collector_identity`).
 
 The ACL lets each device write only its own ``reads``, ``status``, ``audit`` and ``health`` topics
-and read only its own ``ack`` topic; each collector identity reads all reads
+and read only its own ``ack`` and ``audit-ack`` topics; each collector identity reads all reads
 and writes all acks. Suspended and revoked devices have no ACL entry, and
 their certificates are in the CRL (suspended ones with reason
 ``certificateHold``), so the broker refuses them at the TLS handshake.
@@ -57,6 +57,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic write {prefix}/+/ack",
                   f"topic read {prefix}/+/audit",
                   f"topic read {prefix}/+/health",
+                  f"topic write {prefix}/+/audit-ack",
                   ""]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
@@ -64,6 +65,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"pattern read {prefix}/%u/ack",
                   f"pattern write {prefix}/%u/audit",
                   f"pattern write {prefix}/%u/health",
+                  f"pattern read {prefix}/%u/audit-ack",
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -74,6 +76,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic read {prefix}/{device}/ack",
                   f"topic write {prefix}/{device}/audit",
                   f"topic write {prefix}/{device}/health",
+                  f"topic read {prefix}/{device}/audit-ack",
                   ""]
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ from paho.mqtt.properties import Properties
 from edge_agent.wire import (
     Ack, EnvelopeError, EnvelopeHeader, MalformedMessage, Opener, Topics, decode_batch, decode_read, encode_ack,
 )
+from edge_agent.wire.audit import encode_audit_ack
 
 from ..config import Mqtt
 from ..errors import StoreError
@@ -280,7 +281,9 @@ class CollectorService:
                 if allowed is not None and not allowed(device):
                     self.collector.reject("unknown-device", device=device)  # same rule as for reads
                     return
-                self.audit_handler.handle(message.topic, message.payload)
+                ack = self.audit_handler.receive(message.topic, message.payload)
+                if ack is not None:  # committed: the device may now mark these records sent
+                    client.publish(self.audit_handler.topics.audit_ack(device), encode_audit_ack(ack), qos=1)
                 return
             if self.health_handler is not None and self.health_handler.accepts(message.topic):
                 device = self.health_handler.topics.health_device_of(message.topic)

@@ -5,6 +5,7 @@
 ``alpr/v1/devices/<device_id>/status``  device, retained: ``online`` / ``offline`` (last will)
 ``alpr/v1/devices/<device_id>/audit``   device -> central, QoS 1, signed audit records (:mod:`.audit`)
 ``alpr/v1/devices/<device_id>/health``  device -> central, QoS 1, heartbeat (:mod:`.health`)
+``alpr/v1/devices/<device_id>/audit-ack`` central -> device, QoS 1, audit records central holds
 
 Collectors subscribe through an MQTT v5 shared subscription
 (``$share/<group>/alpr/v1/devices/+/reads``) so several can split the load.
@@ -43,6 +44,9 @@ class Topics:
 
     def audit(self, device_id: str) -> str:
         return f"{self.prefix}/{validate_device_id(device_id)}/audit"
+
+    def audit_ack(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/audit-ack"
 
     def health(self, device_id: str) -> str:
         return f"{self.prefix}/{validate_device_id(device_id)}/health"
