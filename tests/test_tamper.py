@@ -118,9 +118,9 @@ def test_a_black_camera_is_reported_in_status_and_heartbeat(tmp_path, pki_dir):
         cv2.imwrite(str(frames / f"b{i:03d}.png"), np.zeros((480, 640, 3), np.uint8))
     sidecar = tmp_path / "none.json"
     sidecar.write_text('{"frames": [[]]}')      # no plates: this test is about the view
-    cfg = edge_config_mod.load(edge_config(
-        tmp_path, pki_dir, 1, source="folder", uri=str(frames), fps=20.0, sidecar=str(sidecar),
-        extra="[health]\ntamper_check_seconds = 1\nconfirm_checks = 2\n"))
+    cfg_path = edge_config(tmp_path, pki_dir, 1, source="folder", uri=str(frames), fps=20.0, sidecar=str(sidecar),
+                           extra="[health]\ntamper_check_seconds = 1\nconfirm_checks = 2\n")
+    cfg = edge_config_mod.load(cfg_path)
     agent = Agent(cfg)
     stop = threading.Event()
     runner = threading.Thread(target=agent.run, args=(stop,), daemon=True)
@@ -130,6 +130,12 @@ def test_a_black_camera_is_reported_in_status_and_heartbeat(tmp_path, pki_dir):
         assert agent.status()["cameras"][0]["tamper"] == ["black"]
         health = decode_health(encode_health(agent.health.build()))
         assert health.cameras[0].tamper == ("black",)
+        agent.write_status()
+        from click.testing import CliRunner
+
+        from edge_agent.cli import main as edge_main
+        out = CliRunner().invoke(edge_main, ["status", "--no-probe", "--config", str(cfg_path)]).output
+        assert "TAMPER: view black" in out, out
     finally:
         stop.set()
         runner.join(30)
