@@ -308,6 +308,25 @@ def _device_sections(doc: dict, data_dir: Path) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
+class Alerts:
+    """Fleet alert thresholds (central/fleet/alerts.py, ``alpr-central device alerts``)."""
+    offline_minutes: float = 15.0
+    buffer_growing_minutes: float = 30.0
+    buffer_growing_reads: int = 100
+    disk_free_megabytes: float = 512.0
+    clock_offset_seconds: float = 2.0
+    certificate_days: float = 14.0
+
+
+def _alerts(table) -> Alerts:
+    a = _section(Alerts, table, "alerts")
+    for f in dataclasses.fields(Alerts):
+        if getattr(a, f.name) <= 0:
+            raise ConfigError(f"alerts.{f.name}: must be positive")
+    return a
+
+
+@dataclasses.dataclass(frozen=True)
 class CentralConfig:
     data_dir: str
     store: Store = Store()
@@ -322,6 +341,7 @@ class CentralConfig:
     broker: BrokerSection = BrokerSection()
     hotlist: Hotlist = Hotlist()
     console: Console = Console()
+    alerts: Alerts = Alerts()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -362,7 +382,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 def parse(doc: dict, base: Path) -> CentralConfig:
     allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
-               "hotlist", "console"}
+               "hotlist", "console", "alerts"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -401,7 +421,8 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     policy = _section(Policy, doc.get("policy", {}), "policy")
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
                          mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir),
-                               hotlist=_hotlist(doc.get("hotlist", {}), data_dir))
+                               hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
+                               alerts=_alerts(doc.get("alerts", {})))
 
 
 def load(path) -> CentralConfig:

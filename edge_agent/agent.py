@@ -20,12 +20,13 @@ from pathlib import Path
 
 import cv2
 
-from . import __version__, auditlog, capture, datalock, recognition, watchdog
+from . import __version__, auditlog, capture, datalock, health, recognition, watchdog
 from .config import EdgeConfig
 from .errors import BufferError_, CaptureError, ConfigError
 from .motion import MotionGate
 from .outbox import Outbox
 from .reserve import Reserve
+from .tamper import TamperDetector, TamperSettings
 from .reads import Detection, Frame, Location, PlateRead
 from .sync import SyncClient, SyncSettings
 from .tracking import Track, Tracker
@@ -55,6 +56,12 @@ def encode_jpeg(image, max_bytes: int) -> bytes | None:
     return None
 
 
+def _tamper(config: EdgeConfig) -> TamperSettings:
+    h = config.health
+    return TamperSettings(check_seconds=h.tamper_check_seconds, black_level=h.black_level, blur_ratio=h.blur_ratio,
+                          moved_ratio=h.moved_ratio, confirm_checks=h.confirm_checks)
+
+
 class ReadWriter:
     """Turns a tracker's final detection into a sealed outbox row."""
 
@@ -67,6 +74,7 @@ class ReadWriter:
         self.written = 0
         self.lost = 0  # reads that could not be buffered (disk full, broken file): counted, logged
         self.invalid = 0  # reads the recognizer made that the wire contract refuses: counted, logged
+        self.last_written_at: float | None = None  # in memory only (the heartbeat's coarse last read time)
 
     def to_read(self, det: Detection, track: Track) -> PlateRead:
         frame = track.best_frame
@@ -109,14 +117,17 @@ class ReadWriter:
                 logger.error("could not buffer %d reads (%d lost so far): %s", len(items), self.lost, exc)
                 return
             self.written += len(items)
+            self.last_written_at = time.time()
             # debug, not info: a journal line per read would say when reads were taken
             logger.debug("buffered %d reads (outbox depth %d)", len(items), self.outbox.depth)
 
 
 class CameraWorker:
     def __init__(self, camera, recognizer, lock: threading.Lock, tracker: Tracker, writer: ReadWriter,
-                 motion_threshold: float = 0.0) -> None:
+                 motion_threshold: float = 0.0, tamper: TamperDetector | None = None) -> None:
         self.camera = camera
+        self.tamper = tamper or TamperDetector(TamperSettings(check_seconds=0))
+        self.failures = 0  # times the source failed (opened or read): the heartbeat's camera errors
         # Still frames (nothing moved) skip recognition: most of a Pi's CPU on a quiet street.
         self.gate = MotionGate(threshold=motion_threshold, max_skip=50) if motion_threshold > 0 else None
         self.skipped = 0
@@ -157,10 +168,12 @@ class CameraWorker:
                 except CaptureError as exc:
                     backoff = 1.0 if self.frames > frames_before else backoff  # it worked a while: start over
                     self.state, self.last_error = "failed", str(exc)
+                    self.failures += 1
                     logger.error("%s; retrying in %.0fs", exc, backoff)
                 except Exception:
                     backoff = 1.0 if self.frames > frames_before else backoff
                     self.state, self.last_error = "failed", "unexpected error (see log)"
+                    self.failures += 1
                     logger.exception("camera %s failed; retrying in %.0fs", self.camera.id, backoff)
                 finally:
                     source.close()
@@ -187,6 +200,7 @@ class CameraWorker:
                     self.last_error = "the file ended before its last frame (truncated or damaged)"
                 logger.info("camera %s: source ended after %d frames", self.camera.id, self.frames)
                 return True
+            self.tamper.observe(frame.image, started)
             try:
                 self._process(frame)
             except (ValueError, cv2.error) as exc:  # a frame the recognizer refuses: counted, logged, skipped
@@ -260,8 +274,9 @@ class Agent:
             CameraWorker(cam, self.recognizer, lock, Tracker(
                 window_seconds=t.window_seconds, max_track_seconds=t.max_track_seconds,
                 reemit_seconds=t.reemit_seconds, min_hits=t.min_hits), self.writer,
-                motion_threshold=config.recognition.motion_threshold)
+                motion_threshold=config.recognition.motion_threshold, tamper=TamperDetector(_tamper(config)))
             for cam in config.cameras]
+        self.health = health.HealthReporter(self, interval=config.health.interval_seconds)
         self.started_at = time.time()
         self._status_error: str | None = None
         self.watchdog = watchdog.for_agent(self)  # systemd WatchdogSec: petted while cameras and sync progress
@@ -330,6 +345,7 @@ class Agent:
                 releases = self.reserve.releases
                 self.write_status()
                 self.watchdog.tick()
+                self.health.tick()
                 if self.audit_watch:
                     self.audit_watch.tick(lambda: self.outbox.stats().counters, self.sync.connected)
                 if exit_when_drained and all(w.finished.is_set() for w in self.workers) and self.outbox.depth == 0:
@@ -374,7 +390,8 @@ class Agent:
             "reads_invalid": self.writer.invalid,
             "cameras": [{"id": w.camera.id, "state": w.state, "fps": round(w.fps, 2), "frames": w.frames,
                          "skipped_still": w.skipped, "bad_frames": w.bad_frames,
-                         "unreadable_images": w.unreadable, "last_error": w.last_error}
+                         "unreadable_images": w.unreadable, "last_error": w.last_error,
+                         "failures": w.failures, "tamper": list(w.tamper.flags)}
                         for w in self.workers],
             "model_version": self.recognizer.model_version,
             "agent_version": __version__,  # the update health check expects the version it switched to

@@ -18,8 +18,8 @@ What is logged (never plates, images or keys; counts and ids only):
                       full disk); written before the next record that can be
 
 The SQLite file (0600, WAL, ``synchronous=FULL``) keeps every record; a
-record is marked published once the broker acknowledged it (QoS 1) and is
-never deleted by the device. Central verifies chain and signatures and
+record is marked published once central acknowledged holding it (on
+``.../audit-ack``, after its commit) and is never deleted by the device. Central verifies chain and signatures and
 reports gaps (``alpr-central audit device``).
 """
 
@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -41,7 +42,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .errors import BufferError_, ConfigError
-from .wire.audit import GENESIS, AuditRecord, encode_audit_batch, public_key_id, record_from_dict, record_hash
+from .wire.audit import (GENESIS, AuditRecord, decode_audit_ack, encode_audit_batch, public_key_id, record_from_dict,
+                         record_hash)
+from .wire.errors import MalformedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -297,23 +300,60 @@ class AuditWatch:
 
 
 class AuditPublisher:
-    """Publishes unpublished records (QoS 1) from the sync thread, one message
-    in flight; marks them published when the broker acknowledged it, sends
-    again after a reconnect or ``timeout`` seconds."""
+    """Publishes unsent records (QoS 1) from the sync thread, one message in
+    flight, and marks them sent only when central's acknowledgement on
+    ``.../<device>/audit-ack`` names them (after central committed them): a
+    record published while central refused the device (suspended), was not
+    listening, or just before the agent stopped is sent again (after a
+    reconnect, or ``timeout`` seconds without an ack), and central stores it
+    once.
+
+    If the broker refuses the ack subscription (a broker ACL generated before
+    audit acks existed: regenerate it with ``alpr-central broker config``), the
+    broker's PUBACK counts as sent, as before, with a warning."""
 
     def __init__(self, log: DeviceAuditLog, *, interval: float = 1.0, timeout: float = 30.0) -> None:
         self.log, self.interval, self.timeout = log, interval, timeout
         self._inflight = None          # (info, seqs, sent_at, generation)
         self._next = 0.0
+        self._acks: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.acks_enabled = True       # False: the broker refused our audit-ack subscription
+        self.counters = {"acked": 0, "bad_acks": 0, "resends": 0}
+
+    def on_ack(self, payload: bytes) -> None:
+        """Called from the MQTT thread with an audit-ack payload."""
+        self._acks.put(payload)
+
+    def _take_acks(self) -> set[int]:
+        done: set[int] = set()
+        while True:
+            try:
+                payload = self._acks.get_nowait()
+            except queue.Empty:
+                return done
+            try:
+                ack = decode_audit_ack(payload)
+            except MalformedMessage:
+                self.counters["bad_acks"] += 1
+                continue
+            if ack.device_id == self.log.device_id:
+                done.update(ack.held)
+                done.update(ack.conflicts)   # central holds another record there and said so: resending cannot help
 
     def step(self, client, topic: str, generation: int, now: float) -> None:
+        acked = self._take_acks()
+        if acked and self.log.mark_published(sorted(acked)):
+            self.counters["acked"] += len(acked)
         if self._inflight is not None:
             info, seqs, sent_at, gen = self._inflight
-            if info.is_published():
+            if acked.issuperset(seqs):
+                self._inflight = None
+            elif not self.acks_enabled and info.is_published():
                 self.log.mark_published(seqs)
                 self._inflight = None
             elif gen != generation or now - sent_at > self.timeout:
-                self._inflight = None   # the session changed or the broker never acknowledged: send again
+                self.counters["resends"] += 1
+                self._inflight = None   # the session changed or central never acknowledged: send again
             else:
                 return
         if now < self._next:

@@ -74,7 +74,7 @@ def config_check(config_path: str) -> None:
 def status(config_path: str, as_json: bool, probe: bool) -> None:
     """Identity, certificate expiry, broker reachable, buffer depth and age,
     last sync, disk (full, free, reserve), reads lost and audit events not
-    recorded for lack of space, camera fps."""
+    recorded for lack of space, camera fps and tamper (view black, blurred, moved)."""
     cfg = _load(config_path)
     from .agent import FULL_BELOW
     from .outbox import Outbox
@@ -136,7 +136,8 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
         if key == "cameras":
             for cam in value:
                 click.echo(f"camera {cam['id']:<12} {cam['state']:<9} {cam['fps']:>6.1f} fps"
-                           + (f"  error: {cam['last_error']}" if cam["last_error"] else ""))
+                           + (f"  error: {cam['last_error']}" if cam["last_error"] else "")
+                           + (f"  TAMPER: view {', '.join(cam['tamper'])}" if cam.get("tamper") else ""))
         else:
             click.echo(f"{key:<22} {value}")
 

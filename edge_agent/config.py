@@ -93,6 +93,16 @@ class Sync:
 
 
 @dataclasses.dataclass(frozen=True)
+class Health:
+    interval_seconds: float = 60.0   # heartbeat period (alpr/v1/devices/<id>/health)
+    tamper_check_seconds: float = 5.0  # how often each camera's view is compared with its reference; 0 = off
+    black_level: float = 12.0        # mean brightness (0-255) below which a view is black (covered)
+    blur_ratio: float = 0.25         # sharpness below this fraction of the reference's: blurred
+    moved_ratio: float = 0.5         # similarity to the reference below this: the camera was turned away
+    confirm_checks: int = 3          # consecutive checks before a tamper condition is reported (and cleared)
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeConfig:
     device: Device
     cameras: tuple[Camera, ...]
@@ -101,6 +111,7 @@ class EdgeConfig:
     images: Images = Images()
     buffer: Buffer = Buffer()
     sync: Sync = Sync()
+    health: Health = Health()
 
     @property
     def data_dir(self) -> Path:
@@ -158,7 +169,8 @@ def _resolve(p: str, base: Path, credential: bool = False) -> str:
 
 def parse(doc: dict, base: Path) -> EdgeConfig:
     doc = dict(doc)
-    unknown = sorted(set(doc) - {"device", "cameras", "recognition", "tracking", "images", "buffer", "sync"})
+    unknown = sorted(set(doc) - {"device", "cameras", "recognition", "tracking", "images", "buffer", "sync",
+                             "health"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
     if "device" not in doc:
@@ -193,7 +205,7 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
         raise ConfigError("cameras: camera ids must be unique")
     sections = {name: _build(cls, doc.get(name, {}), name, base) for name, cls in
                 (("recognition", Recognition), ("tracking", Tracking), ("images", Images),
-                 ("buffer", Buffer), ("sync", Sync))}
+                 ("buffer", Buffer), ("sync", Sync), ("health", Health))}
     sync = sections["sync"]
     sync = dataclasses.replace(
         sync, ca_file=_resolve(sync.ca_file, base), cert_file=_resolve(sync.cert_file, base),
@@ -226,6 +238,15 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
         raise ConfigError("buffer: max_reads, max_megabytes and max_age_days must be positive")
     if not 0 <= buf.reserve_megabytes <= 4096:
         raise ConfigError("buffer.reserve_megabytes: must be 0-4096")
+    hl = sections["health"]
+    if not 5 <= hl.interval_seconds <= 3600:
+        raise ConfigError("health.interval_seconds: 5-3600")
+    if not (hl.tamper_check_seconds == 0 or 1 <= hl.tamper_check_seconds <= 3600):
+        raise ConfigError("health.tamper_check_seconds: 0 (off) or 1-3600")
+    if not (0 <= hl.black_level <= 255 and 0 < hl.blur_ratio < 1 and 0 < hl.moved_ratio < 1
+            and 1 <= hl.confirm_checks <= 100):
+        raise ConfigError("health: black_level 0-255, blur_ratio and moved_ratio between 0 and 1, "
+                          "confirm_checks 1-100")
     sections["sync"] = sync
     return EdgeConfig(device=device, cameras=tuple(cameras), **sections)
 

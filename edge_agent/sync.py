@@ -105,6 +105,8 @@ class SyncClient:
                          "live_batches_sent": 0, "live_reads_sent": 0}
         self._unnamed: dict[str, int] = {}  # read id -> acks of its batch that named it neither way
         self.audit_publisher = None          # edge_agent.auditlog.AuditPublisher, set by the agent
+        self._audit_sub_mid = None
+        self.audit_acks = True               # False: the broker refused our audit-ack subscription
         self.client = self._make_client()
 
     # -- paho wiring -----------------------------------------------------
@@ -132,9 +134,18 @@ class SyncClient:
         self.last_error = None
         self._connected.set()
         client.subscribe(self.topics.ack(self.s.device_id), qos=1)
+        # its own subscription: a refusal must not stop the reads
+        self._audit_sub_mid = client.subscribe(self.topics.audit_ack(self.s.device_id), qos=1)[1]
         client.publish(self.topics.status(self.s.device_id), b"online", qos=1, retain=True)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if mid == self._audit_sub_mid:
+            refused = any(rc.is_failure for rc in reason_codes)
+            if refused and self.audit_acks:
+                logger.warning("broker refused the audit-ack subscription (an older broker ACL: run "
+                               "'alpr-central broker config'); audit records count as sent on the broker's ack")
+            self.audit_acks = not refused
+            return
         if any(rc.is_failure for rc in reason_codes):
             self.last_error = "broker refused the ack subscription"
             logger.error("broker refused the subscription to our ack topic")
@@ -151,6 +162,9 @@ class SyncClient:
             logger.warning("disconnected from broker: %s; reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, message):
+        if self.audit_publisher is not None and message.topic == self.topics.audit_ack(self.s.device_id):
+            self.audit_publisher.on_ack(message.payload)
+            return
         self._acks.put(message.payload)
         self._wake.set()
 
@@ -203,6 +217,7 @@ class SyncClient:
             self._sent_generation = self._generation
         now = self._clock()
         if self.audit_publisher is not None:
+            self.audit_publisher.acks_enabled = self.audit_acks
             self.audit_publisher.step(self.client, self.topics.audit(self.s.device_id), self._generation, now)
         expired = [b for b, f in self._inflight.items() if now - f.sent_at > self.s.ack_timeout]
         if expired:

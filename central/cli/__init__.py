@@ -10,7 +10,7 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, db, devices, governance, hotlist, models, release, retention, sharing
+from . import console, db, devices, fleet_health, governance, hotlist, models, release, retention, sharing
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
@@ -23,5 +23,7 @@ governance.user_group.add_command(console.user_unlock)
 for _group in (devices.ca_group, devices.enroll_group, devices.device_group, devices.business_group,
                devices.broker_group, db.db_group):
     main.add_command(_group)
+for _command in fleet_health.COMMANDS:
+    devices.device_group.add_command(_command)
 
 __all__ = ["main"]

@@ -304,7 +304,7 @@ def enroll_serve(config_path, log_level) -> None:
 # -- device -----------------------------------------------------------------
 @click.group("device")
 def device_group() -> None:
-    """Enrolled devices: list, show, suspend, resume, revoke."""
+    """Enrolled devices: list, show, health, alerts, suspend, resume, revoke."""
 
 
 def _device_doc(d) -> dict:

@@ -67,6 +67,8 @@ def run(config_path: str, log_level: str) -> None:
         raise ConfigFailure(str(exc)) from None
     from ..fleet.device_status import DeviceStatusHandler
     service.status_handler = DeviceStatusHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    from ..fleet.health import HealthHandler
+    service.health_handler = HealthHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     console = None
     if cfg.console.enabled:  # the browser console in the same process ([console] enabled = true)
         from ..console.server import ConsoleServer

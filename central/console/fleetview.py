@@ -13,6 +13,7 @@ import logging
 from ..errors import ConfigError, PolicyError, QueryError
 from ..fleet.device_audit import last_received
 from ..fleet.device_status import connection_status
+from ..fleet.health import latest_health
 from ..fleet.registry import DEPARTMENT, CameraSpec
 from ..governance.audit import ts
 from ..governance.users import Permission, User, require
@@ -40,14 +41,28 @@ def _device_row(b: Backend, d, now: dt.datetime) -> dict:
     else:  # no status from the broker yet: judged by when central last heard from it
         online = d.status == "active" and seen is not None and now - seen <= ONLINE_WITHIN
     days = (d.cert_expires_at - now).days if d.cert_expires_at else None
-    return {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
+    health = latest_health(b.conn, d.device_id)     # the last heartbeat, if the device has sent one
+    return _health_fields(health) | {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
             "status_reason": d.status_reason, "cameras": [c.id for c in d.cameras],
             "online": online, "last_seen": seen, "last_read": last_read,
             "connection": conn.status if conn else None, "connection_since": conn.since if conn else None,
             "cert_expires_at": d.cert_expires_at, "cert_days_left": days,
             "cert_warning": days is not None and days < 30,
-            "camera_errors": None,   # devices do not report camera errors to central yet
             "latitude": d.latitude, "longitude": d.longitude}
+
+
+def _health_fields(latest) -> dict:
+    """Camera errors, buffer and versions from the last heartbeat (None: not reported)."""
+    if latest is None:
+        return {"camera_errors": None, "buffer": None, "versions": None, "health_at": None}
+    h = latest.health
+    errors = "; ".join(f"{c.id}: {c.errors} errors" + (f" ({c.last_error})" if c.last_error else "")
+                       + (f", tamper: {', '.join(c.tamper)}" if c.tamper else "")
+                       for c in h.cameras if c.errors or c.last_error or c.tamper) or "none"
+    oldest = "" if h.buffer_depth == 0 or h.buffer_oldest_age_days is None else \
+        f", oldest {h.buffer_oldest_age_days} days"
+    return {"camera_errors": errors, "buffer": f"{h.buffer_depth} reads{oldest}",
+            "versions": f"agent {h.agent_version}, model {h.model_version or '-'}", "health_at": latest.received_at}
 
 
 def _ca(b: Backend):

@@ -9,8 +9,8 @@ never take over (disconnect) another client's session. Each collector process
 therefore has its own certificate (``central.collector.<name>``, see
 :func:`central.fleet.pki.collector_identity`).
 
-The ACL lets each device write only its own ``reads`` and ``status`` topics
-and read only its own ``ack`` topic; each collector identity reads all reads
+The ACL lets each device write only its own ``reads``, ``status``, ``audit`` and ``health`` topics
+and read only its own ``ack`` and ``audit-ack`` topics; each collector identity reads all reads
 and writes all acks. Suspended and revoked devices have no ACL entry, and
 their certificates are in the CRL (suspended ones with reason
 ``certificateHold``), so the broker refuses them at the TLS handshake.
@@ -56,12 +56,16 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic read {prefix}/+/status",
                   f"topic write {prefix}/+/ack",
                   f"topic read {prefix}/+/audit",
+                  f"topic read {prefix}/+/health",
+                  f"topic write {prefix}/+/audit-ack",
                   ""]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
                   f"pattern readwrite {prefix}/%u/status",
                   f"pattern read {prefix}/%u/ack",
                   f"pattern write {prefix}/%u/audit",
+                  f"pattern write {prefix}/%u/health",
+                  f"pattern read {prefix}/%u/audit-ack",
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -71,6 +75,8 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic readwrite {prefix}/{device}/status",
                   f"topic read {prefix}/{device}/ack",
                   f"topic write {prefix}/{device}/audit",
+                  f"topic write {prefix}/{device}/health",
+                  f"topic read {prefix}/{device}/audit-ack",
                   ""]
     return "\n".join(lines)
 

@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge_agent.wire import MalformedMessage, Topics
-from edge_agent.wire.audit import GENESIS, AuditRecord, decode_audit_batch, public_key_id, record_from_dict, \
-    record_hash
+from edge_agent.wire.audit import GENESIS, AuditAck, AuditRecord, decode_audit_batch, public_key_id, \
+    record_from_dict, record_hash
 
 from ..governance.audit import ts, utcnow
 
@@ -55,24 +55,36 @@ class DeviceAuditHandler:
         self._clock = clock
         self._lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
+        self._last_new = 0
 
     def accepts(self, topic: str) -> bool:
         return self.topics.audit_device_of(topic) is not None
 
     def handle(self, topic: str, payload: bytes) -> int:
         """Store the records of one message; returns how many were new."""
+        ack = self.receive(topic, payload)
+        return self._last_new if ack is not None else 0
+
+    def receive(self, topic: str, payload: bytes) -> AuditAck | None:
+        """Store the records of one message once they are committed, the
+        acknowledgement to send the device (on :meth:`Topics.audit_ack`): the
+        seqs held, and those held with different content; None when the message
+        is refused (nothing stored, nothing acknowledged: the device sends it
+        again)."""
+        self._last_new = 0
         device = self.topics.audit_device_of(topic)
         try:
             batch_device, records = decode_audit_batch(payload)
         except MalformedMessage as exc:
             self.counters["audit.malformed"] += 1
             logger.warning("rejected an audit message from %s: %s", device, exc)
-            return 0
+            return None
         if batch_device != device:
             self.counters["audit.wrong-device"] += 1
             logger.warning("rejected an audit message on %s's topic naming another device", device)
-            return 0
-        new = conflicts = 0
+            return None
+        new = 0
+        held, conflicted = [], []
         received = ts(self._clock())
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -83,19 +95,24 @@ class DeviceAuditHandler:
                                             [device, r.seq, text, received])
                     if cur.rowcount:
                         new += 1
+                        held.append(r.seq)
                     elif self.conn.execute("SELECT record FROM device_audit WHERE device_id = ? AND seq = ?",
                                            [device, r.seq]).fetchone()[0] != text:
-                        conflicts += 1
+                        conflicted.append(r.seq)
+                    else:
+                        held.append(r.seq)
                 self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
                     self.conn.execute("ROLLBACK")
                 raise
         self.counters["audit.records"] += new
-        if conflicts:
-            self.counters["audit.conflicts"] += conflicts
-            logger.warning("device %s re-sent %d audit record(s) that differ from the ones held", device, conflicts)
-        return new
+        if conflicted:
+            self.counters["audit.conflicts"] += len(conflicted)
+            logger.warning("device %s re-sent %d audit record(s) that differ from the ones held", device,
+                           len(conflicted))
+        self._last_new = new
+        return AuditAck(device, tuple(held), tuple(conflicted))
 
     def close(self) -> None:
         self.conn.close()
@@ -106,6 +123,7 @@ class DeviceIssue:
     seq: int
     kind: str
     message: str
+    reason: str = ""        # a gap central can explain: "suspended", "offline"; "" = unexplained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +230,78 @@ def verify_device(conn: sqlite3.Connection, device_id: str, *, cert_pem: bytes |
     report = verify_records(device_id, records, cert_pem=cert_pem)
     if not records:
         return dataclasses.replace(report, issues=(DeviceIssue(0, "gap", f"no audit records from {device_id}"),))
-    return report
+    return explain_gaps(conn, report, records)
+
+
+def _parse_at(text: str) -> dt.datetime | None:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def _suspensions(conn: sqlite3.Connection, device_id: str) -> list[tuple[dt.datetime, dt.datetime | None, str]]:
+    """(from, until or None, by whom) for each time the registry suspended the device."""
+    try:
+        rows = conn.execute("SELECT at, actor, action FROM registry_events WHERE subject = ? AND action IN "
+                            "('device-suspended', 'device-active', 'business-withdraw') ORDER BY id",
+                            [device_id]).fetchall()
+    except sqlite3.OperationalError:   # a database without the registry
+        return []
+    out, start = [], None
+    for at, actor, action in rows:
+        t = _parse_at(at)
+        if action == "device-suspended" and start is None:
+            start = (t, actor)
+        elif action == "device-active" and start is not None:
+            out.append((start[0], t, start[1]))
+            start = None
+    if start is not None:
+        out.append((start[0], None, start[1]))
+    return out
+
+
+def explain_gaps(conn: sqlite3.Connection, report: DeviceAuditReport, records: list[AuditRecord]) -> DeviceAuditReport:
+    """Say why a gap exists when central knows: the registry had the device
+    suspended (central refused what it sent) or the device itself recorded
+    that the broker was unreachable (``sync-gap``) over the time the missing
+    records were written. The gap stays an issue (the records are missing
+    until the device sends them again); a gap central cannot explain is a
+    possible break."""
+    by_seq = {r.seq: r for r in records}
+    suspended = _suspensions(conn, report.device_id)
+    out = []
+    for issue in report.issues:
+        if issue.kind != "gap" or issue.seq not in by_seq:
+            out.append(issue)
+            continue
+        after = by_seq[issue.seq]
+        before = max((r for r in records if r.seq < issue.seq), key=lambda r: r.seq, default=None)
+        start = _parse_at(before.at) if before else None
+        end = _parse_at(after.at)
+        why = ""
+        for s_from, s_until, actor in suspended:
+            if (end is None or s_from <= end) and (s_until is None or start is None or s_until >= start):
+                why = (f"; central had the device suspended from {ts(s_from)} "
+                       f"{'until ' + ts(s_until) if s_until else '(still suspended)'} (by {actor}) and refused what "
+                       "it sent then: the device keeps those records and sends them again once it is accepted")
+                out.append(dataclasses.replace(issue, message=issue.message + why, reason="suspended"))
+                break
+        if why:
+            continue
+        offline = [r for r in records if r.event == "sync-gap" and start is not None and end is not None
+                   and (_parse_at(str(r.detail.get("to"))) or end) >= start
+                   and (_parse_at(str(r.detail.get("from"))) or start) <= end]
+        if offline:
+            d = offline[0].detail
+            out.append(dataclasses.replace(issue, reason="offline", message=issue.message + (
+                f"; the device recorded the broker unreachable from {d.get('from')} to {d.get('to')}: records "
+                "written then are sent when it reconnects")))
+            continue
+        out.append(dataclasses.replace(issue, message=issue.message + "; central knows no reason for it (no "
+                                                                      "suspension, no recorded outage): a possible break"))
+    return dataclasses.replace(report, issues=tuple(out))
 
 
 def last_received(conn: sqlite3.Connection, device_id: str) -> dt.datetime | None:

@@ -40,6 +40,7 @@ from paho.mqtt.properties import Properties
 from edge_agent.wire import (
     Ack, EnvelopeError, EnvelopeHeader, MalformedMessage, Opener, Topics, decode_batch, decode_read, encode_ack,
 )
+from edge_agent.wire.audit import encode_audit_ack
 
 from ..config import Mqtt
 from ..errors import StoreError
@@ -240,11 +241,13 @@ class CollectorService:
 
     MAX_GROUP_READS = 2000
 
-    def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None, status_handler=None) -> None:
+    def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None, status_handler=None,
+                 health_handler=None) -> None:
         self.cfg = cfg
         self.collector = collector
         self.audit_handler = audit_handler  # central.fleet.device_audit.DeviceAuditHandler: device audit logs
         self.status_handler = status_handler  # central.fleet.device_status.DeviceStatusHandler: online/offline
+        self.health_handler = health_handler  # central.fleet.health.HealthHandler: heartbeats
         self.ready = threading.Event()
         self.last_error: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)
@@ -271,6 +274,8 @@ class CollectorService:
             topics.append((Topics(self.cfg.topic_prefix).audit_subscription(self.cfg.share_group), 1))
         if self.status_handler is not None:  # not shared: every collector gets the retained state
             topics.append((self.status_handler.subscription, 1))
+        if self.health_handler is not None:
+            topics.append((self.health_handler.subscription(self.cfg.share_group), 1))
         client.subscribe(topics)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -294,7 +299,17 @@ class CollectorService:
                 if allowed is not None and not allowed(device):
                     self.collector.reject("unknown-device", device=device)  # same rule as for reads
                     return
-                self.audit_handler.handle(message.topic, message.payload)
+                ack = self.audit_handler.receive(message.topic, message.payload)
+                if ack is not None:  # committed: the device may now mark these records sent
+                    client.publish(self.audit_handler.topics.audit_ack(device), encode_audit_ack(ack), qos=1)
+                return
+            if self.health_handler is not None and self.health_handler.accepts(message.topic):
+                device = self.health_handler.topics.health_device_of(message.topic)
+                allowed = self.collector.device_allowed
+                if allowed is not None and not allowed(device):
+                    self.collector.reject("unknown-device", device=device)  # same rule as for reads
+                    return
+                self.health_handler.handle(message.topic, message.payload)
                 return
             if self.status_handler is not None and message.topic.endswith("/status"):
                 device = self.status_handler.device_of(message.topic)

@@ -388,4 +388,20 @@ MIGRATIONS: list[tuple[str, str]] = [
             changed_at TEXT NOT NULL
         )
     """),
+    ("0600_device_health", """
+        CREATE TABLE device_health (
+            device_id TEXT PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            skew_s REAL NOT NULL,
+            doc TEXT NOT NULL
+        );
+        CREATE TABLE device_health_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device_id TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            skew_s REAL NOT NULL,
+            doc TEXT NOT NULL
+        );
+        CREATE INDEX device_health_history_device ON device_health_history(device_id, id)
+    """),
 ]

@@ -109,3 +109,45 @@ def decode_audit_batch(payload: bytes, max_bytes: int = 4 << 20) -> tuple[str, l
     if any(r.device_id != device for r in records):
         raise MalformedMessage("audit batch: a record names another device")
     return device, records
+
+
+# -- the acknowledgement (central -> device, ``alpr/v1/devices/<id>/audit-ack``) ----------------
+# Central sends it after the batch's records are committed: ``held`` names the
+# seqs it now holds as sent (new, or an identical copy already held);
+# ``conflicts`` the seqs for which it holds a *different* record (logged at
+# central; resending cannot help). The device marks both sent, and sends
+# everything else again, so a record published while central refused the
+# device or was not listening is never lost.
+@dataclasses.dataclass(frozen=True)
+class AuditAck:
+    device_id: str
+    held: tuple[int, ...]
+    conflicts: tuple[int, ...] = ()
+
+
+def encode_audit_ack(ack: AuditAck) -> bytes:
+    return json.dumps({"v": AUDIT_VERSION, "device_id": ack.device_id, "held": list(ack.held),
+                       "conflicts": list(ack.conflicts)}, separators=(",", ":")).encode()
+
+
+def decode_audit_ack(payload: bytes) -> AuditAck:
+    if not isinstance(payload, (bytes, bytearray)) or len(payload) > 64 * 1024:
+        raise MalformedMessage("audit ack: not bytes or too large")
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedMessage("audit ack: not JSON") from None
+    if not isinstance(doc, dict) or doc.get("v") != AUDIT_VERSION or set(doc) != {"v", "device_id", "held",
+                                                                                   "conflicts"}:
+        raise MalformedMessage("audit ack: expected {v: 1, device_id, held: [...], conflicts: [...]}")
+    device = doc["device_id"]
+    if not isinstance(device, str) or not DEVICE_ID_RE.match(device):
+        raise MalformedMessage("audit ack: bad device_id")
+    lists = []
+    for name in ("held", "conflicts"):
+        seqs = doc[name]
+        if (not isinstance(seqs, list) or len(seqs) > MAX_RECORDS
+                or any(type(s) is not int or s < 1 for s in seqs)):
+            raise MalformedMessage(f"audit ack: {name} must be a list of at most {MAX_RECORDS} positive seqs")
+        lists.append(tuple(seqs))
+    return AuditAck(device, lists[0], lists[1])

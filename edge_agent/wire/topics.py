@@ -4,6 +4,8 @@
 ``alpr/v1/devices/<device_id>/ack``     central -> device, QoS 1, JSON acks
 ``alpr/v1/devices/<device_id>/status``  device, retained: ``online`` / ``offline`` (last will)
 ``alpr/v1/devices/<device_id>/audit``   device -> central, QoS 1, signed audit records (:mod:`.audit`)
+``alpr/v1/devices/<device_id>/health``  device -> central, QoS 1, heartbeat (:mod:`.health`)
+``alpr/v1/devices/<device_id>/audit-ack`` central -> device, QoS 1, audit records central holds
 
 Collectors subscribe through an MQTT v5 shared subscription
 (``$share/<group>/alpr/v1/devices/+/reads``) so several can split the load.
@@ -42,6 +44,27 @@ class Topics:
 
     def audit(self, device_id: str) -> str:
         return f"{self.prefix}/{validate_device_id(device_id)}/audit"
+
+    def audit_ack(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/audit-ack"
+
+    def health(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/health"
+
+    def health_subscription(self, share_group: str | None) -> str:
+        topic = f"{self.prefix}/+/health"
+        return f"$share/{share_group}/{topic}" if share_group else topic
+
+    def health_device_of(self, topic: str) -> str | None:
+        """The device id of a ``.../<device>/health`` topic, or None."""
+        return self._device_of(topic, "health")
+
+    def _device_of(self, topic: str, leaf: str) -> str | None:
+        head, sep, rest = topic.partition(self.prefix + "/")
+        parts = rest.split("/")
+        if head or not sep or len(parts) != 2 or parts[1] != leaf or not DEVICE_ID_RE.match(parts[0]):
+            return None
+        return parts[0]
 
     def audit_subscription(self, share_group: str | None) -> str:
         topic = f"{self.prefix}/+/audit"

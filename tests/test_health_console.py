@@ -1,0 +1,43 @@
+"""The console's fleet page shows what heartbeats report (camera errors and
+tamper, buffer, versions) and still says "not reported" for a device that has
+sent none."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from central.console.app import create_app
+from central.fleet.health import HealthHandler
+from console_env import ConsoleWorld
+from edge_agent.wire.health import CameraHealth, encode_health
+from test_console import sign_in
+from test_enrollment_env import Clock
+from test_health import sample
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = ConsoleWorld(tmp_path_factory.mktemp("console-health"), clock=Clock())
+    yield w
+    w.close()
+
+
+def test_the_fleet_page_shows_heartbeat_fields(world):
+    app = create_app(world.cfg, clock=Clock())
+    try:
+        device, quiet = world.devices["dept2"], world.devices["acme"]
+        handler = HealthHandler(world.env.data / "central.sqlite")
+        handler.handle(f"alpr/v1/devices/{device}/health", encode_health(sample(
+            device, sent_at=dt.datetime.now(dt.timezone.utc), buffer_depth=7, buffer_oldest_age_days=2,
+            cameras=(CameraHealth("lane-1", "failed", 0.0, 10, 4, "cannot open /dev/video0", ("moved",)),))))
+        handler.close()
+        rows = {d["device_id"]: d for d in sign_in(app, "tech").get("/api/v1/fleet").json()["devices"]}
+        assert rows[device]["camera_errors"] == "lane-1: 4 errors (cannot open /dev/video0), tamper: moved"
+        assert rows[device]["buffer"] == "7 reads, oldest 2 days" and rows[device]["versions"].startswith("agent 0.2.0")
+        assert rows[quiet]["camera_errors"] is None and rows[quiet]["buffer"] is None
+        page = sign_in(app, "tech").get("/fleet").text
+        assert "7 reads, oldest 2 days" in page and "tamper: moved" in page and "not reported" in page
+    finally:
+        app.close()
