@@ -471,7 +471,7 @@ class Campaign:
         rig = self.rig = Rig(root, list(DEVICES))
         files = broker_mod.write_config(root / "broker", port=rig.port, ca_file=str(rig.pki / "ca.crt"),
                                         cert_file=str(rig.pki / "broker.crt"), key_file=str(rig.pki / "broker.key"),
-                                        run_as=_user(), persistence=True)
+                                        run_as=_user(), persistence=True, collectors=rig.collector_names)
         rig.broker = broker_mod.BrokerProcess(files.conf, rig.port, root / "broker" / "mosquitto.log")
         rig.start_broker()
         self.proxy = Proxy(rig.port)

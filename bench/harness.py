@@ -28,7 +28,7 @@ class Rig:
         ca_key, ca_cert = pki.new_ca("Bench CA")
         pki.write_public(self.pki / "ca.crt", ca_cert)
         # One certificate per collector process: the broker uses it as the client id.
-        names = [f"bench-{i}" for i in range(max_collectors)]
+        names = self.collector_names = [f"bench-{i}" for i in range(max_collectors)]
         for name, cn, servers in [("broker", "localhost", ("127.0.0.1",))] + [
                 (f"collector-{i}", pki.collector_identity(n), ()) for i, n in enumerate(names)]:
             key, cert = pki.issue(ca_key, ca_cert, cn, server_names=servers)

@@ -22,16 +22,14 @@ from edge_agent.wire.audit import decode_audit_batch
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
-# Issue 26 fault 2 (the agent exits at start when its data directory is full) is
-# fixed on another branch. Once it is merged, set this to True: the short
-# campaign then also kills the real agent and restarts it on a full disk, and
-# asserts it never fails to start there.
+# Issue 26 fault 2 (the agent exited at start when its data directory was full) is
+# fixed: the short campaign also kills the real agent and restarts it on a full
+# disk, and asserts it never fails to start there.
 RESTART_ON_FULL_DISK = True
 
-# Found by the campaign, not fixed yet (see docs/reliability.md): a device marks its
-# audit records published when the BROKER acknowledges them, so records central fails
-# to store (its disk full) are never sent again and stay missing at central. Set to
-# True once central acknowledges audit records after storing them.
+# Found by the campaign and fixed: a device marked its audit records published when
+# the BROKER acknowledged them, so records central failed to store were never sent
+# again. Central now confirms them after storing (audit-ack); none may go missing.
 AUDIT_RECORDS_ACKED_BY_CENTRAL = True
 
 
