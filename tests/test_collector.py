@@ -224,3 +224,33 @@ def test_a_postgres_write_that_fails_rolls_back_and_the_next_one_is_stored(pg_ur
         assert store.read_ids() == [good.read_id]
     finally:
         store.close()
+
+
+def test_a_device_message_central_cannot_write_is_counted_not_an_unexpected_error(tmp_path, keys, caplog):
+    """Central's disk full (here: a read-only database) while a device's status
+    arrives: the collector says so and counts it; no traceback of an 'unexpected
+    error' (the fault campaign counted those as collector failures)."""
+    import logging
+    import sqlite3
+
+    import paho.mqtt.client as mqtt
+
+    from central.config import Mqtt
+    from central.fleet.device_status import DeviceStatusHandler
+    from central.ingest.collector import CollectorService
+
+    db = tmp_path / "c.sqlite"
+    store = SQLiteStore(db)
+    handler = DeviceStatusHandler(db)
+    handler.conn.close()
+    handler.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+    service = CollectorService(Mqtt(tls=False), Collector(store, load_opener([keys[0]])), status_handler=handler)
+    message = mqtt.MQTTMessage(topic=b"alpr/v1/devices/cam-a/status")
+    message.payload = b"online"
+    with caplog.at_level(logging.ERROR):
+        service._on_message(None, None, message)
+    assert service.collector.counters["handler_store_failed"] == 1
+    assert "cannot record the message on alpr/v1/devices/cam-a/status" in caplog.text
+    assert "unexpected error" not in caplog.text
+    handler.close()
+    store.close()

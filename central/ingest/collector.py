@@ -25,8 +25,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import queue
 import logging
+import queue
+import sqlite3
 import ssl
 import threading
 import time
@@ -78,6 +79,10 @@ class Collector:
         # Called after each commit with the stored reads (e.g. the hotlist matcher's
         # wake-up). A listener must be quick; its failure never affects the ack.
         self.on_stored: list[Callable[[tuple], None]] = []
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
 
     def reject(self, reason: str, n: int = 1, device: str | None = None) -> None:
         with self._lock:
@@ -318,6 +323,13 @@ class CollectorService:
                     self.status_handler.handle(message.topic, message.payload)
                 return
             item = self.collector.prepare(message.topic, message.payload)
+        except (StoreError, sqlite3.DatabaseError) as exc:
+            # A device's audit records, status or heartbeat that central cannot write now
+            # (its disk full, the database locked): said once per message and counted; the
+            # device sends unconfirmed audit records again, status and heartbeats anew.
+            self.collector.count("handler_store_failed")
+            logger.error("cannot record the message on %s: %s", message.topic, exc)
+            return
         except Exception:  # a message must never stop the collector
             logger.exception("unexpected error handling a message on %s", message.topic)
             return
