@@ -61,8 +61,17 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: str) -> None:
-    """Validate the config file; exit 78 naming the key path on any error."""
+    """Validate the config file, and that every camera but a picamera2 names
+    what it reads (``uri``); exit 78 naming the key path on any error."""
     cfg = _load(config_path)
+    # A provisioned config may leave a camera's uri for the field tech to fill in
+    # (the agent then retries that camera); check says so instead of "ok".
+    missing = [f"cameras[{i}].uri: not set for {cam.source} camera {cam.id!r} (the "
+               f"{ {'file': 'video file', 'folder': 'folder of images'}.get(cam.source, 'stream or device')} it "
+               "reads): set it in the config or with 'alpr-edge provision --camera-uri ID=URI'"
+               for i, cam in enumerate(cfg.cameras) if cam.source != "picamera2" and not cam.uri.strip()]
+    if missing:
+        raise ConfigFailure("; ".join(missing))
     click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}")
 
 

@@ -164,5 +164,5 @@ def test_report_needs_a_role_that_reads_reports(populated, tmp_path, monkeypatch
     monkeypatch.setenv("ALPR_TOKEN", w.tokens["otto"])
     res = CliRunner().invoke(main, ["report", "transparency", "--config", str(cfg), "--period", "2026-Q3",
                                     "--out", str(tmp_path / "out")])
-    assert res.exit_code == 1 and "may not read-reports" in res.output
+    assert res.exit_code == 1 and "may not read reports" in res.output
     assert not (tmp_path / "out").exists()

@@ -217,15 +217,19 @@ def audit_head(config_path, token_file) -> None:
 @click.option("--until", help="Before (ISO 8601).")
 @click.option("--action", help="Only this action (search, share-export, purge, ...).")
 @click.option("--user", "who", help="Only this user.")
-@click.option("--limit", default=1000, show_default=True, help="Most entries to show.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Most entries to show: the newest ones, oldest of them first.")
 @json_option
 def audit_log(config_path, token_file, since, until, action, who, limit, as_json) -> None:
-    """Show access-log entries (auditor, admin)."""
+    """Show access-log entries (auditor, admin): the newest --limit entries,
+    in order; says when older ones were left out."""
     from ..governance.users import Permission, require
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
-        entries = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
-                                            action=action, user=who, limit=limit)
+        newest = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
+                                           action=action, user=who, limit=limit + 1, newest_first=True)
+    more = len(newest) > limit
+    entries = list(reversed(newest[:limit]))
     if as_json:
         for e in entries:
             click.echo(json.dumps({"seq": e.seq, "at": e.at.isoformat(), "user": e.user,
@@ -237,6 +241,9 @@ def audit_log(config_path, token_file, since, until, action, who, limit, as_json
     for e in entries:
         click.echo(f"{e.seq:>6} {e.at.strftime('%Y-%m-%d %H:%M:%S'):<19} {e.user[:14]:<14} {e.action[:16]:<16} "
                    f"{e.purpose[:22]:<22} {e.case_number[:14]:<14} {e.result_count}")
+    if more:
+        click.echo(f"showing the newest {limit} entries; older ones match too (raise --limit or narrow with "
+                   "--since/--until)")
 
 
 @audit_group.command("device")

@@ -25,6 +25,10 @@ from ..errors import ConfigError, QueryError
 def main() -> None:
     """ALPR central: ingests sealed plate reads over MQTT, stores them, and
     answers audited searches."""
+    # A command's error is printed once, by click; the library's warnings go to the
+    # service log only where a command configures logging (run, serve), not to the
+    # terminal a second time through Python's last-resort handler.
+    logging.getLogger("central").addHandler(logging.NullHandler())
 
 
 @main.command()

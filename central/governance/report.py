@@ -26,12 +26,12 @@ from .retention import Governor
 from .sharing import SharingRegistry
 from .users import Permission, User, require
 
-_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?\Z")
+_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?\Z", re.IGNORECASE)
 
 
 def parse_period(period: str) -> tuple[dt.datetime, dt.datetime]:
     """``2026-Q3`` / ``2026-08`` / ``2026`` as [start, end) in UTC."""
-    m = _PERIOD_RE.match(period or "")
+    m = _PERIOD_RE.match((period or "").strip())
     if not m:
         raise ValueError("use a quarter (2026-Q3), a month (2026-08) or a year (2026)")
     year = int(m.group(1))

@@ -1,0 +1,120 @@
+"""The CLIs speak plainly (issue 23): refusals in words (no permission
+identifiers), printed once; ``audit log --limit`` shows the newest entries
+and says when more exist; ``--period`` in any case; a business account only
+for an enrolled, active business; a file camera needs its ``uri``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from central.cli import main
+from central.errors import PermissionDenied, PolicyError
+from central.governance.report import parse_period
+from central.governance.users import PERMISSION_WORDS, Permission, Role, User, require
+from conftest import business_on_file
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.delenv("ALPR_TOKEN", raising=False)
+    monkeypatch.delenv("ALPR_TOKEN_FILE", raising=False)
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
+                   '[query]\npurposes = ["stolen-vehicle"]\n')
+    runner = CliRunner()
+
+    def run(*args, token=None):
+        extra = ["--token-file", str(tmp_path / f"{token}.token")] if token else []
+        n = 1 if args[0] == "query" else 2
+        return runner.invoke(main, [*args[:n], "--config", str(cfg), *extra, *args[n:]])
+
+    assert run("user", "bootstrap", "--name", "ada", "--organization", "City PD", "--token-out",
+               str(tmp_path / "ada.token")).exit_code == 0
+    return tmp_path, cfg, run
+
+
+def test_every_permission_has_words_and_refusals_name_none():
+    assert set(PERMISSION_WORDS) == set(Permission)
+    tech = User("tim", "City PD", Role.FIELD_TECH, False, dt.datetime.now(dt.timezone.utc), None)
+    with pytest.raises(PermissionDenied) as refused:
+        require(tech, Permission.DEVICE_HEALTH_OWN)
+    message = str(refused.value)
+    assert message == "tim (a field technician) may not see the health of a business's own devices"
+    assert not any(p.value in message for p in Permission)
+
+
+def test_a_refused_search_is_printed_once_in_words(site):
+    tmp_path, cfg, _run = site
+    env = {**os.environ, "ALPR_TOKEN_FILE": str(tmp_path / "ada.token")}
+    env.pop("ALPR_TOKEN", None)
+    out = subprocess.run([sys.executable, "-m", "central", "query", "--config", str(cfg), "--plate", "7ABC123",
+                          "--purpose", "stolen-vehicle", "--case", "C-1"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 1
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert lines == ["Error: ada (an administrator) may not search plate reads"], lines
+
+
+def test_audit_log_limit_shows_the_newest_and_says_more_exist(site):
+    tmp_path, cfg, run = site
+    for i in range(5):
+        assert run("user", "add", f"op{i}", "--organization", "City PD", "--role", "operator", "--token-out",
+                   str(tmp_path / f"op{i}.token"), token="ada").exit_code == 0
+    every = [json.loads(line) for line in run("audit", "log", "--json", token="ada").output.splitlines()]
+    shown = run("audit", "log", "--limit", "3", "--json", token="ada")
+    newest = [json.loads(line) for line in shown.output.splitlines()]
+    assert [e["seq"] for e in newest] == [e["seq"] for e in every[-3:]]   # the newest three, in order
+    table = run("audit", "log", "--limit", "3", token="ada").output
+    assert "showing the newest 3 entries; older ones match too" in table
+    assert "older ones" not in run("audit", "log", "--limit", "100", token="ada").output
+
+
+@pytest.mark.parametrize("period", ["2026-q4", "2026-Q4", " 2026-q4 "])
+def test_period_in_any_case(period):
+    assert parse_period(period) == (dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc),
+                                    dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
+
+
+def test_a_business_account_needs_an_enrolled_active_business(site):
+    tmp_path, cfg, run = site
+    res = run("user", "add", "pat", "--organization", "nosuch-biz", "--role", "business", token="ada")
+    assert res.exit_code == 1 and "no business 'nosuch-biz' is enrolled" in res.output, res.output
+    assert "pat" not in run("user", "list", token="ada").output
+    db = tmp_path / "central" / "central.sqlite"
+    business_on_file(db, "acme")
+    assert run("user", "add", "pat", "--organization", "acme", "--role", "business", "--token-out",
+               str(tmp_path / "pat.token"), token="ada").exit_code == 0
+    import sqlite3
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE businesses SET status = 'withdrawn' WHERE business_id = 'acme'")
+    res = run("user", "add", "sam", "--organization", "acme", "--role", "business", token="ada")
+    assert res.exit_code == 1 and "has withdrawn" in res.output
+
+
+def test_library_refuses_a_business_account_without_a_business(tmp_path):
+    from central.governance.users import UserDirectory
+    from central.store.sqlite import SQLiteStore
+    store = SQLiteStore(tmp_path / "c.sqlite")
+    try:
+        users = UserDirectory(store.db.conn)
+        admin, _ = users.bootstrap("ada", "City PD")
+        with pytest.raises(PolicyError, match="no business 'nosuch' is enrolled"):
+            users.add(admin, "pat", "nosuch", Role.BUSINESS)
+    finally:
+        store.close()
+
+
+def test_edge_config_check_refuses_a_file_camera_without_uri(tmp_path):
+    from edge_agent.cli import main as edge_main
+    from test_edge_config import GOOD
+    path = tmp_path / "edge.toml"
+    path.write_text(GOOD.replace('uri = "clip.avi"\n', ""))
+    res = CliRunner().invoke(edge_main, ["config", "check", "--config", str(path)])
+    assert res.exit_code == 78 and "cameras[0].uri: not set for file camera 'front'" in res.output, res.output
