@@ -118,3 +118,24 @@ def test_edge_config_check_refuses_a_file_camera_without_uri(tmp_path):
     path.write_text(GOOD.replace('uri = "clip.avi"\n', ""))
     res = CliRunner().invoke(edge_main, ["config", "check", "--config", str(path)])
     assert res.exit_code == 78 and "cameras[0].uri: not set for file camera 'front'" in res.output, res.output
+
+
+def test_the_enrollment_token_is_read_from_a_file_stdin_or_the_environment(tmp_path, monkeypatch):
+    """Never needed on the command line; the deprecated --token still works but warns."""
+    from edge_agent.cli import main as edge_main
+    monkeypatch.delenv("ALPR_ENROLLMENT_TOKEN", raising=False)
+    monkeypatch.delenv("ALPR_ENROLLMENT_TOKEN_FILE", raising=False)
+    base = ["provision", "--central", "https://x", "--config", str(tmp_path / "edge.toml")]
+    none = CliRunner().invoke(edge_main, base)
+    assert none.exit_code == 2 and "--token-file FILE" in none.output and "ALPR_ENROLLMENT_TOKEN" in none.output
+    (tmp_path / "t").write_text("garbage\n")
+    for extra, kwargs in (([], {"env": {"ALPR_ENROLLMENT_TOKEN": "garbage"}}),
+                          (["--token-file", str(tmp_path / "t")], {}),
+                          (["--token-file", "-"], {"input": "garbage\n"}),
+                          ([], {"env": {"ALPR_ENROLLMENT_TOKEN_FILE": str(tmp_path / "t")}})):
+        res = CliRunner().invoke(edge_main, base + extra, **kwargs)
+        # the token reached the parser (which refuses this one) and no warning was given
+        assert res.exit_code == 1 and "not an enrollment token" in res.output and "warning" not in res.output, \
+            (extra, res.output)
+    old = CliRunner().invoke(edge_main, base + ["--token", "garbage"])
+    assert old.exit_code == 1 and "warning: --token shows the token" in old.output

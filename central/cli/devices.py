@@ -232,7 +232,8 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
     click.echo(f"device   {new.device.device_id} (owner {owner}, cameras {', '.join(c.id for c in new.device.cameras)})")
     click.echo(f"expires  {_iso(new.expires_at)} (one use)")
     click.echo(f"token    {token}")
-    click.echo(f"\non the device:  alpr-edge provision --central {central} --token <token>")
+    click.echo(f"\non the device:  alpr-edge provision --central {central} --token-file -   (paste the token; "
+               "or --token-file FILE, or ALPR_ENROLLMENT_TOKEN)")
 
 
 @enroll_group.command("list")
