@@ -139,3 +139,43 @@ def test_the_enrollment_token_is_read_from_a_file_stdin_or_the_environment(tmp_p
             (extra, res.output)
     old = CliRunner().invoke(edge_main, base + ["--token", "garbage"])
     assert old.exit_code == 1 and "warning: --token shows the token" in old.output
+
+
+def test_a_withdrawn_business_user_is_told_why_and_nobody_else_learns_anything(tmp_path):
+    from test_enrollment_env import CentralEnv
+    env = CentralEnv(tmp_path / "site", pid_file=False)
+    try:
+        env.add_user("pat", "acme", Role.BUSINESS)
+        assert env.cli("business", "withdraw", "acme").exit_code == 0
+        told = env.cli("device", "list", as_="pat")
+        assert told.exit_code == 1 and "your business (acme) withdrew from the program" in told.output, told.output
+        env.tokens["forged"] = env.tokens["pat"][:-4] + ("AAAA" if not env.tokens["pat"].endswith("AAAA") else "BBBB")
+        forged = env.cli("device", "list", as_="forged")
+        assert forged.exit_code == 1 and "acme" not in forged.output and "authentication failed" in forged.output
+    finally:
+        env.close()
+
+
+def test_business_agreement_and_health_for_their_readers(tmp_path):
+    from test_enrollment_env import CentralEnv
+    env = CentralEnv(tmp_path / "site", pid_file=False)
+    try:
+        assert env.cli("business", "enroll", "--id", "acme", "--name", "Acme Market", "--contact-name", "Pat",
+                       "--contact-email", "pat@acme.example", "--mou", "MOU-14", "--shares", "plate reads",
+                       "--share-with", "CA public agencies", "--retention-days", "60",
+                       "--consent-date", "2026-01-01").exit_code == 0
+        env.add_user("pat", "acme", Role.BUSINESS)
+        env.add_user("bob", "bobs", Role.BUSINESS)
+        own = env.cli("business", "show", as_="pat")
+        assert own.exit_code == 0 and "MOU-14" in own.output and "60 days" in own.output, own.output
+        assert json.loads(env.cli("business", "show", "--json", as_="pat").output)["mou_id"] == "MOU-14"
+        other = env.cli("business", "show", "acme", as_="bob")
+        assert other.exit_code == 1 and "MOU-14" not in other.output
+        assert env.cli("business", "show", "acme").exit_code == 0       # the admin names it
+        for command in ("show", "health"):
+            bare = env.cli("business", command)                         # the admin has no business of its own
+            assert bare.exit_code == 2 and f"name the business: alpr-central business {command} BUSINESS_ID" \
+                in bare.output and "City PD" not in bare.output, bare.output
+        assert env.cli("business", "health", as_="pat").exit_code == 0
+    finally:
+        env.close()

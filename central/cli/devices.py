@@ -473,6 +473,38 @@ def business_list(config_path, token_file, as_json) -> None:
         click.echo(f"{b.business_id:<20} {b.status:<10} {b.mou_id:<16} {b.terms.retention_days:>8}d  {b.name}")
 
 
+@business_group.command("show")
+@config_option
+@token_option
+@click.argument("business_id", required=False)
+@json_option
+def business_show(config_path, token_file, business_id, as_json) -> None:
+    """A business's agreement: MOU, what it shares and with whom, retention,
+    consent, contact, status. A business user reads its own (the default);
+    admin, auditor and field tech any."""
+    registry, user = _authenticated(_load(config_path), token_file)
+    try:
+        if business_id is None and user.role.value != "business":
+            raise click.UsageError("name the business: alpr-central business show BUSINESS_ID "
+                                   "(ids: alpr-central business list)")
+        with _Errors():
+            b = registry.agreement(user, business_id)
+    finally:
+        registry.close()
+    doc = _business_doc(b)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    for label, value in (("business", f"{b.business_id} ({b.name})"), ("status", b.status),
+                         ("agreement", b.mou_id), ("shares", b.terms.shared_data), ("with", b.terms.share_with),
+                         ("kept", f"{b.terms.retention_days} days"), ("consent", doc["consent_at"]),
+                         ("enrolled", f"{doc['enrolled_at']} by {b.enrolled_by}"),
+                         ("contact", ", ".join(x for x in (b.contact_name, b.contact_email, b.contact_phone) if x)),
+                         ("withdrawn", doc["withdrawn_at"])):
+        if value:
+            click.echo(f"{label:<10} {value}")
+
+
 @business_group.command("withdraw")
 @config_option
 @click.argument("business_id")
@@ -503,6 +535,9 @@ def business_health(config_path, token_file, business_id, as_json) -> None:
     never reads). Admin, auditor; a business user: its own (the default)."""
     registry, user = _authenticated(_load(config_path), token_file)
     try:
+        if business_id is None and user.role.value != "business":   # staff have no business of their own
+            raise click.UsageError("name the business: alpr-central business health BUSINESS_ID "
+                                   "(ids: alpr-central business list)")
         with _Errors():
             items = registry.health(user, business_id)
     finally:

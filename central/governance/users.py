@@ -289,18 +289,27 @@ class UserDirectory:
     # -- authentication ------------------------------------------------------
     def authenticate(self, token: str | None, *, now: dt.datetime | None = None) -> User:
         """The user a token belongs to. Any failure is the same
-        :class:`AuthenticationError`, which says nothing about why."""
+        :class:`AuthenticationError`, which says nothing about why, except
+        to the holder of a genuine token whose business has withdrawn: that
+        tells them only about their own account."""
         if not token or not token.startswith(TOKEN_PREFIX):
             raise AuthenticationError("authentication failed: give a valid personal token (--token-file or "
                                       "ALPR_TOKEN)")
         digest = _digest(token.strip())
         row = self.conn.execute("SELECT token_sha256, user_name, revoked_at FROM user_tokens WHERE token_sha256 = ?",
                                 [digest]).fetchone()
-        if row is None or not hmac.compare_digest(row[0], digest) or row[2] is not None:
+        if row is None or not hmac.compare_digest(row[0], digest):
             raise AuthenticationError("authentication failed: give a valid personal token (--token-file or "
                                       "ALPR_TOKEN)")
         user = self.get(row[1])
-        if user.disabled:
+        if user.role is Role.BUSINESS and (row[2] is not None or user.disabled):
+            withdrawn = self.conn.execute("SELECT withdrawn_at FROM businesses WHERE business_id = ? AND "
+                                          "status = 'withdrawn'", [user.organization]).fetchone()
+            if withdrawn:
+                raise AuthenticationError(f"authentication failed: your business ({user.organization}) withdrew "
+                                          f"from the program on {withdrawn[0][:10]}, which closed its accounts; "
+                                          "to take part again, the department enrolls it anew")
+        if row[2] is not None or user.disabled:
             raise AuthenticationError("authentication failed: give a valid personal token (--token-file or "
                                       "ALPR_TOKEN)")
         at = ts(now or self._clock())
