@@ -141,13 +141,23 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc))
         return
+    from . import output as out
+    now = dt.datetime.now(dt.timezone.utc)
     for key, value in doc.items():
         if key == "cameras":
             for cam in value:
                 click.echo(f"camera {cam['id']:<12} {cam['state']:<9} {cam['fps']:>6.1f} fps"
                            + (f"  error: {cam['last_error']}" if cam["last_error"] else ""))
+            continue
+        if key in ("last_ack_at", "certificate_expires"):
+            shown = out.when(value, now=now)
+        elif key == "disk_free_bytes" and value is not None:
+            shown = f"{value / 1e9:.2f} GB" if value >= 1e8 else f"{value / 1e6:.1f} MB"
+        elif key in ("broker_reachable", "connected", "agent_running") and value is None:
+            shown = "unknown" if key != "broker_reachable" else "not probed (--no-probe)"
         else:
-            click.echo(f"{key:<22} {value}")
+            shown = out.value(value)
+        click.echo(f"{key.replace('_', ' '):<24} {shown}")
 
 
 def _cert_expiry(path: str) -> str | None:

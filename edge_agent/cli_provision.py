@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _enrollment_token(token_file: str | None, argv_token: str | None) -> str:
                    "ALPR_ENROLLMENT_TOKEN", err=True)
         return argv_token.strip()
     if token_file == "-":
-        token = click.get_text_stream("stdin").readline().strip()
+        token = sys.stdin.readline().strip()
     elif token_file:
         try:
             token = Path(token_file).read_text().strip()

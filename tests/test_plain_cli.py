@@ -179,3 +179,41 @@ def test_business_agreement_and_health_for_their_readers(tmp_path):
         assert env.cli("business", "health", as_="pat").exit_code == 0
     finally:
         env.close()
+
+
+def test_query_says_when_the_limit_cut_the_results(site):
+    tmp_path, cfg, run = site
+    from central.store.sqlite import SQLiteStore
+    from edge_agent.wire import PlateRead, new_read_id
+    assert run("user", "add", "otto", "--organization", "City PD", "--role", "operator", "--token-out",
+               str(tmp_path / "otto.token"), token="ada").exit_code == 0
+    now = dt.datetime.now(dt.timezone.utc)
+    store = SQLiteStore(tmp_path / "central" / "central.sqlite")
+    store.add_reads([PlateRead(new_read_id(), "cam-with-a-long-device-name", "lane-1", now - dt.timedelta(minutes=i),
+                               "7ABC123", 0.91, (1, 2, 3, 4)) for i in range(3)], now)
+    store.close()
+    args = ["query", "--plate", "7ABC123", "--purpose", "stolen-vehicle", "--case", "C-1"]
+    cut = run(*args, "--limit", "2", token="otto")
+    assert cut.exit_code == 0 and "the limit of 2 was reached, so older reads may match too" in cut.output
+    assert "cam-with-a-long-device-name" in cut.output   # names are never cut
+    whole = run(*args, "--limit", "5", token="otto")
+    assert whole.output.rstrip().endswith("3 read(s)") and "limit" not in whole.output
+
+
+def test_edge_status_speaks_in_words(tmp_path):
+    from edge_agent.cli import main as edge_main
+    from test_edge_config import GOOD
+    path = tmp_path / "edge.toml"
+    path.write_text(GOOD)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "status.json").write_text(json.dumps({
+        "device_id": "cam-1", "updated_at": "2026-11-30T10:00:00+00:00", "broker": {"connected": True},
+        "last_ack_at": 1796415369.04, "buffer": {"depth": 2, "counters": {"sent": 5, "dropped": 1}},
+        "cameras": [{"id": "front", "state": "running", "fps": 9.5, "last_error": None}]}))
+    res = CliRunner().invoke(edge_main, ["status", "--config", str(path), "--no-probe"])
+    assert res.exit_code == 0, res.output
+    text = res.output
+    assert "last ack at              2026-12-04 20:16:09 UTC (" in text, text
+    assert "counters                 sent 5, dropped 1" in text
+    assert "broker reachable         not probed (--no-probe)" in text
+    assert not any(bad in text for bad in ("None", "{", "['", "1796415369")), text

@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from ..fleet import broker as broker_mod
+from . import output as out
 from .common import ConfigFailure, TempFailure, config_option
 from .common import load_config as _load
 from .common import parse_when as _when
@@ -333,28 +334,41 @@ def device_list(config_path, owner, status, token_file, as_json) -> None:
         for d in devices:
             click.echo(json.dumps(_device_doc(d)))
         return
-    click.echo(f"{'device':<20} {'owner':<16} {'status':<10} {'certificate expires':<26} location")
-    for d in devices:
-        click.echo(f"{d.device_id:<20} {d.owner:<16} {d.status:<10} {_iso(d.cert_expires_at) or '-':<26} "
-                   f"{d.location}")
+    if not devices:
+        click.echo("no devices match")
+        return
+    click.echo(out.table(["device", "owner", "status", "certificate expires", "cameras", "location"],
+                         [[d.device_id, d.owner, d.status, out.when(d.cert_expires_at), [c.id for c in d.cameras],
+                           d.location] for d in devices]))
 
 
 @device_group.command("show")
 @config_option
 @token_option
 @click.argument("device_id")
-def device_show(config_path, token_file, device_id) -> None:
-    """One device and its registry history, as JSON (admin, auditor; a
-    business user: its own devices)."""
+@json_option
+def device_show(config_path, token_file, device_id, as_json) -> None:
+    """One device and its registry history (admin, auditor; a business
+    user: its own devices). --json: one object, each event's detail as JSON."""
     registry, user = _authenticated(_load(config_path), token_file)
     try:
         with _Errors():
             device, events = registry.show_device(user, device_id)
             doc = _device_doc(device)
-            doc["events"] = events
+            doc["events"] = [{**e, "detail": out.as_json_value(e.get("detail"))} for e in events]
     finally:
         registry.close()
-    click.echo(json.dumps(doc, indent=1))
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+        return
+    for key in ("device_id", "owner", "status", "reason", "location", "cameras", "certificate_serial",
+                "certificate_expires", "enrolled_by", "enrolled_at", "updated_at"):
+        shown = out.when(doc[key]) if key.endswith(("_at", "_expires")) else out.value(doc[key])
+        click.echo(f"{key.replace('_', ' '):<20} {shown}")
+    if doc["events"]:
+        click.echo("\nhistory")
+        click.echo(out.table(["at (UTC)", "by", "action", "detail"],
+                             [[out.when(e["at"]), e["actor"], e["action"], e["detail"]] for e in doc["events"]]))
 
 
 def _set_status(config_path, token_file, device_id, status, reason) -> None:

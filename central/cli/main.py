@@ -203,12 +203,18 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
     if not results:
         click.echo("no reads match")
         return
-    click.echo(f"{'captured (UTC)':<20} {'plate':<10} {'conf':>5}  {'camera':<14} {'device':<16} read id")
-    for item in results:
-        r = item.read
-        click.echo(f"{r.captured_at.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.plate:<10} {r.confidence:>5.2f}  "
-                   f"{r.camera_id:<14} {r.device_id:<16} {r.read_id}")
-    click.echo(f"{len(results)} read(s)")
+    from . import output as out
+    click.echo(out.table(["captured (UTC)", "plate", "conf", "camera", "device", "read id"],
+                         [[item.read.captured_at.strftime("%Y-%m-%d %H:%M:%S"), item.read.plate,
+                           f"{item.read.confidence:.3f}", item.read.camera_id, item.read.device_id,
+                           item.read.read_id] for item in results]))
+    shown_limit = min(limit, cfg.query.max_results)
+    if len(results) >= shown_limit:   # the search stopped at the limit: more reads may match
+        click.echo(f"{len(results)} read(s), the newest; the limit of {shown_limit} was reached, so older reads may "
+                   "match too: narrow --since/--until" + (f" or raise --limit (up to {cfg.query.max_results})"
+                                                          if shown_limit < cfg.query.max_results else ""))
+    else:
+        click.echo(f"{len(results)} read(s)")
 
 
 @main.command()
