@@ -10,6 +10,7 @@ when present; the collector's own TLS files and the data keys are required.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -80,6 +81,25 @@ def check(cfg: CentralConfig) -> list[Problem]:
         message = checker(data)
         if message:
             problems.append(Problem(key, path, message))
+        elif checker is not _certificate and p.stat().st_mode & 0o077:
+            problems.append(Problem(key, path, f"a private key readable by others (mode "
+                                               f"{p.stat().st_mode & 0o777:o}): chmod 600 it"))
+    for key, path in (("keys.data_private_keys", k) for k in cfg.keys.data_private_keys):
+        p = Path(path)
+        if p.exists() and p.stat().st_mode & 0o077:
+            problems.append(Problem(key, path, f"a private key readable by others (mode "
+                                               f"{p.stat().st_mode & 0o777:o}): chmod 600 it"))
+    folders = [("data_dir", Path(cfg.data_dir))]
+    if cfg.store.type == "sqlite":
+        folders.append(("store.path", Path(cfg.store.path).parent))
+    for key, folder in folders:
+        if not folder.is_dir():
+            problems.append(Problem(key, str(folder), "does not exist (create it, or run 'alpr-central init')"))
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problems.append(Problem(key, str(folder), "not writable by this account"))
+    if os.geteuid() == 0 and not cfg.broker.run_as and Path(cfg.broker.dir, "mosquitto.conf").exists():
+        problems.append(Problem("broker.run_as", cfg.broker.dir, "empty while central runs as root: "
+                                "'alpr-central broker run' needs the account Mosquitto switches to"))
     if cfg.mqtt.tls and not problems:
         problems += _pair(cfg.mqtt.cert_file, cfg.mqtt.key_file, "mqtt.key_file")
     return problems

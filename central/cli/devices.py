@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -597,6 +598,30 @@ def broker_config(config_path) -> None:
     finally:
         registry.close()
     click.echo(f"wrote {files.conf}, {files.acl} and {Path(cfg.broker.dir) / 'crl.pem'}")
+
+
+@broker_group.command("run")
+@config_option
+def broker_run(config_path) -> None:
+    """Run Mosquitto in the foreground with the generated config (rewritten
+    first from the registry, as 'broker config' does): listening on [broker]
+    bind (loopback unless configured), TLS with client certificates. As root
+    it needs [broker] run_as, the account Mosquitto switches to. Stops on
+    SIGTERM / Ctrl-C (the signal goes to Mosquitto itself)."""
+    cfg = _load(config_path)
+    if os.geteuid() == 0 and not cfg.broker.run_as:
+        raise ConfigFailure("running as root: set [broker] run_as to the unprivileged account Mosquitto should "
+                            "switch to (Debian: \"mosquitto\"), which must be able to read [broker] cert_file and "
+                            "key_file; or run this as that account")
+    try:
+        binary = broker_mod.mosquitto_binary()
+    except FileNotFoundError as exc:
+        raise ConfigFailure(str(exc)) from None
+    ctx = click.get_current_context()
+    ctx.invoke(broker_config, config_path=config_path)
+    conf = Path(cfg.broker.dir) / "mosquitto.conf"
+    click.echo(f"mosquitto on {cfg.broker.bind}:{cfg.broker.port} with {conf}", err=True)
+    os.execv(binary, [binary, "-c", str(conf)])   # Mosquitto in this process: signals reach it directly
 
 
 @broker_group.command("reload")

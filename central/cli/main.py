@@ -35,10 +35,13 @@ def main() -> None:
 @config_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def run(config_path: str, log_level: str) -> None:
+@click.option("--connect-timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to keep trying the broker at start; then exit 75 (systemd restarts it later).")
+def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     """Run the collector (with the hotlist matcher and webhooks) until SIGTERM /
     Ctrl-C, and the browser console when [console] enabled = true (see
-    'alpr-central serve')."""
+    'alpr-central serve'). While the broker cannot be reached at start it logs
+    why every few seconds, and exits 75 after --connect-timeout."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
@@ -85,6 +88,10 @@ def run(config_path: str, log_level: str) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    unreachable: list[str] = []
+    watcher = threading.Thread(target=_watch_broker, args=(service, cfg.mqtt, connect_timeout, stop, unreachable),
+                               name="broker-watch", daemon=True)
+    watcher.start()
     try:
         service.run(stop)
     finally:
@@ -94,6 +101,38 @@ def run(config_path: str, log_level: str) -> None:
             console.stop()
         store.close()
         registry.close()
+    if unreachable:
+        from .common import TempFailure
+        raise TempFailure(unreachable[0])
+
+
+def _watch_broker(service, mqtt, timeout: float, stop: threading.Event, unreachable: list[str]) -> None:
+    """Until the collector is subscribed: log why the broker cannot be reached
+    every 5 s; after ``timeout`` s, record the reason and stop the service."""
+    import socket
+    import time
+    log = logging.getLogger("central.run")
+    deadline = time.monotonic() + timeout
+    where = f"{mqtt.host}:{mqtt.port}"
+    log.info("connecting to the broker at %s", where)
+    while not stop.is_set():
+        if service.ready.wait(min(5.0, max(0.1, deadline - time.monotonic()))):
+            log.info("connected to the broker at %s; collecting", where)
+            return
+        try:
+            with socket.create_connection((mqtt.host, mqtt.port), timeout=3):
+                reason = "it accepts connections but refused or did not finish the MQTT/TLS handshake " \
+                         "(check [mqtt] ca_file/cert_file/key_file and the broker's log)"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        if time.monotonic() >= deadline:
+            message = (f"cannot reach the MQTT broker at {where} after {timeout:g}s: {reason}; is it running "
+                       "('alpr-central broker run')?")
+            log.error("%s", message)
+            unreachable.append(message)
+            stop.set()
+            return
+        log.error("cannot reach the MQTT broker at %s: %s; retrying", where, reason)
 
 
 @main.group(name="config")
