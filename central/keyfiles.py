@@ -100,8 +100,34 @@ def check(cfg: CentralConfig) -> list[Problem]:
     if os.geteuid() == 0 and not cfg.broker.run_as and Path(cfg.broker.dir, "mosquitto.conf").exists():
         problems.append(Problem("broker.run_as", cfg.broker.dir, "empty while central runs as root: "
                                 "'alpr-central broker run' needs the account Mosquitto switches to"))
+    if os.geteuid() == 0 and cfg.broker.run_as:
+        problems += _reachable_by(cfg.broker.run_as, [("broker.dir", cfg.broker.dir),
+                                                      ("broker.key_file", cfg.broker.key_file),
+                                                      ("broker.cert_file", cfg.broker.cert_file)])
     if cfg.mqtt.tls and not problems:
         problems += _pair(cfg.mqtt.cert_file, cfg.mqtt.key_file, "mqtt.key_file")
+    return problems
+
+
+def _reachable_by(account: str, paths: list[tuple[str, str]]) -> list[Problem]:
+    """Mosquitto opens its files after switching to ``account``: every folder
+    above them must let that account through."""
+    import pwd
+    try:
+        info = pwd.getpwnam(account)
+    except KeyError:
+        return [Problem("broker.run_as", account, "no such account")]
+    problems = []
+    for key, path in paths:
+        for folder in Path(path).resolve().parents:
+            st = folder.stat()
+            through = (st.st_mode & 0o001 or (st.st_uid == info.pw_uid and st.st_mode & 0o100)
+                       or (st.st_gid == info.pw_gid and st.st_mode & 0o010))
+            if not through:
+                problems.append(Problem(key, path, f"{account} (broker.run_as) cannot pass through {folder} "
+                                                   f"(mode {st.st_mode & 0o777:o}): put central's folder where it "
+                                                   "can (e.g. /srv/central, not /root) or chmod o+x that folder"))
+                break
     return problems
 
 

@@ -617,6 +617,10 @@ def broker_run(config_path) -> None:
         binary = broker_mod.mosquitto_binary()
     except FileNotFoundError as exc:
         raise ConfigFailure(str(exc)) from None
+    from ..keyfiles import check
+    problems = [p for p in check(cfg) if p.key.startswith("broker.")]
+    if problems:
+        raise ConfigFailure("; ".join(str(p) for p in problems))
     ctx = click.get_current_context()
     ctx.invoke(broker_config, config_path=config_path)
     conf = Path(cfg.broker.dir) / "mosquitto.conf"

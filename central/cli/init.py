@@ -63,6 +63,7 @@ bind = "127.0.0.1"                     # loopback by default: set the camera net
 port = {port}
 cert_file = "ca/broker.crt"
 key_file = "ca/broker.key"
+pid_file = "broker/mosquitto.pid"      # 'broker run' writes it; enrollment and revocation SIGHUP the broker through it
 run_as = "{run_as}"                    # the account Mosquitto runs as when started as root (empty: not root)
 """
 
