@@ -113,3 +113,13 @@ def test_run_with_the_broker_down_says_why_and_exits_75(home):
     assert time.monotonic() - started < 30
     assert "cannot reach the MQTT broker at 127.0.0.1:" in done.stderr and "Connection refused" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_names_a_missing_mqtt_file_instead_of_a_traceback(home):
+    assert subprocess.run([sys.executable, "-m", "central", "init", str(home / "c"), "--port", str(free_port()),
+                           "--enrollment-port", str(free_port())], capture_output=True, timeout=60).returncode == 0
+    (home / "c" / "data" / "ca" / "collector.main.key").unlink()
+    done = subprocess.run([sys.executable, "-m", "central", "run", "--config", str(home / "c" / "central.toml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 78 and "Traceback" not in done.stderr
+    assert "mqtt.key_file:" in done.stderr and "collector.main.key: does not exist" in done.stderr, done.stderr

@@ -45,6 +45,10 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
+    from ..keyfiles import check
+    problems = [p for p in check(cfg) if p.key.startswith("mqtt.")]   # name the file, never a bare traceback
+    if problems:
+        raise ConfigFailure("; ".join(str(p) for p in problems))
     from ..ingest.collector import Collector, CollectorService
     from ..ingest.keys import load_opener
     try:
