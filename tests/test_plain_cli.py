@@ -217,3 +217,15 @@ def test_edge_status_speaks_in_words(tmp_path):
     assert "counters                 sent 5, dropped 1" in text
     assert "broker reachable         not probed (--no-probe)" in text
     assert not any(bad in text for bad in ("None", "{", "['", "1796415369")), text
+
+
+def test_tables_never_cut_ids_and_fit_the_terminal_by_the_last_column_only():
+    from central.cli import output as out
+    text = out.table(["user", "action", "detail"],
+                     [["device:cam-bbf0123456789", "provision", "x" * 200], ["ada", None, ["lane-1", "lane-2"]]],
+                     width=60)
+    lines = text.splitlines()
+    assert lines[0].split() == ["user", "action", "detail"]
+    assert "device:cam-bbf0123456789" in lines[1] and lines[1].endswith("…") and len(lines[1]) <= 60
+    assert lines[2].split() == ["ada", "-", "lane-1,", "lane-2"]
+    assert out.when(None) == "-" and out.value({"sent": 3}) == "sent 3" and out.value(True) == "yes"

@@ -254,9 +254,8 @@ def enroll_list(config_path, token_file, as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
-    click.echo(f"{'token id':<14} {'device':<20} {'created by':<14} expires")
-    for r in rows:
-        click.echo(f"{r['token_id']:<14} {r['device_id']:<20} {r['created_by']:<14} {r['expires_at']}")
+    click.echo(out.table(["token id", "device", "created by", "expires"],
+                         [[r["token_id"], r["device_id"], r["created_by"], out.when(r["expires_at"])] for r in rows]))
 
 
 @enroll_group.command("serve")
@@ -483,9 +482,9 @@ def business_list(config_path, token_file, as_json) -> None:
         for b in items:
             click.echo(json.dumps(_business_doc(b)))
         return
-    click.echo(f"{'business':<20} {'status':<10} {'MOU':<16} {'retention':>9}  name")
-    for b in items:
-        click.echo(f"{b.business_id:<20} {b.status:<10} {b.mou_id:<16} {b.terms.retention_days:>8}d  {b.name}")
+    click.echo(out.table(["business", "status", "MOU", "retention", "name"],
+                         [[b.business_id, b.status, b.mou_id, f"{b.terms.retention_days} days", b.name]
+                          for b in items]))
 
 
 @business_group.command("show")
@@ -563,10 +562,9 @@ def business_health(config_path, token_file, business_id, as_json) -> None:
                                    "certificate_expires": _iso(h.cert_expires_at),
                                    "last_read_at": _iso(h.last_read_at), "reads_last_24h": h.reads_last_24h}))
         return
-    click.echo(f"{'device':<20} {'status':<10} {'certificate expires':<26} {'last read':<26} 24h")
-    for h in items:
-        click.echo(f"{h.device_id:<20} {h.status:<10} {_iso(h.cert_expires_at) or '-':<26} "
-                   f"{_iso(h.last_read_at) or '-':<26} {h.reads_last_24h}")
+    click.echo(out.table(["device", "status", "certificate expires", "last read", "reads (24 h)"],
+                         [[h.device_id, h.status, out.when(h.cert_expires_at), out.when(h.last_read_at),
+                           h.reads_last_24h] for h in items]))
 
 
 # -- broker -----------------------------------------------------------------
