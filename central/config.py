@@ -231,7 +231,7 @@ class Enrollment:
 class BrokerSection:
     """Mosquitto configuration generated from the registry (central/fleet/broker.py)."""
     dir: str = "broker"
-    bind: str = "0.0.0.0"
+    bind: str = "127.0.0.1"          # loopback unless configured: set the camera network's address
     port: int = 8883
     cert_file: str = "ca/broker.crt"
     key_file: str = "ca/broker.key"

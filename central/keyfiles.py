@@ -10,6 +10,7 @@ when present; the collector's own TLS files and the data keys are required.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -80,8 +81,53 @@ def check(cfg: CentralConfig) -> list[Problem]:
         message = checker(data)
         if message:
             problems.append(Problem(key, path, message))
+        elif checker is not _certificate and p.stat().st_mode & 0o077:
+            problems.append(Problem(key, path, f"a private key readable by others (mode "
+                                               f"{p.stat().st_mode & 0o777:o}): chmod 600 it"))
+    for key, path in (("keys.data_private_keys", k) for k in cfg.keys.data_private_keys):
+        p = Path(path)
+        if p.exists() and p.stat().st_mode & 0o077:
+            problems.append(Problem(key, path, f"a private key readable by others (mode "
+                                               f"{p.stat().st_mode & 0o777:o}): chmod 600 it"))
+    folders = [("data_dir", Path(cfg.data_dir))]
+    if cfg.store.type == "sqlite":
+        folders.append(("store.path", Path(cfg.store.path).parent))
+    for key, folder in folders:
+        if not folder.is_dir():
+            problems.append(Problem(key, str(folder), "does not exist (create it, or run 'alpr-central init')"))
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problems.append(Problem(key, str(folder), "not writable by this account"))
+    if os.geteuid() == 0 and not cfg.broker.run_as and Path(cfg.broker.dir, "mosquitto.conf").exists():
+        problems.append(Problem("broker.run_as", cfg.broker.dir, "empty while central runs as root: "
+                                "'alpr-central broker run' needs the account Mosquitto switches to"))
+    if os.geteuid() == 0 and cfg.broker.run_as:
+        problems += _reachable_by(cfg.broker.run_as, [("broker.dir", cfg.broker.dir),
+                                                      ("broker.key_file", cfg.broker.key_file),
+                                                      ("broker.cert_file", cfg.broker.cert_file)])
     if cfg.mqtt.tls and not problems:
         problems += _pair(cfg.mqtt.cert_file, cfg.mqtt.key_file, "mqtt.key_file")
+    return problems
+
+
+def _reachable_by(account: str, paths: list[tuple[str, str]]) -> list[Problem]:
+    """Mosquitto opens its files after switching to ``account``: every folder
+    above them must let that account through."""
+    import pwd
+    try:
+        info = pwd.getpwnam(account)
+    except KeyError:
+        return [Problem("broker.run_as", account, "no such account")]
+    problems = []
+    for key, path in paths:
+        for folder in Path(path).resolve().parents:
+            st = folder.stat()
+            through = (st.st_mode & 0o001 or (st.st_uid == info.pw_uid and st.st_mode & 0o100)
+                       or (st.st_gid == info.pw_gid and st.st_mode & 0o010))
+            if not through:
+                problems.append(Problem(key, path, f"{account} (broker.run_as) cannot pass through {folder} "
+                                                   f"(mode {st.st_mode & 0o777:o}): put central's folder where it "
+                                                   "can (e.g. /srv/central, not /root) or chmod o+x that folder"))
+                break
     return problems
 
 

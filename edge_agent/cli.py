@@ -61,8 +61,17 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: str) -> None:
-    """Validate the config file; exit 78 naming the key path on any error."""
+    """Validate the config file, and that every camera but a picamera2 names
+    what it reads (``uri``); exit 78 naming the key path on any error."""
     cfg = _load(config_path)
+    # A provisioned config may leave a camera's uri for the field tech to fill in
+    # (the agent then retries that camera); check says so instead of "ok".
+    missing = [f"cameras[{i}].uri: not set for {cam.source} camera {cam.id!r} (the "
+               f"{ {'file': 'video file', 'folder': 'folder of images'}.get(cam.source, 'stream or device')} it "
+               "reads): set it in the config or with 'alpr-edge provision --camera-uri ID=URI'"
+               for i, cam in enumerate(cfg.cameras) if cam.source != "picamera2" and not cam.uri.strip()]
+    if missing:
+        raise ConfigFailure("; ".join(missing))
     click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}")
 
 
@@ -132,14 +141,24 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc))
         return
+    from . import output as out
+    now = dt.datetime.now(dt.timezone.utc)
     for key, value in doc.items():
         if key == "cameras":
             for cam in value:
                 click.echo(f"camera {cam['id']:<12} {cam['state']:<9} {cam['fps']:>6.1f} fps"
                            + (f"  error: {cam['last_error']}" if cam["last_error"] else "")
                            + (f"  TAMPER: view {', '.join(cam['tamper'])}" if cam.get("tamper") else ""))
+            continue
+        if key in ("last_ack_at", "certificate_expires"):
+            shown = out.when(value, now=now)
+        elif key == "disk_free_bytes" and value is not None:
+            shown = f"{value / 1e9:.2f} GB" if value >= 1e8 else f"{value / 1e6:.1f} MB"
+        elif key in ("broker_reachable", "connected", "agent_running") and value is None:
+            shown = "unknown" if key != "broker_reachable" else "not probed (--no-probe)"
         else:
-            click.echo(f"{key:<22} {value}")
+            shown = out.value(value)
+        click.echo(f"{key.replace('_', ' '):<24} {shown}")
 
 
 def _cert_expiry(path: str) -> str | None:

@@ -5,6 +5,8 @@ the capture sources and the recognizers)."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,9 +38,36 @@ def _camera_uris(values: tuple[str, ...]) -> dict:
     return uris
 
 
+def _enrollment_token(token_file: str | None, argv_token: str | None) -> str:
+    """The one-time enrollment token, from a file, standard input ('-') or
+    ALPR_ENROLLMENT_TOKEN; never the command line (other users see it
+    in the process list), so --token still works but warns."""
+    if argv_token:
+        click.echo("warning: --token shows the token to every user of this machine (process list) and keeps it "
+                   "in shell history; use --token-file FILE, '--token-file -' (standard input) or "
+                   "ALPR_ENROLLMENT_TOKEN", err=True)
+        return argv_token.strip()
+    if token_file == "-":
+        token = sys.stdin.readline().strip()
+    elif token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file") from None
+    else:
+        token = os.environ.get("ALPR_ENROLLMENT_TOKEN", "").strip()
+    if not token:
+        raise click.UsageError("give the enrollment token from 'alpr-central enroll create' with --token-file FILE, "
+                               "'--token-file -' (standard input) or the ALPR_ENROLLMENT_TOKEN environment variable")
+    return token
+
+
 @click.command("provision")
-@click.option("--token", required=True, envvar="ALPR_ENROLLMENT_TOKEN",
-              help="The one-time token from `alpr-central enroll create`. Env: ALPR_ENROLLMENT_TOKEN.")
+@click.option("--token-file", envvar="ALPR_ENROLLMENT_TOKEN_FILE", type=click.Path(dir_okay=False, allow_dash=True),
+              help="File holding the one-time token from `alpr-central enroll create`; '-' reads it from standard "
+                   "input. Env: ALPR_ENROLLMENT_TOKEN_FILE, or the token itself in ALPR_ENROLLMENT_TOKEN.")
+@click.option("--token", "argv_token", hidden=True,
+              help="Deprecated: the token on the command line (visible in the process list).")
 @click.option("--central", "central_url", required=True, help="Central's enrollment endpoint, https://host[:8443].")
 @click.option("--config", "config_path", envvar="ALPR_EDGE_CONFIG", default="/etc/alpr/edge.toml",
               show_default=True, type=click.Path(dir_okay=False),
@@ -53,11 +82,12 @@ def _camera_uris(values: tuple[str, ...]) -> dict:
 @click.option("--recognizer", help="Recognition engine type for a new config (default: tflite).")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for central.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def provision(token, central_url, config_path, data_dir, credentials_dir, user, camera_uris, recognizer, timeout,
+def provision(token_file, argv_token, central_url, config_path, data_dir, credentials_dir, user, camera_uris, recognizer, timeout,
               as_json) -> None:
     """Enroll this device: make its key here, send a CSR with the token,
     write certificate, CA, central's data key and the config (all 0600)."""
     _logging("warning")
+    token = _enrollment_token(token_file, argv_token)
     from .provision import provision as do_provision
     if data_dir is None and not Path(config_path).exists() and str(Path(config_path).resolve()).startswith("/etc/"):
         data_dir = "/var/lib/alpr-edge"

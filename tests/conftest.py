@@ -234,3 +234,19 @@ ack_timeout = 5.0
 
 def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def business_on_file(db, business_id: str) -> None:
+    """A business row for fixtures whose subject is not enrollment (accounts of
+    role business need an enrolled business): ``db`` is a connection or a path.
+    Tests of enrollment itself use Registry.enroll_business / the CLI."""
+    import sqlite3
+    conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("INSERT OR IGNORE INTO businesses VALUES (?,?,'Owner','owner@example.org','','MOU-T',"
+                         "'plate reads','CA public agencies with an agreement',60,?,'active',?,'ada',NULL,NULL)",
+                         [business_id, business_id, "2026-01-05T00:00:00.000000Z", "2026-01-05T00:00:00.000000Z"])
+    finally:
+        if conn is not db:
+            conn.close()

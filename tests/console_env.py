@@ -57,8 +57,6 @@ class ConsoleWorld:
                      "lockout_minutes = 30\nsign_in_per_minute = 50\n" + console)
         self.cfg = load_config(self.env.config)
         self.clock = clock or Clock()
-        for name, org, role in EXTRA_USERS:
-            self.env.add_user(name, org, role)
         reg = self.env.registry(self.clock)
         admin = self.env.user()
         for bid, name in (("acme", "Acme Market"), ("bobs", "Bob's Garage")):
@@ -67,6 +65,8 @@ class ConsoleWorld:
                                 terms=Terms("plate reads and crops", "California public agencies with an agreement",
                                             60), consent_at=dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc),
                                 user=admin)
+        for name, org, role in EXTRA_USERS:   # after the businesses: a business account needs its business
+            self.env.add_user(name, org, role)
         self.devices = {}
         for key, owner, location, lat, lon in (("dept", "department", "Main St & 5th", 34.0522, -118.2437),
                                                ("dept2", "department", "Harbor Blvd", 34.0407, -118.2468),

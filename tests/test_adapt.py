@@ -70,7 +70,7 @@ def test_only_an_admin_may_adapt_models(tmp_path, keys, central):
     args = ["models", "adapt", "--config", str(central), str(tmp_path / "site"), "--out", str(tmp_path / "b"),
             "--signing-key", str(keys / "model-signing.pem")]
     res = CliRunner().invoke(central_main, args + ["--token-file", str(tmp_path / "op.token")])
-    assert res.exit_code == 1 and "may not adapt-models" in res.output
+    assert res.exit_code == 1 and "may not adapt the recognition models" in res.output
     assert not (tmp_path / "b").exists()
 
 

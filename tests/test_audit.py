@@ -183,7 +183,7 @@ def test_cli_audit_verify_reports_and_exits_1(world, tmp_path, monkeypatch):
     assert bad.exit_code == 1 and "EDITED     entry 2 was altered" in bad.output
     monkeypatch.setenv("ALPR_TOKEN", world.tokens["otto"])
     denied = runner.invoke(main, ["audit", "verify", "--config", str(cfg)])
-    assert denied.exit_code == 1 and "may not read-audit" in denied.output
+    assert denied.exit_code == 1 and "may not read the access log" in denied.output
 
 
 def test_a_purge_record_of_an_older_version_still_verifies_but_cannot_be_backdated(conn):

@@ -153,7 +153,7 @@ def test_watch_logs_evictions_sync_gaps_and_clock_jumps(log, tmp_path):
 
 
 def test_local_cli_use_is_logged(tmp_path, pki_dir):
-    cfg = edge_config(tmp_path, pki_dir, 1883)
+    cfg = edge_config(tmp_path, pki_dir, 1883, uri=str(tmp_path / "clip.avi"))
     (tmp_path / "edge-cam-a").mkdir()   # a provisioned device has its data folder
     result = CliRunner().invoke(edge_main, ["config", "check", "--config", str(cfg)])
     assert result.exit_code == 0, result.output

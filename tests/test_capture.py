@@ -104,7 +104,7 @@ def test_status_with_a_cut_short_status_file_says_so_instead_of_crashing(tmp_pat
         '[sync]\nhost = "b"\ntls = false\ncentral_public_key = "c.pem"\n')
     result = CliRunner().invoke(main, ["status", "--config", str(tmp_path / "edge.toml")])
     assert result.exit_code == 0, result.output
-    assert "unreadable" in result.output and "device_id" in result.output
+    assert "unreadable" in result.output and "device id" in result.output
 
 
 def test_a_video_file_cut_short_is_reported(tmp_path, caplog):

@@ -132,7 +132,7 @@ def test_user_passwd_reads_stdin_never_an_argument(env):
     finally:
         store.close()
     refused = env.cli("user", "passwd", "sue", "--stdin", input="another long passphrase\n", as_="otto")
-    assert refused.exit_code == 1 and "may not manage-users" in refused.output
+    assert refused.exit_code == 1 and "may not add, change or disable user accounts" in refused.output
     prompted = env.cli("user", "passwd", "sue", input="prompted passphrase!\nprompted passphrase!\n")
     assert prompted.exit_code == 0, prompted.output
     short = env.cli("user", "passwd", "sue", "--stdin", input="short\n")

@@ -56,7 +56,7 @@ def test_device_life_cycle_drives_the_broker_acl_and_crl(central):
 
     serial = central.registry().device(a).cert_serial
     refused = central.cli("device", "revoke", a, "--reason", "stolen", as_="tech")  # revocation: admin only
-    assert refused.exit_code == 1 and "may not revoke-device" in refused.output, refused.output
+    assert refused.exit_code == 1 and "may not revoke devices" in refused.output, refused.output
     assert f"user {a}" in _acl(central)
     result = central.cli("device", "revoke", a, "--reason", "stolen")
     assert result.exit_code == 0, result.output
@@ -67,11 +67,15 @@ def test_device_life_cycle_drives_the_broker_acl_and_crl(central):
     assert final.exit_code == 1 and "final" in final.output
     again = central.cli("enroll", "create", "--camera", "lane-1", "--device", a)
     assert again.exit_code == 1 and "revoked" in again.output
-    shown = json.loads(central.cli("device", "show", a).output)
+    shown = json.loads(central.cli("device", "show", a, "--json").output)
     assert [e["action"] for e in shown["events"]] == ["enroll-create", "provision", "device-suspended",
                                                       "device-active", "device-revoked"]
     assert [e["actor"] for e in shown["events"]] == ["tech", f"device:{a}", "tech", "tech", "ada"]
-    assert "stolen" in shown["events"][-1]["detail"]
+    assert isinstance(shown["events"][-1]["detail"], dict)        # real JSON, not JSON in a string
+    assert "stolen" in json.dumps(shown["events"][-1]["detail"])
+    human = central.cli("device", "show", a).output                 # words: no reprs, no braces, no None
+    assert f"device id            {a}" in human and "history" in human and "device-revoked" in human
+    assert not any(bad in human for bad in ("None", "['", "{", "}")), human
 
 
 def test_a_pending_device_cannot_be_resumed_and_unknown_ids_are_errors(central):

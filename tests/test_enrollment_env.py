@@ -98,6 +98,9 @@ run_as = "{getpass.getuser()}"
     def add_user(self, name: str, organization: str, role: Role) -> str:
         store, users = self._directory()
         try:
+            if role is Role.BUSINESS:  # an account of role business needs its business on file
+                from conftest import business_on_file
+                business_on_file(users.conn, organization)
             _, self.tokens[name] = users.add(users.get("ada"), name, organization, role)
         finally:
             store.close()

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from central.cli import main
+from conftest import business_on_file
 from central.config import load
 from central.store.sqlite import SQLiteStore
 from edge_agent.wire import PlateRead, new_read_id
@@ -42,14 +43,16 @@ def test_bootstrap_then_named_users_with_token_files(env):
     assert "alpr_" not in res.output  # never echoed when written to a file
     res = run("user", "bootstrap", "--name", "eve", "--organization", "X")
     assert res.exit_code == 1 and "bootstrap only works on an empty user table" in res.output
+    business_on_file(tmp_path / "central" / "central.sqlite", "bobs-garage")
     for name, role in (("otto", "operator"), ("sue", "supervisor"), ("bob", "business")):
-        res = run("user", "add", name, "--organization", "City PD", "--role", role, "--token-out",
+        res = run("user", "add", name, "--organization", "bobs-garage" if role == "business" else "City PD",
+                  "--role", role, "--token-out",
                   str(tmp_path / f"{name}.token"), token="ada")
         assert res.exit_code == 0, res.output
     res = run("user", "whoami", token="otto")
     assert res.output.strip() == "otto (operator, City PD)"
     res = run("user", "add", "zed", "--organization", "x", "--role", "admin", token="otto")
-    assert res.exit_code == 1 and "may not manage-users" in res.output
+    assert res.exit_code == 1 and "may not add, change or disable user accounts" in res.output
     res = run("user", "list", "--json", token="ada")
     assert {u["name"]: u["role"] for u in json.loads(res.output)} == \
         {"ada": "admin", "otto": "operator", "sue": "supervisor", "bob": "business"}
@@ -65,10 +68,11 @@ def test_bootstrap_then_named_users_with_token_files(env):
 def test_business_user_cannot_read_plates_via_query(env):
     tmp_path, cfg, run = env
     run("user", "bootstrap", "--name", "ada", "--organization", "City PD", "--token-out", str(tmp_path / "ada.token"))
+    business_on_file(tmp_path / "central" / "central.sqlite", "bobs-garage")
     run("user", "add", "bob", "--organization", "bobs-garage", "--role", "business", "--token-out",
         str(tmp_path / "bob.token"), token="ada")
     res = run("query", "--plate", "7ABC123", "--purpose", "stolen-vehicle", "--case", "C-1", token="bob")
-    assert res.exit_code == 1 and "role business may not search" in res.output
+    assert res.exit_code == 1 and "(a business account) may not search plate reads" in res.output
     res = run("audit", "log", "--json", "--action", "search-refused", token="ada")
     [entry] = [json.loads(line) for line in res.output.splitlines()]
     assert entry["user"] == "bob" and entry["organization"] == "bobs-garage"
@@ -91,11 +95,11 @@ def test_holds_and_purge_through_the_cli(env):
               "--review-on", (now + dt.timedelta(days=90)).date().isoformat(), token="otto")
     assert res.exit_code == 0 and "hold 1 requested" in res.output, res.output
     res = run("hold", "approve", "1", token="otto")
-    assert res.exit_code == 1 and "may not approve-hold" in res.output
+    assert res.exit_code == 1 and "may not approve keeping reads past their retention period" in res.output
     res = run("hold", "approve", "1", token="sue")
     assert res.exit_code == 0 and "hold 1 active" in res.output
     res = run("retention", "purge", "--json", token="sue")
-    assert res.exit_code == 1 and "may not run-purge" in res.output
+    assert res.exit_code == 1 and "may not run the retention purge" in res.output
     res = run("retention", "purge", "--dry-run", "--json", token="ada")
     assert json.loads(res.output)["counts"]["non_hit_reads"] == 1
     res = run("retention", "purge", token="ada")

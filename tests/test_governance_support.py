@@ -71,6 +71,8 @@ def make_world(path) -> World:
     clock = Clock()
     users = UserDirectory(store.db.conn, clock=clock)
     admin, admin_token = users.bootstrap("ada", "City PD")
+    from conftest import business_on_file
+    business_on_file(store.db.conn, "Bob's Garage")   # an account of role business needs its business
     tokens = {"ada": admin_token}
     made = {}
     for name, org, role in [("otto", "City PD", Role.OPERATOR), ("sue", "City PD", Role.SUPERVISOR),

@@ -106,7 +106,7 @@ def test_hits_workflow_and_watch(env):
     res = run("hits", "list", "--status", "dispatched", "--json", user="audrey")
     assert [json.loads(x)["hit_id"] for x in res.stdout.splitlines()] == [hit_id]
     res = run("hits", "check-image", str(hit_id), "--yes", user="audrey")
-    assert res.exit_code == 1 and "may not verify-hits" in res.stderr
+    assert res.exit_code == 1 and "may not verify hotlist hits" in res.stderr
 
 
 def test_business_user_gets_nothing(env):
@@ -124,8 +124,8 @@ def test_business_user_gets_nothing(env):
                 ("hits", "close", "1", "--disposition", "no-action"), ("hits", "deliveries", "1")]
     for args in commands:
         res = run(*args, user="bob")
-        assert res.exit_code == 1 and "role business may not" in res.stderr, (args, res.output, res.stderr)
+        assert res.exit_code == 1 and "(a business account) may not" in res.stderr, (args, res.output, res.stderr)
         assert "7ABC123" not in res.stdout + res.stderr
     for args in commands[9:]:   # an admin manages lists but sees no hits
         res = run(*args, user="ada")
-        assert res.exit_code == 1 and "role admin may not" in res.stderr, (args, res.stderr)
+        assert res.exit_code == 1 and "(an administrator) may not" in res.stderr, (args, res.stderr)

@@ -74,8 +74,8 @@ def test_enroll_provision_publish_stored(tmp_path, central, sample_clip):
     central.start_broker()
     token, device_id = central.token("lane-1:file")
     edge_conf = tmp_path / "edge" / "edge.toml"
-    result = CliRunner().invoke(edge_main, ["provision", "--token", token, "--central", central.central_url,
-                                            "--config", str(edge_conf), "--json"])
+    result = CliRunner().invoke(edge_main, ["provision", "--token-file", "-", "--central", central.central_url,
+                                            "--config", str(edge_conf), "--json"], input=token + "\n")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["device_id"] == device_id and doc["cameras_without_uri"] == ["lane-1"]
@@ -263,13 +263,14 @@ central_public_key = "{tmp_path / 'pub.pem'}"
 def test_provision_against_an_unreachable_central_is_a_temporary_failure(tmp_path):
     from central.fleet.broker import free_port
     token = "alpr1.abc.def.ghi"
-    result = CliRunner().invoke(edge_main, ["provision", "--token", token, "--central",
+    result = CliRunner().invoke(edge_main, ["provision", "--central",
                                             f"https://127.0.0.1:{free_port()}", "--config",
-                                            str(tmp_path / "edge.toml")])
+                                            str(tmp_path / "edge.toml")], env={"ALPR_ENROLLMENT_TOKEN": token})
     assert result.exit_code == 75 and "cannot reach central" in result.output
     assert not (tmp_path / "edge.toml").exists()
-    result = CliRunner().invoke(edge_main, ["provision", "--token", "garbage", "--central", "https://x",
-                                            "--config", str(tmp_path / "edge.toml")])
+    (tmp_path / "token").write_text("garbage\n")
+    result = CliRunner().invoke(edge_main, ["provision", "--token-file", str(tmp_path / "token"), "--central",
+                                            "https://x", "--config", str(tmp_path / "edge.toml")])
     assert result.exit_code == 1 and "not an enrollment token" in result.output
 
 

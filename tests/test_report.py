@@ -120,7 +120,12 @@ def test_transparency_report_renders_in_chromium(populated, tmp_path, monkeypatc
     assert "<svg" in searches and ">stolen-vehicle</text>" in searches and ">2</text>" in searches
     assert ">criminal-investigation</text>" in searches and ">1</text>" in searches
     sharing = dom[dom.index('id="chart-sharing"'):]
-    assert ">Glendale Police Department (MOU-1)</text>" in sharing[:sharing.index("</figure>")]
+    # one recipient: the figure in words, not a one-bar chart
+    assert "<b class=\"figure\">1</b> Glendale Police Department (MOU-1): the only one in this period" in \
+        sharing[:sharing.index("</figure>")]
+    refusals = dom[dom.index('id="chart-searches-refused"'):]
+    assert "<b>1</b> refused (25%)" in refusals[:refusals.index("</figure>")]
+    assert re.search(r'id="kpi-refused"><b>1</b>', dom)
     assert "Lt. A. Custodian" in dom and "City of Example Police" in dom
     assert "Searches refused (no or unauthorized purpose, no case number, no permission): 1" in dom
     # And the charts are drawn: the screenshot holds the bars' colour.
@@ -164,5 +169,50 @@ def test_report_needs_a_role_that_reads_reports(populated, tmp_path, monkeypatch
     monkeypatch.setenv("ALPR_TOKEN", w.tokens["otto"])
     res = CliRunner().invoke(main, ["report", "transparency", "--config", str(cfg), "--period", "2026-Q3",
                                     "--out", str(tmp_path / "out")])
-    assert res.exit_code == 1 and "may not read-reports" in res.output
+    assert res.exit_code == 1 and "may not read reports" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_cameras_are_counted_when_active_during_the_period_not_on_generation_day(world, tmp_path):
+    """Q3 2026: a camera withdrawn with its business in August still counts; one
+    suspended before the quarter and never resumed, or enrolled after it, does not."""
+    from central.config import CentralConfig, Policy
+    from central.governance.report import build
+    w = world
+    at = "2026-01-05T00:00:00.000000Z"
+    w.conn.execute("INSERT INTO businesses (business_id, name, contact_name, contact_email, contact_phone, mou_id, "
+                   "shared_data, share_with, retention_days, consent_at, status, enrolled_at, enrolled_by) "
+                   "VALUES ('bobs', 'Bob''s Garage', 'Bob', 'b@x', '1', 'MOU-B', 'reads', 'PD', 30, ?, 'withdrawn', "
+                   "?, 'ada')", [at, at])
+    devices = {"gone-in-aug": ("bobs", "suspended", 2), "off-before": ("department", "suspended", 4),
+               "after-q3": ("department", "active", 8), "revoked-in-jul": ("department", "revoked", 1),
+               "all-along": ("department", "active", 16)}
+    for device, (owner, status, cams) in devices.items():
+        w.conn.execute("INSERT INTO devices (device_id, owner, location, cameras, status, enrolled_by, enrolled_at, "
+                       "updated_at) VALUES (?, ?, 'x', ?, ?, 'ada', ?, ?)",
+                       [device, owner, json.dumps([{"id": f"l{i}"} for i in range(cams)]), status, at, at])
+    for when, action, subject, detail in (
+            ("2026-02-01", "provision", "gone-in-aug", {}), ("2026-02-01", "provision", "off-before", {}),
+            ("2026-03-01", "provision", "revoked-in-jul", {}), ("2026-03-01", "provision", "all-along", {}),
+            ("2026-05-01", "device-suspended", "off-before", {}),
+            ("2026-07-10", "device-revoked", "revoked-in-jul", {}),
+            ("2026-08-15", "business-withdraw", "bobs", {"suspended": ["gone-in-aug"]}),
+            ("2026-10-02", "provision", "after-q3", {})):
+        w.conn.execute("INSERT INTO registry_events (at, actor, action, subject, detail) VALUES (?, 'ada', ?, ?, ?)",
+                       [f"{when}T00:00:00.000000Z", action, subject, json.dumps(detail)])
+    cfg = CentralConfig(str(tmp_path), policy=Policy(agency="City PD"))
+    data = build(w.conn, cfg, w.auditor, "2026-Q3", *parse_period("2026-Q3"),
+                 now=dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc))
+    assert data["cameras_by_owner"] == [{"owner": "Bob's Garage", "cameras": 2}, {"owner": "City PD", "cameras": 17}]
+    assert data["cameras_total"] == 19
+
+
+def test_charts_say_something_with_one_category_and_refusals_have_their_own_figure():
+    from central.governance.report import bar_chart, share_chart
+    one = bar_chart("c", "Hits by hotlist category", [("stolen-vehicle", 12)])
+    assert "<svg" not in one and "<b class=\"figure\">12</b> stolen-vehicle: the only one in this period" in one
+    assert "<svg" in bar_chart("c", "t", [("a", 1), ("b", 2)])
+    refused = share_chart("r", "Searches answered and refused", [("answered", 30), ("refused", 10)])
+    assert "<svg" in refused and "<b>10</b> refused (25%)" in refused and "<b>30</b> answered (75%)" in refused
+    none_refused = share_chart("r", "t", [("answered", 5), ("refused", 0)])
+    assert "<b>0</b> refused (0%)" in none_refused

@@ -225,7 +225,7 @@ def test_cli_share_flow_verify_and_recipients(world, tmp_path, monkeypatch):
     res = run("otto", *req, "--agreement", "MOU-7")
     assert res.exit_code == 0 and "request 1 entered" in res.output
     res = run("otto", "share", "approve", "1")
-    assert res.exit_code == 1 and "may not approve-share" in res.output
+    assert res.exit_code == 1 and "may not approve sharing reads with another agency" in res.output
     res = run("sue", "share", "approve", "1")
     assert res.exit_code == 0 and "request 1 approved" in res.output
     res = run("sue", "share", "export", "1", "--out", str(tmp_path / "out.zip"))
@@ -241,4 +241,4 @@ def test_cli_share_flow_verify_and_recipients(world, tmp_path, monkeypatch):
     assert (row["agency"], row["agency_type"], row["agreement_id"], row["exports"], row["reads"]) == \
         ("Burbank PD", "public-agency", "MOU-7", 1, 1)
     res = run("bob", "share", "list-recipients")
-    assert res.exit_code == 1 and "may not read-reports" in res.output
+    assert res.exit_code == 1 and "may not read reports" in res.output

@@ -10,7 +10,7 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, db, devices, fleet_health, governance, hotlist, models, release, retention, sharing
+from . import console, db, devices, fleet_health, governance, hotlist, init, models, release, retention, sharing
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
@@ -18,6 +18,7 @@ for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + h
     main.add_command(_command)
 keys.add_command(sharing.keys_init_signing)
 main.add_command(console.serve)
+main.add_command(init.init)
 governance.user_group.add_command(console.user_passwd)
 governance.user_group.add_command(console.user_unlock)
 for _group in (devices.ca_group, devices.enroll_group, devices.device_group, devices.business_group,

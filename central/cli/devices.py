@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 import click
 
 from ..fleet import broker as broker_mod
+from . import output as out
 from .common import ConfigFailure, TempFailure, config_option
 from .common import load_config as _load
 from .common import parse_when as _when
@@ -232,7 +234,8 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
     click.echo(f"device   {new.device.device_id} (owner {owner}, cameras {', '.join(c.id for c in new.device.cameras)})")
     click.echo(f"expires  {_iso(new.expires_at)} (one use)")
     click.echo(f"token    {token}")
-    click.echo(f"\non the device:  alpr-edge provision --central {central} --token <token>")
+    click.echo(f"\non the device:  alpr-edge provision --central {central} --token-file -   (paste the token; "
+               "or --token-file FILE, or ALPR_ENROLLMENT_TOKEN)")
 
 
 @enroll_group.command("list")
@@ -251,9 +254,8 @@ def enroll_list(config_path, token_file, as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
-    click.echo(f"{'token id':<14} {'device':<20} {'created by':<14} expires")
-    for r in rows:
-        click.echo(f"{r['token_id']:<14} {r['device_id']:<20} {r['created_by']:<14} {r['expires_at']}")
+    click.echo(out.table(["token id", "device", "created by", "expires"],
+                         [[r["token_id"], r["device_id"], r["created_by"], out.when(r["expires_at"])] for r in rows]))
 
 
 @enroll_group.command("serve")
@@ -332,28 +334,41 @@ def device_list(config_path, owner, status, token_file, as_json) -> None:
         for d in devices:
             click.echo(json.dumps(_device_doc(d)))
         return
-    click.echo(f"{'device':<20} {'owner':<16} {'status':<10} {'certificate expires':<26} location")
-    for d in devices:
-        click.echo(f"{d.device_id:<20} {d.owner:<16} {d.status:<10} {_iso(d.cert_expires_at) or '-':<26} "
-                   f"{d.location}")
+    if not devices:
+        click.echo("no devices match")
+        return
+    click.echo(out.table(["device", "owner", "status", "certificate expires", "cameras", "location"],
+                         [[d.device_id, d.owner, d.status, out.when(d.cert_expires_at), [c.id for c in d.cameras],
+                           d.location] for d in devices]))
 
 
 @device_group.command("show")
 @config_option
 @token_option
 @click.argument("device_id")
-def device_show(config_path, token_file, device_id) -> None:
-    """One device and its registry history, as JSON (admin, auditor; a
-    business user: its own devices)."""
+@json_option
+def device_show(config_path, token_file, device_id, as_json) -> None:
+    """One device and its registry history (admin, auditor; a business
+    user: its own devices). --json: one object, each event's detail as JSON."""
     registry, user = _authenticated(_load(config_path), token_file)
     try:
         with _Errors():
             device, events = registry.show_device(user, device_id)
             doc = _device_doc(device)
-            doc["events"] = events
+            doc["events"] = [{**e, "detail": out.as_json_value(e.get("detail"))} for e in events]
     finally:
         registry.close()
-    click.echo(json.dumps(doc, indent=1))
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+        return
+    for key in ("device_id", "owner", "status", "reason", "location", "cameras", "certificate_serial",
+                "certificate_expires", "enrolled_by", "enrolled_at", "updated_at"):
+        shown = out.when(doc[key]) if key.endswith(("_at", "_expires")) else out.value(doc[key])
+        click.echo(f"{key.replace('_', ' '):<20} {shown}")
+    if doc["events"]:
+        click.echo("\nhistory")
+        click.echo(out.table(["at (UTC)", "by", "action", "detail"],
+                             [[out.when(e["at"]), e["actor"], e["action"], e["detail"]] for e in doc["events"]]))
 
 
 def _set_status(config_path, token_file, device_id, status, reason) -> None:
@@ -467,9 +482,41 @@ def business_list(config_path, token_file, as_json) -> None:
         for b in items:
             click.echo(json.dumps(_business_doc(b)))
         return
-    click.echo(f"{'business':<20} {'status':<10} {'MOU':<16} {'retention':>9}  name")
-    for b in items:
-        click.echo(f"{b.business_id:<20} {b.status:<10} {b.mou_id:<16} {b.terms.retention_days:>8}d  {b.name}")
+    click.echo(out.table(["business", "status", "MOU", "retention", "name"],
+                         [[b.business_id, b.status, b.mou_id, f"{b.terms.retention_days} days", b.name]
+                          for b in items]))
+
+
+@business_group.command("show")
+@config_option
+@token_option
+@click.argument("business_id", required=False)
+@json_option
+def business_show(config_path, token_file, business_id, as_json) -> None:
+    """A business's agreement: MOU, what it shares and with whom, retention,
+    consent, contact, status. A business user reads its own (the default);
+    admin, auditor and field tech any."""
+    registry, user = _authenticated(_load(config_path), token_file)
+    try:
+        if business_id is None and user.role.value != "business":
+            raise click.UsageError("name the business: alpr-central business show BUSINESS_ID "
+                                   "(ids: alpr-central business list)")
+        with _Errors():
+            b = registry.agreement(user, business_id)
+    finally:
+        registry.close()
+    doc = _business_doc(b)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    for label, value in (("business", f"{b.business_id} ({b.name})"), ("status", b.status),
+                         ("agreement", b.mou_id), ("shares", b.terms.shared_data), ("with", b.terms.share_with),
+                         ("kept", f"{b.terms.retention_days} days"), ("consent", doc["consent_at"]),
+                         ("enrolled", f"{doc['enrolled_at']} by {b.enrolled_by}"),
+                         ("contact", ", ".join(x for x in (b.contact_name, b.contact_email, b.contact_phone) if x)),
+                         ("withdrawn", doc["withdrawn_at"])):
+        if value:
+            click.echo(f"{label:<10} {value}")
 
 
 @business_group.command("withdraw")
@@ -502,6 +549,9 @@ def business_health(config_path, token_file, business_id, as_json) -> None:
     never reads). Admin, auditor; a business user: its own (the default)."""
     registry, user = _authenticated(_load(config_path), token_file)
     try:
+        if business_id is None and user.role.value != "business":   # staff have no business of their own
+            raise click.UsageError("name the business: alpr-central business health BUSINESS_ID "
+                                   "(ids: alpr-central business list)")
         with _Errors():
             items = registry.health(user, business_id)
     finally:
@@ -512,10 +562,9 @@ def business_health(config_path, token_file, business_id, as_json) -> None:
                                    "certificate_expires": _iso(h.cert_expires_at),
                                    "last_read_at": _iso(h.last_read_at), "reads_last_24h": h.reads_last_24h}))
         return
-    click.echo(f"{'device':<20} {'status':<10} {'certificate expires':<26} {'last read':<26} 24h")
-    for h in items:
-        click.echo(f"{h.device_id:<20} {h.status:<10} {_iso(h.cert_expires_at) or '-':<26} "
-                   f"{_iso(h.last_read_at) or '-':<26} {h.reads_last_24h}")
+    click.echo(out.table(["device", "status", "certificate expires", "last read", "reads (24 h)"],
+                         [[h.device_id, h.status, out.when(h.cert_expires_at), out.when(h.last_read_at),
+                           h.reads_last_24h] for h in items]))
 
 
 # -- broker -----------------------------------------------------------------
@@ -547,6 +596,34 @@ def broker_config(config_path) -> None:
     finally:
         registry.close()
     click.echo(f"wrote {files.conf}, {files.acl} and {Path(cfg.broker.dir) / 'crl.pem'}")
+
+
+@broker_group.command("run")
+@config_option
+def broker_run(config_path) -> None:
+    """Run Mosquitto in the foreground with the generated config (rewritten
+    first from the registry, as 'broker config' does): listening on [broker]
+    bind (loopback unless configured), TLS with client certificates. As root
+    it needs [broker] run_as, the account Mosquitto switches to. Stops on
+    SIGTERM / Ctrl-C (the signal goes to Mosquitto itself)."""
+    cfg = _load(config_path)
+    if os.geteuid() == 0 and not cfg.broker.run_as:
+        raise ConfigFailure("running as root: set [broker] run_as to the unprivileged account Mosquitto should "
+                            "switch to (Debian: \"mosquitto\"), which must be able to read [broker] cert_file and "
+                            "key_file; or run this as that account")
+    try:
+        binary = broker_mod.mosquitto_binary()
+    except FileNotFoundError as exc:
+        raise ConfigFailure(str(exc)) from None
+    from ..keyfiles import check
+    problems = [p for p in check(cfg) if p.key.startswith("broker.")]
+    if problems:
+        raise ConfigFailure("; ".join(str(p) for p in problems))
+    ctx = click.get_current_context()
+    ctx.invoke(broker_config, config_path=config_path)
+    conf = Path(cfg.broker.dir) / "mosquitto.conf"
+    click.echo(f"mosquitto on {cfg.broker.bind}:{cfg.broker.port} with {conf}", err=True)
+    os.execv(binary, [binary, "-c", str(conf)])   # Mosquitto in this process: signals reach it directly
 
 
 @broker_group.command("reload")

@@ -18,6 +18,7 @@ import click
 
 from ..fleet.pki import write_secret
 from ..governance.audit import AccessLog
+from . import output as out
 from ..governance.audit import verify as verify_chain
 from ..governance.users import Role, UserDirectory
 from .common import config_option
@@ -217,15 +218,19 @@ def audit_head(config_path, token_file) -> None:
 @click.option("--until", help="Before (ISO 8601).")
 @click.option("--action", help="Only this action (search, share-export, purge, ...).")
 @click.option("--user", "who", help="Only this user.")
-@click.option("--limit", default=1000, show_default=True, help="Most entries to show.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Most entries to show: the newest ones, oldest of them first.")
 @json_option
 def audit_log(config_path, token_file, since, until, action, who, limit, as_json) -> None:
-    """Show access-log entries (auditor, admin)."""
+    """Show access-log entries (auditor, admin): the newest --limit entries,
+    in order; says when older ones were left out."""
     from ..governance.users import Permission, require
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
-        entries = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
-                                            action=action, user=who, limit=limit)
+        newest = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
+                                           action=action, user=who, limit=limit + 1, newest_first=True)
+    more = len(newest) > limit
+    entries = list(reversed(newest[:limit]))
     if as_json:
         for e in entries:
             click.echo(json.dumps({"seq": e.seq, "at": e.at.isoformat(), "user": e.user,
@@ -233,10 +238,15 @@ def audit_log(config_path, token_file, since, until, action, who, limit, as_json
                                    "case_number": e.case_number, "detail": e.detail,
                                    "result_count": e.result_count, "hash": e.hash}))
         return
-    click.echo(f"{'seq':>6} {'at (UTC)':<19} {'user':<14} {'action':<16} {'purpose':<22} {'case':<14} results")
-    for e in entries:
-        click.echo(f"{e.seq:>6} {e.at.strftime('%Y-%m-%d %H:%M:%S'):<19} {e.user[:14]:<14} {e.action[:16]:<16} "
-                   f"{e.purpose[:22]:<22} {e.case_number[:14]:<14} {e.result_count}")
+    if not entries:
+        click.echo("no access-log entries match")
+        return
+    click.echo(out.table(["seq", "at (UTC)", "user", "action", "purpose", "case", "results"],
+                         [[e.seq, e.at.strftime("%Y-%m-%d %H:%M:%S"), e.user, e.action, e.purpose, e.case_number,
+                           e.result_count] for e in entries]))
+    if more:
+        click.echo(f"showing the newest {limit} entries; older ones match too (raise --limit or narrow with "
+                   "--since/--until)")
 
 
 @audit_group.command("device")
@@ -261,9 +271,9 @@ def audit_device(config_path, token_file, device, cert, as_json) -> None:
     else:
         for issue in report.issues:
             click.echo(f"{issue.kind.upper():<10} {issue.message}")
-        click.echo(f"{device}: {report.records} records, seq {report.first_seq}-{report.last_seq}, "
-                   f"{len(report.keys)} key(s); events: "
-                   + ", ".join(f"{k} {v}" for k, v in sorted(report.events.items())))
+        span = (f"seq {report.first_seq}-{report.last_seq}" if report.records else "no records received yet")
+        click.echo(f"{device}: {report.records} record(s), {span}, {len(report.keys)} key(s); events: "
+                   + (", ".join(f"{k} {v}" for k, v in sorted(report.events.items())) or "none"))
     if not report.ok:
         raise click.ClickException(f"device {device}'s audit log fails verification: {len(report.issues)} problem(s)")
     if not as_json:

@@ -25,19 +25,30 @@ from ..errors import ConfigError, QueryError
 def main() -> None:
     """ALPR central: ingests sealed plate reads over MQTT, stores them, and
     answers audited searches."""
+    # A command's error is printed once, by click; the library's warnings go to the
+    # service log only where a command configures logging (run, serve), not to the
+    # terminal a second time through Python's last-resort handler.
+    logging.getLogger("central").addHandler(logging.NullHandler())
 
 
 @main.command()
 @config_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def run(config_path: str, log_level: str) -> None:
+@click.option("--connect-timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to keep trying the broker at start; then exit 75 (systemd restarts it later).")
+def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     """Run the collector (with the hotlist matcher and webhooks) until SIGTERM /
     Ctrl-C, and the browser console when [console] enabled = true (see
-    'alpr-central serve')."""
+    'alpr-central serve'). While the broker cannot be reached at start it logs
+    why every few seconds, and exits 75 after --connect-timeout."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
+    from ..keyfiles import check
+    problems = [p for p in check(cfg) if p.key.startswith("mqtt.")]   # name the file, never a bare traceback
+    if problems:
+        raise ConfigFailure("; ".join(str(p) for p in problems))
     from ..ingest.collector import Collector, CollectorService
     from ..ingest.keys import load_opener
     try:
@@ -83,6 +94,10 @@ def run(config_path: str, log_level: str) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    unreachable: list[str] = []
+    watcher = threading.Thread(target=_watch_broker, args=(service, cfg.mqtt, connect_timeout, stop, unreachable),
+                               name="broker-watch", daemon=True)
+    watcher.start()
     try:
         service.run(stop)
     finally:
@@ -92,6 +107,38 @@ def run(config_path: str, log_level: str) -> None:
             console.stop()
         store.close()
         registry.close()
+    if unreachable:
+        from .common import TempFailure
+        raise TempFailure(unreachable[0])
+
+
+def _watch_broker(service, mqtt, timeout: float, stop: threading.Event, unreachable: list[str]) -> None:
+    """Until the collector is subscribed: log why the broker cannot be reached
+    every 5 s; after ``timeout`` s, record the reason and stop the service."""
+    import socket
+    import time
+    log = logging.getLogger("central.run")
+    deadline = time.monotonic() + timeout
+    where = f"{mqtt.host}:{mqtt.port}"
+    log.info("connecting to the broker at %s", where)
+    while not stop.is_set():
+        if service.ready.wait(min(5.0, max(0.1, deadline - time.monotonic()))):
+            log.info("connected to the broker at %s; collecting", where)
+            return
+        try:
+            with socket.create_connection((mqtt.host, mqtt.port), timeout=3):
+                reason = "it accepts connections but refused or did not finish the MQTT/TLS handshake " \
+                         "(check [mqtt] ca_file/cert_file/key_file and the broker's log)"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        if time.monotonic() >= deadline:
+            message = (f"cannot reach the MQTT broker at {where} after {timeout:g}s: {reason}; is it running "
+                       "('alpr-central broker run')?")
+            log.error("%s", message)
+            unreachable.append(message)
+            stop.set()
+            return
+        log.error("cannot reach the MQTT broker at %s: %s; retrying", where, reason)
 
 
 @main.group(name="config")
@@ -202,12 +249,18 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
     if not results:
         click.echo("no reads match")
         return
-    click.echo(f"{'captured (UTC)':<20} {'plate':<10} {'conf':>5}  {'camera':<14} {'device':<16} read id")
-    for item in results:
-        r = item.read
-        click.echo(f"{r.captured_at.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.plate:<10} {r.confidence:>5.2f}  "
-                   f"{r.camera_id:<14} {r.device_id:<16} {r.read_id}")
-    click.echo(f"{len(results)} read(s)")
+    from . import output as out
+    click.echo(out.table(["captured (UTC)", "plate", "conf", "camera", "device", "read id"],
+                         [[item.read.captured_at.strftime("%Y-%m-%d %H:%M:%S"), item.read.plate,
+                           f"{item.read.confidence:.3f}", item.read.camera_id, item.read.device_id,
+                           item.read.read_id] for item in results]))
+    shown_limit = min(limit, cfg.query.max_results)
+    if len(results) >= shown_limit:   # the search stopped at the limit: more reads may match
+        click.echo(f"{len(results)} read(s), the newest; the limit of {shown_limit} was reached, so older reads may "
+                   "match too: narrow --since/--until" + (f" or raise --limit (up to {cfg.query.max_results})"
+                                                          if shown_limit < cfg.query.max_results else ""))
+    else:
+        click.echo(f"{len(results)} read(s)")
 
 
 @main.command()

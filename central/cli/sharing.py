@@ -96,9 +96,10 @@ def agreements(config_path, token_file, as_json) -> None:
                                 "expires_on": a.expires_on.isoformat(), "purposes": list(a.purposes),
                                 "status": why} for a, why in rows], indent=1))
         return
-    for a, why in rows:
-        click.echo(f"{a.agreement_id:<16} {a.agency[:30]:<30} {a.agency_type:<15} {a.jurisdiction:<3} "
-                   f"{a.expires_on}  {why}")
+    from . import output as out
+    click.echo(out.table(["agreement", "agency", "type", "state", "expires", "status"],
+                         [[a.agreement_id, a.agency, a.agency_type, a.jurisdiction, a.expires_on.isoformat(), why]
+                          for a, why in rows]))
 
 
 @share_group.command("request")

@@ -283,6 +283,17 @@ class Registry:
         return [self.business(r["business_id"])
                 for r in self._query("SELECT business_id FROM businesses ORDER BY business_id")]
 
+    def agreement(self, user: User, business_id: str | None = None) -> Business:
+        """One business's enrollment and agreement terms: its own users read
+        theirs (the default for them), staff who see every device's health
+        read any. Logged as a read of the agreement."""
+        current = self._current(user)
+        business_id = business_id or current.organization
+        require_device_access(current, business_id)
+        found = self.business(business_id)
+        self._tx(lambda db: self._event(db, current, "business-show", business_id))
+        return found
+
     def withdraw_business(self, business_id: str, *, user: User, reason: str = "business withdrew") -> list[str]:
         """The business leaves the program (an admin, or one of the business's
         own users: consent is theirs to withdraw): its status becomes withdrawn, its

@@ -26,12 +26,12 @@ from .retention import Governor
 from .sharing import SharingRegistry
 from .users import Permission, User, require
 
-_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?\Z")
+_PERIOD_RE = re.compile(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2})))?\Z", re.IGNORECASE)
 
 
 def parse_period(period: str) -> tuple[dt.datetime, dt.datetime]:
     """``2026-Q3`` / ``2026-08`` / ``2026`` as [start, end) in UTC."""
-    m = _PERIOD_RE.match(period or "")
+    m = _PERIOD_RE.match((period or "").strip())
     if not m:
         raise ValueError("use a quarter (2026-Q3), a month (2026-08) or a year (2026)")
     year = int(m.group(1))
@@ -53,18 +53,56 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]).fetchone() is not None
 
 
+_BECOMES = {"provision": True, "device-active": True, "device-suspended": False, "device-revoked": False}
+
+
+def _active_during(conn: sqlite3.Connection, a: str, b: str) -> set[str]:
+    """Devices active at any time in [a, b): from the registry's history (a
+    device provisioned, suspended, resumed, revoked, or suspended by its
+    business's withdrawal), and any device whose reads were captured in the
+    period (only active devices' reads are stored). A device withdrawn or
+    revoked during the period still counts; one enrolled after it does not."""
+    active: set[str] = set()
+    state: dict[str, bool] = {}
+    since: dict[str, str] = {}
+    for at, action, subject, detail in conn.execute(
+            "SELECT at, action, subject, detail FROM registry_events ORDER BY at, id").fetchall():
+        if action == "business-withdraw":
+            try:
+                changes = [(d, False) for d in json.loads(detail).get("suspended", [])]
+            except ValueError:
+                changes = []
+        elif action in _BECOMES:
+            changes = [(subject, _BECOMES[action])]
+        else:
+            continue
+        for device, on in changes:
+            if state.get(device) and not on and since[device] < b and at >= a:
+                active.add(device)           # an active stretch that reached into the period
+            if on and not state.get(device):
+                since[device] = at
+            state[device] = on
+    active |= {d for d, on in state.items() if on and since[d] < b}   # still active: from `since` on
+    active |= {row[0] for row in conn.execute("SELECT DISTINCT device_id FROM reads WHERE captured_at >= ? "
+                                              "AND captured_at < ?", [a, b]).fetchall()}
+    return active
+
+
 def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str, start: dt.datetime,
           end: dt.datetime, *, now: dt.datetime | None = None) -> dict:
     require(user, Permission.READ_REPORTS)
     now = now or utcnow()
     a, b = ts(start), ts(end)
     owners = []
-    if _table_exists(conn, "devices"):  # the registry (issue 4): active devices, cameras per device
+    if _table_exists(conn, "devices"):  # the registry (issue 4): devices active during the period
+        active = sorted(_active_during(conn, a, b))
         names = "coalesce(b.name, d.owner)" if _table_exists(conn, "businesses") else "d.owner"
         join = "LEFT JOIN businesses b ON b.business_id = d.owner" if _table_exists(conn, "businesses") else ""
+        marks = ",".join("?" * len(active))
         owners = conn.execute(f"SELECT CASE d.owner WHEN 'department' THEN ? ELSE {names} END AS who, "
-                              f"sum(json_array_length(d.cameras)) FROM devices d {join} WHERE d.status = 'active' "
-                              f"GROUP BY who ORDER BY who", [cfg.policy.agency]).fetchall()
+                              f"sum(json_array_length(d.cameras)) FROM devices d {join} "
+                              f"WHERE d.device_id IN ({marks}) GROUP BY who ORDER BY who",
+                              [cfg.policy.agency, *active]).fetchall() if active else []
     if not owners:  # no registry yet: count the cameras that sent reads in the period
         n = conn.execute("SELECT count(*) FROM (SELECT DISTINCT device_id, camera_id FROM reads "
                          "WHERE captured_at >= ? AND captured_at < ?)", [a, b]).fetchone()[0]
@@ -153,6 +191,10 @@ def bar_chart(chart_id: str, title: str, items: list[tuple[str, int]]) -> str:
     value as text, so the figures read without colour or scripts."""
     if not items:
         return f'<figure id="{_e(chart_id)}"><figcaption>{_e(title)}</figcaption><p class="none">none in this period</p></figure>'
+    if len(items) == 1:   # one bar says nothing a sentence does not: the figure and that it is the only one
+        label, value = items[0]
+        return (f'<figure id="{_e(chart_id)}" class="single"><figcaption>{_e(title)}</figcaption>'
+                f'<p><b class="figure">{value:,}</b> {_e(label)}: the only one in this period (100%)</p></figure>')
     width, bar_h, label_w = 640, 26, 250
     top = max(v for _, v in items) or 1
     rows = []
@@ -178,9 +220,31 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left} .none{color:#666
 """
 
 
+def share_chart(chart_id: str, title: str, parts: list[tuple[str, int]]) -> str:
+    """Parts of one whole (e.g. searches answered and refused) as one stacked
+    bar with each part's count and share written out: it still says something
+    when a part is zero."""
+    total = sum(v for _, v in parts)
+    if not total:
+        return f'<figure id="{_e(chart_id)}"><figcaption>{_e(title)}</figcaption><p class="none">none in this period</p></figure>'
+    width, x, segs, legend = 640, 0, [], []
+    shades = ("#2f6f9f", "#c0504d", "#9bbb59", "#8064a2")
+    for i, (label, value) in enumerate(parts):
+        w = int(round(width * value / total))
+        if w:
+            segs.append(f'<rect x="{x}" y="0" width="{w}" height="26" style="fill:{shades[i % len(shades)]}"/>')
+        x += w
+        legend.append(f"<li><b>{value:,}</b> {_e(label)} ({value / total:.0%})</li>")
+    return (f'<figure id="{_e(chart_id)}"><figcaption>{_e(title)}</figcaption>'
+            f'<svg role="img" aria-label="{_e(title)}" viewBox="0 0 {width} 26" width="{width}" height="26" '
+            f'xmlns="http://www.w3.org/2000/svg">{"".join(segs)}</svg><ul class="legend">{"".join(legend)}</ul>'
+            f'</figure>')
+
+
 def render_html(d: dict) -> str:
     kpis = [("reads", "Plate reads", d["reads"]), ("hits", "Hits", d["hits"]),
-            ("searches", "Searches", d["searches_total"]), ("cameras", "Cameras", d["cameras_total"]),
+            ("searches", "Searches", d["searches_total"]), ("refused", "Searches refused", d["searches_refused"]),
+            ("cameras", "Cameras active in the period", d["cameras_total"]),
             ("shared", "Disclosures", sum(x["exports"] for x in d["sharing_by_recipient"]))]
     p = d["policy"]
     labels = {"non_hit_reads": "non-hit reads", "hit_reads": "hit reads", "images": "plate and context images",
@@ -208,6 +272,9 @@ def render_html(d: dict) -> str:
         "<h2>Searches</h2>",
         bar_chart("chart-searches", "Searches by purpose",
                   [(x["purpose"], x["searches"]) for x in d["searches_by_purpose"]]),
+        share_chart("chart-searches-refused", "Searches answered and refused (refused: no or unauthorized "
+                    "purpose, no case number, no permission)",
+                    [("answered", d["searches_total"]), ("refused", d["searches_refused"])]),
         f"<p id='searches-refused'>Searches refused (no or unauthorized purpose, no case number, no permission): "
         f"{d['searches_refused']:,}</p>",
         "<h2>Sharing</h2>",

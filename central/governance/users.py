@@ -29,12 +29,15 @@ import datetime as dt
 import enum
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import sqlite3
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from ..errors import AuthenticationError, PermissionDenied, PolicyError
+
+logger = logging.getLogger(__name__)
 
 
 class Role(str, enum.Enum):
@@ -44,6 +47,10 @@ class Role(str, enum.Enum):
     AUDITOR = "auditor"
     FIELD_TECH = "field-tech"
     BUSINESS = "business"
+
+
+_ROLE_WORDS = {Role.ADMIN: "an administrator", Role.OPERATOR: "an operator", Role.SUPERVISOR: "a supervisor",
+               Role.AUDITOR: "an auditor", Role.FIELD_TECH: "a field technician", Role.BUSINESS: "a business account"}
 
 
 class Permission(str, enum.Enum):
@@ -71,6 +78,31 @@ class Permission(str, enum.Enum):
 
 
 P = Permission
+
+# What each permission lets a user do, in the words of an error message ("... may not <this>").
+PERMISSION_WORDS: dict[Permission, str] = {
+    P.MANAGE_USERS: "add, change or disable user accounts",
+    P.MANAGE_AGREEMENTS: "enroll businesses or change their agreements",
+    P.MANAGE_HOTLIST: "change hotlists",
+    P.VIEW_HOTLIST: "see hotlists",
+    P.VIEW_HITS: "see hotlist hits",
+    P.VERIFY_HITS: "verify hotlist hits",
+    P.RUN_PURGE: "run the retention purge",
+    P.SEARCH: "search plate reads",
+    P.REQUEST_SHARE: "ask to share reads with another agency",
+    P.APPROVE_SHARE: "approve sharing reads with another agency",
+    P.EXPORT_SHARE: "export shared reads",
+    P.REQUEST_HOLD: "ask to keep reads past their retention period",
+    P.APPROVE_HOLD: "approve keeping reads past their retention period",
+    P.READ_AUDIT: "read the access log",
+    P.READ_REPORTS: "read reports",
+    P.ENROLL: "enroll devices",
+    P.DEVICE_HEALTH_ALL: "see the health of every device",
+    P.DEVICE_HEALTH_OWN: "see the health of a business's own devices",
+    P.REVOKE_DEVICE: "revoke devices",
+    P.REVIEW_ACCOUNTS: "review user accounts",
+    P.ADAPT_MODELS: "adapt the recognition models",
+}
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.RUN_PURGE,
                            P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE,
@@ -111,7 +143,10 @@ def require(user: User, permission: Permission) -> User:
     if user.disabled:
         raise PermissionDenied(f"user {user.name} is disabled")
     if permission not in ROLE_PERMISSIONS[user.role]:
-        raise PermissionDenied(f"role {user.role.value} may not {permission.value} (user {user.name})")
+        # In words for the person; the permission's identifier goes to the service log.
+        logger.info("permission denied: user %s role %s lacks %s", user.name, user.role.value, permission.value)
+        raise PermissionDenied(f"{user.name} ({_ROLE_WORDS[user.role]}) may not "
+                               f"{PERMISSION_WORDS.get(permission, permission.value.replace('-', ' '))}")
     return user
 
 
@@ -159,6 +194,16 @@ class UserDirectory:
         require(actor, Permission.MANAGE_USERS)
         role = self._role(role)
         with transaction(self.conn):
+            if role is Role.BUSINESS:  # a business account belongs to an enrolled business, by its id
+                row = self.conn.execute("SELECT status FROM businesses WHERE business_id = ?",
+                                        [organization.strip()]).fetchone()
+                if row is None:
+                    raise PolicyError(f"no business {organization.strip()!r} is enrolled: give the business id "
+                                      "shown by 'alpr-central business list' (enroll it first with "
+                                      "'alpr-central business enroll')")
+                if row[0] == "withdrawn":
+                    raise PolicyError(f"business {organization.strip()!r} has withdrawn from the program; "
+                                      "it cannot get new accounts")
             user, token = self._create(name, organization, role, created_by=actor.name)
             self.log.append(user=actor.name, organization=actor.organization, action="user-add",
                             detail={"user": name, "role": role.value, "user_organization": organization})
@@ -199,7 +244,7 @@ class UserDirectory:
 
     def list(self, actor: User) -> list[User]:
         if not (actor.can(Permission.REVIEW_ACCOUNTS) or actor.can(Permission.READ_AUDIT)):
-            raise PermissionDenied(f"role {actor.role.value} may not list users")
+            raise PermissionDenied(f"{actor.name} ({_ROLE_WORDS[actor.role]}) may not list user accounts")
         return [_row_user(r) for r in self.conn.execute("SELECT * FROM users ORDER BY name").fetchall()]
 
     def set_disabled(self, actor: User, name: str, disabled: bool) -> User:
@@ -244,18 +289,27 @@ class UserDirectory:
     # -- authentication ------------------------------------------------------
     def authenticate(self, token: str | None, *, now: dt.datetime | None = None) -> User:
         """The user a token belongs to. Any failure is the same
-        :class:`AuthenticationError`, which says nothing about why."""
+        :class:`AuthenticationError`, which says nothing about why, except
+        to the holder of a genuine token whose business has withdrawn: that
+        tells them only about their own account."""
         if not token or not token.startswith(TOKEN_PREFIX):
             raise AuthenticationError("authentication failed: give a valid personal token (--token-file or "
                                       "ALPR_TOKEN)")
         digest = _digest(token.strip())
         row = self.conn.execute("SELECT token_sha256, user_name, revoked_at FROM user_tokens WHERE token_sha256 = ?",
                                 [digest]).fetchone()
-        if row is None or not hmac.compare_digest(row[0], digest) or row[2] is not None:
+        if row is None or not hmac.compare_digest(row[0], digest):
             raise AuthenticationError("authentication failed: give a valid personal token (--token-file or "
                                       "ALPR_TOKEN)")
         user = self.get(row[1])
-        if user.disabled:
+        if user.role is Role.BUSINESS and (row[2] is not None or user.disabled):
+            withdrawn = self.conn.execute("SELECT withdrawn_at FROM businesses WHERE business_id = ? AND "
+                                          "status = 'withdrawn'", [user.organization]).fetchone()
+            if withdrawn:
+                raise AuthenticationError(f"authentication failed: your business ({user.organization}) withdrew "
+                                          f"from the program on {withdrawn[0][:10]}, which closed its accounts; "
+                                          "to take part again, the department enrolls it anew")
+        if row[2] is not None or user.disabled:
             raise AuthenticationError("authentication failed: give a valid personal token (--token-file or "
                                       "ALPR_TOKEN)")
         at = ts(now or self._clock())

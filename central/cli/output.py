@@ -1,0 +1,100 @@
+"""Human output for ``alpr-central``: values in words (no Python reprs), times
+people read, tables with headers that never cut an id and fit the terminal by
+shortening only their free-text last column. ``--json`` output never goes
+through here. (``edge_agent/output.py`` is the edge CLI's twin: central
+imports nothing of edge_agent beyond its wire contract.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+
+NONE = "-"
+
+
+def when(value, *, now: dt.datetime | None = None) -> str:
+    """A time as ``2026-12-04 22:30:46 UTC (5 min ago)``: from a datetime, an
+    ISO 8601 string or epoch seconds; ``-`` for none."""
+    if value is None or value == "":
+        return NONE
+    if isinstance(value, (int, float)):
+        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    elif isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    value = value.astimezone(dt.timezone.utc)
+    text = value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if now is None:
+        return text
+    return f"{text} ({ago(now - value)})"
+
+
+def ago(delta: dt.timedelta) -> str:
+    s = delta.total_seconds()
+    future, s = s < 0, abs(s)
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            n = int(s // size)
+            word = f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+            break
+    else:
+        word = f"{int(s)} s"
+    return f"in {word}" if future else f"{word} ago"
+
+
+def value(v) -> str:
+    """Any value as words: ``-`` for None, lists joined with commas, a
+    mapping as ``key value, ...``, booleans yes/no."""
+    if v is None or v == "":
+        return NONE
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k.replace('_', ' ')} {value(x)}" for k, x in v.items()) or NONE
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return ", ".join(value(x) for x in v) or NONE
+    return str(v)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence], *, width: int | None = None) -> str:
+    """Columns as wide as their widest cell (ids are never cut); when the
+    table is wider than the terminal, only the last column is shortened, with
+    an ellipsis. Cells go through :func:`value`."""
+    cells = [[value(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    last = max(len(headers[-1]), width - fixed, 12)
+
+    def line(row):
+        *head, tail = row
+        if len(tail) > last:
+            tail = tail[: last - 1] + "…"
+        return "  ".join(c.ljust(w) for c, w in zip(head, widths)) + ("  " if head else "") + tail
+
+    return "\n".join([line(list(headers))] + [line(r) for r in cells])
+
+
+def more_note(shown: int, limit: int, hint: str) -> str | None:
+    """The line that says a --limit left results out (None when it did not)."""
+    if shown <= limit:
+        return None
+    return f"showing the first {limit}; more match ({hint})"
+
+
+def as_json_value(text):
+    """A stored JSON text as the value it holds (for --json output)."""
+    if isinstance(text, str):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
