@@ -328,10 +328,13 @@ def _run(root: Path, *, vehicles: int, recognizer: str, duration: float | None, 
                     client_id="central.collector-demo")
     registry = Registry(db)
     cleanups.append(registry.close)
+    from ..fleet.device_audit import DeviceAuditHandler
     from ..fleet.device_status import DeviceStatusHandler
+    from ..fleet.health import HealthHandler
     service = CollectorService(mqtt_cfg, Collector(store, load_opener([root / "central" / "data-key.pem"]),
                                                    device_allowed=registry.allow_list()),
-                               status_handler=DeviceStatusHandler(db))
+                               status_handler=DeviceStatusHandler(db), audit_handler=DeviceAuditHandler(db),
+                               health_handler=HealthHandler(db))
     stored_before = store.count()
     hits_before = store.db.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
 
