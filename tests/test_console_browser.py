@@ -136,7 +136,9 @@ def test_field_tech_sees_the_fleet_and_creates_a_token(page, served):
     page.get_by_label("Location").fill("Elm St")
     with page.expect_navigation():
         page.get_by_role("button", name="Create token").click()
-    assert "alpr-edge provision --central" in page.locator("pre").inner_text()
+    token, command = page.locator("pre").all_inner_texts()
+    assert token.startswith("alpr1.")  # the one-time token, shown once
+    assert "alpr-edge provision --central" in command and "--token-file -" in command and token not in command
 
 
 def test_business_sees_only_its_own_cameras(page, served):
