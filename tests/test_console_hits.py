@@ -84,7 +84,7 @@ def test_hit_pages_and_their_api_by_role(app, world):
         for path in ("/hits", f"/hits/{hit_id}"):
             assert c.get(path).status_code == 403, (name, path)
             r = c.get("/api/v1" + path)
-            assert r.status_code == 403 and "may not view-hits" in r.json()["error"], (name, path)
+            assert r.status_code == 403 and "may not see hotlist hits" in r.json()["error"], (name, path)
             assert LISTED[0] not in r.text
         r = c.get("/api/v1/hits/stream")
         assert r.status_code == 403 and LISTED[0] not in r.text
@@ -103,7 +103,7 @@ def test_auditor_may_not_verify(app, world):
     hit_id = world.hits.hit()
     c = sign_in(app, "audrey")
     r = post(c, f"/api/v1/hits/{hit_id}/visual", {"result": "yes"})
-    assert r.status_code == 403 and "may not verify-hits" in r.json()["error"]
+    assert r.status_code == 403 and "may not verify hotlist hits" in r.json()["error"]
     assert hit_row(world, hit_id) == (None, None, None)
 
 
@@ -289,7 +289,7 @@ def test_hotlist_pages_search_add_expire_remove(app, world):
     assert 'action="/hotlists/stolen/add"' not in o.get("/hotlists/stolen").text
     r = post(o, "/api/v1/hotlists/stolen/add", {"plate": "1AAA111", "reason": "x", "source_agency": "x",
                                                 "source_ref": "x", "expires": expires})
-    assert r.status_code == 403 and "may not manage-hotlist" in r.json()["error"]
+    assert r.status_code == 403 and "may not change hotlists" in r.json()["error"]
     assert post(o, "/hotlists/stolen/add", {"plate": "1AAA111"}, csrf=False).status_code == 403   # no CSRF
 
 
@@ -320,7 +320,7 @@ def test_csv_import_is_atomic_and_names_bad_lines(app, world):
     o = sign_in(app, "otto")                                               # views lists, may not import
     r = o.post("/api/v1/hotlists/stolen/import", data={"mode": "delta"}, files=files,
                headers={"x-csrf-token": csrf_of(o)})
-    assert r.status_code == 403 and "may not manage-hotlist" in r.json()["error"]
+    assert r.status_code == 403 and "may not change hotlists" in r.json()["error"]
 
 
 def test_hit_pages_are_in_the_openapi_document(app, world):

@@ -190,14 +190,6 @@ def central(tmp_path):
 
 
 def test_device_health_shows_each_user_the_devices_they_may_see(central):
-    from central.fleet.registry import Terms
-    reg = central.registry()
-    try:
-        reg.enroll_business("acme", name="Acme", contact_name="Pat", contact_email="pat@acme.example",
-                            contact_phone="", mou_id="MOU-1", terms=Terms("plate reads", "CA agencies", 60),
-                            consent_at=dt.datetime(2026, 1, 1, tzinfo=UTC), user=central.user())
-    finally:
-        reg.close()
     city = central.provisioned("lane-1")
     shop = central.provisioned("door", owner="acme")
     handler = HealthHandler(central.data / "central.sqlite")

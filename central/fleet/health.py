@@ -98,7 +98,8 @@ class HealthHandler:
                     [device, device, self._history])
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    self.conn.execute("ROLLBACK")
                 raise
         self.counters["health.stored"] += 1
         return True
