@@ -45,6 +45,11 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(config_path)
+    # SIGTERM / Ctrl-C stop the service cleanly from here on, also while the console or
+    # the hotlist service start and while the broker is being waited for.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     from ..keyfiles import check
     problems = [p for p in check(cfg) if p.key.startswith("mqtt.")]   # name the file, never a bare traceback
     if problems:
@@ -91,9 +96,6 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
             store.close()
             registry.close()
             raise ConfigFailure(str(exc)) from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     unreachable: list[str] = []
     watcher = threading.Thread(target=_watch_broker, args=(service, cfg.mqtt, connect_timeout, stop, unreachable),
                                name="broker-watch", daemon=True)
