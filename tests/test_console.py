@@ -244,6 +244,17 @@ def test_fleet_for_field_techs_and_admins(app, world):
     data = sign_in(app, "tech").get("/api/v1/fleet").json()
     row = {d["device_id"]: d for d in data["devices"]}[device]
     assert row["connection"] == "offline" and row["online"] is False and data["online"] == 3
+    # each device's audit-log state, from the seqs central holds (gaps shown; signatures on Device logs)
+    import sqlite3
+    with sqlite3.connect(world.env.data / "central.sqlite") as db:
+        db.executemany("INSERT INTO device_audit VALUES (?,?,?,?)",
+                       [(device, seq, "{}", "2026-12-01T10:00:0%d.000000Z" % seq) for seq in (1, 2, 4)])
+    data = sign_in(app, "tech").get("/api/v1/fleet").json()
+    rows = {d["device_id"]: d for d in data["devices"]}
+    assert (rows[device]["audit_records"], rows[device]["audit_range"], rows[device]["audit_missing"]) == (3, "1-4", 1)
+    assert rows[world.devices["acme"]]["audit_records"] == 0
+    page = sign_in(app, "tech").get("/fleet").text
+    assert "3 records (seq 1-4)" in page and "1 missing" in page and "none received" in page
 
 
 def test_state_changes_need_the_csrf_token(app, world):

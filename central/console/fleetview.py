@@ -42,13 +42,28 @@ def _device_row(b: Backend, d, now: dt.datetime) -> dict:
         online = d.status == "active" and seen is not None and now - seen <= ONLINE_WITHIN
     days = (d.cert_expires_at - now).days if d.cert_expires_at else None
     health = latest_health(b.conn, d.device_id)     # the last heartbeat, if the device has sent one
-    return _health_fields(health) | {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
+    return _health_fields(health) | _audit_state(b, d.device_id) | {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
             "status_reason": d.status_reason, "cameras": [c.id for c in d.cameras],
             "online": online, "last_seen": seen, "last_read": last_read,
             "connection": conn.status if conn else None, "connection_since": conn.since if conn else None,
             "cert_expires_at": d.cert_expires_at, "cert_days_left": days,
             "cert_warning": days is not None and days < 30,
             "latitude": d.latitude, "longitude": d.longitude}
+
+
+def _audit_state(b: Backend, device_id: str) -> dict:
+    """What central holds of the device's signed audit log, from the sequence
+    numbers alone (cheap for a whole fleet): records, the seq range, when the
+    last arrived, and how many seqs in the range are missing. Signatures and
+    the chain are verified on the auditor's Device logs page."""
+    n, first, last, at = b.conn.execute(
+        "SELECT count(*), min(seq), max(seq), max(received_at) FROM device_audit WHERE device_id = ?",
+        [device_id]).fetchone()
+    if not n:
+        return {"audit_records": 0, "audit_range": None, "audit_missing": None, "audit_last_at": None}
+    missing = (last - first + 1 - n) + (first - 1)  # gaps inside the range, and records before the first held
+    return {"audit_records": n, "audit_range": f"{first}-{last}", "audit_missing": missing,
+            "audit_last_at": dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)}
 
 
 def _health_fields(latest) -> dict:
