@@ -1,7 +1,18 @@
 """Central configuration: TOML into frozen dataclasses; unknown keys are errors
-naming the key path. Secrets (TLS key, data private keys) are files; relative
-key paths are looked up in ``$CREDENTIALS_DIRECTORY`` first, then beside the
-config file."""
+naming the key path.
+
+One rule for relative paths: ``data_dir`` resolves beside the config file;
+every other relative path resolves under ``data_dir`` (secrets, i.e. private
+keys and passphrase / webhook secret files, are looked up in
+``$CREDENTIALS_DIRECTORY`` first, where systemd's ``LoadCredential=`` puts
+them). Until 2026-12 the ``[mqtt]`` files resolved beside the config file; a
+config that relied on that still works when the file exists only there, and
+says once how to fix it (:attr:`CentralConfig.notices`, ``config check``).
+
+The ``[mqtt]`` files default to what ``alpr-central ca init`` issues: the CA
+certificate (``[ca] cert_file``) and the first collector's certificate and
+key beside it (``ca/collector.<name>.crt``), so a config needs no ``[mqtt]``
+paths at all."""
 
 from __future__ import annotations
 
@@ -49,9 +60,9 @@ class Mqtt:
     host: str = "localhost"
     port: int = 8883
     tls: bool = True
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
+    ca_file: str = ""      # empty = [ca] cert_file
+    cert_file: str = ""    # empty = ca/collector.<first of [broker] collectors>.crt beside the CA certificate
+    key_file: str = ""     # empty = that certificate's key (.key)
     client_id: str = "collector-1"
     share_group: str = "collectors"
     topic_prefix: str = "alpr/v1/devices"
@@ -216,7 +227,7 @@ class Ca:
 @dataclasses.dataclass(frozen=True)
 class Enrollment:
     """The HTTPS enrollment endpoint (central/fleet/enrollment.py) and what new devices are told."""
-    bind: str = "0.0.0.0"
+    bind: str = "127.0.0.1"          # loopback unless configured: set the address cameras reach central at
     port: int = 8443
     server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
     cert_file: str = "ca/enrollment.crt"
@@ -342,6 +353,9 @@ class CentralConfig:
     hotlist: Hotlist = Hotlist()
     console: Console = Console()
     alerts: Alerts = Alerts()
+    # What the admin should change although the config works (a path found only by the old rule);
+    # 'config check' lists them, every command prints them once.
+    notices: tuple[str, ...] = ()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -397,12 +411,6 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     elif store.type == "postgresql":
         raise ConfigError("store.url: required for the postgresql store (postgresql://user@host/db)")
     mqtt = _section(Mqtt, doc.get("mqtt", {}), "mqtt")
-    if mqtt.tls and not (mqtt.ca_file and mqtt.cert_file and mqtt.key_file):
-        raise ConfigError("mqtt.ca_file, mqtt.cert_file and mqtt.key_file are required when mqtt.tls is true")
-    mqtt = dataclasses.replace(
-        mqtt, ca_file=str(resolve(mqtt.ca_file, base)) if mqtt.ca_file else "",
-        cert_file=str(resolve(mqtt.cert_file, base)) if mqtt.cert_file else "",
-        key_file=str(resolve(mqtt.key_file, base, credential=True)) if mqtt.key_file else "")
     keys = _section(Keys, doc.get("keys", {}), "keys")
     keys = Keys(tuple(str(resolve(k, data_dir, credential=True)) for k in keys.data_private_keys))
     query = _section(Query, doc.get("query", {}), "query")
@@ -419,10 +427,41 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     sharing = _section(Sharing, doc.get("sharing", {}), "sharing")
     sharing = dataclasses.replace(sharing, signing_key=str(resolve(sharing.signing_key, data_dir, credential=True)))
     policy = _section(Policy, doc.get("policy", {}), "policy")
+    devices = _device_sections(doc, data_dir)
+    mqtt, notices = _mqtt_files(mqtt, devices["ca"], devices["broker"], base, data_dir)
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
-                         mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir),
+                         mqtt, keys, query, retention, sharing, policy), **devices,
                                hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
-                               alerts=_alerts(doc.get("alerts", {})))
+                               alerts=_alerts(doc.get("alerts", {})), notices=notices)
+
+
+def _mqtt_files(mqtt: Mqtt, ca: Ca, broker: BrokerSection, base: Path, data_dir: Path) -> tuple[Mqtt, tuple[str, ...]]:
+    """The collector's TLS files: empty = what ``ca init`` issues; relative =
+    under data_dir, or, for a config written for the old rule, beside the
+    config file when the file exists only there (with a notice saying the fix)."""
+    if not mqtt.tls:
+        return mqtt, ()
+    ca_dir = Path(ca.cert_file).parent
+    default = {"ca_file": Path(ca.cert_file), "cert_file": ca_dir / f"collector.{broker.collectors[0]}.crt",
+               "key_file": ca_dir / f"collector.{broker.collectors[0]}.key"}
+    files, notices = {}, []
+    for name, fallback in default.items():
+        given = getattr(mqtt, name)
+        if not given:
+            files[name] = str(fallback)
+            continue
+        new = resolve(given, data_dir, credential=name == "key_file")
+        old = base / given
+        if not Path(given).is_absolute() and not new.exists() and old.exists() and old != new:
+            new = old
+            try:
+                fix = str(old.relative_to(data_dir))
+            except ValueError:
+                fix = str(old)
+            notices.append(f"mqtt.{name} = \"{given}\" was found beside the config file ({old}), by the old rule; "
+                           f"relative paths now resolve under data_dir ({data_dir}): set mqtt.{name} = \"{fix}\"")
+        files[name] = str(new)
+    return dataclasses.replace(mqtt, **files), tuple(notices)
 
 
 def load(path) -> CentralConfig:

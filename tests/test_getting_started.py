@@ -1,8 +1,10 @@
 """docs/getting-started.md, followed literally: every ``sh`` block is run in
 order with bash (HOME is a temporary folder, this venv first on PATH), lines
 marked ``# keeps running`` in the background; the ``sh install`` block is
-skipped (this venv is the installation) and free ports replace 8883 and 8443.
-The last block, the first search, must find a read within 120 s."""
+skipped (this venv is the installation), as are the ``sh not run here``
+blocks after the first search (another machine's names, root, systemd), and
+free ports replace 8883 and 8443. The first search must find a read within
+120 s."""
 
 from __future__ import annotations
 

@@ -31,11 +31,22 @@ class TempFailure(click.ClickException):
     exit_code = EX_TEMPFAIL
 
 
+_told: set[str] = set()
+
+
 def load_config(path: str) -> config_mod.CentralConfig:
+    """The config, or exit 78. What the admin should change although it works
+    (:attr:`~central.config.CentralConfig.notices`) goes to stderr, once per
+    process."""
     try:
-        return config_mod.load(path)
+        cfg = config_mod.load(path)
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
+    for notice in cfg.notices:
+        if notice not in _told:
+            _told.add(notice)
+            click.echo(f"warning: {path}: {notice}", err=True)
+    return cfg
 
 
 def open_store(cfg):

@@ -129,7 +129,9 @@ def ca_init(config_path: str, name: str, days: int) -> None:
     central.collector.NAME).
 
     Host-admin step, no user token: it runs before 'user bootstrap' (it needs
-    only write access to the CA directory) and changes no registry state."""
+    only write access to the CA directory) and changes no registry state. It
+    needs no [mqtt] paths: their defaults are the CA certificate and the first
+    collector's certificate and key it issues."""
     cfg = _load(config_path)
     from ..fleet import pki
     from ..fleet.ca import init_ca, read_passphrase
@@ -139,7 +141,8 @@ def ca_init(config_path: str, name: str, days: int) -> None:
         ca = _ca(cfg)
         ca_dir = Path(cfg.ca.cert_file).parent
         for label, cn, names, cert, key in (
-                ("broker", cfg.enrollment.broker_host, (cfg.enrollment.broker_host, "localhost", "127.0.0.1"),
+                ("broker", cfg.enrollment.broker_host,
+                 (cfg.enrollment.broker_host, *cfg.enrollment.server_names, "localhost", "127.0.0.1"),
                  cfg.broker.cert_file, cfg.broker.key_file),
                 ("enrollment", cfg.enrollment.server_names[0], cfg.enrollment.server_names,
                  cfg.enrollment.cert_file, cfg.enrollment.key_file)):

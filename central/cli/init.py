@@ -11,6 +11,7 @@ prints the next three commands. It refuses a folder that already holds a
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from pathlib import Path
@@ -22,20 +23,17 @@ CONFIG_TEMPLATE = """\
 # Central's configuration, written by 'alpr-central init'. Check it with
 #   alpr-central config check --config {config}
 #
-# Where relative paths resolve:
-#   - data_dir and the [mqtt] files: beside this file;
-#   - everything else ([keys], [sharing], [ca], [enrollment], [broker], [console],
-#     the store): under data_dir.
-# Secrets (private keys) are looked up in $CREDENTIALS_DIRECTORY first when systemd
-# passes them with LoadCredential=.
+# Where relative paths resolve: data_dir beside this file; every other relative
+# path in this file under data_dir. Secrets (private keys) are looked up in
+# $CREDENTIALS_DIRECTORY first when systemd passes them with LoadCredential=.
 data_dir = "data"                      # {data}
 
 [mqtt]                                 # how the collector reaches the broker
 host = "127.0.0.1"
 port = {port}
-ca_file = "data/ca/ca.crt"             # central's CA: the broker's certificate must chain to it
-cert_file = "data/ca/collector.main.crt"   # the collector's client certificate (identity central.collector.main)
-key_file = "data/ca/collector.main.key"    # its private key (0600)
+ca_file = "ca/ca.crt"                  # central's CA: the broker's certificate must chain to it
+cert_file = "ca/collector.main.crt"    # the collector's client certificate (identity central.collector.main)
+key_file = "ca/collector.main.key"     # its private key (0600)
 client_id = "central.collector.main"
 
 [keys]
@@ -51,10 +49,10 @@ cert_file = "ca/ca.crt"                # give it to devices (alpr-edge provision
 [enrollment]                           # the HTTPS endpoint 'alpr-edge provision' talks to ('alpr-central enroll serve')
 bind = "127.0.0.1"                     # loopback until you open it to the camera network
 port = {enroll_port}
-server_names = ["localhost", "127.0.0.1"]   # names on its certificate: add the host name devices use
+server_names = {server_names}   # names on its certificate (init --host): the first is the one tokens name
 cert_file = "ca/enrollment.crt"
 key_file = "ca/enrollment.key"
-broker_host = "127.0.0.1"              # how devices reach the broker (told to them at enrollment)
+broker_host = "{broker_host}"              # how devices reach the broker (told to them at enrollment; on its certificate)
 broker_port = {port}
 
 [broker]                               # Mosquitto, configured from the registry ('alpr-central broker run')
@@ -88,15 +86,20 @@ def _run_as() -> str:
               help="The broker's MQTT/TLS port.")
 @click.option("--enrollment-port", default=8443, show_default=True, type=click.IntRange(1, 65535),
               help="The enrollment endpoint's HTTPS port.")
+@click.option("--host", "hosts", multiple=True, metavar="NAME",
+              help="A name or address cameras reach this machine by, put on the broker's and enrollment "
+                   "endpoint's certificates (repeat; the first is the one devices are told). Default: loopback only.")
 @click.option("--token-out", type=click.Path(dir_okay=False),
               help="Write the first admin's token to this file (0600) instead of showing it.")
 @click.pass_context
 def init(ctx: click.Context, directory: str, admin_name: str, organization: str, port: int, enrollment_port: int,
-         token_out: str | None) -> None:
+         hosts: tuple[str, ...], token_out: str | None) -> None:
     """Create a complete central home in DIRECTORY: config (every path
     explained), data and signing keys, CA with the broker's, enrollment
     endpoint's and collector's certificates, broker config and the first
-    admin account (its token shown once). Prints the next three commands."""
+    admin account (its token shown once). Prints the next three commands.
+    Everything listens on loopback until you set [broker] bind and
+    [enrollment] bind; --host puts the name cameras use on the certificates."""
     home = Path(directory).resolve()
     config = home / "central.toml"
     if config.exists():
@@ -106,8 +109,11 @@ def init(ctx: click.Context, directory: str, admin_name: str, organization: str,
     # Private keys are 0600 files; the folder lets run_as (Mosquitto) pass through to its own files only.
     (home / "data").mkdir(exist_ok=True)
     (home / "data").chmod(0o711 if run_as else 0o700)
+    names = list(dict.fromkeys([*hosts, "localhost", "127.0.0.1"]))
     config.write_text(CONFIG_TEMPLATE.format(config=config, data=home / "data", port=port,
-                                             enroll_port=enrollment_port, run_as=run_as))
+                                             enroll_port=enrollment_port, run_as=run_as,
+                                             server_names=json.dumps(names), broker_host=names[0]
+                                             if hosts else "127.0.0.1"))
     config.chmod(0o600)
     click.echo(f"config      {config}")
     root = ctx.find_root().command

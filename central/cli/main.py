@@ -153,7 +153,8 @@ def config_group() -> None:
 def config_check(config_path: str) -> None:
     """Validate the config file and the key and certificate files it names
     (each must hold a key / certificate of the right kind); exit 78 naming the
-    key path on any error."""
+    key path on any error. A path found only by the old rule (an [mqtt] file
+    beside the config file) is a warning with the exact fix."""
     cfg = _load(config_path)
     from ..ingest.keys import load_opener
     try:
@@ -165,7 +166,8 @@ def config_check(config_path: str) -> None:
     if problems:
         raise ConfigFailure("; ".join(str(p) for p in problems))
     where = cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.url} (governance in {cfg.store.path})"
-    click.echo(f"ok: store {cfg.store.type} at {where}, broker {cfg.mqtt.host}:{cfg.mqtt.port}")
+    warned = f" ({len(cfg.notices)} warning(s) above: the config works, but change it)" if cfg.notices else ""
+    click.echo(f"ok: store {cfg.store.type} at {where}, broker {cfg.mqtt.host}:{cfg.mqtt.port}{warned}")
 
 
 @main.group()

@@ -27,6 +27,9 @@ def load_opener(paths) -> Opener:
     for i, path in enumerate(paths):
         try:
             keys.append(load_private_key(Path(path).read_bytes()))
+        except FileNotFoundError:
+            raise ConfigError(f"keys.data_private_keys[{i}]: {path} does not exist (create it: alpr-central keys "
+                              f"init --private {path} --public {Path(path).with_suffix('.pub.pem')})") from None
         except OSError as exc:
             raise ConfigError(f"keys.data_private_keys[{i}]: cannot read {path}: {exc.strerror}") from None
         except ValueError as exc:
