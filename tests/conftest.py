@@ -250,3 +250,25 @@ def business_on_file(db, business_id: str) -> None:
     finally:
         if conn is not db:
             conn.close()
+
+
+def central_cli(tmp_path: Path, monkeypatch, toml: str = ""):
+    """A central.toml in ``tmp_path`` (data in ``tmp_path/central``, no TLS,
+    then ``toml``) and ``run(*args, token=None, env=None)``: ``alpr-central``
+    through click, ``--config`` after the command and, with ``token``, the token
+    file ``tmp_path/TOKEN.token``. No token from the environment leaks in."""
+    from click.testing import CliRunner
+
+    from central.cli import main
+    monkeypatch.delenv("ALPR_TOKEN", raising=False)
+    monkeypatch.delenv("ALPR_TOKEN_FILE", raising=False)
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n{toml}')
+    runner = CliRunner()
+
+    def run(*args, token=None, env=None):
+        extra = ["--token-file", str(tmp_path / f"{token}.token")] if token else []
+        n = 1 if args[0] == "query" else 2
+        return runner.invoke(main, [*args[:n], "--config", str(cfg), *extra, *args[n:]], env=env)
+
+    return cfg, run

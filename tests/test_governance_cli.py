@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from central.cli import main
-from conftest import business_on_file
+from conftest import business_on_file, central_cli
 from central.config import load
 from central.store.sqlite import SQLiteStore
 from edge_agent.wire import PlateRead, new_read_id
@@ -19,18 +19,7 @@ from edge_agent.wire import PlateRead, new_read_id
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.delenv("ALPR_TOKEN", raising=False)
-    monkeypatch.delenv("ALPR_TOKEN_FILE", raising=False)
-    cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
-                   '[query]\npurposes = ["stolen-vehicle"]\n[retention]\nnon_hit_days = 30\n')
-    runner = CliRunner()
-
-    def run(*args, token=None):
-        extra = ["--token-file", str(tmp_path / f"{token}.token")] if token else []
-        n = 1 if args[0] == "query" else 2
-        return runner.invoke(main, [*args[:n], "--config", str(cfg), *extra, *args[n:]])
-
+    cfg, run = central_cli(tmp_path, monkeypatch, '[query]\npurposes = ["stolen-vehicle"]\n[retention]\nnon_hit_days = 30\n')
     return tmp_path, cfg, run
 
 

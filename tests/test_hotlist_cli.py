@@ -89,10 +89,13 @@ def test_hits_workflow_and_watch(env):
     [line] = res.stdout.splitlines()
     assert json.loads(line)["hit_id"] == hit_id
     res = run("hits", "list", user="otto")
-    assert "listed 7ABC123" in res.stdout and "unverified" in res.stdout
+    header, row, total = res.stdout.splitlines()
+    assert header.split() == ["hit", "captured", "read", "listed", "match", "list", "camera", "status"]
+    assert row.split()[4:] == ["7ABC123", "7ABC123", "exact", "svs", "(stolen-vehicle)", "cam-a/lane-1", "unverified"]
+    assert total == "1 hit(s)"
     crop = tmp_path / "crop.jpg"
     res = run("hits", "show", str(hit_id), "--save-crop", str(crop), user="sue")
-    assert res.exit_code == 0 and crop.read_bytes() == b"\xff\xd8crop" and "source LAPD ref V-1" in res.stdout
+    assert res.exit_code == 0 and crop.read_bytes() == b"\xff\xd8crop" and "LAPD, ref V-1" in res.stdout
     assert crop.stat().st_mode & 0o777 == 0o600
     res = run("hits", "close", str(hit_id), "--disposition", "dispatched", user="otto")
     assert res.exit_code == 1 and "not actionable" in res.stderr

@@ -18,23 +18,12 @@ from central.cli import main
 from central.errors import PermissionDenied, PolicyError
 from central.governance.report import parse_period
 from central.governance.users import PERMISSION_WORDS, Permission, Role, User, require
-from conftest import business_on_file
+from conftest import business_on_file, central_cli
 
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    monkeypatch.delenv("ALPR_TOKEN", raising=False)
-    monkeypatch.delenv("ALPR_TOKEN_FILE", raising=False)
-    cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
-                   '[query]\npurposes = ["stolen-vehicle"]\n')
-    runner = CliRunner()
-
-    def run(*args, token=None):
-        extra = ["--token-file", str(tmp_path / f"{token}.token")] if token else []
-        n = 1 if args[0] == "query" else 2
-        return runner.invoke(main, [*args[:n], "--config", str(cfg), *extra, *args[n:]])
-
+    cfg, run = central_cli(tmp_path, monkeypatch, '[query]\npurposes = ["stolen-vehicle"]\n')
     assert run("user", "bootstrap", "--name", "ada", "--organization", "City PD", "--token-out",
                str(tmp_path / "ada.token")).exit_code == 0
     return tmp_path, cfg, run
@@ -69,8 +58,9 @@ def test_audit_log_limit_shows_the_newest_and_says_more_exist(site):
                    str(tmp_path / f"op{i}.token"), token="ada").exit_code == 0
     every = [json.loads(line) for line in run("audit", "log", "--json", token="ada").output.splitlines()]
     shown = run("audit", "log", "--limit", "3", "--json", token="ada")
-    newest = [json.loads(line) for line in shown.output.splitlines()]
+    newest = [json.loads(line) for line in shown.stdout.splitlines()]
     assert [e["seq"] for e in newest] == [e["seq"] for e in every[-3:]]   # the newest three, in order
+    assert "showing the newest 3 entries; older ones match too" in shown.stderr   # stdout stays JSON lines
     table = run("audit", "log", "--limit", "3", token="ada").output
     assert "showing the newest 3 entries; older ones match too" in table
     assert "older ones" not in run("audit", "log", "--limit", "100", token="ada").output

@@ -111,11 +111,10 @@ def _user_table(users: list[User], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([_user_doc(u) for u in users], indent=1))
         return
-    click.echo(f"{'user':<20} {'role':<11} {'organization':<24} {'status':<9} last active (UTC)")
-    for u in users:
-        last = u.last_active_at.strftime("%Y-%m-%d %H:%M") if u.last_active_at else "never"
-        click.echo(f"{u.name:<20} {u.role.value:<11} {u.organization[:24]:<24} "
-                   f"{'disabled' if u.disabled else 'enabled':<9} {last}")
+    click.echo(out.table(["user", "role", "status", "last active", "organization"],
+                         [[u.name, u.role.value, "disabled" if u.disabled else "enabled",
+                           out.when(u.last_active_at) if u.last_active_at else "never", u.organization]
+                          for u in users]))
 
 
 @user_group.command("list")
@@ -229,14 +228,17 @@ def audit_log(config_path, token_file, since, until, action, who, limit, as_json
         require(s.user, Permission.READ_AUDIT)
         newest = AccessLog(s.conn).entries(since=_when(since, "--since"), until=_when(until, "--until"),
                                            action=action, user=who, limit=limit + 1, newest_first=True)
-    more = len(newest) > limit
     entries = list(reversed(newest[:limit]))
-    if as_json:
+    note = out.more_note(limit, "entries", "raise --limit or narrow with --since/--until") \
+        if len(newest) > limit else None
+    if as_json:   # JSON lines; the note on stderr, so stdout stays data
         for e in entries:
             click.echo(json.dumps({"seq": e.seq, "at": e.at.isoformat(), "user": e.user,
                                    "organization": e.organization, "action": e.action, "purpose": e.purpose,
                                    "case_number": e.case_number, "detail": e.detail,
                                    "result_count": e.result_count, "hash": e.hash}))
+        if note:
+            click.echo(note, err=True)
         return
     if not entries:
         click.echo("no access-log entries match")
@@ -244,9 +246,8 @@ def audit_log(config_path, token_file, since, until, action, who, limit, as_json
     click.echo(out.table(["seq", "at (UTC)", "user", "action", "purpose", "case", "results"],
                          [[e.seq, e.at.strftime("%Y-%m-%d %H:%M:%S"), e.user, e.action, e.purpose, e.case_number,
                            e.result_count] for e in entries]))
-    if more:
-        click.echo(f"showing the newest {limit} entries; older ones match too (raise --limit or narrow with "
-                   "--since/--until)")
+    if note:
+        click.echo(note)
 
 
 @audit_group.command("device")

@@ -5,6 +5,7 @@ writes the access log. See docs/hotlists.md."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 
 import click
 
+from . import output as out
 from .common import config_option
 from .common import parse_when as _when
 from .session import Session, json_option, token_option
@@ -32,7 +34,7 @@ def _entry_json(e) -> dict:
 
 
 def _echo_json(value) -> None:
-    click.echo(json.dumps(value, indent=1, sort_keys=True))
+    click.echo(out.dumps(value))
 
 
 @click.group("hotlist")
@@ -52,8 +54,7 @@ def hotlist_categories(config_path, token_file, as_json) -> None:
     if as_json:
         _echo_json([{"category": c, "max_days": d} for c, d in cfg.hotlist.categories])
         return
-    for c, d in cfg.hotlist.categories:
-        click.echo(f"{c:<20} entries expire within {d} days")
+    click.echo(out.table(["category", "entries expire within"], [[c, f"{d} days"] for c, d in cfg.hotlist.categories]))
 
 
 @hotlist_group.command("create")
@@ -190,9 +191,12 @@ def hotlist_list(config_path, token_file, as_json) -> None:
                      "active_entries": x.active_entries, "created_by": x.created_by,
                      "created_at": x.created_at.isoformat()} for x in lists])
         return
-    click.echo(f"{'list':<24} {'category':<18} {'version':>7} {'active':>9}")
-    for x in lists:
-        click.echo(f"{x.name:<24} {x.category:<18} {x.version:>7} {x.active_entries:>9}")
+    if not lists:
+        click.echo("no hotlists yet (alpr-central hotlist create)")
+        return
+    click.echo(out.table(["list", "category", "version", "active entries", "created by", "description"],
+                         [[x.name, x.category, x.version, x.active_entries, x.created_by, x.description]
+                          for x in lists]))
 
 
 @hotlist_group.command("show")
@@ -213,20 +217,25 @@ def hotlist_show(config_path, token_file, name, version, include_inactive, histo
                 _echo_json([{"version": v.version, "at": v.at.isoformat(), "user": v.user, "action": v.action,
                              "counts": v.counts} for v in versions])
                 return
-            for v in versions:
-                click.echo(f"v{v.version:<5} {v.at:%Y-%m-%d %H:%M:%S} {v.user:<16} {v.action:<16} "
-                           f"{json.dumps(v.counts, sort_keys=True)}")
+            click.echo(out.table(["version", "at", "by", "action", "changes"],
+                                 [[v.version, out.when(v.at), v.user, v.action,
+                                   {k: n for k, n in sorted(v.counts.items()) if n}] for v in versions]))
             return
         entries = lists.entries(s.user, name, version=version, include_inactive=include_inactive)
     if as_json:
         _echo_json([_entry_json(e) for e in entries])
         return
-    click.echo(f"{'id':>8} {'plate':<10} {'st':<3} {'expires (UTC)':<17} {'source':<20} {'ref':<16} reason")
-    for e in entries:
-        flag = "" if e.removed_version is None else f"  (removed v{e.removed_version})"
-        click.echo(f"{e.entry_id:>8} {e.plate:<10} {e.state:<3} {e.expires_at:%Y-%m-%d %H:%M}  "
-                   f"{e.source_agency[:20]:<20} {e.source_ref[:16]:<16} {e.reason[:40]}{flag}")
+    now = dt.datetime.now(dt.timezone.utc)
+    click.echo(out.table(["entry", "plate", "state", "status", "expires", "source", "ref", "case", "reason"],
+                         [[e.entry_id, e.plate, e.state, _entry_status(e, now), out.when(e.expires_at),
+                           e.source_agency, e.source_ref, e.case_number, e.reason] for e in entries]))
     click.echo(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+
+
+def _entry_status(e, now: dt.datetime) -> str:
+    if e.removed_version is not None:
+        return f"removed in v{e.removed_version}"
+    return "active" if e.expires_at > now else "expired"
 
 
 # -- hits ---------------------------------------------------------------------------
@@ -235,11 +244,22 @@ def hits_group() -> None:
     """Hits: reads that matched a hotlist entry; verify each before any action."""
 
 
+def _kind(h) -> str:
+    return h.match_kind if h.match_kind == "exact" else f"POSSIBLE ({h.match_kind})"
+
+
 def _hit_line(h) -> str:
-    kind = h.match_kind if h.match_kind == "exact" else f"POSSIBLE/{h.match_kind}"
-    plate = h.read_plate or h.matched_text
-    return (f"#{h.hit_id:<6} {h.captured_at:%Y-%m-%d %H:%M:%S} read {plate:<10} listed {h.entry['plate']:<10} "
-            f"{kind:<20} {h.list_name}/{h.category:<16} {h.device_id}/{h.camera_id}  {h.status}")
+    """One hit on one line (for 'hits watch', a stream that cannot wait for a table)."""
+    return (f"hit {h.hit_id}  {out.when(h.captured_at)}  read {h.read_plate or h.matched_text}  listed "
+            f"{h.entry['plate']}  {_kind(h)}  {h.list_name} ({h.category})  {h.device_id}/{h.camera_id}  {h.status}")
+
+
+def _hit_row(h) -> list:
+    return [h.hit_id, out.when(h.captured_at), h.read_plate or h.matched_text, h.entry["plate"], _kind(h),
+            f"{h.list_name} ({h.category})", f"{h.device_id}/{h.camera_id}", h.status]
+
+
+HIT_HEADERS = ["hit", "captured", "read", "listed", "match", "list", "camera", "status"]
 
 
 @hits_group.command("watch")
@@ -276,15 +296,22 @@ def hits_watch(config_path, token_file, after, duration, as_json) -> None:
 def hits_list(config_path, token_file, since, until, status, limit, as_json) -> None:
     """Hits, newest first."""
     with Session(config_path, token_file) as s:
-        hits = _book(s).list(s.user, since=_when(since, "--since"), until=_when(until, "--until"), status=status,
-                             limit=limit)
-    if as_json:
+        hits, more = _book(s).page(s.user, since=_when(since, "--since"), until=_when(until, "--until"),
+                                   status=status, limit=limit)
+    note = out.more_note(limit, "hits", "raise --limit or narrow with --since/--until/--status") if more else None
+    if as_json:   # JSON lines, one hit each; the note on stderr, so stdout stays data
         for h in hits:
             click.echo(json.dumps(h.as_dict(), sort_keys=True))
+        if note:
+            click.echo(note, err=True)
         return
-    for h in hits:
-        click.echo(_hit_line(h))
+    if not hits:
+        click.echo("no hits match")
+        return
+    click.echo(out.table(HIT_HEADERS, [_hit_row(h) for h in hits]))
     click.echo(f"{len(hits)} hit(s)")
+    if note:
+        click.echo(note)
 
 
 @hits_group.command("show")
@@ -308,19 +335,30 @@ def hits_show(config_path, token_file, hit_id, save_crop, save_context, as_json)
     if as_json:
         _echo_json(h.as_dict(images=True))
         return
-    click.echo(_hit_line(h))
     e = h.entry
-    click.echo(f"  entry {h.entry_id} (list {h.list_name} v{h.list_version}, {h.category}): {e['plate']} "
-               f"{e['state']} - {e['reason']}; source {e['source_agency']} ref {e['source_ref']}"
-               + (f"; case {e['case_number']}" if e["case_number"] else "") + f"; expires {e['expires_at']}")
-    loc = f"{h.latitude:.5f},{h.longitude:.5f} heading {h.heading}" if h.latitude is not None else "unknown"
-    click.echo(f"  read {h.read_id} confidence {h.confidence} at {loc}; crop "
-               f"{'yes' if h.crop_jpeg else 'no'}, context {'yes' if h.context_jpeg else 'no'}")
-    for step, value, by, at in (("visual check", h.visual and (h.visual + (f" ({h.visual_text})" if h.visual_text
-                                                                            else "")), h.visual_by, h.visual_at),
-                                ("source check", h.source, h.source_by, h.source_at),
-                                ("disposition", h.disposition, h.disposition_by, h.disposition_at)):
-        click.echo(f"  {step:<13} {value or '-'}" + (f"  by {by} at {at:%Y-%m-%d %H:%M:%S}" if by else ""))
+    where = "unknown"
+    if h.latitude is not None:
+        where = f"{h.latitude:.5f}, {h.longitude:.5f}" + (f", heading {h.heading:g}" if h.heading is not None else "")
+
+    def step(value, by, at):
+        return f"{value} (by {by}, {out.when(at)})" if by else value
+
+    visual = h.visual and (h.visual + (f": the image shows {h.visual_text}" if h.visual_text else ""))
+    click.echo(out.fields([
+        ("hit", f"{h.hit_id}" + ("  ACTIONABLE" if h.actionable and not h.disposition else "")),
+        ("status", h.status), ("match", _kind(h)),
+        ("read", f"{h.read_plate or h.matched_text} ({h.read_id})"),
+        ("confidence", f"{h.confidence:.3f}" if h.confidence is not None else None),
+        ("captured", out.when(h.captured_at)), ("camera", f"{h.device_id}/{h.camera_id}"), ("location", where),
+        ("images", f"crop {'yes' if h.crop_jpeg else 'no'}, context {'yes' if h.context_jpeg else 'no'}"),
+        ("entry", f"{h.entry_id}: {e['plate']} {e['state']}".rstrip()),
+        ("list", f"{h.list_name} version {h.list_version} ({h.category})"),
+        ("reason", e["reason"]), ("source", f"{e['source_agency']}, ref {e['source_ref']}"),
+        ("case", e["case_number"]), ("entry expires", out.when(e["expires_at"])),
+        ("visual check", step(visual, h.visual_by, h.visual_at)),
+        ("source check", step(h.source, h.source_by, h.source_at)),
+        ("disposition", step(h.disposition, h.disposition_by, h.disposition_at)),
+        ("note", h.note)]))
 
 
 def _step_output(h, as_json) -> None:
@@ -392,11 +430,14 @@ def hits_deliveries(config_path, token_file, hit_id, as_json) -> None:
     if as_json:
         _echo_json(rows)
         return
+    if not rows:
+        click.echo(f"hit {hit_id} has no webhook deliveries")
+        return
+    click.echo(out.table(["receiver", "attempt", "at", "HTTP status", "took", "result"],
+                         [[d["endpoint"], a["attempt"], out.when(a["at"]), a["status_code"], f"{a['seconds']:.2f} s",
+                           a["error"] or "ok"] for d in rows for a in d["history"]]))
     for d in rows:
-        click.echo(f"{d['endpoint']:<16} {d['status']:<10} attempts {d['attempts']}")
-        for a in d["history"]:
-            click.echo(f"    #{a['attempt']} {a['at']} {a['status_code'] or '-'} {a['error'] or 'ok'} "
-                       f"({a['seconds']:.2f}s)")
+        click.echo(f"{d['endpoint']}: {d['status']} after {d['attempts']} attempt(s)")
 
 
 COMMANDS = (hotlist_group, hits_group)

@@ -237,7 +237,10 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
             store.close()
     except (QueryError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
+    shown_limit = min(limit, cfg.query.max_results)
     if as_json:
+        if len(results) >= shown_limit:   # on stderr: stdout stays one read per line
+            click.echo(f"the limit of {shown_limit} was reached: older reads may match too", err=True)
         for item in results:
             r = item.read
             click.echo(json.dumps({
@@ -258,7 +261,6 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
                          [[item.read.captured_at.strftime("%Y-%m-%d %H:%M:%S"), item.read.plate,
                            f"{item.read.confidence:.3f}", item.read.camera_id, item.read.device_id,
                            item.read.read_id] for item in results]))
-    shown_limit = min(limit, cfg.query.max_results)
     if len(results) >= shown_limit:   # the search stopped at the limit: more reads may match
         click.echo(f"{len(results)} read(s), the newest; the limit of {shown_limit} was reached, so older reads may "
                    "match too: narrow --since/--until" + (f" or raise --limit (up to {cfg.query.max_results})"

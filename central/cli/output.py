@@ -83,11 +83,28 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], *, width: int | None
     return "\n".join([line(list(headers))] + [line(r) for r in cells])
 
 
-def more_note(shown: int, limit: int, hint: str) -> str | None:
-    """The line that says a --limit left results out (None when it did not)."""
-    if shown <= limit:
-        return None
-    return f"showing the first {limit}; more match ({hint})"
+def more_note(limit: int, what: str, hint: str) -> str:
+    """The line that says a --limit left older results out."""
+    return f"showing the newest {limit} {what}; older ones match too ({hint})"
+
+
+def fields(pairs: Sequence[tuple[str, object]]) -> str:
+    """One record as aligned ``label  value`` lines; values through :func:`value`."""
+    width = max((len(label) for label, _ in pairs), default=0)
+    return "\n".join(f"{label.ljust(width)}  {value(v)}" for label, v in pairs)
+
+
+def dumps(doc) -> str:
+    """``--json`` output: real JSON (times as ISO 8601, nested values as values, never as strings of JSON)."""
+    return json.dumps(doc, indent=1, sort_keys=True, default=_json_default)
+
+
+def _json_default(v):
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v.isoformat()
+    if isinstance(v, (set, frozenset, tuple)):
+        return list(v)
+    raise TypeError(f"{type(v).__name__} is not JSON")
 
 
 def as_json_value(text):

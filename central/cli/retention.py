@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..governance.audit import utcnow
+from . import output as out
 from .common import config_option
 from .common import load_config as _load
 from .common import parse_when as _when
@@ -110,10 +111,10 @@ def hold_release(config_path, token_file, hold_id, reason) -> None:
 @json_option
 def hold_list(config_path, token_file, as_json) -> None:
     """List holds; flags those past their review date."""
-    from ..governance.users import Permission
+    from ..governance.users import Permission, in_words
     with Session(config_path, token_file) as s:
         if not (s.user.can(Permission.REQUEST_HOLD) or s.user.can(Permission.READ_AUDIT)):
-            raise click.ClickException(f"role {s.user.role.value} may not list holds")
+            raise click.ClickException(f"{in_words(s.user)} may not list holds")
         holds = _governor(s).holds()
     today = utcnow().date()
     if as_json:
@@ -123,11 +124,15 @@ def hold_list(config_path, token_file, as_json) -> None:
                                 "requested_by": h.requested_by, "approved_by": h.approved_by} for h in holds],
                               indent=1))
         return
-    click.echo(f"{'id':>4} {'case':<16} {'status':<9} {'review on':<11} {'plates':>6}  range")
-    for h in holds:
-        flag = "  REVIEW DUE" if h.review_due(today) else ""
-        click.echo(f"{h.hold_id:>4} {h.case_number[:16]:<16} {h.status:<9} {h.review_on.isoformat():<11} "
-                   f"{len(h.plates) or 'all':>6}  {h.since:%Y-%m-%d}..{h.until:%Y-%m-%d}{flag}")
+    if not holds:
+        click.echo("no legal holds")
+        return
+    click.echo(out.table(["hold", "case", "status", "review on", "plates", "reads from", "reads until", "requested by",
+                          "approved by"],
+                         [[h.hold_id, h.case_number, h.status,
+                           h.review_on.isoformat() + ("  REVIEW DUE" if h.review_due(today) else ""),
+                           len(h.plates) or "all", out.when(h.since), out.when(h.until), h.requested_by, h.approved_by]
+                          for h in holds]))
 
 
 # -- report -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import click
 
 from ..governance.bundle import init_signing_key, load_signing_key, load_verify_key, verify_bundle
+from . import output as out
 from .session import Session, json_option, parse_date, token_option
 from .common import config_option
 from .common import parse_when as _when
@@ -96,7 +97,6 @@ def agreements(config_path, token_file, as_json) -> None:
                                 "expires_on": a.expires_on.isoformat(), "purposes": list(a.purposes),
                                 "status": why} for a, why in rows], indent=1))
         return
-    from . import output as out
     click.echo(out.table(["agreement", "agency", "type", "state", "expires", "status"],
                          [[a.agreement_id, a.agency, a.agency_type, a.jurisdiction, a.expires_on.isoformat(), why]
                           for a, why in rows]))
@@ -155,20 +155,25 @@ def share_deny(config_path, token_file, request_id, note) -> None:
 @json_option
 def share_requests(config_path, token_file, status, as_json) -> None:
     """List sharing requests."""
-    from ..governance.users import Permission
+    from ..governance.users import Permission, in_words
     with Session(config_path, token_file) as s:
         if not (s.user.can(Permission.REQUEST_SHARE) or s.user.can(Permission.READ_AUDIT)):
-            raise click.ClickException(f"role {s.user.role.value} may not list sharing requests")
+            raise click.ClickException(f"{in_words(s.user)} may not list sharing requests")
         reqs = _registry(s).requests(status)
     if as_json:
-        click.echo(json.dumps([{"request_id": r.request_id, "agreement_id": r.agreement_id, "status": r.status,
-                                "case_number": r.case_number, "purpose": r.purpose, "plates": len(r.plates),
-                                "entered_by": r.entered_by, "decided_by": r.decided_by,
-                                "exported_reads": r.exported_reads} for r in reqs], indent=1))
+        click.echo(out.dumps([{"request_id": r.request_id, "agreement_id": r.agreement_id, "status": r.status,
+                               "case_number": r.case_number, "purpose": r.purpose, "plates": len(r.plates),
+                               "since": r.since, "until": r.until, "entered_by": r.entered_by,
+                               "entered_at": r.entered_at, "decided_by": r.decided_by, "decided_at": r.decided_at,
+                               "exported_at": r.exported_at, "exported_reads": r.exported_reads} for r in reqs]))
         return
-    for r in reqs:
-        click.echo(f"{r.request_id:>4} {r.agreement_id:<16} {r.status:<9} {r.case_number:<14} {r.purpose:<22} "
-                   f"entered by {r.entered_by}" + (f", decided by {r.decided_by}" if r.decided_by else ""))
+    if not reqs:
+        click.echo("no sharing requests" + (f" {status}" if status else ""))
+        return
+    click.echo(out.table(["request", "agreement", "status", "case", "purpose", "plates", "entered", "by", "decided by",
+                          "reads exported"],
+                         [[r.request_id, r.agreement_id, r.status, r.case_number, r.purpose, len(r.plates) or "all",
+                           out.when(r.entered_at), r.entered_by, r.decided_by, r.exported_reads] for r in reqs]))
 
 
 @share_group.command("export")
@@ -219,10 +224,9 @@ def list_recipients(config_path, token_file, as_json) -> None:
     if not rows:
         click.echo("no data has been shared")
         return
-    click.echo(f"{'agency':<34} {'type':<14} {'state':<5} {'agreement':<16} {'exports':>7} {'reads':>7}  period")
-    for r in rows:
-        click.echo(f"{r.agency[:34]:<34} {r.agency_type:<14} {r.jurisdiction:<5} {r.agreement_id:<16} "
-                   f"{r.exports:>7} {r.reads:>7}  {r.first_shared}..{r.last_shared}")
+    click.echo(out.table(["agency", "type", "state", "agreement", "exports", "reads", "first shared", "last shared"],
+                         [[r.agency, r.agency_type, r.jurisdiction, r.agreement_id, r.exports, r.reads,
+                           r.first_shared, r.last_shared] for r in rows]))
 
 
 COMMANDS = (share_group,)

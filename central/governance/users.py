@@ -316,3 +316,8 @@ class UserDirectory:
         with transaction(self.conn):
             self.conn.execute("UPDATE users SET last_active_at = ? WHERE name = ?", [at, user.name])
         return dataclasses.replace(user, last_active_at=parse_ts(at))
+
+
+def in_words(user: User) -> str:
+    """``ada (a supervisor)``: a user and role as refusals name them."""
+    return f"{user.name} ({_ROLE_WORDS[user.role]})"

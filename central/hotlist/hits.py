@@ -178,6 +178,11 @@ class HitBook:
     def list(self, actor: User, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
              status: str | None = None, limit: int = 100) -> list[Hit]:
         """Hits newest first (by hit id); ``status`` filters on :attr:`Hit.status`. Logged."""
+        return self.page(actor, since=since, until=until, status=status, limit=limit)[0]
+
+    def page(self, actor: User, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+             status: str | None = None, limit: int = 100) -> tuple[list[Hit], bool]:
+        """As :meth:`list`, and whether more hits match than ``limit`` let through."""
         require(actor, Permission.VIEW_HITS)
         where, args = ["1"], []
         if since:
@@ -186,14 +191,15 @@ class HitBook:
         if until:
             where.append("h.captured_at <= ?")
             args.append(ts(until))
-        hits = self._select(" AND ".join(where), args, limit=100_000 if status else limit)
+        hits = self._select(" AND ".join(where), args, limit=100_000 if status else limit + 1)
         if status:
-            hits = [h for h in hits if h.status == status][:limit]
+            hits = [h for h in hits if h.status == status]
+        hits, more = hits[:limit], len(hits) > limit
         self.log.append(user=actor.name, organization=actor.organization, action="hits-list",
                         detail={k: v for k, v in {"since": since and ts(since), "until": until and ts(until),
                                                   "status": status, "limit": limit}.items() if v},
                         result_count=len(hits))
-        return hits
+        return hits, more
 
     def get(self, actor: User, hit_id: int, *, log: bool = True) -> Hit:
         """One hit with its crop and context image. Logged."""
