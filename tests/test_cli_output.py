@@ -188,3 +188,14 @@ def test_the_output_twins_stay_identical():
     assert set(central) - set(edge) == CENTRAL_ONLY, "a new helper: add it to both, or name it in CENTRAL_ONLY"
     for name in edge:
         assert central[name] == edge[name], f"{name} differs between central/cli/output.py and edge_agent/output.py"
+
+
+def test_enrollment_token_and_business_agreement_in_words(env):
+    world, cfg, run = env
+    run("ca", "init")
+    text = run("enroll", "create", "--camera", "lane-1", "--expires", "2d", user="tech")
+    [expires] = [line for line in text.splitlines() if line.startswith("expires")]
+    assert re.fullmatch(r"expires  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (1 day|2 days|47 h)\) \(one use\)", expires)
+    fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in run("business", "show", "Bob's Garage").splitlines())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by ada", fields["enrolled"]), fields
+    assert "withdrawn" not in fields

@@ -235,7 +235,7 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
                                "expires_at": _iso(new.expires_at), "central": central}))
         return
     click.echo(f"device   {new.device.device_id} (owner {owner}, cameras {', '.join(c.id for c in new.device.cameras)})")
-    click.echo(f"expires  {_iso(new.expires_at)} (one use)")
+    click.echo(f"expires  {out.when(new.expires_at, now=dt.datetime.now(dt.timezone.utc))} (one use)")
     click.echo(f"token    {token}")
     click.echo(f"\non the device:  alpr-edge provision --central {central} --token-file -   (paste the token; "
                "or --token-file FILE, or ALPR_ENROLLMENT_TOKEN)")
@@ -514,10 +514,11 @@ def business_show(config_path, token_file, business_id, as_json) -> None:
         return
     for label, value in (("business", f"{b.business_id} ({b.name})"), ("status", b.status),
                          ("agreement", b.mou_id), ("shares", b.terms.shared_data), ("with", b.terms.share_with),
-                         ("kept", f"{b.terms.retention_days} days"), ("consent", doc["consent_at"]),
-                         ("enrolled", f"{doc['enrolled_at']} by {b.enrolled_by}"),
+                         ("kept", f"{b.terms.retention_days} days"),
+                         ("consent", b.consent_at and out.when(b.consent_at)),
+                         ("enrolled", f"{out.when(b.enrolled_at)} by {b.enrolled_by}"),
                          ("contact", ", ".join(x for x in (b.contact_name, b.contact_email, b.contact_phone) if x)),
-                         ("withdrawn", doc["withdrawn_at"])):
+                         ("withdrawn", b.withdrawn_at and out.when(b.withdrawn_at))):
         if value:
             click.echo(f"{label:<10} {value}")
 

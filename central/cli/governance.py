@@ -79,26 +79,21 @@ def user_token(config_path, token_file, name, token_out) -> None:
     _give_token(token, token_out, name)
 
 
-@user_group.command("disable")
-@config_option
-@token_option
-@click.argument("name")
-def user_disable(config_path, token_file, name) -> None:
-    """Disable an account and revoke its tokens (admin only)."""
-    with Session(config_path, token_file) as s:
-        s.users.set_disabled(s.user, name, True)
-    click.echo(f"disabled {name}")
+def _switch(verb: str, disabled: bool, help_text: str) -> click.Command:
+    """``user disable`` and ``user enable``: one command each, one body."""
+    @user_group.command(verb, help=help_text)
+    @config_option
+    @token_option
+    @click.argument("name")
+    def switch(config_path, token_file, name) -> None:
+        with Session(config_path, token_file) as s:
+            s.users.set_disabled(s.user, name, disabled)
+        click.echo(f"{verb}d {name}")
+    return switch
 
 
-@user_group.command("enable")
-@config_option
-@token_option
-@click.argument("name")
-def user_enable(config_path, token_file, name) -> None:
-    """Re-enable an account (admin only; issue it a new token)."""
-    with Session(config_path, token_file) as s:
-        s.users.set_disabled(s.user, name, False)
-    click.echo(f"enabled {name}")
+user_disable = _switch("disable", True, "Disable an account and revoke its tokens (admin only).")
+user_enable = _switch("enable", False, "Re-enable an account (admin only; issue it a new token).")
 
 
 def _user_doc(u: User) -> dict:

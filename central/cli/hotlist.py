@@ -156,26 +156,23 @@ def _take_off(config_path, token_file, entry_id, reason, as_json, *, expire: boo
                f"{entry.removed_version}); it no longer matches")
 
 
-@hotlist_group.command("remove")
-@config_option
-@token_option
-@click.argument("entry_id", type=int)
-@click.option("--reason", required=True, help="Why (e.g. entered in error).")
-@json_option
-def hotlist_remove(config_path, token_file, entry_id, reason, as_json) -> None:
-    """Remove an entry (admin, supervisor); it stops matching at once."""
-    _take_off(config_path, token_file, entry_id, reason, as_json, expire=False)
+def _take_off_command(verb: str, expire: bool, help_text: str, reason_help: str) -> click.Command:
+    """``hotlist remove`` and ``hotlist expire``: one command each, one body."""
+    @hotlist_group.command(verb, help=help_text)
+    @config_option
+    @token_option
+    @click.argument("entry_id", type=int)
+    @click.option("--reason", required=True, help=reason_help)
+    @json_option
+    def take_off(config_path, token_file, entry_id, reason, as_json) -> None:
+        _take_off(config_path, token_file, entry_id, reason, as_json, expire=expire)
+    return take_off
 
 
-@hotlist_group.command("expire")
-@config_option
-@token_option
-@click.argument("entry_id", type=int)
-@click.option("--reason", required=True, help="Why (e.g. vehicle recovered, cancelled by the source).")
-@json_option
-def hotlist_expire(config_path, token_file, entry_id, reason, as_json) -> None:
-    """Expire an entry now (admin, supervisor); it stops matching at once."""
-    _take_off(config_path, token_file, entry_id, reason, as_json, expire=True)
+hotlist_remove = _take_off_command("remove", False, "Remove an entry (admin, supervisor); it stops matching at once.",
+                                   "Why (e.g. entered in error).")
+hotlist_expire = _take_off_command("expire", True, "Expire an entry now (admin, supervisor); it stops matching at once.",
+                                   "Why (e.g. vehicle recovered, cancelled by the source).")
 
 
 @hotlist_group.command("list")
