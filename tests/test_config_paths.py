@@ -159,3 +159,16 @@ def test_init_host_puts_the_camera_network_name_on_both_certificates(home):
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = set(san.get_values_for_type(x509.DNSName)) | {str(a) for a in san.get_values_for_type(x509.IPAddress)}
         assert {"central.pd.example", "10.0.0.5", "127.0.0.1"} <= names, (name, names)
+
+
+def test_the_old_rule_warning_is_printed_once_per_process(tmp_path, capsys):
+    from central.cli import common
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "ca.crt").write_text("x")
+    config = tmp_path / "central.toml"
+    config.write_text('data_dir = "d"\n[mqtt]\nca_file = "tls/ca.crt"\n')
+    common._told.clear()
+    for _ in range(3):   # e.g. 'broker run' loads the config again through 'broker config'
+        assert common.load_config(str(config)).mqtt.ca_file == str(tmp_path / "tls/ca.crt")
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and 'set mqtt.ca_file = "' in err
