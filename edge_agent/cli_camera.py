@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import click
 
@@ -54,7 +55,17 @@ class FrameReport:
         return doc
 
 
-def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> tuple[object, list[FrameReport]]:
+@dataclasses.dataclass(frozen=True)
+class CameraTest:
+    camera: object                 # edge_agent.config.Camera
+    recognizer: str                # its model_version
+    load_ms: float                 # loading the recognizer
+    open_ms: float                 # opening the camera
+    frames: tuple[FrameReport, ...]
+    last_image: object = None      # the last frame grabbed (for --save), never kept otherwise
+
+
+def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> CameraTest:
     """Open the camera, take ``frames`` frames, measure and recognize each.
     Raises click exceptions a tech can act on."""
     from . import capture, recognition
@@ -74,15 +85,19 @@ def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> t
         camera = cams[camera_id]
     if camera.source != "picamera2" and not camera.uri.strip():
         raise ConfigFailure(f"camera {camera.id}: uri is not set (alpr-edge provision --camera-uri ID=URI)")
+    t0 = time.perf_counter()
     try:
         recognizer = recognition.create(cfg.recognition.type, dict(cfg.recognition.options))
     except (TypeError, ValueError, OSError, ConfigError) as exc:
         raise ConfigFailure(f"recognition: {exc}") from None
+    load_ms = (time.perf_counter() - t0) * 1e3
     # confirm_checks 1: each frame's own finding, not the agent's confirmed state
     detector = TamperDetector(dataclasses.replace(_tamper(cfg), check_seconds=0, confirm_checks=1))
     source = capture.create(camera)
     reports: list[FrameReport] = []
+    last_image = None
     try:
+        t0 = time.perf_counter()
         try:
             source.open()
         except CaptureError as exc:
@@ -90,6 +105,7 @@ def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> t
                 f"camera {camera.id} cannot be opened: {exc}. Check its cable, power or network and "
                 "cameras[].uri; a USB or Pi camera is held by a running agent (systemctl stop alpr-edge "
                 "first)") from None
+        open_ms = (time.perf_counter() - t0) * 1e3
         for i in range(1, frames + 1):
             started = time.perf_counter()
             try:
@@ -103,6 +119,7 @@ def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> t
                 reports.append(FrameReport(i, 0, 0, 0.0, 0.0, None, (), (grabbed - started) * 1e3, 0.0, (),
                                            "the source ended (end of the file or folder)"))
                 break
+            last_image = frame.image
             measure = detector.check(frame.image)
             t0 = time.perf_counter()
             error = None
@@ -122,7 +139,8 @@ def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> t
     finally:
         source.close()
         recognizer.close()
-    return camera, reports
+    return CameraTest(camera, recognizer.model_version, round(load_ms, 1), round(open_ms, 1), tuple(reports),
+                      last_image)
 
 
 def _record(cfg, frames: int, got: int, show_text: bool) -> None:
@@ -151,8 +169,10 @@ def _record(cfg, frames: int, got: int, show_text: bool) -> None:
 @click.option("--show-text", is_flag=True,
               help="Show the plate text read (masked as *** by default). Printed on this terminal only; never "
                    "logged or stored. The audit log records that it was shown.")
+@click.option("--save", type=click.Path(dir_okay=False),
+              help="Save the last frame grabbed here (JPEG, mode 0600), e.g. to check the aim.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: camera, frames[], summary.")
-def test_camera(config_path, camera_id, frames, interval, show_text, as_json) -> None:
+def test_camera(config_path, camera_id, frames, interval, show_text, save, as_json) -> None:
     """Grab a few frames from a camera and show, per frame, its size,
     brightness (0-255), sharpness, the tamper checks (black; blurred or moved
     against the first frame of this test), the plates read and the timings.
@@ -162,8 +182,10 @@ def test_camera(config_path, camera_id, frames, interval, show_text, as_json) ->
     Exit status: 0 every frame was read; 1 the camera cannot be opened, or
     gave fewer frames than asked, or a frame looks black; 78 config error."""
     cfg = _load(config_path)
-    camera, reports = grab(cfg, camera_id, frames, interval=interval)
+    test = grab(cfg, camera_id, frames, interval=interval)
+    camera, reports = test.camera, test.frames
     good = [r for r in reports if r.width]
+    saved = _save(save, test.last_image) if save else None
     _record(cfg, frames, len(good), show_text)
     problems = []
     if len(good) < frames:
@@ -174,13 +196,17 @@ def test_camera(config_path, camera_id, frames, interval, show_text, as_json) ->
     plates = sum(len(r.plates) for r in good)
     if as_json:
         summary = {"frames_asked": frames, "frames_read": len(good), "plates": plates,
+                   "load_recognizer_ms": test.load_ms, "open_ms": test.open_ms,
                    "grab_ms_mean": _mean([r.grab_ms for r in good]),
                    "recognize_ms_mean": _mean([r.recognize_ms for r in good]), "problems": problems}
-        click.echo(json.dumps({"camera": camera.id, "source": camera.source, "text_shown": show_text,
-                               "frames": [r.to_doc(show_text) for r in reports], "summary": summary}))
+        click.echo(json.dumps({"camera": camera.id, "source": camera.source, "recognizer": test.recognizer,
+                               "text_shown": show_text, "frames": [r.to_doc(show_text) for r in reports],
+                               "summary": summary, "saved": saved}))
     else:
         click.echo(f"camera {camera.id} ({camera.source}): {len(good)} of {frames} frames"
                    + ("" if show_text else "; plate text masked (--show-text to show it)"))
+        click.echo(f"  recognizer {test.recognizer}: loaded in {test.load_ms:.0f} ms; camera opened in "
+                   f"{test.open_ms:.0f} ms")
         for r in reports:
             if not r.width:
                 click.echo(f"  frame {r.index}: {r.error}")
@@ -196,9 +222,24 @@ def test_camera(config_path, camera_id, frames, interval, show_text, as_json) ->
                 click.echo(f"    {r.error}")
         click.echo(f"{plates} plate(s) read in {len(good)} frame(s); mean grab "
                    f"{_mean([r.grab_ms for r in good]):.1f} ms, recognize {_mean([r.recognize_ms for r in good]):.1f} ms")
+        if saved:
+            click.echo(f"last frame saved to {saved}")
         click.echo("OK" if not problems else "PROBLEM: " + "; ".join(problems))
     if problems:
         click.get_current_context().exit(1)
+
+
+def _save(path: str, image) -> str | None:
+    if image is None:
+        return None
+    import cv2
+
+    from .provision import write_private
+    ok, buf = cv2.imencode(".jpg", image)
+    if not ok:
+        raise click.ClickException("could not encode the frame as JPEG")
+    write_private(path, buf.tobytes())
+    return str(Path(path).resolve())
 
 
 def _mean(values: list[float]) -> float:

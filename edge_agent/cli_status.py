@@ -85,6 +85,8 @@ def gather(cfg, *, probe: bool, clock_offset=None, warn=lambda _m: None) -> tupl
     updated = live.get("updated_at")
     try:
         updated_at = dt.datetime.fromisoformat(updated) if isinstance(updated, str) else None
+        if updated_at is not None and updated_at.tzinfo is None:
+            updated_at = updated_at.replace(tzinfo=dt.timezone.utc)
     except ValueError:
         updated_at, unreadable = None, True
     locked = agent_holds_lock(cfg.data_dir)

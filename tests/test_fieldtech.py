@@ -187,7 +187,9 @@ def test_test_camera_reads_frames_and_masks_plate_text(tmp_path, pki_dir, sample
     assert sum(1 for x in lines if x.startswith("  frame ")) == 40
     assert any(x.strip().startswith("plate ***") for x in lines), res.output
     assert not any(p in res.output for p in plates)
-    assert "brightness" in lines[1] and "grab" in lines[1] and "recognize" in lines[1]
+    assert lines[1].startswith("  recognizer sidecar-oracle") and "camera opened in" in lines[1]
+    first = next(x for x in lines if x.startswith("  frame 1:"))
+    assert "brightness" in first and "grab" in first and "recognize" in first and "tamper none" in first
     assert lines[-1] == "OK"
     shown = CliRunner().invoke(edge_main, ["test-camera", "--config", str(cfg), "--frames", "40", "--show-text",
                                            "--json"])
