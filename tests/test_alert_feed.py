@@ -132,6 +132,28 @@ def test_an_alert_is_raised_once_per_episode_and_cleared_when_it_ends(central, t
         handler.close()
 
 
+def test_after_central_was_down_devices_get_time_to_be_heard_before_offline(central):
+    device = central.provisioned("lane-1")
+    db = central.data / "central.sqlite"
+    clock = Clock(dt.datetime.now(UTC).replace(microsecond=0))
+    handler = HealthHandler(db, clock=clock)
+    try:
+        _beat(handler, clock, device)
+        clock.now += 40 * MIN                         # central was down for 40 minutes
+        feed = AlertFeed(db, AlertsConfig(), clock=clock)
+        assert feed.check() == ([], [])               # not raised at once: no heartbeat could arrive meanwhile
+        clock.now += 14 * MIN
+        assert feed.check() == ([], [])
+        clock.now += 2 * MIN                          # 16 min since the feed started and still nothing
+        assert len(feed.check()[0]) == 1
+        feed.stop()
+        restarted = AlertFeed(db, AlertsConfig(), clock=clock)   # an open episode stays open across a restart
+        assert restarted.check() == ([], []) and len(open_alerts(restarted.conn)) == 1
+        restarted.stop()
+    finally:
+        handler.close()
+
+
 def test_watch_follows_alerts_and_a_business_sees_only_its_own(central, tmp_path):
     city = central.provisioned("lane-1")
     shop = central.provisioned("door", owner="acme")
@@ -205,6 +227,16 @@ def test_alert_webhook_config(tmp_path):
         (tmp_path / "c.toml").write_text(base + body)
         with pytest.raises(ConfigError, match=where.replace("[", r"\[").replace("]", r"\]")):
             load_config(tmp_path / "c.toml")
+
+
+def test_an_alert_webhook_secret_others_can_read_is_refused(tmp_path):
+    from central.errors import ConfigError
+    from central.store.sqlite import SQLiteStore as Store
+    Store(tmp_path / "central.sqlite").close()
+    [hook] = _hooks(tmp_path, ("noc", "", ()))
+    (tmp_path / "noc.secret").chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        AlertFeed(tmp_path / "central.sqlite", AlertsConfig(webhooks=(hook,)))
 
 
 # -- end to end: a real broker, a real receiver ------------------------------------

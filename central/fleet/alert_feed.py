@@ -12,7 +12,10 @@ episodes in ``device_alerts``:
   ``cleared`` event.
 
 So each alert is announced once per episode, however often it is evaluated,
-and its end is announced too. An episode's identity is (device, kind,
+and its end is announced too; episodes open when central stopped stay open
+across its restart. For ``offline_minutes`` after the feed starts no new
+``offline`` alert is raised: while central was down no heartbeat was received,
+and every device must have had the time to be heard from again. An episode's identity is (device, kind,
 subject), the subject being the camera id for ``camera-tampered``. Each
 event is queued, in the same transaction, for every ``[[alerts.webhooks]]``
 receiver whose ``owner`` and ``kinds`` match; :class:`AlertSender` (the
@@ -110,10 +113,11 @@ class AlertFeed:
         from .registry import Registry
         self.cfg = cfg
         self.thresholds = Thresholds.from_config(cfg)
+        self.senders = [AlertSender(path, hook, clock=clock) for hook in cfg.webhooks]  # ConfigError: bad secret
         self.registry = Registry(path, clock=clock)
         self.conn = self.registry.db
         self._clock = clock
-        self.senders = [AlertSender(path, hook, clock=clock) for hook in cfg.webhooks]  # ConfigError: bad secret
+        self.started_at = clock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -121,11 +125,16 @@ class AlertFeed:
         """One evaluation: returns the alert ids raised and cleared."""
         now = self._clock()
         current = {a.key: a for a in all_alerts(self.registry, self.conn, self.thresholds, clock=lambda: now)}
+        # Central itself was down (no heartbeats were received): a device is not offline
+        # until it has had offline_minutes to be heard from since this feed started.
+        settling = now - self.started_at < dt.timedelta(minutes=self.thresholds.offline_minutes)
         raised, cleared = [], []
         with transaction(self.conn):
             open_rows = {(r[1], r[2], r[3]): r[0] for r in self.conn.execute(
                 "SELECT alert_id, device_id, kind, subject FROM device_alerts WHERE cleared_at IS NULL")}
             for key, alert in current.items():
+                if settling and alert.kind == "offline" and key not in open_rows:
+                    continue
                 if key in open_rows:
                     self.conn.execute("UPDATE device_alerts SET message = ? WHERE alert_id = ?",
                                       [alert.message, open_rows[key]])
