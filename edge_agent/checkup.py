@@ -168,6 +168,8 @@ def diagnose(doc: Mapping, *, now: dt.datetime, agent_locked: bool | None = None
         add("clock-off", f"the device clock is {abs(offset):.1f} s {'ahead' if offset > 0 else 'behind'} of NTP time",
             "check time sync: chronyc tracking; chronyc sources (NTP must reach its servers)")
 
+    # a running camera that delivers no frames shows here (capture:<id>, after 30 s), not from
+    # its fps, which is 0 for the first 5 s of every start and keeps its last value when frames stop
     for stalled in doc.get("watchdog_stalled") or ():
         add("watchdog-stalled", f"{stalled.replace(':', ' ')} is making no progress",
             "the watchdog restarts the agent within a minute; if it repeats, send journalctl -u alpr-edge -e to "
@@ -181,12 +183,9 @@ def diagnose(doc: Mapping, *, now: dt.datetime, agent_locked: bool | None = None
                 add("camera-failed", f"{name} cannot be read: {cam.get('last_error') or 'unknown error'}",
                     "check its cable/power/network and cameras[].uri in the config; then "
                     "alpr-edge test-camera --camera " + str(cam.get("id")))
-            elif state == "running" and not cam.get("fps"):
-                add("camera-no-frames", f"{name} delivers no frames",
-                    "check the camera; alpr-edge test-camera --camera " + str(cam.get("id")))
-            elif state in ("starting", "stopped"):
-                add("camera-not-running", f"{name} is {state}",
-                    "wait a few seconds and run this again; if it stays, restart the agent")
+            elif state == "stopped":      # its thread ended while the agent runs ("starting" is transient)
+                add("camera-not-running", f"{name} has stopped",
+                    "restart the agent (systemctl restart alpr-edge) and read its log (journalctl -u alpr-edge -e)")
             for flag in cam.get("tamper") or ():
                 add("camera-tampered", f"{name}: view {flag} " + {
                     "black": "(covered, or no light at all)",

@@ -65,7 +65,7 @@ def test_a_healthy_device_is_ok():
     ({"watchdog_stalled": ["capture:lane-1"]}, ["watchdog-stalled"]),
     ({"cameras": [{"id": "lane-1", "state": "failed", "fps": 0, "last_error": "cannot open rtsp://cam/x"}]},
      ["camera-failed"]),
-    ({"cameras": [{"id": "lane-1", "state": "running", "fps": 0.0, "last_error": None}]}, ["camera-no-frames"]),
+    ({"cameras": [{"id": "lane-1", "state": "stopped", "fps": 0.0, "last_error": None}]}, ["camera-not-running"]),
     ({"cameras": [{"id": "lane-1", "state": "running", "fps": 9.0, "tamper": ["black", "moved"]}]},
      ["camera-tampered", "camera-tampered"]),
 ])
@@ -81,6 +81,9 @@ def test_thresholds_are_not_hair_triggers():
     assert _codes(oldest_read_day=(NOW - dt.timedelta(days=1)).date().isoformat())[1] == []
     assert _codes(buffer_depth=0, last_ack_at=(NOW - dt.timedelta(days=1)).timestamp())[1] == []  # nothing waits
     assert _codes(tls=False, certificate_expires=None)[1] == []
+    # a camera just (re)started has no frame rate yet: not a problem (the watchdog names a stalled one)
+    assert _codes(cameras=[{"id": "lane-1", "state": "running", "fps": 0.0, "frames": 0, "tamper": []}])[1] == []
+    assert _codes(cameras=[{"id": "lane-1", "state": "starting", "fps": 0.0, "frames": 0}])[1] == []
 
 
 def test_an_agent_that_is_not_running_means_cannot_tell():
