@@ -161,40 +161,48 @@ def _hotlist(table, base: Path) -> Hotlist:
     webhooks, names = [], set()
     for i, hook in enumerate(hooks):
         where = f"hotlist.webhooks[{i}]"
-        if not isinstance(hook, dict):
-            raise ConfigError(f"{where}: expected a table")
-        for key in ("name", "url", "secret_file"):
-            if not isinstance(hook.get(key), str) or not hook[key]:
-                raise ConfigError(f"{where}.{key}: required (a string)")
-        fields = {f.name for f in dataclasses.fields(Webhook)}
-        for key in hook:
-            if key not in fields:
-                raise ConfigError(f"{where}.{key}: unknown key")
-        if not hook["url"].startswith(("https://", "http://")):
-            raise ConfigError(f"{where}.url: an http(s) URL")
-        if hook["name"] in names:
-            raise ConfigError(f"{where}.name: {hook['name']} is used twice")
-        names.add(hook["name"])
+        fields = _webhook_fields(hook, where, base, Webhook, names)
         cats = hook.get("categories", [])
         if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
             raise ConfigError(f"{where}.categories: a list of category names")
-        timeout, attempts, retry = hook.get("timeout", 5.0), hook.get("max_attempts", 8), hook.get("retry_seconds", 2.0)
-        if type(retry) not in (int, float) or not 0.1 <= retry <= 600:
-            raise ConfigError(f"{where}.retry_seconds: 0.1-600")
-        if type(timeout) not in (int, float) or not 0.1 <= timeout <= 60:
-            raise ConfigError(f"{where}.timeout: 0.1-60 seconds")
-        if type(attempts) is not int or not 1 <= attempts <= 50:
-            raise ConfigError(f"{where}.max_attempts: 1-50")
-        ca_file = hook.get("ca_file", "")
-        if not isinstance(ca_file, str):
-            raise ConfigError(f"{where}.ca_file: a file path")
-        webhooks.append(Webhook(hook["name"], hook["url"], str(resolve(hook["secret_file"], base, credential=True)),
-                                tuple(cats), float(timeout), attempts, float(retry),
-                                str(resolve(ca_file, base)) if ca_file else ""))
+        webhooks.append(Webhook(**fields, categories=tuple(cats)))
     matcher = table.get("matcher", True)
     if type(matcher) is not bool:
         raise ConfigError("hotlist.matcher: true or false")
     return Hotlist(categories, dedupe, tuple(webhooks), matcher)
+
+
+def _webhook_fields(hook, where: str, base: Path, cls, names: set) -> dict:
+    """The fields every outbound webhook has (hotlist hits, fleet alerts),
+    checked; ``cls``'s other fields are the caller's."""
+    if not isinstance(hook, dict):
+        raise ConfigError(f"{where}: expected a table")
+    for key in ("name", "url", "secret_file"):
+        if not isinstance(hook.get(key), str) or not hook[key]:
+            raise ConfigError(f"{where}.{key}: required (a string)")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in hook:
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key")
+    if not hook["url"].startswith(("https://", "http://")):
+        raise ConfigError(f"{where}.url: an http(s) URL")
+    if hook["name"] in names:
+        raise ConfigError(f"{where}.name: {hook['name']} is used twice")
+    names.add(hook["name"])
+    timeout, attempts, retry = hook.get("timeout", 5.0), hook.get("max_attempts", 8), hook.get("retry_seconds", 2.0)
+    if type(retry) not in (int, float) or not 0.1 <= retry <= 600:
+        raise ConfigError(f"{where}.retry_seconds: 0.1-600")
+    if type(timeout) not in (int, float) or not 0.1 <= timeout <= 60:
+        raise ConfigError(f"{where}.timeout: 0.1-60 seconds")
+    if type(attempts) is not int or not 1 <= attempts <= 50:
+        raise ConfigError(f"{where}.max_attempts: 1-50")
+    ca_file = hook.get("ca_file", "")
+    if not isinstance(ca_file, str):
+        raise ConfigError(f"{where}.ca_file: a file path")
+    return {"name": hook["name"], "url": hook["url"],
+            "secret_file": str(resolve(hook["secret_file"], base, credential=True)), "timeout": float(timeout),
+            "max_attempts": attempts, "retry_seconds": float(retry),
+            "ca_file": str(resolve(ca_file, base)) if ca_file else ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,23 +326,61 @@ def _device_sections(doc: dict, data_dir: Path) -> dict:
     return {"ca": ca, "enrollment": enrollment, "broker": broker, "console": _console(doc, data_dir)}
 
 
+ALERT_KINDS = ("offline", "buffer-growing", "disk-low", "clock-off", "certificate-expiring", "camera-tampered")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertWebhook(Webhook):
+    """A receiver of fleet alerts (raised and cleared), signed like hotlist
+    webhooks. ``owner``: only this owner's devices ('department' or a business
+    id; empty = every device); ``kinds``: only these alerts (empty = all)."""
+    owner: str = ""
+    kinds: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass(frozen=True)
 class Alerts:
-    """Fleet alert thresholds (central/fleet/alerts.py, ``alpr-central device alerts``)."""
+    """Fleet alert thresholds (central/fleet/alerts.py, ``alpr-central device
+    alerts``), how often ``alpr-central run`` evaluates them, how long ended
+    alerts are kept, and webhooks that receive them (central/fleet/alert_feed.py)."""
     offline_minutes: float = 15.0
     buffer_growing_minutes: float = 30.0
     buffer_growing_reads: int = 100
     disk_free_megabytes: float = 512.0
     clock_offset_seconds: float = 2.0
     certificate_days: float = 14.0
+    check_seconds: float = 30.0
+    keep_days: int = 90
+    webhooks: tuple[AlertWebhook, ...] = ()
 
 
-def _alerts(table) -> Alerts:
+def _alerts(table, base: Path) -> Alerts:
+    if not isinstance(table, dict):
+        raise ConfigError("alerts: expected a table")
+    table = dict(table)
+    hooks = table.pop("webhooks", [])
     a = _section(Alerts, table, "alerts")
     for f in dataclasses.fields(Alerts):
-        if getattr(a, f.name) <= 0:
+        if f.name != "webhooks" and getattr(a, f.name) <= 0:
             raise ConfigError(f"alerts.{f.name}: must be positive")
-    return a
+    if not 1 <= a.check_seconds <= 3600:
+        raise ConfigError("alerts.check_seconds: 1-3600")
+    if not isinstance(hooks, list):
+        raise ConfigError("alerts.webhooks: expected an array of tables ([[alerts.webhooks]])")
+    webhooks, names = [], set()
+    for i, hook in enumerate(hooks):
+        where = f"alerts.webhooks[{i}]"
+        if isinstance(hook, dict) and "categories" in hook:   # hotlist categories do not apply to alerts
+            raise ConfigError(f"{where}.categories: unknown key (an alert webhook takes kinds and owner)")
+        fields = _webhook_fields(hook, where, base, AlertWebhook, names)
+        kinds = hook.get("kinds", [])
+        if not isinstance(kinds, list) or any(k not in ALERT_KINDS for k in kinds):
+            raise ConfigError(f"{where}.kinds: a list of alert kinds ({', '.join(ALERT_KINDS)})")
+        owner = hook.get("owner", "")
+        if not isinstance(owner, str):
+            raise ConfigError(f"{where}.owner: 'department' or a business id")
+        webhooks.append(AlertWebhook(**fields, owner=owner, kinds=tuple(kinds)))
+    return dataclasses.replace(a, webhooks=tuple(webhooks))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,7 +478,7 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
                          mqtt, keys, query, retention, sharing, policy), **devices,
                                hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
-                               alerts=_alerts(doc.get("alerts", {})), notices=notices)
+                               alerts=_alerts(doc.get("alerts", {}), data_dir), notices=notices)
 
 
 def _mqtt_files(mqtt: Mqtt, ca: Ca, broker: BrokerSection, base: Path, data_dir: Path) -> tuple[Mqtt, tuple[str, ...]]:

@@ -393,6 +393,7 @@ class Agent:
                          "unreadable_images": w.unreadable, "last_error": w.last_error,
                          "failures": w.failures, "tamper": list(w.tamper.flags)}
                         for w in self.workers],
+            "watchdog": {"stalled": list(self.watchdog.stalled)},  # alpr-edge status names a stalled loop
             "model_version": self.recognizer.model_version,
             "agent_version": __version__,  # the update health check expects the version it switched to
         }

@@ -1,18 +1,14 @@
 """``alpr-edge``: the command line of the edge agent (a thin shell over the library).
 
 Exit codes: 0 ok, 1 operational error, 2 usage, 75 temporary failure
-(broker unreachable: retry), 78 configuration error.
+(broker unreachable: retry), 78 configuration error; ``status`` also 1 for a
+problem found and 3 for cannot tell (the agent is not running).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
 import signal
 import threading
-import time
-from pathlib import Path
 
 import click
 
@@ -76,101 +72,6 @@ def config_check(config_path: str) -> None:
 
 
 @main.command()
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--probe/--no-probe", default=True, show_default=True,
-              help="Connect to the broker once with this device's certificate to check it is reachable.")
-def status(config_path: str, as_json: bool, probe: bool) -> None:
-    """Identity, certificate expiry, broker reachable, buffer depth and age,
-    last sync, disk (full, free, reserve), reads lost and audit events not
-    recorded for lack of space, camera fps and tamper (view black, blurred, moved)."""
-    cfg = _load(config_path)
-    from .agent import FULL_BELOW
-    from .outbox import Outbox
-    cert = _cert_expiry(cfg.sync.cert_file) if cfg.sync.tls else None
-    path = cfg.data_dir / "status.json"
-    try:
-        live = json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):  # cut short by a power loss, or unreadable: say so, do not crash
-        live = None
-        click.echo(f"warning: {path} is unreadable; showing the buffer only", err=True)
-    outbox_path = cfg.data_dir / "outbox.sqlite"
-    stats = None
-    if outbox_path.exists():
-        try:
-            ob = Outbox(outbox_path, exclusive_fallback=False)  # never takes the file from a running agent
-            stats = ob.stats()
-            ob.close()
-        except EdgeError as exc:  # a full disk, or the agent holds the file alone: show what it last wrote
-            click.echo(f"warning: cannot read the buffer ({exc}); showing the agent's last status", err=True)
-    buffer = (live or {}).get("buffer") or {}
-    try:
-        st = os.statvfs(cfg.data_dir)
-        free = st.f_bavail * st.f_frsize
-    except OSError:
-        free = None
-    disk = dict((live or {}).get("disk") or {})
-    disk["free_bytes"] = free
-    if stats:
-        oldest = stats.oldest_day and dt.datetime.fromtimestamp(stats.oldest_day, dt.timezone.utc).date().isoformat()
-    else:
-        oldest = buffer.get("oldest_day")
-    doc = {
-        "device_id": cfg.device.id,
-        "certificate_expires": cert,
-        "broker": f"{cfg.sync.host}:{cfg.sync.port}",
-        "broker_reachable": None,
-        "broker_error": None,
-        "agent_running": bool(live and time.time() - dt.datetime.fromisoformat(live["updated_at"]).timestamp() < 10),
-        "connected": live["broker"]["connected"] if live else None,
-        "last_ack_at": live["last_ack_at"] if live else None,
-        "buffer_depth": stats.depth if stats else buffer.get("depth", 0),
-        "oldest_read_day": oldest,  # the outbox keeps capture days, not times
-        "counters": stats.counters if stats else buffer.get("counters", {}),
-        "reads_lost_unbufferable": live.get("reads_lost_unbufferable", 0) if live else None,
-        "disk_full": bool(disk.get("full")) or (free is not None and free < FULL_BELOW),
-        "disk_free_bytes": free,
-        "disk_reserve_held": (cfg.data_dir / "reserve").exists() if cfg.buffer.reserve_megabytes > 0 else None,
-        "audit_unrecorded": ((live or {}).get("audit") or {}).get("unrecorded"),
-        "cameras": live["cameras"] if live else [],
-    }
-    if probe:
-        from .provision import probe_broker
-        doc["broker_error"] = probe_broker(cfg.sync, cfg.device.id)
-        doc["broker_reachable"] = doc["broker_error"] is None
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    from . import output as out
-    now = dt.datetime.now(dt.timezone.utc)
-    for key, value in doc.items():
-        if key == "cameras":
-            for cam in value:
-                click.echo(f"camera {cam['id']:<12} {cam['state']:<9} {cam['fps']:>6.1f} fps"
-                           + (f"  error: {cam['last_error']}" if cam["last_error"] else "")
-                           + (f"  TAMPER: view {', '.join(cam['tamper'])}" if cam.get("tamper") else ""))
-            continue
-        if key in ("last_ack_at", "certificate_expires"):
-            shown = out.when(value, now=now)
-        elif key == "disk_free_bytes" and value is not None:
-            shown = f"{value / 1e9:.2f} GB" if value >= 1e8 else f"{value / 1e6:.1f} MB"
-        elif key in ("broker_reachable", "connected", "agent_running") and value is None:
-            shown = "unknown" if key != "broker_reachable" else "not probed (--no-probe)"
-        else:
-            shown = out.value(value)
-        click.echo(f"{key.replace('_', ' '):<24} {shown}")
-
-
-def _cert_expiry(path: str) -> str | None:
-    try:
-        from cryptography import x509
-        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
-        return cert.not_valid_after_utc.isoformat()
-    except (OSError, ValueError):
-        return None
-
-
-@main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--vehicles", default=6, show_default=True, type=click.IntRange(1, 1000), help="Vehicles in the clip.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same clip).")
@@ -186,10 +87,14 @@ from .cli_provision import COMMANDS as _provision_commands  # noqa: E402
 for _command in _provision_commands:
     main.add_command(_command)
 
+from .cli_camera import test_camera  # noqa: E402
+from .cli_status import status  # noqa: E402
 from .cli_update import update_group  # noqa: E402
 from .recognize_cmd import evaluate, recognize  # noqa: E402
 
 main.add_command(update_group)
+main.add_command(status)
+main.add_command(test_camera)
 
 main.add_command(recognize)
 main.add_command(evaluate)

@@ -1,21 +1,21 @@
-"""``alpr-edge provision``, ``alpr-edge renew`` and ``alpr-edge test-camera``:
-the field technician's commands (a thin shell over :mod:`edge_agent.provision`,
-the capture sources and the recognizers)."""
+"""``alpr-edge provision`` and ``alpr-edge renew``: enrolling the device (a
+thin shell over :mod:`edge_agent.provision`). The field tech's other commands:
+``status`` (:mod:`edge_agent.cli_status`), ``test-camera``
+(:mod:`edge_agent.cli_camera`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from .cli_common import ConfigFailure, TempFailure, config_option
+from .cli_common import TempFailure, config_option
 from .cli_common import load_config as _load
 from .cli_common import setup_logging as _logging
-from .errors import CaptureError, ConfigError, ProvisionError
+from .errors import ProvisionError
 
 
 
@@ -140,78 +140,5 @@ def renew(config_path, central_url, timeout, within_days) -> None:
                f"{result.kept_buffered_reads} buffered read(s) kept")
 
 
-@click.command("test-camera")
-@config_option
-@click.option("--camera", "camera_id", help="Camera id (default: the first).")
-@click.option("--save", type=click.Path(dir_okay=False), help="Save the grabbed frame here (JPEG, mode 0600).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def test_camera(config_path, camera_id, save, as_json) -> None:
-    """Grab one frame, run the configured recognizer on it, print what it
-    found and how long each step took."""
-    cfg = _load(config_path)
-    cams = {c.id: c for c in cfg.cameras}
-    cam = cams.get(camera_id) if camera_id else cfg.cameras[0]
-    if cam is None:
-        raise click.BadParameter(f"no camera {camera_id!r}; configured: {', '.join(cams)}", param_hint="--camera")
-    from . import capture, recognition
-    timings = {}
-    t0 = time.perf_counter()
-    try:
-        rec = recognition.create(cfg.recognition.type, dict(cfg.recognition.options))
-    except (TypeError, ValueError, OSError, ConfigError) as exc:
-        raise ConfigFailure(f"recognition: {exc}") from None
-    timings["load_recognizer_ms"] = (time.perf_counter() - t0) * 1000
-    source = capture.create(cam)
-    try:
-        t0 = time.perf_counter()
-        source.open()
-        timings["open_ms"] = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        frame = source.read()
-        timings["grab_ms"] = (time.perf_counter() - t0) * 1000
-    except CaptureError as exc:
-        raise click.ClickException(f"camera {cam.id}: {exc}") from None
-    finally:
-        source.close()
-    if frame is None:
-        raise click.ClickException(f"camera {cam.id}: the source gave no frame")
-    try:
-        t0 = time.perf_counter()
-        detections = rec.recognize(frame)
-        timings["recognize_ms"] = (time.perf_counter() - t0) * 1000
-    except ValueError as exc:  # a frame the recognizer refuses (odd shape, corrupt): say so, no traceback
-        raise click.ClickException(f"camera {cam.id}: the recognizer refused the frame: {exc}") from None
-    finally:
-        rec.close()
-    saved = None
-    if save:
-        import cv2
-        ok, buf = cv2.imencode(".jpg", frame.image)
-        if not ok:
-            raise click.ClickException("could not encode the frame as JPEG")
-        from .provision import write_private
-        write_private(save, buf.tobytes())
-        saved = str(Path(save).resolve())
-    h, w = frame.image.shape[:2]
-    doc = {"camera": cam.id, "source": cam.source, "frame": {"width": int(w), "height": int(h)},
-           "recognizer": rec.model_version, "plates": [
-               {"plate": d.plate, "confidence": round(float(d.confidence), 3), "box": [int(v) for v in d.box]}
-               for d in detections],
-           "timings_ms": {k: round(v, 1) for k, v in timings.items()}, "saved": saved}
-    if as_json:
-        click.echo(json.dumps(doc))
-        return
-    click.echo(f"camera      {cam.id} ({cam.source}), frame {w}x{h}")
-    click.echo(f"recognizer  {rec.model_version}")
-    for k, v in doc["timings_ms"].items():
-        click.echo(f"{k:<19} {v:>8.1f}")
-    if not detections:
-        click.echo("no plate found")
-    for d in doc["plates"]:
-        click.echo(f"plate {d['plate']:<10} confidence {d['confidence']:.2f}  box {d['box']}")
-    if saved:
-        click.echo(f"frame saved to {saved}")
-
-
-COMMANDS = (provision, renew, test_camera)
+COMMANDS = (provision, renew)  # test-camera: edge_agent/cli_camera.py
 __all__ = ["COMMANDS"]

@@ -103,8 +103,9 @@ def test_status_with_a_cut_short_status_file_says_so_instead_of_crashing(tmp_pat
         '[device]\nid = "cam-1"\ndata_dir = "data"\n[[cameras]]\nid = "front"\nsource = "file"\nuri = "c.avi"\n'
         '[sync]\nhost = "b"\ntls = false\ncentral_public_key = "c.pem"\n')
     result = CliRunner().invoke(main, ["status", "--config", str(tmp_path / "edge.toml")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output      # cannot tell: no readable status
     assert "unreadable" in result.output and "device id" in result.output
+    assert "the agent's status file is unreadable" in result.output
 
 
 def test_a_video_file_cut_short_is_reported(tmp_path, caplog):

@@ -186,7 +186,8 @@ def test_an_agent_without_a_reserve_starts_on_a_full_disk_counts_what_it_cannot_
     assert res["status_file"]["audit"]["unrecorded"].get("agent-start") == 1
     code, out = res["cli"]
     shown = json.loads(out)
-    assert code == 0 and shown["disk_full"] is True and shown["disk_reserve_held"] is None  # none configured
+    assert code == 1 and shown["disk_full"] is True and shown["disk_reserve_held"] is None  # none configured
+    assert "disk-full" in [p["code"] for p in shown["problems"]]      # a problem: exit 1, with what to do
     assert shown["audit_unrecorded"] == {"agent-start": 1} and shown["buffer_depth"] == res["ids"]
     events = [e for e, _ in res["events"]]
     assert "unrecorded" in events, events

@@ -247,11 +247,13 @@ tls = false
 central_public_key = "{tmp_path / 'pub.pem'}"
 """)
     shot = tmp_path / "frame.jpg"
-    result = CliRunner().invoke(edge_main, ["test-camera", "--config", str(conf), "--save", str(shot), "--json"])
+    result = CliRunner().invoke(edge_main, ["test-camera", "--config", str(conf), "--save", str(shot), "--json",
+                                            "--frames", "1", "--show-text"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert [p["plate"] for p in doc["plates"]] == [e["plate"] for e in expected]
-    assert set(doc["timings_ms"]) == {"load_recognizer_ms", "open_ms", "grab_ms", "recognize_ms"}
+    assert [p["text"] for p in doc["frames"][0]["plates"]] == [e["plate"] for e in expected]
+    assert doc["recognizer"].startswith("sidecar-oracle")
+    assert {"load_recognizer_ms", "open_ms", "grab_ms_mean", "recognize_ms_mean"} <= set(doc["summary"])
     assert shot.read_bytes()[:2] == b"\xff\xd8" and mode(shot) == 0o600
     bad = CliRunner().invoke(edge_main, ["test-camera", "--config", str(conf), "--camera", "nope"])
     assert bad.exit_code == 2 and "lane-1" in bad.output

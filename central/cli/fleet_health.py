@@ -1,12 +1,12 @@
-"""``alpr-central device health`` and ``device alerts``: each device's latest
-heartbeat in human form, and what needs a field tech's attention. A thin shell
+"""``alpr-central device health`` and ``device alerts [--watch]``: each
+device's latest heartbeat in human form, and what needs a field tech's
+attention (computed now, or followed live as ``alpr-central run`` records it). A thin shell
 over :mod:`central.fleet.health` and :mod:`central.fleet.alerts`; the registry
 decides who sees which devices (admins, auditors and field techs: all; a
 business user: its own)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 
@@ -33,7 +33,7 @@ def _views(config_path, token_file, owner, *, alerts: bool = False):
     try:
         user = registry.authenticate(read_token(token_file))
         if alerts:
-            thresholds = Thresholds(**dataclasses.asdict(cfg.alerts))
+            thresholds = Thresholds.from_config(cfg.alerts)
             return cfg, fleet_alerts(registry, registry.db, user, thresholds, owner=owner)
         return cfg, fleet_health(registry, registry.db, user, owner=owner)
     except (RegistryError, PolicyError) as exc:
@@ -140,11 +140,27 @@ def health(config_path, owner, token_file, as_json, device_id) -> None:
 @owner_option
 @token_option
 @json_option
-def alerts(config_path, owner, token_file, as_json) -> None:
+@click.option("--watch", is_flag=True,
+              help="Follow alerts as 'alpr-central run' raises and clears them: the open ones first, then one "
+                   "line per change, until Ctrl-C (or --timeout).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="With --watch: stop after this many seconds (default: never).")
+@click.option("--poll", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+              help="With --watch: seconds between looks at the alert log.")
+def alerts(config_path, owner, token_file, as_json, watch, timeout, poll) -> None:
     """What needs attention: devices offline too long, buffers that keep
     growing, low disk, clocks off by more than the limit, certificates about to
     expire, cameras tampered with (thresholds: [alerts] in the config). Admin,
-    auditor, field tech; a business user: its own devices."""
+    auditor, field tech; a business user: its own devices.
+
+    Without --watch the alerts are computed now. With --watch the alerts
+    'alpr-central run' records (each once when raised, once when cleared,
+    every [alerts] check_seconds) are followed live; --json prints one object
+    a line with 'event': open (already open when the watch began), raised or
+    cleared."""
+    if watch:
+        _watch(config_path, token_file, owner, as_json, timeout, poll)
+        return
     _cfg, found = _views(config_path, token_file, owner, alerts=True)
     if as_json:
         for a in found:
@@ -157,6 +173,60 @@ def alerts(config_path, owner, token_file, as_json) -> None:
     for a in found:
         since = f" (since {a.since:%Y-%m-%d %H:%M} UTC)" if a.since else ""
         click.echo(f"{a.device_id:<20} {a.kind:<21} {a.message}{since}")
+
+
+def _watch(config_path, token_file, owner, as_json, timeout, poll) -> None:
+    import time
+
+    from ..fleet.alert_feed import events_after, last_check, last_event_id, open_alerts
+    from ..fleet.registry import Registry
+    cfg = _load(config_path)
+    try:
+        registry = Registry(cfg.store.path)
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    warned = False
+
+    def emit(ev, event):
+        if as_json:
+            click.echo(json.dumps({**ev.to_doc(), "event": event}, sort_keys=True))
+        else:
+            at = ev.raised_at if event == "open" else ev.at
+            click.echo(f"{at:%Y-%m-%d %H:%M:%S} UTC  {event.upper() if event == 'raised' else event:<7}  "
+                       f"{ev.device_id:<20} {ev.kind:<21} {ev.message}")
+
+    try:
+        user = registry.authenticate(read_token(token_file))
+        visible = {d.device_id for d in registry.list_devices(user, owner=owner)}
+        cursor = last_event_id(registry.db)
+        for ev in open_alerts(registry.db):
+            if ev.device_id in visible and ev.event_id <= cursor:
+                emit(ev, "open")
+        while deadline is None or time.monotonic() < deadline:
+            checked = last_check(registry.db)
+            now = dt.datetime.now(dt.timezone.utc)
+            if not warned and (checked is None or (now - checked[0]).total_seconds() > 3 * checked[1] + 5):
+                click.echo("warning: no 'alpr-central run' is evaluating alerts (last: "
+                           f"{'never' if checked is None else _ago(checked[0], now)}); nothing new will show "
+                           "until one runs", err=True)
+                warned = True
+            events = events_after(registry.db, cursor)
+            if events:  # who may see what is asked again: a suspended user stops here
+                visible = {d.device_id for d in registry.list_devices(user, owner=owner)}
+            for ev in events:
+                cursor = ev.event_id
+                if ev.device_id in visible:
+                    emit(ev, ev.event)
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    except (RegistryError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise TempFailure(str(exc)) from None
+    finally:
+        registry.close()
 
 
 COMMANDS = [health, alerts]

@@ -38,8 +38,8 @@ def main() -> None:
 @click.option("--connect-timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds to keep trying the broker at start; then exit 75 (systemd restarts it later).")
 def run(config_path: str, log_level: str, connect_timeout: float) -> None:
-    """Run the collector (with the hotlist matcher and webhooks) until SIGTERM /
-    Ctrl-C, and the browser console when [console] enabled = true (see
+    """Run the collector (with the hotlist matcher and webhooks, and the fleet
+    alert feed) until SIGTERM / Ctrl-C, and the browser console when [console] enabled = true (see
     'alpr-central serve'). While the broker cannot be reached at start it logs
     why every few seconds, and exits 75 after --connect-timeout."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
@@ -73,11 +73,15 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     from ..hotlist.service import HotlistService
+    from ..fleet.alert_feed import AlertFeed
     hotlists = None
     try:  # matches each stored read against the hotlists after the ack; sends webhooks
         if cfg.hotlist.matcher:
             hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
+        alert_feed = AlertFeed(cfg.store.path, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
     except ConfigError as exc:
+        if hotlists is not None:
+            hotlists.stop()
         store.close()
         registry.close()
         raise ConfigFailure(str(exc)) from None
@@ -93,6 +97,7 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
         except ConfigError as exc:
             if hotlists is not None:
                 hotlists.stop()
+            alert_feed.stop()
             store.close()
             registry.close()
             raise ConfigFailure(str(exc)) from None
@@ -100,9 +105,11 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     watcher = threading.Thread(target=_watch_broker, args=(service, cfg.mqtt, connect_timeout, stop, unreachable),
                                name="broker-watch", daemon=True)
     watcher.start()
+    alert_feed.start()
     try:
         service.run(stop)
     finally:
+        alert_feed.stop()
         if hotlists is not None:
             hotlists.stop()
         if console is not None:

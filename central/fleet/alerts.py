@@ -18,8 +18,10 @@ online/offline (:mod:`central.fleet.device_status`) and the registry:
 
 Thresholds come from the ``[alerts]`` section of central's config. Only
 active devices raise alerts (a suspended or revoked device is expected to be
-silent). Alerts are computed on demand (``alpr-central device alerts``);
-nothing is stored, so a fixed problem simply stops being listed.
+silent). :func:`fleet_alerts` computes them on demand (``alpr-central device
+alerts``); :mod:`central.fleet.alert_feed` evaluates :func:`all_alerts` every
+``check_seconds`` in ``alpr-central run``, records each alert once per episode
+(raised, then cleared) and pushes them (``device alerts --watch``, webhooks).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import datetime as dt
 import sqlite3
 
 from ..governance.audit import ts, utcnow
-from .health import DeviceHealthView, fleet_health, health_history
+from .health import DeviceHealthView, device_views, fleet_health, health_history
 
 KINDS = ("offline", "buffer-growing", "disk-low", "clock-off", "certificate-expiring", "camera-tampered")
 
@@ -43,6 +45,11 @@ class Thresholds:
     clock_offset_seconds: float = 2.0
     certificate_days: float = 14.0
 
+    @classmethod
+    def from_config(cls, alerts) -> "Thresholds":
+        """From central's ``[alerts]`` section (:class:`central.config.Alerts`)."""
+        return cls(**{f.name: getattr(alerts, f.name) for f in dataclasses.fields(cls)})
+
 
 @dataclasses.dataclass(frozen=True)
 class Alert:
@@ -51,10 +58,16 @@ class Alert:
     kind: str
     message: str
     since: dt.datetime | None = None      # when the condition was first seen, where central knows
+    subject: str = ""                     # what of the device: the camera id for camera-tampered
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """One episode's identity: the same key at the next evaluation is the same alert."""
+        return (self.device_id, self.kind, self.subject)
 
     def to_doc(self) -> dict:
         return {"device_id": self.device_id, "owner": self.owner, "kind": self.kind, "message": self.message,
-                "since": ts(self.since) if self.since else None}
+                "since": ts(self.since) if self.since else None, "subject": self.subject}
 
 
 def _minutes(delta: dt.timedelta) -> str:
@@ -69,8 +82,8 @@ def device_alerts(view: DeviceHealthView, history, t: Thresholds, now: dt.dateti
         return []
     out = []
 
-    def add(kind, message, since=None):
-        out.append(Alert(view.device_id, view.owner, kind, message, since))
+    def add(kind, message, since=None, subject=""):
+        out.append(Alert(view.device_id, view.owner, kind, message, since, subject))
 
     latest = view.latest
     limit = dt.timedelta(minutes=t.offline_minutes)
@@ -107,17 +120,26 @@ def device_alerts(view: DeviceHealthView, history, t: Thresholds, now: dt.dateti
                 f"{_minutes(window[-1].received_at - window[0].received_at)}", window[0].received_at)
     for cam in h.cameras:
         if cam.tamper:
-            add("camera-tampered", f"camera {cam.id}: view {', '.join(cam.tamper)}", latest.received_at)
+            add("camera-tampered", f"camera {cam.id}: view {', '.join(cam.tamper)}", latest.received_at, cam.id)
     return out
 
 
 def fleet_alerts(registry, conn: sqlite3.Connection, user, thresholds: Thresholds, *, owner: str | None = None,
                  clock=utcnow) -> list[Alert]:
     """The alerts of every device ``user`` may see (the registry decides)."""
+    return _evaluate(registry, conn, fleet_health(registry, conn, user, owner=owner), thresholds, clock())
+
+
+def all_alerts(registry, conn: sqlite3.Connection, thresholds: Thresholds, *, clock=utcnow) -> list[Alert]:
+    """The alerts of every active device (the alert feed's evaluation; no
+    user: what each user may see is decided when it is shown or sent)."""
+    return _evaluate(registry, conn, device_views(conn, registry.devices(status="active")), thresholds, clock())
+
+
+def _evaluate(registry, conn, views, thresholds: Thresholds, now: dt.datetime) -> list[Alert]:
     from .device_status import connection_status
-    now = clock()
     out = []
-    for view in fleet_health(registry, conn, user, owner=owner):
+    for view in views:
         status = connection_status(conn, view.device_id)
         device = registry.device(view.device_id)
         history = health_history(conn, view.device_id, limit=500)

@@ -138,9 +138,14 @@ class DeviceHealthView:
 def fleet_health(registry, conn: sqlite3.Connection, user, *, owner: str | None = None) -> list[DeviceHealthView]:
     """Every device ``user`` may see (admins, auditors, field techs: all; a
     business: its own) with its latest heartbeat."""
+    return device_views(conn, registry.list_devices(user, owner=owner))
+
+
+def device_views(conn: sqlite3.Connection, devices) -> list[DeviceHealthView]:
+    """Registry devices with their connection status and latest heartbeat."""
     from .device_status import connection_status
     out = []
-    for d in registry.list_devices(user, owner=owner):
+    for d in devices:
         conn_status = connection_status(conn, d.device_id)
         out.append(DeviceHealthView(d.device_id, d.owner, d.status, conn_status.status if conn_status else None,
                                     d.cert_expires_at, latest_health(conn, d.device_id)))

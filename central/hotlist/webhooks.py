@@ -103,7 +103,17 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class Sender:
-    """Delivers one receiver's queue; :meth:`run` in its own thread."""
+    """Delivers one receiver's queue of hits; :meth:`run` in its own thread.
+
+    The queue is a table (:attr:`deliveries`, one row per subject and
+    endpoint) with its attempts table; a subclass that names other tables and
+    builds another :meth:`payload` delivers something else the same way (fleet
+    alerts: :class:`central.fleet.alert_feed.AlertSender`)."""
+
+    event = "hit"                        # X-ALPR-Event
+    deliveries = "webhook_deliveries"    # delivery_id, <subject>, endpoint, status, attempts, next_at, created_at
+    attempts_table = "webhook_attempts"
+    subject = "hit_id"
 
     def __init__(self, path: str | Path, hook: Webhook, *, clock=utcnow) -> None:
         self.hook = hook
@@ -125,32 +135,36 @@ class Sender:
         now = self._clock()
         lease = ts(now + dt.timedelta(seconds=self.hook.timeout * limit + 30))
         with transaction(self.conn):
-            rows = self.conn.execute("SELECT delivery_id, hit_id, attempts FROM webhook_deliveries "
+            rows = self.conn.execute(f"SELECT delivery_id, {self.subject}, attempts FROM {self.deliveries} "
                                      "WHERE endpoint = ? AND status = 'pending' AND next_at <= ? "
                                      "ORDER BY delivery_id LIMIT ?", [self.hook.name, ts(now), limit]).fetchall()
-            self.conn.executemany("UPDATE webhook_deliveries SET next_at = ? WHERE delivery_id = ?",
+            self.conn.executemany(f"UPDATE {self.deliveries} SET next_at = ? WHERE delivery_id = ?",
                                   [(lease, r[0]) for r in rows])
         return rows
 
     def next_due(self) -> dt.datetime | None:
-        row = self.conn.execute("SELECT min(next_at) FROM webhook_deliveries WHERE endpoint = ? "
+        row = self.conn.execute(f"SELECT min(next_at) FROM {self.deliveries} WHERE endpoint = ? "
                                 "AND status = 'pending'", [self.hook.name]).fetchone()
         return parse_ts(row[0]) if row[0] else None
 
+    def payload(self, subject_id: int) -> dict:
+        """The JSON body of one delivery; PolicyError if its subject is gone."""
+        return self.book.payload(subject_id)
+
     def deliver(self, delivery_id: int, hit_id: int, attempts: int) -> bool:
         try:
-            body = json.dumps({**self.book.payload(hit_id), "delivery_id": delivery_id},
+            body = json.dumps({**self.payload(hit_id), "delivery_id": delivery_id},
                               sort_keys=True).encode()
         except PolicyError:  # the hit was purged meanwhile
             with transaction(self.conn):
-                self.conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE delivery_id = ?",
+                self.conn.execute(f"UPDATE {self.deliveries} SET status = 'failed' WHERE delivery_id = ?",
                                   [delivery_id])
             return False
         stamp = int(time.time())
         request = urllib.request.Request(self.hook.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": "alpr-central-webhook/1",
             "X-ALPR-Timestamp": str(stamp), "X-ALPR-Signature": sign(self.secret, stamp, body),
-            "X-ALPR-Delivery": str(delivery_id), "X-ALPR-Event": "hit"})
+            "X-ALPR-Delivery": str(delivery_id), "X-ALPR-Event": self.event})
         started = time.monotonic()
         code, error = None, ""
         try:
@@ -169,17 +183,17 @@ class Sender:
         status = "delivered" if ok else ("failed" if attempt >= self.hook.max_attempts else "pending")
         delay = backoff(attempt, self.hook.retry_seconds)
         with transaction(self.conn):
-            self.conn.execute("INSERT INTO webhook_attempts VALUES (?,?,?,?,?,?)",
+            self.conn.execute(f"INSERT INTO {self.attempts_table} VALUES (?,?,?,?,?,?)",
                               [delivery_id, attempt, ts(now), code, error, seconds])
-            self.conn.execute("UPDATE webhook_deliveries SET attempts = ?, status = ?, next_at = ? "
+            self.conn.execute(f"UPDATE {self.deliveries} SET attempts = ?, status = ?, next_at = ? "
                               "WHERE delivery_id = ?",
                               [attempt, status, ts(now + dt.timedelta(seconds=delay)), delivery_id])
         if ok:
-            logger.info("webhook %s: delivery %d (hit %d) delivered on attempt %d", self.hook.name, delivery_id,
-                        hit_id, attempt)
+            logger.info("webhook %s: delivery %d (%s %d) delivered on attempt %d", self.hook.name, delivery_id,
+                        self.event, hit_id, attempt)
         else:
-            logger.warning("webhook %s: delivery %d (hit %d) attempt %d failed (%s)%s", self.hook.name,
-                           delivery_id, hit_id, attempt, error or code,
+            logger.warning("webhook %s: delivery %d (%s %d) attempt %d failed (%s)%s", self.hook.name,
+                           delivery_id, self.event, hit_id, attempt, error or code,
                            "; giving up" if status == "failed" else f"; retry in {delay:.1f}s")
         return ok
 

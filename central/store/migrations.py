@@ -404,4 +404,52 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX device_health_history_device ON device_health_history(device_id, id)
     """),
+    # -- 0780: fleet alerts pushed (central/fleet/alert_feed.py): one row per episode (raised, cleared),
+    # the events `device alerts --watch` follows, webhook deliveries and their attempts (as 0300's).
+    ("0780_alert_feed", """
+        CREATE TABLE device_alerts (
+            alert_id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL,
+            since TEXT,
+            raised_at TEXT NOT NULL,
+            cleared_at TEXT
+        );
+        CREATE UNIQUE INDEX device_alerts_open ON device_alerts(device_id, kind, subject) WHERE cleared_at IS NULL;
+        CREATE TABLE alert_events (
+            event_id INTEGER PRIMARY KEY,
+            alert_id INTEGER NOT NULL REFERENCES device_alerts(alert_id) ON DELETE CASCADE,
+            event TEXT NOT NULL CHECK (event IN ('raised', 'cleared')),
+            at TEXT NOT NULL
+        );
+        CREATE INDEX alert_events_alert ON alert_events(alert_id);
+        CREATE TABLE alert_deliveries (
+            delivery_id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL REFERENCES alert_events(event_id) ON DELETE CASCADE,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (event_id, endpoint)
+        );
+        CREATE INDEX alert_deliveries_due ON alert_deliveries(endpoint, next_at) WHERE status = 'pending';
+        CREATE TABLE alert_attempts (
+            delivery_id INTEGER NOT NULL REFERENCES alert_deliveries(delivery_id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            status_code INTEGER,
+            error TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            PRIMARY KEY (delivery_id, attempt)
+        ) WITHOUT ROWID;
+        CREATE TABLE alert_monitor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            checked_at TEXT NOT NULL,
+            check_seconds REAL NOT NULL
+        )
+    """),
 ]
