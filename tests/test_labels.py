@@ -250,7 +250,8 @@ def cli(tmp_path, monkeypatch):
 
     def run(*args, token=None):
         extra = ["--token-file", str(tmp_path / f"{token}.token")] if token else []
-        return runner.invoke(main, [*args[:2], "--config", str(cfg), *extra, *args[2:]])
+        n = 1 if args[0] == "query" else 2
+        return runner.invoke(main, [*args[:n], "--config", str(cfg), *extra, *args[n:]])
 
     assert run("user", "bootstrap", "--name", "ada", "--organization", "City PD", "--token-out",
                str(tmp_path / "ada.token")).exit_code == 0
@@ -272,6 +273,11 @@ def cli(tmp_path, monkeypatch):
 def test_cli_reads_confirm_and_models_export_labels(cli):
     tmp_path, run, reads = cli
     case = ["--purpose", "stolen-vehicle", "--case", "26-0042"]
+    # the operator's way in: a search result, with the model version that made each read
+    res = run("query", "--plate", "8XY0999", *case, "--json", token="otto")
+    assert res.exit_code == 0, res.output
+    [found] = [json.loads(line) for line in res.output.splitlines()]
+    assert (found["read_id"], found["model_version"]) == (reads[1].read_id, "alpr-us-0.9.0+site1")
     res = run("reads", "confirm", reads[0].read_id, "--text", "7ABC123", *case, token="otto")
     assert res.exit_code == 0 and res.output.startswith(f"read {reads[0].read_id}: confirmed 7ABC123"), res.output
     res = run("reads", "confirm", reads[1].read_id, "--text", "8XYO999", *case, "--json", token="otto")
