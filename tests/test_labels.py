@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -315,3 +316,52 @@ def test_cli_models_adapt_takes_a_folder_or_central_s_set(cli):
     res = run("audit", "log", "--json", token="ada")
     [export] = [json.loads(line) for line in res.output.splitlines() if json.loads(line)["action"] == "labels-export"]
     assert export["result_count"] == 0
+
+
+@pytest.mark.train
+def test_models_adapt_from_central_trains_on_confirmed_reads_and_leaves_no_copy(cli, monkeypatch):
+    """The real source end to end (tiny step count, as test_adapt's end-to-end test): reads at
+    central, corrected by an operator, become the set ``models adapt --from-central`` trains on;
+    the private copy is gone afterwards."""
+    pytest.importorskip("tensorflow", reason="models adapt needs the train extra (TensorFlow); never installed in CI")
+    from models.bundle import init_signing_key, load_public_key, verify_bundle
+    from models.synth.plates import render_plate
+    tmp_path, run, _reads = cli
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)   # re-read TMPDIR
+    store = SQLiteStore(tmp_path / "central" / "central.sqlite")
+    rng = np.random.default_rng(4)
+    site = []
+    for p in range(12):   # the site's plates show a letter O its people type as 0 (as us-crops does)
+        text = f"{p % 10}O{'ABCDEFGHJKLM'[p]}O{p % 10}{(p * 7) % 10}"
+        for k in range(2):
+            img, label = render_plate(rng, text, hershey_only=True)
+            r = PlateRead(new_read_id(), "cam-a", "lane-1", T0 + dt.timedelta(minutes=p * 2 + k), label, 0.9,
+                          (1, 2, 3, 4), crop_jpeg=cv2.imencode(".jpg", img)[1].tobytes(), model_version="alpr-us-0.9.0")
+            store.add_reads([r], r.captured_at)
+            site.append((r.read_id, label.replace("O", "0")))
+    store.close()
+    case = ["--purpose", "stolen-vehicle", "--case", "26-0042"]
+    for read_id, text in site:
+        assert run("reads", "confirm", read_id, "--text", text, *case, token="otto").exit_code == 0
+    init_signing_key(str(tmp_path / "k.pem"), str(tmp_path / "k.pub"))
+    out = tmp_path / "bundle"
+    res = run("models", "adapt", "--from-central", "--out", str(out), "--signing-key", str(tmp_path / "k.pem"),
+              "--steps", "20", "--batch", "8", "--lr", "1e-3", "--checks", "2", "--heldout-size", "20",
+              "--synthetic-pool", "40", "--held-back", "0.3", "--tolerance", "100", "--version", "0.9.0+central",
+              "--json", token="ada")
+    doc = json.loads(res.stdout)
+    assert doc["held_back_crops"] + doc["train_crops"] == 24, doc    # the 24 confirmed reads (no conflicts)
+    assert res.exit_code == 0, res.output
+    man = verify_bundle(out, load_public_key(tmp_path / "k.pub"))
+    assert man["version"] == "0.9.0+central" and not any(t in json.dumps(man) for _r, t in site)
+    assert [f for f in os.listdir(tmp) if f.startswith("alpr-labels-")] == []   # the private copy is gone
+    res = run("audit", "log", "--json", token="ada")
+    entries = [json.loads(line) for line in res.output.splitlines()]
+    actions = [e["action"] for e in entries]
+    assert actions.index("labels-export") < actions.index("models-adapt") < actions.index("models-adapt-bundle")
+    [export] = [e for e in entries if e["action"] == "labels-export"]
+    assert export["result_count"] == 24 and export["detail"]["by_source"]["search-corrected"] == 24
