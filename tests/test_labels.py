@@ -105,12 +105,15 @@ def test_confirming_needs_a_purpose_a_case_a_read_with_its_crop_and_a_plain_text
         confirm(world, world.operator, r, "7ABC12*")
     with pytest.raises(PolicyError, match="1-10 letters"):
         confirm(world, world.operator, r, "")
+    unknown = PlateRead(new_read_id(), "d", "c", T0, "X", 0.5, (0, 0, 1, 1))   # never stored
     with pytest.raises(QueryError, match="no read"):
-        confirm(world, world.operator, PlateRead(new_read_id(), "d", "c", T0, "X", 0.5, (0, 0, 1, 1)), "X")
+        confirm(world, world.operator, unknown, "X")
     with pytest.raises(PolicyError, match="no crop image"):
         confirm(world, world.operator, bare, "7ABC124")
     assert world.conn.execute("SELECT count(*) FROM labelled_examples").fetchone()[0] == 0
     assert len(log(world, "search-refused")) == 2
+    assert [(e["read_id"], e["result"]) for e in log(world, "read-label")] == \
+        [(unknown.read_id, "refused"), (bare.read_id, "refused")]     # attempts on reads are logged, with no result
 
 
 @pytest.fixture

@@ -154,16 +154,30 @@ class LabelledSet:
             refused(self.store, actor, asked, exc, purpose=purpose, case_number=case_number, now=now)
             raise
         true_text = clean_text(text)
+        problem: Exception | None = None
         with transaction(self.conn):
             row = self.conn.execute(
                 "SELECT r.plate, r.captured_at, i.jpeg FROM reads r LEFT JOIN read_images i "
                 "ON i.read_id = r.read_id AND i.kind = 'crop' WHERE r.read_id = ?", [read_id]).fetchone()
             if row is None:
-                raise QueryError(f"no read {read_id}")
+                problem = QueryError(f"no read {read_id}")
+            elif row[2] is None:
+                problem = PolicyError(f"read {read_id} has no crop image any more (past image retention): "
+                                      "nothing to confirm against")
+            if problem is not None:   # an attempt on a read is logged like a view of it: with no result
+                self.log.append(user=actor.name, organization=actor.organization, action="read-label",
+                                purpose=purpose, case_number=case_number,
+                                detail={"read_id": read_id, "result": "refused", "reason": str(problem)[:200]},
+                                result_count=0)
+        if problem is not None:
+            raise problem
+        with transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT r.plate, r.captured_at, i.jpeg FROM reads r JOIN read_images i "
+                "ON i.read_id = r.read_id AND i.kind = 'crop' WHERE r.read_id = ?", [read_id]).fetchone()
+            if row is None:   # purged between the two transactions
+                raise QueryError(f"no read {read_id} with its crop")
             plate, captured, crop = row
-            if crop is None:
-                raise PolicyError(f"read {read_id} has no crop image any more (past image retention): "
-                                  "nothing to confirm against")
             source = "search-confirmed" if true_text == plate else "search-corrected"
             replaced = self.conn.execute(
                 "DELETE FROM labelled_examples WHERE read_id = ? AND labelled_by = ? "
