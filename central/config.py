@@ -96,7 +96,7 @@ class Retention:
     hit_days: int = 730
     image_days: int = 730
     hotlist_days: int = 365          # hotlist entries, from their expiry or removal
-    labelled_example_days: int = 730  # misread crops with their true text (from hit verification)
+    labelled_example_days: int = 730  # the labelled set, at most (an example goes with its read or its crop)
     access_log_days: int = 1825
     device_log_days: int = 1825
 

@@ -10,11 +10,11 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, db, devices, fleet_health, governance, hotlist, init, models, release, retention, sharing
+from . import console, db, devices, fleet_health, governance, hotlist, init, models, reads, release, retention, sharing
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
-                 + release.COMMANDS + models.COMMANDS):
+                 + release.COMMANDS + models.COMMANDS + reads.COMMANDS):
     main.add_command(_command)
 keys.add_command(sharing.keys_init_signing)
 main.add_command(console.serve)

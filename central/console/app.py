@@ -68,8 +68,10 @@ PAGES = (
          "Search reads (exact, wildcard, tolerant). Purpose and case number are required before any result; "
          "every page is logged.", ("plate", "match", "range", "since", "until", "camera", "purpose", "case", "page")),
     Page("/reads/{read_id}", "Read", "read.html", operator.read_detail,
-         "One read: crop, context image, alternates, confidence, camera, position. Logged (read-view).",
-         ("purpose", "case")),
+         "One read: crop, context image, alternates, confidence, camera, position. Logged (read-view). POST "
+         "text (with purpose and case): the plate the image shows, confirming or correcting the read; kept as a "
+         "labelled example for site adaptation. Logged (read-label).",
+         ("purpose", "case"), action=operator.confirm_read, action_params=("text",)),
     Page("/hits", "Live hits", "hits.html", hitsview.hits,
          "Recent hits, newest first (status filter). New hits arrive live from /api/v1/hits/stream "
          "(server-sent events). Logged (hits-list).", ("status", "limit")),

@@ -1,13 +1,16 @@
 """The operator's pages over :mod:`central.governance.search`: the search form,
 a page of results with crops, one read's detail and its images. Purpose and
 case number are checked (and every page, read and image logged) by the
-library, whatever front end asks."""
+library, whatever front end asks. On a read's page an operator may type the
+text its image shows (a confirmation or a correction, kept as a labelled
+example for site adaptation)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
 from ..errors import QueryError, RegistryError
+from ..governance.labels import LabelledSet
 from ..governance.search import refused, search_page, view_read
 from ..governance.users import Permission, User, require
 from ..store import Search
@@ -125,6 +128,21 @@ def read_detail(b: Backend, user: User, params, read_id: str) -> dict:
             "purpose": params.get("purpose"), "case": params.get("case"),
             "_crop": data_uri(r.crop_jpeg), "_context": data_uri(r.context_jpeg),
             "_map": geomap.render(points, tile_url=b.cfg.console.tile_url, title=f"Where read {r.read_id} was taken")}
+
+
+def confirm_read(b: Backend, user: User, params, read_id: str) -> dict:
+    """POST on a read's page: the text its image shows, a confirmation or a
+    correction of the read (central/governance/labels.py)."""
+    why = {"purpose": params.get("purpose") or None, "case_number": (params.get("case") or "").strip() or None}
+    e = LabelledSet(b.store, clock=b.clock).confirm(user, read_id, params.get("text") or "", **why,
+                                                    purposes=b.cfg.query.purposes,
+                                                    case_number_pattern=b.cfg.query.case_number_pattern)
+    notice = (f"Confirmed: the image shows {e.true_text}." if e.source == "search-confirmed" else
+              f"Corrected: the image shows {e.true_text}, the camera read {e.read_text}.")
+    out = read_detail(b, user, params, read_id)
+    out["notice"] = notice + " Kept as a labelled example for site adaptation (it goes with the read)."
+    out["label"] = {"example_id": e.example_id, "result": e.source.split("-")[1], "text": e.true_text}
+    return out
 
 
 def read_image(b: Backend, user: User, params, read_id: str, part: str) -> bytes:

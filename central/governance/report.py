@@ -166,7 +166,7 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
             "authorized_purposes": list(cfg.query.purposes),
             "retention_days": {"non-hit reads": r.non_hit_days, "hits": r.hit_days,
                                "plate crops and context images": r.image_days,
-                               "labelled misread examples": r.labelled_example_days,
+                               "labelled examples (confirmed reads, at most; they go with their read)": r.labelled_example_days,
                                "hotlist entries (after expiry)": r.hotlist_days, "access logs": r.access_log_days,
                                "device audit logs": r.device_log_days},
             "eligible_recipients": {"agency_types": list(cfg.sharing.eligible_agency_types),
@@ -249,7 +249,7 @@ def render_html(d: dict) -> str:
     p = d["policy"]
     labels = {"non_hit_reads": "non-hit reads", "hit_reads": "hit reads", "images": "plate and context images",
               "hotlist": "hotlist entries", "hits": "hit records",
-              "labelled_examples": "labelled misread examples", "webhook_deliveries": "webhook delivery records",
+              "labelled_examples": "labelled examples (confirmed reads)", "webhook_deliveries": "webhook delivery records",
               "access_log": "access-log entries", "device_log": "device audit records"}
     purge_items = [(labels.get(k, k), v) for k, v in sorted(d["purges"]["deleted"].items())]
     parts = [

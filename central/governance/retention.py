@@ -9,8 +9,10 @@ Categories (config ``[retention]``, days):
 - ``image_days``     plate crops and context images (the read itself may stay)
 - ``hotlist_days``   hotlist entries (of every list version), counted from their
   expiry or removal; an expired entry stops matching at once
-- ``labelled_example_days``  misread crops with their true text (from the
-  visual check of a hit), counted from capture
+- ``labelled_example_days``  the labelled set (crops with their confirmed
+  text: hits' visual checks, operators' confirmations of search results),
+  counted from capture, at most: an example goes with its read, and with its
+  read's crop image, whichever is first (:mod:`central.governance.labels`)
 - ``access_log_days``  access-log entries (removed oldest first, leaving a
   ``log-purged`` anchor so the chain still verifies, see :mod:`central.governance.audit`)
 - ``device_log_days``  device audit records received at central
@@ -211,8 +213,11 @@ class Governor:
                              "(SELECT 1 FROM reads r WHERE r.read_id = hits.read_id)", [c["hits"]]),
             ("webhook_deliveries", "webhook_deliveries", "DELETE FROM webhook_deliveries WHERE NOT EXISTS "
                                    "(SELECT 1 FROM hits h WHERE h.hit_id = webhook_deliveries.hit_id)", []),
-            ("labelled_examples", "labelled_examples", "DELETE FROM labelled_examples WHERE captured_at < ?",
-             [c["labelled_examples"]]),
+            # Examples follow their read: gone with the read or with its crop image, and at the
+            # latest labelled_example_days after capture (central/governance/labels.py).
+            ("labelled_examples", "labelled_examples", "DELETE FROM labelled_examples WHERE captured_at < ? OR "
+                                  "NOT EXISTS (SELECT 1 FROM read_images i WHERE i.read_id = labelled_examples.read_id "
+                                  "AND i.kind = 'crop')", [c["labelled_examples"]]),
             ("hotlist", "hotlist_entries", f"DELETE FROM hotlist_entries WHERE entry_id IN (SELECT e.entry_id "
                                            f"FROM hotlist_entries e WHERE {_ENTRY_END} < ?)", [c["hotlist"]]),
             ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
@@ -225,7 +230,14 @@ class Governor:
                 f"SELECT count(*) FROM reads r WHERE {_HELD} AND ((r.captured_at < ? AND {_HIT}) "
                 f"OR (r.captured_at < ? AND NOT {_HIT}))", [c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
             for name, table, sql, args in statements:
-                if dry_run:
+                if dry_run and name == "labelled_examples":   # those whose read or crop this purge deletes too
+                    counts[name] = self.conn.execute(
+                        f"SELECT count(*) FROM labelled_examples x WHERE x.captured_at < ? OR NOT EXISTS ("
+                        f"SELECT 1 FROM reads r JOIN read_images i ON i.read_id = r.read_id AND i.kind = 'crop' "
+                        f"WHERE r.read_id = x.read_id AND ({_HELD} OR (r.captured_at >= ? AND (r.captured_at >= ? "
+                        f"OR NOT {_HIT}) AND (r.captured_at >= ? OR {_HIT}))))",
+                        [c["labelled_examples"], c["images"], c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
+                elif dry_run:
                     counted = sql.replace(f"DELETE FROM {table} WHERE", f"SELECT count(*) FROM {table} WHERE", 1)
                     counts[name] = self.conn.execute(counted, args).fetchone()[0]
                 else:

@@ -5,8 +5,9 @@ supervisor) records, in this order:
 
 1. the **visual check** (:meth:`HitBook.check_image`): the image shows the
    listed plate (``yes``), or it is a misread, with the text the image really
-   shows; the misread's crop and true text are kept as a labelled example
-   (``labelled_examples``, retention ``labelled_example_days``);
+   shows; either way the crop and its true text (the listed plate, or the
+   corrected text) join the labelled set for site adaptation
+   (:mod:`central.governance.labels`; an example goes with its read);
 2. the **source check** (:meth:`HitBook.check_source`), after a ``yes``
    visual check: the entry is still current with its source (``yes``) or it
    is no longer wanted;
@@ -48,6 +49,7 @@ import time
 from collections.abc import Iterator
 
 from ..errors import PolicyError
+from ..governance import labels
 from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
 from ..governance.users import ROLE_PERMISSIONS, Permission, Role, User, require
 from .csvimport import normalise_plate
@@ -305,14 +307,12 @@ class HitBook:
             self.conn.execute("UPDATE hits SET visual = ?, visual_text = ?, visual_by = ?, visual_at = ? "
                               "WHERE hit_id = ?", ["yes" if shows_plate else "misread", text, actor.name, ts(now),
                                                    hit_id])
-            if text is not None:
-                model = self.conn.execute("SELECT model_version FROM reads WHERE read_id = ?",
-                                          [hit.read_id]).fetchone()
-                self.conn.execute(
-                    "INSERT INTO labelled_examples (hit_id, read_id, crop, read_text, true_text, model_version, "
-                    "captured_at, labelled_by, labelled_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [hit_id, hit.read_id, hit.crop_jpeg, hit.read_plate or hit.matched_text, text,
-                     model[0] if model else "", ts(hit.captured_at), actor.name, ts(now)])
+            if hit.crop_jpeg is not None:   # the labelled set (governance/labels.py): yes -> the listed plate
+                labels.record(self.conn, source="hit-confirmed" if shows_plate else "hit-misread",
+                              read_id=hit.read_id, hit_id=hit_id, crop=hit.crop_jpeg,
+                              read_text=hit.read_plate or hit.matched_text,
+                              true_text=hit.entry["plate"] if shows_plate else text,
+                              captured_at=hit.captured_at, labelled_by=actor.name, labelled_at=now)
             self.log.append(user=actor.name, organization=actor.organization, action="hit-visual-check",
                             detail={"hit": hit_id, "result": "yes" if shows_plate else "misread"}, result_count=1)
         return self.get(actor, hit_id, log=False)

@@ -5,7 +5,8 @@ Never edit a migration that has shipped; append a new one. Names are
 ``NNNN_topic``; numbers are reserved per area so parallel work does not collide:
 0001-0099 reads and ingest, 0100-0199 devices and enrollment, 0200-0299 governance,
 0300-0399 hotlists and hits, 0400-0499 security (read tombstones), 0500-0599 the
-browser console (passwords, sessions, device status), 0600-0699 fleet operations.
+browser console (passwords, sessions, device status), 0600-0699 fleet operations,
+0790-0799 recognition (the labelled set for site adaptation).
 """
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -451,5 +452,33 @@ MIGRATIONS: list[tuple[str, str]] = [
             checked_at TEXT NOT NULL,
             check_seconds REAL NOT NULL
         )
+    """),
+    # -- 0790-0799 recognition: the labelled set (central/governance/labels.py). Examples come
+    # from hits' visual checks (yes and misread) and from operators' confirmations of search
+    # results, so hit_id becomes optional and each row names its source; rows of 0300 were
+    # misread checks. Each example is tied to its read (the purge deletes it with the read).
+    ("0790_labelled_set", """
+        CREATE TABLE labelled_examples_0790 (
+            example_id INTEGER PRIMARY KEY,
+            read_id TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('hit-confirmed', 'hit-misread', 'search-confirmed',
+                                                   'search-corrected')),
+            hit_id INTEGER,
+            crop BLOB,
+            read_text TEXT NOT NULL,
+            true_text TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            captured_at TEXT NOT NULL,
+            labelled_by TEXT NOT NULL,
+            labelled_at TEXT NOT NULL
+        );
+        INSERT INTO labelled_examples_0790 (example_id, read_id, source, hit_id, crop, read_text, true_text,
+                                            model_version, captured_at, labelled_by, labelled_at)
+            SELECT example_id, read_id, 'hit-misread', hit_id, crop, read_text, true_text, model_version,
+                   captured_at, labelled_by, labelled_at FROM labelled_examples ORDER BY example_id;
+        DROP TABLE labelled_examples;
+        ALTER TABLE labelled_examples_0790 RENAME TO labelled_examples;
+        CREATE INDEX labelled_examples_at ON labelled_examples(labelled_at);
+        CREATE INDEX labelled_examples_read ON labelled_examples(read_id)
     """),
 ]

@@ -155,7 +155,8 @@ def occlude(rng, img: np.ndarray) -> np.ndarray:
     return out
 
 
-def ocr_crop(rng, plate: np.ndarray | None = None, label: str | None = None, *, hershey_only=False, legible=False):
+def ocr_crop(rng, plate: np.ndarray | None = None, label: str | None = None, *, hershey_only=False, legible=False,
+             traits=False):
     """A plate crop as the detector would deliver it, or (a quarter of them)
     cut as tight as a hand-made crop, where the first and last characters
     touch the edge (models 0.4.0 dropped them there). Returns ``(bgr, label)``.
@@ -164,9 +165,10 @@ def ocr_crop(rng, plate: np.ndarray | None = None, label: str | None = None, *, 
     tells models apart (the training mix has many crops blurred, shrunk or
     covered past reading): 140-320 px wide, no occlusion, tight crops that
     touch the outer characters but never cut them, a fifth of the odds of
-    glare, shadow, night look, noise and blur (side graphics as usual)."""
+    glare, shadow, night look, noise and blur (side graphics as usual).
+    ``traits``: the plate's glyph traits of US serial fonts (``render_plate``)."""
     if plate is None:
-        plate, label = render_plate(rng, hershey_only=hershey_only)
+        plate, label = render_plate(rng, hershey_only=hershey_only, traits=traits)
     if legible:
         width = float(rng.uniform(140, 320))
     else:

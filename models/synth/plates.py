@@ -12,6 +12,7 @@ Main characters are tall and condensed like real plate fonts.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import cv2
@@ -360,11 +361,34 @@ def _art(rng, img, box) -> None:
             _emblem(rng, img, (px - w / 4, py - h / 4, w / 2, h / 2))
 
 
-def _glyphs(rng, group: str, font) -> list[np.ndarray]:
+# Glyph traits of real US serial fonts that a font file rarely has, drawn per plate (a state's font
+# draws every 1 of a plate alike) when render_plate(traits=True); see GlyphTraits. Off by default so
+# the seeded held-outs and tests keep their images; a training run opts in.
+@dataclasses.dataclass(frozen=True)
+class GlyphTraits:
+    bare_one: bool = False     # every 1 a bare stem (Idaho, New Hampshire, Massachusetts)
+    short_q: bool = False      # Q = the font's O with a short stub of a tail (Mississippi, Illinois)
+    county_one: bool = False   # a county prefix (NL-...) starts with 1 or 2 as Idaho's mostly do
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> "GlyphTraits":
+        """Per-plate traits from a child generator seeded from ``rng``'s state without
+        advancing it, so a plate's other draws are those it has without traits."""
+        child = np.random.default_rng(rng.bit_generator.state["state"]["state"] % (2**63) + 7)
+        return cls(bare_one=child.random() < 0.25, short_q=child.random() < 0.35, county_one=child.random() < 0.7)
+
+
+TRAIT_PATTERNS = (("NL-LNNNN", 4), ("NL-LLNNN", 3), ("NL-NNNNN", 2), ("NL-LNNNL", 1))  # Idaho-style, with traits
+
+
+def _glyphs(rng, group: str, font, traits: GlyphTraits = GlyphTraits()) -> list[np.ndarray]:
     """Character masks, sometimes made heavier (real plate strokes are thick)."""
     masks = [fonts.glyph_mask(c, font, int(rng.integers(3, 8)) if isinstance(font, int) else 2) for c in group]
     masks = [_serif_i(m) if c == "I" and rng.random() < 0.5 else m for c, m in zip(group, masks)]
-    masks = [_plain_one(m) if c == "1" and rng.random() < 0.15 else m for c, m in zip(group, masks)]
+    masks = [_plain_one(m) if c == "1" and (rng.random() < 0.15 or traits.bare_one) else m for c, m in zip(group, masks)]
+    if traits.short_q and "Q" in group:
+        o = fonts.glyph_mask("O", font, int(rng.integers(3, 8)) if isinstance(font, int) else 2)
+        masks = [_short_q(o) if c == "Q" else m for c, m in zip(group, masks)]
     masks = [_open_four(m) if c == "4" and rng.random() < 0.35 else m for c, m in zip(group, masks)]
     k = int(rng.choice([0, 0, 3, 5])) if isinstance(font, str) else 0
     if k:
@@ -401,6 +425,17 @@ def _plain_one(one: np.ndarray) -> np.ndarray:
     return out
 
 
+def _short_q(o: np.ndarray) -> np.ndarray:
+    """A Q drawn as the font's O with a short stub of a tail at the lower right, as
+    Mississippi's and Illinois' plate fonts draw it (0.9.0 read such a Q as O)."""
+    h, w = o.shape
+    out = o.copy()
+    t = max(2, int(round(min(w * 0.16, h * 0.1))))
+    x0, y0 = int(w * 0.62), int(h * 0.8)
+    cv2.line(out, (x0, y0), (min(w - 1, x0 + int(w * 0.22)), h - 1), 255, t)
+    return out
+
+
 def _open_four(four: np.ndarray) -> np.ndarray:
     """A 4 whose top is open (left stroke, bar, right stem), as California's
     and Illinois' plate fonts draw it; same size as the font's own 4."""
@@ -415,11 +450,12 @@ def _open_four(four: np.ndarray) -> np.ndarray:
     return out
 
 
-def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: str | None) -> None:
+def _draw_main(rng, img, text: str, ink, light: bool, hershey_only: bool, side: str | None,
+               traits: GlyphTraits = GlyphTraits()) -> None:
     """The labelled characters: tall, condensed, in groups with a separator or emblem between."""
     H, W = img.shape[:2]
     font = _pick_font(rng, hershey_only, True)
-    groups = [_glyphs(rng, g, font) for g in text.split("-") if g]
+    groups = [_glyphs(rng, g, font, traits) for g in text.split("-") if g]
     ch = H * rng.uniform(0.42, 0.62)
     ref = fonts.glyph_mask("0", font)
     squeeze = min(rng.uniform(0.36, 0.62) / (ref.shape[1] / ref.shape[0]), 1.1)
@@ -521,6 +557,7 @@ def render_plate(
     hershey_only: bool = False,
     size: tuple[int, int] = (320, 160),
     side: str | None = "random",
+    traits: bool = False,
 ) -> tuple[np.ndarray, str]:
     """Render one flat plate. Returns ``(bgr_image, label)``.
 
@@ -528,13 +565,24 @@ def render_plate(
     of the returned label. ``side`` forces the big graphic beside the text
     (one of :data:`SIDE_KINDS` or None); by default one is drawn on 44 % of
     plates (:data:`SIDE_WEIGHTS`), 45 % of the graphics taller than the characters.
+    ``traits`` draws :class:`GlyphTraits` for the plate (bare-stem 1s, short-tailed
+    Qs, Idaho-style county prefixes with a leading 1 or 2 on a tenth of the plates);
+    without it the plate is exactly the one the same ``rng`` always gave.
     """
     W, H = size
     light = rng.random() < 0.82
     img = _background(rng, W, H, light)
     ink = _text_colour(rng, light)
+    glyph_traits = GlyphTraits.draw(rng) if traits else GlyphTraits()
     if text is None:
         text = fill_pattern(rng, random_pattern(rng))
+        if traits:   # a tenth of the plates Idaho-style: a county prefix, mostly 1 or 2
+            child = np.random.default_rng(rng.bit_generator.state["state"]["state"] % (2**63) + 11)
+            if child.random() < 0.1:
+                weights = np.array([w for _p, w in TRAIT_PATTERNS], float)
+                text = fill_pattern(child, TRAIT_PATTERNS[child.choice(len(TRAIT_PATTERNS), p=weights / weights.sum())][0])
+                if glyph_traits.county_one:
+                    text = ("1" if child.random() < 0.65 else "2") + text[1:]
     text = text.upper().replace(" ", "-")
     label = "".join(c for c in text if c in CHARSET)
     accent = _text_colour(rng, light) if rng.random() < 0.6 else ink
@@ -548,6 +596,6 @@ def render_plate(
         r = rng.random()
         edges = np.cumsum(SIDE_WEIGHTS)
         side = SIDE_KINDS[int(np.searchsorted(edges, r, side="right"))] if r < edges[-1] else None
-    _draw_main(rng, img, text, ink, light, hershey_only, side)
+    _draw_main(rng, img, text, ink, light, hershey_only, side, glyph_traits)
     _draw_frame(rng, img, ink, light)
     return img, label
