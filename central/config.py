@@ -318,6 +318,13 @@ class Alerts:
     certificate_days: float = 14.0
 
 
+@dataclasses.dataclass(frozen=True)
+class RemoteConfigSection:
+    """Remote device configuration (central/fleet/remote_config.py). The signing key is its own
+    Ed25519 key, in a folder of its own (``alpr-central device config init-key``)."""
+    signing_key: str = "config-signing/config-key.pem"
+
+
 def _alerts(table) -> Alerts:
     a = _section(Alerts, table, "alerts")
     for f in dataclasses.fields(Alerts):
@@ -342,6 +349,7 @@ class CentralConfig:
     hotlist: Hotlist = Hotlist()
     console: Console = Console()
     alerts: Alerts = Alerts()
+    remote_config: RemoteConfigSection = RemoteConfigSection()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -382,7 +390,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 def parse(doc: dict, base: Path) -> CentralConfig:
     allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
-               "hotlist", "console", "alerts"}
+               "hotlist", "console", "alerts", "remote_config"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -422,7 +430,13 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
                          mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir),
                                hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
-                               alerts=_alerts(doc.get("alerts", {})))
+                               alerts=_alerts(doc.get("alerts", {})),
+                               remote_config=_remote_config(doc.get("remote_config", {}), data_dir))
+
+
+def _remote_config(table, data_dir: Path) -> RemoteConfigSection:
+    rc = _section(RemoteConfigSection, table, "remote_config")
+    return RemoteConfigSection(str(resolve(rc.signing_key, data_dir, credential=True)))
 
 
 def load(path) -> CentralConfig:

@@ -227,7 +227,7 @@ class CameraWorker:
 
 
 class Agent:
-    def __init__(self, config: EdgeConfig, *, clock=time.time) -> None:
+    def __init__(self, config: EdgeConfig, *, clock=time.time, remote=None) -> None:
         self.config = config
         self._lock = datalock.DataDirLock(config.data_dir).acquire()  # a second agent here: AlreadyRunning
         try:
@@ -235,6 +235,8 @@ class Agent:
         except BaseException:
             self._lock.release()  # a refused start (a bad key, a tampered model bundle) leaves the folder free
             raise
+        self.remote = remote  # edge_agent.remote_config.RemoteConfigAgent, or None
+        self.sync.config_receiver = remote
 
     def _open(self, config: EdgeConfig, clock) -> None:
         try:
@@ -346,6 +348,10 @@ class Agent:
                 self.write_status()
                 self.watchdog.tick()
                 self.health.tick()
+                if self.remote is not None:  # a new remote configuration: confirm, roll back, or restart
+                    self.remote.tick(self)
+                    if self.remote.restart.is_set():
+                        break
                 if self.audit_watch:
                     self.audit_watch.tick(lambda: self.outbox.stats().counters, self.sync.connected)
                 if exit_when_drained and all(w.finished.is_set() for w in self.workers) and self.outbox.depth == 0:
