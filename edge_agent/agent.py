@@ -9,6 +9,7 @@ writes ``status.json`` for ``alpr-edge status``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -401,6 +402,7 @@ class Agent:
                         for w in self.workers],
             "model_version": self.recognizer.model_version,
             "agent_version": __version__,  # the update health check expects the version it switched to
+            "remote_config": dataclasses.asdict(self.remote.store.report()) if self.remote is not None else None,
         }
 
     def disk_status(self) -> dict:

@@ -233,3 +233,89 @@ def test_config_section_bounds(tmp_path, pki_dir):
     assert cfg.remote_config.public_key == str(Path(conf).parent / "k.pem")
     assert not cfg.remote_config.allow_broker_address
     assert config_mod.load(edge_config(tmp_path, pki_dir, 1883)).remote_config.public_key == ""
+
+
+# -- central: targeting, versions, the access log, the key ------------------------------
+@pytest.fixture
+def site(tmp_path):
+    from central.governance.users import Role
+    from test_enrollment_env import CentralEnv
+    env = CentralEnv(tmp_path / "site", pid_file=False)
+    env.add_user("pat", "acme", Role.BUSINESS)
+    yield env
+    env.close()
+
+
+def _config_cli(site, *args, as_="ada"):
+    from central.cli import main as central_main
+    env = {"ALPR_TOKEN": site.tokens[as_] if as_ else None, "ALPR_TOKEN_FILE": None}
+    return CliRunner().invoke(central_main, ["device", "config", *args, "--config", str(site.config)], env=env)
+
+
+def test_push_targets_devices_owners_or_all_with_versions_per_device(site, tmp_path):
+    city, shop = site.provisioned("lane-1"), site.provisioned("door", owner="acme")
+    # no key yet: said plainly, nothing stored
+    result = _config_cli(site, "push", "--all", "--set", "tracking.min_hits=2")
+    assert result.exit_code == 1 and "init-key" in result.output
+    assert _config_cli(site, "init-key", as_=None).exit_code == 0
+    assert _config_cli(site, "push", "--all", "--device", city, "--set", "tracking.min_hits=2").exit_code == 2
+    assert _config_cli(site, "push", "--all").exit_code == 2  # no settings
+    result = _config_cli(site, "push", "--all", "--set", "tracking.min_hits=2", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(map(json.loads, result.output.splitlines()), key=lambda d: d["device_id"]) == sorted(
+        [{"device_id": city, "version": 1}, {"device_id": shop, "version": 1}], key=lambda d: d["device_id"])
+    assert _config_cli(site, "push", "--device", city, "--set", "buffer.max_age_days=30").exit_code == 0
+    result = _config_cli(site, "push", "--owner", "acme", "--set", 'images.context=true', "--json")
+    assert [json.loads(x) for x in result.output.splitlines()] == [{"device_id": shop, "version": 2}]
+    rows = {d["device_id"]: d for d in map(json.loads, _config_cli(site, "status", "--json", as_="tech")
+                                           .output.splitlines())}
+    assert (rows[city]["latest_version"], rows[shop]["latest_version"]) == (2, 2)
+    assert rows[city]["pushed_by"] == "ada" and rows[city]["applied_version"] is None
+    assert not rows[city]["published"] and not rows[city]["in_sync"]
+    # a business sees its own device's state only
+    result = _config_cli(site, "status", "--json", as_="pat")
+    assert [json.loads(x)["device_id"] for x in result.output.splitlines()] == [shop]
+    assert _config_cli(site, "status", city, as_="pat").exit_code == 1
+    assert _config_cli(site, "status", as_="otto").exit_code == 1  # an operator sees no devices
+    # every push is one access-log entry; the messages verify and carry their device and version
+    from central.store.sqlite import SQLiteStore
+    from edge_agent.wire.devconfig import load_public_key, open_config
+    store = SQLiteStore(site.data / "central.sqlite")
+    try:
+        pushes = store.db.execute("SELECT detail FROM audit_log WHERE action = 'device-config-push'").fetchall()
+        assert [json.loads(d)["keys"] for (d,) in pushes] == [["tracking.min_hits"], ["buffer.max_age_days"],
+                                                             ["images.context"]]
+        pub = load_public_key((site.data / "config-signing" / "config-key.pub.pem").read_bytes())
+        msg = store.db.execute("SELECT message FROM device_configs WHERE device_id = ? AND version = 2",
+                               [city]).fetchone()[0]
+        assert open_config(bytes(msg), pub, city).settings == {"buffer": {"max_age_days": 30}}
+    finally:
+        store.close()
+
+
+def test_the_config_key_is_kept_apart(tmp_path):
+    from central.errors import RemoteConfigError
+    from central.fleet.remote_config import init_key, load_key
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "data-key.pem").write_text("x")
+    with pytest.raises(RemoteConfigError, match="already holds other keys"):
+        init_key(tmp_path / "keys" / "config-key.pem")
+    private, public, kid = init_key(tmp_path / "own" / "config-key.pem")
+    assert oct(private.stat().st_mode & 0o777) == "0o600" and public.name == "config-key.pub.pem"
+    with pytest.raises(RemoteConfigError, match="refusing to overwrite"):
+        init_key(private)
+    os.chmod(private, 0o644)
+    with pytest.raises(RemoteConfigError, match="readable by others"):
+        load_key(private)
+
+
+def test_the_acl_lets_only_collectors_publish_configurations():
+    from central.fleet.broker import acl_text
+    text = acl_text(devices=["cam-a"])
+    assert "topic read alpr/v1/devices/cam-a/config\n" in text
+    assert "topic write alpr/v1/devices/cam-a/config-state\n" in text
+    assert "topic write alpr/v1/devices/+/config\n" in text and "topic read alpr/v1/devices/+/config-state" in text
+    assert "topic write alpr/v1/devices/cam-a/config\n" not in text
+    pattern = acl_text()
+    assert "pattern read alpr/v1/devices/%u/config\n" in pattern
+    assert "pattern write alpr/v1/devices/%u/config-state\n" in pattern
