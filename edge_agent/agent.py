@@ -359,7 +359,10 @@ class Agent:
                     logger.info("all sources finished and the outbox is drained")
                     break
         finally:
-            self.watchdog.stopping()
+            if self.remote is not None and self.remote.restart.is_set():
+                self.watchdog.reloading("applying a remote configuration")  # the process goes on
+            else:
+                self.watchdog.stopping()
             capture_stop.set()
             for th in threads[:-1]:
                 th.join(timeout=30)

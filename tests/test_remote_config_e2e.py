@@ -10,6 +10,7 @@ publishes it retained; the agent applies it, restarts in place and reports;
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -24,6 +25,7 @@ from central.governance.users import Role
 from conftest import wait_for
 from edge_agent.provision import dump_toml, provision
 from test_enrollment_env import CentralEnv
+from test_watchdog import NotifySocket
 
 pytestmark = pytest.mark.slow
 
@@ -78,8 +80,10 @@ def test_signed_config_applied_unsigned_invalid_refused_broken_rolled_back(tmp_p
     run = subprocess.Popen([str(Path(sys.executable).parent / "alpr-central"), "run", "--config",
                             str(central.config), "--log-level", "info"],
                            stdout=open(central_log, "wb"), stderr=subprocess.STDOUT)
+    systemd = NotifySocket(str(tmp_path / "notify"))  # the agent tells systemd it reloads, never that it stops
     agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(conf),
-                              "--log-level", "info"], stdout=open(agent_log, "wb"), stderr=subprocess.STDOUT)
+                              "--log-level", "info"], stdout=open(agent_log, "wb"), stderr=subprocess.STDOUT,
+                             env={**os.environ, "NOTIFY_SOCKET": systemd.address})
     try:
         # the device reports what it runs as soon as it connects: its own file only
         wait_for(lambda: _status(central, device_id)["state"] == "applied", 60, interval=0.5,
@@ -107,6 +111,9 @@ def test_signed_config_applied_unsigned_invalid_refused_broken_rolled_back(tmp_p
                                capture_output=True, text=True, timeout=60)
         assert check.returncode == 0 and "remote configuration version 1 (applied)" in check.stdout, check
         assert "remote configuration version 1 accepted" in _log(agent_log)
+        said = [m for _, m in systemd.messages]
+        assert any(m.startswith("RELOADING=1") for m in said) and not any("STOPPING=1" in m for m in said)
+        assert sum(m.startswith("READY=1") for m in said) >= 2, said
         assert tomllib.loads(conf.read_text()) == doc  # the tech's file is never rewritten
         # the push is in the access log with the keys it changed, never their values
         from central.store.sqlite import SQLiteStore
@@ -164,6 +171,7 @@ def test_signed_config_applied_unsigned_invalid_refused_broken_rolled_back(tmp_p
             agent.wait(30)
         finally:
             run.wait(30)
+            systemd.close()
     # the device's own signed audit log holds what happened, in order
     import sqlite3
     from edge_agent import config as config_mod
