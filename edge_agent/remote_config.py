@@ -114,7 +114,7 @@ class ConfigStore:
 
     # -- files ----------------------------------------------------------------------
     def _load_state(self) -> dict:
-        blank = {"applied_version": 0, "highest_version": 0, "status": "none", "attempts": 0,
+        blank = {"applied_version": 0, "highest_version": 0, "status": "none", "trial": False, "attempts": 0,
                  "offered_version": None, "reason": None, "at": None, "last_digest": None}
         try:
             doc = json.loads((self.folder / "state.json").read_text())
@@ -146,7 +146,13 @@ class ConfigStore:
 
     @property
     def status(self) -> str:
+        """The last event: none, trial, applied, refused, rolled-back."""
         return self.state["status"]
+
+    @property
+    def in_trial(self) -> bool:
+        """The configuration in force has not come up yet (a refusal meanwhile does not change that)."""
+        return bool(self.state["trial"])
 
     # -- changes --------------------------------------------------------------------
     def offer(self, message: bytes, validate: Callable[[dict], object]) -> DeviceConfig | None:
@@ -165,12 +171,13 @@ class ConfigStore:
                 raise
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             current = self.folder / "current.msg"
-            if current.exists():
-                _write_atomic(self.folder / "previous.msg", current.read_bytes())
-            else:
-                (self.folder / "previous.msg").unlink(missing_ok=True)
+            if not self.state["trial"]:  # on trial: what a rollback returns to stays the last one that came up
+                if current.exists():
+                    _write_atomic(self.folder / "previous.msg", current.read_bytes())
+                else:
+                    (self.folder / "previous.msg").unlink(missing_ok=True)
             _write_atomic(current, message)
-            self._save(last_digest=digest, status="trial", attempts=0, applied_version=cfg.version,
+            self._save(last_digest=digest, status="trial", trial=True, attempts=0, applied_version=cfg.version,
                        highest_version=cfg.version, offered_version=cfg.version, reason=None)
             return cfg
 
@@ -192,7 +199,7 @@ class ConfigStore:
         that never confirmed it is rolled back (returns why); else the attempt
         is counted."""
         with self._lock:
-            if self.state["status"] != "trial":
+            if not self.state["trial"]:
                 return None
             if self.state["attempts"] >= 1:
                 why = (f"the agent stopped before version {self.state['applied_version']} came up "
@@ -204,8 +211,9 @@ class ConfigStore:
 
     def confirm(self) -> None:
         with self._lock:
-            if self.state["status"] == "trial":
-                self._save(status="applied", attempts=0, reason=None)
+            if self.state["trial"]:
+                self._save(status="applied", trial=False, attempts=0, offered_version=self.state["applied_version"],
+                           reason=None)
 
     def rollback(self, reason: str) -> None:
         with self._lock:
@@ -222,7 +230,7 @@ class ConfigStore:
         else:
             current.unlink(missing_ok=True)
         back = self.current()
-        self._save(status="rolled-back", attempts=0, applied_version=back.version if back else 0,
+        self._save(status="rolled-back", trial=False, attempts=0, applied_version=back.version if back else 0,
                    offered_version=failed or None, reason=wire.short_reason(reason))
         logger.warning("remote configuration version %s rolled back to %s: %s", failed,
                        f"version {back.version}" if back else "the config file alone", reason)
@@ -354,7 +362,7 @@ class RemoteConfigAgent:
     def tick(self, agent) -> None:
         """Housekeeping loop: confirm the configuration on trial once cameras
         and sync are up, or roll it back when they are not within the trial."""
-        if self.store.status != "trial" or self.restart.is_set():
+        if not self.store.in_trial or self.restart.is_set():
             return
         problems = [f"camera {w.camera.id} has delivered no frame ({w.state}"
                     + (f": {w.last_error})" if w.last_error else ")") for w in agent.workers if w.frames == 0]

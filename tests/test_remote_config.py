@@ -127,6 +127,7 @@ def test_accept_keeps_the_previous_refuses_older_and_replayed(tmp_path, pki_dir,
     assert (folder / "current.msg").read_bytes() == first and not (folder / "previous.msg").exists()
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert store.offer(first, validate) is None  # the broker's retained copy again: nothing happens
+    store.confirm()
     second = _msg(key, 2, {"tracking": {"min_hits": 3}})
     store.offer(second, validate)
     assert (folder / "previous.msg").read_bytes() == first and (folder / "current.msg").read_bytes() == second
@@ -319,3 +320,22 @@ def test_the_acl_lets_only_collectors_publish_configurations():
     pattern = acl_text()
     assert "pattern read alpr/v1/devices/%u/config\n" in pattern
     assert "pattern write alpr/v1/devices/%u/config-state\n" in pattern
+
+
+def test_during_a_trial_a_refusal_keeps_the_trial_and_a_newer_keeps_the_last_good_to_return_to(tmp_path, pki_dir,
+                                                                                                key):
+    conf, base = _device(tmp_path, pki_dir, key)
+    store = remote_config.ConfigStore.for_config(base)
+    validate = remote_config.validator(conf)
+    store.offer(_msg(key, 1, {"tracking": {"min_hits": 2}}), validate)
+    store.confirm()                                           # version 1 came up
+    store.offer(_msg(key, 2, {"tracking": {"min_hits": 3}}), validate)  # on trial
+    with pytest.raises(ConfigRefused):
+        store.offer(json.dumps({**json.loads(_msg(key, 3, {"tracking": {"min_hits": 4}})), "signature": ""})
+                    .encode(), validate)
+    assert store.in_trial and store.report().state == "refused"
+    store.offer(_msg(key, 4, {"tracking": {"min_hits": 5}}), validate)  # another one before 2 came up
+    store.rollback("version 4 did not come up")
+    assert store.current().version == 1                      # the last one that came up, not version 2
+    assert (store.report().applied_version, store.report().offered_version) == (1, 4)
+    assert not store.in_trial
