@@ -339,3 +339,15 @@ def test_during_a_trial_a_refusal_keeps_the_trial_and_a_newer_keeps_the_last_goo
     assert store.current().version == 1                      # the last one that came up, not version 2
     assert (store.report().applied_version, store.report().offered_version) == (1, 4)
     assert not store.in_trial
+
+
+def test_central_config_check_checks_the_configuration_key(site):
+    from central.cli import main as central_main
+    check = lambda: CliRunner().invoke(central_main, ["config", "check", "--config", str(site.config)])  # noqa: E731
+    assert check().exit_code == 0  # no key yet: remote configuration is optional
+    assert _config_cli(site, "init-key", as_=None).exit_code == 0
+    assert check().exit_code == 0
+    key = site.data / "config-signing" / "config-key.pem"
+    os.chmod(key, 0o640)
+    result = check()
+    assert result.exit_code == 78 and "remote_config.signing_key" in result.output and "chmod 600" in result.output
