@@ -354,6 +354,13 @@ class Alerts:
     webhooks: tuple[AlertWebhook, ...] = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class RemoteConfigSection:
+    """Remote device configuration (central/fleet/remote_config.py). The signing key is its own
+    Ed25519 key, in a folder of its own (``alpr-central device config init-key``)."""
+    signing_key: str = "config-signing/config-key.pem"
+
+
 def _alerts(table, base: Path) -> Alerts:
     if not isinstance(table, dict):
         raise ConfigError("alerts: expected a table")
@@ -402,6 +409,7 @@ class CentralConfig:
     # What the admin should change although the config works (a path found only by the old rule);
     # 'config check' lists them, every command prints them once.
     notices: tuple[str, ...] = ()
+    remote_config: RemoteConfigSection = RemoteConfigSection()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -442,7 +450,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 def parse(doc: dict, base: Path) -> CentralConfig:
     allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
-               "hotlist", "console", "alerts"}
+               "hotlist", "console", "alerts", "remote_config"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -478,7 +486,8 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
                          mqtt, keys, query, retention, sharing, policy), **devices,
                                hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
-                               alerts=_alerts(doc.get("alerts", {}), data_dir), notices=notices)
+                               alerts=_alerts(doc.get("alerts", {}), data_dir), notices=notices,
+                               remote_config=_remote_config(doc.get("remote_config", {}), data_dir))
 
 
 def _mqtt_files(mqtt: Mqtt, ca: Ca, broker: BrokerSection, base: Path, data_dir: Path) -> tuple[Mqtt, tuple[str, ...]]:
@@ -508,6 +517,11 @@ def _mqtt_files(mqtt: Mqtt, ca: Ca, broker: BrokerSection, base: Path, data_dir:
                            f"relative paths now resolve under data_dir ({data_dir}): set mqtt.{name} = \"{fix}\"")
         files[name] = str(new)
     return dataclasses.replace(mqtt, **files), tuple(notices)
+
+
+def _remote_config(table, data_dir: Path) -> RemoteConfigSection:
+    rc = _section(RemoteConfigSection, table, "remote_config")
+    return RemoteConfigSection(str(resolve(rc.signing_key, data_dir, credential=True)))
 
 
 def load(path) -> CentralConfig:

@@ -16,6 +16,7 @@
      +-- RegistryError      unknown device / business, or a state change the registry refuses (CLI exit 1)
      +-- EnrollmentError    an enrollment token or CSR refused (used, expired, forged, tampered); says which
      +-- ReleaseError       an application release key or bundle cannot be made (key placement, wheel build)
+     +-- RemoteConfigError  a remote device configuration cannot be made (settings not allowed, no signing key)
      +-- UnsafePathError    an output path is a symbolic link or not a regular file (also an OSError)
 """
 
@@ -54,6 +55,10 @@ class EnrollmentError(CentralError):
 
 class ReleaseError(CentralError):
     """An application release key or bundle cannot be made; says why (never the key)."""
+
+
+class RemoteConfigError(CentralError):
+    """A remote device configuration cannot be made or pushed; says why (never the key)."""
 
 
 class PermissionDenied(PolicyError):

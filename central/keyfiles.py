@@ -60,6 +60,8 @@ def check(cfg: CentralConfig) -> list[Problem]:
                   ("mqtt.key_file", cfg.mqtt.key_file, _private_key, True)]
     items += [("sharing.signing_key", cfg.sharing.signing_key,
                lambda d: _private_key(d, kind=Ed25519PrivateKey), False),
+              ("remote_config.signing_key", cfg.remote_config.signing_key,
+               lambda d: _private_key(d, kind=Ed25519PrivateKey), False),
               ("ca.cert_file", cfg.ca.cert_file, _certificate, False),
               ("ca.key_file", cfg.ca.key_file, lambda d: _private_key(d, encrypted_ok=True), False),
               ("broker.cert_file", cfg.broker.cert_file, _certificate, False),

@@ -9,6 +9,7 @@ writes ``status.json`` for ``alpr-edge status``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -227,7 +228,7 @@ class CameraWorker:
 
 
 class Agent:
-    def __init__(self, config: EdgeConfig, *, clock=time.time) -> None:
+    def __init__(self, config: EdgeConfig, *, clock=time.time, remote=None) -> None:
         self.config = config
         self._lock = datalock.DataDirLock(config.data_dir).acquire()  # a second agent here: AlreadyRunning
         try:
@@ -235,6 +236,8 @@ class Agent:
         except BaseException:
             self._lock.release()  # a refused start (a bad key, a tampered model bundle) leaves the folder free
             raise
+        self.remote = remote  # edge_agent.remote_config.RemoteConfigAgent, or None
+        self.sync.config_receiver = remote
 
     def _open(self, config: EdgeConfig, clock) -> None:
         try:
@@ -346,13 +349,20 @@ class Agent:
                 self.write_status()
                 self.watchdog.tick()
                 self.health.tick()
+                if self.remote is not None:  # a new remote configuration: confirm, roll back, or restart
+                    self.remote.tick(self)
+                    if self.remote.restart.is_set():
+                        break
                 if self.audit_watch:
                     self.audit_watch.tick(lambda: self.outbox.stats().counters, self.sync.connected)
                 if exit_when_drained and all(w.finished.is_set() for w in self.workers) and self.outbox.depth == 0:
                     logger.info("all sources finished and the outbox is drained")
                     break
         finally:
-            self.watchdog.stopping()
+            if self.remote is not None and self.remote.restart.is_set():
+                self.watchdog.reloading("applying a remote configuration")  # the process goes on
+            else:
+                self.watchdog.stopping()
             capture_stop.set()
             for th in threads[:-1]:
                 th.join(timeout=30)
@@ -396,6 +406,7 @@ class Agent:
             "watchdog": {"stalled": list(self.watchdog.stalled)},  # alpr-edge status names a stalled loop
             "model_version": self.recognizer.model_version,
             "agent_version": __version__,  # the update health check expects the version it switched to
+            "remote_config": dataclasses.asdict(self.remote.store.report()) if self.remote is not None else None,
         }
 
     def disk_status(self) -> dict:

@@ -12,7 +12,8 @@ import threading
 
 import click
 
-from . import __version__
+from . import __version__, remote_config
+from . import config as config_mod
 from .cli_common import ConfigFailure, config_option
 from .cli_common import load_config as _load
 from .cli_common import setup_logging as _logging
@@ -35,18 +36,40 @@ def main() -> None:
 def run(config_path: str, log_level: str, exit_when_drained: bool) -> None:
     """Run the agent until SIGTERM / Ctrl-C."""
     _logging(log_level)
-    cfg = _load(config_path)
     from .agent import Agent  # heavy imports (OpenCV) only when running
-    try:
-        agent = Agent(cfg)
-    except ConfigError as exc:
-        raise ConfigFailure(str(exc)) from None
-    except EdgeError as exc:
-        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    agent.run(stop, exit_when_drained=exit_when_drained)
+    rolled_back = None
+    while not stop.is_set():
+        # Each turn: the config file with central's remote configuration over it. A new
+        # remote configuration (or its rollback) ends the turn and the agent is rebuilt.
+        base = _load(config_path)
+        try:
+            eff = remote_config.load_for_start(config_path, base)
+        except ConfigError as exc:
+            raise ConfigFailure(str(exc)) from None
+        remote = None
+        if eff.store is not None:
+            remote = remote_config.RemoteConfigAgent(eff.store, config_path,
+                                                     trial_seconds=base.remote_config.trial_seconds)
+        try:
+            agent = Agent(eff.config, remote=remote)
+        except ConfigError as exc:
+            if eff.version:  # the remote configuration stops the agent from starting: the previous one
+                rolled_back = f"version {eff.version} stops the agent from starting: {exc}"
+                eff.store.rollback(rolled_back)
+                continue
+            raise ConfigFailure(str(exc)) from None
+        except EdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        if remote is not None:
+            remote.note = agent._note
+            remote.started(eff.rolled_back or rolled_back)
+        rolled_back = None
+        agent.run(stop, exit_when_drained=exit_when_drained)
+        if remote is None or not remote.restart.is_set():
+            break
 
 
 @main.group(name="config")
@@ -57,18 +80,18 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: str) -> None:
-    """Validate the config file, and that every camera but a picamera2 names
-    what it reads (``uri``); exit 78 naming the key path on any error."""
-    cfg = _load(config_path)
-    # A provisioned config may leave a camera's uri for the field tech to fill in
-    # (the agent then retries that camera); check says so instead of "ok".
-    missing = [f"cameras[{i}].uri: not set for {cam.source} camera {cam.id!r} (the "
-               f"{ {'file': 'video file', 'folder': 'folder of images'}.get(cam.source, 'stream or device')} it "
-               "reads): set it in the config or with 'alpr-edge provision --camera-uri ID=URI'"
-               for i, cam in enumerate(cfg.cameras) if cam.source != "picamera2" and not cam.uri.strip()]
+    """Validate the config file with the configuration central set remotely
+    laid over it, and that every camera but a picamera2 names what it reads
+    (``uri``); exit 78 naming the key path on any error."""
+    remote = remote_config.check(config_path, _load(config_path))  # central's configuration over this file
+    if remote.error:
+        raise ConfigFailure(remote.error)
+    cfg = remote.config
+    missing = config_mod.incomplete(cfg)
     if missing:
         raise ConfigFailure("; ".join(missing))
-    click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}")
+    click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}"
+               + (f"; remote configuration version {remote.version} ({remote.state})" if remote.version else ""))
 
 
 @main.command()

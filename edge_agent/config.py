@@ -103,6 +103,14 @@ class Health:
 
 
 @dataclasses.dataclass(frozen=True)
+class RemoteConfig:
+    """Remote configuration from central (edge_agent/remote_config.py). Never settable remotely."""
+    public_key: str = ""             # central's configuration-signing public key (PEM); empty = remote config off
+    allow_broker_address: bool = False  # may central move the device to another broker (sync.host, sync.port)?
+    trial_seconds: float = 120.0     # a new configuration must bring cameras and sync up within this, else rolled back
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeConfig:
     device: Device
     cameras: tuple[Camera, ...]
@@ -112,6 +120,7 @@ class EdgeConfig:
     buffer: Buffer = Buffer()
     sync: Sync = Sync()
     health: Health = Health()
+    remote_config: RemoteConfig = RemoteConfig()
 
     @property
     def data_dir(self) -> Path:
@@ -170,7 +179,7 @@ def _resolve(p: str, base: Path, credential: bool = False) -> str:
 def parse(doc: dict, base: Path) -> EdgeConfig:
     doc = dict(doc)
     unknown = sorted(set(doc) - {"device", "cameras", "recognition", "tracking", "images", "buffer", "sync",
-                             "health"})
+                             "health", "remote_config"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
     if "device" not in doc:
@@ -205,7 +214,7 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
         raise ConfigError("cameras: camera ids must be unique")
     sections = {name: _build(cls, doc.get(name, {}), name, base) for name, cls in
                 (("recognition", Recognition), ("tracking", Tracking), ("images", Images),
-                 ("buffer", Buffer), ("sync", Sync), ("health", Health))}
+                 ("buffer", Buffer), ("sync", Sync), ("health", Health), ("remote_config", RemoteConfig))}
     sync = sections["sync"]
     sync = dataclasses.replace(
         sync, ca_file=_resolve(sync.ca_file, base), cert_file=_resolve(sync.cert_file, base),
@@ -247,20 +256,39 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
             and 1 <= hl.confirm_checks <= 100):
         raise ConfigError("health: black_level 0-255, blur_ratio and moved_ratio between 0 and 1, "
                           "confirm_checks 1-100")
+    rc = sections["remote_config"]
+    if not 10 <= rc.trial_seconds <= 3600:
+        raise ConfigError("remote_config.trial_seconds: 10-3600")
+    sections["remote_config"] = dataclasses.replace(rc, public_key=_resolve(rc.public_key, base))
     sections["sync"] = sync
     return EdgeConfig(device=device, cameras=tuple(cameras), **sections)
+
+
+def incomplete(cfg: EdgeConfig) -> list[str]:
+    """What ``config check`` finds missing beyond the parse rules: a camera but a
+    picamera2 that names nothing to read (a provisioned config may leave the uri
+    for the field tech to fill in; the agent then retries that camera)."""
+    return [f"cameras[{i}].uri: not set for {cam.source} camera {cam.id!r} (the "
+            f"{ {'file': 'video file', 'folder': 'folder of images'}.get(cam.source, 'stream or device')} it "
+            "reads): set it in the config or with 'alpr-edge provision --camera-uri ID=URI'"
+            for i, cam in enumerate(cfg.cameras) if cam.source != "picamera2" and not cam.uri.strip()]
 
 
 def load(path: str | os.PathLike) -> EdgeConfig:
     """Read and validate a config file; every failure is a :class:`ConfigError`."""
     p = Path(path)
+    return parse(read_doc(p), p.resolve().parent)
+
+
+def read_doc(path: str | os.PathLike) -> dict:
+    """The TOML document of a config file, unvalidated (:class:`ConfigError` if unreadable)."""
+    p = Path(path)
     try:
         with open(p, "rb") as fh:
-            doc = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-    return parse(doc, p.resolve().parent)

@@ -239,6 +239,7 @@ class _Answer:
     ca_pem: bytes
     data_public_pem: bytes
     doc: dict
+    config_public_pem: bytes | None = None  # remote configuration's signing key (central/fleet/remote_config.py)
 
 
 def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
@@ -263,7 +264,15 @@ def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cn or cn[0].value != device_id:
         raise ProvisionError("the issued certificate names another device")
-    return _Answer(device_id, cert, cert_pem, ca_pem, data_pem, doc)
+    config_pem = doc.get("config_public_key")
+    if config_pem is not None:
+        from .wire.devconfig import ConfigRefused, load_public_key as load_config_key
+        try:
+            config_pem = config_pem.encode()
+            load_config_key(config_pem)
+        except (AttributeError, ConfigRefused) as exc:
+            raise ProvisionError(f"central's configuration public key is malformed ({exc})") from None
+    return _Answer(device_id, cert, cert_pem, ca_pem, data_pem, doc, config_pem)
 
 
 # -- config ---------------------------------------------------------------
@@ -371,6 +380,8 @@ def _build_config(old: dict, ans: _Answer, files: dict, *, data_dir: str | None,
                 central_public_key=str(files["data"]))
     if broker.get("topic_prefix"):
         sync["topic_prefix"] = str(broker["topic_prefix"])
+    if "config" in files:  # remote configuration: central's configuration-signing public key
+        doc["remote_config"] = {**old.get("remote_config", {}), "public_key": str(files["config"])}
     doc.update(device=device, cameras=cameras, recognition=recognition, sync=sync)
     return doc
 
@@ -379,9 +390,12 @@ def _identity_files(identity: Path, ans: _Answer, credentials_dir: str | None = 
     serial = format(ans.cert.serial_number, "x")[:16]
     short = lambda data: hashlib.sha256(data).hexdigest()[:12]  # noqa: E731
     key = Path(credentials_dir) / CREDENTIAL_KEY if credentials_dir else identity / f"device-{serial}.key"
-    return {"key": key, "cert": identity / f"device-{serial}.crt",
-            "ca": identity / f"ca-{short(ans.ca_pem)}.crt",
-            "data": identity / f"central-data-{short(ans.data_public_pem)}.pub.pem"}
+    files = {"key": key, "cert": identity / f"device-{serial}.crt",
+             "ca": identity / f"ca-{short(ans.ca_pem)}.crt",
+             "data": identity / f"central-data-{short(ans.data_public_pem)}.pub.pem"}
+    if ans.config_public_pem:
+        files["config"] = identity / f"central-config-{short(ans.config_public_pem)}.pub.pem"
+    return files
 
 
 def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, central: Central, *,
@@ -398,6 +412,9 @@ def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, centra
     write_private(files["cert"], ans.cert_pem, ids)
     write_private(files["ca"], ans.ca_pem, ids)
     write_private(files["data"], ans.data_public_pem, ids)
+    if "config" in files:  # root's, read-only to the agent: it decides which configurations the agent trusts
+        write_private(files["config"], ans.config_public_pem, None)
+        os.chmod(files["config"], 0o644)
     # root's renew reads this file to know where to write: it stays root's, in a
     # directory the agent's account can read (group) but not change
     write_private(identity / ENROLLMENT_FILE, json.dumps({
@@ -412,13 +429,14 @@ def _commit(config_path: Path, doc: dict, files: dict, key, ans: _Answer, centra
     write_private(config_path, text.encode(), ids)  # the commit point
 
 
-_OURS = ("device-*.key", "device-*.crt", "ca-*.crt", "central-data-*.pub.pem")
+_OURS = ("device-*.key", "device-*.crt", "ca-*.crt", "central-data-*.pub.pem", "central-config-*.pub.pem")
 
 
 def _cleanup(identity: Path, keep: dict) -> None:
     """Remove identity files of ours that the new config no longer names."""
     keep_names = {p.name for p in keep.values()}
-    for path in (p for pattern in _OURS for p in identity.glob(pattern)):
+    ours = _OURS if "config" in keep else _OURS[:-1]  # an answer without the config key keeps the one trusted
+    for path in (p for pattern in ours for p in identity.glob(pattern)):
         if path.name not in keep_names and path.is_file():
             try:
                 path.unlink()

@@ -107,6 +107,8 @@ class SyncClient:
         self.audit_publisher = None          # edge_agent.auditlog.AuditPublisher, set by the agent
         self._audit_sub_mid = None
         self.audit_acks = True               # False: the broker refused our audit-ack subscription
+        self.config_receiver = None          # edge_agent.remote_config.RemoteConfigAgent, set by the agent
+        self._config_sub_mid = None
         self.client = self._make_client()
 
     # -- paho wiring -----------------------------------------------------
@@ -137,8 +139,19 @@ class SyncClient:
         # its own subscription: a refusal must not stop the reads
         self._audit_sub_mid = client.subscribe(self.topics.audit_ack(self.s.device_id), qos=1)[1]
         client.publish(self.topics.status(self.s.device_id), b"online", qos=1, retain=True)
+        if self.config_receiver is not None:  # remote configuration: its own subscription, its state retained
+            self._config_sub_mid = client.subscribe(self.topics.config(self.s.device_id), qos=1)[1]
+            self.config_receiver.publish = lambda payload: client.publish(
+                self.topics.config_state(self.s.device_id), payload, qos=1, retain=True)
+            client.publish(self.topics.config_state(self.s.device_id), self.config_receiver.state_payload(),
+                           qos=1, retain=True)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if mid is not None and mid == self._config_sub_mid:
+            if any(rc.is_failure for rc in reason_codes):
+                logger.warning("broker refused the remote configuration subscription (an older broker ACL: run "
+                               "'alpr-central broker config'); remote configuration is off until it allows it")
+            return
         if mid == self._audit_sub_mid:
             refused = any(rc.is_failure for rc in reason_codes)
             if refused and self.audit_acks:
@@ -162,6 +175,9 @@ class SyncClient:
             logger.warning("disconnected from broker: %s; reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, message):
+        if self.config_receiver is not None and message.topic == self.topics.config(self.s.device_id):
+            self.config_receiver.on_message(message.payload)
+            return
         if self.audit_publisher is not None and message.topic == self.topics.audit_ack(self.s.device_id):
             self.audit_publisher.on_ack(message.payload)
             return

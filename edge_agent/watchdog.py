@@ -105,6 +105,13 @@ class ProgressWatchdog:
     def stopping(self) -> None:
         self.notifier.notify("STOPPING=1")
 
+    def reloading(self, why: str) -> None:
+        """The agent rebuilds itself in the same process (a new remote
+        configuration): RELOADING=1, not STOPPING=1, which would make systemd
+        wait for the process to end and then kill it; the next agent's
+        :meth:`ready` ends the reload."""
+        self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}\nSTATUS={why}")
+
     def tick(self) -> tuple[str, ...]:
         """Look at the markers; pet the watchdog if none is stalled. Returns the stalled ones."""
         now = self.clock()

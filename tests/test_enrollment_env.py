@@ -149,7 +149,8 @@ run_as = "{getpass.getuser()}"
             EnrollmentSettings("127.0.0.1", self.broker_port),
             on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file if self._broker_up else None,
                                                  registry.active_device_ids(),
-                                                 self.ca.crl(registry.crl_entries(), after=broker_mod.crl_last_update(cfg.broker.dir))))
+                                                 self.ca.crl(registry.crl_entries(), after=broker_mod.crl_last_update(cfg.broker.dir))),
+            config_signing_key=cfg.remote_config.signing_key)
         server = EnrollmentServer(service, bind="127.0.0.1", port=self.enroll_port,
                                   cert_file=str(self.data / "ca" / "enrollment.crt"),
                                   key_file=str(self.data / "ca" / "enrollment.key")).start()

@@ -10,7 +10,7 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, db, devices, fleet_health, governance, hotlist, init, models, reads, release, retention, sharing
+from . import console, db, devices, fleet_config, fleet_health, governance, hotlist, init, models, reads, release, retention, sharing
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
@@ -26,5 +26,6 @@ for _group in (devices.ca_group, devices.enroll_group, devices.device_group, dev
     main.add_command(_group)
 for _command in fleet_health.COMMANDS:
     devices.device_group.add_command(_command)
+devices.device_group.add_command(fleet_config.config_group)  # device config init-key / push / status
 
 __all__ = ["main"]

@@ -287,7 +287,8 @@ def enroll_serve(config_path, log_level) -> None:
         cfg.enrollment.broker_host, cfg.enrollment.broker_port, cfg.mqtt.topic_prefix, cfg.ca.device_cert_days),
         on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file or None,
                                              registry.active_device_ids(), _crl(cfg, ca, registry),
-                                             cfg.mqtt.topic_prefix, cfg.broker.collectors, cfg.broker.run_as or None))
+                                             cfg.mqtt.topic_prefix, cfg.broker.collectors, cfg.broker.run_as or None),
+        config_signing_key=cfg.remote_config.signing_key)
     try:
         server = EnrollmentServer(service, bind=cfg.enrollment.bind, port=cfg.enrollment.port,
                                   cert_file=cfg.enrollment.cert_file, key_file=cfg.enrollment.key_file)

@@ -42,6 +42,9 @@ data_private_keys = ["data-key.pem"]   # X25519 key devices seal reads to (0600)
 [sharing]
 signing_key = "signing-key.pem"        # Ed25519 key that signs export bundles (0600); public half: data/signing-key.pub.pem
 
+[remote_config]                        # signed remote configuration of devices ('alpr-central device config push')
+signing_key = "config-signing/config-key.pem"   # Ed25519, in a folder of its own (0600); devices get the public half at enrollment
+
 [ca]
 key_file = "ca/ca.key"                 # the CA's private key (0600): keep it off shared disks
 cert_file = "ca/ca.crt"                # give it to devices (alpr-edge provision gets it for them)
@@ -95,7 +98,7 @@ def _run_as() -> str:
 def init(ctx: click.Context, directory: str, admin_name: str, organization: str, port: int, enrollment_port: int,
          hosts: tuple[str, ...], token_out: str | None) -> None:
     """Create a complete central home in DIRECTORY: config (every path
-    explained), data and signing keys, CA with the broker's, enrollment
+    explained), data and signing keys (exports, device configurations), CA with the broker's, enrollment
     endpoint's and collector's certificates, broker config and the first
     admin account (its token shown once). Prints the next three commands.
     Everything listens on loopback until you set [broker] bind and
@@ -128,6 +131,7 @@ def init(ctx: click.Context, directory: str, admin_name: str, organization: str,
     step("keys", "init", private_path=str(data / "data-key.pem"), public_path=str(data / "data-key.pub.pem"))
     step("keys", "init-signing", private_path=str(data / "signing-key.pem"),
          public_path=str(data / "signing-key.pub.pem"))
+    step("device", "config", "init-key", config_path=str(config), private_path=None)
     step("ca", "init", config_path=str(config), name="ALPR Central CA", days=3650)
     if run_as:   # Mosquitto reads its certificate and key as run_as
         info = pwd.getpwnam(run_as)

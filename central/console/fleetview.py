@@ -42,7 +42,7 @@ def _device_row(b: Backend, d, now: dt.datetime) -> dict:
         online = d.status == "active" and seen is not None and now - seen <= ONLINE_WITHIN
     days = (d.cert_expires_at - now).days if d.cert_expires_at else None
     health = latest_health(b.conn, d.device_id)     # the last heartbeat, if the device has sent one
-    return _health_fields(health) | _audit_state(b, d.device_id) | {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
+    return _health_fields(health) | _audit_state(b, d.device_id) | _config_state(b, d.device_id) | {"device_id": d.device_id, "owner": d.owner, "location": d.location, "status": d.status,
             "status_reason": d.status_reason, "cameras": [c.id for c in d.cameras],
             "online": online, "last_seen": seen, "last_read": last_read,
             "connection": conn.status if conn else None, "connection_since": conn.since if conn else None,
@@ -64,6 +64,16 @@ def _audit_state(b: Backend, device_id: str) -> dict:
     missing = (last - first + 1 - n) + (first - 1)  # gaps inside the range, and records before the first held
     return {"audit_records": n, "audit_range": f"{first}-{last}", "audit_missing": missing,
             "audit_last_at": dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)}
+
+
+def _config_state(b: Backend, device_id: str) -> dict:
+    """Remote configuration (central/fleet/remote_config.py): the newest
+    version pushed and what the device reports it runs."""
+    pushed = b.conn.execute("SELECT MAX(version) FROM device_configs WHERE device_id = ?", [device_id]).fetchone()[0]
+    row = b.conn.execute("SELECT applied_version, state, offered_version, reason FROM device_config_state "
+                         "WHERE device_id = ?", [device_id]).fetchone()
+    return {"config_pushed": pushed, "config_applied": row[0] if row else None,
+            "config_state": row[1] if row else None, "config_reason": row[3] if row else None}
 
 
 def _health_fields(latest) -> dict:

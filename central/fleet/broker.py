@@ -10,7 +10,8 @@ therefore has its own certificate (``central.collector.<name>``, see
 :func:`central.fleet.pki.collector_identity`).
 
 The ACL lets each device write only its own ``reads``, ``status``, ``audit`` and ``health`` topics
-and read only its own ``ack`` and ``audit-ack`` topics; each collector identity reads all reads
+and read only its own ``ack`` and ``audit-ack`` topics (remote configuration: it reads its own
+``config`` and writes its own ``config-state``; collectors write ``config`` and read ``config-state``); each collector identity reads all reads
 and writes all acks. Suspended and revoked devices have no ACL entry, and
 their certificates are in the CRL (suspended ones with reason
 ``certificateHold``), so the broker refuses them at the TLS handshake.
@@ -58,6 +59,9 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic read {prefix}/+/audit",
                   f"topic read {prefix}/+/health",
                   f"topic write {prefix}/+/audit-ack",
+                  # remote configuration (central/fleet/remote_config.py)
+                  f"topic write {prefix}/+/config",
+                  f"topic read {prefix}/+/config-state",
                   ""]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
@@ -66,6 +70,9 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"pattern write {prefix}/%u/audit",
                   f"pattern write {prefix}/%u/health",
                   f"pattern read {prefix}/%u/audit-ack",
+                  # remote configuration
+                  f"pattern read {prefix}/%u/config",
+                  f"pattern write {prefix}/%u/config-state",
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -77,6 +84,9 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic write {prefix}/{device}/audit",
                   f"topic write {prefix}/{device}/health",
                   f"topic read {prefix}/{device}/audit-ack",
+                  # remote configuration
+                  f"topic read {prefix}/{device}/config",
+                  f"topic write {prefix}/{device}/config-state",
                   ""]
     return "\n".join(lines)
 

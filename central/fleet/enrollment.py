@@ -19,7 +19,8 @@ man in the middle cannot produce a certificate chain to the pinned CA.
 Endpoints (JSON, at most 64 KiB a request)::
 
     GET  /v1/ca        the CA certificate (PEM)
-    POST /v1/enroll    {"token_id", "secret", "csr"} -> certificate, CA, data public key, initial config
+    POST /v1/enroll    {"token_id", "secret", "csr"} -> certificate, CA, data public key, initial config,
+                       the configuration-signing public key when central has one
     POST /v1/renew     {"csr"}; mutual TLS with the device's current certificate
     GET  /v1/health    Authorization: Bearer <personal token>; device health, never reads
 
@@ -100,8 +101,11 @@ class EnrollmentService:
     """The endpoint's logic, independent of HTTP (so the server is a thin shell)."""
 
     def __init__(self, registry: Registry, ca: CertificateAuthority, data_public_pem: bytes,
-                 settings: EnrollmentSettings, *, on_change: Callable[[], object] | None = None) -> None:
+                 settings: EnrollmentSettings, *, on_change: Callable[[], object] | None = None,
+                 config_signing_key: str | Path | None = None) -> None:
         self.registry, self.ca, self.data_public_pem, self.settings = registry, ca, data_public_pem, settings
+        # remote configuration: the signing key's path; its public half (.pub.pem) goes in each answer
+        self.config_signing_key = config_signing_key
         self.on_change = on_change  # e.g. rewrite the broker ACL + CRL and reload it
 
     def _changed(self) -> None:
@@ -115,7 +119,7 @@ class EnrollmentService:
             logger.exception("could not refresh the broker after an enrollment; run `alpr-central broker reload`")
 
     def _answer(self, device, cert_pem: bytes) -> dict:
-        return {
+        answer = {
             "device_id": device.device_id,
             "certificate": cert_pem.decode(),
             "ca_certificate": self.ca.cert_pem.decode(),
@@ -126,6 +130,12 @@ class EnrollmentService:
             "location": {"name": device.location, "latitude": device.latitude, "longitude": device.longitude,
                          "heading": device.heading},
         }
+        if self.config_signing_key:  # remote configuration's public key (central/fleet/remote_config.py)
+            from .remote_config import public_key_pem_if_any
+            config_pem = public_key_pem_if_any(self.config_signing_key)
+            if config_pem:
+                answer["config_public_key"] = config_pem.decode()
+        return answer
 
     def enroll(self, body: dict) -> dict:
         token_id, secret, csr = body.get("token_id"), body.get("secret"), body.get("csr")

@@ -75,6 +75,7 @@ class Permission(str, enum.Enum):
     REVOKE_DEVICE = "revoke-device"
     REVIEW_ACCOUNTS = "review-accounts"
     ADAPT_MODELS = "adapt-models"
+    CONFIGURE_DEVICES = "configure-devices"
 
 
 P = Permission
@@ -102,11 +103,12 @@ PERMISSION_WORDS: dict[Permission, str] = {
     P.REVOKE_DEVICE: "revoke devices",
     P.REVIEW_ACCOUNTS: "review user accounts",
     P.ADAPT_MODELS: "adapt the recognition models",
+    P.CONFIGURE_DEVICES: "push configurations to devices",
 }
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.RUN_PURGE,
                            P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE,
-                           P.REVIEW_ACCOUNTS, P.ADAPT_MODELS}),
+                           P.REVIEW_ACCOUNTS, P.ADAPT_MODELS, P.CONFIGURE_DEVICES}),
     Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD, P.VIEW_HOTLIST, P.VIEW_HITS,
                               P.VERIFY_HITS}),
     Role.SUPERVISOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.APPROVE_SHARE, P.EXPORT_SHARE, P.REQUEST_HOLD,

@@ -253,6 +253,7 @@ class CollectorService:
         self.audit_handler = audit_handler  # central.fleet.device_audit.DeviceAuditHandler: device audit logs
         self.status_handler = status_handler  # central.fleet.device_status.DeviceStatusHandler: online/offline
         self.health_handler = health_handler  # central.fleet.health.HealthHandler: heartbeats
+        self.config_handler = None  # central.fleet.remote_config.RemoteConfigHandler: pushes configurations, states
         self.ready = threading.Event()
         self.last_error: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)
@@ -281,6 +282,8 @@ class CollectorService:
             topics.append((self.status_handler.subscription, 1))
         if self.health_handler is not None:
             topics.append((self.health_handler.subscription(self.cfg.share_group), 1))
+        if self.config_handler is not None:  # not shared: every collector gets the retained states
+            topics.append((self.config_handler.subscription, 1))
         client.subscribe(topics)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -315,6 +318,12 @@ class CollectorService:
                     self.collector.reject("unknown-device", device=device)  # same rule as for reads
                     return
                 self.health_handler.handle(message.topic, message.payload)
+                return
+            if self.config_handler is not None and self.config_handler.accepts(message.topic):
+                device = self.config_handler.topics.config_state_device_of(message.topic)
+                allowed = self.collector.device_allowed
+                if allowed is None or allowed(device):
+                    self.config_handler.handle(message.topic, message.payload)
                 return
             if self.status_handler is not None and message.topic.endswith("/status"):
                 device = self.status_handler.device_of(message.topic)
@@ -385,6 +394,11 @@ class CollectorService:
         last_log = time.monotonic()
         try:
             while not stop.wait(1.0):
+                if self.config_handler is not None and self.ready.is_set():
+                    try:  # configurations pushed since: to the broker, retained
+                        self.config_handler.publish_pending(self.client)
+                    except Exception:  # tried again in a second
+                        logger.exception("publishing pushed configurations failed")
                 if time.monotonic() - last_log >= 60:
                     logger.info("collector counters: %s", dict(self.collector.counters))
                     last_log = time.monotonic()

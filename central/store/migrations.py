@@ -405,6 +405,29 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX device_health_history_device ON device_health_history(device_id, id)
     """),
+    ("0760_device_configs", """
+        CREATE TABLE device_configs (
+            device_id TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version > 0),
+            settings TEXT NOT NULL,
+            message BLOB NOT NULL,
+            key_id TEXT NOT NULL,
+            issued_by TEXT NOT NULL,
+            issued_at TEXT NOT NULL,
+            published_at TEXT,
+            PRIMARY KEY (device_id, version)
+        );
+        CREATE INDEX device_configs_unpublished ON device_configs(published_at) WHERE published_at IS NULL;
+        CREATE TABLE device_config_state (
+            device_id TEXT PRIMARY KEY,
+            applied_version INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            offered_version INTEGER,
+            reason TEXT,
+            reported_at TEXT NOT NULL,
+            received_at TEXT NOT NULL
+        )
+    """),
     # -- 0780: fleet alerts pushed (central/fleet/alert_feed.py): one row per episode (raised, cleared),
     # the events `device alerts --watch` follows, webhook deliveries and their attempts (as 0300's).
     ("0780_alert_feed", """

@@ -27,7 +27,9 @@ from .topics import DEVICE_ID_RE
 AUDIT_VERSION = 1
 GENESIS = "0" * 64
 EVENTS = ("provisioned", "key-rotated", "config-changed", "buffer-evicted", "sync-gap", "cli", "clock-jump",
-          "agent-start", "agent-stop")
+          "agent-start", "agent-stop",
+          # remote configuration (edge_agent/remote_config.py)
+          "config-accepted", "config-applied", "config-refused", "config-rolled-back")
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _HEX16 = re.compile(r"^[0-9a-f]{16}\Z")
 _EVENT = re.compile(r"^[a-z][a-z-]{0,31}\Z")

@@ -6,6 +6,8 @@
 ``alpr/v1/devices/<device_id>/audit``   device -> central, QoS 1, signed audit records (:mod:`.audit`)
 ``alpr/v1/devices/<device_id>/health``  device -> central, QoS 1, heartbeat (:mod:`.health`)
 ``alpr/v1/devices/<device_id>/audit-ack`` central -> device, QoS 1, audit records central holds
+``alpr/v1/devices/<device_id>/config``  central -> device, QoS 1, retained: signed configuration (:mod:`.devconfig`)
+``alpr/v1/devices/<device_id>/config-state`` device -> central, QoS 1, retained: what the device did with it
 
 Collectors subscribe through an MQTT v5 shared subscription
 (``$share/<group>/alpr/v1/devices/+/reads``) so several can split the load.
@@ -58,6 +60,20 @@ class Topics:
     def health_device_of(self, topic: str) -> str | None:
         """The device id of a ``.../<device>/health`` topic, or None."""
         return self._device_of(topic, "health")
+
+    # -- remote configuration (:mod:`.devconfig`) --
+    def config(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/config"
+
+    def config_state(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/config-state"
+
+    def config_state_subscription(self) -> str:
+        """Not shared: every collector gets the retained states."""
+        return f"{self.prefix}/+/config-state"
+
+    def config_state_device_of(self, topic: str) -> str | None:
+        return self._device_of(topic, "config-state")
 
     def _device_of(self, topic: str, leaf: str) -> str | None:
         head, sep, rest = topic.partition(self.prefix + "/")
