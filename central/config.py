@@ -327,6 +327,14 @@ def _alerts(table) -> Alerts:
 
 
 @dataclasses.dataclass(frozen=True)
+class Release:
+    """Application releases (central/fleet/rollout.py): the release *public* key (PEM, from
+    `alpr-central release init-key`; the private key never lives at central). Central checks
+    offered bundles with it and hands it to newly enrolled devices. Relative to data_dir."""
+    public_key: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class CentralConfig:
     data_dir: str
     store: Store = Store()
@@ -342,6 +350,7 @@ class CentralConfig:
     hotlist: Hotlist = Hotlist()
     console: Console = Console()
     alerts: Alerts = Alerts()
+    release: Release = Release()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -382,7 +391,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 def parse(doc: dict, base: Path) -> CentralConfig:
     allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
-               "hotlist", "console", "alerts"}
+               "hotlist", "console", "alerts", "release"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -422,7 +431,12 @@ def parse(doc: dict, base: Path) -> CentralConfig:
     return dataclasses.replace(CentralConfig(str(data_dir), dataclasses.replace(store, path=str(resolve(store.path, data_dir))),
                          mqtt, keys, query, retention, sharing, policy), **_device_sections(doc, data_dir),
                                hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
-                               alerts=_alerts(doc.get("alerts", {})))
+                               alerts=_alerts(doc.get("alerts", {})), release=_release(doc, data_dir))
+
+
+def _release(doc: dict, data_dir: Path) -> Release:
+    r = _section(Release, doc.get("release", {}), "release")
+    return Release(str(resolve(r.public_key, data_dir))) if r.public_key else r
 
 
 def load(path) -> CentralConfig:

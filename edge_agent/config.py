@@ -103,6 +103,17 @@ class Health:
 
 
 @dataclasses.dataclass(frozen=True)
+class Update:
+    """Updates offered by central over MQTT (edge_agent/update/fetcher.py)."""
+    enabled: bool = True             # take offers; false: updates only by hand (alpr-edge update apply)
+    app_dir: str = "/var/lib/alpr/app"  # where the root-side step installs releases (its state.json)
+    release_key: str = "release-key.pub.pem"  # the trusted release public key (beside this file by default)
+    fetch_window: int = 4            # chunks asked for at once
+    fetch_timeout_seconds: float = 30.0  # a chunk not received by then is asked for again
+    apply_timeout_minutes: float = 30.0  # the root-side step must report by then, or the update failed
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeConfig:
     device: Device
     cameras: tuple[Camera, ...]
@@ -112,6 +123,7 @@ class EdgeConfig:
     buffer: Buffer = Buffer()
     sync: Sync = Sync()
     health: Health = Health()
+    update: Update = Update()
 
     @property
     def data_dir(self) -> Path:
@@ -170,7 +182,7 @@ def _resolve(p: str, base: Path, credential: bool = False) -> str:
 def parse(doc: dict, base: Path) -> EdgeConfig:
     doc = dict(doc)
     unknown = sorted(set(doc) - {"device", "cameras", "recognition", "tracking", "images", "buffer", "sync",
-                             "health"})
+                             "health", "update"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
     if "device" not in doc:
@@ -205,7 +217,8 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
         raise ConfigError("cameras: camera ids must be unique")
     sections = {name: _build(cls, doc.get(name, {}), name, base) for name, cls in
                 (("recognition", Recognition), ("tracking", Tracking), ("images", Images),
-                 ("buffer", Buffer), ("sync", Sync), ("health", Health))}
+                 ("buffer", Buffer), ("sync", Sync), ("health", Health),
+                 ("update", Update))}
     sync = sections["sync"]
     sync = dataclasses.replace(
         sync, ca_file=_resolve(sync.ca_file, base), cert_file=_resolve(sync.cert_file, base),
@@ -247,6 +260,12 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
             and 1 <= hl.confirm_checks <= 100):
         raise ConfigError("health: black_level 0-255, blur_ratio and moved_ratio between 0 and 1, "
                           "confirm_checks 1-100")
+    up = sections["update"]
+    if not (1 <= up.fetch_window <= 16 and 1 <= up.fetch_timeout_seconds <= 600
+            and 1 <= up.apply_timeout_minutes <= 24 * 60):
+        raise ConfigError("update: fetch_window 1-16, fetch_timeout_seconds 1-600, apply_timeout_minutes 1-1440")
+    sections["update"] = dataclasses.replace(up, app_dir=_resolve(up.app_dir, base),
+                                             release_key=_resolve(up.release_key, base))
     sections["sync"] = sync
     return EdgeConfig(device=device, cameras=tuple(cameras), **sections)
 

@@ -107,6 +107,7 @@ class SyncClient:
         self.audit_publisher = None          # edge_agent.auditlog.AuditPublisher, set by the agent
         self._audit_sub_mid = None
         self.audit_acks = True               # False: the broker refused our audit-ack subscription
+        self.update_client = None            # edge_agent.update.fetcher.UpdateClient, set by the agent
         self.client = self._make_client()
 
     # -- paho wiring -----------------------------------------------------
@@ -137,8 +138,12 @@ class SyncClient:
         # its own subscription: a refusal must not stop the reads
         self._audit_sub_mid = client.subscribe(self.topics.audit_ack(self.s.device_id), qos=1)[1]
         client.publish(self.topics.status(self.s.device_id), b"online", qos=1, retain=True)
+        if self.update_client is not None:  # update offers and chunks: their own subscriptions
+            self.update_client.on_connect(client)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if self.update_client is not None and self.update_client.on_subscribed(mid, reason_codes):
+            return
         if mid == self._audit_sub_mid:
             refused = any(rc.is_failure for rc in reason_codes)
             if refused and self.audit_acks:
@@ -157,6 +162,8 @@ class SyncClient:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         self._ready.clear()
+        if self.update_client is not None:
+            self.update_client.on_disconnect()
         if reason_code != 0:
             self.last_error = f"disconnected: {reason_code}"
             logger.warning("disconnected from broker: %s; reconnecting with backoff", reason_code)
@@ -164,6 +171,9 @@ class SyncClient:
     def _on_message(self, client, userdata, message):
         if self.audit_publisher is not None and message.topic == self.topics.audit_ack(self.s.device_id):
             self.audit_publisher.on_ack(message.payload)
+            return
+        if self.update_client is not None and self.update_client.accepts(message.topic):
+            self.update_client.on_message(message.topic, message.payload)
             return
         self._acks.put(message.payload)
         self._wake.set()

@@ -10,7 +10,8 @@ therefore has its own certificate (``central.collector.<name>``, see
 :func:`central.fleet.pki.collector_identity`).
 
 The ACL lets each device write only its own ``reads``, ``status``, ``audit`` and ``health`` topics
-and read only its own ``ack`` and ``audit-ack`` topics; each collector identity reads all reads
+and read only its own ``ack`` and ``audit-ack`` topics (and, for updates, read its own
+``update/offer`` and ``update/chunk`` and write its own ``update/fetch`` and ``update/state``); each collector identity reads all reads
 and writes all acks. Suspended and revoked devices have no ACL entry, and
 their certificates are in the CRL (suspended ones with reason
 ``certificateHold``), so the broker refuses them at the TLS handshake.
@@ -58,6 +59,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic read {prefix}/+/audit",
                   f"topic read {prefix}/+/health",
                   f"topic write {prefix}/+/audit-ack",
+                  *_update_collector_lines(prefix),
                   ""]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
@@ -66,6 +68,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"pattern write {prefix}/%u/audit",
                   f"pattern write {prefix}/%u/health",
                   f"pattern read {prefix}/%u/audit-ack",
+                  *_update_device_lines("pattern", prefix, "%u"),
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -77,8 +80,22 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   f"topic write {prefix}/{device}/audit",
                   f"topic write {prefix}/{device}/health",
                   f"topic read {prefix}/{device}/audit-ack",
+                  *_update_device_lines("topic", prefix, device),
                   ""]
     return "\n".join(lines)
+
+
+# -- updates (central/fleet/rollout.py, edge_agent/wire/update.py) -------------------------
+def _update_collector_lines(prefix: str) -> list[str]:
+    """Collectors offer updates and serve chunks; they read fetches and state reports."""
+    return [f"topic write {prefix}/+/update/offer", f"topic write {prefix}/+/update/chunk",
+            f"topic read {prefix}/+/update/fetch", f"topic read {prefix}/+/update/state"]
+
+
+def _update_device_lines(kind: str, prefix: str, device: str) -> list[str]:
+    """A device reads only its own offers and chunks, and writes only its own fetches and states."""
+    return [f"{kind} read {prefix}/{device}/update/offer", f"{kind} read {prefix}/{device}/update/chunk",
+            f"{kind} write {prefix}/{device}/update/fetch", f"{kind} write {prefix}/{device}/update/state"]
 
 
 def _owner(run_as: str | None) -> tuple[int, int] | None:
