@@ -100,8 +100,12 @@ class EnrollmentService:
     """The endpoint's logic, independent of HTTP (so the server is a thin shell)."""
 
     def __init__(self, registry: Registry, ca: CertificateAuthority, data_public_pem: bytes,
-                 settings: EnrollmentSettings, *, on_change: Callable[[], object] | None = None) -> None:
+                 settings: EnrollmentSettings, *, on_change: Callable[[], object] | None = None,
+                 release_public_pem: bytes | None = None) -> None:
         self.registry, self.ca, self.data_public_pem, self.settings = registry, ca, data_public_pem, settings
+        # The application release key (Ed25519, public): a new device trusts it for updates
+        # offered over MQTT. Only ever the public half; a device never replaces a key it trusts.
+        self.release_public_pem = release_public_pem
         self.on_change = on_change  # e.g. rewrite the broker ACL + CRL and reload it
 
     def _changed(self) -> None:
@@ -115,7 +119,7 @@ class EnrollmentService:
             logger.exception("could not refresh the broker after an enrollment; run `alpr-central broker reload`")
 
     def _answer(self, device, cert_pem: bytes) -> dict:
-        return {
+        doc = {
             "device_id": device.device_id,
             "certificate": cert_pem.decode(),
             "ca_certificate": self.ca.cert_pem.decode(),
@@ -126,6 +130,9 @@ class EnrollmentService:
             "location": {"name": device.location, "latitude": device.latitude, "longitude": device.longitude,
                          "heading": device.heading},
         }
+        if self.release_public_pem:
+            doc["release_public_key"] = self.release_public_pem.decode()
+        return doc
 
     def enroll(self, body: dict) -> dict:
         token_id, secret, csr = body.get("token_id"), body.get("secret"), body.get("csr")
