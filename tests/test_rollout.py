@@ -462,3 +462,17 @@ def test_the_acl_gives_each_device_only_its_own_update_topics():
     assert "topic write alpr/v1/devices/+/update/offer" in collector
     assert "topic read alpr/v1/devices/+/update/state" in collector
     assert "pattern read alpr/v1/devices/%u/update/offer" in acl_text()
+
+
+def test_a_pause_withdraws_an_offer_not_yet_installed_and_resume_offers_it_again(fleet_factory, bundle):
+    fleet = fleet_factory(1, Slow)
+    d = fleet.devices[0].start(fetch_window=1)
+    rid = fleet.offer(bundle, "--device", d.id)["rollout_id"]
+    wait_for(lambda: d.updates._have >= 1, 60, message="download under way")
+    assert fleet.env.cli("release", "pause", str(rid), "--reason", "vendor asked").exit_code == 0
+    wait_for(lambda: fleet.rows()[d.id]["state"] == "withdrawn", 30, message="withdrawn")
+    assert not list((d.data / "update").glob("*.part")) and not list((d.data / "update" / "spool").glob("*"))
+    assert ("ada", "release-pause") in [(e[0], e[1]) for e in fleet.access_log()]
+    assert fleet.env.cli("release", "resume", str(rid)).exit_code == 0
+    wait_for(lambda: d.state() == "applying", 90, message="offered again after resume")
+    wait_for(lambda: fleet.rows()[d.id]["state"] == "applying", 10, message="central sees it")

@@ -210,7 +210,7 @@ class UpdateClient:
                 self.job = self._job(offer)
                 self._set("withdrawn", "central paused or replaced the rollout")
             return
-        if same:
+        if same and job["state"] != "withdrawn":
             self._report()  # central resent: it did not hear us; we go on where we are
             return
         if job is not None and job["state"] == "applying":
