@@ -476,3 +476,34 @@ def test_a_pause_withdraws_an_offer_not_yet_installed_and_resume_offers_it_again
     assert fleet.env.cli("release", "resume", str(rid)).exit_code == 0
     wait_for(lambda: d.state() == "applying", 90, message="offered again after resume")
     wait_for(lambda: fleet.rows()[d.id]["state"] == "applying", 10, message="central sees it")
+
+
+def test_a_running_agent_takes_an_offer_and_reports_the_root_sides_rollback(fleet_factory, bundle, sample_clip):
+    """The agent itself (edge_agent/agent.py wiring): offer -> download -> hand-off;
+    the root-side step finds the new release not healthy (the agent still runs
+    0.1.0: the restart command does nothing) and rolls back; the agent says so."""
+    from edge_agent import config as edge_config_mod
+    from edge_agent.agent import Agent
+    fleet = fleet_factory(1)
+    d = fleet.devices[0]
+    video, sidecar = sample_clip
+    text = d.config.read_text().replace('uri = "clip.mp4"', f'uri = "{video}"\nfps = 10.0')
+    d.config.write_text(text + f'[recognition]\ntype = "sidecar-oracle"\n[recognition.options]\nsidecar = "{sidecar}"\n')
+    agent = Agent(edge_config_mod.load(d.config))
+    assert agent.sync.update_client is agent.updates is not None
+    stop = threading.Event()
+    runner = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: agent.sync.connected, 30, message="agent connected")
+        rid = fleet.offer(bundle, "--device", d.id)["rollout_id"]
+        wait_for(lambda: fleet.rows()[d.id]["state"] == "applying", 60, message="agent hands off")
+        assert (d.data / "update" / "spool" / spool_name(rid, "9.0.0")).exists()
+        result = d.apply_spool("--health-timeout", "3", "--no-sync-check")
+        assert result.exit_code == 1 and "rolled-back" in result.output, result.output
+        wait_for(lambda: fleet.rows()[d.id]["state"] == "rolled-back", 30, message="agent reports the rollback")
+        row = fleet.rows()[d.id]
+        assert "is version 0.1.0, not 9.0.0" in row["reason"] and row["running"] == "0.1.0"
+    finally:
+        stop.set()
+        runner.join(30)

@@ -347,17 +347,18 @@ class Rollouts:
         than ``resend_seconds`` ago without an answer. Marks them sent."""
         now = self._clock()
         cutoff = ts(now - dt.timedelta(seconds=resend_seconds))
+        sql = ("SELECT u.device_id, r.rollout_id, r.status, u.state, b.version, b.size, b.sha256, b.chunk_size, "
+               "b.chunks, b.allow_downgrade, b.key_id FROM device_updates u JOIN rollouts r USING (rollout_id) "
+               "JOIN release_bundles b ON b.sha256 = r.bundle_sha256 JOIN devices d ON d.device_id = u.device_id "
+               "WHERE d.status = 'active' AND (u.sent_at IS NULL OR u.sent_at < ?) AND ("
+               "(r.status = 'active' AND u.state = 'pending') OR "
+               f"(r.status <> 'active' AND u.state IN ({','.join('?' * len(_LIVE))}) AND "
+               "(u.sent_at IS NOT NULL OR u.state <> 'pending')))")
+        if not self.conn.execute(sql + " LIMIT 1", [cutoff, *_LIVE]).fetchone():
+            return []  # the usual case, every second: no write transaction
         out = []
-        with transaction(self.conn):
-            rows = self.conn.execute(
-                "SELECT u.device_id, r.rollout_id, r.status, u.state, b.version, b.size, b.sha256, b.chunk_size, "
-                "b.chunks, b.allow_downgrade, b.key_id FROM device_updates u JOIN rollouts r USING (rollout_id) "
-                "JOIN release_bundles b ON b.sha256 = r.bundle_sha256 JOIN devices d ON d.device_id = u.device_id "
-                "WHERE d.status = 'active' AND (u.sent_at IS NULL OR u.sent_at < ?) AND ("
-                "(r.status = 'active' AND u.state = 'pending') OR "
-                f"(r.status <> 'active' AND u.state IN ({','.join('?' * len(_LIVE))}) AND "
-                "(u.sent_at IS NOT NULL OR u.state <> 'pending')))",
-                [cutoff, *_LIVE]).fetchall()
+        with transaction(self.conn):  # again inside: another collector may have sent them meanwhile
+            rows = self.conn.execute(sql, [cutoff, *_LIVE]).fetchall()
             for device, rid, status, _state, version, size, sha, chunk_size, chunks, down, key in rows:
                 if status == "active":
                     offer = wire.Offer(rid, version, size, sha, chunk_size, tuple(json.loads(chunks)), bool(down), key)
