@@ -507,3 +507,18 @@ def test_a_running_agent_takes_an_offer_and_reports_the_root_sides_rollback(flee
     finally:
         stop.set()
         runner.join(30)
+
+
+def test_chunk_answers_are_rate_limited_per_device(tmp_path):
+    """A device asking for chunks as fast as it can is answered at the set rate (clock injected)."""
+    from central.store.sqlite import SQLiteStore as Store
+    Store(tmp_path / "c.sqlite").close()
+    now = [100.0]
+    service = UpdateService(tmp_path / "c.sqlite", max_chunks_per_second=4, monotonic=lambda: now[0])
+    try:
+        assert [service._allow("cam-a") for _ in range(6)] == [True] * 4 + [False] * 2
+        assert service._allow("cam-b")  # per device
+        now[0] += 0.5
+        assert [service._allow("cam-a") for _ in range(3)] == [True, True, False]
+    finally:
+        service.close()

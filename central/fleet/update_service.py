@@ -6,7 +6,9 @@ and records each device's state reports.
 A fetch or a report on another device's topic cannot happen (the broker ACL
 lets a device write only its own), but the payload's ``device_id`` is checked
 against the topic anyway; refusals are counted and logged with the device id
-and the reason, nothing else.
+and the reason, nothing else. Chunk answers are rate-limited per device
+(``max_chunks_per_second``): a device cannot make central read and send the
+bundle as fast as it can ask.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import collections
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from edge_agent.wire import MalformedMessage, Topics
@@ -28,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 class UpdateService:
     def __init__(self, db_path, *, topic_prefix: str = "alpr/v1/devices", resend_seconds: float = 30.0,
-                 clock=utcnow) -> None:
+                 max_chunks_per_second: float = 16.0, clock=utcnow, monotonic=time.monotonic) -> None:
         self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.rollouts = Rollouts(self.conn, clock=clock)
@@ -36,6 +39,11 @@ class UpdateService:
         self.resend_seconds = resend_seconds
         self._lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
+        # Each device's chunk answers are rate-limited (a token bucket a second deep): a device
+        # asking faster than an honest one would is answered at this rate; it asks again later.
+        self.max_chunks_per_second = max_chunks_per_second
+        self._monotonic = monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -73,7 +81,20 @@ class UpdateService:
             self.counters["update.malformed"] += 1
             logger.warning("refused an update %s from %s: %s", leaf, device, exc)
 
+    def _allow(self, device: str) -> bool:
+        now = self._monotonic()
+        tokens, at = self._buckets.get(device, (self.max_chunks_per_second, now))
+        tokens = min(self.max_chunks_per_second, tokens + (now - at) * self.max_chunks_per_second)
+        if tokens < 1:
+            self._buckets[device] = (tokens, now)
+            return False
+        self._buckets[device] = (tokens - 1, now)
+        return True
+
     def _fetch(self, client, device: str, fetch: wire.Fetch) -> None:
+        if not self._allow(device):
+            self.counters["update.fetch_throttled"] += 1
+            return
         with self._lock:
             source = self.rollouts.chunk_source(device, fetch)
         if source is None:
