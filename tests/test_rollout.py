@@ -522,3 +522,34 @@ def test_chunk_answers_are_rate_limited_per_device(tmp_path):
         assert [service._allow("cam-a") for _ in range(3)] == [True, True, False]
     finally:
         service.close()
+
+
+def test_the_root_side_never_follows_the_agents_links(tmp_path):
+    """The spool is the agent's folder: a spool (or update folder) swapped for a
+    link, a bundle that is a link, or a bad name is never read or acted on elsewhere."""
+    from edge_agent.update import handoff
+    data = tmp_path / "data"
+    (data / "update").mkdir(parents=True)
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    victim = elsewhere / "3-9.0.0.alpr"
+    victim.write_bytes(b"root's file")
+    (data / "update" / "spool").symlink_to(elsewhere)
+    with pytest.raises(handoff.UpdateError, match="not a plain folder"):
+        handoff._take(data / "update" / "spool", tmp_path / "in.alpr", data)
+    assert victim.exists()
+    (data / "update" / "spool").unlink()
+    (data / "update").rename(tmp_path / "real-update")
+    (data / "update").symlink_to(elsewhere)
+    with pytest.raises(handoff.UpdateError):
+        handoff._take(data / "update" / "spool", tmp_path / "in.alpr", data)
+    (data / "update").unlink()
+    (tmp_path / "real-update").rename(data / "update")
+    spool = data / "update" / "spool"
+    spool.mkdir()
+    (spool / "4-9.0.0.alpr").symlink_to(victim)
+    with pytest.raises(OSError):
+        handoff._take(spool, tmp_path / "in.alpr", data)
+    assert victim.read_bytes() == b"root's file" and not (tmp_path / "in.alpr").exists()
+    (spool / "evil name.alpr").write_bytes(b"x")
+    assert handoff._take(spool, tmp_path / "in.alpr", data) is None and not list(spool.iterdir())
