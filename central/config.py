@@ -391,6 +391,14 @@ def _alerts(table, base: Path) -> Alerts:
 
 
 @dataclasses.dataclass(frozen=True)
+class Release:
+    """Application releases (central/fleet/rollout.py): the release *public* key (PEM, from
+    `alpr-central release init-key`; the private key never lives at central). Central checks
+    offered bundles with it and hands it to newly enrolled devices. Relative to data_dir."""
+    public_key: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class CentralConfig:
     data_dir: str
     store: Store = Store()
@@ -410,6 +418,7 @@ class CentralConfig:
     # 'config check' lists them, every command prints them once.
     notices: tuple[str, ...] = ()
     remote_config: RemoteConfigSection = RemoteConfigSection()
+    release: Release = Release()
 
 
 _TYPES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -450,7 +459,7 @@ def resolve(path: str, base: Path, *, credential: bool = False) -> Path:
 
 def parse(doc: dict, base: Path) -> CentralConfig:
     allowed = {"data_dir", "store", "mqtt", "keys", "query", "retention", "sharing", "policy", "ca", "enrollment", "broker",
-               "hotlist", "console", "alerts", "remote_config"}
+               "hotlist", "console", "alerts", "remote_config", "release"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{key}: unknown key")
@@ -487,7 +496,8 @@ def parse(doc: dict, base: Path) -> CentralConfig:
                          mqtt, keys, query, retention, sharing, policy), **devices,
                                hotlist=_hotlist(doc.get("hotlist", {}), data_dir),
                                alerts=_alerts(doc.get("alerts", {}), data_dir), notices=notices,
-                               remote_config=_remote_config(doc.get("remote_config", {}), data_dir))
+                               remote_config=_remote_config(doc.get("remote_config", {}), data_dir),
+                               release=_release(doc, data_dir))
 
 
 def _mqtt_files(mqtt: Mqtt, ca: Ca, broker: BrokerSection, base: Path, data_dir: Path) -> tuple[Mqtt, tuple[str, ...]]:
@@ -522,6 +532,11 @@ def _mqtt_files(mqtt: Mqtt, ca: Ca, broker: BrokerSection, base: Path, data_dir:
 def _remote_config(table, data_dir: Path) -> RemoteConfigSection:
     rc = _section(RemoteConfigSection, table, "remote_config")
     return RemoteConfigSection(str(resolve(rc.signing_key, data_dir, credential=True)))
+
+
+def _release(doc: dict, data_dir: Path) -> Release:
+    r = _section(Release, doc.get("release", {}), "release")
+    return Release(str(resolve(r.public_key, data_dir))) if r.public_key else r
 
 
 def load(path) -> CentralConfig:

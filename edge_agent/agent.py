@@ -280,6 +280,8 @@ class Agent:
                 motion_threshold=config.recognition.motion_threshold, tamper=TamperDetector(_tamper(config)))
             for cam in config.cameras]
         self.health = health.HealthReporter(self, interval=config.health.interval_seconds)
+        from .update import fetcher  # updates offered over MQTT (None: [update] enabled = false)
+        self.updates = self.sync.update_client = fetcher.for_agent(config, self.sync.topics)
         self.started_at = time.time()
         self._status_error: str | None = None
         self.watchdog = watchdog.for_agent(self)  # systemd WatchdogSec: petted while cameras and sync progress
@@ -327,6 +329,9 @@ class Agent:
         sync_stop = threading.Event()
         threads = [threading.Thread(target=w.run, args=(capture_stop,), name=f"camera-{w.camera.id}", daemon=True)
                    for w in self.workers]
+        if self.updates is not None:  # before sync: stopped with the cameras
+            threads.append(threading.Thread(target=self.updates.run, args=(capture_stop,), name="updates",
+                                            daemon=True))
         threads.append(threading.Thread(target=self.sync.run, args=(sync_stop,), name="sync", daemon=True))
         self._expire()  # reads past the age limit (non-hit retention) are dropped, never sent
         for th in threads:

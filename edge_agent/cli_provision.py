@@ -101,7 +101,7 @@ def provision(token_file, argv_token, central_url, config_path, data_dir, creden
            "certificate_expires": result.cert_expires, "data_dir": result.data_dir,
            "buffered_reads_kept": result.kept_buffered_reads,
            "cameras_without_uri": list(result.cameras_without_uri),
-           "ignored_camera_uris": list(result.unknown_camera_uris)}
+           "ignored_camera_uris": list(result.unknown_camera_uris), "release_key": result.release_key}
     if as_json:
         click.echo(json.dumps(doc))
         return

@@ -134,6 +134,42 @@ def apply(config_path, app_dir, bundle, health_timeout, restart_command, no_sync
         raise SystemExit(1)
 
 
+@update_group.command("apply-spool")
+@config_option
+@app_dir_option
+@click.option("--spool", "spool_dir", type=click.Path(file_okay=False),
+              help="Where the agent hands verified bundles over (default: <data_dir>/update/spool).")
+@click.option("--health-timeout", default=120.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds the new agent has to be up, read frames and connect to the broker.")
+@click.option("--restart-command", default="systemctl restart alpr-edge.service", show_default=True,
+              help="How the agent is restarted onto the release `current` points at.")
+@click.option("--no-sync-check", is_flag=True, help="Healthy without a broker connection (bench devices).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def apply_spool(config_path, app_dir, spool_dir, health_timeout, restart_command, no_sync_check, as_json) -> None:
+    """Apply the bundle the agent handed over (run as root by
+    alpr-edge-update.service when one appears in the spool): copy it out of the
+    agent's folder, then exactly `update apply` (the signature checked again
+    with the key root owns). The outcome goes into <app-dir>/state.json, where
+    the agent reads it and reports it to central. Exit 0 switched or nothing
+    to do, 1 refused, failed or rolled back."""
+    _logging("warning")
+    from .update import handoff
+    cfg = _load(config_path)
+    spool = Path(spool_dir) if spool_dir else cfg.data_dir / "update" / "spool"
+    with _audit(cfg) as log:
+        outcome = handoff.apply_spool(spool, app_dir, config_path, audit=log, health_timeout=health_timeout,
+                                      restart_command=shlex.split(restart_command), require_sync=not no_sync_check)
+    if as_json:
+        click.echo(json.dumps(outcome))
+    elif outcome["result"] == "none":
+        click.echo("nothing handed over")
+    else:
+        click.echo(f"{outcome['file']}: {outcome['result']}"
+                   + (f" ({outcome['reason']})" if outcome.get("reason") else ""))
+    if outcome["result"] not in ("none", "switched"):
+        raise SystemExit(1)
+
+
 @update_group.command("health")
 @config_option
 @click.option("--timeout", default=0.0, show_default=True, type=click.FloatRange(0, 3600),

@@ -111,6 +111,17 @@ class RemoteConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Update:
+    """Updates offered by central over MQTT (edge_agent/update/fetcher.py)."""
+    enabled: bool = True             # take offers; false: updates only by hand (alpr-edge update apply)
+    app_dir: str = "/var/lib/alpr/app"  # where the root-side step installs releases (its state.json)
+    release_key: str = "release-key.pub.pem"  # the trusted release public key (beside this file by default)
+    fetch_window: int = 4            # chunks asked for at once
+    fetch_timeout_seconds: float = 30.0  # a chunk not received by then is asked for again
+    apply_timeout_minutes: float = 30.0  # the root-side step must report by then, or the update failed
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeConfig:
     device: Device
     cameras: tuple[Camera, ...]
@@ -121,6 +132,7 @@ class EdgeConfig:
     sync: Sync = Sync()
     health: Health = Health()
     remote_config: RemoteConfig = RemoteConfig()
+    update: Update = Update()
 
     @property
     def data_dir(self) -> Path:
@@ -179,7 +191,7 @@ def _resolve(p: str, base: Path, credential: bool = False) -> str:
 def parse(doc: dict, base: Path) -> EdgeConfig:
     doc = dict(doc)
     unknown = sorted(set(doc) - {"device", "cameras", "recognition", "tracking", "images", "buffer", "sync",
-                             "health", "remote_config"})
+                             "health", "remote_config", "update"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
     if "device" not in doc:
@@ -214,7 +226,8 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
         raise ConfigError("cameras: camera ids must be unique")
     sections = {name: _build(cls, doc.get(name, {}), name, base) for name, cls in
                 (("recognition", Recognition), ("tracking", Tracking), ("images", Images),
-                 ("buffer", Buffer), ("sync", Sync), ("health", Health), ("remote_config", RemoteConfig))}
+                 ("buffer", Buffer), ("sync", Sync), ("health", Health), ("remote_config", RemoteConfig),
+                 ("update", Update))}
     sync = sections["sync"]
     sync = dataclasses.replace(
         sync, ca_file=_resolve(sync.ca_file, base), cert_file=_resolve(sync.cert_file, base),
@@ -260,6 +273,12 @@ def parse(doc: dict, base: Path) -> EdgeConfig:
     if not 10 <= rc.trial_seconds <= 3600:
         raise ConfigError("remote_config.trial_seconds: 10-3600")
     sections["remote_config"] = dataclasses.replace(rc, public_key=_resolve(rc.public_key, base))
+    up = sections["update"]
+    if not (1 <= up.fetch_window <= 16 and 1 <= up.fetch_timeout_seconds <= 600
+            and 1 <= up.apply_timeout_minutes <= 24 * 60):
+        raise ConfigError("update: fetch_window 1-16, fetch_timeout_seconds 1-600, apply_timeout_minutes 1-1440")
+    sections["update"] = dataclasses.replace(up, app_dir=_resolve(up.app_dir, base),
+                                             release_key=_resolve(up.release_key, base))
     sections["sync"] = sync
     return EdgeConfig(device=device, cameras=tuple(cameras), **sections)
 

@@ -102,6 +102,7 @@ class Provisioned:
     kept_buffered_reads: int
     cameras_without_uri: tuple[str, ...] = ()
     unknown_camera_uris: tuple[str, ...] = ()
+    release_key: str = ""        # what became of the release key central sent (see trust_release_key)
 
 
 def write_private(path: str | os.PathLike, data: bytes, owner: tuple[int, int] | None = None) -> None:
@@ -240,6 +241,7 @@ class _Answer:
     data_public_pem: bytes
     doc: dict
     config_public_pem: bytes | None = None  # remote configuration's signing key (central/fleet/remote_config.py)
+    release_pem: bytes | None = None
 
 
 def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
@@ -251,6 +253,7 @@ def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
         ca_cert = x509.load_pem_x509_certificate(ca_pem)
         load_public_key(data_pem)
         int(doc["broker"]["port"]), str(doc["broker"]["host"])
+        release_pem = doc["release_public_key"].encode() if doc.get("release_public_key") is not None else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProvisionError(f"central's answer is incomplete or malformed ({type(exc).__name__})") from None
     if answer_ca != ca_pem and ca_pin(answer_ca) != ca_pin(ca_pem):
@@ -272,7 +275,40 @@ def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
             load_config_key(config_pem)
         except (AttributeError, ConfigRefused) as exc:
             raise ProvisionError(f"central's configuration public key is malformed ({exc})") from None
-    return _Answer(device_id, cert, cert_pem, ca_pem, data_pem, doc, config_pem)
+        if release_pem is not None:
+        from .wire import release as release_fmt
+        try:
+            release_fmt.load_public_key(release_pem)
+        except release_fmt.BundleRefused as exc:
+            raise ProvisionError(f"central's answer carries a bad release key: {exc}") from None
+    return _Answer(device_id, cert, cert_pem, ca_pem, data_pem, doc, config_pem, release_pem)
+
+
+def trust_release_key(config_path: Path, pem: bytes | None) -> str:
+    """Trust the release public key central sent, beside the config (as
+    ``alpr-edge update trust`` does), only when this device trusts none yet:
+    a key already trusted is never replaced here (rotation is the explicit
+    ``alpr-edge update trust --replace``). Returns what happened, in words."""
+    if pem is None:
+        return ""
+    from .update import trusted_key_path
+    from .wire import release as release_fmt
+    new = release_fmt.key_id(release_fmt.load_public_key(pem))
+    path = trusted_key_path(config_path)
+    if path.exists():
+        try:
+            old = release_fmt.key_id(release_fmt.load_public_key(path.read_bytes()))
+        except (OSError, release_fmt.BundleRefused):
+            old = "unreadable"
+        if old == new:
+            return f"release key {new} already trusted"
+        logger.warning("central sent release key %s but this device trusts %s: kept (rotate with "
+                       "alpr-edge update trust --replace)", new, old)
+        return (f"kept the trusted release key {old}; central sent {new}: to rotate, check it and run "
+                f"alpr-edge update trust --replace")
+    write_private(path, pem)
+    os.chmod(path, 0o644)  # public; root's folder: the agent reads it, cannot change it
+    return f"trusting release key {new} ({release_fmt.fingerprint(release_fmt.load_public_key(pem))})"
 
 
 # -- config ---------------------------------------------------------------
@@ -474,11 +510,12 @@ def provision(token_text: str, central_url: str, config_path: str | os.PathLike,
                         config_dir=config_path.resolve().parent)
     _commit(config_path, doc, files, key, ans, central, credentials_dir=credentials_dir, owner=user)
     _cleanup(identity, files)
+    release_key = trust_release_key(config_path, ans.release_pem)
     logger.info("provisioned as device %s (certificate %s)", ans.device_id, files["cert"].name)
     missing = tuple(c["id"] for c in doc["cameras"] if c.get("source") != "picamera2" and not c.get("uri"))
     return Provisioned(ans.device_id, config_path, files["cert"], ans.cert.not_valid_after_utc.isoformat(),
                        doc["device"]["data_dir"], buffered, missing,
-                       tuple(sorted(set(camera_uris or {}) - {c["id"] for c in doc["cameras"]})))
+                       tuple(sorted(set(camera_uris or {}) - {c["id"] for c in doc["cameras"]})), release_key)
 
 
 def certificate_expiry(cert_file: str) -> dt.datetime:

@@ -109,6 +109,7 @@ class SyncClient:
         self.audit_acks = True               # False: the broker refused our audit-ack subscription
         self.config_receiver = None          # edge_agent.remote_config.RemoteConfigAgent, set by the agent
         self._config_sub_mid = None
+        self.update_client = None            # edge_agent.update.fetcher.UpdateClient, set by the agent
         self.client = self._make_client()
 
     # -- paho wiring -----------------------------------------------------
@@ -145,12 +146,16 @@ class SyncClient:
                 self.topics.config_state(self.s.device_id), payload, qos=1, retain=True)
             client.publish(self.topics.config_state(self.s.device_id), self.config_receiver.state_payload(),
                            qos=1, retain=True)
+        if self.update_client is not None:  # update offers and chunks: their own subscriptions
+            self.update_client.on_connect(client)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if mid is not None and mid == self._config_sub_mid:
             if any(rc.is_failure for rc in reason_codes):
                 logger.warning("broker refused the remote configuration subscription (an older broker ACL: run "
                                "'alpr-central broker config'); remote configuration is off until it allows it")
+            return
+        if self.update_client is not None and self.update_client.on_subscribed(mid, reason_codes):
             return
         if mid == self._audit_sub_mid:
             refused = any(rc.is_failure for rc in reason_codes)
@@ -170,6 +175,8 @@ class SyncClient:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         self._ready.clear()
+        if self.update_client is not None:
+            self.update_client.on_disconnect()
         if reason_code != 0:
             self.last_error = f"disconnected: {reason_code}"
             logger.warning("disconnected from broker: %s; reconnecting with backoff", reason_code)
@@ -180,6 +187,9 @@ class SyncClient:
             return
         if self.audit_publisher is not None and message.topic == self.topics.audit_ack(self.s.device_id):
             self.audit_publisher.on_ack(message.payload)
+            return
+        if self.update_client is not None and self.update_client.accepts(message.topic):
+            self.update_client.on_message(message.topic, message.payload)
             return
         self._acks.put(message.payload)
         self._wake.set()

@@ -89,18 +89,39 @@ def test_units_verify_in_an_image_like_root(tmp_path):
     root = tmp_path / "root"
     shutil.copytree(COMMON, root, symlinks=True)
     shutil.copy(ROOT / "systemd/alpr-edge.service", root / "etc/systemd/system/alpr-edge.service")
+    for name in UPDATE_UNITS:  # the root-side step of updates offered over MQTT, with their drop-ins
+        shutil.copy(ROOT / "systemd" / name, root / "etc/systemd/system" / name)
     shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True)
-    for exe in ("var/lib/alpr/app/current/bin/alpr-edge", "usr/bin/rauc"):
+    for exe in ("var/lib/alpr/app/current/bin/alpr-edge", "usr/bin/rauc", "opt/alpr/.venv/bin/alpr-edge"):
         (root / exe).parent.mkdir(parents=True, exist_ok=True)
         (root / exe).write_text("#!/bin/sh\n")
         (root / exe).chmod(0o755)
-    names = [f"etc/systemd/system/{u.name}" for u in UNITS] + ["etc/systemd/system/alpr-edge.service"]
+    names = ([f"etc/systemd/system/{u.name}" for u in UNITS] + ["etc/systemd/system/alpr-edge.service"]
+             + [f"etc/systemd/system/{n}" for n in UPDATE_UNITS])
     r = subprocess.run(["systemd-analyze", "verify", f"--root={root}", *names], capture_output=True, text=True,
                        cwd=root, timeout=60)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     for complaint in ("Unknown key", "Unknown section", "Failed to parse", "not executable", "Invalid"):
         assert complaint not in out, out
+
+
+UPDATE_UNITS = ("alpr-edge-update.service", "alpr-edge-update.path")
+
+
+def test_the_update_units_watch_and_write_the_data_partition():
+    lay = layout()
+    path = unit(COMMON / "etc/systemd/system/alpr-edge-update.path.d/10-firmware.conf")["Path"]
+    # reset (the base unit's /var/lib/alpr-edge), then the data partition's
+    assert path.all("PathExistsGlob") == [f"{lay['ALPR_STATE_DIR']}/update/spool/*.alpr"]
+    svc = unit(COMMON / "etc/systemd/system/alpr-edge-update.service.d/10-firmware.conf")["Service"]
+    assert svc.all("ReadWritePaths") == [f"{lay['ALPR_STATE_DIR']} {lay['ALPR_APP_DIR']}"]
+    base = unit(ROOT / "systemd/alpr-edge-update.service")["Service"]
+    argv = base["ExecStart"].split()
+    assert argv[0] == f"{lay['ALPR_FACTORY_VENV']}/bin/alpr-edge"  # the image's updater, never a release's
+    assert argv[argv.index("--app-dir") + 1] == lay["ALPR_APP_DIR"] and lay["ALPR_CONFIG"] in argv
+    for script in (ROOT / "firmware/rpi/stage-alpr/01-alpr/01-run-chroot.sh", ROOT / "firmware/jetson/customize-rootfs.sh"):
+        assert "alpr-edge-update.path" in script.read_text()
 
 
 def test_paths_agree_with_the_units_and_the_agent_config(tmp_path):

@@ -41,3 +41,40 @@ def test_the_fleet_page_shows_heartbeat_fields(world):
         assert "7 reads, oldest 2 days" in page and "tamper: moved" in page and "not reported" in page
     finally:
         app.close()
+
+
+def test_the_fleet_page_shows_each_devices_update_to_those_who_may_see_it(world, tmp_path):
+    """Central offered a release; the device reported a rollback: field techs see it on the fleet page."""
+    from central.fleet import release as rel
+    from central.fleet.rollout import Rollouts
+    from central.store.sqlite import SQLiteStore
+    from edge_agent.wire import update as wire
+    from test_update import ROOT, make_wheel
+    private, public, _ = rel.init_key(tmp_path / "keys" / "release-key.pem")
+    bundle = tmp_path / "r.alpr"
+    rel.build(bundle, rel.load_key(private), wheel=make_wheel(tmp_path / "w", "9.0.0", "pass\n"),
+              models_dir=ROOT / "models")
+    device = world.devices["dept2"]
+    store = SQLiteStore(world.env.data / "central.sqlite")
+    try:
+        rollouts = Rollouts(store.db.conn, data_dir=world.env.data)
+        from edge_agent.wire import release as fmt
+        rid = rollouts.offer(world.env.user("ada"), bundle, fmt.load_public_key(public.read_bytes()),
+                             device=device).rollout_id
+        rollouts.record(wire.StateReport(device, rid, "9.0.0", "rolled-back", 1, "0.2.0", "camera lane-1 is failed"))
+    finally:
+        store.close()
+    app = create_app(world.cfg, clock=Clock())
+    try:
+        rows = {d["device_id"]: d for d in sign_in(app, "tech").get("/api/v1/fleet").json()["devices"]}
+        assert rows[device]["update_state"] == f"9.0.0 rolled-back (rollout {rid})"
+        assert rows[device]["update_reason"] == "camera lane-1 is failed"
+        assert rows[world.devices["acme"]]["update_state"] is None
+        page = sign_in(app, "tech").get("/fleet").text
+        assert "rolled-back" in page and "camera lane-1 is failed" in page and "none offered" in page
+        assert page.count("<th scope=\"col\">Update</th>") == 1
+        # a business sees its own devices' health, not the update state (no VIEW_RELEASES)
+        rows = sign_in(app, "pat").get("/api/v1/fleet").json()["devices"]
+        assert rows and all("update_state" not in r for r in rows)
+    finally:
+        app.close()

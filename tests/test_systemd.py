@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+# Installs application releases the agent hands over (it cannot: NoNewPrivileges, not root).
+ROOT_UNITS = {"alpr-edge-update.service"}
 UNITS = sorted((Path(__file__).resolve().parents[1] / "systemd").glob("*.service"))
 
 
@@ -34,7 +36,14 @@ def test_unit_is_hardened_and_runs_a_real_command(unit):
     result = CliRunner().invoke(cli, [*words, "--help"])
     assert result.exit_code == 0, f"{unit.name}: {' '.join(words)} is not a command"
     assert svc.get("NoNewPrivileges") == "yes" and svc.get("ProtectSystem") == "strict"
-    assert svc.get("User") not in (None, "root")
+    if unit.name in ROOT_UNITS:  # root by design, with the least it needs
+        assert svc.get("User") == "root"
+        caps = set(svc["CapabilityBoundingSet"].split())
+        assert caps and caps <= {"CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER"}
+        assert svc["RestrictAddressFamilies"].split() == ["AF_UNIX"]  # no network
+        assert svc.get("ReadWritePaths") and svc.get("PrivateDevices") == "yes"
+    else:
+        assert svc.get("User") not in (None, "root")
     if svc.get("Type") != "oneshot":
         assert "78" in svc.get("RestartPreventExitStatus", "").split()
 
@@ -107,3 +116,19 @@ def test_systemd_accepts_every_line_of_the_unit(unit, tmp_path):
     done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     complaints = [line for line in done.stderr.splitlines() if str(copy) in line]
     assert done.returncode == 0 and not complaints, done.stderr
+
+
+def test_update_path_unit_watches_the_agents_spool():
+    """The path unit starts the root-side step when the agent renames a
+    bundle into <data_dir>/update/spool (StateDirectory of the agent's unit)."""
+    root = Path(__file__).resolve().parents[1]
+    path = parse(root / "systemd" / "alpr-edge-update.path")
+    agent = parse(root / "systemd" / "alpr-edge.service")["Service"]
+    glob = path["Path"]["PathExistsGlob"]
+    assert glob == f"/var/lib/{agent['StateDirectory']}/update/spool/*.alpr"
+    assert path["Path"]["Unit"] == "alpr-edge-update.service"
+    from edge_agent.update.fetcher import SPOOL, spool_name
+    from edge_agent.update.handoff import NAME_RE
+    assert f"/update/{SPOOL}/" in glob and NAME_RE.match(spool_name(12, "1.2.3"))
+    svc = parse(root / "systemd" / "alpr-edge-update.service")["Service"]
+    assert f"/var/lib/{agent['StateDirectory']}" in svc["ReadWritePaths"]

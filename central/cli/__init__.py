@@ -10,7 +10,8 @@ they share, so no command module imports another.
 
 from __future__ import annotations
 
-from . import console, db, devices, fleet_config, fleet_health, governance, hotlist, init, models, reads, release, retention, sharing
+from . import (console, db, devices, fleet_config, fleet_health, governance, hotlist, init, models, reads, release,
+               retention, rollout, sharing)
 from .main import keys, main
 
 for _command in (governance.COMMANDS + retention.COMMANDS + sharing.COMMANDS + hotlist.COMMANDS
@@ -27,5 +28,8 @@ for _group in (devices.ca_group, devices.enroll_group, devices.device_group, dev
 for _command in fleet_health.COMMANDS:
     devices.device_group.add_command(_command)
 devices.device_group.add_command(fleet_config.config_group)  # device config init-key / push / status
+for _command in rollout.RELEASE_COMMANDS:  # staged rollouts over MQTT
+    release.release_group.add_command(_command)
+devices.device_group.add_command(rollout.group_group)
 
 __all__ = ["main"]

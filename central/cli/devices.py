@@ -282,13 +282,21 @@ def enroll_serve(config_path, log_level) -> None:
     except (OSError, ValueError) as exc:
         name = "enrollment.data_public_key" if cfg.enrollment.data_public_key else "keys.data_private_keys[0]"
         raise ConfigFailure(f"{name}: {exc}") from None
+    release_pub = None
+    if cfg.release.public_key:  # handed to new devices: they trust it for updates offered over MQTT
+        from edge_agent.wire import release as release_fmt
+        try:
+            release_pub = Path(cfg.release.public_key).read_bytes()
+            release_fmt.load_public_key(release_pub)
+        except (OSError, release_fmt.BundleRefused) as exc:
+            raise ConfigFailure(f"release.public_key: {exc}") from None
     registry = _registry(cfg)
     service = EnrollmentService(registry, ca, data_pub, EnrollmentSettings(
         cfg.enrollment.broker_host, cfg.enrollment.broker_port, cfg.mqtt.topic_prefix, cfg.ca.device_cert_days),
         on_change=lambda: broker_mod.refresh(cfg.broker.dir, cfg.broker.pid_file or None,
                                              registry.active_device_ids(), _crl(cfg, ca, registry),
                                              cfg.mqtt.topic_prefix, cfg.broker.collectors, cfg.broker.run_as or None),
-        config_signing_key=cfg.remote_config.signing_key)
+        config_signing_key=cfg.remote_config.signing_key, release_public_pem=release_pub)
     try:
         server = EnrollmentServer(service, bind=cfg.enrollment.bind, port=cfg.enrollment.port,
                                   cert_file=cfg.enrollment.cert_file, key_file=cfg.enrollment.key_file)

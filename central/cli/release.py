@@ -35,7 +35,9 @@ passphrase_option = click.option("--passphrase-file", type=click.Path(dir_okay=F
 
 @click.group("release")
 def release_group() -> None:
-    """Signed application releases of the edge agent (alpr-edge update apply)."""
+    """Signed application releases of the edge agent: build and verify (a
+release engineer's machine, the release key), offer them to devices over
+MQTT in stages and follow each device's update (central, a personal token)."""
 
 
 @release_group.command("init-key")

@@ -90,6 +90,16 @@ def _health_fields(latest) -> dict:
             "versions": f"agent {h.agent_version}, model {h.model_version or '-'}", "health_at": latest.received_at}
 
 
+def _update_fields(b: Backend, device_id: str) -> dict:
+    """The device's application update, if central offered one (central/fleet/rollout.py)."""
+    row = b.conn.execute("SELECT rollout_id, version, state, reason, state_at FROM device_updates WHERE device_id=?",
+                         [device_id]).fetchone()
+    if row is None:
+        return {"update_state": None, "update_reason": "", "update_at": None}
+    at = dt.datetime.strptime(row[4], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+    return {"update_state": f"{row[1]} {row[2]} (rollout {row[0]})", "update_reason": row[3], "update_at": at}
+
+
 def _ca(b: Backend):
     from ..fleet.ca import CertificateAuthority, read_passphrase
     try:
@@ -110,6 +120,8 @@ def fleet(b: Backend, user: User, params) -> dict:
     devices = b.registry.list_devices(user)          # DEVICE_HEALTH_ALL, or a business's own
     now = b.now()
     rows = [_device_row(b, d, now) for d in devices]
+    if user.can(Permission.VIEW_RELEASES):  # admins, auditors, field techs: how each device's update went
+        rows = [r | _update_fields(b, r["device_id"]) for r in rows]
     return {"devices": rows, "online": sum(r["online"] for r in rows), "total": len(rows),
             "online_within_minutes": int(ONLINE_WITHIN.total_seconds() // 60),
             "_map": _map(b, rows, "Cameras: online (green), offline (grey)")}

@@ -11,7 +11,9 @@ therefore has its own certificate (``central.collector.<name>``, see
 
 The ACL lets each device write only its own ``reads``, ``status``, ``audit`` and ``health`` topics
 and read only its own ``ack`` and ``audit-ack`` topics (remote configuration: it reads its own
-``config`` and writes its own ``config-state``; collectors write ``config`` and read ``config-state``); each collector identity reads all reads
+``config`` and writes its own ``config-state``; collectors write ``config`` and read ``config-state``;
+updates: it reads its own ``update/offer`` and ``update/chunk`` and writes its own ``update/fetch``
+and ``update/state``); each collector identity reads all reads
 and writes all acks. Suspended and revoked devices have no ACL entry, and
 their certificates are in the CRL (suspended ones with reason
 ``certificateHold``), so the broker refuses them at the TLS handshake.
@@ -62,6 +64,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   # remote configuration (central/fleet/remote_config.py)
                   f"topic write {prefix}/+/config",
                   f"topic read {prefix}/+/config-state",
+                  *_update_collector_lines(prefix),
                   ""]
     if devices is None:
         lines += [f"pattern write {prefix}/%u/reads",
@@ -73,6 +76,7 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   # remote configuration
                   f"pattern read {prefix}/%u/config",
                   f"pattern write {prefix}/%u/config-state",
+                  *_update_device_lines("pattern", prefix, "%u"),
                   ""]
         return "\n".join(lines)
     for device in sorted(devices):
@@ -87,8 +91,22 @@ def acl_text(prefix: str = "alpr/v1/devices", collectors: Sequence[str] = DEFAUL
                   # remote configuration
                   f"topic read {prefix}/{device}/config",
                   f"topic write {prefix}/{device}/config-state",
+                  *_update_device_lines("topic", prefix, device),
                   ""]
     return "\n".join(lines)
+
+
+# -- updates (central/fleet/rollout.py, edge_agent/wire/update.py) -------------------------
+def _update_collector_lines(prefix: str) -> list[str]:
+    """Collectors offer updates and serve chunks; they read fetches and state reports."""
+    return [f"topic write {prefix}/+/update/offer", f"topic write {prefix}/+/update/chunk",
+            f"topic read {prefix}/+/update/fetch", f"topic read {prefix}/+/update/state"]
+
+
+def _update_device_lines(kind: str, prefix: str, device: str) -> list[str]:
+    """A device reads only its own offers and chunks, and writes only its own fetches and states."""
+    return [f"{kind} read {prefix}/{device}/update/offer", f"{kind} read {prefix}/{device}/update/chunk",
+            f"{kind} write {prefix}/{device}/update/fetch", f"{kind} write {prefix}/{device}/update/state"]
 
 
 def _owner(run_as: str | None) -> tuple[int, int] | None:

@@ -102,10 +102,14 @@ class EnrollmentService:
 
     def __init__(self, registry: Registry, ca: CertificateAuthority, data_public_pem: bytes,
                  settings: EnrollmentSettings, *, on_change: Callable[[], object] | None = None,
-                 config_signing_key: str | Path | None = None) -> None:
+                 config_signing_key: str | Path | None = None,
+                 release_public_pem: bytes | None = None) -> None:
         self.registry, self.ca, self.data_public_pem, self.settings = registry, ca, data_public_pem, settings
         # remote configuration: the signing key's path; its public half (.pub.pem) goes in each answer
         self.config_signing_key = config_signing_key
+        # The application release key (Ed25519, public): a new device trusts it for updates
+        # offered over MQTT. Only ever the public half; a device never replaces a key it trusts.
+        self.release_public_pem = release_public_pem
         self.on_change = on_change  # e.g. rewrite the broker ACL + CRL and reload it
 
     def _changed(self) -> None:
@@ -135,6 +139,8 @@ class EnrollmentService:
             config_pem = public_key_pem_if_any(self.config_signing_key)
             if config_pem:
                 answer["config_public_key"] = config_pem.decode()
+        if self.release_public_pem:
+            answer["release_public_key"] = self.release_public_pem.decode()
         return answer
 
     def enroll(self, body: dict) -> dict:

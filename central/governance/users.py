@@ -76,6 +76,8 @@ class Permission(str, enum.Enum):
     REVIEW_ACCOUNTS = "review-accounts"
     ADAPT_MODELS = "adapt-models"
     CONFIGURE_DEVICES = "configure-devices"
+    MANAGE_RELEASES = "manage-releases"
+    VIEW_RELEASES = "view-releases"
 
 
 P = Permission
@@ -104,20 +106,23 @@ PERMISSION_WORDS: dict[Permission, str] = {
     P.REVIEW_ACCOUNTS: "review user accounts",
     P.ADAPT_MODELS: "adapt the recognition models",
     P.CONFIGURE_DEVICES: "push configurations to devices",
+    P.MANAGE_RELEASES: "offer application updates to devices or change device groups",
+    P.VIEW_RELEASES: "see device groups and the state of application updates",
 }
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_AGREEMENTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.RUN_PURGE,
                            P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.ENROLL, P.REVOKE_DEVICE,
-                           P.REVIEW_ACCOUNTS, P.ADAPT_MODELS, P.CONFIGURE_DEVICES}),
+                           P.REVIEW_ACCOUNTS, P.ADAPT_MODELS, P.CONFIGURE_DEVICES, P.MANAGE_RELEASES, P.VIEW_RELEASES}),
     Role.OPERATOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.REQUEST_HOLD, P.VIEW_HOTLIST, P.VIEW_HITS,
                               P.VERIFY_HITS}),
     Role.SUPERVISOR: frozenset({P.SEARCH, P.REQUEST_SHARE, P.APPROVE_SHARE, P.EXPORT_SHARE, P.REQUEST_HOLD,
                                 P.APPROVE_HOLD, P.READ_REPORTS, P.MANAGE_HOTLIST, P.VIEW_HOTLIST, P.VIEW_HITS,
                                 P.VERIFY_HITS, P.REVIEW_ACCOUNTS}),
     Role.AUDITOR: frozenset({P.READ_AUDIT, P.READ_REPORTS, P.DEVICE_HEALTH_ALL, P.VIEW_HOTLIST, P.VIEW_HITS,
-                             P.REVIEW_ACCOUNTS}),
+                             P.REVIEW_ACCOUNTS, P.VIEW_RELEASES}),
     # Field techs keep the fleet running: every device's health (never a read).
-    Role.FIELD_TECH: frozenset({P.ENROLL, P.DEVICE_HEALTH_ALL}),
+    # They see which version each device runs and how its update went; offering one is an admin's.
+    Role.FIELD_TECH: frozenset({P.ENROLL, P.DEVICE_HEALTH_ALL, P.VIEW_RELEASES}),
     Role.BUSINESS: frozenset({P.DEVICE_HEALTH_OWN}),
 }
 

@@ -247,13 +247,14 @@ class CollectorService:
     MAX_GROUP_READS = 2000
 
     def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None, status_handler=None,
-                 health_handler=None) -> None:
+                 health_handler=None, update_service=None) -> None:
         self.cfg = cfg
         self.collector = collector
         self.audit_handler = audit_handler  # central.fleet.device_audit.DeviceAuditHandler: device audit logs
         self.status_handler = status_handler  # central.fleet.device_status.DeviceStatusHandler: online/offline
         self.health_handler = health_handler  # central.fleet.health.HealthHandler: heartbeats
         self.config_handler = None  # central.fleet.remote_config.RemoteConfigHandler: pushes configurations, states
+        self.update_service = update_service  # central.fleet.update_service.UpdateService: rollouts
         self.ready = threading.Event()
         self.last_error: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv5)
@@ -284,6 +285,8 @@ class CollectorService:
             topics.append((self.health_handler.subscription(self.cfg.share_group), 1))
         if self.config_handler is not None:  # not shared: every collector gets the retained states
             topics.append((self.config_handler.subscription, 1))
+        if self.update_service is not None:  # update fetches and state reports (rollouts)
+            topics += [(t, 1) for t in self.update_service.subscriptions(self.cfg.share_group)]
         client.subscribe(topics)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -324,6 +327,14 @@ class CollectorService:
                 allowed = self.collector.device_allowed
                 if allowed is None or allowed(device):
                     self.config_handler.handle(message.topic, message.payload)
+                return
+            if self.update_service is not None and self.update_service.accepts(message.topic):
+                device = self.update_service.topics.update_of(message.topic)[0]
+                allowed = self.collector.device_allowed
+                if allowed is not None and not allowed(device):
+                    self.collector.reject("unknown-device", device=device)  # same rule as for reads
+                    return
+                self.update_service.handle(client, message.topic, message.payload)
                 return
             if self.status_handler is not None and message.topic.endswith("/status"):
                 device = self.status_handler.device_of(message.topic)
@@ -399,6 +410,11 @@ class CollectorService:
                         self.config_handler.publish_pending(self.client)
                     except Exception:  # tried again in a second
                         logger.exception("publishing pushed configurations failed")
+                if self.update_service is not None and self.ready.is_set():
+                    try:  # offers and withdrawals due (rollouts)
+                        self.update_service.tick(self.client)
+                    except Exception:  # noqa: BLE001 - the collector goes on
+                        logger.exception("publishing update offers failed; retrying")
                 if time.monotonic() - last_log >= 60:
                     logger.info("collector counters: %s", dict(self.collector.counters))
                     last_log = time.monotonic()

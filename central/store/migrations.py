@@ -405,6 +405,63 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX device_health_history_device ON device_health_history(device_id, id)
     """),
+    # -- 0740-0759 fleet rollouts (central/fleet/rollout.py): device groups, releases offered
+    # over MQTT, staged rollouts and each device's update state --
+    ("0740_fleet_rollouts", """
+        CREATE TABLE device_groups (
+            group_id TEXT PRIMARY KEY,
+            description TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE device_group_members (
+            group_id TEXT NOT NULL REFERENCES device_groups(group_id),
+            device_id TEXT NOT NULL REFERENCES devices(device_id),
+            added_by TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (group_id, device_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE release_bundles (
+            sha256 TEXT PRIMARY KEY,
+            version TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            chunk_size INTEGER NOT NULL,
+            chunks TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            allow_downgrade INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            stored_at TEXT NOT NULL
+        );
+        CREATE TABLE rollouts (
+            rollout_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            bundle_sha256 TEXT NOT NULL REFERENCES release_bundles(sha256),
+            version TEXT NOT NULL,
+            target_kind TEXT NOT NULL CHECK (target_kind IN ('group', 'device')),
+            target TEXT NOT NULL,
+            percent INTEGER NOT NULL CHECK (percent BETWEEN 1 AND 100),
+            status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'superseded')),
+            status_reason TEXT NOT NULL DEFAULT '',
+            max_failures INTEGER NOT NULL,
+            max_failure_percent INTEGER NOT NULL,
+            failures_at_resume INTEGER NOT NULL DEFAULT 0,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE device_updates (
+            device_id TEXT PRIMARY KEY,
+            rollout_id INTEGER NOT NULL REFERENCES rollouts(rollout_id),
+            version TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            progress INTEGER NOT NULL DEFAULT 0,
+            running_version TEXT,
+            state_at TEXT NOT NULL,
+            device_at_ms INTEGER NOT NULL DEFAULT 0,
+            sent_at TEXT
+        );
+        CREATE INDEX device_updates_rollout ON device_updates(rollout_id, state)
+    """),
     ("0760_device_configs", """
         CREATE TABLE device_configs (
             device_id TEXT NOT NULL,

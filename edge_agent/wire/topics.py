@@ -8,6 +8,7 @@
 ``alpr/v1/devices/<device_id>/audit-ack`` central -> device, QoS 1, audit records central holds
 ``alpr/v1/devices/<device_id>/config``  central -> device, QoS 1, retained: signed configuration (:mod:`.devconfig`)
 ``alpr/v1/devices/<device_id>/config-state`` device -> central, QoS 1, retained: what the device did with it
+``alpr/v1/devices/<device_id>/update/<leaf>`` update offers, chunk fetches, chunks, state reports (:mod:`.update`)
 
 Collectors subscribe through an MQTT v5 shared subscription
 (``$share/<group>/alpr/v1/devices/+/reads``) so several can split the load.
@@ -108,3 +109,25 @@ class Topics:
         if len(parts) != 2 or parts[1] != "reads" or not DEVICE_ID_RE.match(parts[0]):
             return None
         return parts[0]
+
+    # -- updates (edge_agent/wire/update.py): <prefix>/<device>/update/<leaf> ---------------
+    UPDATE_TO_DEVICE = ("offer", "chunk")      # central -> device
+    UPDATE_FROM_DEVICE = ("fetch", "state")    # device -> central
+
+    def update(self, device_id: str, leaf: str) -> str:
+        if leaf not in self.UPDATE_TO_DEVICE + self.UPDATE_FROM_DEVICE:
+            raise ValueError(f"no update topic {leaf!r}")
+        return f"{self.prefix}/{validate_device_id(device_id)}/update/{leaf}"
+
+    def update_subscription(self, leaf: str, share_group: str | None) -> str:
+        topic = f"{self.prefix}/+/update/{leaf}"
+        return f"$share/{share_group}/{topic}" if share_group else topic
+
+    def update_of(self, topic: str) -> tuple[str, str] | None:
+        """(device id, leaf) of a ``.../<device>/update/<leaf>`` topic, or None."""
+        head, sep, rest = topic.partition(self.prefix + "/")
+        parts = rest.split("/")
+        if (head or not sep or len(parts) != 3 or parts[1] != "update"
+                or parts[2] not in self.UPDATE_TO_DEVICE + self.UPDATE_FROM_DEVICE or not DEVICE_ID_RE.match(parts[0])):
+            return None
+        return parts[0], parts[2]

@@ -16,6 +16,9 @@ repo="$(cd "$firmware/.." && pwd)"
 
 cp -a "$firmware/common/rootfs/." "$rootfs/"
 install -m 0644 "$repo/systemd/alpr-edge.service" "$rootfs/etc/systemd/system/alpr-edge.service"
+for unit in alpr-edge-update.service alpr-edge-update.path; do  # offered updates: the root-side step
+  install -m 0644 "$repo/systemd/$unit" "$rootfs/etc/systemd/system/$unit"
+done
 install -m 0644 "$here/rauc-system.conf" "$rootfs/etc/rauc/system.conf"
 install -m 0755 "$here/rauc-nvbootctrl-backend.sh" "$rootfs/usr/lib/alpr/rauc-nvbootctrl-backend.sh"
 install -m 0644 "$keyring" "$rootfs/etc/rauc/keyring.pem"
@@ -43,7 +46,7 @@ rm -rf /var/log/journal && ln -s /var/lib/alpr/journal /var/log/journal
 install -d -m 0755 /var/lib/alpr
 # Read-only root with a tmpfs overlay; the data partition is not overlaid.
 echo 'overlayroot="tmpfs:recurse=0"' > /etc/overlayroot.local.conf
-systemctl enable alpr-firstboot.service alpr-edge.service rauc-mark-good.service chrony.service chrony-wait.service nvargus-daemon.service
+systemctl enable alpr-firstboot.service alpr-edge.service alpr-edge-update.path rauc-mark-good.service chrony.service chrony-wait.service nvargus-daemon.service
 systemctl mask apt-daily.timer apt-daily-upgrade.timer
 apt-get clean
 CHROOT

@@ -11,6 +11,9 @@ repo="$(cd "$firmware/.." && pwd)"
 # Files shared with the Jetson image, then the project's own units.
 cp -a "$firmware/common/rootfs/." "${ROOTFS_DIR}/"
 install -m 0644 "$repo/systemd/alpr-edge.service" "${ROOTFS_DIR}/etc/systemd/system/alpr-edge.service"
+for unit in alpr-edge-update.service alpr-edge-update.path; do  # offered updates: the root-side step
+  install -m 0644 "$repo/systemd/$unit" "${ROOTFS_DIR}/etc/systemd/system/$unit"
+done
 install -m 0644 "$ALPR_RAUC_KEYRING" "${ROOTFS_DIR}/etc/rauc/keyring.pem"
 install -d -m 0755 "${ROOTFS_DIR}/opt/alpr/firmware"
 install -m 0644 "$firmware/README.md" "${ROOTFS_DIR}/opt/alpr/firmware/README.md"

@@ -19,7 +19,7 @@ rm -rf /var/log/journal
 ln -s /var/lib/alpr/journal /var/log/journal
 install -d -m 0755 /var/lib/alpr
 
-systemctl enable alpr-firstboot.service alpr-edge.service rauc-mark-good.service
+systemctl enable alpr-firstboot.service alpr-edge.service alpr-edge-update.path rauc-mark-good.service
 systemctl enable chrony.service chrony-wait.service
 # Nothing on a pole needs these.
 systemctl disable --now userconfig.service 2>/dev/null || true
