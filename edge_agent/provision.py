@@ -275,7 +275,7 @@ def _check_answer(doc: dict, key, ca_pem: bytes) -> _Answer:
             load_config_key(config_pem)
         except (AttributeError, ConfigRefused) as exc:
             raise ProvisionError(f"central's configuration public key is malformed ({exc})") from None
-        if release_pem is not None:
+    if release_pem is not None:
         from .wire import release as release_fmt
         try:
             release_fmt.load_public_key(release_pem)
