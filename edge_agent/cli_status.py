@@ -119,12 +119,26 @@ def gather(cfg, *, probe: bool, clock_offset=None, warn=lambda _m: None) -> tupl
         "clock_offset_s": clock_offset() if clock_offset else None,
         "watchdog_stalled": list((live.get("watchdog") or {}).get("stalled") or []),
         "cameras": live.get("cameras") or [],
+        "remote_config": live.get("remote_config"),   # central's signed settings: version and state
+        "update": _update_job(cfg.data_dir),           # an update central offered: version and state
     }
     if probe:
         from .provision import probe_broker
         doc["broker_error"] = probe_broker(cfg.sync, cfg.device.id)
         doc["broker_reachable"] = doc["broker_error"] is None
     return doc, locked
+
+
+def _update_job(data_dir: Path) -> dict | None:
+    """The update central offered last (edge_agent/update/fetcher.py's job
+    file): version, state and reason only; None when there is none."""
+    try:
+        job = json.loads((data_dir / "update" / "job.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(job, dict):
+        return None
+    return {k: job.get(k) for k in ("version", "rollout_id", "state", "reason")}
 
 
 # what the human form shows, in this order (the rest is in --json)
@@ -146,7 +160,8 @@ def status(config_path: str, as_json: bool, probe: bool) -> None:
     """Is this device healthy? Identity, agent running, certificate expiry,
     broker reachable, last acknowledgement from central, buffer depth and
     age, disk, audit log, clock, cameras (frame rate, errors, tamper:
-    view black, blurred, moved), watchdog; then OK, or each problem in
+    view black, blurred, moved), watchdog, the remote configuration it
+    runs and the update central offered; then OK, or each problem in
     plain words with what to do. Shows counts, never plate text.
 
     \b
@@ -187,6 +202,16 @@ def render(doc: dict, verdict, now: dt.datetime) -> list[str]:
         else:
             shown = out.value(value)
         lines.append(f"{LABELS.get(key, key.replace('_', ' ')):<24} {shown}")
+    rc = doc.get("remote_config")
+    if rc:
+        runs = f"version {rc['applied_version']}" if rc.get("applied_version") else "its own file only"
+        lines.append(f"{'remote configuration':<24} {runs}, {rc.get('state')}"
+                     + (f" (version {rc['offered_version']} {rc['state']}: {rc['reason']})"
+                        if rc.get("reason") and rc.get("offered_version") else ""))
+    up = doc.get("update")
+    if up:
+        lines.append(f"{'update offered':<24} {up.get('version')}: {up.get('state')}"
+                     + (f" ({up['reason']})" if up.get("reason") else ""))
     for cam in doc["cameras"]:
         lines.append(f"camera {cam.get('id', '?'):<17} {cam.get('state', '?'):<9} {cam.get('fps') or 0:>6.1f} fps"
                      + (f"  {cam['frames']} frames" if cam.get("frames") is not None else "")

@@ -240,3 +240,26 @@ def test_test_camera_reports_black_frames_and_a_short_source(tmp_path, pki_dir):
     gone = _config(tmp_path, pki_dir, source="file", uri=str(tmp_path / "missing.avi"), sidecar=str(sidecar))
     res = CliRunner().invoke(edge_main, ["test-camera", "--config", str(gone)])
     assert res.exit_code == 1 and "cannot be opened" in res.output, res.output
+
+
+def test_status_names_the_remote_configuration_and_the_update_offered(tmp_path):
+    """What central set and offered is on the tech's screen: the remote
+    configuration the device runs (and why the last one was rolled back) and
+    the update in progress, from status.json and the fetcher's job file. A
+    rolled-back configuration is not a device problem: it runs the previous."""
+    from edge_agent.cli_status import _update_job, render
+    (tmp_path / "update").mkdir()
+    (tmp_path / "update" / "job.json").write_text(json.dumps(
+        {"version": "1.4.0", "rollout_id": 7, "state": "downloading", "reason": "", "sha256": "ab" * 32}))
+    facts = _facts(remote_config={"device_id": "cam-a", "applied_version": 3, "state": "rolled-back",
+                                  "offered_version": 4, "reason": "camera lane-1 delivered no frames", "at": ""},
+                   update=_update_job(tmp_path))
+    verdict = diagnose(facts, now=NOW, agent_locked=True)
+    assert verdict.state == "ok"
+    text = "\n".join(render(facts, verdict, NOW))
+    assert "remote configuration     version 3, rolled-back (version 4 rolled-back: camera lane-1 delivered no " \
+           "frames)" in text
+    assert "update offered           1.4.0: downloading" in text
+    assert _update_job(tmp_path / "nowhere") is None
+    (tmp_path / "update" / "job.json").write_text("{cut sh")
+    assert _update_job(tmp_path) is None
