@@ -57,8 +57,10 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: str) -> None:
-    """Validate the config file, and that every camera but a picamera2 names
-    what it reads (``uri``); exit 78 naming the key path on any error."""
+    """Validate the config file, that every camera but a picamera2 names
+    what it reads (``uri``), and that the files sync needs (CA, certificate,
+    key, central's public key) can be read; exit 78 naming the key path on
+    any error."""
     cfg = _load(config_path)
     # A provisioned config may leave a camera's uri for the field tech to fill in
     # (the agent then retries that camera); check says so instead of "ok".
@@ -66,9 +68,30 @@ def config_check(config_path: str) -> None:
                f"{ {'file': 'video file', 'folder': 'folder of images'}.get(cam.source, 'stream or device')} it "
                "reads): set it in the config or with 'alpr-edge provision --camera-uri ID=URI'"
                for i, cam in enumerate(cfg.cameras) if cam.source != "picamera2" and not cam.uri.strip()]
+    unreadable = _unreadable_sync_files(cfg.sync)
+    if unreadable:
+        missing.append("; ".join(unreadable) + " (a device gets these files from 'alpr-edge provision')")
     if missing:
         raise ConfigFailure("; ".join(missing))
     click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}")
+
+
+
+def _unreadable_sync_files(sync) -> list[str]:
+    """``sync.KEY: PATH cannot be read (why)`` for each file sync needs that
+    this account cannot read (the key where the agent's service finds it)."""
+    from .provision import locate_key
+    keys = [("central_public_key", sync.central_public_key)]
+    if sync.tls:
+        keys = [("ca_file", sync.ca_file), ("cert_file", sync.cert_file), ("key_file", locate_key(sync))] + keys
+    problems = []
+    for key, path in keys:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"sync.{key}: {path} cannot be read ({(exc.strerror or str(exc)).lower()})")
+    return problems
 
 
 @main.command()
