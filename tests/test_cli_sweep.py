@@ -341,6 +341,7 @@ def test_hotlist_add_says_the_expiry_in_words(site):
     ("query --plate 7ABC123 --purpose stolen-vehicle --case 1", "bob", "bob (a business account) may not search"),
     ("hold list", "tech", "tech (a field technician) may not list holds"),
     ("device show nosuch", "ada", "no device 'nosuch'"),
+    ("audit device nosuch", "audrey", "no device 'nosuch' (ids: alpr-central device list)"),
     ("hits show 99", "otto", "no hit 99"),
     ("hold approve 99", "sue", "99"),
     ("reads confirm nosuch --text 7ABC123 --purpose stolen-vehicle --case 26-1", "otto", "no read nosuch"),
@@ -401,3 +402,11 @@ def test_edge_device_without_its_files_is_told_which_ones(tmp_path):
     assert doc["broker_error"].startswith("cannot load the device's TLS files") and "Errno" not in doc["broker_error"]
     [problem] = [p for p in doc["problems"] if p["code"] == "broker-unreachable"]
     assert "alpr-edge config check" in problem["action"]
+
+
+def test_auditing_an_unknown_device_is_refused_by_name_and_still_logged(site):
+    c, _, _ = site
+    res = _run(c, ["audit", "device", "cam-typo"], "audrey")
+    assert res.exit_code == 1 and res.stderr == "Error: no device 'cam-typo' (ids: alpr-central device list)\n"
+    entries = _json_docs(_run(c, ["audit", "log", "--action", "audit-device", "--json"], "audrey").stdout)
+    assert entries[-1]["detail"] == {"device": "cam-typo", "ok": False}

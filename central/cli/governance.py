@@ -271,6 +271,9 @@ def audit_device(config_path, token_file, device, cert, as_json) -> None:
         report = verify_device(s.conn, device, cert_pem=Path(cert).read_bytes() if cert else None)
         AccessLog(s.conn).append(user=s.user.name, organization=s.user.organization, action="audit-device",
                                  detail={"device": device, "ok": report.ok}, result_count=report.records)
+        if not report.records and s.conn.execute("SELECT 1 FROM devices WHERE device_id = ?", [device]).fetchone() \
+                is None:   # a mistyped id is not a gap in some device's log
+            raise click.ClickException(f"no device {device!r} (ids: alpr-central device list)")
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=1))
     else:
