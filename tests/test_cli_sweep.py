@@ -410,3 +410,12 @@ def test_auditing_an_unknown_device_is_refused_by_name_and_still_logged(site):
     assert res.exit_code == 1 and res.stderr == "Error: no device 'cam-typo' (ids: alpr-central device list)\n"
     entries = _json_docs(_run(c, ["audit", "log", "--action", "audit-device", "--json"], "audrey").stdout)
     assert entries[-1]["detail"] == {"device": "cam-typo", "ok": False}
+
+
+def test_edge_test_camera_names_an_unreadable_recognizer_file_without_an_errno(tmp_path):
+    conf = edge_config(tmp_path, tmp_path / "nowhere", 8883, uri=str(tmp_path / "clip.avi"),
+                       sidecar=str(tmp_path / "missing.json"))
+    res = CliRunner().invoke(edge_main, ["test-camera", "--config", str(conf)])
+    assert res.exit_code == 78, res.output
+    assert f"recognition: cannot read {tmp_path / 'missing.json'}: no such file or directory" in res.output
+    assert "Errno" not in res.output
