@@ -250,7 +250,10 @@ class Agent:
             raise ConfigError(f"sync.central_public_key: {exc}") from None
         try:
             self.recognizer = recognition.create(config.recognition.type, dict(config.recognition.options))
-        except (TypeError, ValueError, OSError) as exc:
+        except OSError as exc:   # a model or sidecar file: named, without the errno
+            raise ConfigError(f"recognition: cannot read {exc.filename or 'its files'}: "
+                              f"{(exc.strerror or str(exc)).lower()}") from None
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"recognition: {exc}") from None
         buf = config.buffer
         self.reserve = Reserve(config.data_dir / "reserve", int(buf.reserve_megabytes * (1 << 20)))

@@ -115,7 +115,11 @@ def diagnose(doc: Mapping, *, now: dt.datetime, agent_locked: bool | None = None
                 add("certificate-expiring", f"the device certificate expires in {_ago(left)}",
                     "renew it now while the broker still accepts it: alpr-edge renew")
 
-    if doc.get("broker_reachable") is False:
+    if doc.get("broker_reachable") is False and str(doc.get("broker_error")).startswith("cannot load the device's"):
+        add("broker-unreachable", f"cannot connect to the broker {doc.get('broker')}: {doc.get('broker_error')}",
+            "run alpr-edge config check: it names each file that cannot be read; if they are gone, enroll the "
+            "device again (alpr-edge provision) with a token from central")
+    elif doc.get("broker_reachable") is False:
         add("broker-unreachable", f"cannot connect to the broker {doc.get('broker')}: {doc.get('broker_error')}",
             "check the network (cable, SIM, firewall: TCP port open to central) and the device clock; "
             "a refused certificate means the device was suspended or revoked at central")
@@ -126,7 +130,9 @@ def diagnose(doc: Mapping, *, now: dt.datetime, agent_locked: bool | None = None
     depth = doc.get("buffer_depth") or 0
     last_ack = doc.get("last_ack_at")
     if running and doc.get("connected") and depth > 0 and last_ack is not None:
-        quiet = (now - dt.datetime.fromtimestamp(last_ack, dt.timezone.utc)).total_seconds()
+        acked = (dt.datetime.fromisoformat(last_ack) if isinstance(last_ack, str)   # ISO 8601 (status), or
+                 else dt.datetime.fromtimestamp(last_ack, dt.timezone.utc))         # epoch seconds
+        quiet = (now - acked).total_seconds()
         if quiet > SYNC_STALL_S:
             add("sync-stalled", f"{depth} reads wait but central has acknowledged none for {_ago(quiet)}",
                 "central may be refusing this device or be down: call the central operator "

@@ -81,17 +81,39 @@ def config_group() -> None:
 @config_option
 def config_check(config_path: str) -> None:
     """Validate the config file with the configuration central set remotely
-    laid over it, and that every camera but a picamera2 names what it reads
-    (``uri``); exit 78 naming the key path on any error."""
+    laid over it, that every camera but a picamera2 names what it reads
+    (``uri``), and that the files sync needs (CA, certificate, key, central's
+    public key) can be read; exit 78 naming the key path on any error."""
     remote = remote_config.check(config_path, _load(config_path))  # central's configuration over this file
     if remote.error:
         raise ConfigFailure(remote.error)
     cfg = remote.config
     missing = config_mod.incomplete(cfg)
+    unreadable = _unreadable_sync_files(cfg.sync)
+    if unreadable:
+        missing.append("; ".join(unreadable) + " (a device gets these files from 'alpr-edge provision')")
     if missing:
         raise ConfigFailure("; ".join(missing))
     click.echo(f"ok: device {cfg.device.id}, {len(cfg.cameras)} camera(s), broker {cfg.sync.host}:{cfg.sync.port}"
                + (f"; remote configuration version {remote.version} ({remote.state})" if remote.version else ""))
+
+
+
+def _unreadable_sync_files(sync) -> list[str]:
+    """``sync.KEY: PATH cannot be read (why)`` for each file sync needs that
+    this account cannot read (the key where the agent's service finds it)."""
+    from .provision import locate_key
+    keys = [("central_public_key", sync.central_public_key)]
+    if sync.tls:
+        keys = [("ca_file", sync.ca_file), ("cert_file", sync.cert_file), ("key_file", locate_key(sync))] + keys
+    problems = []
+    for key, path in keys:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"sync.{key}: {path} cannot be read ({(exc.strerror or str(exc)).lower()})")
+    return problems
 
 
 @main.command()

@@ -88,7 +88,10 @@ def grab(cfg, camera_id: str | None, frames: int, *, interval: float = 0.0) -> C
     t0 = time.perf_counter()
     try:
         recognizer = recognition.create(cfg.recognition.type, dict(cfg.recognition.options))
-    except (TypeError, ValueError, OSError, ConfigError) as exc:
+    except OSError as exc:   # a model or sidecar file: named, without the errno
+        raise ConfigFailure(f"recognition: cannot read {exc.filename or 'its files'}: "
+                            f"{(exc.strerror or str(exc)).lower()}") from None
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigFailure(f"recognition: {exc}") from None
     load_ms = (time.perf_counter() - t0) * 1e3
     # confirm_checks 1: each frame's own finding, not the agent's confirmed state

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from . import output as out
 from .cli_common import TempFailure, config_option
 from .cli_common import load_config as _load
 from .cli_common import setup_logging as _logging
@@ -105,8 +106,9 @@ def provision(token_file, argv_token, central_url, config_path, data_dir, creden
     if as_json:
         click.echo(json.dumps(doc))
         return
-    for key, value in doc.items():
-        click.echo(f"{key:<21} {value}")
+    click.echo(out.fields([("device", result.device_id), ("config", result.config_path),
+                           ("certificate", result.cert_file), ("certificate expires", out.when(result.cert_expires)),
+                           ("data folder", result.data_dir), ("buffered reads kept", result.kept_buffered_reads)]))
     for cam in result.unknown_camera_uris:
         click.echo(f"ignored --camera-uri {cam}=...: no camera {cam} is enrolled for this device")
     for cam in result.cameras_without_uri:
@@ -136,7 +138,7 @@ def renew(config_path, central_url, timeout, within_days) -> None:
     if result is None:
         click.echo(f"certificate not due for renewal (expires in more than {within_days:g} days)")
         return
-    click.echo(f"device {result.device_id}: new certificate {result.cert_file} valid until {result.cert_expires}; "
+    click.echo(f"device {result.device_id}: new certificate {result.cert_file} valid until {out.when(result.cert_expires)}; "
                f"{result.kept_buffered_reads} buffered read(s) kept")
 
 

@@ -105,7 +105,7 @@ def gather(cfg, *, probe: bool, clock_offset=None, warn=lambda _m: None) -> tupl
         "agent_version": live.get("agent_version"),
         "connected": (live.get("broker") or {}).get("connected") if live else None,
         "broker_error_live": (live.get("broker") or {}).get("last_error") if live else None,
-        "last_ack_at": live.get("last_ack_at"),
+        "last_ack_at": _iso(live.get("last_ack_at")),   # the agent writes epoch seconds; --json gives a time
         "buffer_depth": stats.depth if stats else buffer.get("depth", 0),
         "oldest_read_day": oldest,  # the outbox keeps capture days, not times
         "counters": stats.counters if stats else buffer.get("counters", {}),
@@ -142,6 +142,12 @@ def _update_job(data_dir: Path) -> dict | None:
 
 
 # what the human form shows, in this order (the rest is in --json)
+def _iso(seconds) -> str | None:
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()
+    return seconds if isinstance(seconds, str) else None
+
+
 SHOWN = ("device_id", "agent_running", "agent_version", "status_updated_at", "certificate_expires", "broker",
          "broker_reachable", "connected", "last_ack_at", "buffer_depth", "oldest_read_day", "counters",
          "reads_lost_unbufferable", "disk_full", "disk_free_bytes", "disk_reserve_held", "audit_unrecorded",

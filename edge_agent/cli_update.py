@@ -4,14 +4,15 @@ the agent's health, show the installed releases (library: :mod:`edge_agent.updat
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shlex
-import time
 from pathlib import Path
 
 import click
 
+from . import output as out
 from .cli_common import config_option
 from .cli_common import load_config as _load
 from .cli_common import setup_logging as _logging
@@ -200,19 +201,21 @@ def status(config_path, app_dir, as_json) -> None:
     from .update.releases import Releases
     _load(config_path)
     rel = Releases(app_dir)
+    last = rel.state().get("last")
+    if last and isinstance(last.get("at"), (int, float)):   # stored as epoch seconds; shown as a time
+        last = {**last, "at": dt.datetime.fromtimestamp(last["at"], dt.timezone.utc).isoformat()}
     doc = {"current": rel.current_version(), "current_path": str(rel.current_target()),
-           "installed": rel.installed(), "last": rel.state().get("last")}
+           "installed": rel.installed(), "last": last}
     if as_json:
         click.echo(json.dumps(doc))
         return
     last = doc["last"] or {}
-    click.echo(f"current    {doc['current']} ({doc['current_path']})")
-    click.echo(f"installed  {', '.join(doc['installed']) or '-'}")
+    pairs = [("current", f"{out.value(doc['current'])} ({doc['current_path']})"), ("installed", doc["installed"])]
     if last:
-        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.get("at", 0)))
-        click.echo(f"last       {last.get('result')} {last.get('version', '')} at {at}"
-                   + (f": {last.get('reason') or '; '.join(last.get('problems', []))}"
-                      if last.get("result") != "switched" else ""))
+        pairs.append(("last", f"{out.value(last.get('result'))} {last.get('version', '')} at {out.when(last.get('at'))}"
+                      + (f": {last.get('reason') or '; '.join(last.get('problems', []))}"
+                         if last.get("result") != "switched" else "")))
+    click.echo(out.fields(pairs))
 
 
 COMMANDS = (update_group,)

@@ -590,8 +590,13 @@ def probe_broker(sync, device_id: str, *, timeout: float = 5.0) -> str | None:
     client.on_connect, client.on_disconnect = on_connect, on_disconnect
     try:
         if sync.tls:
-            client.tls_set(ca_certs=sync.ca_file, certfile=sync.cert_file, keyfile=locate_key(sync),
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            try:
+                client.tls_set(ca_certs=sync.ca_file, certfile=sync.cert_file, keyfile=locate_key(sync),
+                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError, ValueError) as exc:   # the device's own files, not the network
+                why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return (f"cannot load the device's TLS files (sync.ca_file, cert_file, key_file: {why}); "
+                        "'alpr-edge config check' names the file")
         client.connect(sync.host, sync.port, keepalive=10)
     except (OSError, ssl.SSLError, ValueError) as exc:
         return f"cannot connect to {sync.host}:{sync.port}: {exc}"

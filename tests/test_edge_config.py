@@ -82,8 +82,16 @@ def test_bad_configs_name_the_key(tmp_path, change, message):
 
 def test_config_check_exit_codes(tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(main, ["config", "check", "--config", str(write(tmp_path, GOOD))])
-    assert ok.exit_code == 0 and ok.output.startswith("ok: device cam-1")
+    good = write(tmp_path, GOOD)
+    missing = runner.invoke(main, ["config", "check", "--config", str(good)])   # the files sync needs: not there
+    assert missing.exit_code == 78 and f"sync.ca_file: {tmp_path / 'ca.crt'} cannot be read (no such file or " \
+        "directory)" in missing.output and "sync.key_file" in missing.output, missing.output
+    assert "from 'alpr-edge provision'" in missing.output and "Errno" not in missing.output
+    for line in GOOD.splitlines():
+        if line.startswith(("ca_file", "cert_file", "key_file", "central_public_key")):
+            (tmp_path / line.split('"')[1]).write_text("pem\n")
+    ok = runner.invoke(main, ["config", "check", "--config", str(good)])
+    assert ok.exit_code == 0 and ok.output.startswith("ok: device cam-1"), ok.output
     bad = runner.invoke(main, ["config", "check", "--config", str(write(tmp_path, GOOD + "\n[tracking]\nwindow = 1\n"))])
     assert bad.exit_code == 78 and "tracking.window: unknown key" in bad.output
     broken = runner.invoke(main, ["config", "check", "--config", str(write(tmp_path, "[device\n"))])

@@ -55,6 +55,9 @@ def test_a_healthy_device_is_ok():
     ({"broker_reachable": False, "broker_error": "connection refused"}, ["broker-unreachable"]),
     ({"connected": False}, ["not-connected"]),
     ({"last_ack_at": (NOW - dt.timedelta(hours=1)).timestamp()}, ["sync-stalled"]),
+    ({"last_ack_at": (NOW - dt.timedelta(hours=1)).isoformat()}, ["sync-stalled"]),     # as status --json gives it
+    ({"broker_reachable": False, "broker_error": "cannot load the device's TLS files (sync.ca_file, cert_file, "
+      "key_file: no such file or directory)"}, ["broker-unreachable"]),
     ({"oldest_read_day": (NOW - dt.timedelta(days=3)).date().isoformat()}, ["buffer-old"]),
     ({"disk_full": True}, ["disk-full"]),
     ({"disk_free_bytes": 100 << 20}, ["disk-low"]),
@@ -72,6 +75,13 @@ def test_a_healthy_device_is_ok():
 def test_each_problem_is_named(changes, expected):
     state, codes = _codes(**changes)
     assert (state, codes) == ("problem", expected)
+
+
+def test_unreadable_tls_files_send_the_tech_to_config_check_not_the_network():
+    v = diagnose(_facts(broker_reachable=False, broker_error="cannot load the device's TLS files (sync.ca_file, "
+                        "cert_file, key_file: no such file or directory)"), now=NOW, agent_locked=True)
+    [problem] = v.problems
+    assert "alpr-edge config check" in problem.action and "network" not in problem.action
 
 
 def test_thresholds_are_not_hair_triggers():

@@ -10,6 +10,7 @@ import datetime as dt
 import datetime as dt
 import json
 import os
+import re
 import sqlite3
 
 import cv2
@@ -298,6 +299,11 @@ def test_cli_reads_confirm_and_models_export_labels(cli):
     res = run("models", "export-labels", str(tmp_path / "out"), "--json", token="ada")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["examples"] == 2
+    res = run("models", "export-labels", str(tmp_path / "out2"), token="ada")     # in words: fields, a date
+    lines = res.output.splitlines()
+    assert lines[:3] == [f"wrote      2 labelled crop(s) to {tmp_path / 'out2'}", "by source  search-confirmed 1, search-corrected 1",
+                         "left out   0 read(s) whose labels disagree"], res.output
+    assert re.fullmatch(r"ALPR information: keep the folder private and delete it by \d{4}-\d\d-\d\d", lines[3])
     with open(tmp_path / "out" / "labels.csv", newline="") as fh:
         assert [r["text"] for r in csv.DictReader(fh)] == ["7ABC123", "8XYO999"]
     res = run("audit", "log", "--json", token="ada")

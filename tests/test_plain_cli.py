@@ -207,6 +207,8 @@ def test_edge_status_speaks_in_words(tmp_path):
     assert "counters                 sent 5, dropped 1" in text
     assert "broker reachable         not probed (--no-probe)" in text
     assert not any(bad in text for bad in ("None", "{", "['", "1796415369")), text
+    doc = json.loads(CliRunner().invoke(edge_main, ["status", "--config", str(path), "--no-probe", "--json"]).output)
+    assert doc["last_ack_at"] == "2026-12-04T20:16:09.040000+00:00"      # --json: a time, not epoch seconds
 
 
 def test_tables_never_cut_ids_and_fit_the_terminal_by_the_last_column_only():

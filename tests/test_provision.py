@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -260,6 +261,22 @@ central_public_key = "{tmp_path / 'pub.pem'}"
     conf.write_text(conf.read_text().replace(str(video), str(tmp_path / "missing.avi")))
     missing = CliRunner().invoke(edge_main, ["test-camera", "--config", str(conf)])
     assert missing.exit_code == 1 and "lane-1" in missing.output
+
+
+def test_provision_says_what_it_did_in_words(tmp_path, central):
+    """Issue 23's sweep: no Python values (a list of cameras, a raw time) in provision's human output."""
+    central.start_enrollment()
+    token, device_id = central.token("lane-1:file")
+    conf = tmp_path / "edge" / "edge.toml"
+    result = CliRunner().invoke(edge_main, ["provision", "--token-file", "-", "--central", central.central_url,
+                                            "--config", str(conf)], input=token + "\n")
+    assert result.exit_code == 0, result.output
+    fields = {line[:21].strip(): line[21:] for line in result.output.splitlines()[:6]}   # label, 2 spaces, value
+    assert fields["device"] == device_id and fields["config"] == str(conf) and fields["buffered reads kept"] == "0"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", fields["certificate expires"]), result.output
+    assert f"camera lane-1 has no uri yet: set it in {conf}" in result.output
+    assert not re.search(r"\[|\]|\bNone\b|\(\)|_", result.output.split("\nnext:")[0].replace(str(tmp_path), "")), \
+        result.output
 
 
 def test_provision_against_an_unreachable_central_is_a_temporary_failure(tmp_path):

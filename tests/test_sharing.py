@@ -232,6 +232,7 @@ def test_cli_share_flow_verify_and_recipients(world, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "1 read(s)" in res.output, res.output
     res = r.invoke(main, ["share", "verify", str(tmp_path / "out.zip"), "--public-key", str(tmp_path / "pub.pem")])
     assert res.exit_code == 0 and res.output.startswith("valid: request 1 for Burbank PD"), res.output
+    assert re.search(r", exported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", res.output.strip()), res.output  # a time in words
     _rewrite(tmp_path / "out.zip", tmp_path / "bad.zip", _set_reads)
     res = r.invoke(main, ["share", "verify", str(tmp_path / "bad.zip"), "--public-key", str(tmp_path / "pub.pem")])
     assert res.exit_code == 1 and "NOT VALID: reads.json was altered" in res.output

@@ -13,6 +13,7 @@ change no registry state and ``ca init`` runs before any user exists."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -44,16 +45,18 @@ def _registry(cfg):
         raise TempFailure(str(exc)) from None
 
 
-def _authenticated(cfg, token_file):
-    """The registry and the user the personal token names; the registry is
-    closed again if authentication fails."""
+@contextlib.contextmanager
+def _signed_in(cfg, token_file):
+    """``with _signed_in(cfg, token_file) as (registry, user)``: the registry
+    and the user the personal token names; library errors in the block become
+    click errors (:class:`_Errors`) and the registry is closed at the end,
+    whatever happened."""
     registry = _registry(cfg)
     try:
         with _Errors():
-            return registry, registry.authenticate(read_token(token_file))
-    except BaseException:
+            yield registry, registry.authenticate(read_token(token_file))
+    finally:
         registry.close()
-        raise
 
 
 def _ca(cfg):
@@ -106,9 +109,10 @@ def apply_broker(cfg, registry, ca) -> str:
                                  cfg.broker.run_as or None)
     except (OSError, ValueError) as exc:
         raise TempFailure(f"ACL and CRL rewritten, but the broker could not be reloaded ({exc}); "
-                          "reload it yourself (systemctl reload mosquitto)") from None
+                          "reload it yourself (systemctl reload alpr-central-broker)") from None
     if pid is None:
-        return f"broker ACL and CRL rewritten in {cfg.broker.dir}; reload the broker now (systemctl reload mosquitto)"
+        return (f"broker ACL and CRL rewritten in {cfg.broker.dir}; reload the broker now (systemctl reload "
+                "alpr-central-broker; with [broker] pid_file set, central reloads it itself)")
     return f"broker ACL and CRL rewritten and broker (pid {pid}) reloaded"
 
 
@@ -220,14 +224,10 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
         raise click.BadParameter(f"at most {cfg.enrollment.max_token_hours}h ([enrollment] max_token_hours)",
                                  param_hint="--expires")
     ca = _ca(cfg)
-    registry, user = _authenticated(cfg, token_file)
-    try:
-        with _Errors():
-            new = registry.create_enrollment(owner=owner, cameras=[CameraSpec.parse(c) for c in cameras],
-                                             location=location, ttl=ttl, user=user, device_id=device_id,
-                                             latitude=lat, longitude=lon, heading=heading)
-    finally:
-        registry.close()
+    with _signed_in(cfg, token_file) as (registry, user):
+        new = registry.create_enrollment(owner=owner, cameras=[CameraSpec.parse(c) for c in cameras],
+                                         location=location, ttl=ttl, user=user, device_id=device_id,
+                                         latitude=lat, longitude=lon, heading=heading)
     token = str(Token(new.token_id, new.secret, ca_pin(ca.cert_pem)))
     central = f"https://{cfg.enrollment.server_names[0]}:{cfg.enrollment.port}"
     if as_json:
@@ -248,12 +248,8 @@ def enroll_create(config_path, owner, cameras, device_id, location, lat, lon, he
 def enroll_list(config_path, token_file, as_json) -> None:
     """Unused, unexpired tokens (ids only; secrets are never stored).
     Admin, field tech, auditor."""
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
-        with _Errors():
-            rows = registry.pending_tokens(user)
-    finally:
-        registry.close()
+    with _signed_in(_load(config_path), token_file) as (registry, user):
+        rows = registry.pending_tokens(user)
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -336,12 +332,8 @@ def _device_doc(d) -> dict:
 @json_option
 def device_list(config_path, owner, status, token_file, as_json) -> None:
     """Devices in the registry (admin, auditor; a business user: its own)."""
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
-        with _Errors():
-            devices = registry.list_devices(user, owner=owner, status=status)
-    finally:
-        registry.close()
+    with _signed_in(_load(config_path), token_file) as (registry, user):
+        devices = registry.list_devices(user, owner=owner, status=status)
     if as_json:
         for d in devices:
             click.echo(json.dumps(_device_doc(d)))
@@ -362,14 +354,10 @@ def device_list(config_path, owner, status, token_file, as_json) -> None:
 def device_show(config_path, token_file, device_id, as_json) -> None:
     """One device and its registry history (admin, auditor; a business
     user: its own devices). --json: one object, each event's detail as JSON."""
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
-        with _Errors():
-            device, events = registry.show_device(user, device_id)
-            doc = _device_doc(device)
-            doc["events"] = [{**e, "detail": out.as_json_value(e.get("detail"))} for e in events]
-    finally:
-        registry.close()
+    with _signed_in(_load(config_path), token_file) as (registry, user):
+        device, events = registry.show_device(user, device_id)
+        doc = _device_doc(device)
+        doc["events"] = [{**e, "detail": out.as_json_value(e.get("detail"))} for e in events]
     if as_json:
         click.echo(json.dumps(doc, indent=1))
         return
@@ -386,14 +374,10 @@ def device_show(config_path, token_file, device_id, as_json) -> None:
 def _set_status(config_path, token_file, device_id, status, reason) -> None:
     cfg = _load(config_path)
     ca = _ca(cfg)
-    registry, user = _authenticated(cfg, token_file)
-    try:
-        with _Errors():
-            device = registry.set_status(device_id, status, user=user, reason=reason)
+    with _signed_in(cfg, token_file) as (registry, user):
+        device = registry.set_status(device_id, status, user=user, reason=reason)
         click.echo(f"device {device.device_id} is {device.status}")
         click.echo(apply_broker(cfg, registry, ca))
-    finally:
-        registry.close()
 
 
 @device_group.command("suspend")
@@ -454,15 +438,11 @@ def business_enroll(config_path, business_id, name, contact_name, contact_email,
     date. Admin only."""
     from ..fleet.registry import Terms
     consent_at = _when(consent_date, "--consent-date")
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
-        with _Errors():
-            b = registry.enroll_business(business_id, name=name, contact_name=contact_name,
-                                         contact_email=contact_email, contact_phone=contact_phone, mou_id=mou_id,
-                                         terms=Terms(shared_data, share_with, retention_days),
-                                         consent_at=consent_at, user=user)
-    finally:
-        registry.close()
+    with _signed_in(_load(config_path), token_file) as (registry, user):
+        b = registry.enroll_business(business_id, name=name, contact_name=contact_name,
+                                     contact_email=contact_email, contact_phone=contact_phone, mou_id=mou_id,
+                                     terms=Terms(shared_data, share_with, retention_days),
+                                     consent_at=consent_at, user=user)
     click.echo(f"business {b.business_id} enrolled under MOU {b.mou_id}; "
                f"enroll its cameras with: alpr-central enroll create --owner {b.business_id} --camera ...; "
                f"its people's health logins: alpr-central user add NAME --role business "
@@ -484,12 +464,8 @@ def _business_doc(b) -> dict:
 @json_option
 def business_list(config_path, token_file, as_json) -> None:
     """Enrolled businesses (admin, auditor)."""
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
-        with _Errors():
-            items = registry.businesses(user)
-    finally:
-        registry.close()
+    with _signed_in(_load(config_path), token_file) as (registry, user):
+        items = registry.businesses(user)
     if as_json:
         for b in items:
             click.echo(json.dumps(_business_doc(b)))
@@ -508,15 +484,11 @@ def business_show(config_path, token_file, business_id, as_json) -> None:
     """A business's agreement: MOU, what it shares and with whom, retention,
     consent, contact, status. A business user reads its own (the default);
     admin, auditor and field tech any."""
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
+    with _signed_in(_load(config_path), token_file) as (registry, user):
         if business_id is None and user.role.value != "business":
             raise click.UsageError("name the business: alpr-central business show BUSINESS_ID "
                                    "(ids: alpr-central business list)")
-        with _Errors():
-            b = registry.agreement(user, business_id)
-    finally:
-        registry.close()
+        b = registry.agreement(user, business_id)
     doc = _business_doc(b)
     if as_json:
         click.echo(json.dumps(doc))
@@ -542,14 +514,10 @@ def business_withdraw(config_path, business_id, reason, token_file) -> None:
     Reads already stored follow the retention policy. Admin only."""
     cfg = _load(config_path)
     ca = _ca(cfg)
-    registry, user = _authenticated(cfg, token_file)
-    try:
-        with _Errors():
-            ids = registry.withdraw_business(business_id, user=user, reason=reason)
+    with _signed_in(cfg, token_file) as (registry, user):
+        ids = registry.withdraw_business(business_id, user=user, reason=reason)
         click.echo(f"business {business_id} withdrawn; suspended: {', '.join(ids) or 'no devices'}")
         click.echo(apply_broker(cfg, registry, ca))
-    finally:
-        registry.close()
 
 
 @business_group.command("health")
@@ -560,15 +528,11 @@ def business_withdraw(config_path, business_id, reason, token_file) -> None:
 def business_health(config_path, token_file, business_id, as_json) -> None:
     """Health of a business's devices (status, certificate, last read time;
     never reads). Admin, auditor; a business user: its own (the default)."""
-    registry, user = _authenticated(_load(config_path), token_file)
-    try:
+    with _signed_in(_load(config_path), token_file) as (registry, user):
         if business_id is None and user.role.value != "business":   # staff have no business of their own
             raise click.UsageError("name the business: alpr-central business health BUSINESS_ID "
                                    "(ids: alpr-central business list)")
-        with _Errors():
-            items = registry.health(user, business_id)
-    finally:
-        registry.close()
+        items = registry.health(user, business_id)
     if as_json:
         for h in items:
             click.echo(json.dumps({"device_id": h.device_id, "status": h.status,

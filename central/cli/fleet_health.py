@@ -13,6 +13,7 @@ import json
 import click
 
 from ..errors import PolicyError, RegistryError, StoreError
+from . import output as out
 from .common import TempFailure, config_option
 from .common import load_config as _load
 from .session import read_token, token_option
@@ -169,10 +170,9 @@ def alerts(config_path, owner, token_file, as_json, watch, timeout, poll) -> Non
     if not found:
         click.echo("no alerts")
         return
-    click.echo(f"{'device':<20} {'alert':<21} what")
-    for a in found:
-        since = f" (since {a.since:%Y-%m-%d %H:%M} UTC)" if a.since else ""
-        click.echo(f"{a.device_id:<20} {a.kind:<21} {a.message}{since}")
+    now = dt.datetime.now(dt.timezone.utc)
+    click.echo(out.table(["device", "alert", "since", "what"],
+                         [[a.device_id, a.kind, a.since and out.ago(now - a.since), a.message] for a in found]))
 
 
 def _watch(config_path, token_file, owner, as_json, timeout, poll) -> None:
@@ -193,8 +193,8 @@ def _watch(config_path, token_file, owner, as_json, timeout, poll) -> None:
             click.echo(json.dumps({**ev.to_doc(), "event": event}, sort_keys=True))
         else:
             at = ev.raised_at if event == "open" else ev.at
-            click.echo(f"{at:%Y-%m-%d %H:%M:%S} UTC  {event.upper() if event == 'raised' else event:<7}  "
-                       f"{ev.device_id:<20} {ev.kind:<21} {ev.message}")
+            click.echo(f"{out.when(at)}  {event.upper() if event == 'raised' else event:<7}  "
+                       f"{ev.device_id:<20} {ev.kind:<21} {ev.message}")   # a stream: fixed widths, nothing cut
 
     try:
         user = registry.authenticate(read_token(token_file))

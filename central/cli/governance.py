@@ -140,10 +140,15 @@ def user_inactive(config_path, token_file, days, as_json) -> None:
 @user_group.command("whoami")
 @config_option
 @token_option
-def user_whoami(config_path, token_file) -> None:
+@json_option
+def user_whoami(config_path, token_file, as_json) -> None:
     """Show who your token authenticates as."""
     with Session(config_path, token_file) as s:
-        click.echo(f"{s.user.name} ({s.user.role.value}, {s.user.organization})")
+        user = s.user
+    if as_json:
+        click.echo(out.dumps({"name": user.name, "role": user.role.value, "organization": user.organization}))
+        return
+    click.echo(f"{user.name} ({user.role.value}, {user.organization})")
 
 
 # -- audit ---------------------------------------------------------------------------
@@ -196,12 +201,16 @@ def audit_verify(config_path, token_file, expect_head, as_json) -> None:
 @audit_group.command("head")
 @config_option
 @token_option
-def audit_head(config_path, token_file) -> None:
+@json_option
+def audit_head(config_path, token_file, as_json) -> None:
     """Print the current head (SEQ:HASH) to publish or keep for 'verify --expect-head'."""
     from ..governance.users import Permission, require
     with Session(config_path, token_file) as s:
         require(s.user, Permission.READ_AUDIT)
         seq, h = AccessLog(s.conn).head()
+    if as_json:
+        click.echo(out.dumps({"seq": seq, "hash": h, "head": f"{seq}:{h}"}))
+        return
     click.echo(f"{seq}:{h}")
 
 
@@ -262,6 +271,9 @@ def audit_device(config_path, token_file, device, cert, as_json) -> None:
         report = verify_device(s.conn, device, cert_pem=Path(cert).read_bytes() if cert else None)
         AccessLog(s.conn).append(user=s.user.name, organization=s.user.organization, action="audit-device",
                                  detail={"device": device, "ok": report.ok}, result_count=report.records)
+        if not report.records and s.conn.execute("SELECT 1 FROM devices WHERE device_id = ?", [device]).fetchone() \
+                is None:   # a mistyped id is not a gap in some device's log
+            raise click.ClickException(f"no device {device!r} (ids: alpr-central device list)")
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=1))
     else:

@@ -143,7 +143,7 @@ def hotlist_add(config_path, token_file, plate, list_name, state, reason, source
         _echo_json(_entry_json(entry))
         return
     click.echo(f"entry {entry.entry_id} added to {list_name} (version {entry.added_version}); "
-               f"expires {entry.expires_at.isoformat()}")
+               f"expires {out.when(entry.expires_at)}")
 
 
 def _take_off(config_path, token_file, entry_id, reason, as_json, *, expire: bool) -> None:

@@ -271,7 +271,7 @@ def query(config_path, plate, tolerant, since, until, camera, device, limit, pur
     click.echo(out.table(["captured (UTC)", "plate", "conf", "camera", "device", "read id"],
                          [[item.read.captured_at.strftime("%Y-%m-%d %H:%M:%S"), item.read.plate,
                            f"{item.read.confidence:.3f}", item.read.camera_id, item.read.device_id,
-                           item.read.read_id] for item in results]))
+                           item.read.read_id] for item in results], cut_last=False))   # read ids: never cut
     if len(results) >= shown_limit:   # the search stopped at the limit: more reads may match
         click.echo(f"{len(results)} read(s), the newest; the limit of {shown_limit} was reached, so older reads may "
                    "match too: narrow --since/--until" + (f" or raise --limit (up to {cfg.query.max_results})"

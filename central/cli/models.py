@@ -96,7 +96,7 @@ def adapt(config_path, token_file, labelled, from_central, out, signing_key, bas
     held-outs, or not better on the held-back plates, is refused; if all are,
     no bundle is written (exit 1). Needs the train extra (TensorFlow, CPU).
 
-    Runs as your account (admin: adapt-models); the start and the outcome
+    Runs as your account (admins only); the start and the outcome
     (counts and the bundle's version, never plate texts) go to the access log."""
     from models.bundle import BundleError, load_private_key
     from models.training.adapt import AdaptError, Settings, load_labelled
@@ -210,20 +210,21 @@ def export_labels(config_path, token_file, folder, as_json) -> None:
     (image,text,read_text,model_version,source) and export.json with the date
     by which the copy must be deleted (central's image retention of its oldest
     crop). A read whose labels disagree is left out and counted. Admins
-    (adapt-models); logged in the access log with counts, never texts.
+    only; logged in the access log with counts, never texts.
     'models adapt --from-central' trains on the set without leaving a copy."""
     require_sqlite_reads(_load(config_path), "models export-labels")
     with Session(config_path, token_file) as s:
         r = _export(s, folder)
+    from . import output as out   # (not at the top: 'adapt' has an --out)
     if as_json:
-        click.echo(json.dumps({"folder": r.folder, "examples": r.examples, "reads_conflicting": r.reads_conflicting,
-                               "by_source": r.by_source, "delete_by": r.delete_by.isoformat() if r.delete_by else None}))
+        click.echo(out.dumps({"folder": r.folder, "examples": r.examples, "reads_conflicting": r.reads_conflicting,
+                              "by_source": r.by_source, "delete_by": r.delete_by}))
         return
-    sources = ", ".join(f"{k} {v}" for k, v in r.by_source.items() if v) or "none"
-    click.echo(f"wrote {r.examples} labelled crop(s) to {r.folder} ({sources}); "
-               f"{r.reads_conflicting} read(s) with labels that disagree left out")
+    click.echo(out.fields([("wrote", f"{r.examples} labelled crop(s) to {r.folder}"),
+                           ("by source", {k: v for k, v in r.by_source.items() if v} or "none"),
+                           ("left out", f"{r.reads_conflicting} read(s) whose labels disagree")]))
     if r.delete_by:
-        click.echo(f"ALPR information: keep the folder private and delete it by {r.delete_by.isoformat()}")
+        click.echo(f"ALPR information: keep the folder private and delete it by {out.value(r.delete_by)}")
 
 
 @models_group.command("verify")

@@ -64,19 +64,27 @@ def value(v) -> str:
     return str(v)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence], *, width: int | None = None) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence], *, width: int | None = None,
+          cut_last: bool = True) -> str:
     """Columns as wide as their widest cell (ids are never cut); when the
     table is wider than the terminal, only the last column is shortened, with
-    an ellipsis. Cells go through :func:`value`."""
+    an ellipsis (down to 12 characters), and not at all when it holds ids
+    (``cut_last=False``). When that cannot make it fit, each row is shown as
+    a record of ``header  value`` lines instead (as ``psql``'s expanded
+    display), so no header and no id is ever cut or wrapped. Cells go through
+    :func:`value`."""
     cells = [[value(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     width = width or shutil.get_terminal_size((120, 24)).columns
     fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
-    last = max(len(headers[-1]), width - fixed, 12)
+    need = min(widths[-1], max(len(headers[-1]), 12)) if cut_last else widths[-1]
+    if cells and fixed + need > width:
+        return "\n\n".join(fields(list(zip(headers, row))) for row in cells)
+    last = max(width - fixed, len(headers[-1]))
 
     def line(row):
         *head, tail = row
-        if len(tail) > last:
+        if cut_last and len(tail) > last:
             tail = tail[: last - 1] + "…"
         return "  ".join(c.ljust(w) for c, w in zip(head, widths)) + ("  " if head else "") + tail
 

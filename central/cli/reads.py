@@ -5,10 +5,9 @@ set that adapts the OCR to this site (:mod:`central.governance.labels`)."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from . import output as out
 from .common import config_option
 from .common import load_config as _load
 from .common import require_sqlite_reads
@@ -46,8 +45,8 @@ def confirm(config_path, read_id, text, purpose, case_number, token_file, as_jso
                                          case_number_pattern=s.cfg.query.case_number_pattern)
     result = "confirmed" if e.source == "search-confirmed" else "corrected"
     if as_json:
-        click.echo(json.dumps({"read_id": e.read_id, "result": result, "example_id": e.example_id,
-                               "read_text": e.read_text, "text": e.true_text, "model_version": e.model_version}))
+        click.echo(out.dumps({"read_id": e.read_id, "result": result, "example_id": e.example_id,
+                              "read_text": e.read_text, "text": e.true_text, "model_version": e.model_version}))
         return
     if result == "confirmed":
         click.echo(f"read {e.read_id}: confirmed {e.true_text} (labelled example {e.example_id})")

@@ -44,19 +44,33 @@ def retention_purge(config_path, token_file, dry_run, as_json) -> None:
         click.echo(json.dumps({"dry_run": dry_run, "counts": result.counts, "held_kept": result.held_kept,
                                "cutoffs": result.cutoffs}, indent=1))
         return
-    verb = "would delete" if dry_run else "deleted"
-    for name, n in result.counts.items():
-        click.echo(f"{name:<15} {verb} {n:>8}  (older than {result.cutoffs[name][:10]})")
+    click.echo(out.table(["what", "would delete" if dry_run else "deleted", "older than"],
+                         [[_words(name), n, out.when(result.cutoffs[name])] for name, n in result.counts.items()]))
     click.echo(f"{result.held_kept} read(s) past retention kept under legal hold")
 
 
 @retention_group.command("show")
 @config_option
-def retention_show(config_path) -> None:
-    """Show the configured retention periods."""
+@json_option
+def retention_show(config_path, as_json) -> None:
+    """Show the configured retention periods ([retention] in the config)."""
     cfg = _load(config_path)
-    for key, value in vars(cfg.retention).items():
-        click.echo(f"{key:<18} {value} days")
+    periods = vars(cfg.retention)
+    if as_json:
+        click.echo(out.dumps(periods))
+        return
+    click.echo(out.table(["what", "kept for"], [[_KEPT.get(key, _words(key)), f"{days} days"]
+                                                for key, days in periods.items()]))
+
+
+_KEPT = {"non_hit_days": "reads without a hit", "hit_days": "reads with a hit", "image_days": "images",
+         "hotlist_days": "expired hotlist entries", "labelled_example_days": "labelled examples",
+         "access_log_days": "access log", "device_log_days": "device audit logs"}
+
+
+def _words(name: str) -> str:
+    """A retention key in words: ``non_hit_reads`` -> ``non-hit reads``."""
+    return name.replace("non_hit", "non-hit").replace("_", " ")
 
 
 @click.group("hold")

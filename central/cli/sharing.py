@@ -207,7 +207,7 @@ def share_verify(bundle, public_key, as_json) -> None:
         return
     click.echo(f"valid: request {m['request_id']} for {m['recipient']['agency']} (agreement "
                f"{m['recipient']['agreement_id']}), case {m['case_number']}, purpose {m['purpose']}; "
-               f"{result.read_count} read(s); approved by {m['approved_by']}, exported {m['exported_at']}")
+               f"{result.read_count} read(s); approved by {m['approved_by']}, exported {out.when(m['exported_at'])}")
 
 
 @share_group.command("list-recipients")
