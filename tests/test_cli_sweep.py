@@ -60,6 +60,10 @@ NO_DATA = {
     "alpr-central device resume": "an action: one sentence",
     "alpr-central device revoke": "an action: one sentence",
     "alpr-central device suspend": "an action: one sentence",
+    "alpr-central device config init-key": "writes keys and names them",
+    "alpr-central device group add": "an action: one sentence",
+    "alpr-central device group create": "an action: one sentence",
+    "alpr-central device group remove": "an action: one sentence",
     "alpr-central enroll serve": "a service",
     "alpr-central hold approve": "an action: one sentence",
     "alpr-central hold release": "an action: one sentence",
@@ -184,10 +188,8 @@ def site(tmp_path_factory):
 
 def _run(c, args, who="ada"):
     """``alpr-central ARGS`` as ``who`` on an 80-column terminal (COLUMNS), stdout and stderr apart."""
-    group, *rest = args
-    sub = [rest.pop(0)] if rest and not rest[0].startswith("-") and group != "query" else []
     env = {"ALPR_TOKEN": c.tokens[who], "ALPR_TOKEN_FILE": None, "COLUMNS": str(WIDTH)}
-    return CliRunner().invoke(central_main, [group, *sub, "--config", str(c.config), *rest], env=env)
+    return CliRunner().invoke(central_main, [*args, "--config", str(c.config)], env=env)
 
 
 # (command, user, a header the human output starts with or None); each is run as is and with --json
@@ -202,6 +204,8 @@ DATA_COMMANDS = [
     ("business show", "bob", "business"),
     ("db migrate", "ada", None),
     ("device alerts", "tech", "device"),
+    ("device config status", "ada", "device"),
+    ("release status", "tech", "device"),
     ("device health", "tech", None),
     ("device health DEVICE", "tech", None),
     ("device health", "bob", None),

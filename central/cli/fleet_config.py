@@ -11,6 +11,7 @@ import tomllib
 import click
 
 from ..errors import PolicyError, RegistryError, RemoteConfigError, StoreError
+from . import output as out
 from .common import TempFailure, config_option
 from .common import load_config as _load
 from .session import read_token, token_option
@@ -136,7 +137,7 @@ def status(config_path, token_file, owner, as_json, device_id) -> None:
             devices = [registry.show_device(user, device_id)[0]]
         else:
             devices = registry.list_devices(user, owner=owner)
-        rows = RemoteConfigs(registry.db).status(devices)
+        rows_ = RemoteConfigs(registry.db).status(devices)
     except (RegistryError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
@@ -144,24 +145,16 @@ def status(config_path, token_file, owner, as_json, device_id) -> None:
     finally:
         registry.close()
     if as_json:
-        for r in rows:
+        for r in rows_:
             click.echo(json.dumps(to_doc(r)))
         return
     now = dt.datetime.now(dt.timezone.utc)
-    click.echo(f"{'device':<20} {'pushed':>6} {'runs':>5}  {'state':<12} {'reported':<10} note")
-    for r in rows:
-        reported = "never" if r.reported_at is None else _ago(now - r.reported_at)
+    rows = []
+    for r in rows_:
+        reported = "never" if r.reported_at is None else out.ago(now - r.reported_at)
         note = r.reason or ("" if r.latest_version is None or r.published else "waiting for the collector")
         if not note and r.latest_version and r.applied_version != r.latest_version and r.state != "refused":
             note = "not applied yet"
-        click.echo(f"{r.device_id:<20} {r.latest_version or '-':>6} {_or(r.applied_version):>5}  "
-                   f"{r.state or 'unknown':<12} {reported:<10} {note}")
-
-
-def _or(value) -> str:
-    return "?" if value is None else str(value)
-
-
-def _ago(delta: dt.timedelta) -> str:
-    s = max(0, int(delta.total_seconds()))
-    return f"{s} s ago" if s < 90 else f"{s // 60} min ago" if s < 5400 else f"{s // 3600} h ago"
+        rows.append([r.device_id, r.latest_version, "unknown" if r.applied_version is None else
+                     r.applied_version or "its own file", r.state or "unknown", reported, note])
+    click.echo(out.table(["device", "pushed", "runs", "state", "reported", "note"], rows))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import click
 from edge_agent.wire import release as fmt
 
 from ..errors import PolicyError, RegistryError, StoreError
+from . import output as out
 from .common import TempFailure, config_option
 from .common import load_config as _load
 from .session import read_token, token_option
@@ -145,13 +147,15 @@ def status(config_path, token_file, rollout_id, as_json) -> None:
         _show(r, False)
     if listed:
         click.echo("")
-    click.echo(f"{'device':<20} {'running':<9} {'offered':<9} {'rollout':<8} {'state':<12} {'since':<20} reason")
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
     for d in devices:
         state = d.state or "-"
         if d.state == "downloading" and d.progress:
-            state = f"{state}:{d.progress}"
-        click.echo(f"{d.device_id:<20} {d.running_version or '?':<9} {d.version or '-':<9} "
-                   f"{d.rollout_id or '-'!s:<8} {state:<12} {(d.state_at or '-')[:19]:<20} {d.reason}")
+            state = f"{state} ({d.progress})"
+        rows.append([d.device_id, d.running_version or "unknown", d.version, d.rollout_id, state,
+                     out.when(d.state_at, now=now) if d.state_at else "-", d.reason])
+    click.echo(out.table(["device", "running", "offered", "rollout", "state", "since", "reason"], rows))
 
 
 RELEASE_COMMANDS = (offer, promote, pause, resume, status)
