@@ -423,3 +423,13 @@ def test_edge_test_camera_names_an_unreadable_recognizer_file_without_an_errno(t
     assert res.exit_code == 78, res.output
     assert f"recognition: cannot read {tmp_path / 'missing.json'}: no such file or directory" in res.output
     assert "Errno" not in res.output
+
+
+def test_enroll_list_json_is_one_object_a_line_like_every_listing(site):
+    c, _device, _reads = site
+    for _ in range(2):
+        assert c.cli("enroll", "create", "--camera", "lane-9:file", "--expires", "2h", as_="tech").exit_code == 0
+    res = _run(c, ["enroll", "list", "--json"], "tech")
+    lines = res.stdout.splitlines()
+    assert res.exit_code == 0 and len(lines) >= 2
+    assert all(isinstance(json.loads(line), dict) for line in lines)

@@ -103,7 +103,7 @@ def test_hits_workflow_and_watch(env):
     assert res.exit_code == 1 and "before the source check" in res.stderr
     assert run("hits", "check-image", str(hit_id), "--yes", user="otto").exit_code == 0
     res = run("hits", "check-source", str(hit_id), "--yes", user="sue")
-    assert "ACTIONABLE" in res.stdout
+    assert res.stdout.strip() == f"hit {hit_id}: ACTIONABLE"   # said once, loudly
     res = run("hits", "close", str(hit_id), "--disposition", "dispatched", "--json", user="otto")
     assert json.loads(res.stdout)["status"] == "dispatched"
     res = run("hits", "list", "--status", "dispatched", "--json", user="audrey")

@@ -250,8 +250,9 @@ def enroll_list(config_path, token_file, as_json) -> None:
     Admin, field tech, auditor."""
     with _signed_in(_load(config_path), token_file) as (registry, user):
         rows = registry.pending_tokens(user)
-    if as_json:
-        click.echo(json.dumps(rows))
+    if as_json:   # one object a line, as every other listing
+        for r in rows:
+            click.echo(json.dumps(r))
         return
     click.echo(out.table(["token id", "device", "created by", "expires"],
                          [[r["token_id"], r["device_id"], r["created_by"], out.when(r["expires_at"])] for r in rows]))

@@ -362,7 +362,10 @@ def _step_output(h, as_json) -> None:
     if as_json:
         _echo_json(h.as_dict())
     else:
-        click.echo(f"hit {h.hit_id}: {h.status}" + ("  (ACTIONABLE)" if h.actionable and not h.disposition else ""))
+        # the status says "actionable" itself; say it loudly only when the status does not
+        loud = h.actionable and not h.disposition and h.status != "actionable"
+        click.echo(f"hit {h.hit_id}: {h.status.upper() if h.status == 'actionable' else h.status}"
+                   + ("  (ACTIONABLE)" if loud else ""))
 
 
 @hits_group.command("check-image")
