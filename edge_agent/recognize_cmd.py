@@ -311,31 +311,36 @@ def evaluate(detect_dirs, split, crop_dirs, limit, equate, n_confusions, as_json
         return
     click.echo(f"model {result['model_version']}, {threads} thread(s), rules {plate_rules}")
     for s in result["scenes"]:
-        line = f"{s['folder']} [{s['split'] or 'all'}]: {s['images']} images, {s['plates']} plates, recall {s['recall']}, precision {s['precision']}"
+        line = f"{s['folder']} [{s['split'] or 'all'}]: {s['images']} images, {s['plates']} plates, recall {_v(s['recall'])}, precision {_v(s['precision'])}"
         if "end_to_end_exact" in s:
-            line += f", end-to-end exact {s['end_to_end_exact']}"
+            line += f", end-to-end exact {_v(s['end_to_end_exact'])}"
         f, r = s["frame_ms"], s["reads"]
-        click.echo(line + f", frame ms p50 {f.get('p50')} p90 {f.get('p90')}")
-        click.echo(f"  reads emitted: {r['reads']}, recall {r['recall']}, precision {r['precision']} "
+        click.echo(line + f", frame ms p50 {_v(f.get('p50'))} p90 {_v(f.get('p90'))}")
+        click.echo(f"  reads emitted: {r['reads']}, recall {_v(r['recall'])}, precision {_v(r['precision'])} "
                    "(boxes whose OCR confidence is under min_confidence give no read)")
-        widths = ", ".join(f"{k} {v['recall']} ({v['plates']})" for k, v in s["recall_by_width"].items())
+        widths = ", ".join(f"{k} {_v(v['recall'])} ({v['plates']})" for k, v in s["recall_by_width"].items())
         r60 = s["recall_from_60px"]
-        click.echo(f"  recall by plate width (plates): {widths}; plates 60 px and wider {r60['recall']} ({r60['plates']})")
+        click.echo(f"  recall by plate width (plates): {widths}; plates 60 px and wider {_v(r60['recall'])} ({r60['plates']})")
         if "checked" in s:
             c = s["checked"]
-            click.echo(f"  precision {c['precision']} with the {c['detections_on_them']} detections of the "
+            click.echo(f"  precision {_v(c['precision'])} with the {c['detections_on_them']} detections of the "
                        f"{c['unlabelled_plates']} listed plates the labels leave out ignored")
         if "confusions" in s:
             _echo_confusions(s["confusions"], n_confusions, f"reads of labelled plates ({s['confusions']['plates_without_read']} without a read)")
         _echo_ruled(s["ruled"], limit)
     for c in result["crops"]:
         m = c["crop_ms"]
-        click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {c['top1']}, top-5 {c['top5']}, top-1 with confusables folded {c['top1_folded']}, crop ms p50 {m.get('p50')} p90 {m.get('p90')}")
+        click.echo(f"{c['folder']}: {c['crops']} crops, top-1 {_v(c['top1'])}, top-5 {_v(c['top5'])}, top-1 with confusables folded {_v(c['top1_folded'])}, crop ms p50 {_v(m.get('p50'))} p90 {_v(m.get('p90'))}")
         e = c["equated"]
-        click.echo(f"  with {' and '.join('/'.join(g) for g in e['groups'])} taken as one character: top-1 {e['top1']}, top-5 {e['top5']}")
+        click.echo(f"  with {' and '.join('/'.join(g) for g in e['groups'])} taken as one character: top-1 {_v(e['top1'])}, top-5 {_v(e['top5'])}")
         click.echo("  top-1 misses by kind: " + ", ".join(f"{k} {v}" for k, v in c["errors"].items()))
         _echo_confusions(c["confusions"], n_confusions, "top-1 reads")
         _echo_ruled(c["ruled"], limit)
+
+
+def _v(x) -> str:
+    """A figure in words: '-' when there is none (no plates, no frames)."""
+    return "-" if x is None else str(x)
 
 
 def _echo_confusions(conf: dict, rows: int, what: str) -> None:

@@ -561,3 +561,10 @@ def test_evaluate_prints_the_ruled_figures_for_a_reference_set_by_folder_name(tm
     assert r["figures"]["top5_o0"]["value"] == out["crops"][0]["top5_o0"] >= out["crops"][0]["top5"]
     text = CliRunner().invoke(evaluate, ["--crops", str(crops)]).output
     assert "ruled targets for us-crops (issue 27): top1_o0" in text
+
+
+def test_evaluate_prints_a_missing_figure_as_a_dash_not_none():
+    """A set with no plate or no frame has no recall or percentile: the
+    human output says '-' (issue 23: no Python values in output)."""
+    from edge_agent.recognize_cmd import _v
+    assert _v(None) == "-" and _v(0.9713) == "0.9713" and _v(1.0) == "1.0"
