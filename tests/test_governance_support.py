@@ -1,5 +1,6 @@
-"""Shared helpers for the governance tests (no tests here): a real SQLite
-store in tmp_path, a fixed clock, and one named user per role."""
+"""Shared helpers for the governance tests (no tests here): a real store
+(a SQLite file in tmp_path, or a fresh PostgreSQL database: ``world`` is
+parametrized over both), a fixed clock, and one named user per role."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ class World:
     def conn(self):
         return self.store.db.conn
 
+    @property
+    def store_toml(self) -> str:
+        """The ``[store]`` table a CLI test's config needs to reach this world's store."""
+        url = getattr(self.store, "url", "")
+        return f'[store]\nurl = "{url}"\n' if url else ""
+
     def add_read(self, plate: str, at: dt.datetime, *, device: str = "cam-a", camera: str = "lane-1",
                  crop: bytes | None = b"\xff\xd8crop") -> PlateRead:
         read = PlateRead(new_read_id(), device, camera, at, plate, 0.9, (1, 2, 3, 4), crop_jpeg=crop)
@@ -66,8 +73,14 @@ def listed(world: "World", plate: str, *, added_at: dt.datetime, expires_at: dt.
         world.clock.now = saved
 
 
-def make_world(path) -> World:
-    store = SQLiteStore(path)
+def make_world(path, url: str = "") -> World:
+    """One named user per role in a fresh store: the SQLite file at ``path``, or
+    (``url``) everything in a fresh migrated PostgreSQL database."""
+    if url:
+        from central.store.postgres import PostgresStore
+        store = PostgresStore(url)
+    else:
+        store = SQLiteStore(path)
     clock = Clock()
     users = UserDirectory(store.db.conn, clock=clock)
     admin, admin_token = users.bootstrap("ada", "City PD")
@@ -83,8 +96,11 @@ def make_world(path) -> World:
                  made["bob"], tokens)
 
 
-@pytest.fixture
-def world(tmp_path):
-    w = make_world(tmp_path / "central" / "central.sqlite")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request, tmp_path):
+    """The governance world on each backend (the PostgreSQL one in a throwaway
+    cluster; see conftest.pg_cluster)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    w = make_world(tmp_path / "central" / "central.sqlite", url)
     yield w
     w.store.close()

@@ -56,6 +56,7 @@ from edge_agent.wire.topics import validate_device_id
 from ..governance.audit import AccessLog
 from .ca import CertificateAuthority, Revoked, load_csr, serial_hex
 from ..errors import EnrollmentError, PermissionDenied, PolicyError, RegistryError
+from ..store.database import IntegrityError
 from ..governance.users import Permission, Role, User, UserDirectory, require, require_device_access
 
 logger = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ class Registry:
                 db.execute("INSERT INTO businesses VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,NULL,NULL)",
                            [business_id, name, contact_name, contact_email, contact_phone, mou_id, terms.shared_data,
                             terms.share_with, terms.retention_days, _ts(consent_at), _ts(now), user.name])
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise RegistryError(f"business {business_id!r} is already enrolled") from None
             self._event(db, user, "business-enroll", business_id, mou_id=mou_id)
         self._tx(do)
@@ -478,7 +479,7 @@ class Registry:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or '1'} ORDER BY device_id"
+        sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or 'TRUE'} ORDER BY device_id"
         return [self.device(r["device_id"]) for r in self._query(sql, args)]
 
     def set_status(self, device_id: str, status: str, *, user: User, reason: str = "") -> Device:

@@ -29,6 +29,7 @@ from typing import BinaryIO
 from ..config import Hotlist as HotlistConfig
 from ..errors import PolicyError
 from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
+from ..store.database import IntegrityError
 from ..governance.users import Permission, User, require
 from . import csvimport
 from .csvimport import EntryInput
@@ -138,7 +139,7 @@ class Hotlists:
                 cur = self.conn.execute("INSERT INTO hotlists (name, category, description, version, created_by, "
                                         "created_at) VALUES (?,?,?,0,?,?)",
                                         [name, category, description.strip(), actor.name, ts(now)])
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise PolicyError(f"a list named {name} exists already") from None
             self.log.append(user=actor.name, organization=actor.organization, action="hotlist-create",
                             detail={"list": name, "category": category})

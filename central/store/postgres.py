@@ -2,9 +2,9 @@
 
 Reads and their images live in PostgreSQL, partitioned by capture month (see
 :mod:`.pg_migrations` for the schema and why). The governance tables (users,
-the access log, devices, holds, sharing, device audit logs) are NOT on
-PostgreSQL yet: they stay in the SQLite file at ``[store] path``, reached as
-``store.db`` exactly as with :class:`~.sqlite.SQLiteStore`.
+the access log, devices, holds, sharing, device audit logs, hotlists) are in
+the same database, reached as ``store.db`` through :mod:`.database` (the
+connection the governance modules use on both backends).
 
 Writes: a batch is copied (``COPY``, binary) into a per-connection temporary
 staging table, then moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``
@@ -93,7 +93,9 @@ def image_rows(r: PlateRead) -> list[tuple]:
 
 
 class PostgresStore(Store):
-    """Reads on PostgreSQL; ``governance`` is the SQLite store of everything else."""
+    """Reads on PostgreSQL (a pool, COPY); ``governance`` (default: the same
+    database, :class:`~.database.PgGovernance`) holds every other table and is
+    ``self.db`` to the governance modules."""
 
     def __init__(self, url: str, governance=None, *, min_size: int = 1, max_size: int = 4,
                  timeout: float = 10.0, check_schema: bool = True) -> None:
@@ -116,6 +118,14 @@ class PostgresStore(Store):
             except BaseException:
                 self.close()
                 raise
+        if self.governance is None and check_schema:
+            from .database import PgGovernance
+            try:
+                self.governance = PgGovernance(url, check_schema=False)
+            except BaseException:
+                self.close()
+                raise
+            self.db = self.governance.db
 
     @property
     def safe_url(self) -> str:
