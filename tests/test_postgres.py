@@ -72,7 +72,7 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
 
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
-    assert "applied 1 migration(s): 0001_reads" in result.output
+    assert "applied 2 migration(s): 0001_reads, 0200_governance" in result.output
     assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
     PostgresStore(url).close()  # opens now
 
@@ -272,7 +272,7 @@ def _device(tmp_path, pki_dir, certs, port, device, n, stop):
 
 
 def _collector_process(tmp_path, pki_dir, port, url, index):
-    """A real ``alpr-central run`` on PostgreSQL (governance in tmp_path/central)."""
+    """A real ``alpr-central run`` on PostgreSQL (everything there)."""
     import subprocess
     import sys
     cfg = tmp_path / f"central-{index}.toml"
@@ -303,8 +303,7 @@ def test_collectors_killed_and_postgres_restarted_mid_stream_lose_and_double_not
     from central.cli.demo import enroll_locally
     from central.fleet.ca import CertificateAuthority
     from central.fleet.registry import Registry
-    SQLiteStore(tmp_path / "central" / "central.sqlite").close()
-    registry = Registry(tmp_path / "central" / "central.sqlite")
+    registry = Registry(pg_url)  # the registry is in PostgreSQL too
     certs = tmp_path / "certs"
     try:  # enrolled and active, or the collectors store nothing of theirs
         ca = CertificateAuthority.load(pki_dir / "ca.key", pki_dir / "ca.crt")

@@ -41,19 +41,21 @@ def _postgres(url: str, *, check_schema: bool = True):
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def db_migrate(config_path: str, as_json: bool) -> None:
-    """Apply pending schema migrations: the SQLite file ([store] path) and, when
-    [store] url names PostgreSQL, the read store there. Safe to run again.
-    Central refuses to start on a PostgreSQL schema that is behind (run this)
-    or ahead of it (upgrade central): exit 78."""
+    """Apply pending schema migrations: the SQLite file ([store] path), or,
+    when [store] url names PostgreSQL, that database (reads and every
+    governance table). Safe to run again. Central refuses to start on a
+    PostgreSQL schema that is behind (run this) or ahead of it (upgrade
+    central): exit 78."""
     from ..store.sqlite import SQLiteStore
     cfg = _load(config_path)
-    try:
-        sqlite = SQLiteStore(cfg.store.path)  # applies its own migrations on open
-        sqlite.close()
-    except SchemaMismatch as exc:
-        raise ConfigFailure(str(exc)) from None
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
+    if cfg.store.type == "sqlite":
+        try:
+            sqlite = SQLiteStore(cfg.store.path)  # applies its own migrations on open
+            sqlite.close()
+        except SchemaMismatch as exc:
+            raise ConfigFailure(str(exc)) from None
+        except StoreError as exc:
+            raise TempFailure(str(exc)) from None
     applied: list[str] = []
     if cfg.store.type == "postgresql":
         store = _postgres(cfg.store.url, check_schema=False)
@@ -68,10 +70,12 @@ def db_migrate(config_path: str, as_json: bool) -> None:
         finally:
             store.close()
     if as_json:
-        click.echo(json.dumps({"sqlite": cfg.store.path, "postgresql_applied": applied}))
+        click.echo(json.dumps({"sqlite": cfg.store.path if cfg.store.type == "sqlite" else None,
+                               "postgresql_applied": applied}))
         return
-    click.echo(f"sqlite {cfg.store.path}: up to date")
-    if cfg.store.type == "postgresql":
+    if cfg.store.type == "sqlite":
+        click.echo(f"sqlite {cfg.store.path}: up to date")
+    else:
         click.echo(f"postgresql: applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else
                                                                           " (up to date)"))
 

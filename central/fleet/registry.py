@@ -70,7 +70,9 @@ def _ts(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime(_TS)
 
 
-def _from_ts(text: str | None) -> dt.datetime | None:
+def _from_ts(text: str | dt.datetime | None) -> dt.datetime | None:
+    if isinstance(text, dt.datetime):  # a column of PostgreSQL's reads table (timestamptz)
+        return text.astimezone(dt.timezone.utc)
     return None if text is None else dt.datetime.strptime(text, _TS).replace(tzinfo=dt.timezone.utc)
 
 
@@ -173,8 +175,9 @@ class DeviceHealth:
 
 class Registry:
     def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
-        from ..store.sqlite import SQLiteStore  # applies the migrations, one transaction each
-        self._store = SQLiteStore(path)
+        """``path``: the SQLite file (migrated on open) or a ``postgresql://`` URL."""
+        from ..store.database import open_governance
+        self._store = open_governance(path)
         self.db = self._store.db.conn
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._lock = threading.Lock()
@@ -617,7 +620,8 @@ class Registry:
         since = _ts(self._clock() - dt.timedelta(hours=24))
         out = []
         for d in self.devices(owner=owner):
-            row = self._query("SELECT max(stored_at) AS last, sum(stored_at >= ?) AS recent FROM reads "
+            row = self._query("SELECT max(stored_at) AS last, sum(CASE WHEN stored_at >= ? THEN 1 ELSE 0 END) AS recent "
+                              "FROM reads "
                               "WHERE device_id = ?", [since, d.device_id])[0]
             out.append(DeviceHealth(d.device_id, d.status, d.cert_expires_at, _from_ts(row["last"]),
                                     int(row["recent"] or 0)))

@@ -46,6 +46,7 @@ from edge_agent.wire.audit import encode_audit_ack
 from ..config import Mqtt
 from ..errors import StoreError
 from ..store import Store
+from ..store.database import DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ class CollectorService:
                     self.status_handler.handle(message.topic, message.payload)
                 return
             item = self.collector.prepare(message.topic, message.payload)
-        except (StoreError, sqlite3.DatabaseError) as exc:
+        except (StoreError, *DatabaseError) as exc:
             # A device's audit records, status or heartbeat that central cannot write now
             # (its disk full, the database locked): said once per message and counted; the
             # device sends unconfirmed audit records again, status and heartbeats anew.
