@@ -222,7 +222,9 @@ def test_db_copy_keeps_every_read_and_image_and_resumes(pg_url, tmp_path):
     args = ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to", pg_url, "--chunk", "100"]
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"reads": 250, "images": 250 + 84, "new": 250, "verified": 250}
+    doc = json.loads(result.output)
+    assert {k: doc[k] for k in ("reads", "images", "new", "verified")} == {"reads": 250, "images": 250 + 84,
+                                                                            "new": 250, "verified": 250}
     store = PostgresStore(pg_url)
     try:
         got = {s.read.read_id: s for s in store.search(Search(plate="CP*", limit=1000))}
@@ -234,7 +236,61 @@ def test_db_copy_keeps_every_read_and_image_and_resumes(pg_url, tmp_path):
         store.close()
     result = CliRunner().invoke(main, args)  # again: nothing new, every row checked
     assert result.exit_code == 0 and "copied 250 read(s) (0 new)" in result.output
-    assert "governance tables" in result.output and "not on PostgreSQL yet" in result.output
+    assert "governance table(s)" in result.output and "ok: the access-log chain verifies on the copy" in result.output
+
+
+def test_db_copy_moves_the_governance_tables_and_the_chain_verifies_on_the_copy(pg_url, tmp_path):
+    """A pilot with users, access-log entries (searches, a hold, a purge record),
+    a device in the registry, a sharing agreement: db copy moves every row,
+    unchanged; audit verify passes on PostgreSQL with the same head; new entries
+    and new numbered rows continue after the copied ones."""
+    from central.governance.audit import AccessLog, verify
+    from central.governance.retention import Governor
+    from central.config import Retention
+    from central.store.database import PgGovernance
+    from test_governance_support import make_world
+    world = make_world(tmp_path / "pilot.sqlite")
+    T0 = world.clock.now  # the governance fixtures' time (entries must not be dated after today)
+    world.add_read("7ABC123", T0 - dt.timedelta(days=3))
+    gov = Governor(world.conn, Retention(access_log_days=30), clock=world.clock)
+    hold = gov.request_hold(world.operator, case_number="C-1", plates=["7ABC123"], since=T0 - dt.timedelta(days=9),
+                            until=T0, reason="investigation", review_on=(T0 + dt.timedelta(days=30)).date())
+    gov.approve_hold(world.supervisor, hold.hold_id)
+    world.clock.now = T0 + dt.timedelta(days=40)  # the first entries are past the access log's 30 days
+    gov.purge(world.admin)
+    for i in range(3):
+        AccessLog(world.conn, clock=world.clock).append(user="otto", organization="City PD", action="search",
+                                                        purpose="stolen-vehicle", case_number=f"C-{i}",
+                                                        detail={"plate": "7AB*"}, result_count=i)
+    src_head = AccessLog(world.conn).head()
+    src_rows = {t: world.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("users", "user_tokens", "audit_log", "legal_holds", "purge_runs", "businesses")}
+    assert verify(world.conn, now=world.clock.now).ok and src_rows["audit_log"] == 5
+    world.store.close()
+    args = ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to", pg_url, "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["chain_ok"] and tuple(doc["audit_head"]) == src_head and doc["tables"]["audit_log"] == src_rows[
+        "audit_log"]
+    again = CliRunner().invoke(main, args)  # idempotent
+    assert again.exit_code == 0 and json.loads(again.output)["audit_head"] == doc["audit_head"]
+    pg = PgGovernance(pg_url)
+    try:
+        conn = pg.db.conn
+        assert {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in src_rows} == src_rows
+        report = verify(conn, now=world.clock.now)
+        assert report.ok and (report.head_seq, report.head_hash) == src_head
+        log = AccessLog(conn, clock=world.clock)
+        entry = log.append(user="ada", organization="City PD", action="after-copy")
+        assert entry.seq == src_head[0] + 1 and entry.prev_hash == src_head[1]
+        assert verify(conn, now=world.clock.now).ok
+        later = Governor(conn, clock=world.clock).request_hold(
+            world.operator, case_number="C-2", plates=["8XYZ999"], since=T0, until=T0 + dt.timedelta(days=1),
+            reason="another", review_on=(T0 + dt.timedelta(days=60)).date())
+        assert later.hold_id == hold.hold_id + 1  # the key counter moved past the copied rows
+    finally:
+        pg.close()
 
 
 def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
@@ -246,7 +302,7 @@ def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
     assert result.exit_code == 2 and "no password" in result.output
     result = runner.invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path}/missing.sqlite", "--to", pg_url])
     assert result.exit_code == 1 and "cannot read" in result.output
-    assert "not on PostgreSQL yet" in runner.invoke(main, ["db", "copy", "--help"]).output
+    assert "every governance table" in runner.invoke(main, ["db", "copy", "--help"]).output
 
 
 # -- collectors over Mosquitto, PostgreSQL restarted mid-stream --------------------------
