@@ -100,12 +100,51 @@ def test_a_sqlite_store_migrated_by_a_newer_central_is_refused(tmp_path):
         SQLiteStore(tmp_path / "c.sqlite")
 
 
-def test_governance_commands_that_still_read_sqlite_refuse_instead_of_counting_nothing(pg_url, tmp_path):
+def test_the_transparency_report_still_refuses_on_postgresql(pg_url, tmp_path):
     config = _config(tmp_path, pg_url)
-    for args in (["retention", "purge", "--config", config],
-                 ["report", "transparency", "--config", config, "--period", "2026"]):
-        result = CliRunner().invoke(main, args)
-        assert result.exit_code == 1 and "does not work with reads on PostgreSQL yet" in result.output, args
+    result = CliRunner().invoke(main, ["report", "transparency", "--config", config, "--period", "2026"])
+    assert result.exit_code == 1 and "does not work with reads on PostgreSQL yet" in result.output
+
+
+def test_retention_on_postgresql_drops_whole_months_deletes_at_the_edges_and_keeps_held_reads(pg_url, tmp_path):
+    """Non-hit reads kept 60 days: months wholly past it are dropped as partitions
+    (a month holding a held read is not: it goes row by row around the read); the
+    edge month loses only its expired rows; a purged read sent again stays gone."""
+    from central.config import Retention
+    from central.governance.retention import Governor
+    from central.store.database import PgGovernance
+    from test_governance_support import make_world
+    world = make_world(tmp_path / "unused.sqlite", pg_url)
+    now = world.clock.now = dt.datetime(2026, 8, 15, 12, tzinfo=UTC)
+    gov = Governor(world.conn, Retention(non_hit_days=60, hit_days=60, image_days=60), clock=world.clock)
+    month = lambda y, m, d=10: dt.datetime(y, m, d, 12, tzinfo=UTC)  # noqa: E731
+    old = [world.add_read(f"OLD{i}", month(2026, 3, 1 + i)) for i in range(3)]      # March: dropped whole
+    held = world.add_read("CASE1", month(2026, 4, 5))                               # April: held, stays
+    april = world.add_read("APR1", month(2026, 4, 6))                              # April: row delete
+    edge_old = world.add_read("EDGE1", month(2026, 6, 1))                          # June 1: past 60 days
+    edge_new = world.add_read("EDGE2", month(2026, 6, 30))                         # June 30: inside
+    hold = gov.request_hold(world.operator, case_number="24-0042", plates=["CASE1"], since=month(2026, 4, 1),
+                            until=month(2026, 4, 30), reason="litigation", review_on=(now + dt.timedelta(days=90)).date())
+    gov.approve_hold(world.supervisor, hold.hold_id)
+    assert gov.purge(world.admin, dry_run=True).counts["non_hit_reads"] == 5
+    result = gov.purge(world.admin)
+    assert result.counts["non_hit_reads"] == 5 and result.held_kept == 1
+    months = {m.strftime("%Y%m") for m, _ in world.store.partitions()}
+    assert "202603" not in months and {"202604", "202606"} <= months  # March dropped whole
+    assert sorted(world.store.read_ids()) == sorted([held.read_id, edge_new.read_id])
+    images = {str(r[0]) for r in world.conn.execute("SELECT read_id FROM read_images")}
+    assert images == {held.read_id, edge_new.read_id}
+    assert world.store.add_reads([old[0], april, edge_old], now) == []  # tombstoned: replays stay gone
+    assert sorted(world.store.read_ids()) == sorted([held.read_id, edge_new.read_id])
+    from central.governance.audit import verify
+    assert verify(world.conn, now=now).ok
+    world.store.close()
+    pg = PgGovernance(pg_url)
+    try:
+        [run] = pg.db.conn.execute("SELECT counts FROM purge_runs").fetchall()
+        assert json.loads(run[0])["non_hit_reads"] == 5
+    finally:
+        pg.close()
 
 
 # -- partitions and idempotency ----------------------------------------------------------

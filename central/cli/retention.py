@@ -35,8 +35,7 @@ def _governor(s: Session):
 @json_option
 def retention_purge(config_path, token_file, dry_run, as_json) -> None:
     """Delete what is past its retention period (never held reads); records counts, never plates.
-    Refused while the reads are on PostgreSQL (not built there yet: docs/scaling.md)."""
-    require_sqlite_reads(_load(config_path), "retention purge")
+    On PostgreSQL whole expired months of reads are dropped; only the edges are deleted row by row."""
     with Session(config_path, token_file) as s:
         result = _governor(s).purge(s.user, dry_run=dry_run)
     if as_json:

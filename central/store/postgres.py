@@ -92,6 +92,10 @@ def image_rows(r: PlateRead) -> list[tuple]:
             for kind, jpeg in (("crop", r.crop_jpeg), ("context", r.context_jpeg)) if jpeg]
 
 
+# A read's tombstone (see store.tombstone): 16 bytes of SHA-256 of its id's text.
+_MARK = "substring(sha256(convert_to(i.read_id::text, 'UTF8')) from 1 for 16)"
+
+
 class PostgresStore(Store):
     """Reads on PostgreSQL (a pool, COPY); ``governance`` (default: the same
     database, :class:`~.database.PgGovernance`) holds every other table and is
@@ -219,12 +223,15 @@ class PostgresStore(Store):
             lines.append(read_line(r, stored))
             if r.crop_jpeg or r.context_jpeg:
                 images.extend(image_rows(r))
-        self._copy(lines, images, {_month(r.captured_at) for r in reads})
-        return [r.read_id for r in reads]
+        gone: set[str] = set()
+        self._copy(lines, images, {_month(r.captured_at) for r in reads}, gone)
+        return [r.read_id for r in reads if r.read_id not in gone]
 
-    def _copy(self, lines: Sequence[str], images: Sequence[tuple], months: set[dt.datetime]) -> int:
+    def _copy(self, lines: Sequence[str], images: Sequence[tuple], months: set[dt.datetime],
+              gone: set[str] | None = None) -> int:
         """Store COPY-text lines of ``reads`` and rows of ``read_images`` in
-        one transaction, skipping read ids already stored; returns how many
+        one transaction, skipping read ids already stored and those with a
+        tombstone (purged by retention: added to ``gone``); returns how many
         reads were new."""
         with self._months_lock:
             missing = months - self._months
@@ -239,6 +246,11 @@ class PostgresStore(Store):
                     cur.execute("CREATE TEMP TABLE IF NOT EXISTS reads_in (LIKE reads) ON COMMIT DELETE ROWS")
                     with cur.copy(f"COPY reads_in ({', '.join(READ_COLUMNS)}) FROM STDIN") as cp:
                         cp.write("".join(lines))
+                    if self.governance is not None:  # purged reads never come back (tombstones, see retention)
+                        cur.execute(f"DELETE FROM reads_in i USING read_tombstones t WHERE t.digest = {_MARK} "
+                                    "RETURNING i.read_id")
+                        if gone is not None:
+                            gone.update(str(row[0]) for row in cur.fetchall())
                     if not images:
                         cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING")
                         return cur.rowcount
