@@ -96,10 +96,18 @@ def make_world(path, url: str = "") -> World:
                  made["bob"], tokens)
 
 
+# The suites whose subject is on the storage layer on both backends; the others
+# (hotlists and hits, the transparency report, the console) are not on
+# PostgreSQL yet and run on SQLite only.
+BOTH_BACKENDS = {"test_users", "test_audit", "test_retention", "test_sharing", "test_governance_cli"}
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(request, tmp_path):
     """The governance world on each backend (the PostgreSQL one in a throwaway
-    cluster; see conftest.pg_cluster)."""
+    cluster; see conftest.pg_cluster) for the suites in BOTH_BACKENDS."""
+    if request.param == "postgresql" and request.module.__name__ not in BOTH_BACKENDS:
+        pytest.skip("hotlists, hits, the report and the console are not on PostgreSQL yet")
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
     w = make_world(tmp_path / "central" / "central.sqlite", url)
     yield w
