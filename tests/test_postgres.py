@@ -72,7 +72,7 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
 
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
-    assert "applied 2 migration(s): 0001_reads, 0200_governance" in result.output
+    assert "applied 3 migration(s): 0001_reads, 0200_governance, 0201_read_feed" in result.output
     assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
     PostgresStore(url).close()  # opens now
 
@@ -98,12 +98,6 @@ def test_a_sqlite_store_migrated_by_a_newer_central_is_refused(tmp_path):
         conn.execute("INSERT INTO _migrations VALUES ('9999_future', '2030-01-01T00:00:00.000000Z')")
     with pytest.raises(SchemaMismatch, match="newer central"):
         SQLiteStore(tmp_path / "c.sqlite")
-
-
-def test_the_transparency_report_still_refuses_on_postgresql(pg_url, tmp_path):
-    config = _config(tmp_path, pg_url)
-    result = CliRunner().invoke(main, ["report", "transparency", "--config", config, "--period", "2026"])
-    assert result.exit_code == 1 and "does not work with reads on PostgreSQL yet" in result.output
 
 
 def test_retention_on_postgresql_drops_whole_months_deletes_at_the_edges_and_keeps_held_reads(pg_url, tmp_path):

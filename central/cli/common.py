@@ -50,15 +50,6 @@ def open_store(cfg):
         raise TempFailure(str(exc)) from None
 
 
-def require_sqlite_reads(cfg, what: str) -> None:
-    """Refuse a command not yet built for PostgreSQL (it counts with SQLite's
-    functions) rather than let it fail half-way or report zero."""
-    if cfg.store.type != "sqlite":
-        raise click.ClickException(
-            f"{what} does not work with reads on PostgreSQL yet (see docs/scaling.md, "
-            "'What is on PostgreSQL, and what is not yet')")
-
-
 def parse_when(value: str | None, name: str) -> dt.datetime | None:
     """An ISO 8601 option value; UTC unless it carries an offset."""
     if value is None:

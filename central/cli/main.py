@@ -75,13 +75,8 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     from ..hotlist.service import HotlistService
     hotlists = None
     try:  # matches each stored read against the hotlists after the ack; sends webhooks
-        if cfg.hotlist.matcher and cfg.store.type == "postgresql":
-            # The matcher walks SQLite's reads by rowid; PostgreSQL has no such cursor yet.
-            logging.getLogger("central.run").warning(
-                "hotlist matching is not available on PostgreSQL yet: reads are not matched against hotlists "
-                "(docs/scaling.md)")
-        elif cfg.hotlist.matcher:
-            hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
+        if cfg.hotlist.matcher:
+            hotlists = HotlistService(cfg.store.database, cfg.hotlist).attach(service.collector).start()
     except ConfigError as exc:
         store.close()
         registry.close()

@@ -225,6 +225,11 @@ class Governor:
                                                     f"FROM reads r WHERE r.captured_at < ? AND {hit} AND NOT "
                                                     f"{_HELD})", [cut])
                               for hit, cut in ((_HIT, c["hit_reads"]), (f"NOT {_HIT}", c["non_hit_reads"]))]
+            # The hotlist matcher's feed (pg migration 0201): what it consumed, and reads past the
+            # shorter read retention (a purged read's plate must not stay there).
+            reads_sql.append((None, "read_feed", "DELETE FROM read_feed WHERE feed_id <= (SELECT last_rowid FROM "
+                                                 "hotlist_matcher WHERE id = 1) OR captured_at < ?",
+                              [max(c["hit_reads"], c["non_hit_reads"])]))
         statements = [
             *reads_sql,
             # Hit records go with their read (a held read keeps its hits), once past hit_days.

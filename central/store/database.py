@@ -19,6 +19,7 @@ statement (cached):
 - the column ``user`` (a reserved word in PostgreSQL, where a bare ``user`` is
   the *session role*) is quoted;
 - ``INSERT OR IGNORE`` becomes ``INSERT ... ON CONFLICT DO NOTHING``;
+- SQLite's ``temp.`` schema is PostgreSQL's ``pg_temp.``;
 - ``INSERT`` into a table whose key the database numbers gets ``RETURNING``
   that key, which the cursor offers as ``lastrowid`` (:data:`NUMBERED`);
 - ``BEGIN IMMEDIATE`` (SQLite: take the write lock now) becomes ``BEGIN`` plus
@@ -124,8 +125,10 @@ def translate(sql: str, params: bool = True) -> tuple[str, str | None]:
             continue
         if params:
             piece = piece.replace("%", "%%").replace("?", "%s")
-        parts.append(re.sub(r'(?<![\w"])user(?![\w"(])', '"user"', piece))
+        piece = re.sub(r'(?<![\w"])user(?![\w"(])', '"user"', piece)
+        parts.append(re.sub(r"(?<![\w.])temp\.", "pg_temp.", piece))  # SQLite's temp schema
     out = "".join(parts)
+    out = re.sub(r"^(\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+)pg_temp\.", r"\1", out, flags=re.I)  # in its table's schema
     returning = None
     m = _INSERT.match(out)
     if m:

@@ -403,4 +403,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX device_health_history_device ON device_health_history(device_id, id);
     """),
+    # -- 0201: the feed the hotlist matcher follows (SQLite: reads by rowid). The store
+    # adds each new read here in its own transaction, numbering it under an advisory
+    # lock held to the commit, so numbers become visible in order and a cursor
+    # (hotlist_matcher.last_rowid) never passes a read committed later. Text columns
+    # as the matcher reads them from SQLite; consumed and expired rows are removed by
+    # the retention purge.
+    ("0201_read_feed", r"""
+        CREATE SEQUENCE read_feed_ids;
+        CREATE TABLE read_feed (
+            feed_id bigint PRIMARY KEY,
+            read_id text NOT NULL,
+            device_id text NOT NULL,
+            camera_id text NOT NULL,
+            captured_at text NOT NULL,
+            stored_at text NOT NULL,
+            plate text NOT NULL,
+            plate_folded text NOT NULL,
+            alternates text NOT NULL
+        );
+        INSERT INTO hotlist_matcher VALUES (1, 0);
+    """),
 ]

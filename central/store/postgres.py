@@ -92,6 +92,10 @@ def image_rows(r: PlateRead) -> list[tuple]:
             for kind, jpeg in (("crop", r.crop_jpeg), ("context", r.context_jpeg)) if jpeg]
 
 
+# The advisory lock that orders read_feed numbers (see _feed), and the canonical timestamp text.
+FEED_LOCK = 0x66656564  # "feed"
+_TEXT_TS = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
 # A read's tombstone (see store.tombstone): 16 bytes of SHA-256 of its id's text.
 _MARK = "substring(sha256(convert_to(i.read_id::text, 'UTF8')) from 1 for 16)"
 
@@ -251,11 +255,15 @@ class PostgresStore(Store):
                                     "RETURNING i.read_id")
                         if gone is not None:
                             gone.update(str(row[0]) for row in cur.fetchall())
-                    if not images:
+                    feed = self.governance is not None  # the hotlist matcher's feed is in this database
+                    if not images and not feed:
                         cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING")
                         return cur.rowcount
                     cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING RETURNING read_id")
                     new_ids = {str(row[0]) for row in cur.fetchall()}
+                    if not images:
+                        self._feed(cur, new_ids)
+                        return len(new_ids)
                     # Images of the reads new in this transaction cannot be there yet: copied
                     # straight into their table (binary, no staging); a resent read's are skipped.
                     with cur.copy(f"COPY read_images ({', '.join(IMAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -265,11 +273,25 @@ class PostgresStore(Store):
                             if row[0] in new_ids and (row[0], row[2]) not in written:  # a read twice in a batch
                                 written.add((row[0], row[2]))
                                 cp.write_row((uuid.UUID(row[0]), *row[1:]))
+                    if feed:
+                        self._feed(cur, new_ids)
                     return len(new_ids)
         except (StoreError, psycopg.Error, ValueError) as exc:
             with self._months_lock:
                 self._months.clear()  # a partition may have been dropped under us: look again next time
             raise StoreError(f"cannot store reads: {_describe(exc)}") from exc
+
+    @staticmethod
+    def _feed(cur, new_ids: set[str]) -> None:
+        """Add the reads new in this transaction to ``read_feed`` (migration
+        0201), numbered under a lock held to the commit: the last statement."""
+        if not new_ids:
+            return
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [FEED_LOCK])
+        cur.execute("INSERT INTO read_feed SELECT nextval('read_feed_ids'), i.read_id::text, i.device_id, "
+                    f"i.camera_id, {_TEXT_TS.format('i.captured_at')}, {_TEXT_TS.format('i.stored_at')}, i.plate, "
+                    "i.plate_folded, i.alternates::text FROM reads_in i WHERE i.read_id = ANY(%s) "
+                    "ORDER BY i.captured_at", [[uuid.UUID(x) for x in new_ids]])
 
     def copy_rows(self, rows: Sequence[tuple], images: Iterable[tuple] = ()) -> int:
         """Store rows of ``reads`` (READ_COLUMNS order: uuid, text, datetimes,
