@@ -370,7 +370,7 @@ class ConsoleApp:
             return self._refuse(request, True, 401, str(exc))
         after = request.headers.get("last-event-id") or request.query_params.get("after")
         stop = threading.Event()
-        conn = connect(self.cfg.store.path)
+        conn = connect(self.cfg.store.database)
         try:
             chunks = await run_in_threadpool(HitBook(conn, clock=self.clock).sse, user, after, stop)
         except PermissionDenied as exc:

@@ -25,9 +25,14 @@ class Backend:
     def __init__(self, cfg: CentralConfig, *, clock=utcnow) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.store = SQLiteStore(cfg.store.path)
+        pg = cfg.store.type == "postgresql"
+        if pg:  # one governance connection per worker thread (shared with the registry), reads pooled lazily
+            from ..store.postgres import PostgresStore
+            self.store = PostgresStore(cfg.store.url, min_size=0, max_size=2)
+        else:
+            self.store = SQLiteStore(cfg.store.path)
         self.conn = self.store.db.conn
-        self.registry = Registry(cfg.store.path, clock=clock)
+        self.registry = Registry(cfg.store.database, clock=clock, store=self.store if pg else None)
         self.auth = ConsoleAuth(self.conn, cfg.console, clock=clock)
 
     def now(self) -> dt.datetime:

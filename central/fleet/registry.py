@@ -174,17 +174,20 @@ class DeviceHealth:
 
 
 class Registry:
-    def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
-        """``path``: the SQLite file (migrated on open) or a ``postgresql://`` URL."""
+    def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None, store=None) -> None:
+        """``path``: the SQLite file (migrated on open) or a ``postgresql://`` URL;
+        ``store``: an open store whose connection to use instead (not closed here)."""
         from ..store.database import open_governance
-        self._store = open_governance(path)
+        self._owned = store is None
+        self._store = open_governance(path) if store is None else store
         self.db = self._store.db.conn
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._lock = threading.Lock()
         self._log = AccessLog(self.db, clock=self._clock)
 
     def close(self) -> None:
-        self._store.close()
+        if self._owned:
+            self._store.close()
 
     # -- plumbing ----------------------------------------------------------
     def _tx(self, fn):

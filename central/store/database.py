@@ -295,7 +295,8 @@ class PgGovernance:
         try:
             conn = PgConnection(url)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot reach PostgreSQL: {type(exc).__name__}") from None
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise StoreError(f"cannot reach PostgreSQL: {type(exc).__name__}: {first}") from None
         self.db = PgDatabase(conn)
         if not check_schema:
             return

@@ -311,6 +311,29 @@ class PostgresStore(Store):
             names = [d.name for d in cur.description]
             return [self._row(dict(zip(names, row))) for row in cur.fetchall()]
 
+    def count_matching(self, search: Search, *, cap: int = 10_000) -> int:
+        sql, args = self.search_sql(search)
+        where = sql[sql.index(" WHERE "):sql.index(" ORDER BY ")]
+        with self._conn() as conn:
+            return conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM reads r{where} LIMIT %s) AS m",
+                                [*args[:-2], cap], prepare=False).fetchone()[0]
+
+    def get_read(self, read_id: str) -> StoredRead | None:
+        try:
+            key = uuid.UUID(read_id)
+        except ValueError:
+            return None
+        sql = (f"SELECT {', '.join('r.' + c for c in READ_COLUMNS)}, c.jpeg AS crop, x.jpeg AS context "
+               "FROM reads r "
+               "LEFT JOIN read_images c ON c.read_id = r.read_id AND c.captured_at = r.captured_at "
+               "AND c.kind = 'crop' "
+               "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.captured_at = r.captured_at "
+               "AND x.kind = 'context' WHERE r.read_id = %s")
+        with self._conn() as conn:
+            cur = conn.execute(sql, [key])
+            row = cur.fetchone()
+            return None if row is None else self._row(dict(zip([d.name for d in cur.description], row)))
+
     @staticmethod
     def search_sql(search: Search) -> tuple[str, list]:
         """The statement and parameters of a search (EXPLAIN it to see the plan)."""
@@ -341,8 +364,8 @@ class PostgresStore(Store):
                "AND c.kind = 'crop' "
                "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.captured_at = r.captured_at "
                "AND x.kind = 'context' "
-               f"WHERE {' AND '.join(where) or 'true'} ORDER BY r.captured_at DESC, r.read_id DESC LIMIT %s")
-        return sql, [*args, search.limit]
+               f"WHERE {' AND '.join(where) or 'true'} ORDER BY r.captured_at DESC, r.read_id DESC LIMIT %s OFFSET %s")
+        return sql, [*args, search.limit, search.offset]
 
     @staticmethod
     def _row(row: dict) -> StoredRead:
