@@ -110,7 +110,8 @@ def test_retention_on_postgresql_drops_whole_months_deletes_at_the_edges_and_kee
     from test_governance_support import make_world
     world = make_world(tmp_path / "unused.sqlite", pg_url)
     now = world.clock.now = dt.datetime(2026, 8, 15, 12, tzinfo=UTC)
-    gov = Governor(world.conn, Retention(non_hit_days=60, hit_days=60, image_days=60), clock=world.clock)
+    # hits kept a year: a purged non-hit read is younger than the longest retention, so it gets a tombstone
+    gov = Governor(world.conn, Retention(non_hit_days=60, hit_days=365, image_days=60), clock=world.clock)
     month = lambda y, m, d=10: dt.datetime(y, m, d, 12, tzinfo=UTC)  # noqa: E731
     old = [world.add_read(f"OLD{i}", month(2026, 3, 1 + i)) for i in range(3)]      # March: dropped whole
     held = world.add_read("CASE1", month(2026, 4, 5))                               # April: held, stays

@@ -284,12 +284,16 @@ class Governor:
 
     def _tombstones(self, now: dt.datetime, c: dict[str, str], _HIT: str, _HELD: str, mark: str) -> None:
         """Mark the reads this purge deletes (same transaction, same conditions),
-        and drop marks older than the longest read retention."""
+        and drop marks older than the longest read retention. On PostgreSQL only
+        reads younger than that get a mark: an older one sent again is refused as
+        expired anyway, and most of a month dropped whole is that old."""
         day = now.date().isoformat()
+        keep = dt.timedelta(days=max(self.retention.hit_days, self.retention.non_hit_days))
+        floor, args = ("", []) if dialect(self.conn) == "sqlite" else (" AND r.captured_at >= ?", [ts(now - keep)])
         for cutoff, hit in ((c["hit_reads"], _HIT), (c["non_hit_reads"], f"NOT {_HIT}")):
             self.conn.execute(f"INSERT OR IGNORE INTO read_tombstones SELECT {mark}, ? "
-                              f"FROM reads r WHERE r.captured_at < ? AND {hit} AND NOT {_HELD}", [day, cutoff])
-        keep = dt.timedelta(days=max(self.retention.hit_days, self.retention.non_hit_days))
+                              f"FROM reads r WHERE r.captured_at < ?{floor} AND {hit} AND NOT {_HELD}",
+                              [day, cutoff, *args])
         dropped = self.conn.execute("DELETE FROM read_tombstones WHERE purged_on < ?",
                                     [(now - keep).date().isoformat()]).rowcount
         if dropped:
