@@ -327,6 +327,18 @@ def test_db_copy_moves_the_governance_tables_and_the_chain_verifies_on_the_copy(
         pg.close()
 
 
+def test_db_copy_refuses_a_governance_column_postgresql_lacks(pg_url, tmp_path):
+    """A SQLite migration without its PostgreSQL twin: the copy stops before
+    dropping the column's data (nothing of the governance tables is written)."""
+    import sqlite3
+    SQLiteStore(tmp_path / "pilot.sqlite").close()
+    with sqlite3.connect(tmp_path / "pilot.sqlite") as conn:
+        conn.execute("ALTER TABLE devices ADD COLUMN rollout_ring TEXT")
+    result = CliRunner().invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}",
+                                       "--to", pg_url])
+    assert result.exit_code == 1 and "devices: PostgreSQL lacks column(s) rollout_ring" in result.output
+
+
 def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["db", "copy", "--from", "postgresql://x/y", "--to", pg_url])

@@ -124,6 +124,10 @@ def copy_governance(source: str | Path, conn) -> GovernanceCopy:
                 cols = [r[0] for r in conn.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
                     "AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()]
+                extra = [r[1] for r in src.execute(f"PRAGMA table_info({table})") if r[1] not in cols]
+                if extra:  # a SQLite migration without its PostgreSQL twin: refuse rather than drop data
+                    raise StoreError(f"{table}: PostgreSQL lacks column(s) {', '.join(extra)} of the SQLite file; "
+                                     "nothing copied (upgrade central, then 'alpr-central db migrate')")
                 quoted = ", ".join(f'"{c}"' for c in cols)
                 conn.execute(f"CREATE TEMP TABLE alpr_copy_in (LIKE {table}) ON COMMIT DROP")
                 n = 0
