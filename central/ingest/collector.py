@@ -27,7 +27,6 @@ import dataclasses
 import datetime as dt
 import logging
 import queue
-import sqlite3
 import ssl
 import threading
 import time
