@@ -104,14 +104,14 @@ def make_world(path, url: str = "") -> World:
 # The suites run on both backends; the console's run on SQLite only (its code
 # uses the same storage layer, but its browser tests are slow on 2 shared cores).
 BOTH_BACKENDS = {"test_users", "test_audit", "test_retention", "test_sharing", "test_governance_cli",
-                 "test_hotlist_lists", "test_hotlist_hits", "test_report"}
+                 "test_hotlist_lists", "test_hotlist_hits", "test_report", "test_insider"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(request, tmp_path):
     """The governance world on each backend (the PostgreSQL one in a throwaway
     cluster; see conftest.pg_cluster) for the suites in BOTH_BACKENDS."""
-    if request.param == "postgresql" and request.module.__name__ not in BOTH_BACKENDS:
+    if request.param == "postgresql" and request.module.__name__.rsplit(".", 1)[-1] not in BOTH_BACKENDS:
         pytest.skip("this suite runs on SQLite only (test_governance_support.BOTH_BACKENDS)")
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
     w = make_world(tmp_path / "central" / "central.sqlite", url)
