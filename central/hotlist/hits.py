@@ -184,7 +184,7 @@ class HitBook:
              status: str | None = None, limit: int = 100) -> list[Hit]:
         """Hits newest first (by hit id); ``status`` filters on :attr:`Hit.status`. Logged."""
         require(actor, Permission.VIEW_HITS)
-        where, args = ["1"], []
+        where, args = ["TRUE"], []
         if since:
             where.append("h.captured_at >= ?")
             args.append(ts(since))
