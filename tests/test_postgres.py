@@ -73,6 +73,7 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
     assert "applied 3 migration(s): 0001_reads, 0200_governance, 0201_read_feed" in result.output
+    assert "db copy" not in result.output   # no SQLite file with users: nothing to copy
     assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
     PostgresStore(url).close()  # opens now
 
@@ -325,6 +326,20 @@ def test_db_copy_moves_the_governance_tables_and_the_chain_verifies_on_the_copy(
         assert later.hold_id == hold.hold_id + 1  # the key counter moved past the copied rows
     finally:
         pg.close()
+
+
+def test_db_migrate_says_to_copy_the_governance_tables_of_a_reads_only_install(pg_cluster, tmp_path):
+    """The previous release kept users, the access log and the registry in the
+    SQLite file beside reads on PostgreSQL: migrating creates those tables empty
+    in PostgreSQL, and says how to copy them (central would otherwise start with
+    no users and no enrolled devices)."""
+    from test_governance_support import make_world
+    url = pg_cluster.new_database()
+    config = _config(tmp_path, url)
+    make_world(tmp_path / "central" / "central.sqlite").store.close()
+    result = CliRunner().invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 0 and "holds users: copy them before starting central" in result.output
+    assert f"alpr-central db copy --from sqlite://{tmp_path / 'central' / 'central.sqlite'}" in result.output
 
 
 def test_db_copy_refuses_a_governance_column_postgresql_lacks(pg_url, tmp_path):

@@ -3,6 +3,7 @@ pilot's reads from SQLite to PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -79,6 +80,23 @@ def db_migrate(config_path: str, as_json: bool) -> None:
     else:
         click.echo(f"postgresql: applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else
                                                                           " (up to date)"))
+        if "0200_governance" in applied and _has_users(cfg.store.path):
+            # An install that kept its governance tables in the SQLite file (reads only on PostgreSQL).
+            click.echo(f"the governance tables are new in PostgreSQL and {cfg.store.path} holds users: copy them "
+                       f"before starting central: alpr-central db copy --from sqlite://{cfg.store.path} "
+                       f"--to {cfg.store.url}")
+
+
+def _has_users(path: str) -> bool:
+    import sqlite3
+    from pathlib import Path
+    if not Path(path).is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT count(*) FROM users").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
 
 
 @db_group.command("maintain")
