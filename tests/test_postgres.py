@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -326,6 +327,11 @@ def test_db_copy_moves_the_governance_tables_and_the_chain_verifies_on_the_copy(
         assert later.hold_id == hold.hold_id + 1  # the key counter moved past the copied rows
     finally:
         pg.close()
+    config = _config(tmp_path, pg_url)
+    Path(config).write_text(Path(config).read_text() + "[retention]\naccess_log_days = 30\n")  # as purged
+    verified = CliRunner().invoke(main, ["audit", "verify", "--config", config],
+                                  env={"ALPR_TOKEN": world.tokens["audrey"]})   # the auditor's token, copied too
+    assert verified.exit_code == 0 and "ok: the chain is intact" in verified.output, verified.output
 
 
 def test_db_migrate_says_to_copy_the_governance_tables_of_a_reads_only_install(pg_cluster, tmp_path):
