@@ -4,6 +4,7 @@ table, and a month's retention purge by partition drop vs row deletes.
 
     .venv/bin/python bench/bench_pg.py ingest [--backend both] [--reads 200000] [--devices 20]
     .venv/bin/python bench/bench_pg.py search [--rows 5000000] [--queries 200]
+    .venv/bin/python bench/bench_pg.py purge [--rows 1000000] [--months 3]
 
 ``ingest``: publisher processes pre-seal every batch first (the devices' work
 is not measured), then replay them as fast as the broker takes them, each
@@ -18,6 +19,8 @@ months loaded with COPY (indexes built after the load, as a bulk load does),
 then p50/p95 of exact, wildcard and tolerant searches over a 30-day range
 through ``PostgresStore.search``; then one month dropped as a partition and
 another month deleted row by row.
+``purge``: the retention job itself on PostgreSQL, whole months dropped vs
+the same purge deleting row by row (see :func:`purge`).
 Each run keeps to a few minutes on 2 cores; the figures are printed, not asserted.
 """
 
@@ -391,6 +394,52 @@ def search(args) -> None:
         cluster.destroy()
 
 
+def purge(args) -> None:
+    """The retention job itself (``Governor.purge``) on PostgreSQL: ``--rows``
+    reads over 12 months with a 2.5 KB crop each, retention set so the oldest
+    ``--months`` months are expired; once as built (whole months dropped as
+    partitions) and once on an identical database with the partition drop
+    switched off (every expired read deleted row by row, as at the edges)."""
+    import psycopg
+    from central.config import Retention
+    from central.governance.retention import Governor
+    from central.governance.users import UserDirectory
+    from central.store.database import PgGovernance
+    end = dt.datetime(2026, 12, 1, tzinfo=UTC)
+    start = end - dt.timedelta(days=365)
+    now = end + dt.timedelta(days=1)
+    keep = (now - (start + dt.timedelta(days=31 * args.months))).days
+    cluster = PgCluster(find_bindir(), fsync=True, settings=PG_SETTINGS).start()
+    try:
+        results = {}
+        for how in ("partition drop", "row deletes"):
+            url = cluster.new_database("purge")
+            load(url, args.rows, random.Random(7), start, end)
+            with psycopg.connect(url) as conn:
+                conn.execute("INSERT INTO read_images SELECT read_id, captured_at, 'crop', "
+                             "decode(repeat(md5(read_id::text), 78), 'hex') FROM reads")
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+            gov_store = PgGovernance(url)
+            conn = gov_store.db.conn
+            admin, _ = UserDirectory(conn, clock=lambda: now).bootstrap("ada", "City PD")
+            gov = Governor(conn, Retention(non_hit_days=keep, hit_days=keep, image_days=keep), clock=lambda: now)
+            if how == "row deletes":
+                gov._drop_partitions = lambda *_a: {"hit_reads": 0, "non_hit_reads": 0}
+            t = time.time()
+            result = gov.purge(admin)
+            results[how] = (time.time() - t, result.counts["non_hit_reads"] + result.counts["hit_reads"])
+            left = conn.execute("SELECT count(*) FROM reads").fetchone()[0]
+            gov_store.close()
+            print(f"retention purge, {how}: {results[how][0]:.1f} s for {results[how][1]:,} reads and their crops "
+                  f"({left:,} reads left)")
+        (a, n), (b, _) = results["partition drop"], results["row deletes"]
+        print(f"-> the purge with partition drops took {a / b:.0%} of the row-delete purge's time ({n:,} reads "
+              f"over {args.months} months of {args.rows:,})")
+    finally:
+        cluster.destroy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -404,10 +453,13 @@ def main() -> None:
     s = sub.add_parser("search")
     s.add_argument("--rows", type=int, default=5_000_000)
     s.add_argument("--queries", type=int, default=200)
+    p = sub.add_parser("purge")
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--months", type=int, default=3, help="how many of the 12 months are past retention")
     args = ap.parse_args()
-    if find_bindir() is None and (args.what == "search" or args.backend != "sqlite"):
+    if find_bindir() is None and (args.what in ("search", "purge") or args.backend != "sqlite"):
         sys.exit("PostgreSQL is not installed (apt-get install postgresql)")
-    {"ingest": ingest, "search": search}[args.what](args)
+    {"ingest": ingest, "search": search, "purge": purge}[args.what](args)
 
 
 if __name__ == "__main__":

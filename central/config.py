@@ -33,12 +33,18 @@ DEFAULT_PURPOSES = (
 @dataclasses.dataclass(frozen=True)
 class Store:
     """Where central keeps its data. ``path`` is the SQLite file (the default
-    store of everything). ``url = "postgresql://..."`` moves the reads and their
-    images to PostgreSQL; the governance tables (users, access log, devices,
-    holds, sharing) stay in the SQLite file at ``path`` until they move too."""
+    store of everything). ``url = "postgresql://..."`` moves everything (reads,
+    images and every governance table) to that PostgreSQL database; ``path`` is
+    then unused."""
     type: str = "sqlite"
     path: str = "central.sqlite"
     url: str = ""
+
+    @property
+    def database(self) -> str:
+        """Where the governance tables are: the SQLite file, or the PostgreSQL URL
+        (what :func:`central.store.database.connect` and ``open_governance`` take)."""
+        return self.url if self.type == "postgresql" else self.path
 
 
 def check_postgres_url(url: str, name: str = "store.url") -> str:

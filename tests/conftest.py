@@ -172,9 +172,8 @@ def pg_url(pg_cluster):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_factory(request, tmp_path):
-    """Opens a read store of each backend: ``make(sqlite_path)``. With
-    PostgreSQL the reads are in a fresh migrated database and the governance
-    tables in the SQLite file at ``sqlite_path`` (as in production)."""
+    """Opens a store of each backend: ``make(sqlite_path)``. With PostgreSQL
+    everything is in a fresh migrated database (``sqlite_path`` unused)."""
     made = []
 
     def make(path: Path):
@@ -183,7 +182,7 @@ def store_factory(request, tmp_path):
         else:
             from central.store.postgres import PostgresStore
             url = request.getfixturevalue("pg_url")
-            store = PostgresStore(url, SQLiteStore(path))
+            store = PostgresStore(url)
         made.append(store)
         return store
 
@@ -241,7 +240,7 @@ def business_on_file(db, business_id: str) -> None:
     role business need an enrolled business): ``db`` is a connection or a path.
     Tests of enrollment itself use Registry.enroll_business / the CLI."""
     import sqlite3
-    conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db)
+    conn = sqlite3.connect(db) if isinstance(db, (str, Path)) else db  # a path, or a connection of either backend
     try:
         with conn:
             conn.execute("INSERT OR IGNORE INTO businesses VALUES (?,?,'Owner','owner@example.org','','MOU-T',"

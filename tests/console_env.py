@@ -21,7 +21,6 @@ from central.governance.sharing import SharingRegistry
 from central.governance.users import Role
 from central.ingest.collector import Collector
 from central.ingest.keys import load_opener
-from central.store.sqlite import SQLiteStore
 from edge_agent.provision import new_key_and_csr
 from edge_agent.wire import (Alternate, Location, PlateRead, Sealer, encode_batch, encode_read, load_public_key,
                              new_read_id)
@@ -50,8 +49,8 @@ def context_jpeg(text: str) -> bytes:
 class ConsoleWorld:
     """The central, its users' passwords, devices and reads."""
 
-    def __init__(self, root: Path, *, clock: Clock | None = None, console: str = "") -> None:
-        self.env = CentralEnv(root / "site", pid_file=False)
+    def __init__(self, root: Path, *, clock: Clock | None = None, console: str = "", pg_url: str = "") -> None:
+        self.env = CentralEnv(root / "site", pid_file=False, pg_url=pg_url)
         with open(self.env.config, "a") as fh:
             fh.write("\n[console]\nsession_idle_minutes = 15\nsession_max_hours = 8\nlockout_failures = 3\n"
                      "lockout_minutes = 30\nsign_in_per_minute = 50\n" + console)
@@ -79,7 +78,7 @@ class ConsoleWorld:
             self.devices[key] = new.device.device_id
         reg.close()
         self.store_reads()
-        store = SQLiteStore(self.env.data / "central.sqlite")
+        store = self.env.store()
         auth = ConsoleAuth(store.db.conn, self.cfg.console, clock=self.clock)
         for name in ["ada", "tech", "otto", "sue", "audrey"] + [u[0] for u in EXTRA_USERS]:
             auth.set_password(admin, name, PASSWORD)
@@ -98,7 +97,7 @@ class ConsoleWorld:
 
     def store_reads(self, count: int = 36) -> None:
         """Reads sealed to central's data key by each device and stored by the real collector."""
-        store = SQLiteStore(self.env.data / "central.sqlite")
+        store = self.env.store()
         public = load_public_key((self.env.data / "data-key.pub.pem").read_bytes())
         collector = Collector(store, load_opener([self.env.data / "data-key.pem"]))
         now = self.clock()

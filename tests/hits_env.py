@@ -12,7 +12,6 @@ from central.hotlist.lists import Hotlists
 from central.hotlist.matcher import Matcher
 from central.ingest.collector import Collector
 from central.ingest.keys import load_opener
-from central.store.sqlite import SQLiteStore
 from console_env import context_jpeg, jpeg
 from edge_agent.wire import (Alternate, Location, PlateRead, Sealer, encode_batch, encode_read, load_public_key,
                              new_read_id)
@@ -25,9 +24,9 @@ class HitWorld:
 
     def __init__(self, world) -> None:
         self.world = world
-        self.path = world.env.data / "central.sqlite"
+        self.path = world.env.database   # the SQLite file or the PostgreSQL URL
         self._offsets = itertools.count(0)
-        store = SQLiteStore(self.path)
+        store = world.env.store()
         lists = Hotlists(store.db.conn, world.cfg.hotlist, clock=world.clock)
         sue = world.env.user("sue")
         if not any(h.name == "stolen" for h in lists.lists(sue)):
@@ -49,7 +48,7 @@ class HitWorld:
                          alternates=(Alternate(plate[:-1] + "8", 0.41),), crop_jpeg=jpeg(plate),
                          context_jpeg=context_jpeg(plate), location=Location(34.0525, -118.2431, 270.0),
                          model_version="lpr-int8-2026.11")
-        store = SQLiteStore(self.path)
+        store = self.world.env.store()
         try:
             public = load_public_key((self.world.env.data / "data-key.pub.pem").read_bytes())
             collector = Collector(store, load_opener([self.world.env.data / "data-key.pem"]))

@@ -78,7 +78,7 @@ class PgCluster:
 
     def start(self) -> "PgCluster":
         opts = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.root),
-                "fsync": "on" if self.fsync else "off", "max_connections": "100", **self.settings}
+                "fsync": "on" if self.fsync else "off", "max_connections": "300", **self.settings}
         self._pg(["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                   "-o", " ".join(f"-c {k}={v}" for k, v in opts.items()), "start"], timeout=90)
         return self

@@ -39,9 +39,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def central(tmp_path):
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     yield env
     env.close()
 
@@ -64,7 +65,7 @@ def test_missed_heartbeats_raise_an_offline_alert(central):
     device = central.provisioned("lane-1")
     quiet = central.provisioned("lane-1")        # enrolled, never heard from
     clock = Clock(dt.datetime.now(UTC))
-    handler = HealthHandler(central.data / "central.sqlite", clock=clock)
+    handler = HealthHandler(central.database, clock=clock)
     try:
         for _ in range(3):
             _beat(handler, clock, device)
@@ -93,8 +94,8 @@ def test_the_broker_reporting_offline_counts_from_when_it_said_so(central):
     from central.fleet.device_status import DeviceStatusHandler
     device = central.provisioned("lane-1")
     clock = Clock(dt.datetime.now(UTC))
-    status = DeviceStatusHandler(central.data / "central.sqlite", clock=clock)
-    health = HealthHandler(central.data / "central.sqlite", clock=clock)
+    status = DeviceStatusHandler(central.database, clock=clock)
+    health = HealthHandler(central.database, clock=clock)
     try:
         _beat(health, clock, device)
         status.handle(f"alpr/v1/devices/{device}/status", b"offline")
@@ -166,7 +167,7 @@ def test_a_buffer_that_keeps_growing_raises_an_alert_and_one_that_drains_does_no
 def test_device_alerts_command(central):
     device = central.provisioned("lane-1")
     clock = Clock(dt.datetime.now(UTC) - 40 * MIN)
-    handler = HealthHandler(central.data / "central.sqlite", clock=clock)
+    handler = HealthHandler(central.database, clock=clock)
     try:
         _beat(handler, clock, device, cameras=(CameraHealth("lane-1", "running", 9.0, 10, 0, None, ("black",)),))
     finally:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from central.governance.audit import GENESIS, AccessLog, entry_hash, verify
 from central.cli import main
+from central.store.database import dialect
 from central.store.sqlite import SQLiteStore
 from test_governance_support import T0, world  # noqa: F401
 
@@ -25,9 +26,14 @@ def _filled(conn, n=6):
     return log
 
 
-@pytest.fixture
-def conn(tmp_path):
-    store = SQLiteStore(tmp_path / "c.sqlite")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def conn(request, tmp_path):
+    """The access log's connection on each backend: the chain must verify alike."""
+    if request.param == "postgresql":
+        from central.store.database import PgGovernance
+        store = PgGovernance(request.getfixturevalue("pg_url"))
+    else:
+        store = SQLiteStore(tmp_path / "c.sqlite")
     yield store.db.conn
     store.close()
 
@@ -144,6 +150,8 @@ def test_a_forged_purge_record_does_not_excuse_deleting_recent_entries(conn):
 
 
 def test_legacy_access_log_rows_are_moved_into_the_chain(conn):
+    if dialect(conn) != "sqlite":
+        pytest.skip("the pre-0200 access_log table exists only in SQLite files")
     conn.execute("INSERT INTO access_log (at, user, organization, purpose, case_number, query, result_count) "
                  "VALUES ('2026-01-01T00:00:00.000000Z', 'old', 'PD', 'stolen-vehicle', 'C-1', '{\"plate\": \"X1\"}', 2)")
     log = AccessLog(conn)
@@ -171,7 +179,7 @@ def test_any_single_field_edit_is_detected(tmp_path_factory, n, data):
 
 def test_cli_audit_verify_reports_and_exits_1(world, tmp_path, monkeypatch):
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n')
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n' + world.store_toml)
     monkeypatch.setenv("ALPR_TOKEN", world.tokens["audrey"])
     runner = CliRunner()
     ok = runner.invoke(main, ["audit", "verify", "--config", str(cfg)])

@@ -21,7 +21,6 @@ from central.ingest.collector import Collector, CollectorService
 from central.config import Mqtt
 from central.fleet.device_audit import DeviceAuditHandler, verify_device, verify_records
 from central.ingest.keys import load_opener
-from central.store.sqlite import SQLiteStore
 from central.governance.users import Role, UserDirectory
 from conftest import edge_config, wait_for
 from edge_agent.auditlog import AuditPublisher, AuditWatch, DeviceAuditLog
@@ -173,10 +172,13 @@ def test_wire_batch_round_trip_and_rejects(log):
             decode_audit_batch(payload)
 
 
-def test_device_log_syncs_to_central_and_verifies(tmp_path, pki_dir, broker, monkeypatch):
+def test_device_log_syncs_to_central_and_verifies(tmp_path, pki_dir, broker, monkeypatch, store_factory):
+    """On each backend: the collector's handler stores the device's records in
+    central's database (PostgreSQL: the same database as everything else)."""
     db = tmp_path / "central" / "central.sqlite"
-    store = SQLiteStore(db)
-    handler = DeviceAuditHandler(db)
+    store = store_factory(db)
+    target = getattr(store, "url", "") or db
+    handler = DeviceAuditHandler(target)
     service = CollectorService(Mqtt(host="127.0.0.1", port=broker.port, ca_file=str(pki_dir / "ca.crt"),
                                     cert_file=str(pki_dir / "collector.crt"), key_file=str(pki_dir / "collector.key"),
                                     client_id="central.collector-audit"),
@@ -221,7 +223,8 @@ def test_device_log_syncs_to_central_and_verifies(tmp_path, pki_dir, broker, mon
     admin, _ = users.bootstrap("ada", "City PD")
     _, token = users.add(admin, "audrey", "City Auditor", Role.AUDITOR)
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n')
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n' +
+                   (f'[store]\nurl = "{target}"\n' if target != db else ''))
     monkeypatch.setenv("ALPR_TOKEN", token)
     res = CliRunner().invoke(central_main, ["audit", "device", "cam-a", "--config", str(cfg),
                                             "--cert", str(pki_dir / "cam-a.crt")])
@@ -232,5 +235,4 @@ def test_device_log_syncs_to_central_and_verifies(tmp_path, pki_dir, broker, mon
     log.close()
     outbox.close()
     handler.close()
-    store.close()
     time.sleep(0.1)

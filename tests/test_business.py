@@ -13,7 +13,6 @@ import ssl
 
 import pytest
 
-from central.store.sqlite import SQLiteStore
 from central.governance.users import Role
 from edge_agent.wire import PlateRead, new_read_id
 from test_enrollment_env import CentralEnv
@@ -23,9 +22,11 @@ MOU = ["--contact-name", "Pat Owner", "--contact-email", "pat@acme.example", "--
        "CA public agencies with an agreement", "--retention-days", "60", "--consent-date", "2026-11-01"]
 
 
-@pytest.fixture
-def central(tmp_path):
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    """A whole central on each backend (PostgreSQL: a throwaway cluster's database)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     yield env
     env.close()
 
@@ -78,7 +79,7 @@ def test_a_business_user_sees_only_its_own_devices_health_never_reads(central):
     mine = central.provisioned("door-1", owner="acme-market")
     theirs = central.provisioned("lot-1", owner="bobs-garage")
     dept = central.provisioned("lane-1")
-    store = SQLiteStore(central.data / "central.sqlite")
+    store = central.store()
     now = dt.datetime.now(dt.timezone.utc)
     store.add_reads([PlateRead(new_read_id(), mine, "door-1", now, "SECRET1", 0.9, (1, 1, 1, 1)),
                      PlateRead(new_read_id(), theirs, "lot-1", now, "SECRET2", 0.9, (1, 1, 1, 1))], now)
@@ -125,7 +126,7 @@ def test_withdrawal_suspends_devices_and_disables_its_users_but_keeps_stored_rea
     _enroll(central, "acme-market")
     device = central.provisioned("door-1", owner="acme-market")
     dept = central.provisioned("lane-1")
-    store = SQLiteStore(central.data / "central.sqlite")
+    store = central.store()
     now = dt.datetime.now(dt.timezone.utc)
     store.add_reads([PlateRead(new_read_id(), device, "door-1", now, "ABC123", 0.9, (1, 1, 1, 1))], now)
     credential = central.add_user("pat", "acme-market", Role.BUSINESS)

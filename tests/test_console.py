@@ -13,16 +13,23 @@ from starlette.testclient import TestClient
 
 from central.console.app import SESSION_COOKIE, create_app
 from central.governance.audit import AccessLog, verify
-from central.store.sqlite import SQLiteStore
 from console_env import PASSWORD, ConsoleWorld
 from test_enrollment_env import Clock
 
 WHY = {"purpose": "stolen-vehicle", "case": "26-004512"}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    w = ConsoleWorld(tmp_path_factory.mktemp("console"), clock=Clock())
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    """The console's central on each backend (PostgreSQL: a fresh migrated database)."""
+    url = ""
+    if request.param == "postgresql":
+        from central.store.postgres import PostgresStore
+        url = request.getfixturevalue("pg_cluster").new_database()
+        store = PostgresStore(url, check_schema=False)
+        store.migrate()
+        store.close()
+    w = ConsoleWorld(tmp_path_factory.mktemp("console"), clock=Clock(), pg_url=url)
     yield w
     w.close()
 
@@ -53,7 +60,7 @@ def csrf_of(c: TestClient, path: str = "/") -> str:
 
 
 def log(world, action: str) -> list:
-    store = SQLiteStore(world.env.data / "central.sqlite")
+    store = world.env.store()
     try:
         return AccessLog(store.db.conn).entries(action=action)
     finally:
@@ -98,7 +105,7 @@ def test_wrong_passwords_lock_the_account_and_are_logged_without_the_password(ap
     entries = log(world, "sign-in-failed")[failures:]
     assert [e.detail["reason"] for e in entries] == ["wrong password"] * 3 + ["account locked"]
     assert log(world, "account-locked")[-1].user == "sam"
-    store = SQLiteStore(world.env.data / "central.sqlite")
+    store = world.env.store()
     text = "\n".join(str(r) for r in store.db.execute("SELECT * FROM audit_log").fetchall())
     store.close()
     assert "not the password" not in text and PASSWORD not in text
@@ -237,7 +244,7 @@ def test_fleet_for_field_techs_and_admins(app, world):
     assert '<svg class="map"' in page and "plain basemap" in page
     # once the broker reports a device offline (its last will), that wins over recent reads
     from central.fleet.device_status import DeviceStatusHandler
-    handler = DeviceStatusHandler(world.env.data / "central.sqlite")
+    handler = DeviceStatusHandler(world.env.database)
     device = world.devices["dept2"]
     handler.handle(f"alpr/v1/devices/{device}/status", b"offline")
     handler.close()
@@ -245,10 +252,12 @@ def test_fleet_for_field_techs_and_admins(app, world):
     row = {d["device_id"]: d for d in data["devices"]}[device]
     assert row["connection"] == "offline" and row["online"] is False and data["online"] == 3
     # each device's audit-log state, from the seqs central holds (gaps shown; signatures on Device logs)
-    import sqlite3
-    with sqlite3.connect(world.env.data / "central.sqlite") as db:
+    from central.store.database import connect
+    db = connect(world.env.database)
+    with db:
         db.executemany("INSERT INTO device_audit VALUES (?,?,?,?)",
                        [(device, seq, "{}", "2026-12-01T10:00:0%d.000000Z" % seq) for seq in (1, 2, 4)])
+    db.close()
     data = sign_in(app, "tech").get("/api/v1/fleet").json()
     rows = {d["device_id"]: d for d in data["devices"]}
     assert (rows[device]["audit_records"], rows[device]["audit_range"], rows[device]["audit_missing"]) == (3, "1-4", 1)
@@ -311,7 +320,7 @@ def test_auditor_pages_filter_verify_and_report(app, world):
     rep = c.get("/api/v1/reports", params={"period": str(world.clock().year)}).json()
     assert rep["report"]["searches_total"] >= 1
     assert c.get("/api/v1/reports", params={"period": "garbage"}).status_code == 400
-    store = SQLiteStore(world.env.data / "central.sqlite")
+    store = world.env.store()
     try:
         assert verify(store.db.conn, now=app.clock()).ok                # everything above kept the chain
     finally:

@@ -14,7 +14,6 @@ import json
 import pytest
 
 from central.console.app import create_app
-from central.store.sqlite import SQLiteStore
 from console_env import ConsoleWorld
 from hits_env import LISTED, HitWorld
 from test_console import client, csrf_of, log, sign_in
@@ -24,9 +23,17 @@ VIEWERS = ("otto", "sue", "audrey")             # operator, supervisor, auditor
 NO_HITS = ("ada", "tech", "pat")                # admin, field tech, business
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    w = ConsoleWorld(tmp_path_factory.mktemp("console-hits"), clock=Clock())
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    """The console's central with hits on each backend (PostgreSQL: a fresh migrated database)."""
+    url = ""
+    if request.param == "postgresql":
+        from central.store.postgres import PostgresStore
+        url = request.getfixturevalue("pg_cluster").new_database()
+        store = PostgresStore(url, check_schema=False)
+        store.migrate()
+        store.close()
+    w = ConsoleWorld(tmp_path_factory.mktemp("console-hits"), clock=Clock(), pg_url=url)
     w.hits = HitWorld(w)
     yield w
     w.hits.close()
@@ -41,7 +48,7 @@ def app(world):
 
 
 def hit_row(world, hit_id: int) -> tuple:
-    store = SQLiteStore(world.env.data / "central.sqlite")
+    store = world.env.store()
     try:
         return store.db.execute("SELECT visual, source, disposition FROM hits WHERE hit_id = ?", [hit_id]).fetchone()
     finally:

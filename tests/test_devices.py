@@ -12,14 +12,15 @@ from cryptography import x509
 
 from central.ingest.collector import Collector
 from central.ingest.keys import load_opener
-from central.store.sqlite import SQLiteStore
 from edge_agent.wire import PlateRead, Sealer, encode_batch, encode_read, load_public_key, new_read_id
 from test_enrollment_env import CentralEnv
 
 
-@pytest.fixture
-def central(tmp_path):
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    """A whole central on each backend (PostgreSQL: a throwaway cluster's database)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     yield env
     env.close()
 
@@ -125,7 +126,7 @@ def test_config_errors_exit_78_naming_the_key(central, table, line, message):
 
 def test_the_collector_stores_only_active_devices_and_the_check_is_cached_briefly(central):
     a = central.provisioned("lane-1")
-    store = SQLiteStore(central.data / "central.sqlite")
+    store = central.store()
     registry = central.registry()
     now = [0.0]
     collector = Collector(store, load_opener([central.data / "data-key.pem"]),

@@ -26,7 +26,8 @@ from central.config import load as load_central_config
 from central.fleet.enrollment import EnrollmentServer, EnrollmentService, EnrollmentSettings, data_public_key_pem
 from central.ingest.keys import init_data_key, load_opener
 from central.fleet.registry import CameraSpec, Registry
-from central.store.sqlite import SQLiteStore
+from central.store import open_store
+from central.store.database import open_governance
 from central.governance.users import Role, User, UserDirectory
 from conftest import wait_for
 
@@ -35,9 +36,12 @@ STAFF = [("tech", "City PD", Role.FIELD_TECH), ("otto", "City PD", Role.OPERATOR
 
 
 class CentralEnv:
-    def __init__(self, root: Path, *, pid_file: bool = True) -> None:
+    def __init__(self, root: Path, *, pid_file: bool = True, pg_url: str = "") -> None:
+        """``pg_url``: keep everything in that (migrated) PostgreSQL database
+        instead of the SQLite file ``central/central.sqlite``."""
         self.root = root
         self.data = root / "central"
+        self.database = pg_url or str(self.data / "central.sqlite")
         self.broker_port = broker_mod.free_port()
         self.enroll_port = broker_mod.free_port()
         root.mkdir(parents=True, exist_ok=True)
@@ -62,6 +66,7 @@ bind = "127.0.0.1"
 port = {self.broker_port}
 {'pid_file = "broker/mosquitto.pid"' if pid_file else ''}
 run_as = "{getpass.getuser()}"
+{f'[store]{chr(10)}url = "{pg_url}"' if pg_url else ''}
 """)
         init_data_key(self.data / "data-key.pem", self.data / "data-key.pub.pem")
         self.tokens: dict[str, str] = {}
@@ -92,7 +97,7 @@ run_as = "{getpass.getuser()}"
                                   env=env)
 
     def _directory(self):
-        store = SQLiteStore(self.data / "central.sqlite")
+        store = open_governance(self.database)
         return store, UserDirectory(store.db.conn)
 
     def add_user(self, name: str, organization: str, role: Role) -> str:
@@ -138,8 +143,13 @@ run_as = "{getpass.getuser()}"
         finally:
             registry.close()
 
+    def store(self):
+        """The store (reads and governance) on this central's backend."""
+        pg = self.database.startswith("postgresql")
+        return open_store("postgresql" if pg else "sqlite", self.database, self.database if pg else "")
+
     def registry(self, clock=None) -> Registry:
-        return Registry(self.data / "central.sqlite", clock=clock)
+        return Registry(self.database, clock=clock)
 
     def start_enrollment(self, clock=None) -> EnrollmentServer:
         registry = self.registry(clock)
@@ -169,7 +179,7 @@ run_as = "{getpass.getuser()}"
         return proc
 
     def start_collector(self):
-        store = SQLiteStore(self.data / "central.sqlite")
+        store = self.store()
         registry = self.registry()
         collector = Collector(store, load_opener([self.data / "data-key.pem"]),
                               device_allowed=registry.allow_list(ttl=0.0))

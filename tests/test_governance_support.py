@@ -1,5 +1,6 @@
-"""Shared helpers for the governance tests (no tests here): a real SQLite
-store in tmp_path, a fixed clock, and one named user per role."""
+"""Shared helpers for the governance tests (no tests here): a real store
+(a SQLite file in tmp_path, or a fresh PostgreSQL database: ``world`` is
+parametrized over both), a fixed clock, and one named user per role."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ class World:
     def conn(self):
         return self.store.db.conn
 
+    @property
+    def database(self) -> str:
+        """What Matcher, Sender, Registry take: the SQLite file or the PostgreSQL URL."""
+        return getattr(self.store, "url", "") or str(self.store.path)
+
+    @property
+    def store_toml(self) -> str:
+        """The ``[store]`` table a CLI test's config needs to reach this world's store."""
+        url = getattr(self.store, "url", "")
+        return f'[store]\nurl = "{url}"\n' if url else ""
+
     def add_read(self, plate: str, at: dt.datetime, *, device: str = "cam-a", camera: str = "lane-1",
                  crop: bytes | None = b"\xff\xd8crop") -> PlateRead:
         read = PlateRead(new_read_id(), device, camera, at, plate, 0.9, (1, 2, 3, 4), crop_jpeg=crop)
@@ -66,8 +78,14 @@ def listed(world: "World", plate: str, *, added_at: dt.datetime, expires_at: dt.
         world.clock.now = saved
 
 
-def make_world(path) -> World:
-    store = SQLiteStore(path)
+def make_world(path, url: str = "") -> World:
+    """One named user per role in a fresh store: the SQLite file at ``path``, or
+    (``url``) everything in a fresh migrated PostgreSQL database."""
+    if url:
+        from central.store.postgres import PostgresStore
+        store = PostgresStore(url)
+    else:
+        store = SQLiteStore(path)
     clock = Clock()
     users = UserDirectory(store.db.conn, clock=clock)
     admin, admin_token = users.bootstrap("ada", "City PD")
@@ -83,8 +101,19 @@ def make_world(path) -> World:
                  made["bob"], tokens)
 
 
-@pytest.fixture
-def world(tmp_path):
-    w = make_world(tmp_path / "central" / "central.sqlite")
+# The suites run on both backends; the console's run on SQLite only (its code
+# uses the same storage layer, but its browser tests are slow on 2 shared cores).
+BOTH_BACKENDS = {"test_users", "test_audit", "test_retention", "test_sharing", "test_governance_cli",
+                 "test_hotlist_lists", "test_hotlist_hits", "test_report", "test_insider"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request, tmp_path):
+    """The governance world on each backend (the PostgreSQL one in a throwaway
+    cluster; see conftest.pg_cluster) for the suites in BOTH_BACKENDS."""
+    if request.param == "postgresql" and request.module.__name__.rsplit(".", 1)[-1] not in BOTH_BACKENDS:
+        pytest.skip("this suite runs on SQLite only (test_governance_support.BOTH_BACKENDS)")
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    w = make_world(tmp_path / "central" / "central.sqlite", url)
     yield w
     w.store.close()

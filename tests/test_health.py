@@ -96,9 +96,13 @@ def test_the_acl_lets_a_device_publish_only_its_own_health():
 
 
 # -- central keeps the latest and a bounded history -----------------------------------
-def test_latest_and_bounded_history_with_central_measured_skew(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_latest_and_bounded_history_with_central_measured_skew(tmp_path, backend, request):
     db = tmp_path / "central.sqlite"
-    SQLiteStore(db).close()
+    if backend == "postgresql":
+        db = request.getfixturevalue("pg_url")   # the handler on the PostgreSQL governance tables
+    else:
+        SQLiteStore(db).close()
     now = [T0 + dt.timedelta(seconds=3)]      # central's clock 3 s ahead of the device's
     handler = HealthHandler(db, clock=lambda: now[0], history=3)
     try:
@@ -181,9 +185,10 @@ def test_a_running_agent_reports_its_health_to_central(tmp_path, pki_dir, broker
 
 
 # -- the command ------------------------------------------------------------------
-@pytest.fixture
-def central(tmp_path):
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     env.add_user("pat", "acme", Role.BUSINESS)
     yield env
     env.close()
@@ -192,7 +197,7 @@ def central(tmp_path):
 def test_device_health_shows_each_user_the_devices_they_may_see(central):
     city = central.provisioned("lane-1")
     shop = central.provisioned("door", owner="acme")
-    handler = HealthHandler(central.data / "central.sqlite")
+    handler = HealthHandler(central.database)
     try:
         handler.handle(f"alpr/v1/devices/{city}/health", encode_health(sample(city, sent_at=dt.datetime.now(UTC), cameras=(
             CameraHealth("lane-1", "running", 9.5, 100, 3, "v4l2: timeout", ("black",)),))))

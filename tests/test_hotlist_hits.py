@@ -34,7 +34,7 @@ CFG = Hotlist(categories=(("stolen-vehicle", 365), ("missing-person", 30)), dedu
 def env(world):
     lists = Hotlists(world.conn, CFG, clock=world.clock)
     lists.create(world.admin, "svs", "stolen-vehicle")
-    matcher = Matcher(world.store.path, CFG, clock=world.clock)
+    matcher = Matcher(world.database, CFG, clock=world.clock)
     yield world, lists, matcher, HitBook(world.conn, clock=world.clock)
     matcher.close()
 
@@ -102,7 +102,7 @@ def test_matching_resumes_from_the_durable_cursor(env):
     world, lists, matcher, book = env
     put(lists, world, "7ABC123")
     read(world, "7ABC123")
-    restarted = Matcher(world.store.path, CFG, clock=world.clock)  # never saw the read; another process
+    restarted = Matcher(world.database, CFG, clock=world.clock)  # never saw the read; another process
     try:
         assert len(restarted.match_pending()) == 1
     finally:
@@ -330,7 +330,7 @@ def test_webhook_redirect_is_a_failed_attempt_not_followed(env, tmp_path):
                        max_attempts=2)
         matcher.cfg = Hotlist(categories=CFG.categories, webhooks=(hook,))
         hit_id = verified_hit(env)
-        sender = Sender(world.store.path, hook, clock=world.clock)
+        sender = Sender(world.database, hook, clock=world.clock)
         [(delivery_id, hit, attempts)] = sender.due()
         assert hit == hit_id and not sender.deliver(delivery_id, hit, attempts)
         assert got == ["/hits"]
@@ -353,7 +353,7 @@ def test_two_senders_never_take_the_same_delivery(env, tmp_path):
     hook = Webhook("cad", "http://127.0.0.1:9/hits", str(tmp_path / "s.secret"))
     matcher.cfg = Hotlist(categories=CFG.categories, webhooks=(hook,))
     verified_hit(env)
-    a, b = (Sender(world.store.path, hook, clock=world.clock) for _ in range(2))
+    a, b = (Sender(world.database, hook, clock=world.clock) for _ in range(2))
     try:
         assert len(a.due()) == 1 and b.due() == []
         world.clock.now = T0 + dt.timedelta(minutes=5)   # the lease ran out (the first sender died)

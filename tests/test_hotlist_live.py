@@ -1,5 +1,5 @@
 """The live path with a real Mosquitto, the real agent process and real
-SQLite: a demo vehicle whose plate is listed raises exactly one hit with its
+SQLite or PostgreSQL: a demo vehicle whose plate is listed raises exactly one hit with its
 crop; webhook receivers on loopback get a correctly signed payload; a receiver
 that hangs and fails is retried while ingest goes on."""
 
@@ -90,10 +90,11 @@ def run_agent(config):
 
 
 def test_listed_demo_plate_raises_one_hit_and_signed_webhooks(tmp_path, pki_dir, broker, collector_factory,
-                                                              sample_clip, receivers):
+                                                              sample_clip, receivers, store_factory):
     video, sidecar = sample_clip
     plates = json.loads(sidecar.read_text())["plates"]
-    central = collector_factory(broker.port)
+    store = store_factory(tmp_path / "central.sqlite")   # each backend (PostgreSQL: matched through read_feed)
+    central = collector_factory(broker.port, store=store)
     conn = central.store.db.conn
     users = UserDirectory(conn)
     admin, _ = users.bootstrap("ada", "City PD")
@@ -111,7 +112,7 @@ def test_listed_demo_plate_raises_one_hit_and_signed_webhooks(tmp_path, pki_dir,
     now = dt.datetime.now(dt.timezone.utc)
     entry = lists.add(admin, "demo", EntryInput(plates[0], "stolen (test)", "City PD", "SVS-1",
                                                 now + dt.timedelta(days=3), "CA", "24-0001"))
-    service = HotlistService(central.store.path, cfg).attach(central.collector).start()
+    service = HotlistService(getattr(store, "url", "") or store.path, cfg).attach(central.collector).start()
     try:
         code, out = run_agent(edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar)))
         assert code == 0, out

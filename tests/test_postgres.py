@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -72,7 +73,8 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
 
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
-    assert "applied 1 migration(s): 0001_reads" in result.output
+    assert "applied 3 migration(s): 0001_reads, 0200_governance, 0201_read_feed" in result.output
+    assert "db copy" not in result.output   # no SQLite file with users: nothing to copy
     assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
     PostgresStore(url).close()  # opens now
 
@@ -100,12 +102,46 @@ def test_a_sqlite_store_migrated_by_a_newer_central_is_refused(tmp_path):
         SQLiteStore(tmp_path / "c.sqlite")
 
 
-def test_governance_commands_that_still_read_sqlite_refuse_instead_of_counting_nothing(pg_url, tmp_path):
-    config = _config(tmp_path, pg_url)
-    for args in (["retention", "purge", "--config", config],
-                 ["report", "transparency", "--config", config, "--period", "2026"]):
-        result = CliRunner().invoke(main, args)
-        assert result.exit_code == 1 and "does not work with reads on PostgreSQL yet" in result.output, args
+def test_retention_on_postgresql_drops_whole_months_deletes_at_the_edges_and_keeps_held_reads(pg_url, tmp_path):
+    """Non-hit reads kept 60 days: months wholly past it are dropped as partitions
+    (a month holding a held read is not: it goes row by row around the read); the
+    edge month loses only its expired rows; a purged read sent again stays gone."""
+    from central.config import Retention
+    from central.governance.retention import Governor
+    from central.store.database import PgGovernance
+    from test_governance_support import make_world
+    world = make_world(tmp_path / "unused.sqlite", pg_url)
+    now = world.clock.now = dt.datetime(2026, 8, 15, 12, tzinfo=UTC)
+    # hits kept a year: a purged non-hit read is younger than the longest retention, so it gets a tombstone
+    gov = Governor(world.conn, Retention(non_hit_days=60, hit_days=365, image_days=60), clock=world.clock)
+    month = lambda y, m, d=10: dt.datetime(y, m, d, 12, tzinfo=UTC)  # noqa: E731
+    old = [world.add_read(f"OLD{i}", month(2026, 3, 1 + i)) for i in range(3)]      # March: dropped whole
+    held = world.add_read("CASE1", month(2026, 4, 5))                               # April: held, stays
+    april = world.add_read("APR1", month(2026, 4, 6))                              # April: row delete
+    edge_old = world.add_read("EDGE1", month(2026, 6, 1))                          # June 1: past 60 days
+    edge_new = world.add_read("EDGE2", month(2026, 6, 30))                         # June 30: inside
+    hold = gov.request_hold(world.operator, case_number="24-0042", plates=["CASE1"], since=month(2026, 4, 1),
+                            until=month(2026, 4, 30), reason="litigation", review_on=(now + dt.timedelta(days=90)).date())
+    gov.approve_hold(world.supervisor, hold.hold_id)
+    assert gov.purge(world.admin, dry_run=True).counts["non_hit_reads"] == 5
+    result = gov.purge(world.admin)
+    assert result.counts["non_hit_reads"] == 5 and result.held_kept == 1
+    months = {m.strftime("%Y%m") for m, _ in world.store.partitions()}
+    assert "202603" not in months and {"202604", "202606"} <= months  # March dropped whole
+    assert sorted(world.store.read_ids()) == sorted([held.read_id, edge_new.read_id])
+    images = {str(r[0]) for r in world.conn.execute("SELECT read_id FROM read_images")}
+    assert images == {held.read_id, edge_new.read_id}
+    assert world.store.add_reads([old[0], april, edge_old], now) == []  # tombstoned: replays stay gone
+    assert sorted(world.store.read_ids()) == sorted([held.read_id, edge_new.read_id])
+    from central.governance.audit import verify
+    assert verify(world.conn, now=now).ok
+    world.store.close()
+    pg = PgGovernance(pg_url)
+    try:
+        [run] = pg.db.conn.execute("SELECT counts FROM purge_runs").fetchall()
+        assert json.loads(run[0])["non_hit_reads"] == 5
+    finally:
+        pg.close()
 
 
 # -- partitions and idempotency ----------------------------------------------------------
@@ -222,7 +258,9 @@ def test_db_copy_keeps_every_read_and_image_and_resumes(pg_url, tmp_path):
     args = ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to", pg_url, "--chunk", "100"]
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"reads": 250, "images": 250 + 84, "new": 250, "verified": 250}
+    doc = json.loads(result.output)
+    assert {k: doc[k] for k in ("reads", "images", "new", "verified")} == {"reads": 250, "images": 250 + 84,
+                                                                            "new": 250, "verified": 250}
     store = PostgresStore(pg_url)
     try:
         got = {s.read.read_id: s for s in store.search(Search(plate="CP*", limit=1000))}
@@ -234,7 +272,92 @@ def test_db_copy_keeps_every_read_and_image_and_resumes(pg_url, tmp_path):
         store.close()
     result = CliRunner().invoke(main, args)  # again: nothing new, every row checked
     assert result.exit_code == 0 and "copied 250 read(s) (0 new)" in result.output
-    assert "governance tables" in result.output and "not on PostgreSQL yet" in result.output
+    assert "governance table(s)" in result.output and "ok: the access-log chain verifies on the copy" in result.output
+
+
+def test_db_copy_moves_the_governance_tables_and_the_chain_verifies_on_the_copy(pg_url, tmp_path):
+    """A pilot with users, access-log entries (searches, a hold, a purge record),
+    a device in the registry, a sharing agreement: db copy moves every row,
+    unchanged; audit verify passes on PostgreSQL with the same head; new entries
+    and new numbered rows continue after the copied ones."""
+    from central.governance.audit import AccessLog, verify
+    from central.governance.retention import Governor
+    from central.config import Retention
+    from central.store.database import PgGovernance
+    from test_governance_support import make_world
+    world = make_world(tmp_path / "pilot.sqlite")
+    T0 = world.clock.now  # the governance fixtures' time (entries must not be dated after today)
+    world.add_read("7ABC123", T0 - dt.timedelta(days=3))
+    gov = Governor(world.conn, Retention(access_log_days=30), clock=world.clock)
+    hold = gov.request_hold(world.operator, case_number="C-1", plates=["7ABC123"], since=T0 - dt.timedelta(days=9),
+                            until=T0, reason="investigation", review_on=(T0 + dt.timedelta(days=30)).date())
+    gov.approve_hold(world.supervisor, hold.hold_id)
+    world.clock.now = T0 + dt.timedelta(days=40)  # the first entries are past the access log's 30 days
+    gov.purge(world.admin)
+    for i in range(3):
+        AccessLog(world.conn, clock=world.clock).append(user="otto", organization="City PD", action="search",
+                                                        purpose="stolen-vehicle", case_number=f"C-{i}",
+                                                        detail={"plate": "7AB*"}, result_count=i)
+    src_head = AccessLog(world.conn).head()
+    src_rows = {t: world.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("users", "user_tokens", "audit_log", "legal_holds", "purge_runs", "businesses")}
+    assert verify(world.conn, now=world.clock.now).ok and src_rows["audit_log"] == 5
+    world.store.close()
+    args = ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to", pg_url, "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["chain_ok"] and tuple(doc["audit_head"]) == src_head and doc["tables"]["audit_log"] == src_rows[
+        "audit_log"]
+    again = CliRunner().invoke(main, args)  # idempotent
+    assert again.exit_code == 0 and json.loads(again.output)["audit_head"] == doc["audit_head"]
+    pg = PgGovernance(pg_url)
+    try:
+        conn = pg.db.conn
+        assert {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in src_rows} == src_rows
+        report = verify(conn, now=world.clock.now)
+        assert report.ok and (report.head_seq, report.head_hash) == src_head
+        log = AccessLog(conn, clock=world.clock)
+        entry = log.append(user="ada", organization="City PD", action="after-copy")
+        assert entry.seq == src_head[0] + 1 and entry.prev_hash == src_head[1]
+        assert verify(conn, now=world.clock.now).ok
+        later = Governor(conn, clock=world.clock).request_hold(
+            world.operator, case_number="C-2", plates=["8XYZ999"], since=T0, until=T0 + dt.timedelta(days=1),
+            reason="another", review_on=(T0 + dt.timedelta(days=60)).date())
+        assert later.hold_id == hold.hold_id + 1  # the key counter moved past the copied rows
+    finally:
+        pg.close()
+    config = _config(tmp_path, pg_url)
+    Path(config).write_text(Path(config).read_text() + "[retention]\naccess_log_days = 30\n")  # as purged
+    verified = CliRunner().invoke(main, ["audit", "verify", "--config", config],
+                                  env={"ALPR_TOKEN": world.tokens["audrey"]})   # the auditor's token, copied too
+    assert verified.exit_code == 0 and "ok: the chain is intact" in verified.output, verified.output
+
+
+def test_db_migrate_says_to_copy_the_governance_tables_of_a_reads_only_install(pg_cluster, tmp_path):
+    """The previous release kept users, the access log and the registry in the
+    SQLite file beside reads on PostgreSQL: migrating creates those tables empty
+    in PostgreSQL, and says how to copy them (central would otherwise start with
+    no users and no enrolled devices)."""
+    from test_governance_support import make_world
+    url = pg_cluster.new_database()
+    config = _config(tmp_path, url)
+    make_world(tmp_path / "central" / "central.sqlite").store.close()
+    result = CliRunner().invoke(main, ["db", "migrate", "--config", config])
+    assert result.exit_code == 0 and "holds users: copy them before starting central" in result.output
+    assert f"alpr-central db copy --from sqlite://{tmp_path / 'central' / 'central.sqlite'}" in result.output
+
+
+def test_db_copy_refuses_a_governance_column_postgresql_lacks(pg_url, tmp_path):
+    """A SQLite migration without its PostgreSQL twin: the copy stops before
+    dropping the column's data (nothing of the governance tables is written)."""
+    import sqlite3
+    SQLiteStore(tmp_path / "pilot.sqlite").close()
+    with sqlite3.connect(tmp_path / "pilot.sqlite") as conn:
+        conn.execute("ALTER TABLE devices ADD COLUMN rollout_ring TEXT")
+    result = CliRunner().invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}",
+                                       "--to", pg_url])
+    assert result.exit_code == 1 and "devices: PostgreSQL lacks column(s) rollout_ring" in result.output
 
 
 def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
@@ -246,7 +369,7 @@ def test_db_copy_refuses_what_it_cannot_do(pg_url, tmp_path):
     assert result.exit_code == 2 and "no password" in result.output
     result = runner.invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path}/missing.sqlite", "--to", pg_url])
     assert result.exit_code == 1 and "cannot read" in result.output
-    assert "not on PostgreSQL yet" in runner.invoke(main, ["db", "copy", "--help"]).output
+    assert "every governance table" in runner.invoke(main, ["db", "copy", "--help"]).output
 
 
 # -- collectors over Mosquitto, PostgreSQL restarted mid-stream --------------------------
@@ -272,7 +395,7 @@ def _device(tmp_path, pki_dir, certs, port, device, n, stop):
 
 
 def _collector_process(tmp_path, pki_dir, port, url, index):
-    """A real ``alpr-central run`` on PostgreSQL (governance in tmp_path/central)."""
+    """A real ``alpr-central run`` on PostgreSQL (everything there)."""
     import subprocess
     import sys
     cfg = tmp_path / f"central-{index}.toml"
@@ -303,8 +426,7 @@ def test_collectors_killed_and_postgres_restarted_mid_stream_lose_and_double_not
     from central.cli.demo import enroll_locally
     from central.fleet.ca import CertificateAuthority
     from central.fleet.registry import Registry
-    SQLiteStore(tmp_path / "central" / "central.sqlite").close()
-    registry = Registry(tmp_path / "central" / "central.sqlite")
+    registry = Registry(pg_url)  # the registry is in PostgreSQL too
     certs = tmp_path / "certs"
     try:  # enrolled and active, or the collectors store nothing of theirs
         ca = CertificateAuthority.load(pki_dir / "ca.key", pki_dir / "ca.crt")

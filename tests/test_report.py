@@ -60,7 +60,7 @@ def populated(world):
     gov = Governor(w.conn, clock=w.clock)
     listed(w, "7ABC123", added_at=Q3 - 30 * DAY, expires_at=Q3 + 30 * DAY)
     from central.hotlist.matcher import Matcher
-    matcher = Matcher(w.store.path, clock=w.clock)
+    matcher = Matcher(w.database, clock=w.clock)
     assert len(matcher.match_pending()) == 1  # the listed plate's read raises a hit
     matcher.close()
     for purpose, n in (("stolen-vehicle", 2), ("criminal-investigation", 1)):
@@ -85,7 +85,7 @@ def test_transparency_report_renders_in_chromium(populated, tmp_path, monkeypatc
     reg.export(w.supervisor, req.request_id, w.store, tmp_path / "b.zip", key)
     Governor(w.conn, clock=w.clock).purge(w.admin)
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n' + w.store_toml +
                    '[query]\npurposes = ["stolen-vehicle", "criminal-investigation"]\n'
                    '[policy]\nagency = "City of Example Police"\ncustodian = "Lt. A. Custodian"\n')
     monkeypatch.setenv("ALPR_TOKEN", w.tokens["audrey"])
@@ -165,7 +165,7 @@ def test_cameras_by_owner_come_from_the_registry(populated, tmp_path):
 def test_report_needs_a_role_that_reads_reports(populated, tmp_path, monkeypatch):
     w, *_ = populated
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n')
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n' + w.store_toml)
     monkeypatch.setenv("ALPR_TOKEN", w.tokens["otto"])
     res = CliRunner().invoke(main, ["report", "transparency", "--config", str(cfg), "--period", "2026-Q3",
                                     "--out", str(tmp_path / "out")])

@@ -69,7 +69,7 @@ def test_purge_never_touches_held_reads(world, gov):
     gov.approve_hold(world.supervisor, hold.hold_id)
     result = gov.purge(world.admin)
     assert plates(world) == ["CASE1"] and result.held_kept == 1
-    assert world.conn.execute("SELECT read_id FROM read_images").fetchall() == [(held.read_id,)]
+    assert [str(r[0]) for r in world.conn.execute("SELECT read_id FROM read_images")] == [held.read_id]
     gov.release_hold(world.supervisor, hold.hold_id, reason="case closed")
     gov.purge(world.admin)
     assert plates(world) == []

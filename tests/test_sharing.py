@@ -198,7 +198,7 @@ def test_cli_share_flow_verify_and_recipients(world, tmp_path, monkeypatch):
     now = dt.datetime.now(dt.timezone.utc)
     world.add_read("7ABC123", now - DAY)
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n' + world.store_toml +
                    '[query]\npurposes = ["stolen-vehicle"]\n')
     r = CliRunner()
 

@@ -62,12 +62,12 @@ def open_store(cfg):
 
 
 def require_sqlite_reads(cfg, what: str) -> None:
-    """Refuse a command that still reads the ``reads`` table through the SQLite
-    connection when the reads live on PostgreSQL: it would silently see none."""
+    """Refuse a command whose tables have no PostgreSQL twin yet (the labelled
+    set): on PostgreSQL it would silently see none of the reads."""
     if cfg.store.type != "sqlite":
         raise click.ClickException(
-            f"{what} does not work with reads on PostgreSQL yet: it still reads the SQLite file, which holds "
-            "none of them (see docs/scaling.md, 'What is not on PostgreSQL yet')")
+            f"{what} does not work with the store on PostgreSQL yet (see docs/scaling.md, "
+            "'What is not on PostgreSQL yet')")
 
 
 def parse_when(value: str | None, name: str) -> dt.datetime | None:

@@ -40,7 +40,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 def _registry(cfg):
     from ..fleet.registry import Registry
     try:
-        return Registry(cfg.store.path)
+        return Registry(cfg.store.database)
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
 

@@ -28,7 +28,7 @@ def _views(config_path, token_file, owner, *, alerts: bool = False):
     from ..fleet.health import fleet_health
     from ..fleet.registry import Registry
     try:
-        registry = Registry(cfg.store.path)
+        registry = Registry(cfg.store.database)
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
     try:

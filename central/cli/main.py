@@ -62,7 +62,7 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
         raise ConfigFailure(str(exc)) from None
     store = _open_store(cfg)
     from ..fleet.registry import Registry
-    registry = Registry(cfg.store.path)  # only active, enrolled devices' reads are stored
+    registry = Registry(cfg.store.database)  # only active, enrolled devices' reads are stored
     # A device's own claims are checked against the registry (its cameras, its
     # enrollment time) and the longest retention period.
     max_age = dt.timedelta(days=max(cfg.retention.hit_days, cfg.retention.non_hit_days))
@@ -71,13 +71,13 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
                                                    device_allowed=registry.allow_list(),
                                                    device_facts=registry.device_facts(), max_age=max_age))
     from ..fleet.device_audit import DeviceAuditHandler
-    service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.audit_handler = DeviceAuditHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..hotlist.service import HotlistService
     from ..fleet.alert_feed import AlertFeed
     hotlists = None
     try:  # matches each stored read against the hotlists after the ack; sends webhooks
         if cfg.hotlist.matcher:
-            hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
+            hotlists = HotlistService(cfg.store.database, cfg.hotlist).attach(service.collector).start()
         alert_feed = AlertFeed(cfg.store.path, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
     except ConfigError as exc:
         if hotlists is not None:
@@ -86,9 +86,9 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
         registry.close()
         raise ConfigFailure(str(exc)) from None
     from ..fleet.device_status import DeviceStatusHandler
-    service.status_handler = DeviceStatusHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.status_handler = DeviceStatusHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.health import HealthHandler
-    service.health_handler = HealthHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.health_handler = HealthHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.remote_config import RemoteConfigHandler
     service.config_handler = RemoteConfigHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.update_service import UpdateService
@@ -176,7 +176,7 @@ def config_check(config_path: str) -> None:
     problems = check(cfg)  # each key / certificate path must hold a key / certificate of the right kind
     if problems:
         raise ConfigFailure("; ".join(str(p) for p in problems))
-    where = cfg.store.path if cfg.store.type == "sqlite" else f"{cfg.store.url} (governance in {cfg.store.path})"
+    where = cfg.store.path if cfg.store.type == "sqlite" else cfg.store.url
     warned = f" ({len(cfg.notices)} warning(s) above: the config works, but change it)" if cfg.notices else ""
     click.echo(f"ok: store {cfg.store.type} at {where}, broker {cfg.mqtt.host}:{cfg.mqtt.port}{warned}")
 

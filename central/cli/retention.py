@@ -14,7 +14,6 @@ from . import output as out
 from .common import config_option
 from .common import load_config as _load
 from .common import parse_when as _when
-from .common import require_sqlite_reads
 from .session import Session, json_option, parse_date, token_option
 
 
@@ -36,8 +35,7 @@ def _governor(s: Session):
 @json_option
 def retention_purge(config_path, token_file, dry_run, as_json) -> None:
     """Delete what is past its retention period (never held reads); records counts, never plates.
-    Refused while the reads are on PostgreSQL (not built there yet: docs/scaling.md)."""
-    require_sqlite_reads(_load(config_path), "retention purge")
+    On PostgreSQL whole expired months of reads are dropped; only the edges are deleted row by row."""
     with Session(config_path, token_file) as s:
         result = _governor(s).purge(s.user, dry_run=dry_run)
     if as_json:
@@ -162,10 +160,8 @@ def report_group() -> None:
 @click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder for transparency-<period>.html and .json.")
 def report_transparency(config_path, token_file, period, out_dir) -> None:
-    """Write the transparency report: a self-contained HTML page with charts and its JSON twin.
-    Refused while the reads are on PostgreSQL (it would count none: docs/scaling.md)."""
+    """Write the transparency report: a self-contained HTML page with charts and its JSON twin."""
     from ..governance.report import build, parse_period, write
-    require_sqlite_reads(_load(config_path), "the transparency report")
     with Session(config_path, token_file) as s:
         try:
             start, end = parse_period(period)

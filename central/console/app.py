@@ -224,10 +224,20 @@ class ConsoleApp:
     def backend(self) -> Backend:
         b = getattr(self._local, "backend", None)
         if b is None:
-            b = self._local.backend = Backend(self.cfg, clock=self.clock)
+            b = self._local.backend = Backend(self.cfg, clock=self.clock, reads=self._reads())
             with self._lock:
                 self._backends.append(b)
         return b
+
+    def _reads(self):
+        """PostgreSQL: one read store (a pool of up to 4 connections) for every worker thread."""
+        if self.cfg.store.type != "postgresql":
+            return None
+        with self._lock:
+            if getattr(self, "_read_store", None) is None:
+                from ..store.postgres import PostgresStore
+                self._read_store = PostgresStore(self.cfg.store.url, min_size=0, max_size=4)
+            return self._read_store
 
     def close(self) -> None:
         with self._lock:
@@ -239,6 +249,9 @@ class ConsoleApp:
                 except Exception:  # noqa: BLE001 - closing on shutdown; nothing to do about it
                     pass
             self._backends.clear()
+            if getattr(self, "_read_store", None) is not None:
+                self._read_store.close()
+                self._read_store = None
 
     def _who(self, request: Request) -> tuple[User, object]:
         """(user, session); session is None for a Bearer token."""
@@ -372,7 +385,7 @@ class ConsoleApp:
             return self._refuse(request, True, 401, str(exc))
         after = request.headers.get("last-event-id") or request.query_params.get("after")
         stop = threading.Event()
-        conn = connect(self.cfg.store.path)
+        conn = connect(self.cfg.store.database)
         try:
             chunks = await run_in_threadpool(HitBook(conn, clock=self.clock).sse, user, after, stop)
         except PermissionDenied as exc:

@@ -22,12 +22,19 @@ from .auth import ConsoleAuth
 class Backend:
     """Opened once per worker thread (a SQLite connection serves one thread at a time)."""
 
-    def __init__(self, cfg: CentralConfig, *, clock=utcnow) -> None:
+    def __init__(self, cfg: CentralConfig, *, clock=utcnow, reads=None) -> None:
+        """``reads``: on PostgreSQL, the app's shared read store (its pool serves
+        every worker thread; each thread has its own governance connection)."""
         self.cfg = cfg
         self.clock = clock
-        self.store = SQLiteStore(cfg.store.path)
+        pg = cfg.store.type == "postgresql"
+        if pg:  # one governance connection per worker thread, shared with the registry
+            from ..store.database import PgGovernance
+            self.store = ThreadStore(reads, PgGovernance(cfg.store.url))
+        else:
+            self.store = SQLiteStore(cfg.store.path)
         self.conn = self.store.db.conn
-        self.registry = Registry(cfg.store.path, clock=clock)
+        self.registry = Registry(cfg.store.database, clock=clock, store=self.store if pg else None)
         self.auth = ConsoleAuth(self.conn, cfg.console, clock=clock)
 
     def now(self) -> dt.datetime:
@@ -36,6 +43,21 @@ class Backend:
     def close(self) -> None:
         self.registry.close()
         self.store.close()
+
+
+class ThreadStore:
+    """A worker thread's view of the PostgreSQL store: the shared read pool
+    (searches, reads, images) with this thread's own governance connection as
+    ``db``, so one thread's transaction never takes in another's statements."""
+
+    def __init__(self, reads, governance) -> None:
+        self._reads, self.governance, self.db = reads, governance, governance.db
+
+    def __getattr__(self, name):
+        return getattr(self._reads, name)
+
+    def close(self) -> None:
+        self.governance.close()   # the shared read pool is the app's to close
 
 
 def plain(value):

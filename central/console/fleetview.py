@@ -27,8 +27,8 @@ ONLINE_WITHIN = dt.timedelta(minutes=15)
 def _last_read(b: Backend, device_id: str) -> tuple[dt.datetime | None, dt.datetime | None]:
     row = b.conn.execute("SELECT max(captured_at), max(stored_at) FROM reads WHERE device_id = ?",
                          [device_id]).fetchone()
-    parse = (lambda t: dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-             if t else None)
+    parse = (lambda t: t.astimezone(dt.timezone.utc) if isinstance(t, dt.datetime)   # PostgreSQL's timestamptz
+             else dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc) if t else None)
     return parse(row[0]), parse(row[1])
 
 

@@ -43,14 +43,16 @@ from edge_agent.wire.audit import GENESIS, AuditAck, AuditRecord, decode_audit_b
     record_from_dict, record_hash
 
 from ..governance.audit import ts, utcnow
+from ..store.database import connect, dialect
 
 logger = logging.getLogger(__name__)
 
 
 class DeviceAuditHandler:
     def __init__(self, db_path, *, topic_prefix: str = "alpr/v1/devices", clock=utcnow) -> None:
-        self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn = connect(db_path)  # a SQLite file or a postgresql:// URL
+        if dialect(self.conn) == "sqlite":
+            self.conn.execute("PRAGMA synchronous=FULL")
         self.topics = Topics(topic_prefix)
         self._clock = clock
         self._lock = threading.Lock()

@@ -20,6 +20,7 @@ import sqlite3
 import threading
 
 from ..governance.audit import parse_ts, ts, utcnow
+from ..store.database import connect
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class ConnectionStatus:
 
 class DeviceStatusHandler:
     def __init__(self, db_path, *, topic_prefix: str = "alpr/v1/devices", clock=utcnow) -> None:
-        self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.conn = connect(db_path)  # a SQLite file or a postgresql:// URL
         self.prefix = topic_prefix
         self._clock = clock
         self._lock = threading.Lock()

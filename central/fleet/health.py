@@ -29,6 +29,7 @@ from edge_agent.wire import MalformedMessage, Topics
 from edge_agent.wire.health import Health, decode_health
 
 from ..governance.audit import parse_ts, ts, utcnow
+from ..store.database import connect
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class StoredHealth:
 class HealthHandler:
     def __init__(self, db_path, *, topic_prefix: str = "alpr/v1/devices", clock=utcnow,
                  history: int = HISTORY_PER_DEVICE) -> None:
-        self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.conn = connect(db_path)  # a SQLite file or a postgresql:// URL
         self.topics = Topics(topic_prefix)
         self._clock = clock
         self._history = history

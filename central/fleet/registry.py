@@ -43,7 +43,6 @@ import hmac
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ from edge_agent.wire.topics import validate_device_id
 from ..governance.audit import AccessLog
 from .ca import CertificateAuthority, Revoked, load_csr, serial_hex
 from ..errors import EnrollmentError, PermissionDenied, PolicyError, RegistryError
+from ..store.database import IntegrityError
 from ..governance.users import Permission, Role, User, UserDirectory, require, require_device_access
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,9 @@ def _ts(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime(_TS)
 
 
-def _from_ts(text: str | None) -> dt.datetime | None:
+def _from_ts(text: str | dt.datetime | None) -> dt.datetime | None:
+    if isinstance(text, dt.datetime):  # a column of PostgreSQL's reads table (timestamptz)
+        return text.astimezone(dt.timezone.utc)
     return None if text is None else dt.datetime.strptime(text, _TS).replace(tzinfo=dt.timezone.utc)
 
 
@@ -171,16 +173,20 @@ class DeviceHealth:
 
 
 class Registry:
-    def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
-        from ..store.sqlite import SQLiteStore  # applies the migrations, one transaction each
-        self._store = SQLiteStore(path)
+    def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None, store=None) -> None:
+        """``path``: the SQLite file (migrated on open) or a ``postgresql://`` URL;
+        ``store``: an open store whose connection to use instead (not closed here)."""
+        from ..store.database import open_governance
+        self._owned = store is None
+        self._store = open_governance(path) if store is None else store
         self.db = self._store.db.conn
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._lock = threading.Lock()
         self._log = AccessLog(self.db, clock=self._clock)
 
     def close(self) -> None:
-        self._store.close()
+        if self._owned:
+            self._store.close()
 
     # -- plumbing ----------------------------------------------------------
     def _tx(self, fn):
@@ -261,7 +267,7 @@ class Registry:
                 db.execute("INSERT INTO businesses VALUES (?,?,?,?,?,?,?,?,?,?,'active',?,?,NULL,NULL)",
                            [business_id, name, contact_name, contact_email, contact_phone, mou_id, terms.shared_data,
                             terms.share_with, terms.retention_days, _ts(consent_at), _ts(now), user.name])
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise RegistryError(f"business {business_id!r} is already enrolled") from None
             self._event(db, user, "business-enroll", business_id, mou_id=mou_id)
         self._tx(do)
@@ -478,7 +484,7 @@ class Registry:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or '1'} ORDER BY device_id"
+        sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or 'TRUE'} ORDER BY device_id"
         return [self.device(r["device_id"]) for r in self._query(sql, args)]
 
     def set_status(self, device_id: str, status: str, *, user: User, reason: str = "") -> Device:
@@ -616,7 +622,8 @@ class Registry:
         since = _ts(self._clock() - dt.timedelta(hours=24))
         out = []
         for d in self.devices(owner=owner):
-            row = self._query("SELECT max(stored_at) AS last, sum(stored_at >= ?) AS recent FROM reads "
+            row = self._query("SELECT max(stored_at) AS last, sum(CASE WHEN stored_at >= ? THEN 1 ELSE 0 END) AS recent "
+                              "FROM reads "
                               "WHERE device_id = ?", [since, d.device_id])[0]
             out.append(DeviceHealth(d.device_id, d.status, d.cert_expires_at, _from_ts(row["last"]),
                                     int(row["recent"] or 0)))

@@ -21,13 +21,14 @@ reported.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
 import sqlite3
+
+from ..store.database import dialect, transaction  # noqa: F401  (transaction: imported from here by many)
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +51,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection):
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error); joins an outer
-    transaction when one is open, so an action and its log entry commit
-    together."""
-    if conn.in_transaction:
-        yield conn
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already (e.g. SQLITE_FULL)
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +105,7 @@ def _canonical(detail: dict) -> str:
 
 
 class AccessLog:
-    """The hash-chained access log in the store's SQLite database."""
+    """The hash-chained access log in the store's database (either backend)."""
 
     def __init__(self, conn: sqlite3.Connection, *, clock=utcnow) -> None:
         self.conn = conn
@@ -129,6 +114,8 @@ class AccessLog:
 
     def _adopt_legacy(self) -> None:
         """Move rows of the pre-0200 ``access_log`` table into the chain, once."""
+        if dialect(self.conn) != "sqlite":
+            return  # PostgreSQL never had it
         try:
             rows = self.conn.execute("SELECT at, user, organization, purpose, case_number, query, result_count "
                                      "FROM access_log ORDER BY id").fetchall()
@@ -174,7 +161,7 @@ class AccessLog:
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where) or '1'} ORDER BY seq"
+        sql = f"SELECT * FROM audit_log WHERE {' AND '.join(where) or 'TRUE'} ORDER BY seq"
         if newest_first:
             sql += " DESC"
         if limit:

@@ -20,6 +20,7 @@ import sqlite3
 from pathlib import Path
 
 from .audit import AccessLog, ts, utcnow
+from ..store.database import dialect
 from ..config import CentralConfig
 from ..files import write_file
 from .retention import Governor
@@ -50,6 +51,8 @@ def parse_period(period: str) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    if dialect(conn) != "sqlite":
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", [name]).fetchone()[0]
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]).fetchone() is not None
 
 
@@ -100,19 +103,21 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
         join = "LEFT JOIN businesses b ON b.business_id = d.owner" if _table_exists(conn, "businesses") else ""
         marks = ",".join("?" * len(active))
         owners = conn.execute(f"SELECT CASE d.owner WHEN 'department' THEN ? ELSE {names} END AS who, "
-                              f"sum(json_array_length(d.cameras)) FROM devices d {join} "
+                              f"sum(json_array_length(d.cameras{'' if dialect(conn) == 'sqlite' else '::json'})) "
+                              f"FROM devices d {join} "
                               f"WHERE d.device_id IN ({marks}) GROUP BY who ORDER BY who",
                               [cfg.policy.agency, *active]).fetchall() if active else []
     if not owners:  # no registry yet: count the cameras that sent reads in the period
         n = conn.execute("SELECT count(*) FROM (SELECT DISTINCT device_id, camera_id FROM reads "
-                         "WHERE captured_at >= ? AND captured_at < ?)", [a, b]).fetchone()[0]
+                         "WHERE captured_at >= ? AND captured_at < ?) AS cams", [a, b]).fetchone()[0]
         owners = [("not registered", n)] if n else []
     reads = conn.execute("SELECT count(*) FROM reads WHERE captured_at >= ? AND captured_at < ?", [a, b]).fetchone()[0]
     gov = Governor(conn, cfg.retention)
     hit_rows = conn.execute("SELECT category, coalesce(disposition, 'open'), count(*) FROM hits "
                             "WHERE captured_at >= ? AND captured_at < ? GROUP BY 1, 2 ORDER BY 1, 2", [a, b]).fetchall()
     hits = sum(n for _, _, n in hit_rows)
-    checked, misread = conn.execute("SELECT count(visual), coalesce(sum(visual = 'misread'), 0) FROM hits "
+    checked, misread = conn.execute("SELECT count(visual), coalesce(sum(CASE WHEN visual = 'misread' THEN 1 ELSE 0 END), 0) "
+                                    "FROM hits "
                                     "WHERE captured_at >= ? AND captured_at < ?", [a, b]).fetchone()
     by_category: dict[str, int] = {}
     by_disposition: dict[str, int] = {}

@@ -45,6 +45,7 @@ from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from ..config import DEFAULT_CASE_PATTERN, Retention
 from ..errors import PolicyError
 from ..store import tombstone
+from ..store.database import dialect
 from .search import check_case_number
 from .users import Permission, User, require
 
@@ -61,6 +62,17 @@ _HIT = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id) OR EXISTS (S
 _HELD = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AND g.released_at IS NULL "
          "AND r.captured_at >= g.since AND r.captured_at <= g.until "
          "AND (g.plates = '[]' OR EXISTS (SELECT 1 FROM json_each(g.plates) p WHERE p.value = r.plate)))")
+
+# The same on PostgreSQL, whose reads carry timestamptz (the governance tables keep
+# the canonical text, cast here) and whose holds' plates are read as jsonb.
+_ENTRY_END_PG = f"({_ENTRY_END})::timestamptz"
+_HIT_PG = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id::text) OR EXISTS (SELECT 1 FROM "
+           "hotlist_entries e WHERE e.plate = r.plate AND e.entered_at::timestamptz <= r.captured_at "
+           f"AND r.captured_at <= {_ENTRY_END_PG}))")
+_HELD_PG = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AND g.released_at IS NULL "
+            "AND r.captured_at >= g.since::timestamptz AND r.captured_at <= g.until::timestamptz "
+            "AND (g.plates = '[]' OR r.plate = ANY (SELECT jsonb_array_elements_text(g.plates::jsonb))))")
+_TOMBSTONE_PG = "substring(sha256(convert_to(r.read_id::text, 'UTF8')) from 1 for 16)"
 
 
 def _plate(p: str) -> str:
@@ -200,17 +212,32 @@ class Governor:
         now = now or self._clock()
         c = {k: ts(v) for k, v in self.cutoffs(now).items()}
         counts: dict[str, int] = {}
-        statements = [
+        pg = dialect(self.conn) == "postgresql"
+        _HIT, _HELD = (_HIT_PG, _HELD_PG) if pg else (globals()["_HIT"], globals()["_HELD"])
+        reads_sql = [
             ("images", "read_images", f"DELETE FROM read_images WHERE read_id IN (SELECT r.read_id FROM reads r "
                                       f"WHERE r.captured_at < ? AND NOT {_HELD})", [c["images"]]),
             ("hit_reads", "reads", f"DELETE FROM reads WHERE read_id IN (SELECT r.read_id FROM reads r "
                                    f"WHERE r.captured_at < ? AND {_HIT} AND NOT {_HELD})", [c["hit_reads"]]),
             ("non_hit_reads", "reads", f"DELETE FROM reads WHERE read_id IN (SELECT r.read_id FROM reads r "
                                        f"WHERE r.captured_at < ? AND NOT {_HIT} AND NOT {_HELD})",
-             [c["non_hit_reads"]]),
+             [c["non_hit_reads"]])]
+        if pg:  # no ON DELETE CASCADE across partitions: a deleted read's images go first, uncounted as on SQLite
+            reads_sql[1:1] = [(None, "read_images", f"DELETE FROM read_images WHERE read_id IN (SELECT r.read_id "
+                                                    f"FROM reads r WHERE r.captured_at < ? AND {hit} AND NOT "
+                                                    f"{_HELD})", [cut])
+                              for hit, cut in ((_HIT, c["hit_reads"]), (f"NOT {_HIT}", c["non_hit_reads"]))]
+            # The hotlist matcher's feed (pg migration 0201): what it consumed, and reads past the
+            # shorter read retention (a purged read's plate must not stay there).
+            reads_sql.append((None, "read_feed", "DELETE FROM read_feed WHERE feed_id <= (SELECT last_rowid FROM "
+                                                 "hotlist_matcher WHERE id = 1) OR captured_at < ?",
+                              [max(c["hit_reads"], c["non_hit_reads"])]))
+        statements = [
+            *reads_sql,
             # Hit records go with their read (a held read keeps its hits), once past hit_days.
             ("hits", "hits", "DELETE FROM hits WHERE captured_at < ? AND NOT EXISTS "
-                             "(SELECT 1 FROM reads r WHERE r.read_id = hits.read_id)", [c["hits"]]),
+                             f"(SELECT 1 FROM reads r WHERE r.read_id{'::text' if pg else ''} = hits.read_id)",
+             [c["hits"]]),
             ("webhook_deliveries", "webhook_deliveries", "DELETE FROM webhook_deliveries WHERE NOT EXISTS "
                                    "(SELECT 1 FROM hits h WHERE h.hit_id = webhook_deliveries.hit_id)", []),
             # Examples follow their read: gone with the read or with its crop image, and at the
@@ -222,14 +249,20 @@ class Governor:
                                            f"FROM hotlist_entries e WHERE {_ENTRY_END} < ?)", [c["hotlist"]]),
             ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
         ]
-        self.conn.create_function("alpr_tombstone", 1, tombstone, deterministic=True)
+        if not pg:
+            self.conn.create_function("alpr_tombstone", 1, tombstone, deterministic=True)
         with transaction(self.conn):
+            dropped = {"hit_reads": 0, "non_hit_reads": 0}
             if not dry_run:
-                self._tombstones(now, c)
+                self._tombstones(now, c, _HIT, _HELD, _TOMBSTONE_PG if pg else "alpr_tombstone(r.read_id)")
+                if pg:
+                    dropped = self._drop_partitions(now, _HIT, _HELD)
             held_kept = self.conn.execute(
                 f"SELECT count(*) FROM reads r WHERE {_HELD} AND ((r.captured_at < ? AND {_HIT}) "
                 f"OR (r.captured_at < ? AND NOT {_HIT}))", [c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
             for name, table, sql, args in statements:
+                if dry_run and name is None:
+                    continue
                 if dry_run and name == "labelled_examples":   # those whose read or crop this purge deletes too
                     counts[name] = self.conn.execute(
                         f"SELECT count(*) FROM labelled_examples x WHERE x.captured_at < ? OR NOT EXISTS ("
@@ -240,9 +273,11 @@ class Governor:
                 elif dry_run:
                     counted = sql.replace(f"DELETE FROM {table} WHERE", f"SELECT count(*) FROM {table} WHERE", 1)
                     counts[name] = self.conn.execute(counted, args).fetchone()[0]
+                elif name is None:
+                    self.conn.execute(sql, args)
                 else:
                     # Images of deleted reads go by ON DELETE CASCADE; they are counted with the reads.
-                    counts[name] = self.conn.execute(sql, args).rowcount
+                    counts[name] = self.conn.execute(sql, args).rowcount + dropped.get(name, 0)
             if dry_run:
                 counts["access_log"] = self.conn.execute("SELECT count(*) FROM audit_log WHERE at < ?",
                                                          [c["access_log"]]).fetchone()[0]
@@ -254,23 +289,56 @@ class Governor:
                 self.log.append(user=actor.name, organization=actor.organization, action="purge",
                                 detail={"counts": counts, "held_kept": held_kept, "cutoffs": c},
                                 result_count=sum(counts.values()))
-        if not dry_run:
+        if not dry_run and not pg:
             self._truncate_wal()
         logger.info("purge%s: %s; %d held reads kept", " (dry run)" if dry_run else "", counts, held_kept)
         return PurgeResult(now, c, counts, held_kept, dry_run)
 
-    def _tombstones(self, now: dt.datetime, c: dict[str, str]) -> None:
+    def _tombstones(self, now: dt.datetime, c: dict[str, str], _HIT: str, _HELD: str, mark: str) -> None:
         """Mark the reads this purge deletes (same transaction, same conditions),
-        and drop marks older than the longest read retention."""
+        and drop marks older than the longest read retention. On PostgreSQL only
+        reads younger than that get a mark: an older one sent again is refused as
+        expired anyway, and most of a month dropped whole is that old."""
         day = now.date().isoformat()
-        for cutoff, hit in ((c["hit_reads"], _HIT), (c["non_hit_reads"], f"NOT {_HIT}")):
-            self.conn.execute(f"INSERT OR IGNORE INTO read_tombstones SELECT alpr_tombstone(r.read_id), ? "
-                              f"FROM reads r WHERE r.captured_at < ? AND {hit} AND NOT {_HELD}", [day, cutoff])
         keep = dt.timedelta(days=max(self.retention.hit_days, self.retention.non_hit_days))
+        floor, args = ("", []) if dialect(self.conn) == "sqlite" else (" AND r.captured_at >= ?", [ts(now - keep)])
+        for cutoff, hit in ((c["hit_reads"], _HIT), (c["non_hit_reads"], f"NOT {_HIT}")):
+            self.conn.execute(f"INSERT OR IGNORE INTO read_tombstones SELECT {mark}, ? "
+                              f"FROM reads r WHERE r.captured_at < ?{floor} AND {hit} AND NOT {_HELD}",
+                              [day, cutoff, *args])
         dropped = self.conn.execute("DELETE FROM read_tombstones WHERE purged_on < ?",
                                     [(now - keep).date().isoformat()]).rowcount
         if dropped:
             logger.info("purge: %d read tombstone(s) past the longest retention dropped", dropped)
+
+    def _drop_partitions(self, now: dt.datetime, _HIT: str, _HELD: str) -> dict[str, int]:
+        """PostgreSQL: drop each whole month of reads (and its images) that is
+        past both read retention periods and holds no held read; the row deletes
+        that follow then touch only the edge months. Returns the reads dropped
+        by category (their tombstones are written already)."""
+        hit_cut = now - dt.timedelta(days=self.retention.hit_days)
+        non_hit_cut = now - dt.timedelta(days=self.retention.non_hit_days)
+        out = {"hit_reads": 0, "non_hit_reads": 0}
+        months = [r[0] for r in self.conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'reads'::regclass ORDER BY c.relname").fetchall()]
+        for name in months:
+            start = dt.datetime.strptime(name[-6:], "%Y%m").replace(tzinfo=dt.timezone.utc)
+            end = (start + dt.timedelta(days=32)).replace(day=1)
+            if end > hit_cut and end > non_hit_cut:
+                break
+            if self.conn.execute(f"SELECT 1 FROM {name} r WHERE {_HELD} LIMIT 1").fetchone():
+                continue  # a held read: this month goes row by row, around it
+            hits = self.conn.execute(f"SELECT count(*) FROM {name} r WHERE {_HIT}").fetchone()[0]
+            total = self.conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            if (end > hit_cut and hits) or (end > non_hit_cut and total > hits):
+                continue  # reads of the category kept longer: row by row
+            for table in (f"read_images_{name[-6:]}", name):
+                self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+            out["hit_reads"] += hits
+            out["non_hit_reads"] += total - hits
+            logger.info("purge: dropped the read partition of %s (%d reads)", name[-6:], total)
+        return out
 
     def _truncate_wal(self, tries: int = 20) -> None:
         """Copy the WAL into the database and empty it: until then the WAL still

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from .bundle import write_bundle
 from ..config import Sharing
+from ..store.database import IntegrityError
 from ..errors import PolicyError, SharingRefused
 from ..config import DEFAULT_CASE_PATTERN
 from .search import check_case_number, check_purpose
@@ -133,7 +134,7 @@ class SharingRegistry:
                 self.conn.execute("INSERT INTO agreements VALUES (?,?,?,?,?,?,?,?,?,?)",
                                   [agreement_id, agency, agency_type, jurisdiction.upper(), effective_on.isoformat(),
                                    expires_on.isoformat(), json.dumps(scope), actor.name, ts(self._clock()), None])
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise PolicyError(f"agreement {agreement_id} exists already") from None
             self._log(actor, "agreement-add", detail={"agreement": agreement_id, "agency": agency,
                                                       "agency_type": agency_type, "jurisdiction": jurisdiction})

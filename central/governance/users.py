@@ -36,6 +36,7 @@ import sqlite3
 
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from ..errors import AuthenticationError, PermissionDenied, PolicyError
+from ..store.database import IntegrityError
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class UserDirectory:
         try:
             self.conn.execute("INSERT INTO users VALUES (?,?,?,?,?,?,?)",
                               [name, organization.strip(), role.value, 0, now, created_by, None])
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise PolicyError(f"user {name} exists already") from None
         token = self._new_token(name, now)
         return User(name, organization.strip(), role, False, parse_ts(now), None), token

@@ -50,6 +50,7 @@ from collections.abc import Iterator
 
 from ..errors import PolicyError
 from ..governance import labels
+from ..store.database import dialect
 from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
 from ..governance.users import ROLE_PERMISSIONS, Permission, Role, User, require
 from .csvimport import normalise_plate
@@ -62,6 +63,10 @@ _COLUMNS = ("h.hit_id, h.read_id, h.entry_id, h.list_id, h.list_name, h.list_ver
             "h.matched_text, h.device_id, h.camera_id, h.captured_at, h.stored_at, h.hit_at, h.entry, h.visual, "
             "h.visual_text, h.visual_by, h.visual_at, h.source, h.source_by, h.source_at, h.disposition, "
             "h.disposition_by, h.disposition_at, h.note, r.plate, r.confidence, r.latitude, r.longitude, r.heading")
+
+# A hit's read (PostgreSQL: a uuid in a table partitioned by capture time).
+_JOIN = {"sqlite": "r.read_id = h.read_id",
+         "postgresql": "r.read_id = h.read_id::uuid AND r.captured_at = h.captured_at::timestamptz"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +170,7 @@ class HitBook:
 
     # -- reading -------------------------------------------------------------
     def _select(self, where: str, args: list, *, limit: int, images: bool = False, order: str = "DESC") -> list[Hit]:
-        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM hits h LEFT JOIN reads r ON r.read_id = h.read_id "
+        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM hits h LEFT JOIN reads r ON {_JOIN[dialect(self.conn)]} "
                                  f"WHERE {where} ORDER BY h.hit_id {order} LIMIT ?", [*args, limit]).fetchall()
         hits = []
         for row in rows:
@@ -186,7 +191,7 @@ class HitBook:
              status: str | None = None, limit: int = 100) -> tuple[list[Hit], bool]:
         """As :meth:`list`, and whether more hits match than ``limit`` let through."""
         require(actor, Permission.VIEW_HITS)
-        where, args = ["1"], []
+        where, args = ["TRUE"], []
         if since:
             where.append("h.captured_at >= ?")
             args.append(ts(since))

@@ -29,6 +29,7 @@ from typing import BinaryIO
 from ..config import Hotlist as HotlistConfig
 from ..errors import PolicyError
 from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
+from ..store.database import IntegrityError, dialect
 from ..governance.users import Permission, User, require
 from . import csvimport
 from .csvimport import EntryInput
@@ -138,7 +139,7 @@ class Hotlists:
                 cur = self.conn.execute("INSERT INTO hotlists (name, category, description, version, created_by, "
                                         "created_at) VALUES (?,?,?,0,?,?)",
                                         [name, category, description.strip(), actor.name, ts(now)])
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise PolicyError(f"a list named {name} exists already") from None
             self.log.append(user=actor.name, organization=actor.organization, action="hotlist-create",
                             detail={"list": name, "category": category})
@@ -300,6 +301,8 @@ class Hotlists:
         problems = list(parsed.problems)
         if problems and not skip_bad:
             raise ImportRefused(tuple(sorted(problems)))
+        if dialect(self.conn) != "sqlite":
+            return self._import_rows(actor, name, mode, skip_bad, parsed, problems, now)
         temp_store = self.conn.execute("PRAGMA temp_store").fetchone()[0]
         self.conn.execute("PRAGMA temp_store=MEMORY")  # the staging table: no temp file round trips
         try:

@@ -45,6 +45,7 @@ from edge_agent.wire import fold_confusables, normalise_plate
 
 from ..config import Hotlist as HotlistConfig
 from ..governance.audit import parse_ts, transaction, ts, utcnow
+from ..store.database import DatabaseError, connect as connect_database, dialect
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ _KIND_RANK = {"exact": 0, "alternate": 1, "confusable": 2}
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection for a background worker. ``synchronous=NORMAL``: a commit
     lost to power failure takes the cursor with it, so the work is redone."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn = connect_database(path)  # a SQLite file or a postgresql:// URL
+    if dialect(conn) != "sqlite":
+        return conn
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -74,6 +77,8 @@ class Matcher:
         self._wake = threading.Event()
         self.on_hits = on_hits
         self.counters = {"reads": 0, "hits": 0, "same_pass": 0}
+        # What the cursor walks: SQLite's reads by rowid; PostgreSQL's read_feed (pg migration 0201).
+        self._reads, self._rowid = ("reads", "rowid") if dialect(self.conn) == "sqlite" else ("read_feed", "feed_id")
         row = self.conn.execute("SELECT last_rowid FROM hotlist_matcher WHERE id = 1").fetchone()
         self._cursor = row[0] if row else 0
         self._saved = self._cursor
@@ -97,10 +102,11 @@ class Matcher:
     def match_pending(self) -> list[int]:
         """Match the reads stored since the cursor (up to BATCH); returns new hit ids."""
         rows = self.conn.execute(
-            "SELECT rowid, read_id, device_id, camera_id, captured_at, stored_at, plate, plate_folded, alternates "
-            "FROM reads WHERE rowid > ? ORDER BY rowid LIMIT ?", [self._cursor, self.BATCH]).fetchall()
+            f"SELECT {self._rowid}, read_id, device_id, camera_id, captured_at, stored_at, plate, plate_folded, "
+            f"alternates FROM {self._reads} WHERE {self._rowid} > ? ORDER BY {self._rowid} LIMIT ?",
+            [self._cursor, self.BATCH]).fetchall()
         if not rows:
-            top = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM reads").fetchone()[0]
+            top = self.conn.execute(f"SELECT coalesce(max({self._rowid}), 0) FROM {self._reads}").fetchone()[0]
             if top < self._cursor:  # the newest reads were purged: SQLite would reuse their rowids
                 self._cursor = top
             return []
@@ -210,9 +216,10 @@ class Matcher:
             self._wake.clear()
         try:
             self.save_cursor()
-        except sqlite3.Error:
+        except DatabaseError:
             logger.exception("could not save the matcher cursor (the reads are matched again on start)")
 
     def _cursor_behind(self) -> bool:
-        row = self.conn.execute("SELECT 1 FROM reads WHERE rowid > ? LIMIT 1", [self._cursor]).fetchone()
+        row = self.conn.execute(f"SELECT 1 FROM {self._reads} WHERE {self._rowid} > ? LIMIT 1",
+                                [self._cursor]).fetchone()
         return row is not None

@@ -27,7 +27,6 @@ import dataclasses
 import datetime as dt
 import logging
 import queue
-import sqlite3
 import ssl
 import threading
 import time
@@ -46,6 +45,7 @@ from edge_agent.wire.audit import encode_audit_ack
 from ..config import Mqtt
 from ..errors import StoreError
 from ..store import Store
+from ..store.database import DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ class CollectorService:
                     self.status_handler.handle(message.topic, message.payload)
                 return
             item = self.collector.prepare(message.topic, message.payload)
-        except (StoreError, sqlite3.DatabaseError) as exc:
+        except (StoreError, *DatabaseError) as exc:
             # A device's audit records, status or heartbeat that central cannot write now
             # (its disk full, the database locked): said once per message and counted; the
             # device sends unconfirmed audit records again, status and heartbeats anew.

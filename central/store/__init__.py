@@ -100,20 +100,15 @@ class Store(abc.ABC):
 
 
 def open_store(kind: str, path: str, url: str = "") -> Store:
-    """The configured store. ``postgresql``: reads on PostgreSQL at ``url``
-    (its schema must be migrated: ``alpr-central db migrate``), governance
-    tables in the SQLite file at ``path``."""
+    """The configured store. ``postgresql``: everything in the PostgreSQL
+    database at ``url`` (its schema must be migrated: ``alpr-central db
+    migrate``); ``path`` is then unused."""
     from .sqlite import SQLiteStore
     if kind == "sqlite":
         return SQLiteStore(path)
     if kind == "postgresql":
         from .postgres import PostgresStore
-        governance = SQLiteStore(path)
-        try:
-            return PostgresStore(url, governance)
-        except BaseException:
-            governance.close()
-            raise
+        return PostgresStore(url)
     raise ValueError(f"unknown store type {kind!r}")
 
 

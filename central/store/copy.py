@@ -1,13 +1,11 @@
-"""Copy a SQLite store's reads and images into a migrated PostgreSQL store
-(``alpr-central db copy``).
-
-Only ``reads`` and ``read_images`` are copied: the governance tables (users,
-the access log and its hash chain, devices, holds, sharing, device audit logs)
-are not on PostgreSQL yet and stay in the SQLite file, which central goes on
-using as ``[store] path``. The copy is idempotent (a read already there is
-skipped), so an interrupted copy is resumed by running it again; each chunk is
-checked after its commit: every read id and every image of the chunk must be
-in PostgreSQL, or the copy stops with an error.
+"""Copy a SQLite store into a migrated PostgreSQL database (``alpr-central db
+copy``): reads and images (:func:`copy_sqlite_to_postgres`, in chunks), then
+every governance table (:func:`copy_governance`: users, the access log and its
+hash chain, the registry, holds, sharing, device audit logs, hotlists and hits,
+console sign-in) with rows unchanged, so ``audit verify`` passes on the copy.
+Both are idempotent (a row already there is skipped), so an interrupted copy
+is resumed by running it again; each chunk of reads is checked after its
+commit, and every governance table's row count after its transaction.
 """
 
 from __future__ import annotations
@@ -79,6 +77,82 @@ def copy_sqlite_to_postgres(source: str | Path, target: PostgresStore, *, chunk:
         if images != total_images:
             raise StoreError(f"{total_images - images} image(s) in the source belong to no read; not copied")
         return CopyResult(reads, images, new, verified)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    finally:
+        src.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class GovernanceCopy:
+    tables: dict[str, int]      # table -> rows in the source (each one is now in PostgreSQL)
+    audit_head: tuple[int, str]  # the access log's head after the copy (the same as the source's)
+
+
+def copy_governance(source: str | Path, conn) -> GovernanceCopy:
+    """Copy every governance table of a SQLite store into PostgreSQL (``conn``:
+    a :class:`~.database.PgConnection` to a migrated database), in one
+    transaction: each table through a staging table, ``ON CONFLICT DO
+    NOTHING`` (so a second run adds nothing and a resumed one completes).
+    Rows are copied unchanged (the same columns, the same timestamp text), so
+    the access-log chain verifies on the copy; the counters of the numbered
+    keys are moved past the copied ones. Tables are taken in the source's
+    creation order, which is the order of their foreign keys."""
+    from .database import NUMBERED, transaction
+    path = Path(source)
+    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        names = [r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
+        if "access_log" in names and src.execute("SELECT count(*) FROM access_log").fetchone()[0]:
+            raise StoreError(f"{path} holds access-log entries of a version before the hash chain: open it "
+                             "once with this central (any command) so they join the chain, then copy")
+        target = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                             "WHERE table_schema = current_schema()").fetchall()}
+        # hotlist_matcher: SQLite's cursor counts reads' rowids; PostgreSQL's counts its read_feed.
+        tables = [n for n in names if n in target and n not in ("reads", "read_images", "access_log",
+                                                                 "hotlist_matcher")
+                  and not n.startswith(("_", "sqlite_"))]
+        missing = [n for n in names if n not in target and n not in ("_migrations", "access_log")
+                   and not n.startswith("sqlite_")]
+        if missing:
+            raise StoreError(f"PostgreSQL has no table for {', '.join(missing)}: this central's PostgreSQL "
+                             "schema lacks them (run 'alpr-central db migrate', or upgrade central)")
+        counts: dict[str, int] = {}
+        pg = conn._ready()
+        with transaction(conn):
+            for table in tables:
+                cols = [r[0] for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()]
+                extra = [r[1] for r in src.execute(f"PRAGMA table_info({table})") if r[1] not in cols]
+                if extra:  # a SQLite migration without its PostgreSQL twin: refuse rather than drop data
+                    raise StoreError(f"{table}: PostgreSQL lacks column(s) {', '.join(extra)} of the SQLite file; "
+                                     "nothing copied (upgrade central, then 'alpr-central db migrate')")
+                quoted = ", ".join(f'"{c}"' for c in cols)
+                conn.execute(f"CREATE TEMP TABLE alpr_copy_in (LIKE {table}) ON COMMIT DROP")
+                n = 0
+                with pg.cursor().copy(f"COPY alpr_copy_in ({quoted}) FROM STDIN") as cp:
+                    for row in src.execute(f"SELECT {quoted} FROM {table}"):
+                        cp.write_row(row)
+                        n += 1
+                conn.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM alpr_copy_in "
+                             "ON CONFLICT DO NOTHING")
+                conn.execute("DROP TABLE alpr_copy_in")
+                counts[table] = n
+                if table in NUMBERED:
+                    key = NUMBERED[table]
+                    conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{key}'), "
+                                 f"coalesce(max({key}), 0) + 1, false) FROM {table}")
+            for table, n in counts.items():
+                held = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                if held < n:
+                    raise StoreError(f"{table}: {n - held} row(s) missing in PostgreSQL after the copy")
+            want = src.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            got = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            if want and tuple(got) != tuple(want):
+                raise StoreError("the access log in PostgreSQL ends elsewhere than the source's: it held other "
+                                 "entries before the copy; copy into a fresh database")
+        return GovernanceCopy(counts, tuple(got) if got else (0, "0" * 64))
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     finally:

@@ -7,6 +7,11 @@ Never edit a migration that has shipped; append a new one. Names are
 0300-0399 hotlists and hits, 0400-0499 security (read tombstones), 0500-0599 the
 browser console (passwords, sessions, device status), 0600-0699 fleet operations,
 0790-0799 recognition (the labelled set for site adaptation).
+
+A migration that creates or changes a governance table (anything but ``reads``
+and ``read_images``) needs its twin in :mod:`.pg_migrations`, so the table is the
+same on PostgreSQL (same columns, same order); ``db copy`` refuses a SQLite
+file with a table or column PostgreSQL lacks.
 """
 
 MIGRATIONS: list[tuple[str, str]] = [

@@ -2,9 +2,9 @@
 
 Reads and their images live in PostgreSQL, partitioned by capture month (see
 :mod:`.pg_migrations` for the schema and why). The governance tables (users,
-the access log, devices, holds, sharing, device audit logs) are NOT on
-PostgreSQL yet: they stay in the SQLite file at ``[store] path``, reached as
-``store.db`` exactly as with :class:`~.sqlite.SQLiteStore`.
+the access log, devices, holds, sharing, device audit logs, hotlists) are in
+the same database, reached as ``store.db`` through :mod:`.database` (the
+connection the governance modules use on both backends).
 
 Writes: a batch is copied (``COPY``, binary) into a per-connection temporary
 staging table, then moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``
@@ -92,8 +92,18 @@ def image_rows(r: PlateRead) -> list[tuple]:
             for kind, jpeg in (("crop", r.crop_jpeg), ("context", r.context_jpeg)) if jpeg]
 
 
+# The advisory lock that orders read_feed numbers (see _feed), and the canonical timestamp text.
+FEED_LOCK = 0x66656564  # "feed"
+_TEXT_TS = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+# A read's tombstone (see store.tombstone): 16 bytes of SHA-256 of its id's text.
+_MARK = "substring(sha256(convert_to(i.read_id::text, 'UTF8')) from 1 for 16)"
+
+
 class PostgresStore(Store):
-    """Reads on PostgreSQL; ``governance`` is the SQLite store of everything else."""
+    """Reads on PostgreSQL (a pool, COPY); ``governance`` (default: the same
+    database, :class:`~.database.PgGovernance`) holds every other table and is
+    ``self.db`` to the governance modules."""
 
     def __init__(self, url: str, governance=None, *, min_size: int = 1, max_size: int = 4,
                  timeout: float = 10.0, check_schema: bool = True) -> None:
@@ -116,6 +126,14 @@ class PostgresStore(Store):
             except BaseException:
                 self.close()
                 raise
+        if self.governance is None and check_schema:
+            from .database import PgGovernance
+            try:
+                self.governance = PgGovernance(url, check_schema=False)
+            except BaseException:
+                self.close()
+                raise
+            self.db = self.governance.db
 
     @property
     def safe_url(self) -> str:
@@ -209,12 +227,15 @@ class PostgresStore(Store):
             lines.append(read_line(r, stored))
             if r.crop_jpeg or r.context_jpeg:
                 images.extend(image_rows(r))
-        self._copy(lines, images, {_month(r.captured_at) for r in reads})
-        return [r.read_id for r in reads]
+        gone: set[str] = set()
+        self._copy(lines, images, {_month(r.captured_at) for r in reads}, gone)
+        return [r.read_id for r in reads if r.read_id not in gone]
 
-    def _copy(self, lines: Sequence[str], images: Sequence[tuple], months: set[dt.datetime]) -> int:
+    def _copy(self, lines: Sequence[str], images: Sequence[tuple], months: set[dt.datetime],
+              gone: set[str] | None = None) -> int:
         """Store COPY-text lines of ``reads`` and rows of ``read_images`` in
-        one transaction, skipping read ids already stored; returns how many
+        one transaction, skipping read ids already stored and those with a
+        tombstone (purged by retention: added to ``gone``); returns how many
         reads were new."""
         with self._months_lock:
             missing = months - self._months
@@ -229,11 +250,20 @@ class PostgresStore(Store):
                     cur.execute("CREATE TEMP TABLE IF NOT EXISTS reads_in (LIKE reads) ON COMMIT DELETE ROWS")
                     with cur.copy(f"COPY reads_in ({', '.join(READ_COLUMNS)}) FROM STDIN") as cp:
                         cp.write("".join(lines))
-                    if not images:
+                    if self.governance is not None:  # purged reads never come back (tombstones, see retention)
+                        cur.execute(f"DELETE FROM reads_in i USING read_tombstones t WHERE t.digest = {_MARK} "
+                                    "RETURNING i.read_id")
+                        if gone is not None:
+                            gone.update(str(row[0]) for row in cur.fetchall())
+                    feed = self.governance is not None  # the hotlist matcher's feed is in this database
+                    if not images and not feed:
                         cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING")
                         return cur.rowcount
                     cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING RETURNING read_id")
                     new_ids = {str(row[0]) for row in cur.fetchall()}
+                    if not images:
+                        self._feed(cur, new_ids)
+                        return len(new_ids)
                     # Images of the reads new in this transaction cannot be there yet: copied
                     # straight into their table (binary, no staging); a resent read's are skipped.
                     with cur.copy(f"COPY read_images ({', '.join(IMAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -243,11 +273,25 @@ class PostgresStore(Store):
                             if row[0] in new_ids and (row[0], row[2]) not in written:  # a read twice in a batch
                                 written.add((row[0], row[2]))
                                 cp.write_row((uuid.UUID(row[0]), *row[1:]))
+                    if feed:
+                        self._feed(cur, new_ids)
                     return len(new_ids)
         except (StoreError, psycopg.Error, ValueError) as exc:
             with self._months_lock:
                 self._months.clear()  # a partition may have been dropped under us: look again next time
             raise StoreError(f"cannot store reads: {_describe(exc)}") from exc
+
+    @staticmethod
+    def _feed(cur, new_ids: set[str]) -> None:
+        """Add the reads new in this transaction to ``read_feed`` (migration
+        0201), numbered under a lock held to the commit: the last statement."""
+        if not new_ids:
+            return
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [FEED_LOCK])
+        cur.execute("INSERT INTO read_feed SELECT nextval('read_feed_ids'), i.read_id::text, i.device_id, "
+                    f"i.camera_id, {_TEXT_TS.format('i.captured_at')}, {_TEXT_TS.format('i.stored_at')}, i.plate, "
+                    "i.plate_folded, i.alternates::text FROM reads_in i WHERE i.read_id = ANY(%s) "
+                    "ORDER BY i.captured_at", [[uuid.UUID(x) for x in new_ids]])
 
     def copy_rows(self, rows: Sequence[tuple], images: Iterable[tuple] = ()) -> int:
         """Store rows of ``reads`` (READ_COLUMNS order: uuid, text, datetimes,
@@ -266,6 +310,29 @@ class PostgresStore(Store):
             cur = conn.execute(sql, args, prepare=False)
             names = [d.name for d in cur.description]
             return [self._row(dict(zip(names, row))) for row in cur.fetchall()]
+
+    def count_matching(self, search: Search, *, cap: int = 10_000) -> int:
+        sql, args = self.search_sql(search)
+        where = sql[sql.index(" WHERE "):sql.index(" ORDER BY ")]
+        with self._conn() as conn:
+            return conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM reads r{where} LIMIT %s) AS m",
+                                [*args[:-2], cap], prepare=False).fetchone()[0]
+
+    def get_read(self, read_id: str) -> StoredRead | None:
+        try:
+            key = uuid.UUID(read_id)
+        except ValueError:
+            return None
+        sql = (f"SELECT {', '.join('r.' + c for c in READ_COLUMNS)}, c.jpeg AS crop, x.jpeg AS context "
+               "FROM reads r "
+               "LEFT JOIN read_images c ON c.read_id = r.read_id AND c.captured_at = r.captured_at "
+               "AND c.kind = 'crop' "
+               "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.captured_at = r.captured_at "
+               "AND x.kind = 'context' WHERE r.read_id = %s")
+        with self._conn() as conn:
+            cur = conn.execute(sql, [key])
+            row = cur.fetchone()
+            return None if row is None else self._row(dict(zip([d.name for d in cur.description], row)))
 
     @staticmethod
     def search_sql(search: Search) -> tuple[str, list]:
@@ -297,8 +364,8 @@ class PostgresStore(Store):
                "AND c.kind = 'crop' "
                "LEFT JOIN read_images x ON x.read_id = r.read_id AND x.captured_at = r.captured_at "
                "AND x.kind = 'context' "
-               f"WHERE {' AND '.join(where) or 'true'} ORDER BY r.captured_at DESC, r.read_id DESC LIMIT %s")
-        return sql, [*args, search.limit]
+               f"WHERE {' AND '.join(where) or 'true'} ORDER BY r.captured_at DESC, r.read_id DESC LIMIT %s OFFSET %s")
+        return sql, [*args, search.limit, search.offset]
 
     @staticmethod
     def _row(row: dict) -> StoredRead:

@@ -21,7 +21,7 @@ DAY = dt.timedelta(days=1)
 @pytest.fixture
 def cli(world, tmp_path, monkeypatch):  # noqa: F811
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
+    cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n' + world.store_toml +
                    '[query]\npurposes = ["stolen-vehicle"]\n')
     now = dt.datetime.now(dt.timezone.utc)
     for i, plate in enumerate(["7ABC123", "8XYZ999", "5KLM456"]):
