@@ -9,7 +9,7 @@ device's camera reads a new plate every half second meanwhile (folder source,
 sidecar oracle), and the bench compares each fresh read's capture time with
 central's ``stored_at``.
 
-    .venv/bin/python bench/bench_catchup.py [--reads 50000] [--batch-size 200] [--fresh 20] [--profile DIR]
+    .venv/bin/python bench/bench_catchup.py [--reads 50000] [--batch-size 500] [--fresh 20] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from edge_agent.wire import PlateRead, Sealer, encode_read, load_public_key, new
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, default=50_000)
-    ap.add_argument("--batch-size", type=int, default=200)
-    ap.add_argument("--in-flight", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=500, help="the device's [sync] batch_size (its default)")
+    ap.add_argument("--in-flight", type=int, default=8, help="the device's [sync] max_in_flight (its default)")
     ap.add_argument("--collectors", type=int, default=2, help="collector processes sharing the subscription")
     ap.add_argument("--fresh", type=int, default=20, help="frames (2 fps), each with a new plate, the camera "
                     "reads while the backlog drains")
