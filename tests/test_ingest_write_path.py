@@ -41,3 +41,121 @@ def test_a_new_store_has_8k_pages_and_an_older_file_keeps_its_own(tmp_path):
     assert set(old.add_reads(reads[:10], dt.datetime.now(dt.timezone.utc))) == {r.read_id for r in reads[:10]}
     assert old.count() == 10
     old.close()
+
+
+# -- group commit: several messages, one transaction, acks only after it ------------------
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from central.errors import StoreError  # noqa: E402
+from central.ingest.collector import Collector  # noqa: E402
+from central.ingest.keys import load_opener  # noqa: E402
+from edge_agent.wire import Sealer, encode_batch, encode_read, generate_keypair, load_public_key  # noqa: E402
+
+TOPIC = "alpr/v1/devices/cam-a/reads"
+
+
+@pytest.fixture
+def sealed_collector(tmp_path):
+    private, public = generate_keypair()
+    (tmp_path / "k.pem").write_bytes(private)
+    sealer = Sealer(load_public_key(public), "cam-a")
+    collector = Collector(SQLiteStore(tmp_path / "c.sqlite"), load_opener([tmp_path / "k.pem"]))
+
+    def message(reads):
+        return encode_batch(new_read_id(), [sealer.seal(r.read_id, encode_read(r)) for r in reads])
+
+    return collector, message
+
+
+def test_a_read_sent_twice_within_a_group_and_again_later_is_stored_once_and_acked_each_time(sealed_collector):
+    collector, message = sealed_collector
+    a, b, c = _reads(40), _reads(40), _reads(5)
+    earlier = collector.prepare(TOPIC, message(c))
+    collector.commit([earlier])
+    group = [collector.prepare(TOPIC, message(a)),
+             collector.prepare(TOPIC, message(a[:20] + b)),      # a resend overlapping the first
+             collector.prepare(TOPIC, message(c + b[:3]))]       # stored by an earlier group
+    acks = collector.commit(group)
+    assert [set(ack.stored) for _, ack in acks] == [{r.read_id for r in a}, {r.read_id for r in a[:20] + b},
+                                                    {r.read_id for r in c + b[:3]}]
+    assert all(ack.rejected == () for _, ack in acks)
+    assert collector.store.count() == 85
+
+
+def test_a_group_the_store_refuses_is_written_not_at_all_and_its_good_messages_alone(sealed_collector):
+    """One transaction: a failure leaves none of the group's reads half-written and
+    acknowledges nothing; the messages are then stored one by one, and only the
+    ones stored are acknowledged (the refused one is sent again by its device)."""
+    collector, message = sealed_collector
+    good1, bad, good2 = _reads(10), _reads(10), _reads(10)
+    collector.store.db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON reads WHEN NEW.read_id = "
+                               f"'{bad[3].read_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    group = [collector.prepare(TOPIC, message(r)) for r in (good1, bad, good2)]
+    with pytest.raises(StoreError):
+        collector.commit(group)
+    assert collector.store.count() == 0
+    acks = collector.commit_each(group)
+    assert [ack.batch_id for _, ack in acks] == [group[0].batch_id, group[2].batch_id]
+    assert collector.store.count() == 20
+
+
+_CRASH = r"""
+import datetime as dt, json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from central.ingest.collector import Collector
+from central.ingest.keys import load_opener
+from central.store.sqlite import SQLiteStore
+from edge_agent.wire import encode_ack
+
+root = Path(sys.argv[1])
+collector = Collector(SQLiteStore(root / "c.sqlite"), load_opener([root / "k.pem"]))
+messages = [bytes.fromhex(m) for m in json.loads((root / "messages.json").read_text())]
+items = [collector.prepare("alpr/v1/devices/cam-a/reads", m) for m in messages]
+for _, ack in collector.commit(items[:2]):          # the first group: committed, then acknowledged
+    print(json.dumps(list(ack.stored)), flush=True)
+conn = collector.store.db.conn
+
+class Dying:                                         # the process dies as the second group commits
+    def __getattr__(self, name):
+        return getattr(conn, name)
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            os._exit(9)
+        return conn.execute(sql, *args)
+
+collector.store.db.conn = Dying()
+for _, ack in collector.commit(items[2:]):
+    print(json.dumps(list(ack.stored)), flush=True)
+"""
+
+
+def test_a_collector_killed_between_groups_keeps_the_first_and_acknowledged_nothing_of_the_second(tmp_path):
+    private, public = generate_keypair()
+    (tmp_path / "k.pem").write_bytes(private)
+    sealer = Sealer(load_public_key(public), "cam-a")
+    groups = [_reads(30) for _ in range(4)]
+    SQLiteStore(tmp_path / "c.sqlite").close()
+    (tmp_path / "messages.json").write_text(json.dumps([
+        encode_batch(new_read_id(), [sealer.seal(r.read_id, encode_read(r)) for r in reads]).hex()
+        for reads in groups]))
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", _CRASH, str(tmp_path), root], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 9, out.stderr[-2000:]
+    acked = [rid for line in out.stdout.splitlines() for rid in json.loads(line)]
+    first, second = {r.read_id for g in groups[:2] for r in g}, {r.read_id for g in groups[2:] for r in g}
+    assert set(acked) == first  # nothing of the second group was acknowledged
+    store = SQLiteStore(tmp_path / "c.sqlite")
+    assert set([r for (r,) in store.db.execute("SELECT read_id FROM reads")]) == first  # the first group survived the kill; the second is not half there
+    # the devices send the second group again: stored once, the first untouched
+    collector = Collector(store, load_opener([tmp_path / "k.pem"]))
+    for reads in groups[2:]:
+        collector.handle(TOPIC, encode_batch(new_read_id(), [sealer.seal(r.read_id, encode_read(r))
+                                                             for r in reads]))
+    assert sorted([r for (r,) in store.db.execute("SELECT read_id FROM reads")]) == sorted(first | second)
