@@ -159,3 +159,29 @@ def test_a_collector_killed_between_groups_keeps_the_first_and_acknowledged_noth
         collector.handle(TOPIC, encode_batch(new_read_id(), [sealer.seal(r.read_id, encode_read(r))
                                                              for r in reads]))
     assert sorted([r for (r,) in store.db.execute("SELECT read_id FROM reads")]) == sorted(first | second)
+
+
+# -- per-read work of the write path: the same text, less Python ----------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from edge_agent.wire import Alternate, normalise_plate  # noqa: E402
+
+_plates = st.text(alphabet="ABCDEFGHJKLMNPRSTUVWXYZ0123456789", min_size=1, max_size=10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(box=st.tuples(*[st.integers(0, 99_999)] * 4),
+       alternates=st.lists(st.tuples(_plates, st.floats(0, 1)), max_size=5))
+def test_box_and_alternates_are_stored_as_json_dumps_wrote_them(box, alternates):
+    read = PlateRead(new_read_id(), "cam-a", "lane-1", dt.datetime.now(dt.timezone.utc), "7ABC123", 0.9, box,
+                     tuple(Alternate(p, c) for p, c in alternates))
+    (row,), _ = SQLiteStore._rows([read], "2026-01-01T00:00:00.000000Z")
+    assert row[8] == json.dumps(list(box)) and json.loads(row[8]) == list(box)
+    assert row[9] == json.dumps([[p, c] for p, c in alternates])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_plates, st.text(max_size=14)))
+def test_normalise_plate_is_unchanged_by_its_fast_path(text):
+    assert normalise_plate(text) == "".join(ch for ch in text.upper() if ch.isascii() and ch.isalnum())

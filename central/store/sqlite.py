@@ -140,9 +140,10 @@ class SQLiteStore(Store):
         rows, images = [], []
         for r in reads:
             loc = r.location
+            x, y, w, h = r.box  # four ints (PlateRead checks): the text json.dumps writes, without it
             rows.append((r.read_id, r.device_id, r.camera_id, _ts(r.captured_at), stored, r.plate, folded(r.plate),
-                         r.confidence, json.dumps(list(r.box)),
-                         json.dumps([[a.plate, a.confidence] for a in r.alternates]),
+                         r.confidence, f"[{x}, {y}, {w}, {h}]",
+                         json.dumps([[a.plate, a.confidence] for a in r.alternates]) if r.alternates else "[]",
                          loc.latitude if loc else None, loc.longitude if loc else None,
                          loc.heading if loc else None, r.model_version))
             if r.crop_jpeg:
