@@ -9,7 +9,7 @@ device's camera reads a new plate every half second meanwhile (folder source,
 sidecar oracle), and the bench compares each fresh read's capture time with
 central's ``stored_at``.
 
-    .venv/bin/python bench/bench_catchup.py [--reads 50000] [--batch-size 200] [--fresh 20]
+    .venv/bin/python bench/bench_catchup.py [--reads 50000] [--batch-size 500] [--fresh 20] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Rig, percentile  # noqa: E402
+from harness import Rig, percentile, python_command  # noqa: E402
 
 from edge_agent.outbox import Outbox  # noqa: E402
 from edge_agent.wire import PlateRead, Sealer, encode_read, load_public_key, new_read_id  # noqa: E402
@@ -39,12 +39,16 @@ from edge_agent.wire import PlateRead, Sealer, encode_read, load_public_key, new
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, default=50_000)
-    ap.add_argument("--batch-size", type=int, default=200)
-    ap.add_argument("--in-flight", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=500, help="the device's [sync] batch_size (its default)")
+    ap.add_argument("--in-flight", type=int, default=8, help="the device's [sync] max_in_flight (its default)")
     ap.add_argument("--collectors", type=int, default=2, help="collector processes sharing the subscription")
     ap.add_argument("--fresh", type=int, default=20, help="frames (2 fps), each with a new plate, the camera "
                     "reads while the backlog drains")
+    ap.add_argument("--profile", type=Path, help="profile every thread of the collectors and the agent "
+                    "(bench/profiled.py) and write DIR/collector-N.prof, DIR/agent.prof")
     args = ap.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)
         rig = Rig(root, ["cam-catchup"])
@@ -77,15 +81,18 @@ def main() -> None:
               "box": [40 + (n % 8) * 70, 40 + (n // 8 % 4) * 70, 60, 30]}]
             for n in range(args.fresh)]}))
         rig.start_broker()
-        rig.start_collectors(args.collectors)
+        rig.start_collectors(args.collectors, args.profile)
         cfg = rig.edge_config("cam-catchup", source_dir=frames, batch_size=args.batch_size,
                               max_in_flight=args.in_flight, sidecar=str(root / "fresh.json"))
         cfg.write_text(cfg.read_text().replace(f'uri = "{frames}"', f'uri = "{frames}"\nfps = 2.0'))
+        load = os.getloadavg()[0]
+        cpu0 = {name: _cpu(pid) for name, pid in _central_pids(rig).items()}
         started, started_wall = time.monotonic(), time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(cfg),
+        proc = subprocess.Popen(python_command(args.profile and args.profile / "agent.prof")
+                                + ["-m", "edge_agent", "run", "--config", str(cfg),
                                  "--exit-when-drained", "--log-level", "warning"])
         try:
-            proc.wait(timeout=300)
+            edge_cpu = _wait_cpu(proc, timeout=300)
         except BaseException:
             rig.stop()
             raise
@@ -93,6 +100,7 @@ def main() -> None:
             if proc.poll() is None:
                 proc.kill()
         edge = proc
+        cpu = {name: _cpu(pid) - cpu0[name] for name, pid in _central_pids(rig).items()}
         # the agent exits once its outbox is empty, i.e. once every read was acknowledged as stored
         drained = time.monotonic() - started
         if edge.returncode != 0:
@@ -116,6 +124,9 @@ def main() -> None:
         print(f"                     first read stored after {first_s:.1f} s (start-up); first to last "
               f"{backlog_s - first_s:.1f} s ({args.reads / (backlog_s - first_s):,.0f} reads/s)")
         print(f"agent exit code:     {edge.returncode}")
+        print(f"CPU seconds:         agent {edge_cpu:.1f} (its whole run)  "
+              + "  ".join(f"{name} {sec:.1f}" for name, sec in cpu.items())
+              + f"  (while the agent ran; load average before: {load:.1f})")
         print(f"stored at central:   {len(got):,}  missing: {len(set(ids) - set(got))}  "
               f"extra: {len(set(got) - set(ids))}  duplicates: {len(got) - len(set(got))}")
         during = [stored - cap for cap, stored in fresh if cap < backlog_end]
@@ -123,6 +134,30 @@ def main() -> None:
               f"drained; capture -> stored at central p50 {percentile(during, 50):.2f} s, "
               f"max {max(during, default=float('nan')):.2f} s (includes the tracker's 1.5 s wait for the car to "
               f"leave the view)")
+
+
+def _central_pids(rig: Rig) -> dict[str, int]:
+    pids = {f"collector-{i}": p.pid for i, p in enumerate(rig.collectors)}
+    pids["broker"] = rig.broker.proc.pid
+    return pids
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_cpu(proc: subprocess.Popen, timeout: float) -> float:
+    """Wait for ``proc`` to exit; its user + system CPU seconds (threads included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        time.sleep(0.02)
+    raise subprocess.TimeoutExpired(proc.args, timeout)
 
 
 def _ts(text: str) -> float:

@@ -113,7 +113,8 @@ def _letters(rng, n):
 
 
 def raw_subscriber(root: str, port: int, index: int, counter, last) -> None:
-    c = _mqtt_client(f"central.collector-raw-{index}", Path(root) / "pki", "collector")
+    # each its own collector certificate: the broker takes the certificate's name as the client id
+    c = _mqtt_client(f"central.collector-raw-{index}", Path(root) / "pki", f"collector-{index}")
 
     def on_message(client, userdata, message):
         with counter.get_lock():

@@ -76,11 +76,13 @@ data_private_keys = ["{self.root / 'data-key.pem'}"]
 """)
         return path
 
-    def start_collectors(self, n: int) -> None:
+    def start_collectors(self, n: int, profile_dir: Path | None = None) -> None:
+        """Start ``n`` `alpr-central run` processes; with ``profile_dir``, each
+        under bench/profiled.py (every thread profiled, stats written on exit)."""
         for i in range(n):
             self.collectors.append(subprocess.Popen(
-                [sys.executable, "-m", "central", "run", "--config", str(self.central_config(i)),
-                 "--log-level", "warning"]))
+                python_command(profile_dir and profile_dir / f"collector-{i}.prof")
+                + ["-m", "central", "run", "--config", str(self.central_config(i)), "--log-level", "warning"]))
         time.sleep(2.0)
 
     def edge_config(self, device: str, *, source_dir: Path, batch_size: int = 200, max_in_flight: int = 4,
@@ -125,6 +127,13 @@ max_in_flight = {max_in_flight}
             except subprocess.TimeoutExpired:
                 p.kill()
         self.broker.stop()
+
+
+def python_command(profile: Path | None = None) -> list[str]:
+    """This interpreter, under bench/profiled.py when ``profile`` names a stats file."""
+    if profile is None:
+        return [sys.executable]
+    return [sys.executable, str(Path(__file__).with_name("profiled.py")), str(profile)]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -84,7 +84,7 @@ class Sync:
     cert_file: str = ""
     key_file: str = ""
     central_public_key: str = ""
-    batch_size: int = 200
+    batch_size: int = 500            # backlog batches: 200 made central commit in small groups (docs/scaling.md)
     max_in_flight: int = 8
     max_rate: float = 0.0            # reads/s while draining; 0 = unlimited
     ack_timeout: float = 30.0

@@ -6,6 +6,15 @@ A SQLite file in WAL mode with ``synchronous=FULL``: a committed read survives
 that opens them. A row is deleted only when central acknowledges that it
 stored it durably.
 
+Deleting what central acknowledged is the one write that does not wait for
+the disk (``synchronous=NORMAL`` for that transaction): a delete lost to a power
+cut only brings the read back, central stores a re-sent read once, and the WAL
+stays consistent (the next fully synced commit syncs everything before it). It
+took an fsync per acknowledgement, the largest cost of a device draining a
+backlog. ``stats()`` reads the depth, bytes and parked count this object keeps
+(set by one count at open, moved by every committed write): a full scan of a
+large outbox every second held the connection lock long enough to stall the sync.
+
 Bounds (config ``[buffer]``): when a put would exceed ``max_reads`` or
 ``max_bytes`` the *oldest* rows are dropped; rows older than ``max_age`` are
 dropped by :meth:`Outbox.expire`. Every drop is counted (``evicted_capacity``,
@@ -120,11 +129,16 @@ class Outbox:
             # wrote every freed 4 KiB page again: twice the disk writes of a drain).
             self.db.execute("PRAGMA secure_delete=FAST")
             self._migrate()
-            self._depth, self._bytes = self.db.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+            self._depth, self._bytes, self._parked = self._count()
         except BaseException:
             conn.close()  # a failed open must not keep a lock on the file
             raise
+
+    def _count(self) -> tuple[int, int, int]:
+        """Depth, bytes and parked reads counted in the file (a full scan: at open,
+        and in a put that found duplicates)."""
+        return tuple(self.db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), count(rejected) FROM outbox").fetchone())
 
     def _note_full(self) -> None:
         self.disk_full = True
@@ -181,8 +195,8 @@ class Outbox:
             logger.info("outbox %s migrated to schema %d: capture times kept as days only", self.path,
                         SCHEMA_VERSION)
 
-    def _tx(self):
-        return _Transaction(self.db.conn)
+    def _tx(self, durable: bool = True):
+        return _Transaction(self.db.conn, durable)
 
     def _bump(self, name: str, n: int) -> None:
         if n:
@@ -205,10 +219,12 @@ class Outbox:
                     new = self.db.conn.executemany(
                         "INSERT OR IGNORE INTO outbox(read_id, capture_day, size, envelope) VALUES (?,?,?,?)",
                         rows).rowcount
-                    depth, nbytes = self._depth + len(rows), self._bytes + added
-                    evicted = evicted_bytes = 0
+                    depth, nbytes, parked = self._depth + len(rows), self._bytes + added, self._parked
+                    if new != len(rows):  # duplicates (a put retried): count rather than guess, and
+                        depth, nbytes, parked = self._count()  # never evict a read for one
+                    evicted = evicted_bytes = evicted_parked = 0
                     if depth > self.max_reads or nbytes > self.max_bytes:
-                        evicted, evicted_bytes = self._evict_oldest(depth, nbytes)
+                        evicted, evicted_bytes, evicted_parked = self._evict_oldest(depth, nbytes)
                         self._bump("evicted_capacity", evicted)
                     self._bump("buffered", len(rows))
             except sqlite3.DatabaseError as exc:  # any, not only a full disk: counted as lost
@@ -216,28 +232,24 @@ class Outbox:
                     self._note_full()  # new reads never spend the reserve: they are counted as lost
                 raise BufferError_(f"cannot write outbox: {exc}") from exc
             self.disk_full = False
-            if new != len(rows):  # duplicates: recount rather than guess
-                depth, nbytes = self.db.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
-                self._depth, self._bytes = depth, nbytes
-            else:
-                self._depth, self._bytes = depth - evicted, nbytes - evicted_bytes
+            self._depth, self._bytes, self._parked = depth - evicted, nbytes - evicted_bytes, parked - evicted_parked
         self.on_add()
         if evicted:
             logger.warning("outbox full: dropped %d oldest reads (%d bytes)", evicted, evicted_bytes)
         return evicted
 
-    def _evict_oldest(self, depth: int, nbytes: int) -> tuple[int, int]:
-        victims, freed = [], 0
-        cursor = self.db.conn.execute("SELECT seq, size FROM outbox ORDER BY seq")
-        for seq, size in cursor:
+    def _evict_oldest(self, depth: int, nbytes: int) -> tuple[int, int, int]:
+        victims, freed, parked = [], 0, 0
+        cursor = self.db.conn.execute("SELECT seq, size, rejected IS NOT NULL FROM outbox ORDER BY seq")
+        for seq, size, was_parked in cursor:
             if depth - len(victims) <= self.max_reads and nbytes - freed <= self.max_bytes:
                 break
             victims.append((seq,))
             freed += size
+            parked += was_parked
         cursor.close()
         self.db.conn.executemany("DELETE FROM outbox WHERE seq = ?", victims)
-        return len(victims), freed
+        return len(victims), freed, parked
 
     def expire(self) -> int:
         """Drop reads older than ``max_age`` (counted as ``evicted_age``): every
@@ -248,17 +260,19 @@ class Outbox:
 
         def work():
             with self._tx():
-                n, size = self.db.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE capture_day < ?", [cutoff]).fetchone()
+                n, size, parked = self.db.execute(
+                    "SELECT count(*), coalesce(sum(size), 0), count(rejected) FROM outbox WHERE capture_day < ?",
+                    [cutoff]).fetchone()
                 if n:
                     self.db.execute("DELETE FROM outbox WHERE capture_day < ?", [cutoff])
                     self._bump("evicted_age", n)
-            return n, size
+            return n, size, parked
 
         with self._lock:
-            n, size = self._deleting("expire old reads", work)
+            n, size, parked = self._deleting("expire old reads", work)
             self._depth -= n  # only once committed
             self._bytes -= size
+            self._parked -= parked
         if n:
             logger.warning("dropped %d reads older than the %.0f-day buffer limit", n, self.max_age / 86400)
         return n
@@ -270,23 +284,25 @@ class Outbox:
             return 0
 
         def work():
-            gone = freed = 0
-            with self._tx():
+            gone = freed = parked = 0
+            with self._tx(durable=False):  # a lost delete only sends the read again (module docstring)
                 for chunk in _chunks(ids, 500):
                     marks = ",".join("?" * len(chunk))
-                    n, size = self.db.execute(
-                        f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE read_id IN ({marks})",
-                        chunk).fetchone()
+                    n, size, p = self.db.execute(
+                        f"SELECT count(*), coalesce(sum(size), 0), count(rejected) FROM outbox "
+                        f"WHERE read_id IN ({marks})", chunk).fetchone()
                     self.db.execute(f"DELETE FROM outbox WHERE read_id IN ({marks})", chunk)
                     gone += n
                     freed += size
+                    parked += p
                 self._bump("acknowledged", gone)
-            return gone, freed
+            return gone, freed, parked
 
         with self._lock:
-            gone, freed = self._deleting("delete acknowledged reads", work)
+            gone, freed, parked = self._deleting("delete acknowledged reads", work)
             self._depth -= gone  # only once committed
             self._bytes -= freed
+            self._parked -= parked
         return gone
 
     def mark_rejected(self, rejected: Iterable[tuple[str, str]]) -> int:
@@ -304,7 +320,9 @@ class Outbox:
             return n
 
         with self._lock:
-            return self._deleting("park rejected reads", work)
+            n = self._deleting("park rejected reads", work)
+            self._parked += n  # only once committed
+        return n
 
     def maintain(self) -> None:
         """Housekeeping (once a minute) while the disk reserve is given up: once
@@ -364,31 +382,51 @@ class Outbox:
         return self._depth
 
     def stats(self) -> OutboxStats:
+        """Depth, bytes and parked reads as this object counted them (exact while
+        it is the file's only writer: the agent holds the data folder's lock), the
+        oldest capture day (from its index) and the counters. No full scan."""
         with self._lock:
-            depth, nbytes, oldest = self.db.execute(
-                "SELECT count(*), coalesce(sum(size), 0), min(capture_day) * 86400 FROM outbox").fetchone()
-            rejected = self.db.execute("SELECT count(*) FROM outbox WHERE rejected IS NOT NULL").fetchone()[0]
+            oldest = self.db.execute("SELECT min(capture_day) * 86400 FROM outbox").fetchone()[0]
             counters = dict(self.db.execute("SELECT name, value FROM counters").fetchall())
-        return OutboxStats(depth, nbytes, oldest, rejected, counters)
+            return OutboxStats(self._depth, self._bytes, oldest, self._parked, counters)
 
     def close(self) -> None:
         self.db.conn.close()
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). ``durable=False``: the
+    commit does not wait for the disk (``synchronous=NORMAL`` in WAL mode: it
+    may be undone by a power cut, never half applied; the next durable commit
+    or checkpoint syncs it). The connection is back to FULL afterwards."""
+
+    def __init__(self, conn: sqlite3.Connection, durable: bool = True) -> None:
         self.conn = conn
+        self.durable = durable
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:  # SQLite has already rolled back after e.g. SQLITE_FULL
-            self.conn.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            elif self.conn.in_transaction:  # SQLite has already rolled back after e.g. SQLITE_FULL
+                self.conn.execute("ROLLBACK")
+        finally:
+            self._restore()
         return False
+
+    def _restore(self) -> None:
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous=FULL")
 
 
 def _chunks(seq, n):

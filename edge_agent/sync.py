@@ -65,7 +65,7 @@ class SyncSettings:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    batch_size: int = 200
+    batch_size: int = 500
     max_in_flight: int = 8
     max_rate: float = 0.0
     ack_timeout: float = 30.0

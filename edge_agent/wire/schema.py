@@ -60,6 +60,8 @@ BATCH_MAGIC = b"ALB1"
 
 def normalise_plate(text: str) -> str:
     """Upper-case letters and digits only: the form plates are stored and searched in."""
+    if _PLATE_RE.match(text):  # already in that form (every read's plate): no per-character pass
+        return text
     return "".join(ch for ch in text.upper() if ch.isascii() and ch.isalnum())
 
 
