@@ -73,7 +73,8 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
 
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
-    assert "applied 3 migration(s): 0001_reads, 0200_governance, 0201_read_feed" in result.output
+    assert ("applied 7 migration(s): 0001_reads, 0200_governance, 0201_read_feed, 0740_fleet_rollouts, "
+            "0760_device_configs, 0780_alert_feed, 0790_labelled_set") in result.output
     assert "db copy" not in result.output   # no SQLite file with users: nothing to copy
     assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
     PostgresStore(url).close()  # opens now
@@ -480,3 +481,31 @@ def test_a_collector_store_error_while_postgres_is_down_is_raised_not_swallowed(
         assert store.count() == 0  # nothing half-written
     finally:
         store.close()
+
+
+def test_every_sqlite_table_has_its_postgresql_twin_with_the_same_columns_in_order(pg_url, tmp_path):
+    """Every governance table a migrated SQLite file holds (but SQLite's legacy
+    access_log and its own bookkeeping) exists in a migrated PostgreSQL database with the
+    same columns in the same order, so `db copy` moves it and the modules find
+    what they read. Fails when a SQLite migration lacks its PostgreSQL twin
+    (as 0740-0790 did)."""
+    import sqlite3
+    from central.store.database import PgGovernance
+    SQLiteStore(tmp_path / "pilot.sqlite").close()
+    src = sqlite3.connect(tmp_path / "pilot.sqlite")
+    names = [r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+             if r[0] not in ("_migrations", "access_log", "sqlite_sequence",
+                             "reads", "read_images")]  # reads: partitioned, copied by copy_reads
+    want = {t: [r[1] for r in src.execute(f"PRAGMA table_info({t})")] for t in names}
+    src.close()
+    pg = PgGovernance(pg_url)
+    try:
+        got = {t: [r[0] for r in pg.db.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? ORDER BY ordinal_position", [t]).fetchall()] for t in names}
+    finally:
+        pg.close()
+    assert {t: cols for t, cols in got.items() if cols != want[t]} == {}
+    assert {"device_groups", "rollouts", "device_updates", "device_configs", "device_config_state",
+            "device_alerts", "alert_events", "alert_deliveries", "alert_attempts", "alert_monitor",
+            "labelled_examples"} <= set(names)
