@@ -90,7 +90,7 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     from ..fleet.health import HealthHandler
     service.health_handler = HealthHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.remote_config import RemoteConfigHandler
-    service.config_handler = RemoteConfigHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.config_handler = RemoteConfigHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.update_service import UpdateService
     service.update_service = UpdateService(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
     console = None
