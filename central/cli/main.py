@@ -78,7 +78,7 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     try:  # matches each stored read against the hotlists after the ack; sends webhooks
         if cfg.hotlist.matcher:
             hotlists = HotlistService(cfg.store.database, cfg.hotlist).attach(service.collector).start()
-        alert_feed = AlertFeed(cfg.store.path, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
+        alert_feed = AlertFeed(cfg.store.database, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
     except ConfigError as exc:
         if hotlists is not None:
             hotlists.stop()
