@@ -92,7 +92,7 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     from ..fleet.remote_config import RemoteConfigHandler
     service.config_handler = RemoteConfigHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.update_service import UpdateService
-    service.update_service = UpdateService(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.update_service = UpdateService(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     console = None
     if cfg.console.enabled:  # the browser console in the same process ([console] enabled = true)
         from ..console.server import ConsoleServer
