@@ -10,10 +10,12 @@
   (32 is the wire maximum), with realistic values and with every optional
   field at its longest (camera errors, versions), against the 32 KiB limit.
 - Alert evaluation: one :meth:`central.fleet.alert_feed.AlertFeed.check`
-  over N enrolled devices that each sent heartbeats (real SQLite registry),
-  the work ``alpr-central run`` does every ``[alerts] check_seconds``.
+  over N enrolled devices that each sent heartbeats (a real SQLite registry,
+  or with ``--backend postgresql`` a throwaway cluster from the installed
+  PostgreSQL binaries), the work ``alpr-central run`` does every
+  ``[alerts] check_seconds``.
 
-    .venv/bin/python bench/bench_fleet.py [--checks 1000] [--devices 200]
+    .venv/bin/python bench/bench_fleet.py [--checks 1000] [--devices 200] [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def bench_heartbeat() -> None:
         print(f"  {n:>2} camera(s): {typical} B typical, {longest} B with every field at its longest")
 
 
-def bench_alerts(devices: int) -> None:
+def bench_alerts(devices: int, backend: str = "sqlite") -> None:
     from central.config import Alerts
     from central.fleet.alert_feed import AlertFeed
     from central.fleet.ca import CertificateAuthority, init_ca
@@ -101,8 +103,20 @@ def bench_alerts(devices: int) -> None:
     from central.fleet.registry import CameraSpec, Registry
     from central.governance.users import UserDirectory
     from edge_agent.provision import new_key_and_csr
+    cluster = None
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "central.sqlite"
+        if backend == "postgresql":
+            import sys
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+            from pg_cluster import PgCluster, find_bindir
+
+            from central.store.postgres import PostgresStore
+            cluster = PgCluster(find_bindir(), fsync=True).start()
+            db = cluster.new_database("alerts")
+            store = PostgresStore(db, check_schema=False)
+            store.migrate()
+            store.close()
         registry = Registry(db)
         admin, _token = UserDirectory(registry.db).bootstrap("ada", "City PD")
         init_ca(Path(tmp) / "ca.key", Path(tmp) / "ca.crt")
@@ -133,7 +147,10 @@ def bench_alerts(devices: int) -> None:
             feed.check()
             times.append(time.perf_counter() - t0)
         feed.stop()
-        print(f"alert evaluation (AlertFeed.check, {devices} devices, 10 heartbeats each, SQLite)")
+        if cluster is not None:
+            cluster.destroy()
+        print(f"alert evaluation (AlertFeed.check, {devices} devices, 10 heartbeats each, "
+              f"{'PostgreSQL' if cluster is not None else 'SQLite'})")
         print(f"  first check (raises {len(raised)}): {first * 1e3:.0f} ms; steady: median "
               f"{statistics.median(times) * 1e3:.0f} ms ({statistics.median(times) / devices * 1e3:.2f} ms per device)")
 
@@ -142,13 +159,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checks", type=int, default=1000)
     ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
+                    help="where the alert evaluation's registry and heartbeats are")
     args = ap.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     cv2.setNumThreads(1)
     bench_tamper(args.checks)
     bench_heartbeat()
     if args.devices:
-        bench_alerts(args.devices)
+        for backend in (("sqlite", "postgresql") if args.backend == "both" else (args.backend,)):
+            bench_alerts(args.devices, backend)
 
 
 if __name__ == "__main__":

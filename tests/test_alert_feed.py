@@ -26,7 +26,6 @@ from central.governance.users import Role
 from central.hotlist.webhooks import verify_signature, write_secret
 from central.ingest.collector import Collector, CollectorService
 from central.ingest.keys import load_opener
-from central.store.sqlite import SQLiteStore
 from conftest import wait_for
 from edge_agent.wire.health import CameraHealth, encode_health
 from test_enrollment_env import CentralEnv
@@ -44,9 +43,11 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def central(tmp_path):
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central(request, tmp_path):
+    """A central on each backend (PostgreSQL: a throwaway cluster, conftest.pg_cluster)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     env.add_user("pat", "acme", Role.BUSINESS)
     yield env
     env.close()
@@ -71,7 +72,7 @@ def test_an_alert_is_raised_once_per_episode_and_cleared_when_it_ends(central, t
     city = central.provisioned("lane-1", "lane-2")
     shop = central.provisioned("door", owner="acme")
     clock = Clock(dt.datetime.now(UTC).replace(microsecond=0))
-    db = central.data / "central.sqlite"
+    db = central.database
     handler = HealthHandler(db, clock=clock)
     cfg = AlertsConfig(webhooks=_hooks(tmp_path, ("dispatch", "", ()), ("acme-desk", "acme", ()),
                                        ("tamper-only", "", ("camera-tampered",))))
@@ -134,7 +135,7 @@ def test_an_alert_is_raised_once_per_episode_and_cleared_when_it_ends(central, t
 
 def test_after_central_was_down_devices_get_time_to_be_heard_before_offline(central):
     device = central.provisioned("lane-1")
-    db = central.data / "central.sqlite"
+    db = central.database
     clock = Clock(dt.datetime.now(UTC).replace(microsecond=0))
     handler = HealthHandler(db, clock=clock)
     try:
@@ -157,7 +158,7 @@ def test_after_central_was_down_devices_get_time_to_be_heard_before_offline(cent
 def test_watch_follows_alerts_and_a_business_sees_only_its_own(central, tmp_path):
     city = central.provisioned("lane-1")
     shop = central.provisioned("door", owner="acme")
-    db = central.data / "central.sqlite"
+    db = central.database
     clock = Clock(dt.datetime.now(UTC) - 30 * MIN)
     handler = HealthHandler(db, clock=clock)
     feed = AlertFeed(db, AlertsConfig(), clock=clock)
@@ -277,8 +278,8 @@ def test_a_device_that_stops_heartbeating_raises_one_signed_offline_alert(centra
         registry.redeem(new.token_id, new.secret, new_key_and_csr()[1], central.ca)
     finally:
         registry.close()
-    db = central.data / "central.sqlite"
-    store = SQLiteStore(db)
+    db = central.database
+    store = central.store()
     handler = HealthHandler(db)
     service = CollectorService(Mqtt(host="127.0.0.1", port=broker.port, ca_file=str(pki_dir / "ca.crt"),
                                     cert_file=str(pki_dir / "collector.crt"), key_file=str(pki_dir / "collector.key"),

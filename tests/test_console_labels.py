@@ -1,5 +1,5 @@
 """Confirming or correcting a read from its console page (and the JSON twin)
-over a real SQLite central: the labelled example, the access log, CSRF and
+over a real central on each backend: the labelled example, the access log, CSRF and
 roles."""
 
 from __future__ import annotations
@@ -9,15 +9,22 @@ import re
 import pytest
 
 from central.console.app import create_app
-from central.store.sqlite import SQLiteStore
 from console_env import ConsoleWorld
 from test_console import WHY, csrf_of, log, sign_in
 from test_enrollment_env import Clock
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    w = ConsoleWorld(tmp_path_factory.mktemp("console-labels"), clock=Clock())
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    """The console's central on each backend (PostgreSQL: a fresh migrated database)."""
+    url = ""
+    if request.param == "postgresql":
+        from central.store.postgres import PostgresStore
+        url = request.getfixturevalue("pg_cluster").new_database()
+        store = PostgresStore(url, check_schema=False)
+        store.migrate()
+        store.close()
+    w = ConsoleWorld(tmp_path_factory.mktemp("console-labels"), clock=Clock(), pg_url=url)
     yield w
     w.close()
 
@@ -30,7 +37,7 @@ def app(world):
 
 
 def examples(world, read_id):
-    store = SQLiteStore(world.env.data / "central.sqlite")
+    store = world.env.store()
     try:
         return store.db.execute("SELECT source, read_text, true_text, labelled_by FROM labelled_examples "
                                 "WHERE read_id = ? ORDER BY example_id", [read_id]).fetchall()

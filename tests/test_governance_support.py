@@ -104,7 +104,7 @@ def make_world(path, url: str = "") -> World:
 # The suites run on both backends; the console's run on SQLite only (its code
 # uses the same storage layer, but its browser tests are slow on 2 shared cores).
 BOTH_BACKENDS = {"test_users", "test_audit", "test_retention", "test_sharing", "test_governance_cli",
-                 "test_hotlist_lists", "test_hotlist_hits", "test_report", "test_insider"}
+                 "test_hotlist_lists", "test_hotlist_hits", "test_report", "test_insider", "test_labels"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

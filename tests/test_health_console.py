@@ -17,9 +17,17 @@ from test_enrollment_env import Clock
 from test_health import sample
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    w = ConsoleWorld(tmp_path_factory.mktemp("console-health"), clock=Clock())
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    """A console world on each backend (PostgreSQL: a fresh migrated database of the session cluster)."""
+    url = ""
+    if request.param == "postgresql":
+        from central.store.postgres import PostgresStore
+        url = request.getfixturevalue("pg_cluster").new_database()
+        store = PostgresStore(url, check_schema=False)
+        store.migrate()
+        store.close()
+    w = ConsoleWorld(tmp_path_factory.mktemp("console-health"), clock=Clock(), pg_url=url)
     yield w
     w.close()
 
@@ -28,7 +36,7 @@ def test_the_fleet_page_shows_heartbeat_fields(world):
     app = create_app(world.cfg, clock=Clock())
     try:
         device, quiet = world.devices["dept2"], world.devices["acme"]
-        handler = HealthHandler(world.env.data / "central.sqlite")
+        handler = HealthHandler(world.env.database)
         handler.handle(f"alpr/v1/devices/{device}/health", encode_health(sample(
             device, sent_at=dt.datetime.now(dt.timezone.utc), buffer_depth=7, buffer_oldest_age_days=2,
             cameras=(CameraHealth("lane-1", "failed", 0.0, 10, 4, "cannot open /dev/video0", ("moved",)),))))
@@ -47,7 +55,6 @@ def test_the_fleet_page_shows_each_devices_update_to_those_who_may_see_it(world,
     """Central offered a release; the device reported a rollback: field techs see it on the fleet page."""
     from central.fleet import release as rel
     from central.fleet.rollout import Rollouts
-    from central.store.sqlite import SQLiteStore
     from edge_agent.wire import update as wire
     from test_update import ROOT, make_wheel
     private, public, _ = rel.init_key(tmp_path / "keys" / "release-key.pem")
@@ -55,7 +62,7 @@ def test_the_fleet_page_shows_each_devices_update_to_those_who_may_see_it(world,
     rel.build(bundle, rel.load_key(private), wheel=make_wheel(tmp_path / "w", "9.0.0", "pass\n"),
               models_dir=ROOT / "models")
     device = world.devices["dept2"]
-    store = SQLiteStore(world.env.data / "central.sqlite")
+    store = world.env.store()
     try:
         rollouts = Rollouts(store.db.conn, data_dir=world.env.data)
         from edge_agent.wire import release as fmt

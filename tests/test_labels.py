@@ -109,12 +109,15 @@ def test_confirming_needs_a_purpose_a_case_a_read_with_its_crop_and_a_plain_text
     unknown = PlateRead(new_read_id(), "d", "c", T0, "X", 0.5, (0, 0, 1, 1))   # never stored
     with pytest.raises(QueryError, match="no read"):
         confirm(world, world.operator, unknown, "X")
+    with pytest.raises(QueryError, match="no read not-a-read"):     # no uuid: no read either (PostgreSQL's keys)
+        LabelledSet(world.store, clock=world.clock).confirm(world.operator, "not-a-read", "X", purpose=PURPOSES[0],
+                                                            case_number="26-0042", purposes=PURPOSES)
     with pytest.raises(PolicyError, match="no crop image"):
         confirm(world, world.operator, bare, "7ABC124")
     assert world.conn.execute("SELECT count(*) FROM labelled_examples").fetchone()[0] == 0
     assert len(log(world, "search-refused")) == 2
     assert [(e["read_id"], e["result"]) for e in log(world, "read-label")] == \
-        [(unknown.read_id, "refused"), (bare.read_id, "refused")]     # attempts on reads are logged, with no result
+        [(unknown.read_id, "refused"), ("not-a-read", "refused"), (bare.read_id, "refused")]     # attempts on reads are logged, with no result
 
 
 @pytest.fixture
@@ -124,7 +127,7 @@ def hits(world):
     lists.create(world.admin, "svs", "stolen-vehicle")
     for plate in ("7ABC123", "5OS1234"):
         lists.add(world.admin, "svs", EntryInput(plate, "stolen", "LAPD", "V-1", T0 + 30 * DAY))
-    matcher = Matcher(world.store.path, cfg, clock=world.clock)
+    matcher = Matcher(world.database, cfg, clock=world.clock)
     yield matcher, HitBook(world.conn, clock=world.clock)
     matcher.close()
 
@@ -244,14 +247,20 @@ def test_migration_0790_keeps_the_misread_examples_of_0300(tmp_path):
 
 
 # -- the CLI ---------------------------------------------------------------------------
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cli(request, tmp_path, monkeypatch):
+    """A central configured on each backend (PostgreSQL: [store] url, a fresh migrated database)."""
     monkeypatch.delenv("ALPR_TOKEN", raising=False)
     monkeypatch.delenv("ALPR_TOKEN_FILE", raising=False)
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
     cfg = tmp_path / "central.toml"
     cfg.write_text(f'data_dir = "{tmp_path / "central"}"\n[mqtt]\ntls = false\n'
-                   '[query]\npurposes = ["stolen-vehicle"]\n')
+                   '[query]\npurposes = ["stolen-vehicle"]\n' + (f'[store]\nurl = "{url}"\n' if url else ""))
     runner = CliRunner()
+
+    def open_store():
+        from central.store.postgres import PostgresStore
+        return PostgresStore(url) if url else SQLiteStore(tmp_path / "central" / "central.sqlite")
 
     def run(*args, token=None):
         extra = ["--token-file", str(tmp_path / f"{token}.token")] if token else []
@@ -260,18 +269,23 @@ def cli(tmp_path, monkeypatch):
 
     assert run("user", "bootstrap", "--name", "ada", "--organization", "City PD", "--token-out",
                str(tmp_path / "ada.token")).exit_code == 0
-    business_on_file(tmp_path / "central" / "central.sqlite", "bobs-garage")
+    store = open_store()
+    try:
+        business_on_file(store.db.conn, "bobs-garage")
+    finally:
+        store.close()
     for name, role, org in (("otto", "operator", "City PD"), ("bob", "business", "bobs-garage")):
         res = run("user", "add", name, "--organization", org, "--role", role, "--token-out",
                   str(tmp_path / f"{name}.token"), token="ada")
         assert res.exit_code == 0, res.output
-    store = SQLiteStore(tmp_path / "central" / "central.sqlite")
+    store = open_store()
     reads = []
     for plate in ("7ABC123", "8XY0999", "6DEF456"):
         reads.append(PlateRead(new_read_id(), "cam-a", "lane-1", T0, plate, 0.9, (1, 2, 3, 4),
                                crop_jpeg=jpeg(plate), model_version="alpr-us-0.9.0+site1"))
     store.add_reads(reads, T0)
     store.close()
+    run.open_store = open_store
     return tmp_path, run, reads
 
 
@@ -341,7 +355,7 @@ def test_models_adapt_from_central_trains_on_confirmed_reads_and_leaves_no_copy(
     monkeypatch.setenv("TMPDIR", str(tmp))
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", None)   # re-read TMPDIR
-    store = SQLiteStore(tmp_path / "central" / "central.sqlite")
+    store = run.open_store()
     rng = np.random.default_rng(4)
     site = []
     for p in range(12):   # the site's plates show a letter O its people type as 0 (as us-crops does)

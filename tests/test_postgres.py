@@ -73,7 +73,8 @@ def test_central_refuses_an_unmigrated_or_newer_schema_and_db_migrate_fixes_the_
 
     result = runner.invoke(main, ["db", "migrate", "--config", config])
     assert result.exit_code == 0, result.output
-    assert "applied 3 migration(s): 0001_reads, 0200_governance, 0201_read_feed" in result.output
+    assert ("applied 7 migration(s): 0001_reads, 0200_governance, 0201_read_feed, 0740_fleet_rollouts, "
+            "0760_device_configs, 0780_alert_feed, 0790_labelled_set") in result.output
     assert "db copy" not in result.output   # no SQLite file with users: nothing to copy
     assert "up to date" in runner.invoke(main, ["db", "migrate", "--config", config]).output  # idempotent
     PostgresStore(url).close()  # opens now
@@ -480,3 +481,91 @@ def test_a_collector_store_error_while_postgres_is_down_is_raised_not_swallowed(
         assert store.count() == 0  # nothing half-written
     finally:
         store.close()
+
+
+def test_every_sqlite_table_has_its_postgresql_twin_with_the_same_columns_in_order(pg_url, tmp_path):
+    """Every governance table a migrated SQLite file holds (but SQLite's legacy
+    access_log and its own bookkeeping) exists in a migrated PostgreSQL database with the
+    same columns in the same order, so `db copy` moves it and the modules find
+    what they read. Fails when a SQLite migration lacks its PostgreSQL twin
+    (as 0740-0790 did)."""
+    import sqlite3
+    from central.store.database import PgGovernance
+    SQLiteStore(tmp_path / "pilot.sqlite").close()
+    src = sqlite3.connect(tmp_path / "pilot.sqlite")
+    names = [r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+             if r[0] not in ("_migrations", "access_log", "sqlite_sequence",
+                             "reads", "read_images")]  # reads: partitioned, copied by copy_reads
+    want = {t: [r[1] for r in src.execute(f"PRAGMA table_info({t})")] for t in names}
+    src.close()
+    pg = PgGovernance(pg_url)
+    try:
+        got = {t: [r[0] for r in pg.db.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? ORDER BY ordinal_position", [t]).fetchall()] for t in names}
+    finally:
+        pg.close()
+    assert {t: cols for t, cols in got.items() if cols != want[t]} == {}
+    assert {"device_groups", "rollouts", "device_updates", "device_configs", "device_config_state",
+            "device_alerts", "alert_events", "alert_deliveries", "alert_attempts", "alert_monitor",
+            "labelled_examples"} <= set(names)
+
+
+def test_db_copy_moves_rollouts_remote_configs_alerts_and_the_labelled_set(pg_url, tmp_path):
+    """The tables of 0740-0790 go with db copy like the others: every row
+    unchanged (bytes included), and the numbered keys continue after the copied
+    ones (a new rollout, alert, event, delivery, example does not collide)."""
+    from central.store.database import PgGovernance
+    SQLiteStore(tmp_path / "pilot.sqlite").close()
+    at = "2026-12-01T10:00:00.000000Z"
+    src = sqlite3.connect(tmp_path / "pilot.sqlite")
+    with src:
+        src.execute("INSERT INTO device_groups VALUES ('north', 'north poles', 'ada', ?)", [at])
+        src.execute("INSERT INTO release_bundles VALUES ('ab' || hex(randomblob(31)), '9.0.0', 10, 262144, '[]', "
+                    "'k1', 0, '/srv/r.alpr', ?)", [at])
+        sha = src.execute("SELECT sha256 FROM release_bundles").fetchone()[0]
+        src.execute("INSERT INTO rollouts VALUES (7, ?, '9.0.0', 'group', 'north', 50, 'paused', 'why', 1, 0, 0, "
+                    "'ada', ?, ?)", [sha, at, at])
+        src.execute("INSERT INTO device_updates VALUES ('cam-a', 7, '9.0.0', 'rolled-back', 'camera failed', 100, "
+                    "'0.2.0', ?, 1234, ?)", [at, at])
+        src.execute("INSERT INTO device_configs VALUES ('cam-a', 3, '{}', ?, 'k2', 'ada', ?, NULL)",
+                    [b"\x00signed\xff", at])
+        src.execute("INSERT INTO device_config_state VALUES ('cam-a', 2, 'refused', 3, 'bad key', ?, ?)", [at, at])
+        src.execute("INSERT INTO device_alerts VALUES (5, 'cam-a', 'department', 'offline', '', 'no heartbeat', "
+                    "NULL, ?, NULL)", [at])
+        src.execute("INSERT INTO alert_events VALUES (9, 5, 'raised', ?)", [at])
+        src.execute("INSERT INTO alert_deliveries VALUES (11, 9, 'noc', 'delivered', 1, ?, ?)", [at, at])
+        src.execute("INSERT INTO alert_attempts VALUES (11, 1, ?, 200, '', 0.25)", [at])
+        src.execute("INSERT INTO alert_monitor VALUES (1, ?, 60.0)", [at])
+        src.execute("INSERT INTO labelled_examples VALUES (4, ?, 'search-corrected', NULL, ?, '8XY0999', '8XYO999', "
+                    "'alpr-us-0.9.0', ?, 'otto', ?)", [new_read_id(), b"\xff\xd8crop", at, at])
+    tables = ["device_groups", "release_bundles", "rollouts", "device_updates", "device_configs",
+              "device_config_state", "device_alerts", "alert_events", "alert_deliveries", "alert_attempts",
+              "alert_monitor", "labelled_examples"]
+    want = {t: src.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
+    src.close()
+    result = CliRunner().invoke(main, ["db", "copy", "--from", f"sqlite://{tmp_path / 'pilot.sqlite'}", "--to",
+                                       pg_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert all(json.loads(result.output)["tables"][t] == 1 for t in tables)
+    pg = PgGovernance(pg_url)
+    try:
+        conn = pg.db.conn
+        got = {t: [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                   for row in conn.execute(f"SELECT * FROM {t}").fetchall()] for t in tables}
+        assert got == want
+        assert conn.execute("INSERT INTO rollouts (bundle_sha256, version, target_kind, target, percent, status, "
+                            "max_failures, max_failure_percent, created_by, created_at, updated_at) VALUES "
+                            "(?, '9.0.1', 'device', 'cam-a', 100, 'active', 1, 0, 'ada', ?, ?)",
+                            [sha, at, at]).lastrowid == 8
+        assert conn.execute("INSERT INTO device_alerts (device_id, owner, kind, message, raised_at) VALUES "
+                            "('cam-b', 'department', 'offline', 'x', ?)", [at]).lastrowid == 6
+        assert conn.execute("INSERT INTO alert_events (alert_id, event, at) VALUES (6, 'raised', ?)",
+                            [at]).lastrowid == 10
+        assert conn.execute("INSERT INTO alert_deliveries (event_id, endpoint, status, next_at, created_at) VALUES "
+                            "(10, 'noc', 'pending', ?, ?)", [at, at]).lastrowid == 12
+        assert conn.execute("INSERT INTO labelled_examples (read_id, source, read_text, true_text, model_version, "
+                            "captured_at, labelled_by, labelled_at) VALUES (?, 'search-confirmed', 'A', 'A', 'm', ?, "
+                            "'otto', ?)", [new_read_id(), at, at]).lastrowid == 5
+    finally:
+        pg.close()

@@ -237,11 +237,13 @@ def test_config_section_bounds(tmp_path, pki_dir):
 
 
 # -- central: targeting, versions, the access log, the key ------------------------------
-@pytest.fixture
-def site(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site(request, tmp_path):
+    """A central on each backend (PostgreSQL: a throwaway cluster, conftest.pg_cluster)."""
     from central.governance.users import Role
     from test_enrollment_env import CentralEnv
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     env.add_user("pat", "acme", Role.BUSINESS)
     yield env
     env.close()
@@ -279,9 +281,8 @@ def test_push_targets_devices_owners_or_all_with_versions_per_device(site, tmp_p
     assert _config_cli(site, "status", city, as_="pat").exit_code == 1
     assert _config_cli(site, "status", as_="otto").exit_code == 1  # an operator sees no devices
     # every push is one access-log entry; the messages verify and carry their device and version
-    from central.store.sqlite import SQLiteStore
     from edge_agent.wire.devconfig import load_public_key, open_config
-    store = SQLiteStore(site.data / "central.sqlite")
+    store = site.store()
     try:
         pushes = store.db.execute("SELECT detail FROM audit_log WHERE action = 'device-config-push'").fetchall()
         assert [json.loads(d)["keys"] for (d,) in pushes] == [["tracking.min_hits"], ["buffer.max_age_days"],

@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from central.fleet.update_service import UpdateService
 from central.governance.users import Role
 from central.ingest.collector import Collector, CollectorService
 from central.ingest.keys import load_opener
-from central.store.sqlite import SQLiteStore
+from central.store.database import connect
 from conftest import wait_for
 from edge_agent.cli import main as edge_main
 from edge_agent.outbox import Outbox
@@ -168,13 +167,13 @@ app_dir = "{self.app}"
 
 
 class Fleet:
-    def __init__(self, tmp_path: Path, keys, n: int, service_cls=UpdateService) -> None:
-        self.env = CentralEnv(tmp_path / "site", pid_file=True)
+    def __init__(self, tmp_path: Path, keys, n: int, service_cls=UpdateService, pg_url: str = "") -> None:
+        self.env = CentralEnv(tmp_path / "site", pid_file=True, pg_url=pg_url)
         self.env.add_user("pat", "acme", Role.BUSINESS)
         self.devices = [Device(self.env, tmp_path / "devices", keys["public"]) for _ in range(n)]
         self.env.start_broker()  # its ACL names the devices just enrolled
-        db = self.env.data / "central.sqlite"
-        self.store = SQLiteStore(db)
+        db = self.env.database
+        self.store = self.env.store()
         registry = self.env.registry()
         self.updates = service_cls(db, resend_seconds=2.0)
         self.service = CollectorService(
@@ -194,7 +193,7 @@ class Fleet:
         return next(d for d in self.devices if d.id == device_id)
 
     def rows(self) -> dict[str, dict]:
-        conn = sqlite3.connect(self.env.data / "central.sqlite")
+        conn = connect(self.env.database)
         try:
             cur = conn.execute("SELECT device_id, rollout_id, version, state, reason, running_version "
                                "FROM device_updates")
@@ -204,7 +203,7 @@ class Fleet:
             conn.close()
 
     def rollout(self, rollout_id: int) -> dict:
-        conn = sqlite3.connect(self.env.data / "central.sqlite")
+        conn = connect(self.env.database)
         try:
             r = conn.execute("SELECT status, status_reason, percent FROM rollouts WHERE rollout_id=?",
                              [rollout_id]).fetchone()
@@ -213,7 +212,7 @@ class Fleet:
             conn.close()
 
     def access_log(self) -> list[tuple[str, str, dict]]:
-        conn = sqlite3.connect(self.env.data / "central.sqlite")
+        conn = connect(self.env.database)
         try:
             return [(r[0], r[1], json.loads(r[2])) for r in
                     conn.execute("SELECT user, action, detail FROM audit_log ORDER BY seq")]
@@ -239,11 +238,14 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_factory(tmp_path, keys, mosquitto_bin):
+def fleet_factory(request, tmp_path, keys, mosquitto_bin):
+    """Fleets on SQLite; on PostgreSQL too for a test that parametrizes it
+    (``@BOTH``: offer, stages, pause and resume, the central side)."""
     made = []
+    url = request.getfixturevalue("pg_url") if getattr(request, "param", "sqlite") == "postgresql" else ""
 
     def make(n: int, service_cls=UpdateService) -> Fleet:
-        f = Fleet(tmp_path, keys, n, service_cls)
+        f = Fleet(tmp_path, keys, n, service_cls, pg_url=url)
         made.append(f)
         return f
     yield make
@@ -251,6 +253,10 @@ def fleet_factory(tmp_path, keys, mosquitto_bin):
         f.close()
 
 
+BOTH = pytest.mark.parametrize("fleet_factory", ["sqlite", "postgresql"], indirect=True)
+
+
+@BOTH
 def test_a_staged_rollout_reaches_the_stable_half_hands_off_and_pauses_on_a_rollback(fleet_factory, bundle):
     fleet = fleet_factory(4)
     for d in fleet.devices:
@@ -342,6 +348,7 @@ class Tampering(UpdateService):
         return bytes([data[0] ^ 1]) + data[1:] if offset in self.offsets else data
 
 
+@BOTH
 def test_a_tampered_bundle_is_refused_with_the_reason_at_central(fleet_factory, bundle, keys, tmp_path):
     fleet = fleet_factory(2, Tampering)
     a, b = (d.start() for d in fleet.devices)
@@ -391,8 +398,10 @@ def test_a_download_resumes_after_a_disconnect(fleet_factory, tmp_path, keys):
     assert next((d.data / "update" / "spool").glob("*.alpr")).read_bytes() == big.read_bytes()
 
 
-def test_only_admins_offer_updates(tmp_path, keys, bundle):
-    env = CentralEnv(tmp_path / "site", pid_file=False)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_only_admins_offer_updates(request, backend, tmp_path, keys, bundle):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else ""
+    env = CentralEnv(tmp_path / "site", pid_file=False, pg_url=url)
     env.add_user("pat", "acme", Role.BUSINESS)
     try:
         device = env.provisioned("lane-1")
@@ -410,11 +419,18 @@ def test_only_admins_offer_updates(tmp_path, keys, bundle):
         # a bundle central cannot verify is not offered
         result = env.cli("release", "offer", str(bundle), "--device", device, "--public-key", str(keys["other_pub"]))
         assert result.exit_code == 1 and "signature does not verify" in result.output
-        conn = sqlite3.connect(env.data / "central.sqlite")
+        conn = connect(env.database)
         assert conn.execute("SELECT count(*) FROM rollouts").fetchone()[0] == 0
         conn.close()
         ok = env.cli("release", "offer", str(bundle), "--device", device, "--public-key", str(keys["public"]))
         assert ok.exit_code == 0 and "rollout 1: release 9.0.0 to device" in ok.output
+        # groups list their members (group_concat on SQLite, string_agg on PostgreSQL)
+        other = env.provisioned("lane-1")
+        assert group_cli(env, "add", "g1", device, other).exit_code == 0
+        assert group_cli(env, "add", "g1", device).exit_code == 0       # already a member: nothing changes
+        assert group_cli(env, "create", "g2").exit_code == 0
+        listed = json.loads(group_cli(env, "list", "--json", as_="tech").output)
+        assert [(g["group"], g["devices"]) for g in listed] == [("g1", sorted([device, other])), ("g2", [])]
     finally:
         env.close()
 
@@ -464,6 +480,7 @@ def test_the_acl_gives_each_device_only_its_own_update_topics():
     assert "pattern read alpr/v1/devices/%u/update/offer" in acl_text()
 
 
+@BOTH
 def test_a_pause_withdraws_an_offer_not_yet_installed_and_resume_offers_it_again(fleet_factory, bundle):
     fleet = fleet_factory(1, Slow)
     d = fleet.devices[0].start(fetch_window=1)

@@ -61,15 +61,6 @@ def open_store(cfg):
         raise TempFailure(str(exc)) from None
 
 
-def require_sqlite_reads(cfg, what: str) -> None:
-    """Refuse a command whose tables have no PostgreSQL twin yet (the labelled
-    set): on PostgreSQL it would silently see none of the reads."""
-    if cfg.store.type != "sqlite":
-        raise click.ClickException(
-            f"{what} does not work with the store on PostgreSQL yet (see docs/scaling.md, "
-            "'What is not on PostgreSQL yet')")
-
-
 def parse_when(value: str | None, name: str) -> dt.datetime | None:
     """An ISO 8601 option value; UTC unless it carries an offset."""
     if value is None:

@@ -70,7 +70,7 @@ def _open(config_path):
     cfg = _load(config_path)
     from ..fleet.registry import Registry
     try:
-        return cfg, Registry(cfg.store.path)
+        return cfg, Registry(cfg.store.database)
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
 

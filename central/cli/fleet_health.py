@@ -182,7 +182,7 @@ def _watch(config_path, token_file, owner, as_json, timeout, poll) -> None:
     from ..fleet.registry import Registry
     cfg = _load(config_path)
     try:
-        registry = Registry(cfg.store.path)
+        registry = Registry(cfg.store.database)
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
     deadline = None if timeout is None else time.monotonic() + timeout

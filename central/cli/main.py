@@ -78,7 +78,7 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     try:  # matches each stored read against the hotlists after the ack; sends webhooks
         if cfg.hotlist.matcher:
             hotlists = HotlistService(cfg.store.database, cfg.hotlist).attach(service.collector).start()
-        alert_feed = AlertFeed(cfg.store.path, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
+        alert_feed = AlertFeed(cfg.store.database, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
     except ConfigError as exc:
         if hotlists is not None:
             hotlists.stop()
@@ -90,9 +90,9 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
     from ..fleet.health import HealthHandler
     service.health_handler = HealthHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.remote_config import RemoteConfigHandler
-    service.config_handler = RemoteConfigHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.config_handler = RemoteConfigHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     from ..fleet.update_service import UpdateService
-    service.update_service = UpdateService(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
+    service.update_service = UpdateService(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
     console = None
     if cfg.console.enabled:  # the browser console in the same process ([console] enabled = true)
         from ..console.server import ConsoleServer

@@ -20,8 +20,6 @@ import tempfile
 import click
 
 from .common import config_option
-from .common import load_config as _load
-from .common import require_sqlite_reads
 from .session import Session, json_option, token_option
 
 logger = logging.getLogger(__name__)
@@ -106,8 +104,6 @@ def adapt(config_path, token_file, labelled, from_central, out, signing_key, bas
     settings = Settings(steps=steps, batch=batch, lr=lr, site_per_batch=batch // 2, checks=checks, held_back=held_back,
                         tolerance=tolerance, heldout_size=heldout_size, synthetic_pool=synthetic_pool,
                         time_budget=time_budget, threads=threads, seed=seed)
-    if from_central:
-        require_sqlite_reads(_load(config_path), "models adapt --from-central")
     with Session(config_path, token_file) as s:
         require(s.user, Permission.ADAPT_MODELS)
         if importlib.util.find_spec("tensorflow") is None:  # say clearly what is missing, before any work
@@ -212,7 +208,6 @@ def export_labels(config_path, token_file, folder, as_json) -> None:
     crop). A read whose labels disagree is left out and counted. Admins
     only; logged in the access log with counts, never texts.
     'models adapt --from-central' trains on the set without leaving a copy."""
-    require_sqlite_reads(_load(config_path), "models export-labels")
     with Session(config_path, token_file) as s:
         r = _export(s, folder)
     from . import output as out   # (not at the top: 'adapt' has an --out)

@@ -9,8 +9,6 @@ import click
 
 from . import output as out
 from .common import config_option
-from .common import load_config as _load
-from .common import require_sqlite_reads
 from .session import Session, json_option, token_option
 
 
@@ -37,7 +35,6 @@ def confirm(config_path, read_id, text, purpose, case_number, token_file, as_jso
     text become a labelled example for site adaptation ('models adapt'); it is
     deleted with the read when retention purges it. Confirming the same read
     again replaces your earlier label."""
-    require_sqlite_reads(_load(config_path), "reads confirm")
     from ..governance.labels import LabelledSet
     with Session(config_path, token_file) as s:
         e = LabelledSet(s.store).confirm(s.user, read_id, text, purpose=purpose, case_number=case_number,

@@ -32,7 +32,7 @@ def _rollouts(config_path, token_file):
     from ..fleet.registry import Registry
     from ..fleet.rollout import Rollouts
     try:
-        registry = Registry(cfg.store.path)
+        registry = Registry(cfg.store.database)
     except StoreError as exc:
         raise TempFailure(str(exc)) from None
     try:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -80,23 +79,23 @@ def _event(row) -> AlertEvent:
                       parse_ts(row[9]) if row[9] else None, parse_ts(row[10]), parse_ts(row[11]) if row[11] else None)
 
 
-def events_after(conn: sqlite3.Connection, event_id: int, *, limit: int = 500) -> list[AlertEvent]:
+def events_after(conn, event_id: int, *, limit: int = 500) -> list[AlertEvent]:
     """Events after ``event_id``, oldest first (the caller filters by what the user may see)."""
     return [_event(r) for r in conn.execute(_EVENT_SQL + "WHERE e.event_id > ? ORDER BY e.event_id LIMIT ?",
                                             [event_id, limit]).fetchall()]
 
 
-def last_event_id(conn: sqlite3.Connection) -> int:
+def last_event_id(conn) -> int:
     return conn.execute("SELECT coalesce(max(event_id), 0) FROM alert_events").fetchone()[0]
 
 
-def open_alerts(conn: sqlite3.Connection) -> list[AlertEvent]:
+def open_alerts(conn) -> list[AlertEvent]:
     """Every open episode, as its ``raised`` event."""
     return [_event(r) for r in conn.execute(_EVENT_SQL + "WHERE a.cleared_at IS NULL AND e.event = 'raised' "
                                             "ORDER BY e.event_id").fetchall()]
 
 
-def last_check(conn: sqlite3.Connection) -> tuple[dt.datetime, float] | None:
+def last_check(conn) -> tuple[dt.datetime, float] | None:
     """When the feed last evaluated the alerts, and how often it does; None: never."""
     row = conn.execute("SELECT checked_at, check_seconds FROM alert_monitor WHERE id = 1").fetchone()
     return (parse_ts(row[0]), float(row[1])) if row else None
@@ -110,6 +109,7 @@ class AlertFeed:
     """Evaluates, records and queues alerts; :meth:`run` in its own thread."""
 
     def __init__(self, path: str | Path, cfg: AlertsConfig = AlertsConfig(), *, clock=utcnow) -> None:
+        """``path``: the SQLite file or a ``postgresql://`` URL (``cfg.store.database``)."""
         from .registry import Registry
         self.cfg = cfg
         self.thresholds = Thresholds.from_config(cfg)

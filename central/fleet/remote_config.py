@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import logging
 import os
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from edge_agent.wire.release import key_id
 from ..errors import RegistryError, RemoteConfigError
 from ..governance.audit import AccessLog, parse_ts, transaction, ts, utcnow
 from ..governance.users import Permission, User, require
+from ..store.database import connect
 from .pki import write_public, write_secret
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,8 @@ class ConfigStatus:
 
 
 class RemoteConfigs:
-    def __init__(self, conn: sqlite3.Connection, *, clock=utcnow) -> None:
+    def __init__(self, conn, *, clock=utcnow) -> None:
+        """``conn``: the governance connection of either backend (``registry.db``)."""
         self.conn, self._clock = conn, clock
         self._log = AccessLog(conn, clock=clock)
 
@@ -220,7 +221,7 @@ class RemoteConfigHandler:
     """Publishes pushed configurations (retained) and records devices' reports."""
 
     def __init__(self, db_path, *, topic_prefix: str = "alpr/v1/devices", clock=utcnow) -> None:
-        self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.conn = connect(db_path)  # a SQLite file or a postgresql:// URL
         self.topics = Topics(topic_prefix)
         self._clock = clock
         self._lock = threading.Lock()

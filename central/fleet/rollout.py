@@ -44,7 +44,6 @@ import logging
 import math
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
 from edge_agent.wire import release as fmt
@@ -53,6 +52,7 @@ from edge_agent.wire import update as wire
 from ..errors import PolicyError, RegistryError
 from ..governance.audit import AccessLog, transaction, ts, utcnow
 from ..governance.users import Permission, User, require
+from ..store.database import dialect
 from .registry import validate_id_like
 
 logger = logging.getLogger(__name__)
@@ -106,9 +106,10 @@ class DeviceUpdate:
 
 
 class Rollouts:
-    """The library; ``conn`` is the store's SQLite connection (the registry's file)."""
+    """The library; ``conn`` is the governance connection of either backend
+    (``registry.db``; :mod:`central.store.database`)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, data_dir: str | os.PathLike | None = None, clock=utcnow) -> None:
+    def __init__(self, conn, *, data_dir: str | os.PathLike | None = None, clock=utcnow) -> None:
         self.conn = conn
         self.data_dir = Path(data_dir) if data_dir else None
         self._clock = clock
@@ -149,9 +150,10 @@ class Rollouts:
 
     def groups(self, user: User) -> list[dict]:
         require(user, Permission.VIEW_RELEASES)
+        members = "string_agg(m.device_id, ',')" if dialect(self.conn) == "postgresql" else "group_concat(m.device_id)"
         rows = self.conn.execute(
-            "SELECT g.group_id, g.description, g.created_by, g.created_at, "
-            "group_concat(m.device_id) FROM device_groups g LEFT JOIN device_group_members m USING (group_id) "
+            f"SELECT g.group_id, g.description, g.created_by, g.created_at, {members} "
+            "FROM device_groups g LEFT JOIN device_group_members m USING (group_id) "
             "GROUP BY g.group_id ORDER BY g.group_id").fetchall()
         return [{"group": r[0], "description": r[1], "created_by": r[2], "created_at": r[3],
                  "devices": sorted((r[4] or "").split(",")) if r[4] else []} for r in rows]
@@ -191,7 +193,11 @@ class Rollouts:
                 self._group(group)
             elif self.conn.execute("SELECT status FROM devices WHERE device_id=?", [device]).fetchone() is None:
                 raise RegistryError(f"no device {device!r}")
-            self.conn.execute("INSERT OR REPLACE INTO release_bundles VALUES (?,?,?,?,?,?,?,?,?)",
+            self.conn.execute("INSERT INTO release_bundles VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (sha256) DO UPDATE "
+                              "SET version=excluded.version, size=excluded.size, chunk_size=excluded.chunk_size, "
+                              "chunks=excluded.chunks, key_id=excluded.key_id, "
+                              "allow_downgrade=excluded.allow_downgrade, path=excluded.path, "
+                              "stored_at=excluded.stored_at",
                               [whole, manifest.version, size, chunk_size, json.dumps(chunks), manifest.key_id,
                                int(manifest.allow_downgrade), str(kept), now])
             kind, target = ("group", group) if group is not None else ("device", device)
@@ -245,9 +251,13 @@ class Rollouts:
             if row is not None and row[0] >= rollout_id:
                 continue  # already in this (or a newer) rollout
             self.conn.execute(
-                "INSERT OR REPLACE INTO device_updates (device_id, rollout_id, version, state, reason, progress, "
+                "INSERT INTO device_updates (device_id, rollout_id, version, state, reason, progress, "
                 "running_version, state_at, device_at_ms, sent_at) VALUES (?,?,?,'pending','',0,"
-                "(SELECT running_version FROM device_updates WHERE device_id=?),?,0,NULL)",
+                "(SELECT running_version FROM device_updates WHERE device_id=?),?,0,NULL) "
+                "ON CONFLICT (device_id) DO UPDATE SET rollout_id=excluded.rollout_id, version=excluded.version, "
+                "state=excluded.state, reason=excluded.reason, progress=excluded.progress, "
+                "running_version=excluded.running_version, state_at=excluded.state_at, "
+                "device_at_ms=excluded.device_at_ms, sent_at=excluded.sent_at",
                 [device, rollout_id, version, device, now])
             added.append(device)
         return added
@@ -334,8 +344,10 @@ class Rollouts:
         offered, the state and when."""
         require(user, Permission.VIEW_RELEASES)
         where, args = ("u.rollout_id = ?", [rollout_id]) if rollout_id is not None else ("d.status <> 'revoked'", [])
+        agent = "h.doc::jsonb ->> 'agent_version'" if dialect(self.conn) == "postgresql" else \
+            "json_extract(h.doc, '$.agent_version')"
         rows = self.conn.execute(
-            "SELECT d.device_id, coalesce(u.running_version, json_extract(h.doc, '$.agent_version')), u.rollout_id, "
+            f"SELECT d.device_id, coalesce(u.running_version, {agent}), u.rollout_id, "
             "u.version, u.state, coalesce(u.reason, ''), coalesce(u.progress, 0), u.state_at FROM devices d "
             "LEFT JOIN device_updates u USING (device_id) LEFT JOIN device_health h USING (device_id) "
             f"WHERE {where} ORDER BY d.device_id", args).fetchall()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from edge_agent.wire import MalformedMessage, Topics
 from edge_agent.wire import update as wire
 
 from ..governance.audit import utcnow
+from ..store.database import connect, dialect
 from .rollout import Rollouts
 
 logger = logging.getLogger(__name__)
@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 class UpdateService:
     def __init__(self, db_path, *, topic_prefix: str = "alpr/v1/devices", resend_seconds: float = 30.0,
                  max_chunks_per_second: float = 16.0, clock=utcnow, monotonic=time.monotonic) -> None:
-        self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn = connect(db_path)  # a SQLite file or a postgresql:// URL
+        if dialect(self.conn) == "sqlite":
+            self.conn.execute("PRAGMA foreign_keys=ON")
         self.rollouts = Rollouts(self.conn, clock=clock)
         self.topics = Topics(topic_prefix)
         self.resend_seconds = resend_seconds

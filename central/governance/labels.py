@@ -46,11 +46,12 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
+import uuid
 
 from ..config import DEFAULT_CASE_PATTERN, Retention
 from ..errors import PolicyError, QueryError
 from ..store import Store
+from ..store.database import dialect
 from .audit import AccessLog, parse_ts, transaction, ts, utcnow
 from .search import check_case_number, check_purpose, refused
 from .users import Permission, User, require
@@ -71,20 +72,39 @@ def clean_text(raw: str | None) -> str:
     return text
 
 
-def record(conn: sqlite3.Connection, *, source: str, read_id: str, crop: bytes | None, read_text: str,
+def record(conn, *, source: str, read_id: str, crop: bytes | None, read_text: str,
            true_text: str, captured_at: dt.datetime, labelled_by: str, labelled_at: dt.datetime,
            hit_id: int | None = None) -> int:
     """Insert one example (in the caller's transaction; the caller logs the
     action). The model version is the read's, as stored."""
     if source not in SOURCES:
         raise ValueError(f"source: one of {SOURCES}")
-    model = conn.execute("SELECT model_version FROM reads WHERE read_id = ?", [read_id]).fetchone()
+    model = conn.execute("SELECT model_version FROM reads WHERE read_id = ?", [read_id]).fetchone() \
+        if _read_key(conn, read_id) else None
     cur = conn.execute(
         "INSERT INTO labelled_examples (read_id, source, hit_id, crop, read_text, true_text, model_version, "
         "captured_at, labelled_by, labelled_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
         [read_id, source, hit_id, crop, read_text, true_text, model[0] if model else "", ts(captured_at),
          labelled_by, ts(labelled_at)])
     return cur.lastrowid
+
+
+def _read_key(conn, read_id: str) -> bool:
+    """Can ``read_id`` name a read? Always on SQLite (text keys); on PostgreSQL
+    reads are keyed by uuid, and a string that is none names no read (instead
+    of an invalid-input error from the server)."""
+    if dialect(conn) == "sqlite":
+        return True
+    try:
+        uuid.UUID(str(read_id))
+    except ValueError:
+        return False
+    return True
+
+
+def _when(value) -> dt.datetime:
+    """A capture time as reads hold it: canonical text (SQLite) or timestamptz (PostgreSQL)."""
+    return value if isinstance(value, dt.datetime) else parse_ts(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +149,12 @@ def _example(row) -> Example:
 
 
 class LabelledSet:
-    """The labelled examples in the store's SQLite database (reads on SQLite)."""
+    """The labelled examples beside the store's reads (either backend: the
+    store's governance connection reaches its reads on SQLite and PostgreSQL)."""
 
     def __init__(self, store: Store, *, clock=utcnow) -> None:
         self.store = store
-        self.conn: sqlite3.Connection = store.db.conn
+        self.conn = store.db.conn
         self._clock = clock
         self.log = AccessLog(self.conn, clock=clock)
 
@@ -158,7 +179,8 @@ class LabelledSet:
         with transaction(self.conn):
             row = self.conn.execute(
                 "SELECT r.plate, r.captured_at, i.jpeg FROM reads r LEFT JOIN read_images i "
-                "ON i.read_id = r.read_id AND i.kind = 'crop' WHERE r.read_id = ?", [read_id]).fetchone()
+                "ON i.read_id = r.read_id AND i.kind = 'crop' WHERE r.read_id = ?", [read_id]).fetchone() \
+                if _read_key(self.conn, read_id) else None
             if row is None:
                 problem = QueryError(f"no read {read_id}")
             elif row[2] is None:
@@ -183,7 +205,7 @@ class LabelledSet:
                 "DELETE FROM labelled_examples WHERE read_id = ? AND labelled_by = ? "
                 "AND source IN ('search-confirmed', 'search-corrected')", [read_id, actor.name]).rowcount
             example_id = record(self.conn, source=source, read_id=read_id, crop=crop, read_text=plate,
-                                true_text=true_text, captured_at=parse_ts(captured), labelled_by=actor.name,
+                                true_text=true_text, captured_at=_when(captured), labelled_by=actor.name,
                                 labelled_at=now)
             self.log.append(user=actor.name, organization=actor.organization, action="read-label",
                             purpose=purpose, case_number=case_number,

@@ -243,8 +243,9 @@ class Governor:
             # Examples follow their read: gone with the read or with its crop image, and at the
             # latest labelled_example_days after capture (central/governance/labels.py).
             ("labelled_examples", "labelled_examples", "DELETE FROM labelled_examples WHERE captured_at < ? OR "
-                                  "NOT EXISTS (SELECT 1 FROM read_images i WHERE i.read_id = labelled_examples.read_id "
-                                  "AND i.kind = 'crop')", [c["labelled_examples"]]),
+                                  "NOT EXISTS (SELECT 1 FROM read_images i WHERE i.read_id = "
+                                  f"labelled_examples.read_id{'::uuid' if pg else ''} AND i.kind = 'crop')",
+             [c["labelled_examples"]]),
             ("hotlist", "hotlist_entries", f"DELETE FROM hotlist_entries WHERE entry_id IN (SELECT e.entry_id "
                                            f"FROM hotlist_entries e WHERE {_ENTRY_END} < ?)", [c["hotlist"]]),
             ("device_log", "device_audit", "DELETE FROM device_audit WHERE received_at < ?", [c["device_log"]]),
@@ -267,7 +268,7 @@ class Governor:
                     counts[name] = self.conn.execute(
                         f"SELECT count(*) FROM labelled_examples x WHERE x.captured_at < ? OR NOT EXISTS ("
                         f"SELECT 1 FROM reads r JOIN read_images i ON i.read_id = r.read_id AND i.kind = 'crop' "
-                        f"WHERE r.read_id = x.read_id AND ({_HELD} OR (r.captured_at >= ? AND (r.captured_at >= ? "
+                        f"WHERE r.read_id = x.read_id{'::uuid' if pg else ''} AND ({_HELD} OR (r.captured_at >= ? AND (r.captured_at >= ? "
                         f"OR NOT {_HIT}) AND (r.captured_at >= ? OR {_HIT}))))",
                         [c["labelled_examples"], c["images"], c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
                 elif dry_run:

@@ -33,7 +33,6 @@ import hmac
 import json
 import logging
 import os
-import sqlite3
 import ssl
 import threading
 import time
@@ -215,7 +214,7 @@ class Sender:
         self.conn.close()
 
 
-def deliveries(conn: sqlite3.Connection, actor: User, hit_id: int) -> list[dict]:
+def deliveries(conn, actor: User, hit_id: int) -> list[dict]:
     """A hit's deliveries and their attempts (``view-hits``)."""
     require(actor, Permission.VIEW_HITS)
     out = []
