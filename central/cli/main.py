@@ -72,11 +72,11 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
                                                    device_facts=registry.device_facts(), max_age=max_age))
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.path, topic_prefix=cfg.mqtt.topic_prefix)
-    from ..hotlist.service import HotlistService
+    from ..hotlist.service import HotlistProcess
     hotlists = None
-    try:  # matches each stored read against the hotlists after the ack; sends webhooks
+    try:  # a child process matches each stored read against the hotlists after the ack; sends webhooks
         if cfg.hotlist.matcher:
-            hotlists = HotlistService(cfg.store.path, cfg.hotlist).attach(service.collector).start()
+            hotlists = HotlistProcess(cfg.store.path, cfg.hotlist).attach(service.collector).start()
     except ConfigError as exc:
         store.close()
         registry.close()

@@ -67,11 +67,12 @@ class Matcher:
     CURSOR_EVERY = 5.0  # seconds between writes of the cursor alone
 
     def __init__(self, path: str | Path, cfg: HotlistConfig = HotlistConfig(), *, clock=utcnow,
-                 on_hits: Callable[[list[int]], None] | None = None) -> None:
+                 on_hits: Callable[[list[int]], None] | None = None, wake_event=None) -> None:
         self.conn = connect(path)
         self.cfg = cfg
         self._clock = clock
-        self._wake = threading.Event()
+        # A threading.Event, or a multiprocessing one when the collector is another process.
+        self._wake = wake_event if wake_event is not None else threading.Event()
         self.on_hits = on_hits
         self.counters = {"reads": 0, "hits": 0, "same_pass": 0}
         row = self.conn.execute("SELECT last_rowid FROM hotlist_matcher WHERE id = 1").fetchone()
@@ -105,29 +106,34 @@ class Matcher:
                 self._cursor = top
             return []
         now = self._clock()
-        keys: dict[str, list[tuple[str, str]]] = {}  # read_id -> [(text, kind)]
+        # Each read's texts with their folded keys: the plate's key is stored with the
+        # read; the alternates (JSON) are parsed only when the read has any.
+        keys: dict[str, list[tuple[str, str, str]]] = {}  # read_id -> [(text, kind, folded)]
         folded: set[str] = set()
         for _rowid, read_id, *_rest, plate, plate_folded, alternates in rows:
-            texts = [(plate, "exact")]
+            if alternates == "[]":
+                keys[read_id] = [(plate, "exact", plate_folded)]
+                folded.add(plate_folded)
+                continue
+            texts = [(plate, "exact", plate_folded)]
             for alt, _conf in json.loads(alternates):
                 alt = normalise_plate(alt)
                 if alt and alt != plate:
-                    texts.append((alt, "alternate"))
+                    texts.append((alt, "alternate", fold_confusables(alt)))
             keys[read_id] = texts
-            folded.update(fold_confusables(t) for t, _ in texts)
+            folded.update(k for _t, _k, k in texts)
         entries = self._candidates(folded, now)
         matches = []
-        if entries:
-            for _rowid, read_id, device, camera, captured, stored, plate, _f, _a in rows:
-                best: dict[int, tuple[str, str]] = {}
-                for text, kind in keys[read_id]:
-                    for entry in entries.get(fold_confusables(text), ()):
-                        k = kind if entry["plate"] == text else "confusable"
-                        if entry["entry_id"] not in best or _KIND_RANK[k] < _KIND_RANK[best[entry["entry_id"]][0]]:
-                            best[entry["entry_id"]] = (k, text)
-                for entry_id, (kind, text) in best.items():
-                    matches.append((read_id, device, camera, captured, stored, kind, text,
-                                    next(e for e in entries[fold_confusables(text)] if e["entry_id"] == entry_id)))
+        for _rowid, read_id, device, camera, captured, stored, _p, _f, _a in rows if entries else ():
+            best: dict[int, tuple[str, str, dict]] = {}
+            for text, kind, key in keys[read_id]:
+                for entry in entries.get(key, ()):
+                    k = kind if entry["plate"] == text else "confusable"
+                    known = best.get(entry["entry_id"])
+                    if known is None or _KIND_RANK[k] < _KIND_RANK[known[0]]:
+                        best[entry["entry_id"]] = (k, text, entry)
+            for kind, text, entry in best.values():
+                matches.append((read_id, device, camera, captured, stored, kind, text, entry))
         self.counters["reads"] += len(rows)
         self._cursor = rows[-1][0]
         if not matches:
