@@ -111,7 +111,8 @@ def check_visual(b: Backend, user: User, params, hit_id) -> dict:
     result = params.get("result")
     if result not in ("yes", "misread"):
         raise QueryError("visual check: yes or misread")
-    book(b).check_image(user, _hit_id(hit_id), shows_plate=result == "yes", true_text=params.get("true_text"))
+    book(b).check_image(user, _hit_id(hit_id), shows_plate=result == "yes", true_text=params.get("true_text"),
+                        seen_read_id=params.get("read_id") or None)
     return hit_detail(b, user, {"_notice": "Visual check recorded."}, hit_id)
 
 

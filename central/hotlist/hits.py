@@ -16,7 +16,9 @@ supervisor) records, in this order:
    after the source said no longer wanted), ``duplicate``.
 
 Each step names the user and the time and is written to the access log in
-the same transaction. ``view-hits`` (operator, supervisor, auditor) reads
+the same transaction. A later, better read of the hit's pass upgrades a hit
+nobody has checked yet and is only noted on one that a person has (see
+:mod:`.matcher`); :attr:`Hit.upgrades` lists them. ``view-hits`` (operator, supervisor, auditor) reads
 hits; viewing is logged. Admins and business users see no hits.
 
 **Event stream** (for the browser console's server-sent events)::
@@ -97,6 +99,10 @@ class Hit:
     heading: float | None
     crop_jpeg: bytes | None = dataclasses.field(default=None, repr=False)
     context_jpeg: bytes | None = dataclasses.field(default=None, repr=False)
+    # Later, better reads of the same pass (:meth:`HitBook.get` only), oldest first: dicts
+    # with at, applied (the hit moved to that read) or not (noted after a step was recorded),
+    # read_id, match_kind, matched_text, captured_at and the previous_* of the hit.
+    upgrades: tuple = ()
 
     def __repr__(self) -> str:  # no plate text in logs or tracebacks
         return f"Hit(hit_id={self.hit_id}, read_id={self.read_id!r}, entry_id={self.entry_id})"
@@ -141,14 +147,18 @@ def _t(value):
     return parse_ts(value) if value else None
 
 
-def _hit(row, crop=None, context=None) -> Hit:
+def _hit(row, crop=None, context=None, upgrades=()) -> Hit:
     r = list(row)
     for i in (11, 12, 13):
         r[i] = parse_ts(r[i])
     r[14] = json.loads(r[14])
     for i in (18, 21, 24):
         r[i] = _t(r[i])
-    return Hit(*r, crop_jpeg=crop, context_jpeg=context)
+    return Hit(*r, crop_jpeg=crop, context_jpeg=context, upgrades=upgrades)
+
+
+_UPGRADE_COLUMNS = ("at", "applied", "read_id", "match_kind", "matched_text", "captured_at", "previous_read_id",
+                    "previous_kind", "previous_text", "previous_captured_at")
 
 
 class HitBook:
@@ -168,11 +178,15 @@ class HitBook:
         hits = []
         for row in rows:
             crop = context = None
+            upgrades = ()
             if images:
                 for kind, jpeg in self.conn.execute("SELECT kind, jpeg FROM read_images WHERE read_id = ?",
                                                     [row[1]]).fetchall():
                     crop, context = (jpeg, context) if kind == "crop" else (crop, jpeg)
-            hits.append(_hit(row, crop, context))
+                upgrades = tuple({**dict(zip(_UPGRADE_COLUMNS, u)), "applied": bool(u[1])} for u in self.conn.execute(
+                    f"SELECT {', '.join(_UPGRADE_COLUMNS)} FROM hit_upgrades WHERE hit_id = ? ORDER BY upgrade_id",
+                    [row[0]]).fetchall())
+            hits.append(_hit(row, crop, context, upgrades))
         return hits
 
     def list(self, actor: User, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
@@ -276,12 +290,18 @@ class HitBook:
         require(actor, Permission.VERIFY_HITS)
         return self.get(actor, hit_id, log=False)
 
-    def check_image(self, actor: User, hit_id: int, *, shows_plate: bool, true_text: str | None = None) -> Hit:
+    def check_image(self, actor: User, hit_id: int, *, shows_plate: bool, true_text: str | None = None,
+                    seen_read_id: str | None = None) -> Hit:
         """Step 1: does the image show the listed plate? If not, ``true_text`` is
-        what it really shows (kept with the crop as a labelled example)."""
+        what it really shows (kept with the crop as a labelled example).
+        ``seen_read_id``, the read whose image the checker looked at, is refused
+        if the hit has moved to a better read of its pass since (an upgrade)."""
         now = self._clock()
         with transaction(self.conn):
             hit = self._step(actor, hit_id)
+            if seen_read_id and seen_read_id != hit.read_id:
+                raise PolicyError(f"hit {hit_id} now shows a better read of the same pass ({hit.match_kind} match): "
+                                  f"look at its new image and record the visual check again")
             if hit.visual is not None:
                 raise PolicyError(f"hit {hit_id}: the visual check was recorded already ({hit.visual}, "
                                   f"{hit.visual_by})")
