@@ -220,6 +220,16 @@ class HitBook:
                             detail={"hit": hit_id}, result_count=1)
         return found[0]
 
+    def crop(self, actor: User, hit_id: int) -> bytes | None:
+        """The crop of the read a hit shows now (for the hits list's thumbnails;
+        None without one). Not logged per image: it belongs to the list or
+        stream that shows it, whose opening is logged (``hits-list``,
+        ``hits-watch``), as the plate text in them does."""
+        require(actor, Permission.VIEW_HITS)
+        row = self.conn.execute("SELECT i.jpeg FROM hits h JOIN read_images i ON i.read_id = h.read_id "
+                                "AND i.kind = 'crop' WHERE h.hit_id = ?", [hit_id]).fetchone()
+        return row[0] if row else None
+
     def after(self, actor: User, hit_id: int = 0, *, limit: int = 100, images: bool = False) -> list[Hit]:
         """Hits with an id above ``hit_id``, oldest first (for streams; not logged
         per call: :meth:`follow` logs the opening)."""

@@ -37,6 +37,13 @@
     link.href = "/hits/" + h.hit_id;
     link.textContent = "Open hit " + h.hit_id;
     cell(row, link);
+    var thumb = document.createElement("img");
+    thumb.className = "thumb";
+    thumb.src = "/hits/" + h.hit_id + "/thumb";
+    thumb.loading = "lazy";
+    thumb.decoding = "async";
+    thumb.alt = "plate crop of hit " + h.hit_id;
+    cell(row, thumb);
     cell(row, String(h.captured_at).replace("T", " ").slice(0, 19));
     cell(row, h.read_plate || h.matched_text, "plate");
     cell(row, (h.entry && h.entry.plate) || "", "plate");
