@@ -38,7 +38,7 @@ def main() -> None:
 @click.option("--connect-timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds to keep trying the broker at start; then exit 75 (systemd restarts it later).")
 def run(config_path: str, log_level: str, connect_timeout: float) -> None:
-    """Run the collector (with the hotlist matcher and webhooks) until SIGTERM /
+    """Run the collector (with the hotlist matcher and webhooks in a child process) until SIGTERM /
     Ctrl-C, and the browser console when [console] enabled = true (see
     'alpr-central serve'). While the broker cannot be reached at start it logs
     why every few seconds, and exits 75 after --connect-timeout."""
