@@ -193,6 +193,13 @@ def test_operator_sees_a_hit_arrive_live_and_verifies_it_by_keyboard(page, serve
         assert row.locator("td.plate").first.inner_text() == LISTED[0]
         assert "unverified" in row.inner_text()
         assert f"New hit {hit_id}" in page.locator("#live-status").inner_text()
+        # its crop's thumbnail, fetched from /hits/ID/thumb under the session, decodes
+        thumb = row.locator("img.thumb")
+        for _ in range(100):
+            if thumb.evaluate("i => i.complete && i.naturalWidth"):
+                break
+            page.wait_for_timeout(50)
+        assert thumb.evaluate("i => i.naturalWidth") > 0
         # keyboard only from here: open the hit, confirm the image, the source, and dispatch
         row.get_by_role("link", name=f"Open hit {hit_id}").focus()
         with page.expect_navigation():
