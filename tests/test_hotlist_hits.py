@@ -456,3 +456,24 @@ def test_hit_upgrades_go_with_their_hit_when_it_is_purged(env):
     assert len(upgrades(world)) == 1
     world.conn.execute("DELETE FROM hits WHERE hit_id = ?", [hit_id])  # as the retention purge does
     assert upgrades(world) == []
+
+
+def test_event_stream_announces_an_upgrade_of_a_hit_it_sent(env):
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    read(world, "7A8C123")                                          # a possible (confusable) hit
+    stop = threading.Event()
+    events = book.sse(world.operator, None, stop, poll=0.05)
+    assert next(events) == "retry: 2000\n\n"
+    [hit_id] = matcher.match_pending()
+    sent = next(events)
+    assert sent.startswith(f"id: {hit_id}\nevent: hit\n") and '"match_kind": "confusable"' in sent
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    assert matcher.match_pending() == [hit_id]
+    chunk = next(events)
+    stop.set()
+    lines = chunk.splitlines()
+    assert lines[0] == "event: hit-upgraded" and not any(x.startswith("id:") for x in lines)  # Last-Event-ID kept
+    data = json.loads(lines[1][len("data: "):])
+    assert (data["hit_id"], data["match_kind"], data["read_id"], data["possible"]) == \
+        (hit_id, "exact", better.read_id, False)

@@ -32,7 +32,8 @@ grow: ``AUTOINCREMENT``); :meth:`HitBook.follow` yields them as they come,
 polling; :meth:`HitBook.sse` formats them as ``text/event-stream`` (``id:``
 is the hit id, so a reconnecting browser's ``Last-Event-ID`` resumes where it
 stopped; ``event: hit``; ``data:`` the JSON of :meth:`Hit.as_dict` without
-images; a ``: keep-alive`` comment every 15 s). Opening a stream is logged
+images; a ``: keep-alive`` comment every 15 s; ``event: hit-upgraded``, with
+no id, when a hit moves to a better read of its pass). Opening a stream is logged
 once (``hits-watch``); an open stream ends within 10 s once its user is
 disabled or loses ``view-hits``.
 """
@@ -143,6 +144,13 @@ class Hit:
         return d
 
 
+@dataclasses.dataclass(frozen=True)
+class Upgraded:
+    """In a stream: ``hit`` (as it is now) moved to a better read of its pass."""
+
+    hit: Hit
+
+
 def _t(value):
     return parse_ts(value) if value else None
 
@@ -240,23 +248,28 @@ class HitBook:
         return self.conn.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
 
     def follow(self, actor: User, after: int | None, stop: threading.Event, *, poll: float = 0.25,
-               images: bool = False, heartbeat: float | None = None) -> Iterator[Hit | None]:
+               images: bool = False, heartbeat: float | None = None,
+               upgrades: bool = False) -> Iterator[Hit | Upgraded | None]:
         """Yield new hits as they are raised until ``stop`` is set; ``after``
         None starts with the next hit. With ``heartbeat``, yields None after
-        that many quiet seconds (keep-alives). The permission is checked and
-        the opening logged when called, before the first item."""
+        that many quiet seconds (keep-alives). With ``upgrades``, also yields
+        :class:`Upgraded` when a hit moves to a better read of its pass (from
+        the opening on). The permission is checked and the opening logged when
+        called, before the first item."""
         require(actor, Permission.VIEW_HITS)
         last = self.last_id() if after is None else after
+        last_upgrade = self.conn.execute("SELECT coalesce(max(upgrade_id), 0) FROM hit_upgrades").fetchone()[0] \
+            if upgrades else None
         self.log.append(user=actor.name, organization=actor.organization, action="hits-watch",
                         detail={"after": last})
-        return self._follow(actor, last, stop, poll, images, heartbeat)
+        return self._follow(actor, last, stop, poll, images, heartbeat, last_upgrade)
 
     def _still_allowed(self, actor: User) -> bool:
         """The user's current record (disabled or re-roled since the stream opened?)."""
         row = self.conn.execute("SELECT role, disabled FROM users WHERE name = ?", [actor.name]).fetchone()
         return row is not None and not row[1] and Permission.VIEW_HITS in ROLE_PERMISSIONS.get(Role(row[0]), ())
 
-    def _follow(self, actor, last, stop, poll, images, heartbeat) -> Iterator[Hit | None]:
+    def _follow(self, actor, last, stop, poll, images, heartbeat, last_upgrade) -> Iterator[Hit | Upgraded | None]:
         quiet = checked = time.monotonic()
         while not stop.is_set():
             if time.monotonic() - checked >= self.RECHECK_SECONDS:
@@ -264,10 +277,20 @@ class HitBook:
                 if not self._still_allowed(actor):
                     logger.info("hit stream of %s closed: the account is disabled or its role changed", actor.name)
                     return
-            batch = self.after(actor, last, images=images)
+            batch: list = self.after(actor, last, images=images)
             for hit in batch:
                 last = hit.hit_id
                 yield hit
+            if last_upgrade is not None:
+                moved = self.conn.execute("SELECT upgrade_id, hit_id FROM hit_upgrades WHERE upgrade_id > ? "
+                                          "AND applied = 1 ORDER BY upgrade_id", [last_upgrade]).fetchall()
+                for upgrade_id, hit_id in moved:
+                    last_upgrade = upgrade_id
+                    if hit_id > last:  # not sent yet: it is sent as it is now, as a new hit
+                        continue
+                    for hit in self._select("h.hit_id = ?", [hit_id], limit=1, images=images):
+                        batch.append(hit)
+                        yield Upgraded(hit)
             if batch:
                 quiet = time.monotonic()
             elif heartbeat is not None and time.monotonic() - quiet >= heartbeat:
@@ -284,13 +307,15 @@ class HitBook:
             after = int(last_event_id) if last_event_id not in (None, "") else None
         except (TypeError, ValueError):
             after = None
-        hits = self.follow(actor, after, stop, poll=poll, heartbeat=15.0)
+        hits = self.follow(actor, after, stop, poll=poll, heartbeat=15.0, upgrades=True)
 
         def chunks() -> Iterator[str]:
             yield "retry: 2000\n\n"
             for hit in hits:
                 if hit is None:
                     yield ": keep-alive\n\n"
+                elif isinstance(hit, Upgraded):  # no id: Last-Event-ID stays the last hit's
+                    yield f"event: hit-upgraded\ndata: {json.dumps(hit.hit.as_dict(), sort_keys=True)}\n\n"
                 else:
                     yield f"id: {hit.hit_id}\nevent: hit\ndata: {json.dumps(hit.as_dict(), sort_keys=True)}\n\n"
         return chunks()
