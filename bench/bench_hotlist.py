@@ -195,8 +195,8 @@ def main() -> None:
             items = payloads(public, args.reads, args.batch, listed, args.hit_rate, rng)
             order = ("without", "with") if rnd % 2 == 0 else ("with", "without")
             for mode in order:
-                rate, cpu, caught, hits, child_cpu = run_once(base, root / "run.sqlite", root / "k.pem", items, args.reads, mode,
-                                              args.matcher, cfg)
+                rate, cpu, caught, hits, child_cpu = run_once(base, root / "run.sqlite", root / "k.pem", items,
+                                                              args.reads, mode, args.matcher, cfg)
                 rates[mode].append(rate)
                 more = "" if caught is None else (f"; every read matched {caught:.2f}s after the last commit, "
                                                   f"hits {hits}")
