@@ -34,7 +34,6 @@ import statistics
 import string
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 

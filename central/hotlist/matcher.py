@@ -80,12 +80,11 @@ class Matcher:
     CURSOR_EVERY = 5.0  # seconds between writes of the cursor alone
 
     def __init__(self, path: str | Path, cfg: HotlistConfig = HotlistConfig(), *, clock=utcnow,
-                 on_hits: Callable[[list[int]], None] | None = None, wake_event=None) -> None:
+                 on_hits: Callable[[list[int]], None] | None = None) -> None:
         self.conn = connect(path)
         self.cfg = cfg
         self._clock = clock
-        # A threading.Event, or a multiprocessing one when the collector is another process.
-        self._wake = wake_event if wake_event is not None else threading.Event()
+        self._wake = threading.Event()
         self.on_hits = on_hits
         self.counters = {"reads": 0, "hits": 0, "same_pass": 0, "upgraded": 0, "noted": 0}
         row = self.conn.execute("SELECT last_rowid FROM hotlist_matcher WHERE id = 1").fetchone()

@@ -40,10 +40,9 @@ _COUNTERS = ("reads", "hits", "same_pass", "upgraded")
 class HotlistService:
     """The matcher and the webhook senders as threads of this process."""
 
-    def __init__(self, path: str | Path, cfg: HotlistConfig = HotlistConfig(), *, clock=utcnow,
-                 wake_event=None) -> None:
+    def __init__(self, path: str | Path, cfg: HotlistConfig = HotlistConfig(), *, clock=utcnow) -> None:
         self.senders = [Sender(path, hook, clock=clock) for hook in cfg.webhooks]  # ConfigError: bad secret
-        self.matcher = Matcher(path, cfg, clock=clock, on_hits=self._hits, wake_event=wake_event)
+        self.matcher = Matcher(path, cfg, clock=clock, on_hits=self._hits)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
