@@ -39,11 +39,13 @@ class HitWorld:
         self.matcher = Matcher(self.path, world.cfg.hotlist, clock=world.clock)
         self.matcher.match_pending()   # the reads stored before the list: raise their hits now
 
-    def read(self, plate: str = LISTED[0], *, device_key: str = "dept2") -> PlateRead:
+    def read(self, plate: str = LISTED[0], *, device_key: str = "dept2", at: dt.datetime | None = None) -> PlateRead:
         """One read, each on its own vehicle pass (each captured 6 minutes before the last; the world's
-        reads on ``dept2`` never show a listed plate, so every one raises a hit), stored by the collector."""
+        reads on ``dept2`` never show a listed plate, so every one raises a hit), stored by the collector.
+        ``at``: this capture time instead (e.g. a second read of the same pass)."""
         device = self.world.devices[device_key]
-        at = self.world.clock() - dt.timedelta(minutes=1 + 6 * next(self._offsets))
+        if at is None:
+            at = self.world.clock() - dt.timedelta(minutes=1 + 6 * next(self._offsets))
         read = PlateRead(new_read_id(), device, "lane-1", at, plate, 0.93, (40, 60, 200, 60),
                          alternates=(Alternate(plate[:-1] + "8", 0.41),), crop_jpeg=jpeg(plate),
                          context_jpeg=context_jpeg(plate), location=Location(34.0525, -118.2431, 270.0),

@@ -173,6 +173,36 @@ def test_a_session_past_its_idle_timeout_is_signed_out(page, served):
     server.clock.advance(days=1)   # later tests sign in afresh
 
 
+def test_an_upgraded_hit_changes_in_the_live_list(page, served):
+    """A possible (confusable) hit arrives live; a better read of the same pass upgrades it, and its row
+    shows the exact match, the read text and the new crop without a reload."""
+    import datetime as dt
+
+    from hits_env import LISTED, HitWorld
+    world, _ = served
+    hits = HitWorld(world)
+    try:
+        sign_in(page, "otto")
+        with page.expect_navigation():
+            page.get_by_role("link", name="Live hits").click()
+        page.locator("#live-status", has_text="Live:").wait_for()
+        at = world.clock() - dt.timedelta(hours=5)                    # a pass of its own
+        hits.read("7A8C123", at=at)                                    # B read as 8
+        [hit_id] = hits.matcher.match_pending()
+        row = page.locator(f'#hits-live tr[data-hit-id="{hit_id}"]')
+        row.get_by_role("link", name=f"Open hit {hit_id}").wait_for()
+        assert "possible · confusable" in row.locator("td.match").inner_text()
+        better = hits.read(LISTED[0], at=at + dt.timedelta(seconds=6))
+        assert hits.matcher.match_pending() == [hit_id]
+        row.locator("td.match", has_text="exact").wait_for()
+        assert row.locator("td.read").inner_text() == LISTED[0]
+        assert f"Hit {hit_id} upgraded" in page.locator("#live-status").inner_text()
+        assert better.read_id in row.locator("img.thumb").get_attribute("src")
+        assert page.locator(f'#hits-live tr[data-hit-id="{hit_id}"]').count() == 1   # still one row, one hit
+    finally:
+        hits.close()
+
+
 def test_operator_sees_a_hit_arrive_live_and_verifies_it_by_keyboard(page, served):
     """The hits page is open; a listed plate is read (sealed by its device, stored by the collector, matched
     by the matcher); the hit appears at the top of the table without a reload (server-sent events), and the
@@ -184,7 +214,8 @@ def test_operator_sees_a_hit_arrive_live_and_verifies_it_by_keyboard(page, serve
         sign_in(page, "otto")
         with page.expect_navigation():
             page.get_by_role("link", name="Live hits").click()
-        page.wait_for_function("document.getElementById('live-status').textContent.startsWith('Live')")
+        # (not wait_for_function: its polling evaluates a string, which the console's CSP refuses)
+        page.locator("#live-status", has_text="Live:").wait_for()
         shown = page.locator("#hits-live tr").count()
         hit_id = hits.hit(LISTED[0])
         row = page.locator("#hits-live tr").first
@@ -193,6 +224,13 @@ def test_operator_sees_a_hit_arrive_live_and_verifies_it_by_keyboard(page, serve
         assert row.locator("td.plate").first.inner_text() == LISTED[0]
         assert "unverified" in row.inner_text()
         assert f"New hit {hit_id}" in page.locator("#live-status").inner_text()
+        # its crop's thumbnail, fetched from /hits/ID/thumb under the session, decodes
+        thumb = row.locator("img.thumb")
+        for _ in range(300):                                                  # up to 15 s on a loaded machine
+            if thumb.evaluate("i => i.complete && i.naturalWidth"):
+                break
+            page.wait_for_timeout(50)
+        assert thumb.evaluate("i => i.naturalWidth") > 0
         # keyboard only from here: open the hit, confirm the image, the source, and dispatch
         row.get_by_role("link", name=f"Open hit {hit_id}").focus()
         with page.expect_navigation():

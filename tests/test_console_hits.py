@@ -345,3 +345,78 @@ def test_hit_pages_are_in_the_openapi_document(app, world):
 def test_static_hits_script_is_served_from_the_package(app):
     r = client(app).get("/static/hits.js")
     assert r.status_code == 200 and "EventSource" in r.text and "textContent" in r.text and "innerHTML" not in r.text
+
+
+def test_hits_list_shows_each_hits_crop_as_a_lazy_thumbnail_for_hit_viewers_only(app, world):
+    hit_id = world.hits.hit()
+    crop = base64.b64decode(sign_in(app, "otto").get(f"/api/v1/hits/{hit_id}",
+                                                     params={"images": "1"}).json()["hit"]["crop_jpeg_base64"])
+    for name in VIEWERS:
+        c = sign_in(app, name)
+        page = c.get("/hits").text
+        assert (f'<img class="thumb" src="/hits/{hit_id}/thumb" loading="lazy" decoding="async" '
+                f'alt="plate crop of hit {hit_id}">') in page, name
+        assert c.get("/api/v1/hits").json()["hits"][0]["thumb"] == f"/hits/{hit_id}/thumb"
+        for path in (f"/hits/{hit_id}/thumb", f"/api/v1/hits/{hit_id}/thumb"):
+            r = c.get(path)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", (name, path)
+            assert r.content == crop and r.headers["cache-control"] == "no-store"
+        assert c.get("/hits/999999/thumb").status_code == 404
+    for name in NO_HITS:                                              # admin, field tech, business
+        c = sign_in(app, name)
+        for path in (f"/hits/{hit_id}/thumb", f"/api/v1/hits/{hit_id}/thumb"):
+            r = c.get(path)
+            assert r.status_code == 403 and crop not in r.content and b"\xff\xd8" not in r.content[:2], (name, path)
+        assert log(world, "console-denied")[-1].user == name
+    assert "/thumb" in sign_in(app, "otto").get("/static/hits.js").text   # live rows get their thumbnail too
+
+
+def test_a_hit_upgraded_by_a_better_read_shows_it_and_refuses_a_check_of_the_old_image(app, world):
+    at = world.clock() - dt.timedelta(hours=3)                        # a pass of its own
+    first = world.hits.read("7A8C123", at=at)                         # B read as 8: a possible hit
+    [hit_id] = world.hits.matcher.match_pending()
+    c = sign_in(app, "otto")
+    page = c.get(f"/hits/{hit_id}").text                              # the operator looks at the first image
+    assert f'<input type="hidden" name="read_id" value="{first.read_id}">' in page
+    better = world.hits.read(LISTED[0], at=at + dt.timedelta(seconds=8))  # the same car, read right
+    assert world.hits.matcher.match_pending() == [hit_id]
+    r = post(c, f"/hits/{hit_id}/visual", {"result": "yes", "read_id": first.read_id})
+    assert r.status_code == 400 and "better read" in r.text and hit_row(world, hit_id) == (None, None, None)
+    j = c.get(f"/api/v1/hits/{hit_id}").json()["hit"]
+    assert (j["read_id"], j["match_kind"], j["upgrades"][0]["previous_read_id"]) == \
+        (better.read_id, "exact", first.read_id)
+    page = c.get(f"/hits/{hit_id}").text
+    assert "Upgraded" in page and first.read_id in page
+    r = post(c, f"/hits/{hit_id}/visual", {"result": "yes", "read_id": better.read_id})
+    assert r.status_code == 200 and hit_row(world, hit_id) == ("yes", None, None)
+
+
+def test_create_list_form_for_list_managers_refused_to_others(app, world):
+    for name in ("sue", "ada"):                                       # supervisor, admin: manage-hotlist
+        c = sign_in(app, name)
+        page = c.get("/hotlists").text
+        assert '<form method="post" action="/hotlists"' in page and 'name="category"' in page
+        r = post(c, "/hotlists", {"name": f"bolo-{name}", "category": "bolo", "description": "BOLO, day shift"})
+        assert r.status_code == 200 and f"List bolo-{name} created" in r.text
+        listed = {x["name"]: x for x in c.get("/api/v1/hotlists").json()["lists"]}
+        assert listed[f"bolo-{name}"]["category"] == "bolo" and listed[f"bolo-{name}"]["version"] == 0
+        entry = log(world, "hotlist-create")[-1]                      # the record 'hotlist create' writes
+        assert (entry.user, entry.detail) == (name, {"list": f"bolo-{name}", "category": "bolo"})
+    c = sign_in(app, "sue")
+    r = post(c, "/api/v1/hotlists", {"name": "bolo-sue", "category": "bolo"})
+    assert r.status_code == 400 and "exists already" in r.json()["error"]
+    r = post(c, "/hotlists", {"name": "svs-2", "category": "parking"})
+    assert r.status_code == 400 and "not configured" in r.text
+    r = post(c, "/api/v1/hotlists", {"name": "../etc", "category": "bolo"})
+    assert r.status_code == 400 and "list name" in r.json()["error"]
+    assert post(c, "/hotlists", {"name": "no-csrf", "category": "bolo"}, csrf=False).status_code == 403
+    created = len(log(world, "hotlist-create"))
+    for name in ("otto", "audrey", "tech", "pat"):                    # operator, auditor, field tech, business
+        o = sign_in(app, name)
+        assert '<form method="post" action="/hotlists"' not in o.get("/hotlists").text
+        r = post(o, "/api/v1/hotlists", {"name": f"mine-{name}", "category": "bolo"})
+        assert r.status_code == 403, name
+        assert log(world, "console-denied")[-1].user == name
+    assert len(log(world, "hotlist-create")) == created
+    names = {x["name"] for x in sign_in(app, "sue").get("/api/v1/hotlists").json()["lists"]}
+    assert not any(n.startswith("mine-") or n == "no-csrf" for n in names)

@@ -19,7 +19,7 @@ from central.governance.audit import parse_ts
 from central.governance.users import Role, User
 from central.hotlist.csvimport import EntryInput
 from central.hotlist.lists import Hotlists
-from central.hotlist.service import HotlistService
+from central.hotlist.service import HotlistProcess
 from central.store.sqlite import SQLiteStore
 from conftest import wait_for
 from edge_agent.outbox import Outbox
@@ -48,7 +48,7 @@ def test_a_listed_read_captured_during_a_backlog_drain_raises_its_hit_before_the
     lists.add(sue, "svs", EntryInput("HIT0000", "stolen vehicle", "LAPD", "SV-1",
                                      dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)))
     store.close()
-    service = HotlistService(db, CFG).attach(central.collector).start()   # as 'alpr-central run' does
+    service = HotlistProcess(db, CFG).attach(central.collector).start()   # as 'alpr-central run' does
 
     sealer = Sealer(load_public_key((pki_dir / "data-key.pub.pem").read_bytes()), "cam-a")
     ob = Outbox(tmp_path / "edge" / "outbox.sqlite")
@@ -73,7 +73,7 @@ def test_a_listed_read_captured_during_a_backlog_drain_raises_its_hit_before_the
         hit = wait_for(lambda: conn.execute("SELECT hit_id, read_id, hit_at, match_kind FROM hits").fetchone(),
                        timeout=60, message="the hit raised")
         wait_for(lambda: ob.depth == 0, timeout=180, message="the backlog drained")
-        wait_for(lambda: service.matcher.counters["reads"] >= BACKLOG + 1, timeout=60,
+        wait_for(lambda: service.counters["reads"] >= BACKLOG + 1, timeout=60,
                  message="the matcher caught up")
     finally:
         stop.set()

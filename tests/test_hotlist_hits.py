@@ -361,3 +361,119 @@ def test_two_senders_never_take_the_same_delivery(env, tmp_path):
     finally:
         a.conn.close()
         b.conn.close()
+
+
+# -- a later, better read of the same pass ---------------------------------------
+def upgrades(world):
+    return world.conn.execute("SELECT hit_id, applied, read_id, previous_read_id FROM hit_upgrades "
+                              "ORDER BY upgrade_id").fetchall()
+
+
+@pytest.mark.parametrize("rounds", ["one round", "two rounds"])
+def test_a_better_read_of_the_pass_upgrades_the_unchecked_hit(env, rounds):
+    world, lists, matcher, book = env
+    e = put(lists, world, "7ABC123")
+    first = read(world, "7A8C123")                                  # B read as 8: a possible hit
+    if rounds == "two rounds":
+        [hit_id] = matcher.match_pending()
+        assert book.get(world.operator, hit_id).match_kind == "confusable"
+    world.clock.now = T0 + 20 * SEC
+    better = read(world, "7ABC123", T0 + 10 * SEC)                  # the same car, read right
+    raised = matcher.match_pending()
+    [hit] = book.after(world.operator)                              # still one hit for the pass
+    assert raised == [hit.hit_id]
+    assert (hit.entry_id, hit.match_kind, hit.read_id, hit.matched_text, hit.captured_at) == \
+        (e.entry_id, "exact", better.read_id, "7ABC123", T0 + 10 * SEC)
+    shown = book.get(world.operator, hit.hit_id)
+    assert shown.crop_jpeg == better.crop_jpeg and not shown.possible
+    assert shown.hit_at == (T0 if rounds == "two rounds" else T0 + 20 * SEC)   # when it was first raised
+    [u] = shown.upgrades
+    assert (u["applied"], u["read_id"], u["match_kind"], u["previous_read_id"], u["previous_kind"]) == \
+        (True, better.read_id, "exact", first.read_id, "confusable")
+    read(world, "7A8C123", T0 + 30 * SEC)                           # a worse read later: the same pass
+    assert matcher.match_pending() == []
+    world.conn.execute("UPDATE hotlist_matcher SET last_rowid = 0")  # every read matched again (a lost cursor)
+    again = Matcher(world.store.path, CFG, clock=world.clock)
+    try:
+        assert again.match_pending() == []
+    finally:
+        again.close()
+    assert len(book.after(world.operator)) == 1 and len(upgrades(world)) == 1
+
+
+def test_a_better_read_after_the_visual_check_is_noted_and_the_checked_hit_kept(env):
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    first = read(world, "7A8C123")
+    [hit_id] = matcher.match_pending()
+    book.check_image(world.operator, hit_id, shows_plate=True, seen_read_id=first.read_id)
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    assert matcher.match_pending() == []
+    hit = book.get(world.operator, hit_id)
+    assert (hit.read_id, hit.match_kind, hit.crop_jpeg, hit.visual) == \
+        (first.read_id, "confusable", first.crop_jpeg, "yes")       # what the operator checked
+    [u] = hit.upgrades
+    assert (u["applied"], u["read_id"], u["match_kind"]) == (False, better.read_id, "exact")
+    assert len(book.after(world.operator)) == 1
+
+
+def test_a_better_read_after_a_misread_raises_a_new_hit(env):
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    read(world, "7A8C123")
+    [first] = matcher.match_pending()
+    book.check_image(world.operator, first, shows_plate=False, true_text="7A8C123")  # the image shows another plate
+    read(world, "7A8C123", T0 + 5 * SEC)                            # that plate again: the same misread
+    assert matcher.match_pending() == []
+    better = read(world, "7ABC123", T0 + 10 * SEC)                  # the listed plate itself, in the same pass
+    [second] = matcher.match_pending()
+    assert second != first
+    hit = book.get(world.operator, second)
+    assert (hit.read_id, hit.match_kind, hit.status) == (better.read_id, "exact", "unverified")
+    assert upgrades(world) == []
+
+
+def test_the_visual_check_is_refused_for_an_image_the_hit_no_longer_shows(env):
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    first = read(world, "7A8C123")
+    [hit_id] = matcher.match_pending()                              # the operator opens it: the first image
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    matcher.match_pending()                                         # meanwhile: upgraded to the better read
+    with pytest.raises(PolicyError, match="better read"):
+        book.check_image(world.operator, hit_id, shows_plate=True, seen_read_id=first.read_id)
+    assert book.get(world.operator, hit_id).visual is None
+    hit = book.check_image(world.operator, hit_id, shows_plate=True, seen_read_id=better.read_id)
+    assert hit.visual == "yes" and hit.read_id == better.read_id
+
+
+def test_hit_upgrades_go_with_their_hit_when_it_is_purged(env):
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    read(world, "7A8C123")
+    read(world, "7ABC123", T0 + 10 * SEC)
+    [hit_id] = matcher.match_pending()
+    assert len(upgrades(world)) == 1
+    world.conn.execute("DELETE FROM hits WHERE hit_id = ?", [hit_id])  # as the retention purge does
+    assert upgrades(world) == []
+
+
+def test_event_stream_announces_an_upgrade_of_a_hit_it_sent(env):
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    read(world, "7A8C123")                                          # a possible (confusable) hit
+    stop = threading.Event()
+    events = book.sse(world.operator, None, stop, poll=0.05)
+    assert next(events) == "retry: 2000\n\n"
+    [hit_id] = matcher.match_pending()
+    sent = next(events)
+    assert sent.startswith(f"id: {hit_id}\nevent: hit\n") and '"match_kind": "confusable"' in sent
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    assert matcher.match_pending() == [hit_id]
+    chunk = next(events)
+    stop.set()
+    lines = chunk.splitlines()
+    assert lines[0] == "event: hit-upgraded" and not any(x.startswith("id:") for x in lines)  # Last-Event-ID kept
+    data = json.loads(lines[1][len("data: "):])
+    assert (data["hit_id"], data["match_kind"], data["read_id"], data["possible"]) == \
+        (hit_id, "exact", better.read_id, False)

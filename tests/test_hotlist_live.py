@@ -24,7 +24,7 @@ from central.governance.users import Role, UserDirectory
 from central.hotlist.csvimport import EntryInput
 from central.hotlist.hits import HitBook
 from central.hotlist.lists import Hotlists
-from central.hotlist.service import HotlistService
+from central.hotlist.service import HotlistProcess
 from central.hotlist.webhooks import verify_signature, write_secret
 from conftest import edge_config, wait_for
 
@@ -112,7 +112,8 @@ def test_listed_demo_plate_raises_one_hit_and_signed_webhooks(tmp_path, pki_dir,
     now = dt.datetime.now(dt.timezone.utc)
     entry = lists.add(admin, "demo", EntryInput(plates[0], "stolen (test)", "City PD", "SVS-1",
                                                 now + dt.timedelta(days=3), "CA", "24-0001"))
-    service = HotlistService(getattr(store, "url", "") or store.path, cfg).attach(central.collector).start()
+    # as 'alpr-central run' does: matcher and webhook senders in a child process
+    service = HotlistProcess(getattr(store, "url", "") or store.path, cfg).attach(central.collector).start()
     try:
         code, out = run_agent(edge_config(tmp_path, pki_dir, broker.port, uri=str(video), sidecar=str(sidecar)))
         assert code == 0, out

@@ -38,8 +38,8 @@ def main() -> None:
 @click.option("--connect-timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds to keep trying the broker at start; then exit 75 (systemd restarts it later).")
 def run(config_path: str, log_level: str, connect_timeout: float) -> None:
-    """Run the collector (with the hotlist matcher and webhooks, and the fleet
-    alert feed) until SIGTERM / Ctrl-C, and the browser console when [console] enabled = true (see
+    """Run the collector (with the hotlist matcher and webhooks in a child process, and the
+    fleet alert feed) until SIGTERM / Ctrl-C, and the browser console when [console] enabled = true (see
     'alpr-central serve'). While the broker cannot be reached at start it logs
     why every few seconds, and exits 75 after --connect-timeout."""
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
@@ -72,12 +72,12 @@ def run(config_path: str, log_level: str, connect_timeout: float) -> None:
                                                    device_facts=registry.device_facts(), max_age=max_age))
     from ..fleet.device_audit import DeviceAuditHandler
     service.audit_handler = DeviceAuditHandler(cfg.store.database, topic_prefix=cfg.mqtt.topic_prefix)
-    from ..hotlist.service import HotlistService
+    from ..hotlist.service import HotlistProcess
     from ..fleet.alert_feed import AlertFeed
     hotlists = None
-    try:  # matches each stored read against the hotlists after the ack; sends webhooks
+    try:  # a child process matches each stored read against the hotlists after the ack; sends webhooks
         if cfg.hotlist.matcher:
-            hotlists = HotlistService(cfg.store.database, cfg.hotlist).attach(service.collector).start()
+            hotlists = HotlistProcess(cfg.store.database, cfg.hotlist).attach(service.collector).start()
         alert_feed = AlertFeed(cfg.store.database, cfg.alerts)  # fleet alerts raised/cleared, pushed (webhooks, --watch)
     except ConfigError as exc:
         if hotlists is not None:

@@ -88,7 +88,9 @@ PAGES = (
          "Step 3, close the hit: dispatched (only when both checks said yes), no-action, misread, stale-entry, "
          "duplicate.", (), hitsview.dispose, ("disposition", "note")),
     Page("/hotlists", "Hotlists", "hotlists.html", hitsview.hotlists,
-         "Hotlists: category, current version, active entries."),
+         "Hotlists: category, current version, active entries. POST creates an empty list (manage-hotlist): "
+         "name, category (a configured one), description.", (), hitsview.create_list,
+         ("name", "category", "description")),
     Page("/hotlists/{name}", "Hotlist", "hotlist.html", hitsview.hotlist,
          "One hotlist: its versions and entries (current, all with show=all, or an earlier version); "
          "search by plate. Logged (hotlist-view).", ("plate", "version", "show")),
@@ -197,6 +199,8 @@ class ConsoleApp:
                   Route("/api/v1/openapi.json", self.openapi),
                   Route("/api/v1/me", self.me),
                   Route("/api/v1/hits/stream", self.hit_stream),
+                  Route("/hits/{hit_id:int}/thumb", self.hit_thumb),
+                  Route("/api/v1/hits/{hit_id:int}/thumb", self.hit_thumb),
                   Route("/reads/{read_id}/{part:str}", self.image),
                   Route("/api/v1/reads/{read_id}/{part:str}", self.image),
                   Mount("/static", StaticFiles(packages=[("central.console", "static")]), name="static")]
@@ -447,6 +451,23 @@ class ConsoleApp:
             return self._refuse(request, api, 403, str(exc), user, session)
         except CentralError as exc:
             return self._refuse(request, api, 400, str(exc), user, session)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def hit_thumb(self, request: Request):
+        """A hit's crop for the hits list (``view-hits``: business, admin and field-tech get 403)."""
+        api = request.url.path.startswith("/api/")
+        try:
+            user, session = await run_in_threadpool(self._who, request)
+        except AuthenticationError as exc:
+            return self._refuse(request, api, 401, str(exc))
+        try:
+            jpeg = await run_in_threadpool(hitsview.hit_thumb, self.backend(), user, {},
+                                           request.path_params["hit_id"])
+        except PermissionDenied as exc:
+            await run_in_threadpool(self._log_denied, user, request, str(exc))
+            return self._refuse(request, api, 403, str(exc), user, session)
+        except LookupError as exc:
+            return self._refuse(request, api, 404, str(exc), user, session)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     # -- sign-in -------------------------------------------------------------------

@@ -45,7 +45,8 @@ def _hit_id(value) -> int:
 
 def summary(hit) -> dict:
     """A hit for lists and the live stream (no images)."""
-    return {"hit_id": hit.hit_id, "url": f"/hits/{hit.hit_id}", "captured_at": hit.captured_at, "hit_at": hit.hit_at,
+    return {"hit_id": hit.hit_id, "url": f"/hits/{hit.hit_id}", "thumb": f"/hits/{hit.hit_id}/thumb",
+            "captured_at": hit.captured_at, "hit_at": hit.hit_at,
             "read_plate": hit.read_plate or hit.matched_text, "listed_plate": hit.entry.get("plate"),
             "list_name": hit.list_name, "category": hit.category, "match_kind": hit.match_kind,
             "possible": hit.possible, "device_id": hit.device_id, "camera_id": hit.camera_id, "status": hit.status}
@@ -65,6 +66,14 @@ def hits(b: Backend, user: User, params) -> dict:
     return {"hits": [summary(h) for h in found], "status": status, "statuses": list(STATUSES), "limit": limit,
             "last_id": hb.last_id(), "can_verify": user.can(Permission.VERIFY_HITS),
             "stream": "/api/v1/hits/stream"}
+
+
+def hit_thumb(b: Backend, user: User, params, hit_id) -> bytes:
+    """The crop of a hit's read for the list's thumbnail (``view-hits``, as the list)."""
+    jpeg = book(b).crop(user, _hit_id(hit_id))
+    if not jpeg:
+        raise LookupError(f"hit {hit_id} has no crop")
+    return jpeg
 
 
 def _dispositions(hit) -> list[str]:
@@ -111,7 +120,8 @@ def check_visual(b: Backend, user: User, params, hit_id) -> dict:
     result = params.get("result")
     if result not in ("yes", "misread"):
         raise QueryError("visual check: yes or misread")
-    book(b).check_image(user, _hit_id(hit_id), shows_plate=result == "yes", true_text=params.get("true_text"))
+    book(b).check_image(user, _hit_id(hit_id), shows_plate=result == "yes", true_text=params.get("true_text"),
+                        seen_read_id=params.get("read_id") or None)
     return hit_detail(b, user, {"_notice": "Visual check recorded."}, hit_id)
 
 
@@ -131,11 +141,21 @@ def dispose(b: Backend, user: User, params, hit_id) -> dict:
 # -- hotlists ------------------------------------------------------------------
 def hotlists(b: Backend, user: User, params) -> dict:
     hl = hotlists_of(b)
-    return {"lists": [{"name": h.name, "category": h.category, "description": h.description, "version": h.version,
+    return {"notice": params.get("_notice"),
+            "lists": [{"name": h.name, "category": h.category, "description": h.description, "version": h.version,
                        "active_entries": h.active_entries, "created_by": h.created_by, "created_at": h.created_at,
                        "url": f"/hotlists/{h.name}"} for h in hl.lists(user)],
             "categories": [list(c) for c in b.cfg.hotlist.categories],
             "can_manage": user.can(Permission.MANAGE_HOTLIST)}
+
+
+def create_list(b: Backend, user: User, params) -> dict:
+    """A new, empty list (``manage-hotlist``; the library call and access-log
+    record of ``alpr-central hotlist create``)."""
+    h = hotlists_of(b).create(user, (params.get("name") or "").strip(), params.get("category") or "",
+                              description=params.get("description") or "")
+    return hotlists(b, user, {"_notice": f"List {h.name} created ({h.category}). Add entries or import a CSV "
+                                         f"on its page."})
 
 
 def hotlist(b: Backend, user: User, params, name: str) -> dict:

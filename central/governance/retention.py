@@ -56,7 +56,9 @@ _ENTRY_END = ("CASE WHEN e.removed_at IS NOT NULL AND e.removed_at < e.expires_a
               "ELSE e.expires_at END")
 # A read is a hit when it raised one, or when an entry for its plate was valid
 # when it was captured (reads stored before the matcher ran, or while it was behind).
-_HIT = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id) OR EXISTS (SELECT 1 FROM hotlist_entries e "
+# (A read a hit was moved away from, to a better read of the same pass, stays a hit read: hit_upgrades.)
+_HIT = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id) "
+        "OR EXISTS (SELECT 1 FROM hit_upgrades u WHERE u.previous_read_id = r.read_id) OR EXISTS (SELECT 1 FROM hotlist_entries e "
         f"WHERE e.plate = r.plate AND e.entered_at <= r.captured_at AND r.captured_at <= {_ENTRY_END}))")
 # A read is held when an approved, unreleased hold covers it.
 _HELD = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AND g.released_at IS NULL "
@@ -67,6 +69,7 @@ _HELD = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AN
 # the canonical text, cast here) and whose holds' plates are read as jsonb.
 _ENTRY_END_PG = f"({_ENTRY_END})::timestamptz"
 _HIT_PG = ("(EXISTS (SELECT 1 FROM hits x WHERE x.read_id = r.read_id::text) OR EXISTS (SELECT 1 FROM "
+           "hit_upgrades u WHERE u.previous_read_id = r.read_id::text) OR EXISTS (SELECT 1 FROM "
            "hotlist_entries e WHERE e.plate = r.plate AND e.entered_at::timestamptz <= r.captured_at "
            f"AND r.captured_at <= {_ENTRY_END_PG}))")
 _HELD_PG = ("EXISTS (SELECT 1 FROM legal_holds g WHERE g.approved_at IS NOT NULL AND g.released_at IS NULL "

@@ -5,6 +5,7 @@
 - :mod:`.matcher`   matches every stored read against active entries, after the ack
 - :mod:`.hits`      hits, the verify-before-action workflow, the live event stream
 - :mod:`.webhooks`  signed outbound deliveries to dispatch / CAD systems, retried
+- :mod:`.service`   the matcher and senders as threads, or in a child process (:mod:`.worker`)
 
 See docs/hotlists.md.
 """

@@ -17,7 +17,9 @@ supervisor) records, in this order:
    after the source said no longer wanted), ``duplicate``.
 
 Each step names the user and the time and is written to the access log in
-the same transaction. ``view-hits`` (operator, supervisor, auditor) reads
+the same transaction. A later, better read of the hit's pass upgrades a hit
+nobody has checked yet and is only noted on one that a person has (see
+:mod:`.matcher`); :attr:`Hit.upgrades` lists them. ``view-hits`` (operator, supervisor, auditor) reads
 hits; viewing is logged. Admins and business users see no hits.
 
 **Event stream** (for the browser console's server-sent events)::
@@ -31,7 +33,8 @@ grow: ``AUTOINCREMENT``); :meth:`HitBook.follow` yields them as they come,
 polling; :meth:`HitBook.sse` formats them as ``text/event-stream`` (``id:``
 is the hit id, so a reconnecting browser's ``Last-Event-ID`` resumes where it
 stopped; ``event: hit``; ``data:`` the JSON of :meth:`Hit.as_dict` without
-images; a ``: keep-alive`` comment every 15 s). Opening a stream is logged
+images; a ``: keep-alive`` comment every 15 s; ``event: hit-upgraded``, with
+no id, when a hit moves to a better read of its pass). Opening a stream is logged
 once (``hits-watch``); an open stream ends within 10 s once its user is
 disabled or loses ``view-hits``.
 """
@@ -104,6 +107,10 @@ class Hit:
     heading: float | None
     crop_jpeg: bytes | None = dataclasses.field(default=None, repr=False)
     context_jpeg: bytes | None = dataclasses.field(default=None, repr=False)
+    # Later, better reads of the same pass (:meth:`HitBook.get` only), oldest first: dicts
+    # with at, applied (the hit moved to that read) or not (noted after a step was recorded),
+    # read_id, match_kind, matched_text, captured_at and the previous_* of the hit.
+    upgrades: tuple = ()
 
     def __repr__(self) -> str:  # no plate text in logs or tracebacks
         return f"Hit(hit_id={self.hit_id}, read_id={self.read_id!r}, entry_id={self.entry_id})"
@@ -144,18 +151,29 @@ class Hit:
         return d
 
 
+@dataclasses.dataclass(frozen=True)
+class Upgraded:
+    """In a stream: ``hit`` (as it is now) moved to a better read of its pass."""
+
+    hit: Hit
+
+
 def _t(value):
     return parse_ts(value) if value else None
 
 
-def _hit(row, crop=None, context=None) -> Hit:
+def _hit(row, crop=None, context=None, upgrades=()) -> Hit:
     r = list(row)
     for i in (11, 12, 13):
         r[i] = parse_ts(r[i])
     r[14] = json.loads(r[14])
     for i in (18, 21, 24):
         r[i] = _t(r[i])
-    return Hit(*r, crop_jpeg=crop, context_jpeg=context)
+    return Hit(*r, crop_jpeg=crop, context_jpeg=context, upgrades=upgrades)
+
+
+_UPGRADE_COLUMNS = ("at", "applied", "read_id", "match_kind", "matched_text", "captured_at", "previous_read_id",
+                    "previous_kind", "previous_text", "previous_captured_at")
 
 
 class HitBook:
@@ -175,11 +193,15 @@ class HitBook:
         hits = []
         for row in rows:
             crop = context = None
+            upgrades = ()
             if images:
                 for kind, jpeg in self.conn.execute("SELECT kind, jpeg FROM read_images WHERE read_id = ?",
                                                     [row[1]]).fetchall():
                     crop, context = (jpeg, context) if kind == "crop" else (crop, jpeg)
-            hits.append(_hit(row, crop, context))
+                upgrades = tuple({**dict(zip(_UPGRADE_COLUMNS, u)), "applied": bool(u[1])} for u in self.conn.execute(
+                    f"SELECT {', '.join(_UPGRADE_COLUMNS)} FROM hit_upgrades WHERE hit_id = ? ORDER BY upgrade_id",
+                    [row[0]]).fetchall())
+            hits.append(_hit(row, crop, context, upgrades))
         return hits
 
     def list(self, actor: User, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
@@ -219,6 +241,16 @@ class HitBook:
                             detail={"hit": hit_id}, result_count=1)
         return found[0]
 
+    def crop(self, actor: User, hit_id: int) -> bytes | None:
+        """The crop of the read a hit shows now (for the hits list's thumbnails;
+        None without one). Not logged per image: it belongs to the list or
+        stream that shows it, whose opening is logged (``hits-list``,
+        ``hits-watch``), as the plate text in them does."""
+        require(actor, Permission.VIEW_HITS)
+        row = self.conn.execute("SELECT i.jpeg FROM hits h JOIN read_images i ON i.read_id = h.read_id "
+                                "AND i.kind = 'crop' WHERE h.hit_id = ?", [hit_id]).fetchone()
+        return row[0] if row else None
+
     def after(self, actor: User, hit_id: int = 0, *, limit: int = 100, images: bool = False) -> list[Hit]:
         """Hits with an id above ``hit_id``, oldest first (for streams; not logged
         per call: :meth:`follow` logs the opening)."""
@@ -229,23 +261,28 @@ class HitBook:
         return self.conn.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
 
     def follow(self, actor: User, after: int | None, stop: threading.Event, *, poll: float = 0.25,
-               images: bool = False, heartbeat: float | None = None) -> Iterator[Hit | None]:
+               images: bool = False, heartbeat: float | None = None,
+               upgrades: bool = False) -> Iterator[Hit | Upgraded | None]:
         """Yield new hits as they are raised until ``stop`` is set; ``after``
         None starts with the next hit. With ``heartbeat``, yields None after
-        that many quiet seconds (keep-alives). The permission is checked and
-        the opening logged when called, before the first item."""
+        that many quiet seconds (keep-alives). With ``upgrades``, also yields
+        :class:`Upgraded` when a hit moves to a better read of its pass (from
+        the opening on). The permission is checked and the opening logged when
+        called, before the first item."""
         require(actor, Permission.VIEW_HITS)
         last = self.last_id() if after is None else after
+        last_upgrade = self.conn.execute("SELECT coalesce(max(upgrade_id), 0) FROM hit_upgrades").fetchone()[0] \
+            if upgrades else None
         self.log.append(user=actor.name, organization=actor.organization, action="hits-watch",
                         detail={"after": last})
-        return self._follow(actor, last, stop, poll, images, heartbeat)
+        return self._follow(actor, last, stop, poll, images, heartbeat, last_upgrade)
 
     def _still_allowed(self, actor: User) -> bool:
         """The user's current record (disabled or re-roled since the stream opened?)."""
         row = self.conn.execute("SELECT role, disabled FROM users WHERE name = ?", [actor.name]).fetchone()
         return row is not None and not row[1] and Permission.VIEW_HITS in ROLE_PERMISSIONS.get(Role(row[0]), ())
 
-    def _follow(self, actor, last, stop, poll, images, heartbeat) -> Iterator[Hit | None]:
+    def _follow(self, actor, last, stop, poll, images, heartbeat, last_upgrade) -> Iterator[Hit | Upgraded | None]:
         quiet = checked = time.monotonic()
         while not stop.is_set():
             if time.monotonic() - checked >= self.RECHECK_SECONDS:
@@ -253,10 +290,20 @@ class HitBook:
                 if not self._still_allowed(actor):
                     logger.info("hit stream of %s closed: the account is disabled or its role changed", actor.name)
                     return
-            batch = self.after(actor, last, images=images)
+            batch: list = self.after(actor, last, images=images)
             for hit in batch:
                 last = hit.hit_id
                 yield hit
+            if last_upgrade is not None:
+                moved = self.conn.execute("SELECT upgrade_id, hit_id FROM hit_upgrades WHERE upgrade_id > ? "
+                                          "AND applied = 1 ORDER BY upgrade_id", [last_upgrade]).fetchall()
+                for upgrade_id, hit_id in moved:
+                    last_upgrade = upgrade_id
+                    if hit_id > last:  # not sent yet: it is sent as it is now, as a new hit
+                        continue
+                    for hit in self._select("h.hit_id = ?", [hit_id], limit=1, images=images):
+                        batch.append(hit)
+                        yield Upgraded(hit)
             if batch:
                 quiet = time.monotonic()
             elif heartbeat is not None and time.monotonic() - quiet >= heartbeat:
@@ -273,13 +320,15 @@ class HitBook:
             after = int(last_event_id) if last_event_id not in (None, "") else None
         except (TypeError, ValueError):
             after = None
-        hits = self.follow(actor, after, stop, poll=poll, heartbeat=15.0)
+        hits = self.follow(actor, after, stop, poll=poll, heartbeat=15.0, upgrades=True)
 
         def chunks() -> Iterator[str]:
             yield "retry: 2000\n\n"
             for hit in hits:
                 if hit is None:
                     yield ": keep-alive\n\n"
+                elif isinstance(hit, Upgraded):  # no id: Last-Event-ID stays the last hit's
+                    yield f"event: hit-upgraded\ndata: {json.dumps(hit.hit.as_dict(), sort_keys=True)}\n\n"
                 else:
                     yield f"id: {hit.hit_id}\nevent: hit\ndata: {json.dumps(hit.as_dict(), sort_keys=True)}\n\n"
         return chunks()
@@ -289,12 +338,18 @@ class HitBook:
         require(actor, Permission.VERIFY_HITS)
         return self.get(actor, hit_id, log=False)
 
-    def check_image(self, actor: User, hit_id: int, *, shows_plate: bool, true_text: str | None = None) -> Hit:
+    def check_image(self, actor: User, hit_id: int, *, shows_plate: bool, true_text: str | None = None,
+                    seen_read_id: str | None = None) -> Hit:
         """Step 1: does the image show the listed plate? If not, ``true_text`` is
-        what it really shows (kept with the crop as a labelled example)."""
+        what it really shows (kept with the crop as a labelled example).
+        ``seen_read_id``, the read whose image the checker looked at, is refused
+        if the hit has moved to a better read of its pass since (an upgrade)."""
         now = self._clock()
         with transaction(self.conn):
             hit = self._step(actor, hit_id)
+            if seen_read_id and seen_read_id != hit.read_id:
+                raise PolicyError(f"hit {hit_id} now shows a better read of the same pass ({hit.match_kind} match): "
+                                  f"look at its new image and record the visual check again")
             if hit.visual is not None:
                 raise PolicyError(f"hit {hit_id}: the visual check was recorded already ({hit.visual}, "
                                   f"{hit.visual_by})")

@@ -27,7 +27,20 @@ hit shows it for the visual check.
 
 One vehicle pass gives at most one hit per entry: a read of the same entry
 on the same device and camera within ``[hotlist] dedupe_seconds`` of an
-earlier hit (by capture time) raises none.
+earlier hit (by capture time) raises none. If it matches better (exact after
+alternate or confusable, alternate after confusable) it **upgrades** that
+hit, recorded in ``hit_upgrades``:
+
+- the hit is still untouched (no visual check, source check or disposition
+  recorded): it moves to the better read (its image, text, match kind and
+  capture time); its id and the time it was raised stay, so an operator who
+  opens it sees the best evidence of the pass;
+- a step is recorded: the hit stays exactly as it was checked (the visual
+  check was made on that image) and the better read is noted on it, shown
+  with the hit;
+- every earlier hit of the pass was judged a misread (its image shows another
+  plate): a better match is a new hit, because the listed vehicle may be
+  there after all; a match no better than those is the same misread again.
 """
 
 from __future__ import annotations
@@ -76,7 +89,7 @@ class Matcher:
         self._clock = clock
         self._wake = threading.Event()
         self.on_hits = on_hits
-        self.counters = {"reads": 0, "hits": 0, "same_pass": 0}
+        self.counters = {"reads": 0, "hits": 0, "same_pass": 0, "upgraded": 0, "noted": 0}
         # What the cursor walks: SQLite's reads by rowid; PostgreSQL's read_feed (pg migration 0201).
         self._reads, self._rowid = ("reads", "rowid") if dialect(self.conn) == "sqlite" else ("read_feed", "feed_id")
         row = self.conn.execute("SELECT last_rowid FROM hotlist_matcher WHERE id = 1").fetchone()
@@ -111,29 +124,34 @@ class Matcher:
                 self._cursor = top
             return []
         now = self._clock()
-        keys: dict[str, list[tuple[str, str]]] = {}  # read_id -> [(text, kind)]
+        # Each read's texts with their folded keys: the plate's key is stored with the
+        # read; the alternates (JSON) are parsed only when the read has any.
+        keys: dict[str, list[tuple[str, str, str]]] = {}  # read_id -> [(text, kind, folded)]
         folded: set[str] = set()
         for _rowid, read_id, *_rest, plate, plate_folded, alternates in rows:
-            texts = [(plate, "exact")]
+            if alternates == "[]":
+                keys[read_id] = [(plate, "exact", plate_folded)]
+                folded.add(plate_folded)
+                continue
+            texts = [(plate, "exact", plate_folded)]
             for alt, _conf in json.loads(alternates):
                 alt = normalise_plate(alt)
                 if alt and alt != plate:
-                    texts.append((alt, "alternate"))
+                    texts.append((alt, "alternate", fold_confusables(alt)))
             keys[read_id] = texts
-            folded.update(fold_confusables(t) for t, _ in texts)
+            folded.update(k for _t, _k, k in texts)
         entries = self._candidates(folded, now)
         matches = []
-        if entries:
-            for _rowid, read_id, device, camera, captured, stored, plate, _f, _a in rows:
-                best: dict[int, tuple[str, str]] = {}
-                for text, kind in keys[read_id]:
-                    for entry in entries.get(fold_confusables(text), ()):
-                        k = kind if entry["plate"] == text else "confusable"
-                        if entry["entry_id"] not in best or _KIND_RANK[k] < _KIND_RANK[best[entry["entry_id"]][0]]:
-                            best[entry["entry_id"]] = (k, text)
-                for entry_id, (kind, text) in best.items():
-                    matches.append((read_id, device, camera, captured, stored, kind, text,
-                                    next(e for e in entries[fold_confusables(text)] if e["entry_id"] == entry_id)))
+        for _rowid, read_id, device, camera, captured, stored, _p, _f, _a in rows if entries else ():
+            best: dict[int, tuple[str, str, dict]] = {}
+            for text, kind, key in keys[read_id]:
+                for entry in entries.get(key, ()):
+                    k = kind if entry["plate"] == text else "confusable"
+                    known = best.get(entry["entry_id"])
+                    if known is None or _KIND_RANK[k] < _KIND_RANK[known[0]]:
+                        best[entry["entry_id"]] = (k, text, entry)
+            for kind, text, entry in best.values():
+                matches.append((read_id, device, camera, captured, stored, kind, text, entry))
         self.counters["reads"] += len(rows)
         self._cursor = rows[-1][0]
         if not matches:
@@ -166,39 +184,84 @@ class Matcher:
         return found
 
     def _record(self, matches: list, now: dt.datetime) -> list[int]:
+        """Write the round's hits (and upgrades), their webhook deliveries and the
+        cursor in one transaction; returns the ids of new and upgraded hits."""
         window = dt.timedelta(seconds=self.cfg.dedupe_seconds)
         hit_ids: list[int] = []
-        hooks = self.cfg.webhooks
+        upgraded: list[int] = []
         with transaction(self.conn):
             for read_id, device, camera, captured, stored, kind, text, e in matches:
                 at = parse_ts(captured)
-                if self.conn.execute("SELECT 1 FROM hits WHERE entry_id = ? AND device_id = ? AND camera_id = ? "
-                                     "AND captured_at >= ? AND captured_at <= ? LIMIT 1",
-                                     [e["entry_id"], device, camera, ts(at - window), ts(at + window)]).fetchone():
-                    self.counters["same_pass"] += 1
-                    continue
-                snapshot = {k: e[k] for k in ("plate", "state", "reason", "source_agency", "source_ref",
-                                              "case_number", "entered_by", "entered_at", "expires_at")}
-                cur = self.conn.execute(
-                    "INSERT OR IGNORE INTO hits (read_id, entry_id, list_id, list_name, list_version, category, "
-                    "match_kind, matched_text, device_id, camera_id, captured_at, stored_at, hit_at, entry) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [read_id, e["entry_id"], e["list_id"], e["name"], e["version"], e["category"], kind, text,
-                     device, camera, captured, stored, ts(now), json.dumps(snapshot, sort_keys=True)])
-                if not cur.rowcount:
-                    continue
-                hit_ids.append(cur.lastrowid)
-                for hook in hooks:
-                    if not hook.categories or e["category"] in hook.categories:
-                        self.conn.execute("INSERT OR IGNORE INTO webhook_deliveries (hit_id, endpoint, status, "
-                                          "next_at, created_at) VALUES (?,?,'pending',?,?)",
-                                          [cur.lastrowid, hook.name, ts(now), ts(now)])
+                earlier = self.conn.execute(
+                    "SELECT hit_id, read_id, match_kind, matched_text, captured_at, visual, "
+                    "visual_at IS NULL AND source_at IS NULL AND disposition_at IS NULL "
+                    "FROM hits WHERE entry_id = ? AND device_id = ? AND camera_id = ? "
+                    "AND captured_at >= ? AND captured_at <= ? ORDER BY hit_id",
+                    [e["entry_id"], device, camera, ts(at - window), ts(at + window)]).fetchall()
+                if earlier:
+                    if any(h[1] == read_id for h in earlier):  # this read is the hit already (a round redone)
+                        continue
+                    pass_hits = [h for h in earlier if h[5] != "misread"]
+                    if pass_hits:
+                        if self._upgrade(pass_hits[-1], read_id, kind, text, captured, stored, now):
+                            upgraded.append(pass_hits[-1][0])
+                        continue
+                    # Every earlier hit of this pass was judged a misread (its image shows another
+                    # plate): a better match than those is a new hit; an equal one, the same misread.
+                    if _KIND_RANK[kind] >= min(_KIND_RANK[h[2]] for h in earlier):
+                        self.counters["same_pass"] += 1
+                        continue
+                hit_id = self._insert(read_id, device, camera, captured, stored, kind, text, e, now)
+                if hit_id is not None:
+                    hit_ids.append(hit_id)
             self.conn.execute("UPDATE hotlist_matcher SET last_rowid = ? WHERE id = 1", [self._cursor])
         self._saved, self._saved_at = self._cursor, time.monotonic()
         self.counters["hits"] += len(hit_ids)
-        if hit_ids:
-            logger.info("raised %d hit(s): ids %s", len(hit_ids), hit_ids)
-        return hit_ids
+        self.counters["upgraded"] += len(upgraded)
+        if hit_ids or upgraded:
+            logger.info("raised %d hit(s): ids %s; upgraded %s", len(hit_ids), hit_ids, upgraded)
+        return hit_ids + [h for h in dict.fromkeys(upgraded) if h not in hit_ids]
+
+    def _upgrade(self, hit, read_id, kind, text, captured, stored, now) -> bool:
+        """A later read of a hit's pass. Not better than the hit's match: nothing
+        (the same pass). Better, and nobody has recorded a step on the hit: the
+        hit moves to the better read (its image, text, kind and capture time; the
+        hit id and the time it was raised stay). Better, but a step is recorded
+        (the checker looked at the first image): the hit stays as checked and
+        the better read is noted on it. Either way ``hit_upgrades`` keeps it."""
+        hit_id, old_read, old_kind, old_text, old_captured, _visual, untouched = hit
+        if _KIND_RANK[kind] >= _KIND_RANK[old_kind]:
+            self.counters["same_pass"] += 1
+            return False
+        self.conn.execute(
+            "INSERT OR IGNORE INTO hit_upgrades (hit_id, at, applied, read_id, match_kind, matched_text, captured_at, "
+            "previous_read_id, previous_kind, previous_text, previous_captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [hit_id, ts(now), 1 if untouched else 0, read_id, kind, text, captured, old_read, old_kind, old_text,
+             old_captured])
+        if not untouched:
+            self.counters["noted"] += 1
+            return False
+        self.conn.execute("UPDATE hits SET read_id = ?, match_kind = ?, matched_text = ?, captured_at = ?, "
+                          "stored_at = ? WHERE hit_id = ?", [read_id, kind, text, captured, stored, hit_id])
+        return True
+
+    def _insert(self, read_id, device, camera, captured, stored, kind, text, e, now) -> int | None:
+        snapshot = {k: e[k] for k in ("plate", "state", "reason", "source_agency", "source_ref",
+                                      "case_number", "entered_by", "entered_at", "expires_at")}
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO hits (read_id, entry_id, list_id, list_name, list_version, category, "
+            "match_kind, matched_text, device_id, camera_id, captured_at, stored_at, hit_at, entry) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [read_id, e["entry_id"], e["list_id"], e["name"], e["version"], e["category"], kind, text,
+             device, camera, captured, stored, ts(now), json.dumps(snapshot, sort_keys=True)])
+        if not cur.rowcount:
+            return None
+        for hook in self.cfg.webhooks:
+            if not hook.categories or e["category"] in hook.categories:
+                self.conn.execute("INSERT OR IGNORE INTO webhook_deliveries (hit_id, endpoint, status, "
+                                  "next_at, created_at) VALUES (?,?,'pending',?,?)",
+                                  [cur.lastrowid, hook.name, ts(now), ts(now)])
+        return cur.lastrowid
 
     # -- the thread ----------------------------------------------------------
     def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:

@@ -67,7 +67,7 @@ NUMBERED = {
     "hotlists": "list_id", "hotlist_entries": "entry_id", "hits": "hit_id", "labelled_examples": "example_id",
     "webhook_deliveries": "delivery_id", "device_health_history": "id", "access_log": "id",
     "rollouts": "rollout_id", "device_alerts": "alert_id", "alert_events": "event_id",
-    "alert_deliveries": "delivery_id",
+    "alert_deliveries": "delivery_id", "hit_upgrades": "upgrade_id",
 }
 
 # The advisory lock every write transaction takes on PostgreSQL (SQLite's single writer).

@@ -410,6 +410,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX device_health_history_device ON device_health_history(device_id, id)
     """),
+    # -- 0700-0719 hotlist hits, continued (central/hotlist/) --
+    # A later, better read of the same vehicle pass (e.g. exact after confusable):
+    # applied = 1 moved the unverified hit to it; 0 = noted only (a person had
+    # already recorded a step on the hit's image). See central/hotlist/matcher.py.
+    ("0700_hit_upgrades", """
+        CREATE TABLE hit_upgrades (
+            upgrade_id INTEGER PRIMARY KEY,
+            hit_id INTEGER NOT NULL REFERENCES hits(hit_id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            applied INTEGER NOT NULL CHECK (applied IN (0, 1)),
+            read_id TEXT NOT NULL,
+            match_kind TEXT NOT NULL CHECK (match_kind IN ('exact', 'alternate', 'confusable')),
+            matched_text TEXT NOT NULL,
+            captured_at TEXT NOT NULL,
+            previous_read_id TEXT NOT NULL,
+            previous_kind TEXT NOT NULL,
+            previous_text TEXT NOT NULL,
+            previous_captured_at TEXT NOT NULL,
+            UNIQUE (hit_id, read_id)
+        )
+    """),
     # -- 0740-0759 fleet rollouts (central/fleet/rollout.py): device groups, releases offered
     # over MQTT, staged rollouts and each device's update state --
     ("0740_fleet_rollouts", """

@@ -21,6 +21,24 @@
     span.textContent = text;
     return span;
   }
+  function when(t) { return String(t).replace("T", " ").slice(0, 19); }
+  function matchBadge(h) {
+    return h.possible ? badge("possible · " + h.match_kind, "badge-possible") : badge("exact", "badge-exact");
+  }
+  // A later, better read of the same pass moved a hit shown here to that read: show it.
+  source.addEventListener("hit-upgraded", function (event) {
+    var h = JSON.parse(event.data);
+    var row = body.querySelector('tr[data-hit-id="' + String(Number(h.hit_id)) + '"]');
+    if (!row) { return; }
+    var read = row.querySelector("td.read"), match = row.querySelector("td.match");
+    var captured = row.querySelector("td.captured"), thumb = row.querySelector("img.thumb");
+    if (read) { read.textContent = h.read_plate || h.matched_text; }
+    if (captured) { captured.textContent = when(h.captured_at); }
+    if (match) { match.textContent = ""; match.appendChild(matchBadge(h)); }
+    if (thumb) { thumb.src = "/hits/" + h.hit_id + "/thumb?read=" + encodeURIComponent(h.read_id); }
+    row.classList.add("new-hit");
+    status.textContent = "Hit " + h.hit_id + " upgraded: a better read of the same pass (" + h.match_kind + " match).";
+  });
   source.addEventListener("open", function () {
     status.textContent = "Live: new hits appear at the top as they are raised.";
   });
@@ -33,12 +51,20 @@
     var h = JSON.parse(event.data);
     var row = document.createElement("tr");
     row.className = "status-" + h.status + " new-hit";
+    row.dataset.hitId = String(h.hit_id);
     var link = document.createElement("a");
     link.href = "/hits/" + h.hit_id;
     link.textContent = "Open hit " + h.hit_id;
     cell(row, link);
-    cell(row, String(h.captured_at).replace("T", " ").slice(0, 19));
-    cell(row, h.read_plate || h.matched_text, "plate");
+    var thumb = document.createElement("img");
+    thumb.className = "thumb";
+    thumb.src = "/hits/" + h.hit_id + "/thumb";
+    thumb.loading = "lazy";
+    thumb.decoding = "async";
+    thumb.alt = "plate crop of hit " + h.hit_id;
+    cell(row, thumb);
+    cell(row, when(h.captured_at), "captured");
+    cell(row, h.read_plate || h.matched_text, "plate read");
     cell(row, (h.entry && h.entry.plate) || "", "plate");
     var list = document.createElement("span");
     list.textContent = h.list_name + " ";
@@ -47,7 +73,7 @@
     cat.textContent = "(" + h.category + ")";
     list.appendChild(cat);
     cell(row, list);
-    cell(row, h.possible ? badge("possible · " + h.match_kind, "badge-possible") : badge("exact", "badge-exact"));
+    cell(row, matchBadge(h), "match");
     cell(row, h.device_id + " / " + h.camera_id);
     cell(row, badge(h.status, "badge-" + h.status));
     body.insertBefore(row, body.firstChild);
