@@ -393,7 +393,7 @@ def test_a_better_read_of_the_pass_upgrades_the_unchecked_hit(env, rounds):
     read(world, "7A8C123", T0 + 30 * SEC)                           # a worse read later: the same pass
     assert matcher.match_pending() == []
     world.conn.execute("UPDATE hotlist_matcher SET last_rowid = 0")  # every read matched again (a lost cursor)
-    again = Matcher(world.store.path, CFG, clock=world.clock)
+    again = Matcher(world.database, CFG, clock=world.clock)
     try:
         assert again.match_pending() == []
     finally:
@@ -477,3 +477,25 @@ def test_event_stream_announces_an_upgrade_of_a_hit_it_sent(env):
     data = json.loads(lines[1][len("data: "):])
     assert (data["hit_id"], data["match_kind"], data["read_id"], data["possible"]) == \
         (hit_id, "exact", better.read_id, False)
+
+
+def test_a_read_a_hit_moved_away_from_is_kept_as_a_hit_read(env):
+    """After an upgrade the hit shows the better read; the read it was raised
+    on (a confusable one, whose plate is on no list) is still part of that
+    hit's record and keeps the hit retention, not the shorter non-hit one."""
+    world, lists, matcher, book = env
+    put(lists, world, "7ABC123")
+    first = read(world, "7A8C123")
+    matcher.match_pending()
+    world.clock.now = T0 + 20 * SEC
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    matcher.match_pending()
+    assert [(u[2], u[3]) for u in upgrades(world)] == [(better.read_id, first.read_id)]
+    gov = Governor(world.conn, Retention(hit_days=100, non_hit_days=50), clock=world.clock)
+    world.clock.now = T0 + 60 * DAY
+    result = gov.purge(world.admin)
+    assert result.counts["non_hit_reads"] == 0 and result.counts["hit_reads"] == 0
+    for r in (first, better):
+        assert world.conn.execute("SELECT count(*) FROM reads WHERE read_id = ?", [r.read_id]).fetchone()[0] == 1
+    world.clock.now = T0 + 101 * DAY
+    assert gov.purge(world.admin).counts["hit_reads"] == 2

@@ -247,8 +247,11 @@ class HitBook:
         stream that shows it, whose opening is logged (``hits-list``,
         ``hits-watch``), as the plate text in them does."""
         require(actor, Permission.VIEW_HITS)
-        row = self.conn.execute("SELECT i.jpeg FROM hits h JOIN read_images i ON i.read_id = h.read_id "
-                                "AND i.kind = 'crop' WHERE h.hit_id = ?", [hit_id]).fetchone()
+        hit = self.conn.execute("SELECT read_id FROM hits WHERE hit_id = ?", [hit_id]).fetchone()
+        if hit is None:   # two statements: read ids are text here and uuid in PostgreSQL's read_images
+            return None
+        row = self.conn.execute("SELECT jpeg FROM read_images WHERE read_id = ? AND kind = 'crop'",
+                                [hit[0]]).fetchone()
         return row[0] if row else None
 
     def after(self, actor: User, hit_id: int = 0, *, limit: int = 100, images: bool = False) -> list[Hit]:
