@@ -199,3 +199,29 @@ def test_enrollment_token_and_business_agreement_in_words(env):
     fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in run("business", "show", "Bob's Garage").splitlines())
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by ada", fields["enrolled"]), fields
     assert "withdrawn" not in fields
+
+
+def test_hits_show_names_an_upgrade_in_words(env):
+    """A better read of the same pass moved the unchecked hit to it: hits
+    show says so, with both reads, in words (not only with --json)."""
+    world, cfg, run = env
+    expires = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    run("hotlist", "create", "svs", "--category", "stolen-vehicle")
+    run("hotlist", "add", "7ABC123", "--list", "svs", "--reason", "stolen", "--source-agency", "LAPD",
+        "--source-ref", "V-1", "--expires", expires)
+    now = dt.datetime.now(dt.timezone.utc)
+    first = PlateRead(new_read_id(), "cam-a", "lane-1", now - dt.timedelta(seconds=20), "7A8C123", 0.9, (1, 2, 3, 4))
+    better = PlateRead(new_read_id(), "cam-a", "lane-1", now - dt.timedelta(seconds=10), "7ABC123", 0.9, (1, 2, 3, 4))
+    import dataclasses   # one pass: reads of the same car within the dedupe window (this env's is 0)
+    matcher = Matcher(world.store.path, dataclasses.replace(load(cfg).hotlist, dedupe_seconds=300))
+    try:
+        world.store.add_reads([first], now)
+        [hit_id] = matcher.match_pending()
+        world.store.add_reads([better], now)
+        assert matcher.match_pending() == [hit_id]
+    finally:
+        matcher.close()
+    fields = dict(re.split(r"\s{2,}", line, maxsplit=1)
+                  for line in run("hits", "show", str(hit_id), user="otto").splitlines())
+    assert re.fullmatch(rf"confusable 7A8C123 \({first.read_id}\) -> exact 7ABC123 \({better.read_id}\), "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", fields["upgraded"]), fields

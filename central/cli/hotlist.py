@@ -355,7 +355,11 @@ def hits_show(config_path, token_file, hit_id, save_crop, save_context, as_json)
         ("visual check", step(visual, h.visual_by, h.visual_at)),
         ("source check", step(h.source, h.source_by, h.source_at)),
         ("disposition", step(h.disposition, h.disposition_by, h.disposition_at)),
-        ("note", h.note)]))
+        ("note", h.note),
+        # a better read of the same pass: moved the unchecked hit to it, or noted beside a checked one
+        *((("upgraded" if u["applied"] else "better read noted"),
+           f"{u['previous_kind']} {u['previous_text']} ({u['previous_read_id']}) -> {u['match_kind']} "
+           f"{u['matched_text']} ({u['read_id']}), {out.when(u['at'])}") for u in h.upgrades)]))
 
 
 def _step_output(h, as_json) -> None:
