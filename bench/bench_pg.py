@@ -242,11 +242,16 @@ def ingest(args) -> None:
                     cluster = PgCluster(find_bindir(), fsync=True, settings=PG_SETTINGS).start()
                     rig.store_url = cluster.new_database("ingest")
                     raw_url = cluster.new_database("raw")
+                    from central.store.copy import copy_governance
+                    from central.store.database import open_governance
                     from central.store.postgres import PostgresStore
                     for url in (rig.store_url, raw_url):
                         s = PostgresStore(url, check_schema=False)
                         s.migrate()
                         s.close()
+                    gov = open_governance(rig.store_url)  # the registry is in PostgreSQL too: the enrolled devices
+                    copy_governance(rig.db, gov.db.conn)
+                    gov.close()
                 else:
                     rig.store_url, raw_url = "", ""
                 # raw DB: 2 writer processes
