@@ -13,7 +13,6 @@ change no registry state and ``ca init`` runs before any user exists."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -31,32 +30,13 @@ from . import output as out
 from .common import ConfigFailure, TempFailure, config_option
 from .common import load_config as _load
 from .common import parse_when as _when
-from .session import read_token, token_option
-from ..errors import ConfigError, EnrollmentError, PolicyError, RegistryError, StoreError, UnsafePathError
+from .session import token_option
+from .signin import Errors as _Errors
+from .signin import open_registry as _registry
+from .signin import signed_in as _signed_in
+from ..errors import ConfigError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
-
-def _registry(cfg):
-    from ..fleet.registry import Registry
-    try:
-        return Registry(cfg.store.database)
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-
-
-@contextlib.contextmanager
-def _signed_in(cfg, token_file):
-    """``with _signed_in(cfg, token_file) as (registry, user)``: the registry
-    and the user the personal token names; library errors in the block become
-    click errors (:class:`_Errors`) and the registry is closed at the end,
-    whatever happened."""
-    registry = _registry(cfg)
-    try:
-        with _Errors():
-            yield registry, registry.authenticate(read_token(token_file))
-    finally:
-        registry.close()
 
 
 def _ca(cfg):
@@ -65,22 +45,6 @@ def _ca(cfg):
         return CertificateAuthority.load(cfg.ca.key_file, cfg.ca.cert_file, read_passphrase(cfg.ca.passphrase_file))
     except ConfigError as exc:
         raise ConfigFailure(str(exc)) from None
-
-
-class _Errors:
-    """Library errors -> click errors with the right exit code."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if isinstance(exc, ConfigError):
-            raise ConfigFailure(str(exc)) from None
-        if isinstance(exc, StoreError):
-            raise TempFailure(str(exc)) from None
-        if isinstance(exc, (RegistryError, PolicyError, EnrollmentError, FileExistsError, UnsafePathError)):
-            raise click.ClickException(str(exc)) from None
-        return False
 
 
 def _duration(value: str) -> dt.timedelta:

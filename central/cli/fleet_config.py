@@ -10,11 +10,12 @@ import tomllib
 
 import click
 
-from ..errors import PolicyError, RegistryError, RemoteConfigError, StoreError
+from ..errors import RemoteConfigError
 from . import output as out
-from .common import TempFailure, config_option
+from .common import config_option
 from .common import load_config as _load
-from .session import read_token, token_option
+from .session import token_option
+from .signin import signed_in
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object a line).")
 
@@ -66,15 +67,6 @@ def _settings(file, sets) -> dict:
     return settings
 
 
-def _open(config_path):
-    cfg = _load(config_path)
-    from ..fleet.registry import Registry
-    try:
-        return cfg, Registry(cfg.store.database)
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-
-
 @config_group.command("push")
 @config_option
 @token_option
@@ -95,10 +87,9 @@ def push(config_path, token_file, device_ids, owner, all_active, file, sets, all
     if sum(map(bool, (device_ids, owner, all_active))) != 1:
         raise click.UsageError("name the devices with --device, or --owner, or --all (one of them)")
     settings = _settings(file, sets)
-    cfg, registry = _open(config_path)
+    cfg = _load(config_path)
     from ..fleet.remote_config import RemoteConfigs, load_key
-    try:
-        user = registry.authenticate(read_token(token_file))
+    with signed_in(cfg, token_file, also=(RemoteConfigError,)) as (registry, user):
         if device_ids:
             devices = [registry.device(d) for d in dict.fromkeys(device_ids)]
         else:
@@ -110,12 +101,6 @@ def push(config_path, token_file, device_ids, owner, all_active, file, sets, all
         require(user, Permission.CONFIGURE_DEVICES)  # before the key is read
         pushed = configs.push(user, devices, settings, load_key(cfg.remote_config.signing_key),
                               allow_broker_address=allow_broker_address)
-    except (RegistryError, PolicyError, RemoteConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-    finally:
-        registry.close()
     for p in pushed:
         click.echo(json.dumps({"device_id": p.device_id, "version": p.version}) if as_json else
                    f"{p.device_id}: version {p.version} signed; the collector publishes it")
@@ -129,21 +114,14 @@ def push(config_path, token_file, device_ids, owner, all_active, file, sets, all
 @click.argument("device_id", required=False)
 def status(config_path, token_file, owner, as_json, device_id) -> None:
     """Each device's newest pushed configuration and the one it runs."""
-    cfg, registry = _open(config_path)
+    cfg = _load(config_path)
     from ..fleet.remote_config import RemoteConfigs, to_doc
-    try:
-        user = registry.authenticate(read_token(token_file))
+    with signed_in(cfg, token_file) as (registry, user):
         if device_id:
             devices = [registry.show_device(user, device_id)[0]]
         else:
             devices = registry.list_devices(user, owner=owner)
         rows_ = RemoteConfigs(registry.db).status(devices)
-    except (RegistryError, PolicyError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-    finally:
-        registry.close()
     if as_json:
         for r in rows_:
             click.echo(json.dumps(to_doc(r)))

@@ -17,6 +17,7 @@ from . import output as out
 from .common import TempFailure, config_option
 from .common import load_config as _load
 from .session import read_token, token_option
+from .signin import signed_in
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object a line).")
 owner_option = click.option("--owner", help="Only this owner's devices ('department' or a business id).")
@@ -26,23 +27,11 @@ def _views(config_path, token_file, owner, *, alerts: bool = False):
     cfg = _load(config_path)
     from ..fleet.alerts import Thresholds, fleet_alerts
     from ..fleet.health import fleet_health
-    from ..fleet.registry import Registry
-    try:
-        registry = Registry(cfg.store.database)
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-    try:
-        user = registry.authenticate(read_token(token_file))
+    with signed_in(cfg, token_file) as (registry, user):
         if alerts:
             thresholds = Thresholds.from_config(cfg.alerts)
             return cfg, fleet_alerts(registry, registry.db, user, thresholds, owner=owner)
         return cfg, fleet_health(registry, registry.db, user, owner=owner)
-    except (RegistryError, PolicyError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-    finally:
-        registry.close()
 
 
 def _ago(t: dt.datetime | None, now: dt.datetime) -> str:

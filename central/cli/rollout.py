@@ -17,11 +17,11 @@ import click
 
 from edge_agent.wire import release as fmt
 
-from ..errors import PolicyError, RegistryError, StoreError
 from . import output as out
-from .common import TempFailure, config_option
+from .common import config_option
 from .common import load_config as _load
-from .session import read_token, token_option
+from .session import token_option
+from .signin import signed_in
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -29,21 +29,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @contextlib.contextmanager
 def _rollouts(config_path, token_file):
     cfg = _load(config_path)
-    from ..fleet.registry import Registry
     from ..fleet.rollout import Rollouts
-    try:
-        registry = Registry(cfg.store.database)
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-    try:
-        user = registry.authenticate(read_token(token_file))
+    with signed_in(cfg, token_file, also=(fmt.BundleRefused,)) as (registry, user):
         yield cfg, user, Rollouts(registry.db, data_dir=cfg.data_dir)
-    except (RegistryError, PolicyError, fmt.BundleRefused) as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreError as exc:
-        raise TempFailure(str(exc)) from None
-    finally:
-        registry.close()
 
 
 def _show(rollout, as_json: bool) -> None:
@@ -179,28 +167,22 @@ def group_create(config_path, token_file, group_id, description) -> None:
     click.echo(f"group {group_id} created")
 
 
-@group_group.command("add")
-@config_option
-@token_option
-@click.argument("group_id")
-@click.argument("devices", nargs=-1, required=True)
-def group_add(config_path, token_file, group_id, devices) -> None:
-    """Put devices into a group (admins)."""
-    with _rollouts(config_path, token_file) as (_cfg, user, rollouts):
-        n = rollouts.set_members(user, group_id, devices, add=True)
-    click.echo(f"{n} devices added to {group_id}")
+def _members_command(name: str, add: bool, help_text: str, done: str):
+    """``device group add`` and ``remove``: one body, the direction apart."""
+    @group_group.command(name, help=help_text)
+    @config_option
+    @token_option
+    @click.argument("group_id")
+    @click.argument("devices", nargs=-1, required=True)
+    def command(config_path, token_file, group_id, devices) -> None:
+        with _rollouts(config_path, token_file) as (_cfg, user, rollouts):
+            n = rollouts.set_members(user, group_id, devices, add=add)
+        click.echo(f"{n} devices {done} {group_id}")
+    return command
 
 
-@group_group.command("remove")
-@config_option
-@token_option
-@click.argument("group_id")
-@click.argument("devices", nargs=-1, required=True)
-def group_remove(config_path, token_file, group_id, devices) -> None:
-    """Take devices out of a group (admins)."""
-    with _rollouts(config_path, token_file) as (_cfg, user, rollouts):
-        n = rollouts.set_members(user, group_id, devices, add=False)
-    click.echo(f"{n} devices removed from {group_id}")
+group_add = _members_command("add", True, "Put devices into a group (admins).", "added to")
+group_remove = _members_command("remove", False, "Take devices out of a group (admins).", "removed from")
 
 
 @group_group.command("list")
