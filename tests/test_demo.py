@@ -57,7 +57,8 @@ def _start(demo_dir: Path, *extra: str) -> tuple[subprocess.Popen, list[str]]:
                              "--recognizer", "sidecar-oracle", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    proc.reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    proc.reader.start()   # join it after the exit: the last lines may still be in the pipe
     return proc, lines
 
 
@@ -92,6 +93,7 @@ def test_a_signal_stops_every_child(tmp_path, mosquitto_bin, sig, when):
             proc.kill()
             proc.wait()
     time.sleep(0.2)
+    proc.reader.join(timeout=30)   # every line the demo printed before it exited (a loaded machine lags)
     left = {pid: c for pid, c in children.items() if _alive(pid, c)}
     for pid in left:   # leave nothing behind even when the test fails
         os.kill(pid, signal.SIGKILL)

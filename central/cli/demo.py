@@ -316,12 +316,24 @@ def _run(root: Path, *, vehicles: int, recognizer: str, duration: float | None, 
          console: bool, cleanups: list[Callable[[], None]]) -> int:
     paths = prepare(root)
     db = root / "central" / "central.sqlite"
+    # The store (migrated) and the closing summary come first: a stop at any later point prints it.
+    store = SQLiteStore(db)
+    cleanups.append(store.close)
+    stored_before = store.count()
+    hits_before = store.db.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
+    running: dict = {}   # the collector service, once it exists
+
+    def report() -> None:
+        hits = store.db.execute("SELECT count(*) FROM hits WHERE hit_id > ?", [hits_before]).fetchone()[0]
+        total = store.count()
+        counters = dict(running["service"].collector.counters) if "service" in running else {}
+        for line in summary(total - stored_before, total, counters, hits):
+            echo(line)
+    cleanups.append(report)
     broker = broker_mod.BrokerProcess(paths["broker_conf"], paths["port"], root / "broker" / "mosquitto.log")
     cleanups.append(broker.stop)
     broker.start()
     echo(f"broker      mosquitto on 127.0.0.1:{paths['port']} (TLS, client certificates, per-device ACL)")
-    store = SQLiteStore(db)
-    cleanups.append(store.close)
     pk = paths["pki"]
     mqtt_cfg = Mqtt(host="127.0.0.1", port=paths["port"], ca_file=str(pk / "ca.crt"),
                     cert_file=str(pk / "collector.crt"), key_file=str(pk / "collector.key"),
@@ -335,15 +347,7 @@ def _run(root: Path, *, vehicles: int, recognizer: str, duration: float | None, 
                                                    device_allowed=registry.allow_list()),
                                status_handler=DeviceStatusHandler(db), audit_handler=DeviceAuditHandler(db),
                                health_handler=HealthHandler(db))
-    stored_before = store.count()
-    hits_before = store.db.execute("SELECT coalesce(max(hit_id), 0) FROM hits").fetchone()[0]
-
-    def report() -> None:
-        hits = store.db.execute("SELECT count(*) FROM hits WHERE hit_id > ?", [hits_before]).fetchone()[0]
-        total = store.count()
-        for line in summary(total - stored_before, total, dict(service.collector.counters), hits):
-            echo(line)
-    cleanups.append(report)
+    running["service"] = service
     stop = threading.Event()
     collector_thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     cleanups.append(lambda: (stop.set(), collector_thread.join(timeout=10)))
