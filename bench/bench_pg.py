@@ -12,8 +12,10 @@ device over its own TLS connection with its own certificate. Three runs on the
 same batches, printed side by side:
   raw MQTT  2 bare paho subscribers on the shared subscription (no work)
   raw DB    2 processes writing the same number of reads with ``add_reads``
-            in 2,000-read transactions (the collector's group commit)
-  central   2 real ``alpr-central run`` processes (open, validate, store, ack)
+            in transactions of the collector's largest group commit
+  central   2 real ``alpr-central run`` processes (open, validate, store, ack),
+            with the CPU used per stored read by each role (collectors, their
+            hotlist children, broker, PostgreSQL, the rest), from /proc
 ``search``: a throwaway PostgreSQL (fsync on) gets ``--rows`` reads over 12
 months loaded with COPY (indexes built after the load, as a bulk load does),
 then p50/p95 of exact, wildcard and tolerant searches over a 30-day range
@@ -63,7 +65,9 @@ def _mqtt_client(client_id: str, pki: Path, cert: str):
 
 
 def publisher(root: str, devices: list[str], per_device: int, batch: int, crop_bytes: int, cmd_q, res_q) -> None:
-    from edge_agent.wire import PlateRead, Sealer, encode_batch, encode_read, load_public_key, new_read_id
+    from edge_agent.wire import (
+        PlateRead, Sealer, decode_ack, encode_batch, encode_read, load_public_key, new_read_id,
+    )
     rootp = Path(root)
     public = load_public_key((rootp / "data-key.pub.pem").read_bytes())
     now = dt.datetime.now(UTC)
@@ -83,12 +87,26 @@ def publisher(root: str, devices: list[str], per_device: int, batch: int, crop_b
         payloads[dev] = out
     res_q.put(("sealed", sum(len(v) for v in payloads.values())))
     while True:
-        port = cmd_q.get()
-        if port is None:
+        got = cmd_q.get()
+        if got is None:
             return
+        port, want_acks = got
+        acked: dict[str, set] = {dev: set() for dev in devices}
+        last_ack = [0.0]
+        lock = threading.Lock()
+
+        def on_message(client, userdata, message):  # central's acks: what it has durably stored
+            ack = decode_ack(message.payload)
+            with lock:
+                acked[message.topic.split("/")[-2]].update(ack.stored)
+                last_ack[0] = time.time()
+
         clients = {}
         for dev in devices:
             c = _mqtt_client(f"{dev}-replay", rootp / "pki", dev)
+            if want_acks:
+                c.on_message = on_message
+                c.on_connect = lambda client, *a, dev=dev: client.subscribe(f"alpr/v1/devices/{dev}/ack", qos=1)
             c.connect("127.0.0.1", port)
             c.loop_start()
             clients[dev] = c
@@ -102,10 +120,20 @@ def publisher(root: str, devices: list[str], per_device: int, batch: int, crop_b
         for info in infos:
             info.wait_for_publish(timeout=120)
         t1 = time.time()
+        if want_acks:  # until every read is acknowledged as stored, or nothing moved for 15 s
+            seen, moved = -1, time.time()
+            while True:
+                with lock:
+                    n = sum(len(v) for v in acked.values())
+                if n != seen:
+                    seen, moved = n, time.time()
+                if n >= len(devices) * per_device or time.time() - moved > 15:
+                    break
+                time.sleep(0.05)
         for c in clients.values():
             c.disconnect()
             c.loop_stop()
-        res_q.put(("done", t0, t1))
+        res_q.put(("done", t0, t1, last_ack[0], sum(len(v) for v in acked.values())))
 
 
 def _letters(rng, n):
@@ -128,16 +156,18 @@ def raw_subscriber(root: str, port: int, index: int, counter, last) -> None:
 
 
 def raw_writer(url: str, path: str, n: int, crop_bytes: int, out) -> None:
+    from central.ingest.collector import CollectorService
     from central.store.postgres import PostgresStore
     from central.store.sqlite import SQLiteStore
     from edge_agent.wire import PlateRead, new_read_id
     store = PostgresStore(url) if url else SQLiteStore(path)
     rng = random.Random(os.getpid())
     now = dt.datetime.now(UTC)
+    group = CollectorService.MAX_GROUP_READS
     batches = [[PlateRead(new_read_id(), "raw", "lane-1", now, f"{rng.randrange(10)}{_letters(rng, 3)}"
                           f"{rng.randrange(1000):03d}", 0.9, (1, 2, 150, 75),
                           crop_jpeg=(b"\xff\xd8" + os.urandom(crop_bytes - 2)) if crop_bytes else None)
-                for _ in range(min(2000, n - s))] for s in range(0, n, 2000)]
+                for _ in range(min(group, n - s))] for s in range(0, n, group)]
     t0 = time.time()
     for b in batches:
         store.add_reads(b, now)
@@ -173,25 +203,59 @@ class PgRig(Rig):
             return conn.execute("SELECT count(*) FROM reads").fetchone()[0]
 
 
-def _publish(cmd_qs, res_q, port: int) -> tuple[float, float]:
+def cpu_by_process() -> dict[int, tuple[str, int, float]]:
+    """Every process's (name, parent, user + system CPU seconds so far), from /proc."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(entry.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_per_read(before: dict, after: dict, collectors: list[int], broker: int, reads: int) -> str:
+    """CPU used per stored read between two snapshots, by role: the collector
+    processes, their children (the hotlist matcher), the broker, the database
+    server, everything else (the publishers, the bench, any other work on the machine)."""
+    roles = {"collectors": 0.0, "their children": 0.0, "broker": 0.0, "postgres": 0.0, "other": 0.0}
+    for pid, (name, parent, cpu) in after.items():
+        used = cpu - before.get(pid, (name, parent, 0.0))[2]
+        if pid in collectors:
+            roles["collectors"] += used
+        elif parent in collectors:
+            roles["their children"] += used
+        elif pid == broker:
+            roles["broker"] += used
+        elif name.startswith("postgres"):
+            roles["postgres"] += used
+        else:
+            roles["other"] += used
+    return ", ".join(f"{k} {1e6 * v / max(reads, 1):.0f}" for k, v in roles.items()) + " us"
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _publish(cmd_qs, res_q, port: int, acks: bool = False) -> tuple[float, float, float, int]:
+    """Replay every pre-sealed batch; (first publish, last publish done, last ack
+    received, reads acknowledged as stored). With ``acks`` each device waits for
+    central's acks, so the end is when the last read was stored *and said so*,
+    measured without querying the database while it ingests."""
     for q in cmd_qs:
-        q.put(port)
+        q.put((port, acks))
     done = [res_q.get(timeout=600) for _ in cmd_qs]
-    return min(d[1] for d in done), max(d[2] for d in done)
-
-
-def _wait_stored(count, total: int, t_start: float, timeout: float) -> tuple[float, int]:
-    """Poll until ``total`` rows are stored or nothing moved for 15 s; (seconds, stored)."""
-    last_n, last_change, n = -1, time.time(), 0
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        n = count()
-        if n != last_n:
-            last_n, last_change = n, time.time()
-        if n >= total or time.time() - last_change > 15:
-            break
-        time.sleep(0.25)
-    return last_change - t_start, n
+    return (min(d[1] for d in done), max(d[2] for d in done), max(d[3] for d in done), sum(d[4] for d in done))
 
 
 def ingest(args) -> None:
@@ -226,7 +290,7 @@ def ingest(args) -> None:
             for s in subs:
                 s.start()
             time.sleep(1.5)
-            t0, _ = _publish(cmd_qs, res_q, rig.port)
+            t0, *_ = _publish(cmd_qs, res_q, rig.port)
             deadline = time.time() + 120
             while counter.value < msgs_expected and time.time() < deadline:
                 time.sleep(0.2)
@@ -271,14 +335,22 @@ def ingest(args) -> None:
                 rig.collectors = []
                 rig.start_collectors(2)
                 time.sleep(1.0)
-                t0, t1 = _publish(cmd_qs, res_q, rig.port)
-                secs, stored = _wait_stored(rig.stored, total, t0, 300)
+                pids = [p.pid for p in rig.collectors]
+                cpu0, machine0 = cpu_by_process(), machine_busy()
+                t0, t1, t_acked, acked = _publish(cmd_qs, res_q, rig.port, acks=True)
+                cpu = cpu_per_read(cpu0, cpu_by_process(), pids, rig.broker.proc.pid, acked)
+                machine = [b - a for a, b in zip(machine0, machine_busy())]
                 rig.stop_collectors()
-                rate = stored / secs
+                secs, stored = t_acked - t0, rig.stored()
+                if stored != acked:
+                    print(f"!! {acked:,} reads acknowledged but {stored:,} stored")
+                rate = acked / secs
                 results[backend] = (rate, raw_db, stored)
-                print(f"{backend:<10} central, 2 collectors: {rate:,.0f} reads/s ({stored:,}/{total:,} stored in "
+                print(f"{backend:<10} central, 2 collectors: {rate:,.0f} reads/s ({acked:,}/{total:,} acknowledged as stored in "
                       f"{secs:.1f} s; publishing took {t1 - t0:.1f} s) | raw DB, 2 writers: {raw_db:,.0f} reads/s"
                       f" | ratio to raw MQTT {rate / raw_mqtt:.2f}, to raw DB {rate / raw_db:.2f}")
+                print(f"{'':<10} CPU per stored read: {cpu}; whole machine busy "
+                      f"{100 * machine[0] / max(machine[1], 1):.0f} %; load {os.getloadavg()[0]:.1f}")
                 if cluster is not None and backend == "postgresql":
                     cluster.destroy()
                     cluster = None

@@ -244,7 +244,12 @@ class CollectorService:
     in between loses nothing: the device sends it again.
     """
 
-    MAX_GROUP_READS = 2000
+    # The most reads one transaction stores. Each group dirties a page of every
+    # random-keyed index (read id, plate, folded plate, image key) per read or so,
+    # whatever its size: on SQLite with 2.5 KB crops, groups of 10,000 wrote 9 KiB per
+    # read against 24 KiB with 2,000, and two writers stored 23-26k reads/s instead of
+    # 15k (docs/scaling.md). Groups are only this large when the writer is behind.
+    MAX_GROUP_READS = 10_000
 
     def __init__(self, cfg: Mqtt, collector: Collector, audit_handler=None, status_handler=None,
                  health_handler=None, update_service=None) -> None:

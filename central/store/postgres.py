@@ -80,8 +80,8 @@ def read_line(r: PlateRead, stored_at: str) -> str:
     loc = r.location
     return "\t".join((
         _esc(r.read_id), _esc(r.device_id), _esc(r.camera_id), r.captured_at.isoformat(), stored_at, _esc(r.plate),
-        _esc(_fold(r.plate)), repr(float(r.confidence)), _esc(json.dumps(list(r.box))),
-        _esc(json.dumps([[a.plate, a.confidence] for a in r.alternates])),
+        _esc(_fold(r.plate)), repr(float(r.confidence)), "[{}, {}, {}, {}]".format(*r.box),  # four ints
+        _esc(json.dumps([[a.plate, a.confidence] for a in r.alternates])) if r.alternates else "[]",
         _num(loc.latitude if loc else None), _num(loc.longitude if loc else None),
         _num(loc.heading if loc else None), _esc(r.model_version))) + "\n"
 
@@ -260,7 +260,7 @@ class PostgresStore(Store):
                         cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING")
                         return cur.rowcount
                     cur.execute("INSERT INTO reads SELECT * FROM reads_in ON CONFLICT DO NOTHING RETURNING read_id")
-                    new_ids = {str(row[0]) for row in cur.fetchall()}
+                    new_ids = {str(u): u for (u,) in cur.fetchall()}  # text -> the UUID psycopg returned
                     if not images:
                         self._feed(cur, new_ids)
                         return len(new_ids)
@@ -272,7 +272,7 @@ class PostgresStore(Store):
                         for row in images:
                             if row[0] in new_ids and (row[0], row[2]) not in written:  # a read twice in a batch
                                 written.add((row[0], row[2]))
-                                cp.write_row((uuid.UUID(row[0]), *row[1:]))
+                                cp.write_row((new_ids[row[0]], *row[1:]))
                     if feed:
                         self._feed(cur, new_ids)
                     return len(new_ids)
@@ -282,16 +282,17 @@ class PostgresStore(Store):
             raise StoreError(f"cannot store reads: {_describe(exc)}") from exc
 
     @staticmethod
-    def _feed(cur, new_ids: set[str]) -> None:
-        """Add the reads new in this transaction to ``read_feed`` (migration
-        0201), numbered under a lock held to the commit: the last statement."""
+    def _feed(cur, new_ids: dict[str, uuid.UUID]) -> None:
+        """Add the reads new in this transaction (``new_ids``: their UUIDs by
+        text) to ``read_feed`` (migration 0201), numbered under a lock held to
+        the commit: the last statement."""
         if not new_ids:
             return
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [FEED_LOCK])
         cur.execute("INSERT INTO read_feed SELECT nextval('read_feed_ids'), i.read_id::text, i.device_id, "
                     f"i.camera_id, {_TEXT_TS.format('i.captured_at')}, {_TEXT_TS.format('i.stored_at')}, i.plate, "
                     "i.plate_folded, i.alternates::text FROM reads_in i WHERE i.read_id = ANY(%s) "
-                    "ORDER BY i.captured_at", [[uuid.UUID(x) for x in new_ids]])
+                    "ORDER BY i.captured_at", [list(new_ids.values())])
 
     def copy_rows(self, rows: Sequence[tuple], images: Iterable[tuple] = ()) -> int:
         """Store rows of ``reads`` (READ_COLUMNS order: uuid, text, datetimes,

@@ -37,8 +37,9 @@ PAGE_SIZE = 8192  # of a new store file
 
 
 def _ts(value: dt.datetime) -> str:
-    v = value.astimezone(dt.timezone.utc)  # the year padded by hand: strftime writes year 999 as "999"
-    return f"{v.year:04d}-" + v.strftime(_TS[3:])
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the year always four digits)."""
+    v = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return v.isoformat(timespec="microseconds") + "Z"
 
 
 def _from_ts(text: str) -> dt.datetime:

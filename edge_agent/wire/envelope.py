@@ -122,7 +122,8 @@ class EnvelopeHeader:
             device = bytes(envelope[_FIXED.size:end]).decode("ascii")
         except UnicodeDecodeError:
             raise MalformedMessage("device id in envelope is not ASCII") from None
-        return cls(kid, eph, str(uuid.UUID(bytes=rid)), device, end + NONCE_LEN)
+        h = rid.hex()  # str(uuid.UUID(bytes=rid)), without building the UUID
+        return cls(kid, eph, f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", device, end + NONCE_LEN)
 
 
 class Sealer:

@@ -53,6 +53,8 @@ MAX_BATCH_BYTES = 4 << 20
 _PLATE_RE = re.compile(r"^[A-Z0-9]{1,10}\Z")
 CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _CAMERA_RE = CAMERA_ID_RE
+# The canonical text of a UUID (what str(uuid.UUID(x)) gives): lower-case hex, hyphenated.
+_CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _BATCH_HEAD = struct.Struct(">4s16sH")
 _LEN = struct.Struct(">I")
 BATCH_MAGIC = b"ALB1"
@@ -133,11 +135,12 @@ def _fail(msg: str):
 
 
 def _check(r: PlateRead) -> None:
-    try:
-        canonical = str(uuid.UUID(r.read_id))
-    except (ValueError, TypeError, AttributeError):
-        _fail("read_id is not a UUID")
-    if r.read_id != canonical:  # "{...}", "urn:uuid:..." or upper case would store a second copy
+    # "{...}", "urn:uuid:..." or upper case would store a second copy of one read
+    if not isinstance(r.read_id, str) or not _CANONICAL_UUID_RE.match(r.read_id):
+        try:
+            uuid.UUID(r.read_id)
+        except (ValueError, TypeError, AttributeError):
+            _fail("read_id is not a UUID")
         _fail("read_id is not a UUID in canonical form")
     if not isinstance(r.device_id, str) or not DEVICE_ID_RE.match(r.device_id):
         _fail("device_id is invalid")
