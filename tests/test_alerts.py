@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from central.config import Mqtt
-from central.fleet.alerts import Thresholds, device_alerts, fleet_alerts
+from central.fleet.alerts import Thresholds, all_alerts, device_alerts, fleet_alerts
 from central.fleet.health import DeviceHealthView, HealthHandler, health_history, latest_health
 from central.governance.users import Role
 from central.ingest.collector import Collector, CollectorService
@@ -162,6 +162,41 @@ def test_a_buffer_that_keeps_growing_raises_an_alert_and_one_that_drains_does_no
         assert after([100, 200, 300]) == []                             # too short a window to tell
     finally:
         handler.close()
+
+
+def test_a_fleet_is_evaluated_with_each_device_s_own_window(central):
+    """The histories of the whole fleet come in one query: each device's
+    buffer is still judged over the window before *its* latest heartbeat."""
+    growing, flat, gone = (central.provisioned("lane-1") for _ in range(3))
+    start = dt.datetime.now(UTC).replace(microsecond=0) - 151 * MIN
+    clock = Clock(start)
+    handler = HealthHandler(central.database, clock=clock)
+
+    def beats(device, at_minutes, depths):
+        for m, d in zip(at_minutes, depths):
+            clock.now = start + m * MIN
+            _beat(handler, clock, device, buffer_depth=d)
+
+    rising = [100, 150, 220, 300, 420, 500, 610]
+    try:
+        beats(gone, range(0, 35, 5), rising)                        # last heard 2 h ago, growing then
+        beats(flat, (60, 75, 90), (100, 150, 200))                  # grew an hour before its window ...
+        beats(flat, range(120, 155, 5), range(200, 207))            # ... then only by 6 reads in it
+        beats(growing, range(120, 155, 5), rising)
+    finally:
+        handler.close()
+    clock.now = start + 151 * MIN
+    reg = central.registry()
+    try:
+        for found in (fleet_alerts(reg, reg.db, central.user("tech"), Thresholds(), clock=clock),
+                      all_alerts(reg, reg.db, Thresholds(), clock=clock)):
+            by = {(a.device_id, a.kind): a for a in found}
+            assert set(by) == {(growing, "buffer-growing"), (gone, "offline"), (gone, "buffer-growing")}
+            assert "from 100 to 610 reads in 30 min" in by[(growing, "buffer-growing")].message
+            assert "from 100 to 610 reads in 30 min" in by[(gone, "buffer-growing")].message
+            assert by[(gone, "buffer-growing")].since == start
+    finally:
+        reg.close()
 
 
 def test_device_alerts_command(central):

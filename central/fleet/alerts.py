@@ -31,7 +31,7 @@ import datetime as dt
 import sqlite3
 
 from ..governance.audit import ts, utcnow
-from .health import DeviceHealthView, device_views, fleet_health, health_history
+from .health import DeviceHealthView, device_views, fleet_health, recent_histories
 
 KINDS = ("offline", "buffer-growing", "disk-low", "clock-off", "certificate-expiring", "camera-tampered")
 
@@ -127,22 +127,22 @@ def device_alerts(view: DeviceHealthView, history, t: Thresholds, now: dt.dateti
 def fleet_alerts(registry, conn: sqlite3.Connection, user, thresholds: Thresholds, *, owner: str | None = None,
                  clock=utcnow) -> list[Alert]:
     """The alerts of every device ``user`` may see (the registry decides)."""
-    return _evaluate(registry, conn, fleet_health(registry, conn, user, owner=owner), thresholds, clock())
+    return _evaluate(conn, fleet_health(registry, conn, user, owner=owner), thresholds, clock())
 
 
 def all_alerts(registry, conn: sqlite3.Connection, thresholds: Thresholds, *, clock=utcnow) -> list[Alert]:
     """The alerts of every active device (the alert feed's evaluation; no
     user: what each user may see is decided when it is shown or sent)."""
-    return _evaluate(registry, conn, device_views(conn, registry.devices(status="active")), thresholds, clock())
+    return _evaluate(conn, device_views(conn, registry.devices(status="active")), thresholds, clock())
 
 
-def _evaluate(registry, conn, views, thresholds: Thresholds, now: dt.datetime) -> list[Alert]:
-    from .device_status import connection_status
+def _evaluate(conn, views, thresholds: Thresholds, now: dt.datetime) -> list[Alert]:
+    """Every view's alerts; the heartbeat histories come in one query per
+    500 devices (a query per device cost 3.6 ms each on PostgreSQL)."""
+    views = list(views)
+    histories = recent_histories(conn, views, dt.timedelta(minutes=thresholds.buffer_growing_minutes))
     out = []
     for view in views:
-        status = connection_status(conn, view.device_id)
-        device = registry.device(view.device_id)
-        history = health_history(conn, view.device_id, limit=500)
-        out += device_alerts(view, history, thresholds, now,
-                             connection_since=status.since if status else None, enrolled_at=device.enrolled_at)
+        out += device_alerts(view, histories.get(view.device_id, []), thresholds, now,
+                             connection_since=view.connection_since, enrolled_at=view.enrolled_at)
     return out

@@ -134,6 +134,8 @@ class DeviceHealthView:
     connection: str | None               # the broker's: online / offline / None (never heard)
     cert_expires_at: dt.datetime | None  # the registry's copy of the certificate
     latest: StoredHealth | None
+    connection_since: dt.datetime | None = None  # when the broker last changed ``connection``
+    enrolled_at: dt.datetime | None = None       # the registry's
 
 
 def fleet_health(registry, conn: sqlite3.Connection, user, *, owner: str | None = None) -> list[DeviceHealthView]:
@@ -142,15 +144,54 @@ def fleet_health(registry, conn: sqlite3.Connection, user, *, owner: str | None 
     return device_views(conn, registry.list_devices(user, owner=owner))
 
 
+# Devices per ``IN (...)`` list: well under SQLite's 32,766 bound parameters.
+_CHUNK = 500
+
+
+def _by_device(conn: sqlite3.Connection, sql: str, ids: list[str], args=()) -> list[tuple]:
+    """Rows of ``sql`` (its ``{ids}`` a placeholder list, first in its WHERE)
+    for the given devices, a chunk of them per query."""
+    rows = []
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        rows += conn.execute(sql.format(ids=",".join("?" * len(chunk))), [*chunk, *args]).fetchall()
+    return rows
+
+
 def device_views(conn: sqlite3.Connection, devices) -> list[DeviceHealthView]:
-    """Registry devices with their connection status and latest heartbeat."""
-    from .device_status import connection_status
+    """Registry devices with their connection status and latest heartbeat
+    (two queries for the whole list, not two per device)."""
+    devices = list(devices)
+    ids = [d.device_id for d in devices]
+    status = {r[0]: (r[1], parse_ts(r[2])) for r in _by_device(
+        conn, "SELECT device_id, status, changed_at FROM device_status WHERE device_id IN ({ids})", ids)}
+    latest = {r[0]: _stored(r[0], r[1:]) for r in _by_device(
+        conn, "SELECT device_id, received_at, skew_s, doc FROM device_health WHERE device_id IN ({ids})", ids)}
     out = []
     for d in devices:
-        conn_status = connection_status(conn, d.device_id)
-        out.append(DeviceHealthView(d.device_id, d.owner, d.status, conn_status.status if conn_status else None,
-                                    d.cert_expires_at, latest_health(conn, d.device_id)))
+        connection, since = status.get(d.device_id, (None, None))
+        out.append(DeviceHealthView(d.device_id, d.owner, d.status, connection, d.cert_expires_at,
+                                    latest.get(d.device_id), since, d.enrolled_at))
     return out
+
+
+def recent_histories(conn: sqlite3.Connection, views: list[DeviceHealthView], window: dt.timedelta,
+                     limit: int = 500) -> dict[str, list[StoredHealth]]:
+    """Each device's heartbeats within ``window`` before its latest one (at
+    most ``limit``, oldest first), for every view with a latest heartbeat, in
+    one query per chunk of devices."""
+    heard = [v for v in views if v.latest is not None]
+    if not heard:
+        return {}
+    cutoffs = {v.device_id: v.latest.received_at - window for v in heard}
+    rows = _by_device(conn, "SELECT device_id, received_at, skew_s, doc FROM device_health_history "
+                            "WHERE device_id IN ({ids}) AND received_at >= ? ORDER BY device_id, id",
+                      list(cutoffs), [ts(min(cutoffs.values()))])
+    out: dict[str, list[StoredHealth]] = {device: [] for device in cutoffs}
+    for device, received_at, skew_s, doc in rows:
+        if parse_ts(received_at) >= cutoffs[device]:
+            out[device].append(_stored(device, (received_at, skew_s, doc)))
+    return {device: history[-limit:] for device, history in out.items()}
 
 
 def _iso(t: dt.datetime | None) -> str | None:

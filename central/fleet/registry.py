@@ -172,6 +172,14 @@ class DeviceHealth:
     reads_last_24h: int
 
 
+def _device(r: dict) -> Device:
+    """A row of ``devices`` as a :class:`Device`."""
+    return Device(r["device_id"], r["owner"], r["location"],
+                  tuple(CameraSpec(**c) for c in json.loads(r["cameras"])), r["status"], r["status_reason"],
+                  r["cert_serial"], _from_ts(r["cert_expires_at"]), r["enrolled_by"], _from_ts(r["enrolled_at"]),
+                  _from_ts(r["updated_at"]), r["latitude"], r["longitude"], r["heading"])
+
+
 class Registry:
     def __init__(self, path: str | Path, *, clock: Callable[[], dt.datetime] | None = None, store=None) -> None:
         """``path``: the SQLite file (migrated on open) or a ``postgresql://`` URL;
@@ -472,11 +480,7 @@ class Registry:
         rows = self._query("SELECT * FROM devices WHERE device_id = ?", [device_id])
         if not rows:
             raise RegistryError(f"no device {device_id!r}")
-        r = rows[0]
-        return Device(r["device_id"], r["owner"], r["location"],
-                      tuple(CameraSpec(**c) for c in json.loads(r["cameras"])), r["status"], r["status_reason"],
-                      r["cert_serial"], _from_ts(r["cert_expires_at"]), r["enrolled_by"], _from_ts(r["enrolled_at"]),
-                      _from_ts(r["updated_at"]), r["latitude"], r["longitude"], r["heading"])
+        return _device(rows[0])
 
     def devices(self, *, owner: str | None = None, status: str | None = None) -> list[Device]:
         where, args = [], []
@@ -484,8 +488,8 @@ class Registry:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = f"SELECT device_id FROM devices WHERE {' AND '.join(where) or 'TRUE'} ORDER BY device_id"
-        return [self.device(r["device_id"]) for r in self._query(sql, args)]
+        sql = f"SELECT * FROM devices WHERE {' AND '.join(where) or 'TRUE'} ORDER BY device_id"
+        return [_device(r) for r in self._query(sql, args)]
 
     def set_status(self, device_id: str, status: str, *, user: User, reason: str = "") -> Device:
         """Suspend, resume (active) or revoke. Suspend and resume need

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 
 from ..store.database import dialect, transaction  # noqa: F401  (transaction: imported from here by many)
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+_CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
 
 
 def ts(value: dt.datetime) -> str:
@@ -44,6 +46,8 @@ def ts(value: dt.datetime) -> str:
 
 
 def parse_ts(text: str) -> dt.datetime:
+    if isinstance(text, str) and _CANONICAL.match(text):  # what ts() writes: 10x faster than strptime
+        return dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.timezone.utc)
     return dt.datetime.strptime(text, _TS).replace(tzinfo=dt.timezone.utc)
 
 

@@ -40,6 +40,7 @@ TAMPER_KINDS = ("black", "blurred", "moved")
 CAMERA_STATES = ("starting", "running", "failed", "finished", "stopped")
 _CAMERA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _TS_FMT = "%Y-%m-%dT%H:%M:%SZ"
+_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z\Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,8 +155,11 @@ def _time(doc, key, *, optional=False) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if len(value) == 24 else _TS_FMT
-        t = dt.datetime.strptime(value, fmt).replace(tzinfo=dt.timezone.utc)
+        if _TIME_RE.match(value):  # the two forms devices write: fromisoformat is 10x faster than strptime
+            t = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.timezone.utc)
+        else:
+            fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if len(value) == 24 else _TS_FMT
+            t = dt.datetime.strptime(value, fmt).replace(tzinfo=dt.timezone.utc)
     except ValueError:
         raise MalformedMessage(f"health: {key} is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)") from None
     if not 2000 <= t.year < 2100:
