@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import sqlite3
 
+from ..config import Alerts
 from ..governance.audit import ts, utcnow
 from .health import DeviceHealthView, device_views, fleet_health, recent_histories
 
@@ -38,12 +39,13 @@ KINDS = ("offline", "buffer-growing", "disk-low", "clock-off", "certificate-expi
 
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
-    offline_minutes: float = 15.0
-    buffer_growing_minutes: float = 30.0
-    buffer_growing_reads: int = 100
-    disk_free_megabytes: float = 512.0
-    clock_offset_seconds: float = 2.0
-    certificate_days: float = 14.0
+    """The thresholds of the ``[alerts]`` section; its defaults are the config's."""
+    offline_minutes: float = Alerts.offline_minutes
+    buffer_growing_minutes: float = Alerts.buffer_growing_minutes
+    buffer_growing_reads: int = Alerts.buffer_growing_reads
+    disk_free_megabytes: float = Alerts.disk_free_megabytes
+    clock_offset_seconds: float = Alerts.clock_offset_seconds
+    certificate_days: float = Alerts.certificate_days
 
     @classmethod
     def from_config(cls, alerts) -> "Thresholds":
