@@ -159,3 +159,36 @@ def test_withdrawal_suspends_devices_and_disables_its_users_but_keeps_stored_rea
     assert resumed.exit_code == 1 and "withdrawn" in resumed.output
     again = central.cli("business", "withdraw", "acme-market")
     assert again.exit_code == 1 and "already withdrawn" in again.output
+
+
+def test_a_device_s_read_activity_comes_from_its_cameras_newest_reads(central):
+    """The fleet pages' last read and reads in the last 24 h (index seeks per
+    camera, no scan of the device's reads): the newest read over every camera,
+    when central stored it, and the reads captured in the last 24 hours."""
+    from central.fleet.activity import read_activity
+    device = central.provisioned("door-1", "door-2", owner="department")
+    other = central.provisioned("door-1")
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    hour = dt.timedelta(hours=1)
+
+    def read(camera, age, dev=device):
+        return PlateRead(new_read_id(), dev, camera, now - age, "7ABC123", 0.9, (1, 1, 1, 1))
+
+    store = central.store()
+    try:
+        store.add_reads([read("door-1", 30 * hour), read("door-1", 26 * hour)], now - 25 * hour)
+        store.add_reads([read("door-1", 5 * hour), read("door-1", hour), read("door-2", 23 * hour)], now - hour)
+        newest = read("door-2", dt.timedelta(minutes=10))
+        store.add_reads([newest, read("door-1", dt.timedelta(minutes=1), dev=other)], now - 2 * hour)
+    finally:
+        store.close()
+    reg = central.registry()
+    try:
+        activity = read_activity(reg.db, reg.device(device), now)
+        quiet = read_activity(reg.db, reg.device(central.provisioned("lane-9")), now)
+    finally:
+        reg.close()
+    assert activity.last_captured_at == newest.captured_at
+    assert activity.last_stored_at == now - 2 * hour      # when central stored the newest read
+    assert activity.reads_last_24h == 4                   # 5 h, 1 h, 23 h and 10 min ago; not 26 h or 30 h
+    assert (quiet.last_captured_at, quiet.last_stored_at, quiet.reads_last_24h) == (None, None, 0)

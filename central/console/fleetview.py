@@ -11,6 +11,7 @@ import json
 import logging
 
 from ..errors import ConfigError, PolicyError, QueryError
+from ..fleet.activity import read_activity
 from ..fleet.device_audit import last_received
 from ..fleet.device_status import connection_status
 from ..fleet.health import latest_health
@@ -24,16 +25,9 @@ logger = logging.getLogger(__name__)
 ONLINE_WITHIN = dt.timedelta(minutes=15)
 
 
-def _last_read(b: Backend, device_id: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    row = b.conn.execute("SELECT max(captured_at), max(stored_at) FROM reads WHERE device_id = ?",
-                         [device_id]).fetchone()
-    parse = (lambda t: t.astimezone(dt.timezone.utc) if isinstance(t, dt.datetime)   # PostgreSQL's timestamptz
-             else dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc) if t else None)
-    return parse(row[0]), parse(row[1])
-
-
 def _device_row(b: Backend, d, now: dt.datetime) -> dict:
-    last_read, last_stored = _last_read(b, d.device_id)
+    activity = read_activity(b.conn, d, now)
+    last_read, last_stored = activity.last_captured_at, activity.last_stored_at
     seen = max([t for t in (last_stored, last_received(b.conn, d.device_id)) if t], default=None)
     conn = connection_status(b.conn, d.device_id)   # the broker's retained online/offline, if heard
     if conn is not None:

@@ -615,20 +615,21 @@ class Registry:
 
     def health(self, user: User, owner: str | None = None) -> list[DeviceHealth]:
         """Health of the owner's devices (default: the user's own
-        organization): status, certificate expiry, when a read last arrived
-        and how many in the last 24 hours. No read content. Needs
-        DEVICE_HEALTH_ALL, or DEVICE_HEALTH_OWN for the user's own business."""
+        organization): status, certificate expiry, when central stored the
+        device's newest read and how many reads it captured in the last 24
+        hours. No read content. Needs DEVICE_HEALTH_ALL, or DEVICE_HEALTH_OWN
+        for the user's own business."""
+        from .activity import read_activity  # it reads Device, defined here
         user = self._current(user)
         owner = owner or user.organization
         require_device_access(user, owner)
         if owner != DEPARTMENT:
             self.business(owner)
-        since = _ts(self._clock() - dt.timedelta(hours=24))
+        now = self._clock()
         out = []
         for d in self.devices(owner=owner):
-            row = self._query("SELECT max(stored_at) AS last, sum(CASE WHEN stored_at >= ? THEN 1 ELSE 0 END) AS recent "
-                              "FROM reads "
-                              "WHERE device_id = ?", [since, d.device_id])[0]
-            out.append(DeviceHealth(d.device_id, d.status, d.cert_expires_at, _from_ts(row["last"]),
-                                    int(row["recent"] or 0)))
+            with self._lock:
+                activity = read_activity(self.db, d, now)
+            out.append(DeviceHealth(d.device_id, d.status, d.cert_expires_at, activity.last_stored_at,
+                                    activity.reads_last_24h))
         return out
