@@ -202,7 +202,7 @@ def test_read_detail_and_images_need_purpose_and_are_logged(app, world):
 
 
 @pytest.mark.parametrize("path", ["/fleet", "/audit/log", "/audit/verify", "/audit/devices", "/accounts",
-                                  "/enrollment", "/approvals", "/sharing", "/reports", "/business"])
+                                  "/enrollment", "/approvals", "/sharing", "/reports", "/business", "/alerts"])
 def test_an_operator_is_refused_admin_and_auditor_pages_in_page_and_api(app, world, path):
     c = sign_in(app, "otto")
     denied = len(log(world, "console-denied"))

@@ -85,3 +85,37 @@ def test_the_fleet_page_shows_each_devices_update_to_those_who_may_see_it(world,
         assert rows and all("update_state" not in r for r in rows)
     finally:
         app.close()
+
+
+def test_the_alerts_page_shows_open_alerts_to_those_who_may_see_them(world):
+    from central.config import Alerts as AlertsConfig
+    from central.fleet.alert_feed import AlertFeed
+    app = create_app(world.cfg, clock=Clock())
+    try:
+        tech = sign_in(app, "tech")
+        doc = tech.get("/api/v1/alerts").json()
+        assert doc["evaluating"] is False and doc["open"] == []          # no 'alpr-central run' yet
+        assert "No 'alpr-central run' is evaluating alerts" in tech.get("/alerts").text
+        # an hour after enrollment, no device of the world has been heard from: each is offline
+        feed = AlertFeed(world.env.database, AlertsConfig(),
+                         clock=Clock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)))
+        feed.started_at -= dt.timedelta(hours=1)                           # past the start-up grace
+        try:
+            raised, _ = feed.check()
+        finally:
+            feed.stop()
+        assert len(raised) >= 4
+        doc = tech.get("/api/v1/alerts").json()
+        assert doc["evaluating"] is True
+        assert {a["device_id"] for a in doc["open"] if a["kind"] == "offline"} == set(world.devices.values())
+        assert {e["event"] for e in doc["recent"]} == {"raised"}
+        page = tech.get("/alerts").text
+        assert 'href="/alerts"' in page and world.devices["bobs"] in page and "offline" in page
+        # a business sees its own devices' alerts only; an operator has no fleet alerts
+        acme = sign_in(app, "pat").get("/api/v1/alerts").json()
+        assert {a["device_id"] for a in acme["open"]} == {e["device_id"] for e in acme["recent"]} == {
+            world.devices["acme"]}
+        assert sign_in(app, "otto").get("/api/v1/alerts").status_code == 403
+        assert 'href="/alerts"' not in sign_in(app, "otto").get("/search").text
+    finally:
+        app.close()

@@ -38,7 +38,7 @@ from ..governance.users import Permission as P
 from ..governance.users import Role, User, UserDirectory
 from ..hotlist.hits import HitBook
 from ..hotlist.matcher import connect
-from . import fleetview, hitsview, operator, oversight
+from . import alertsview, fleetview, hitsview, operator, oversight
 from .backend import Backend, plain
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,9 @@ PAGES = (
          "Account review: roles, last activity, inactive accounts, lockouts."),
     Page("/fleet", "Fleet", "fleet.html", fleetview.fleet,
          "Every device: status, online, last seen, last read, certificate expiry; a map of cameras."),
+    Page("/alerts", "Alerts", "alerts.html", alertsview.alerts,
+         "What needs attention: the open fleet alerts and the latest raised and cleared, of the devices "
+         "the user may see (a business: its own)."),
     Page("/enrollment", "Enrollment", "enrollment.html", fleetview.enrollment,
          "Outstanding enrollment tokens; POST creates one (shown once).", (),
          fleetview.create_enrollment, ("owner", "device_id", "cameras", "location", "latitude", "longitude",
@@ -149,6 +152,7 @@ NAV = (
     ("Fleet", "/fleet", lambda u: u.can(P.DEVICE_HEALTH_ALL)),
     ("Enrollment", "/enrollment", lambda u: u.can(P.ENROLL)),
     ("My cameras", "/business", lambda u: u.can(P.DEVICE_HEALTH_OWN)),
+    ("Alerts", "/alerts", lambda u: u.can(P.DEVICE_HEALTH_ALL) or u.can(P.DEVICE_HEALTH_OWN)),
     ("Access log", "/audit/log", lambda u: u.can(P.READ_AUDIT)),
     ("Verify", "/audit/verify", lambda u: u.can(P.READ_AUDIT)),
     ("Device logs", "/audit/devices", lambda u: u.can(P.READ_AUDIT)),
