@@ -104,3 +104,22 @@ def test_the_matcher_process_ends_when_its_collector_process_dies(listed, tmp_pa
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_ctrl_c_and_a_hang_up_are_left_to_the_parent(listed):
+    """A terminal sends SIGINT (Ctrl-C) and SIGHUP (closed) to its whole process
+    group; the child leaves them to its parent (which stops it by closing the
+    pipe), so it is neither killed nor restarted under a stopping parent."""
+    db, store, collector = listed
+    proc = HotlistProcess(db, CFG).attach(collector).start()
+    try:
+        commit(collector, "9XYZ000", "lane-1")
+        wait_for(lambda: proc.counters["reads"] == 1, 20, message="the child running")
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            os.kill(proc.pid, sig)
+        first = commit(collector, "7ABC123", "lane-1")
+        wait_for(lambda: hits(db), 20, message="the hit, from the same child")
+        assert hits(db) == [(first.read_id,)] and proc.starts == 1 and proc._process.poll() is None
+    finally:
+        proc.stop()
+    assert proc._process.returncode == 0                   # ended by the closed pipe, cleanly
