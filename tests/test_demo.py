@@ -1,5 +1,6 @@
 """``alpr-central demo`` as a new user meets it: stopped by SIGTERM, SIGINT or
-SIGHUP (at any point) it leaves no child running; it leaves a central config
+SIGHUP (at any point) it leaves no child running (the hotlist matcher
+process among them); it leaves a central config
 and a demo account behind so ``alpr-central query`` finds its reads; a second
 run shows only its own reads; it ends on a summary in words."""
 
@@ -82,10 +83,14 @@ def test_a_signal_stops_every_child(tmp_path, mosquitto_bin, sig, when):
             _wait_for(proc, lines, lambda line: line.startswith("broker"))
         else:
             _wait_for(proc, lines, lambda line: line[:4].isdigit())
+            # the listed plate's hit shows live (matched in the hotlist process)
+            _wait_for(proc, lines, lambda line: line.startswith("*** HIT #"))
         children = _children(proc.pid)
         if when == "reads":
             assert any("mosquitto" in c for c in children.values()), children
             assert any("edge_agent" in c for c in children.values()), children
+            # the hotlist matcher runs in its own process, as under 'alpr-central run'
+            assert any("central.hotlist.worker" in c for c in children.values()), children
         proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:

@@ -5,6 +5,7 @@ migration of the old minimal hotlist."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import sqlite3
@@ -499,3 +500,203 @@ def test_a_read_a_hit_moved_away_from_is_kept_as_a_hit_read(env):
         assert world.conn.execute("SELECT count(*) FROM reads WHERE read_id = ?", [r.read_id]).fetchone()[0] == 1
     world.clock.now = T0 + 101 * DAY
     assert gov.purge(world.admin).counts["hit_reads"] == 2
+
+
+# -- webhooks of upgrades: a real receiver on loopback ------------------------------
+class Receiver:
+    """A loopback HTTP receiver answering each POST with the next of ``codes`` (then 204)."""
+
+    def __init__(self, codes=()):
+        import http.server
+        self.requests, self.codes = [], list(codes)
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                owner.requests.append((self.headers, self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(owner.codes.pop(0) if owner.codes else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hits"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hooked(env, tmp_path):
+    """``env`` with one webhook receiver ('cad') on loopback and its sender."""
+    from central.config import Webhook
+    from central.hotlist.webhooks import Sender, write_secret
+    world, lists, matcher, book = env
+    receiver = Receiver()
+    secret = write_secret(tmp_path / "cad.secret")
+    hook = Webhook("cad", receiver.url, str(tmp_path / "cad.secret"), retry_seconds=2.0)
+    matcher.cfg = Hotlist(categories=CFG.categories, dedupe_seconds=300, webhooks=(hook,))
+    sender = Sender(world.database, hook, clock=world.clock)
+    yield env, receiver, secret, sender
+    sender.conn.close()
+    receiver.close()
+
+
+def send_due(sender):
+    """Send every delivery due now; returns how many were sent (whatever the answer)."""
+    due = sender.due()
+    for delivery_id, hit_id, attempts in due:
+        sender.deliver(delivery_id, hit_id, attempts)
+    return len(due)
+
+
+def received(receiver, secret, i):
+    from central.hotlist.webhooks import verify_signature
+    headers, body = receiver.requests[i]
+    assert verify_signature(secret, headers["X-ALPR-Timestamp"], body, headers["X-ALPR-Signature"])
+    doc = json.loads(body)
+    assert headers["X-ALPR-Delivery"] == str(doc["delivery_id"])
+    return headers["X-ALPR-Event"], doc
+
+
+def test_a_receiver_learns_that_its_hit_moved_to_a_better_read(hooked):
+    (world, lists, matcher, book), receiver, secret, sender = hooked
+    e = put(lists, world, "7ABC123")
+    first = read(world, "7A8C123")                                  # a possible (confusable) hit
+    [hit_id] = matcher.match_pending()
+    assert send_due(sender) == 1
+    event, sent = received(receiver, secret, 0)
+    assert (event, sent["type"], sent["match_kind"], sent["read_id"]) == ("hit", "hit", "confusable", first.read_id)
+    better = read(world, "7ABC123", T0 + 10 * SEC)                  # the same car, read right
+    assert matcher.match_pending() == [hit_id]
+    assert send_due(sender) == 1
+    event, up = received(receiver, secret, 1)
+    assert event == up["type"] == "hit-upgraded" and up["applied"] is True
+    assert up["delivery_id"] != sent["delivery_id"]                 # its own idempotency key
+    assert (up["hit_id"], up["upgrade_id"]) == (hit_id, world.conn.execute(
+        "SELECT upgrade_id FROM hit_upgrades").fetchone()[0])
+    assert up["previous_read"] == {"read_id": first.read_id, "match_kind": "confusable", "matched_text": "7A8C123",
+                                   "captured_at": T0.isoformat()}
+    assert up["better_read"] == {"read_id": better.read_id, "match_kind": "exact", "matched_text": "7ABC123",
+                                 "captured_at": (T0 + 10 * SEC).isoformat()}
+    # the hit as it is now, in the hit payload's own schema: the better read and its crop
+    assert up["hit"] == {**book.payload(hit_id), "type": "hit"}
+    assert (up["hit"]["read_id"], up["hit"]["match_kind"], up["hit"]["entry"]["entry_id"]) == \
+        (better.read_id, "exact", e.entry_id)
+    assert base64.b64decode(up["hit"]["read"]["crop_jpeg_base64"]) == better.crop_jpeg
+    # nothing the hit payload does not carry: the same keys, plus the upgrade's own
+    assert set(up) == {"type", "upgrade_id", "hit_id", "applied", "upgraded_at", "better_read", "previous_read",
+                       "hit", "notice", "delivery_id"}
+    assert send_due(sender) == 0 and len(receiver.requests) == 2   # each sent once
+    world.conn.execute("UPDATE hotlist_matcher SET last_rowid = 0")  # a re-run queues nothing again
+    again = Matcher(world.database, matcher.cfg, clock=world.clock)
+    try:
+        assert again.match_pending() == []
+    finally:
+        again.close()
+    assert send_due(sender) == 0
+    from central.hotlist.webhooks import deliveries
+    shown = deliveries(world.conn, world.operator, hit_id)
+    assert [(d["event"], d["status"]) for d in shown] == [("hit", "delivered"), ("hit-upgraded", "delivered")]
+
+
+def test_a_better_read_noted_on_a_checked_hit_is_sent_and_the_checked_hit_kept(hooked):
+    (world, lists, matcher, book), receiver, secret, sender = hooked
+    put(lists, world, "7ABC123")
+    first = read(world, "7A8C123")
+    [hit_id] = matcher.match_pending()
+    send_due(sender)
+    book.check_image(world.operator, hit_id, shows_plate=True, seen_read_id=first.read_id)
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    assert matcher.match_pending() == []                            # no hit raised or moved
+    assert send_due(sender) == 1
+    event, noted = received(receiver, secret, 1)
+    assert event == noted["type"] == "hit-better-read-noted" and noted["applied"] is False
+    assert noted["better_read"]["read_id"] == better.read_id and noted["better_read"]["match_kind"] == "exact"
+    assert (noted["hit"]["read_id"], noted["hit"]["match_kind"], noted["hit"]["status"]) == \
+        (first.read_id, "confusable", "image-confirmed")             # what the operator checked
+    assert base64.b64decode(noted["hit"]["read"]["crop_jpeg_base64"]) == first.crop_jpeg
+
+
+def test_an_upgrade_waits_for_the_hits_delivery_and_is_retried_like_it(hooked):
+    (world, lists, matcher, book), receiver, secret, sender = hooked
+    put(lists, world, "7ABC123")
+    receiver.codes = [500, 204, 503]              # the hit fails once, then its upgrade fails once
+    read(world, "7A8C123")
+    [hit_id] = matcher.match_pending()
+    assert send_due(sender) == 1                  # the hit: 500, pending a retry
+    better = read(world, "7ABC123", T0 + 10 * SEC)
+    matcher.match_pending()                       # upgraded while the hit's delivery is pending
+    assert sender.due() == [] and sender.next_due() == T0 + 2 * SEC   # only the hit's retry is due
+    world.clock.now = T0 + 3 * SEC
+    assert send_due(sender) == 1                  # the hit again: delivered, and it shows the better read now
+    event, sent = received(receiver, secret, 1)
+    assert (event, sent["read_id"]) == ("hit", better.read_id)
+    assert send_due(sender) == 1                  # then the upgrade: 503
+    event, up = received(receiver, secret, 2)
+    assert event == "hit-upgraded"
+    world.clock.now = T0 + 10 * SEC
+    assert send_due(sender) == 1                  # retried with the same delivery id: 204
+    event, again = received(receiver, secret, 3)
+    assert again == up
+    rows = world.conn.execute("SELECT d.upgrade_id IS NULL, a.attempt, a.status_code FROM webhook_attempts a "
+                              "JOIN webhook_deliveries d USING (delivery_id) ORDER BY d.delivery_id, a.attempt"
+                              ).fetchall()
+    assert [tuple(r) for r in rows] == [(True, 1, 500), (True, 2, 204), (False, 1, 503), (False, 2, 204)]
+
+
+def test_upgrades_of_a_hit_not_sent_to_a_receiver_are_not_sent_to_it(hooked):
+    (world, lists, matcher, book), receiver, secret, sender = hooked
+    lists.create(world.admin, "amber", "missing-person")
+    put(lists, world, "7ABC123", list_name="amber")
+    from central.config import Webhook
+    hook = matcher.cfg.webhooks[0]
+    matcher.cfg = Hotlist(categories=CFG.categories, webhooks=(Webhook(hook.name, hook.url, hook.secret_file,
+                                                                       categories=("stolen-vehicle",)),))
+    read(world, "7A8C123")
+    read(world, "7ABC123", T0 + 10 * SEC)
+    [hit_id] = matcher.match_pending()
+    assert world.conn.execute("SELECT count(*) FROM hit_upgrades").fetchone()[0] == 1
+    assert world.conn.execute("SELECT count(*) FROM webhook_deliveries").fetchone()[0] == 0
+
+
+def test_webhook_deliveries_and_attempts_survive_migration_0800(tmp_path):
+    """SQLite rebuilds both tables (to drop UNIQUE (hit_id, endpoint)): the rows
+    and attempts are kept, attempts still go with their delivery, a hit still
+    gets one delivery per receiver and each of its upgrades one more."""
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, sql in MIGRATIONS:
+        if name.startswith("08"):
+            break
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO _migrations VALUES (?, '2026-01-01T00:00:00.000000Z')", [name])
+    conn.execute("INSERT INTO webhook_deliveries VALUES (7, 3, 'cad', 'delivered', 2, 'n', 'c')")
+    conn.execute("INSERT INTO webhook_attempts VALUES (7, 1, 'a1', 500, 'HTTP 500', 0.1)")
+    conn.execute("INSERT INTO webhook_attempts VALUES (7, 2, 'a2', 204, '', 0.1)")
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        db = store.db.conn
+        assert db.execute("SELECT * FROM webhook_deliveries").fetchall() == [
+            (7, 3, "cad", "delivered", 2, "n", "c", None)]
+        assert db.execute("SELECT count(*) FROM webhook_attempts").fetchone()[0] == 2
+        db.execute("INSERT OR IGNORE INTO webhook_deliveries (hit_id, endpoint, status, next_at, created_at) "
+                   "VALUES (3, 'cad', 'pending', 'n', 'c')")                       # the hit again: ignored
+        for _ in range(2):
+            db.execute("INSERT OR IGNORE INTO webhook_deliveries (hit_id, endpoint, status, next_at, created_at, "
+                       "upgrade_id) VALUES (3, 'cad', 'pending', 'n', 'c', 1)")   # its upgrade: once
+        assert db.execute("SELECT delivery_id, upgrade_id FROM webhook_deliveries ORDER BY 1").fetchall() == \
+            [(7, None), (8, 1)]
+        db.execute("DELETE FROM webhook_deliveries WHERE delivery_id = 7")
+        assert db.execute("SELECT count(*) FROM webhook_attempts").fetchone()[0] == 0   # cascade kept
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        store.close()

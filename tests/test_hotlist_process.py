@@ -104,3 +104,57 @@ def test_the_matcher_process_ends_when_its_collector_process_dies(listed, tmp_pa
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_ctrl_c_and_a_hang_up_are_left_to_the_parent(listed):
+    """A terminal sends SIGINT (Ctrl-C) and SIGHUP (closed) to its whole process
+    group; the child leaves them to its parent (which stops it by closing the
+    pipe), so it is neither killed nor restarted under a stopping parent."""
+    db, store, collector = listed
+    proc = HotlistProcess(db, CFG).attach(collector).start()
+    try:
+        commit(collector, "9XYZ000", "lane-1")
+        wait_for(lambda: proc.counters["reads"] == 1, 20, message="the child running")
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            os.kill(proc.pid, sig)
+        first = commit(collector, "7ABC123", "lane-1")
+        wait_for(lambda: hits(db), 20, message="the hit, from the same child")
+        assert hits(db) == [(first.read_id,)] and proc.starts == 1 and proc._process.poll() is None
+    finally:
+        proc.stop()
+    assert proc._process.returncode == 0                   # ended by the closed pipe, cleanly
+
+
+def test_the_process_sends_a_hit_then_its_upgrade_to_a_loopback_receiver(listed, tmp_path):
+    """As under 'alpr-central run': the matcher process raises a possible hit,
+    its sender delivers it, a better read of the pass upgrades it, and the
+    receiver gets the signed hit-upgraded delivery after the hit's."""
+    import json
+
+    from central.config import Webhook
+    from central.hotlist.webhooks import verify_signature, write_secret
+    from test_hotlist_hits import Receiver
+    db, store, collector = listed
+    receiver = Receiver()
+    secret = write_secret(tmp_path / "cad.secret")
+    cfg = Hotlist(categories=CFG.categories, webhooks=(Webhook("cad", receiver.url, str(tmp_path / "cad.secret")),))
+    proc = HotlistProcess(db, cfg).attach(collector).start()
+    try:
+        first = commit(collector, "7A8C123", "lane-1")          # B read as 8: a possible hit
+        wait_for(lambda: len(receiver.requests) == 1, 20, message="the hit's delivery")
+        better = commit(collector, "7ABC123", "lane-1")         # the same pass, read right
+        wait_for(lambda: len(receiver.requests) == 2, 20, message="the upgrade's delivery")
+        time.sleep(0.5)
+        assert len(receiver.requests) == 2
+    finally:
+        proc.stop()
+        receiver.close()
+    docs = []
+    for headers, body in receiver.requests:
+        assert verify_signature(secret, headers["X-ALPR-Timestamp"], body, headers["X-ALPR-Signature"])
+        docs.append((headers["X-ALPR-Event"], json.loads(body)))
+    (e1, hit), (e2, up) = docs
+    assert (e1, hit["read_id"], hit["match_kind"]) == ("hit", first.read_id, "confusable")
+    assert (e2, up["hit_id"], up["hit"]["read_id"], up["hit"]["match_kind"]) == \
+        ("hit-upgraded", hit["hit_id"], better.read_id, "exact")
+    assert up["delivery_id"] != hit["delivery_id"]

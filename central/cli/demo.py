@@ -1,7 +1,8 @@
 """The one-command demo: a TLS Mosquitto broker, the central collector, and an
 edge agent fed by a generated clip, all on loopback; reads are printed as
 central stores them. One of the clip's plates is put on a demo hotlist, and
-its hit is printed live as the matcher raises it. Ctrl-C stops everything.
+its hit is printed live as the matcher raises it (the matcher runs in a child
+process of its own, as under ``alpr-central run``). Ctrl-C stops everything.
 
 Everything is generated into one folder (CA, certificates, keys, configs, the
 clip, the databases), so the demo never touches system paths.
@@ -39,7 +40,7 @@ from ..governance.users import User, UserDirectory
 from ..config import Hotlist
 from ..hotlist.csvimport import EntryInput
 from ..hotlist.lists import Hotlists
-from ..hotlist.service import HotlistService
+from ..hotlist.service import HotlistProcess
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def run(root: Path, *, vehicles: int = 6, recognizer: str = "tflite", duration: 
         echo: Callable[[str], None] = print, console: bool = True) -> int:
     """Run the demo until ``duration`` passes, the edge agent exits, or the
     first SIGTERM, SIGINT or SIGHUP; every child (Mosquitto, the edge agent,
-    the console server, the collector and hotlist threads) is stopped before
+    the hotlist matcher process, the console server, the collector thread) is stopped before
     this returns, however it ends. Returns the number of reads shown."""
     fired: list[int] = []
 
@@ -367,8 +368,11 @@ def _run(root: Path, *, vehicles: int, recognizer: str, duration: float | None, 
     if sample.wait() != 0:
         raise RuntimeError(f"generating the demo clip failed (exit {sample.returncode})")
     listed = put_on_demo_hotlist(db, clip_dir / "sample.json")
-    hotlists = HotlistService(db, Hotlist()).attach(service.collector).start()
+    # The matcher in its own process, as 'alpr-central run' runs it; its clean-up is registered
+    # before it starts, so a signal during the start still stops it (stop() copes with no child yet).
+    hotlists = HotlistProcess(db, Hotlist())
     cleanups.append(hotlists.stop)
+    hotlists.attach(service.collector).start()
     echo(f"hotlist     {listed} is on the demo hotlist 'demo-stolen' (a stolen-vehicle list); its hit shows "
          f"live below, unverified")
     edge_conf = root / "edge.toml"

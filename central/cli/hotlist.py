@@ -259,6 +259,35 @@ def _hit_row(h) -> list:
 HIT_HEADERS = ["hit", "captured", "read", "listed", "match", "list", "camera", "status"]
 
 
+def _upgrade_line(item) -> str:
+    """A better read of a shown hit's pass: the hit moved to it (``upgraded``: the
+    hit's line as it is now), or it was noted beside the checked hit (its kind,
+    read id and time; no text beyond what the hit's line shows)."""
+    h, u = item.hit, item.upgrade
+    if item.applied:
+        return f"upgraded {_hit_line(h)}  (was {u['previous_kind']}; look at its new image)"
+    return (f"better read noted on hit {h.hit_id} ({h.status}): an {u['match_kind']} match, read {u['read_id']}, "
+            f"captured {out.when(u['captured_at'])}; the hit stays as checked (hits show {h.hit_id})")
+
+
+_UPGRADE_FIELDS = ("upgrade_id", "at", "applied", "read_id", "match_kind", "captured_at", "previous_read_id",
+                   "previous_kind", "previous_captured_at")
+
+
+def _watch_json(item) -> str:
+    """One ``hits watch --json`` line: ``event`` is ``hit`` (the hit object, as
+    before) or, as the console's stream names it, ``hit-upgraded`` (the hit as
+    it is now) or ``hit-better-read-noted``, with ``upgrade`` (no plate text)."""
+    from ..governance.audit import parse_ts
+    from ..hotlist.hits import Upgraded
+    if not isinstance(item, Upgraded):
+        return json.dumps({**item.as_dict(), "event": "hit"}, sort_keys=True)
+    upgrade = {k: item.upgrade[k] for k in _UPGRADE_FIELDS}
+    for k in ("at", "captured_at", "previous_captured_at"):
+        upgrade[k] = parse_ts(upgrade[k]).isoformat()
+    return json.dumps({**item.hit.as_dict(), "event": item.event, "upgrade": upgrade}, sort_keys=True)
+
+
 @hits_group.command("watch")
 @config_option
 @token_option
@@ -266,7 +295,10 @@ HIT_HEADERS = ["hit", "captured", "read", "listed", "match", "list", "camera", "
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 @json_option
 def hits_watch(config_path, token_file, after, duration, as_json) -> None:
-    """Print each new hit as it is raised, one line each (JSON lines with --json)."""
+    """Print each new hit as it is raised, one line each (JSON lines with --json),
+    and each better read of a shown hit's pass: 'upgraded' (the unchecked hit moved
+    to it) or 'better read noted' (beside a checked hit)."""
+    from ..hotlist.hits import Upgraded
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: stop.set())
     if duration is not None:
@@ -275,8 +307,11 @@ def hits_watch(config_path, token_file, after, duration, as_json) -> None:
         timer.start()
     try:
         with Session(config_path, token_file) as s:
-            for hit in _book(s).follow(s.user, after, stop):
-                click.echo(json.dumps(hit.as_dict(), sort_keys=True) if as_json else _hit_line(hit))
+            for item in _book(s).follow(s.user, after, stop, noted=True):
+                if as_json:
+                    click.echo(_watch_json(item))
+                else:
+                    click.echo(_upgrade_line(item) if isinstance(item, Upgraded) else _hit_line(item))
     finally:
         signal.signal(signal.SIGINT, old)
 
@@ -427,7 +462,7 @@ def hits_close(config_path, token_file, hit_id, disposition, note, as_json) -> N
 @click.argument("hit_id", type=int)
 @json_option
 def hits_deliveries(config_path, token_file, hit_id, as_json) -> None:
-    """The webhook deliveries of a hit and every attempt."""
+    """The webhook deliveries of a hit (and of its upgrades) and every attempt."""
     from ..hotlist.webhooks import deliveries
     with Session(config_path, token_file) as s:
         rows = deliveries(s.conn, s.user, hit_id)
@@ -437,11 +472,12 @@ def hits_deliveries(config_path, token_file, hit_id, as_json) -> None:
     if not rows:
         click.echo(f"hit {hit_id} has no webhook deliveries")
         return
-    click.echo(out.table(["receiver", "attempt", "at", "HTTP status", "took", "result"],
-                         [[d["endpoint"], a["attempt"], out.when(a["at"]), a["status_code"], f"{a['seconds']:.2f} s",
-                           a["error"] or "ok"] for d in rows for a in d["history"]]))
+    click.echo(out.table(["receiver", "event", "attempt", "at", "HTTP status", "took", "result"],
+                         [[d["endpoint"], d["event"], a["attempt"], out.when(a["at"]), a["status_code"],
+                           f"{a['seconds']:.2f} s", a["error"] or "ok"] for d in rows for a in d["history"]]))
     for d in rows:
-        click.echo(f"{d['endpoint']}: {d['status']} after {d['attempts']} attempt(s)")
+        what = "" if d["event"] == "hit" else f" ({d['event']} {d['upgrade_id']})"
+        click.echo(f"{d['endpoint']}{what}: {d['status']} after {d['attempts']} attempt(s)")
 
 
 COMMANDS = (hotlist_group, hits_group)

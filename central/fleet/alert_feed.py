@@ -42,7 +42,7 @@ from ..config import Alerts as AlertsConfig
 from ..config import AlertWebhook
 from ..errors import PolicyError
 from ..governance.audit import parse_ts, transaction, ts, utcnow
-from ..hotlist.webhooks import Sender
+from ..hotlist.webhooks import WebhookSender
 from .alerts import Alert, Thresholds, all_alerts
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class AlertFeed:
         self.registry.close()
 
 
-class AlertSender(Sender):
+class AlertSender(WebhookSender):
     """The hotlist webhook sender (signature, retries, attempt records)
     delivering alert events from ``alert_deliveries``."""
 

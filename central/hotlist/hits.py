@@ -151,11 +151,28 @@ class Hit:
         return d
 
 
+# The event names of an upgrade (console stream, ``hits watch --json``, webhooks), by whether
+# it moved the hit to the better read (applied) or only noted it beside a checked hit.
+UPGRADE_EVENTS = {True: "hit-upgraded", False: "hit-better-read-noted"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Upgraded:
-    """In a stream: ``hit`` (as it is now) moved to a better read of its pass."""
+    """In a stream: ``hit`` (as it is now) moved to a better read of its pass
+    (``applied``), or, with ``follow(noted=True)``, a better read was noted
+    beside the checked ``hit``. ``upgrade``: the ``hit_upgrades`` row as in
+    :attr:`Hit.upgrades` (with ``upgrade_id``); empty when not fetched."""
 
     hit: Hit
+    upgrade: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def applied(self) -> bool:
+        return bool(self.upgrade.get("applied", True))
+
+    @property
+    def event(self) -> str:
+        return UPGRADE_EVENTS[self.applied]
 
 
 def _t(value):
@@ -265,27 +282,30 @@ class HitBook:
 
     def follow(self, actor: User, after: int | None, stop: threading.Event, *, poll: float = 0.25,
                images: bool = False, heartbeat: float | None = None,
-               upgrades: bool = False) -> Iterator[Hit | Upgraded | None]:
+               upgrades: bool = False, noted: bool = False) -> Iterator[Hit | Upgraded | None]:
         """Yield new hits as they are raised until ``stop`` is set; ``after``
         None starts with the next hit. With ``heartbeat``, yields None after
         that many quiet seconds (keep-alives). With ``upgrades``, also yields
         :class:`Upgraded` when a hit moves to a better read of its pass (from
-        the opening on). The permission is checked and the opening logged when
-        called, before the first item."""
+        the opening on); with ``noted`` as well, also when a better read is
+        noted beside a checked hit. The permission is checked and the opening
+        logged when called, before the first item."""
+        upgrades = upgrades or noted
         require(actor, Permission.VIEW_HITS)
         last = self.last_id() if after is None else after
         last_upgrade = self.conn.execute("SELECT coalesce(max(upgrade_id), 0) FROM hit_upgrades").fetchone()[0] \
             if upgrades else None
         self.log.append(user=actor.name, organization=actor.organization, action="hits-watch",
                         detail={"after": last})
-        return self._follow(actor, last, stop, poll, images, heartbeat, last_upgrade)
+        return self._follow(actor, last, stop, poll, images, heartbeat, last_upgrade, noted)
 
     def _still_allowed(self, actor: User) -> bool:
         """The user's current record (disabled or re-roled since the stream opened?)."""
         row = self.conn.execute("SELECT role, disabled FROM users WHERE name = ?", [actor.name]).fetchone()
         return row is not None and not row[1] and Permission.VIEW_HITS in ROLE_PERMISSIONS.get(Role(row[0]), ())
 
-    def _follow(self, actor, last, stop, poll, images, heartbeat, last_upgrade) -> Iterator[Hit | Upgraded | None]:
+    def _follow(self, actor, last, stop, poll, images, heartbeat, last_upgrade,
+                noted=False) -> Iterator[Hit | Upgraded | None]:
         quiet = checked = time.monotonic()
         while not stop.is_set():
             if time.monotonic() - checked >= self.RECHECK_SECONDS:
@@ -298,15 +318,18 @@ class HitBook:
                 last = hit.hit_id
                 yield hit
             if last_upgrade is not None:
-                moved = self.conn.execute("SELECT upgrade_id, hit_id FROM hit_upgrades WHERE upgrade_id > ? "
-                                          "AND applied = 1 ORDER BY upgrade_id", [last_upgrade]).fetchall()
-                for upgrade_id, hit_id in moved:
+                moved = self.conn.execute(
+                    f"SELECT upgrade_id, hit_id, {', '.join(_UPGRADE_COLUMNS)} FROM hit_upgrades "
+                    f"WHERE upgrade_id > ? {'' if noted else 'AND applied = 1 '}ORDER BY upgrade_id",
+                    [last_upgrade]).fetchall()
+                for upgrade_id, hit_id, *row in moved:
                     last_upgrade = upgrade_id
                     if hit_id > last:  # not sent yet: it is sent as it is now, as a new hit
                         continue
+                    upgrade = {"upgrade_id": upgrade_id, **dict(zip(_UPGRADE_COLUMNS, row)), "applied": bool(row[1])}
                     for hit in self._select("h.hit_id = ?", [hit_id], limit=1, images=images):
                         batch.append(hit)
-                        yield Upgraded(hit)
+                        yield Upgraded(hit, upgrade)
             if batch:
                 quiet = time.monotonic()
             elif heartbeat is not None and time.monotonic() - quiet >= heartbeat:
@@ -450,6 +473,36 @@ class HitBook:
             "hit_at": h.hit_at.isoformat(),
             "notice": "Unverified: confirm the image shows the listed plate and the entry is current with its "
                       "source before any action.",
+        }
+
+    def upgrade_payload(self, upgrade_id: int) -> dict:
+        """The outbound JSON of an upgrade (a better read of a hit's pass; no
+        permission: the dispatcher runs as central): ``type`` hit-upgraded (the
+        hit moved to the better read) or hit-better-read-noted (the hit was
+        checked and stays; the better read is noted), the reads before and
+        after (id, match kind, matched text, capture time), and ``hit``: the
+        hit as it is now, exactly as a hit delivery carries it."""
+        row = self.conn.execute("SELECT hit_id, at, applied, read_id, match_kind, matched_text, captured_at, "
+                                "previous_read_id, previous_kind, previous_text, previous_captured_at "
+                                "FROM hit_upgrades WHERE upgrade_id = ?", [upgrade_id]).fetchone()
+        if row is None:
+            raise PolicyError(f"no hit upgrade {upgrade_id}")
+        hit_id, at, applied, *reads = row
+        better, previous = reads[:4], reads[4:]
+        names = ("read_id", "match_kind", "matched_text", "captured_at")
+        applied = bool(applied)
+        return {
+            "type": UPGRADE_EVENTS[applied], "upgrade_id": upgrade_id, "hit_id": hit_id, "applied": applied,
+            "upgraded_at": parse_ts(at).isoformat(),
+            "better_read": {k: (parse_ts(v).isoformat() if k == "captured_at" else v) for k, v in zip(names, better)},
+            "previous_read": {k: (parse_ts(v).isoformat() if k == "captured_at" else v)
+                              for k, v in zip(names, previous)},
+            "hit": self.payload(hit_id),
+            "notice": ("The hit now shows a better read of the same vehicle pass (its image, text and match "
+                       "kind changed). Unverified: confirm the image shows the listed plate and the entry is "
+                       "current with its source before any action." if applied else
+                       "A better read of the same vehicle pass arrived after a person recorded a step on this hit; "
+                       "the hit stays as it was checked (its status says how far)."),
         }
 
 

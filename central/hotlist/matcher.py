@@ -41,6 +41,9 @@ hit, recorded in ``hit_upgrades``:
 - every earlier hit of the pass was judged a misread (its image shows another
   plate): a better match is a new hit, because the listed vehicle may be
   there after all; a match no better than those is the same misread again.
+
+An upgrade or note is queued (same transaction) for every webhook receiver
+the hit was queued for (:mod:`.webhooks`).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class Matcher:
         self._cursor = row[0] if row else 0
         self._saved = self._cursor
         self._saved_at = time.monotonic()
+        self._queued = False  # a round queued webhook deliveries of upgrades
 
     def wake(self, *_args) -> None:
         """Called by the collector after each commit (cheap: sets an event)."""
@@ -158,8 +162,9 @@ class Matcher:
             if time.monotonic() - self._saved_at >= self.CURSOR_EVERY:
                 self.save_cursor()
             return []
+        self._queued = False
         hit_ids = self._record(matches, now)
-        if hit_ids and self.on_hits is not None:
+        if (hit_ids or self._queued) and self.on_hits is not None:  # wakes the senders
             try:
                 self.on_hits(hit_ids)
             except Exception:
@@ -233,17 +238,34 @@ class Matcher:
         if _KIND_RANK[kind] >= _KIND_RANK[old_kind]:
             self.counters["same_pass"] += 1
             return False
-        self.conn.execute(
+        cur = self.conn.execute(
             "INSERT OR IGNORE INTO hit_upgrades (hit_id, at, applied, read_id, match_kind, matched_text, captured_at, "
             "previous_read_id, previous_kind, previous_text, previous_captured_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [hit_id, ts(now), 1 if untouched else 0, read_id, kind, text, captured, old_read, old_kind, old_text,
              old_captured])
+        if cur.rowcount:
+            self._queue_upgrade(hit_id, cur.lastrowid, now)
         if not untouched:
             self.counters["noted"] += 1
             return False
         self.conn.execute("UPDATE hits SET read_id = ?, match_kind = ?, matched_text = ?, captured_at = ?, "
                           "stored_at = ? WHERE hit_id = ?", [read_id, kind, text, captured, stored, hit_id])
         return True
+
+    def _queue_upgrade(self, hit_id: int, upgrade_id: int, now: dt.datetime) -> None:
+        """Queue the upgrade for every configured receiver the hit itself was
+        queued for (sent, pending or given up): receivers learn that the hit now
+        shows a better read, or that one was noted on their checked hit. The
+        sender sends it after the hit's own delivery to that receiver."""
+        names = [hook.name for hook in self.cfg.webhooks]
+        if not names:
+            return
+        self.conn.execute(
+            "INSERT OR IGNORE INTO webhook_deliveries (hit_id, endpoint, status, next_at, created_at, upgrade_id) "
+            "SELECT hit_id, endpoint, 'pending', ?, ?, ? FROM webhook_deliveries WHERE hit_id = ? "
+            f"AND upgrade_id IS NULL AND endpoint IN ({','.join('?' * len(names))}) ORDER BY endpoint",
+            [ts(now), ts(now), upgrade_id, hit_id, *names])
+        self._queued = True
 
     def _insert(self, read_id, device, camera, captured, stored, kind, text, e, now) -> int | None:
         snapshot = {k: e[k] for k in ("plate", "state", "reason", "source_agency", "source_ref",

@@ -2,9 +2,10 @@
 webhook sender per receiver.
 
 - :class:`HotlistService` runs them as threads of the calling process (the
-  library form: tests, the demo, tools);
+  library form: tests and tools);
 - :class:`HotlistProcess` runs a :class:`HotlistService` in a child process
-  of its own (:mod:`.worker`), which ``alpr-central run`` uses: matching then
+  of its own (:mod:`.worker`), which ``alpr-central run`` and ``alpr-central
+  demo`` use: matching then
   never competes with the collector for the interpreter lock (measured:
   ``bench/bench_hotlist.py``, docs/hotlists.md). The collector wakes it
   through a pipe after each commit; the child's matcher works from its

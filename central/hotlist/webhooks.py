@@ -14,6 +14,14 @@ secret of ``<timestamp>.<body bytes>``. The receiver recomputes it, compares
 in constant time, and refuses old timestamps (replays). ``X-ALPR-Delivery``
 carries the delivery id (the same on every retry: deduplicate on it).
 
+A better read of a hit's pass (:mod:`.matcher`) is queued, in the matcher's
+transaction, for every receiver the hit was queued for: ``X-ALPR-Event:
+hit-upgraded`` (the hit moved to it) or ``hit-better-read-noted`` (the hit
+was checked and stays), body :meth:`HitBook.upgrade_payload`. It is a row of
+the same queue (``upgrade_id`` set), so it has its own delivery id, and the
+same sender signs, retries and records it, after the hit's own delivery to
+that receiver has ended.
+
 A non-2xx answer, a timeout or a refused connection is retried with
 exponential backoff (``retry_seconds``, default 2, then 4, 8 ... seconds, at
 most 10 minutes apart) up to
@@ -44,7 +52,7 @@ from ..config import Webhook
 from ..errors import ConfigError, PolicyError
 from ..governance.audit import parse_ts, transaction, ts, utcnow
 from ..governance.users import Permission, User, require
-from .hits import HitBook
+from .hits import UPGRADE_EVENTS, HitBook
 from .matcher import connect
 
 logger = logging.getLogger(__name__)
@@ -101,24 +109,26 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the 3xx itself is the answer: a failed attempt
 
 
-class Sender:
-    """Delivers one receiver's queue of hits; :meth:`run` in its own thread.
+class WebhookSender:
+    """Delivers one receiver's queue; :meth:`run` in its own thread.
 
-    The queue is a table (:attr:`deliveries`, one row per subject and
-    endpoint) with its attempts table; a subclass that names other tables and
-    builds another :meth:`payload` delivers something else the same way (fleet
-    alerts: :class:`central.fleet.alert_feed.AlertSender`)."""
+    The queue is a table (:attr:`deliveries`) with its attempts table; a
+    subclass names them and builds the body (:meth:`message`). Deliveries of
+    one subject to one receiver go in order: one waits while an earlier one
+    of the same subject is pending (being retried), so a receiver never gets
+    an update of something before the thing itself. :class:`Sender` delivers
+    hits and their upgrades; :class:`central.fleet.alert_feed.AlertSender`
+    fleet alerts."""
 
-    event = "hit"                        # X-ALPR-Event
-    deliveries = "webhook_deliveries"    # delivery_id, <subject>, endpoint, status, attempts, next_at, created_at
-    attempts_table = "webhook_attempts"
-    subject = "hit_id"
+    event = ""                           # X-ALPR-Event (unless message() says otherwise)
+    deliveries = ""                      # delivery_id, <subject>, endpoint, status, attempts, next_at, created_at
+    attempts_table = ""
+    subject = ""
 
     def __init__(self, path: str | Path, hook: Webhook, *, clock=utcnow) -> None:
         self.hook = hook
         self.secret = read_secret(hook.secret_file)
         self.conn = connect(path)
-        self.book = HitBook(self.conn, clock=clock)
         self._clock = clock
         self.wakeup = threading.Event()
         handlers = [urllib.request.ProxyHandler({}), _NoRedirect()]
@@ -134,26 +144,36 @@ class Sender:
         now = self._clock()
         lease = ts(now + dt.timedelta(seconds=self.hook.timeout * limit + 30))
         with transaction(self.conn):
-            rows = self.conn.execute(f"SELECT delivery_id, {self.subject}, attempts FROM {self.deliveries} "
-                                     "WHERE endpoint = ? AND status = 'pending' AND next_at <= ? "
+            rows = self.conn.execute(f"SELECT delivery_id, {self.subject}, attempts FROM {self.deliveries} d "
+                                     f"WHERE endpoint = ? AND status = 'pending' AND next_at <= ? AND {self._ready} "
                                      "ORDER BY delivery_id LIMIT ?", [self.hook.name, ts(now), limit]).fetchall()
             self.conn.executemany(f"UPDATE {self.deliveries} SET next_at = ? WHERE delivery_id = ?",
                                   [(lease, r[0]) for r in rows])
         return rows
 
     def next_due(self) -> dt.datetime | None:
-        row = self.conn.execute(f"SELECT min(next_at) FROM {self.deliveries} WHERE endpoint = ? "
-                                "AND status = 'pending'", [self.hook.name]).fetchone()
+        row = self.conn.execute(f"SELECT min(next_at) FROM {self.deliveries} d WHERE endpoint = ? "
+                                f"AND status = 'pending' AND {self._ready}", [self.hook.name]).fetchone()
         return parse_ts(row[0]) if row[0] else None
 
+    @property
+    def _ready(self) -> str:
+        """SQL: delivery ``d`` waits for no earlier pending one of its subject."""
+        return (f"NOT EXISTS (SELECT 1 FROM {self.deliveries} p WHERE p.{self.subject} = d.{self.subject} "
+                f"AND p.endpoint = d.endpoint AND p.status = 'pending' AND p.delivery_id < d.delivery_id)")
+
     def payload(self, subject_id: int) -> dict:
-        """The JSON body of one delivery; PolicyError if its subject is gone."""
-        return self.book.payload(subject_id)
+        """The JSON body of a delivery of ``subject_id``; PolicyError if it is gone."""
+        raise NotImplementedError
+
+    def message(self, delivery_id: int, subject_id: int) -> tuple[str, dict]:
+        """The event name (``X-ALPR-Event``) and JSON body of one delivery."""
+        return self.event, self.payload(subject_id)
 
     def deliver(self, delivery_id: int, hit_id: int, attempts: int) -> bool:
         try:
-            body = json.dumps({**self.payload(hit_id), "delivery_id": delivery_id},
-                              sort_keys=True).encode()
+            event, doc = self.message(delivery_id, hit_id)
+            body = json.dumps({**doc, "delivery_id": delivery_id}, sort_keys=True).encode()
         except PolicyError:  # the hit was purged meanwhile
             with transaction(self.conn):
                 self.conn.execute(f"UPDATE {self.deliveries} SET status = 'failed' WHERE delivery_id = ?",
@@ -163,7 +183,7 @@ class Sender:
         request = urllib.request.Request(self.hook.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": "alpr-central-webhook/1",
             "X-ALPR-Timestamp": str(stamp), "X-ALPR-Signature": sign(self.secret, stamp, body),
-            "X-ALPR-Delivery": str(delivery_id), "X-ALPR-Event": self.event})
+            "X-ALPR-Delivery": str(delivery_id), "X-ALPR-Event": event})
         started = time.monotonic()
         code, error = None, ""
         try:
@@ -189,10 +209,10 @@ class Sender:
                               [attempt, status, ts(now + dt.timedelta(seconds=delay)), delivery_id])
         if ok:
             logger.info("webhook %s: delivery %d (%s %d) delivered on attempt %d", self.hook.name, delivery_id,
-                        self.event, hit_id, attempt)
+                        event, hit_id, attempt)
         else:
             logger.warning("webhook %s: delivery %d (%s %d) attempt %d failed (%s)%s", self.hook.name,
-                           delivery_id, self.event, hit_id, attempt, error or code,
+                           delivery_id, event, hit_id, attempt, error or code,
                            "; giving up" if status == "failed" else f"; retry in {delay:.1f}s")
         return ok
 
@@ -214,17 +234,46 @@ class Sender:
         self.conn.close()
 
 
+class Sender(WebhookSender):
+    """Delivers one receiver's hits (``X-ALPR-Event: hit``) and the upgrades of
+    those hits (``hit-upgraded``, ``hit-better-read-noted``: a delivery row
+    with an ``upgrade_id``), from ``webhook_deliveries``. An upgrade goes after
+    the hit's own delivery to the receiver (delivered or given up)."""
+
+    event = "hit"
+    deliveries = "webhook_deliveries"    # ... and upgrade_id (NULL: the hit itself)
+    attempts_table = "webhook_attempts"
+    subject = "hit_id"
+
+    def __init__(self, path: str | Path, hook: Webhook, *, clock=utcnow) -> None:
+        super().__init__(path, hook, clock=clock)
+        self.book = HitBook(self.conn, clock=clock)
+
+    def payload(self, subject_id: int) -> dict:
+        return self.book.payload(subject_id)
+
+    def message(self, delivery_id: int, subject_id: int) -> tuple[str, dict]:
+        row = self.conn.execute("SELECT upgrade_id FROM webhook_deliveries WHERE delivery_id = ?",
+                                [delivery_id]).fetchone()
+        if row is None or row[0] is None:
+            return self.event, self.payload(subject_id)
+        doc = self.book.upgrade_payload(row[0])
+        return doc["type"], doc
+
+
 def deliveries(conn, actor: User, hit_id: int) -> list[dict]:
     """A hit's deliveries and their attempts (``view-hits``)."""
     require(actor, Permission.VIEW_HITS)
     out = []
-    for did, endpoint, status, attempts, created in conn.execute(
-            "SELECT delivery_id, endpoint, status, attempts, created_at FROM webhook_deliveries WHERE hit_id = ? "
-            "ORDER BY delivery_id", [hit_id]).fetchall():
+    for did, endpoint, status, attempts, created, upgrade_id, applied in conn.execute(
+            "SELECT d.delivery_id, d.endpoint, d.status, d.attempts, d.created_at, d.upgrade_id, u.applied "
+            "FROM webhook_deliveries d LEFT JOIN hit_upgrades u ON u.upgrade_id = d.upgrade_id WHERE d.hit_id = ? "
+            "ORDER BY d.delivery_id", [hit_id]).fetchall():
         history = [{"attempt": a, "at": at, "status_code": code, "error": err, "seconds": sec}
                    for a, at, code, err, sec in conn.execute(
                        "SELECT attempt, at, status_code, error, seconds FROM webhook_attempts WHERE delivery_id = ? "
                        "ORDER BY attempt", [did]).fetchall()]
-        out.append({"delivery_id": did, "endpoint": endpoint, "status": status, "attempts": attempts,
-                    "created_at": created, "history": history})
+        event = "hit" if upgrade_id is None else UPGRADE_EVENTS[bool(applied)]
+        out.append({"delivery_id": did, "endpoint": endpoint, "event": event, "upgrade_id": upgrade_id,
+                    "status": status, "attempts": attempts, "created_at": created, "history": history})
     return out

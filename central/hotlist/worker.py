@@ -4,7 +4,8 @@ starts (``python -m central.hotlist.worker``; not a command for people).
 stdin: a 4-byte big-endian length and the pickled settings (store path, the
 ``[hotlist]`` config, log level) from the parent, then one byte per wake-up;
 end of file (the parent closed the pipe or is gone) stops it, as SIGTERM
-does. stdout: a ``counters <reads> <hits> <same_pass> <upgraded>`` line
+does; SIGINT and SIGHUP (sent to the terminal's whole process group) are
+left to the parent. stdout: a ``counters <reads> <hits> <same_pass> <upgraded>`` line
 whenever they change. The log goes to stderr like the parent's.
 """
 
@@ -40,7 +41,10 @@ def main() -> int:
     logging.basicConfig(level=settings["log_level"] or logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ended = threading.Event()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which closes the pipe
+    # Ctrl-C and a terminal's hang-up reach the whole process group: the parent decides and
+    # closes the pipe (this process then finishes its round); SIGTERM alone stops it here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: ended.set())
     service = HotlistService(settings["path"], settings["cfg"]).start()
 

@@ -587,4 +587,46 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX labelled_examples_at ON labelled_examples(labelled_at);
         CREATE INDEX labelled_examples_read ON labelled_examples(read_id)
     """),
+    # -- 0800-0819 hotlist hits, follow-ups (central/hotlist/) --
+    # Webhook deliveries of hit upgrades (central/hotlist/webhooks.py): a delivery row is now a
+    # hit (upgrade_id NULL, one per hit and receiver, as before) or an upgrade of that hit (the
+    # hit_upgrades row; one per upgrade and receiver), so both share one queue, one id sequence
+    # (X-ALPR-Delivery, the receivers' idempotency key) and one sender. SQLite cannot drop the
+    # old UNIQUE (hit_id, endpoint), so both tables are rebuilt (the attempts with them: dropping
+    # the deliveries would cascade to them); the new column goes last, as on PostgreSQL.
+    ("0800_hit_upgrade_deliveries", """
+        CREATE TABLE webhook_deliveries_0800 (
+            delivery_id INTEGER PRIMARY KEY,
+            hit_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            upgrade_id INTEGER
+        );
+        INSERT INTO webhook_deliveries_0800 (delivery_id, hit_id, endpoint, status, attempts, next_at, created_at)
+            SELECT delivery_id, hit_id, endpoint, status, attempts, next_at, created_at FROM webhook_deliveries
+            ORDER BY delivery_id;
+        CREATE TABLE webhook_attempts_0800 (
+            delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries_0800(delivery_id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            status_code INTEGER,
+            error TEXT NOT NULL,
+            seconds REAL NOT NULL,
+            PRIMARY KEY (delivery_id, attempt)
+        ) WITHOUT ROWID;
+        INSERT INTO webhook_attempts_0800 SELECT delivery_id, attempt, at, status_code, error, seconds
+            FROM webhook_attempts;
+        DROP TABLE webhook_attempts;
+        DROP TABLE webhook_deliveries;
+        ALTER TABLE webhook_deliveries_0800 RENAME TO webhook_deliveries;
+        ALTER TABLE webhook_attempts_0800 RENAME TO webhook_attempts;
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries(endpoint, next_at) WHERE status = 'pending';
+        CREATE UNIQUE INDEX webhook_deliveries_hit ON webhook_deliveries(hit_id, endpoint) WHERE upgrade_id IS NULL;
+        CREATE UNIQUE INDEX webhook_deliveries_upgrade ON webhook_deliveries(upgrade_id, endpoint)
+            WHERE upgrade_id IS NOT NULL;
+        CREATE INDEX webhook_deliveries_of_hit ON webhook_deliveries(hit_id)
+    """),
 ]

@@ -600,4 +600,14 @@ MIGRATIONS: list[tuple[str, str]] = [
             UNIQUE (hit_id, read_id)
         )
     """),
+    # The twin of SQLite's 0800: deliveries of hit upgrades share the hits' queue (upgrade_id
+    # NULL: the hit itself, one per hit and receiver; else one per upgrade and receiver).
+    ("0800_hit_upgrade_deliveries", r"""
+        ALTER TABLE webhook_deliveries ADD COLUMN upgrade_id bigint;
+        ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_hit_id_endpoint_key;
+        CREATE UNIQUE INDEX webhook_deliveries_hit ON webhook_deliveries(hit_id, endpoint) WHERE upgrade_id IS NULL;
+        CREATE UNIQUE INDEX webhook_deliveries_upgrade ON webhook_deliveries(upgrade_id, endpoint)
+            WHERE upgrade_id IS NOT NULL;
+        CREATE INDEX webhook_deliveries_of_hit ON webhook_deliveries(hit_id)
+    """),
 ]
