@@ -78,6 +78,7 @@ def _read_lines(lines):
                                       (signal.SIGHUP, "reads"), (signal.SIGTERM, "setup")])
 def test_a_signal_stops_every_child(tmp_path, mosquitto_bin, sig, when):
     proc, lines = _start(tmp_path / "demo")
+    children: dict[int, str] = {}
     try:
         if when == "setup":   # as soon as the broker runs: the agent and console are not started yet
             _wait_for(proc, lines, lambda line: line.startswith("broker"))
@@ -94,7 +95,8 @@ def test_a_signal_stops_every_child(tmp_path, mosquitto_bin, sig, when):
         proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:   # the test failed before the signal: its children go with it
+            children = children or _children(proc.pid)
             proc.kill()
             proc.wait()
     time.sleep(0.2)
