@@ -4,7 +4,8 @@
 
 ``--traits`` draws the glyph traits of US serial fonts (bare-stem 1s,
 short-tailed Qs, Idaho-style county prefixes) into the plates, as the
-chunks of OCR 0.10.0's training were written (models/CHANGELOG.md).
+chunks of the OCR candidates T and T2 of 2026-12-05 were written (not shipped;
+models/CHANGELOG.md).
 
 (models 0.4.0: chunks 0-59 of seed 5 with the generator of commit dcb18b3,
 chunks 60-89 (``--first 60 --chunks 30``) with that of commit 564716a, which
@@ -91,8 +92,8 @@ def main(argv=None) -> None:
     ap.add_argument("--legible", action="store_true",
                     help="only crops a person reads without doubt (a held-out that tells models apart; never for training)")
     ap.add_argument("--traits", action="store_true",
-                    help="draw glyph traits of US serial fonts per plate (models/synth/plates.py GlyphTraits; "
-                         "OCR 0.10.0's data); without it every seeded chunk is what it was")
+                    help="draw glyph traits of US serial fonts per plate (models/synth/plates.py GlyphTraits); "
+                         "without it every seeded chunk is what it was")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.makedirs(a.out, exist_ok=True)
