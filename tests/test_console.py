@@ -319,6 +319,9 @@ def test_auditor_pages_filter_verify_and_report(app, world):
     assert c.get("/api/v1/sharing").json()["agreements"][0]["agreement_id"] == "AGR-LASD"
     rep = c.get("/api/v1/reports", params={"period": str(world.clock().year)}).json()
     assert rep["report"]["searches_total"] >= 1
+    assert rep["report"]["labelled_set"]["past_deletion_date"] == 0
+    page = c.get("/reports", params={"period": str(world.clock().year)}).text
+    assert f"Labelled examples held</dt><dd>{rep['report']['labelled_set']['examples']} (" in page
     assert c.get("/api/v1/reports", params={"period": "garbage"}).status_code == 400
     store = world.env.store()
     try:

@@ -216,3 +216,48 @@ def test_charts_say_something_with_one_category_and_refusals_have_their_own_figu
     assert "<svg" in refused and "<b>10</b> refused (25%)" in refused and "<b>30</b> answered (75%)" in refused
     none_refused = share_chart("r", "t", [("answered", 5), ("refused", 0)])
     assert "<b>0</b> refused (0%)" in none_refused
+
+
+def test_the_labelled_set_is_counted_by_source_and_none_is_kept_past_its_deletion_date(world, tmp_path):
+    """Confirmed reads kept to adapt the OCR are shown to the public: held by
+    source, labelled in the period, and past their deletion date (a crop past
+    image_days), which the purge brings back to 0."""
+    from central.config import CentralConfig, Policy, Retention
+    from central.governance.labels import LabelledSet
+    from central.governance.report import build, render_html
+    from edge_agent.wire import PlateRead, new_read_id
+    w = world
+    w.clock.now = Q3
+
+    def add(plate, at):
+        r = PlateRead(new_read_id(), "cam-a", "lane-1", at, plate, 0.9, (1, 2, 3, 4), crop_jpeg=b"\xff\xd8crop")
+        w.store.add_reads([r], at)
+        return r
+
+    labels = LabelledSet(w.store, clock=w.clock)
+    args = {"purpose": PURPOSES[0], "case_number": "26-0042", "purposes": PURPOSES}
+    old = add("6DEF456", Q3 - 50 * DAY)             # its crop is past image_days (120) at Q3 + 100 days: overdue
+    labels.confirm(w.operator, old.read_id, "6DEF456", **args)
+    labels.confirm(w.operator, add("8XY0999", Q3 - 2 * DAY).read_id, "8XYO999", **args)
+    labels.confirm(w.supervisor, add("7ABC123", Q3 - DAY).read_id, "7ABC123", **args)
+    w.clock.now = Q3 + 100 * DAY                    # labelled in Q3; one more in Q4
+    labels.confirm(w.operator, add("5KLM456", Q3 + 99 * DAY).read_id, "5KLM456", **args)
+    retention = Retention(image_days=120)
+    cfg = CentralConfig(str(tmp_path), policy=Policy(agency="City PD"), retention=retention)
+
+    def labelled():
+        return build(w.conn, cfg, w.auditor, "2026-Q3", *parse_period("2026-Q3"), now=w.clock.now)["labelled_set"]
+
+    got = labelled()
+    assert got == {"examples": 4, "labelled_in_period": 3, "past_deletion_date": 1,
+                   "by_source": [{"source": "hit-confirmed", "examples": 0}, {"source": "hit-misread", "examples": 0},
+                                 {"source": "search-confirmed", "examples": 3},
+                                 {"source": "search-corrected", "examples": 1}]}
+    page = render_html(build(w.conn, cfg, w.auditor, "2026-Q3", *parse_period("2026-Q3"), now=w.clock.now))
+    assert "Held past their deletion date: 1 (the next retention purge deletes them)" in page
+    assert "Labelled in this period: 3" in page and "8XYO999" not in page and "8XY0999" not in page
+    assert Governor(w.conn, retention, clock=w.clock).purge(w.admin).counts["labelled_examples"] == 1
+    got = labelled()
+    assert (got["examples"], got["labelled_in_period"], got["past_deletion_date"]) == (3, 2, 0)
+    assert "Held past their deletion date: 0</p>" in render_html(
+        build(w.conn, cfg, w.auditor, "2026-Q3", *parse_period("2026-Q3"), now=w.clock.now))

@@ -49,3 +49,22 @@ def test_ocr_crops_pass_traits_through():
     a, la = ocr_crop(np.random.default_rng(5), legible=True)
     b, lb = ocr_crop(np.random.default_rng(5), legible=True, traits=False)
     assert la == lb and np.array_equal(a, b)
+
+
+def test_training_chunks_draw_traits_only_when_asked(tmp_path):
+    """``models.training.data ocr --traits`` (the data of the OCR candidates
+    trained with traits): the same seed without the flag writes what it always
+    wrote; with it, the crops carry traits (a plate drawn with a trait draws the
+    next plates differently, so the chunk parts from the plain one early)."""
+    from models.training.data import main
+
+    for name, extra in (("plain", []), ("traits", ["--traits"])):
+        main(["ocr", "--out", str(tmp_path / name), "--chunks", "1", "--per-chunk", "40", "--seed", "3", *extra])
+    plain, traits = (np.load(tmp_path / name / "ocr-3-0000.npz") for name in ("plain", "traits"))
+    rng = np.random.default_rng(3 * 100003)
+    from models.training.data import ocr_input
+    for i in range(5):                      # without the flag: the generator's plain crops, as before
+        img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15, legible=False)
+        assert label == plain["y"][i] and np.array_equal(ocr_input(img), plain["x"][i])
+    assert sum(np.array_equal(a, b) for a, b in zip(plain["x"], traits["x"])) < 10
+    assert plain["x"].shape == traits["x"].shape == (40, 64, 128)

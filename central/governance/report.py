@@ -4,7 +4,9 @@ twin, for a quarter, month or year.
 
 Figures: cameras by owner, reads, hits (by hotlist category and
 disposition, and the misread rate found by the visual check), searches by purpose (and refused
-searches), sharing by recipient, purges, legal holds, and the policy text
+searches), sharing by recipient, purges, legal holds, the labelled set
+(confirmed reads kept to adapt the OCR: by source, labelled in the period,
+past their deletion date), and the policy text
 (authorized purposes, retention periods, eligible recipients, custodian).
 The access log's head (``seq:hash``) at generation is printed so anyone can
 later check that the log was not rewritten (``audit verify --expect-head``).
@@ -138,6 +140,7 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
         for k, v in run["counts"].items():
             purge_totals[k] = purge_totals.get(k, 0) + v
     holds = [h for h in gov.holds() if h.status == "active"]
+    labelled = _labelled_set(conn, gov, a, b, now)
     log = AccessLog(conn)
     log.append(user=user.name, organization=user.organization, action="report-transparency",
                detail={"period": period}, at=now)
@@ -167,6 +170,7 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
         "sharing_refused": refused_shares,
         "purges": {"runs": len(runs), "deleted": purge_totals},
         "legal_holds_active": len(holds),
+        "labelled_set": labelled,
         "policy": {
             "authorized_purposes": list(cfg.query.purposes),
             "retention_days": {"non-hit reads": r.non_hit_days, "hits": r.hit_days,
@@ -184,6 +188,28 @@ def build(conn: sqlite3.Connection, cfg: CentralConfig, user: User, period: str,
         },
         "access_log_head": f"{head_seq}:{head_hash}",
     }
+
+
+def _labelled_set(conn, gov: Governor, a: str, b: str, now: dt.datetime) -> dict:
+    """The labelled set (confirmed reads kept to adapt the OCR to the site,
+    :mod:`central.governance.labels`): examples held at generation by source,
+    those labelled in the period, and those past their deletion date (the
+    purge removes them with their read or crop: 0 after a purge)."""
+    from .labels import SOURCES
+
+    if not _table_exists(conn, "labelled_examples"):
+        return {"examples": 0, "by_source": [{"source": s, "examples": 0} for s in SOURCES],
+                "labelled_in_period": 0, "past_deletion_date": 0}
+    got = dict(conn.execute("SELECT source, count(*) FROM labelled_examples GROUP BY source").fetchall())
+    added = conn.execute("SELECT count(*) FROM labelled_examples WHERE labelled_at >= ? AND labelled_at < ?",
+                         [a, b]).fetchone()[0]
+    return {"examples": sum(got.values()), "by_source": [{"source": s, "examples": got.get(s, 0)} for s in SOURCES],
+            "labelled_in_period": added, "past_deletion_date": gov.labelled_overdue(now)}
+
+
+_SOURCE_WORDS = {"hit-confirmed": "hit confirmed by a visual check", "hit-misread": "hit misread, text corrected",
+                 "search-confirmed": "search result confirmed by an operator",
+                 "search-corrected": "search result corrected by an operator"}
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -294,6 +320,7 @@ def render_html(d: dict) -> str:
         "<h2>Retention</h2>",
         bar_chart("chart-purges", f"Records deleted by retention ({d['purges']['runs']} purge run(s))", purge_items),
         f"<p id='holds'>Legal holds in force: {d['legal_holds_active']:,}</p>",
+        *_labelled_html(d.get("labelled_set")),
         "<h2>Policy</h2>",
         "<p>" + _e(p["statement"]) + "</p>",
         "<p>Authorized purposes:</p><ul id='purposes'>"
@@ -311,6 +338,23 @@ def render_html(d: dict) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _labelled_html(ls: dict | None) -> list[str]:
+    if ls is None:
+        return []
+    return [
+        "<h2>Confirmed reads kept to adapt the reader</h2>",
+        "<p>Reads whose text people here confirmed or corrected (a hit's visual check, an operator's check of a "
+        "search result) are kept with their plate crop as a labelled set, to adapt the plate reader to these "
+        "cameras. Each example is deleted with its read or its crop image, whichever goes first.</p>",
+        bar_chart("chart-labelled", f"Labelled examples held at generation ({ls['examples']:,} in all)",
+                  [(_SOURCE_WORDS.get(x["source"], x["source"]), x["examples"]) for x in ls["by_source"]
+                   if x["examples"]]),
+        f"<p id='labelled-in-period'>Labelled in this period: {ls['labelled_in_period']:,}</p>",
+        f"<p id='labelled-overdue'>Held past their deletion date: {ls['past_deletion_date']:,}"
+        + (" (the next retention purge deletes them)" if ls["past_deletion_date"] else "") + "</p>",
+    ]
 
 
 def write(d: dict, out_dir: Path) -> tuple[Path, Path]:

@@ -209,6 +209,24 @@ class Governor:
             ("hits", r.hit_days), ("webhook_deliveries", r.hit_days),  # deliveries go with their hits
             ("labelled_examples", r.labelled_example_days))}
 
+    def labelled_overdue(self, now: dt.datetime | None = None) -> int:
+        """Labelled examples past their deletion date at ``now``: captured more
+        than ``labelled_example_days`` ago, or whose read or read's crop is gone
+        or past its own retention (and not under a legal hold). The purge
+        deletes exactly these, so after a purge this is 0 (the transparency
+        report prints it)."""
+        return self._labelled_overdue({k: ts(v) for k, v in self.cutoffs(now or self._clock()).items()})
+
+    def _labelled_overdue(self, c: dict[str, str]) -> int:
+        pg = dialect(self.conn) == "postgresql"
+        _HIT, _HELD = (_HIT_PG, _HELD_PG) if pg else (globals()["_HIT"], globals()["_HELD"])
+        return self.conn.execute(
+            f"SELECT count(*) FROM labelled_examples x WHERE x.captured_at < ? OR NOT EXISTS ("
+            f"SELECT 1 FROM reads r JOIN read_images i ON i.read_id = r.read_id AND i.kind = 'crop' "
+            f"WHERE r.read_id = x.read_id{'::uuid' if pg else ''} AND ({_HELD} OR (r.captured_at >= ? AND (r.captured_at >= ? "
+            f"OR NOT {_HIT}) AND (r.captured_at >= ? OR {_HIT}))))",
+            [c["labelled_examples"], c["images"], c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
+
     def purge(self, actor: User, *, now: dt.datetime | None = None, dry_run: bool = False) -> PurgeResult:
         """Delete what is past its retention period, except held reads."""
         require(actor, Permission.RUN_PURGE)
@@ -268,12 +286,7 @@ class Governor:
                 if dry_run and name is None:
                     continue
                 if dry_run and name == "labelled_examples":   # those whose read or crop this purge deletes too
-                    counts[name] = self.conn.execute(
-                        f"SELECT count(*) FROM labelled_examples x WHERE x.captured_at < ? OR NOT EXISTS ("
-                        f"SELECT 1 FROM reads r JOIN read_images i ON i.read_id = r.read_id AND i.kind = 'crop' "
-                        f"WHERE r.read_id = x.read_id{'::uuid' if pg else ''} AND ({_HELD} OR (r.captured_at >= ? AND (r.captured_at >= ? "
-                        f"OR NOT {_HIT}) AND (r.captured_at >= ? OR {_HIT}))))",
-                        [c["labelled_examples"], c["images"], c["hit_reads"], c["non_hit_reads"]]).fetchone()[0]
+                    counts[name] = self._labelled_overdue(c)
                 elif dry_run:
                     counted = sql.replace(f"DELETE FROM {table} WHERE", f"SELECT count(*) FROM {table} WHERE", 1)
                     counts[name] = self.conn.execute(counted, args).fetchone()[0]

@@ -2,6 +2,11 @@
 
     PYTHONPATH=. nice -n 5 .venv/bin/python -m models.training.data ocr --out /tmp/alpr-ocr5 --chunks 60 --per-chunk 2000 --seed 5 --workers 1
 
+``--traits`` draws the glyph traits of US serial fonts (bare-stem 1s,
+short-tailed Qs, Idaho-style county prefixes) into the plates, as the
+chunks of the OCR candidates T and T2 of 2026-12-05 were written (not shipped;
+models/CHANGELOG.md).
+
 (models 0.4.0: chunks 0-59 of seed 5 with the generator of commit dcb18b3,
 chunks 60-89 (``--first 60 --chunks 30``) with that of commit 564716a, which
 adds the open-top 4; chunk 0 is the trainer's held-out set. The chunks added
@@ -57,7 +62,7 @@ def real_crops(texts: str, folder: str, padding: float = 0.1) -> tuple[np.ndarra
 
 
 def _ocr_chunk(args) -> str:
-    out, seed, idx, n, legible = args
+    out, seed, idx, n, legible, traits = args
     path = os.path.join(out, f"ocr-{seed}-{idx:04d}.npz")
     if os.path.exists(path):
         return path
@@ -65,7 +70,7 @@ def _ocr_chunk(args) -> str:
     xs = np.empty((n, OCR_H, OCR_W), np.uint8)
     ys = []
     for i in range(n):
-        img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15, legible=legible)
+        img, label = ocr_crop(rng, hershey_only=rng.random() < 0.15, legible=legible, traits=traits)
         xs[i] = ocr_input(img)
         ys.append(label)
     tmp = path + ".part"  # not matched by the trainer's chunk pattern while being written
@@ -86,11 +91,14 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--legible", action="store_true",
                     help="only crops a person reads without doubt (a held-out that tells models apart; never for training)")
+    ap.add_argument("--traits", action="store_true",
+                    help="draw glyph traits of US serial fonts per plate (models/synth/plates.py GlyphTraits); "
+                         "without it every seeded chunk is what it was")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.makedirs(a.out, exist_ok=True)
     idx = range(a.first, a.first + a.chunks)
-    jobs = [(a.out, a.seed, i, a.per_chunk, a.legible) for i in idx]
+    jobs = [(a.out, a.seed, i, a.per_chunk, a.legible, a.traits) for i in idx]
     with multiprocessing.Pool(a.workers) as pool:
         for path in pool.imap_unordered(_ocr_chunk, jobs):
             logger.info("wrote %s", path)
