@@ -123,3 +123,17 @@ class ConsoleWorld:
 
     def close(self) -> None:
         self.env.close()
+
+
+def make_world(request, tmp_path_factory, name: str) -> ConsoleWorld:
+    """A console world on the backend ``request.param`` names (for a fixture
+    parametrized over "sqlite" and "postgresql"; PostgreSQL: a fresh migrated
+    database of the session cluster)."""
+    url = ""
+    if request.param == "postgresql":
+        from central.store.postgres import PostgresStore
+        url = request.getfixturevalue("pg_cluster").new_database()
+        store = PostgresStore(url, check_schema=False)
+        store.migrate()
+        store.close()
+    return ConsoleWorld(tmp_path_factory.mktemp(name), clock=Clock(), pg_url=url)

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from central.console.app import SESSION_COOKIE, create_app
 from central.governance.audit import AccessLog, verify
-from console_env import PASSWORD, ConsoleWorld
+from console_env import PASSWORD, ConsoleWorld, make_world
 from test_enrollment_env import Clock
 
 WHY = {"purpose": "stolen-vehicle", "case": "26-004512"}
@@ -22,14 +22,7 @@ WHY = {"purpose": "stolen-vehicle", "case": "26-004512"}
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(request, tmp_path_factory):
     """The console's central on each backend (PostgreSQL: a fresh migrated database)."""
-    url = ""
-    if request.param == "postgresql":
-        from central.store.postgres import PostgresStore
-        url = request.getfixturevalue("pg_cluster").new_database()
-        store = PostgresStore(url, check_schema=False)
-        store.migrate()
-        store.close()
-    w = ConsoleWorld(tmp_path_factory.mktemp("console"), clock=Clock(), pg_url=url)
+    w = make_world(request, tmp_path_factory, "console")
     yield w
     w.close()
 

@@ -14,10 +14,9 @@ import json
 import pytest
 
 from central.console.app import create_app
-from console_env import ConsoleWorld
+from console_env import make_world
 from hits_env import LISTED, HitWorld
 from test_console import client, csrf_of, log, sign_in
-from test_enrollment_env import Clock
 
 VIEWERS = ("otto", "sue", "audrey")             # operator, supervisor, auditor
 NO_HITS = ("ada", "tech", "pat")                # admin, field tech, business
@@ -26,14 +25,7 @@ NO_HITS = ("ada", "tech", "pat")                # admin, field tech, business
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(request, tmp_path_factory):
     """The console's central with hits on each backend (PostgreSQL: a fresh migrated database)."""
-    url = ""
-    if request.param == "postgresql":
-        from central.store.postgres import PostgresStore
-        url = request.getfixturevalue("pg_cluster").new_database()
-        store = PostgresStore(url, check_schema=False)
-        store.migrate()
-        store.close()
-    w = ConsoleWorld(tmp_path_factory.mktemp("console-hits"), clock=Clock(), pg_url=url)
+    w = make_world(request, tmp_path_factory, "console-hits")
     w.hits = HitWorld(w)
     yield w
     w.hits.close()

@@ -9,22 +9,14 @@ import re
 import pytest
 
 from central.console.app import create_app
-from console_env import ConsoleWorld
+from console_env import make_world
 from test_console import WHY, csrf_of, log, sign_in
-from test_enrollment_env import Clock
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(request, tmp_path_factory):
     """The console's central on each backend (PostgreSQL: a fresh migrated database)."""
-    url = ""
-    if request.param == "postgresql":
-        from central.store.postgres import PostgresStore
-        url = request.getfixturevalue("pg_cluster").new_database()
-        store = PostgresStore(url, check_schema=False)
-        store.migrate()
-        store.close()
-    w = ConsoleWorld(tmp_path_factory.mktemp("console-labels"), clock=Clock(), pg_url=url)
+    w = make_world(request, tmp_path_factory, "console-labels")
     yield w
     w.close()
 

@@ -10,7 +10,7 @@ import pytest
 
 from central.console.app import create_app
 from central.fleet.health import HealthHandler
-from console_env import ConsoleWorld
+from console_env import make_world
 from edge_agent.wire.health import CameraHealth, encode_health
 from test_console import sign_in
 from test_enrollment_env import Clock
@@ -20,14 +20,7 @@ from test_health import sample
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(request, tmp_path_factory):
     """A console world on each backend (PostgreSQL: a fresh migrated database of the session cluster)."""
-    url = ""
-    if request.param == "postgresql":
-        from central.store.postgres import PostgresStore
-        url = request.getfixturevalue("pg_cluster").new_database()
-        store = PostgresStore(url, check_schema=False)
-        store.migrate()
-        store.close()
-    w = ConsoleWorld(tmp_path_factory.mktemp("console-health"), clock=Clock(), pg_url=url)
+    w = make_world(request, tmp_path_factory, "console-health")
     yield w
     w.close()
 
