@@ -23,6 +23,19 @@ app_dir_option = click.option("--app-dir", envvar="ALPR_APP_DIR", default="/var/
                               help="Where releases are installed beside each other. Env: ALPR_APP_DIR.")
 
 
+def switch_options(command):
+    """The options of `update apply` and `update apply-spool` (both switch releases)."""
+    for option in reversed((
+            click.option("--health-timeout", default=120.0, show_default=True, type=click.FloatRange(1, 3600),
+                         help="Seconds the new agent has to be up, read frames and connect to the broker."),
+            click.option("--restart-command", default="systemctl restart alpr-edge.service", show_default=True,
+                         help="How the agent is restarted onto the release `current` points at."),
+            click.option("--no-sync-check", is_flag=True, help="Healthy without a broker connection (bench devices)."),
+            click.option("--json", "as_json", is_flag=True, help="Machine-readable output."))):
+        command = option(command)
+    return command
+
+
 @contextlib.contextmanager
 def _audit(config):
     """The device audit log, opened by whoever runs the command (root, usually)
@@ -88,12 +101,7 @@ def trust(config_path, public_key, replace) -> None:
 @config_option
 @app_dir_option
 @click.argument("bundle", type=click.Path(dir_okay=False, exists=True))
-@click.option("--health-timeout", default=120.0, show_default=True, type=click.FloatRange(1, 3600),
-              help="Seconds the new agent has to be up, read frames and connect to the broker.")
-@click.option("--restart-command", default="systemctl restart alpr-edge.service", show_default=True,
-              help="How the agent is restarted onto the release `current` points at.")
-@click.option("--no-sync-check", is_flag=True, help="Healthy without a broker connection (bench devices).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@switch_options
 def apply(config_path, app_dir, bundle, health_timeout, restart_command, no_sync_check, as_json) -> None:
     """Verify BUNDLE (signature, hashes, no downgrade unless its signed
     manifest allows it), install it beside the running release, switch,
@@ -140,12 +148,7 @@ def apply(config_path, app_dir, bundle, health_timeout, restart_command, no_sync
 @app_dir_option
 @click.option("--spool", "spool_dir", type=click.Path(file_okay=False),
               help="Where the agent hands verified bundles over (default: <data_dir>/update/spool).")
-@click.option("--health-timeout", default=120.0, show_default=True, type=click.FloatRange(1, 3600),
-              help="Seconds the new agent has to be up, read frames and connect to the broker.")
-@click.option("--restart-command", default="systemctl restart alpr-edge.service", show_default=True,
-              help="How the agent is restarted onto the release `current` points at.")
-@click.option("--no-sync-check", is_flag=True, help="Healthy without a broker connection (bench devices).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@switch_options
 def apply_spool(config_path, app_dir, spool_dir, health_timeout, restart_command, no_sync_check, as_json) -> None:
     """Apply the bundle the agent handed over (run as root by
     alpr-edge-update.service when one appears in the spool): copy it out of the

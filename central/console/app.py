@@ -442,36 +442,28 @@ class ConsoleApp:
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def image(self, request: Request):
-        api = request.url.path.startswith("/api/")
-        try:
-            user, session = await run_in_threadpool(self._who, request)
-        except AuthenticationError as exc:
-            return self._refuse(request, api, 401, str(exc))
-        try:
-            jpeg = await run_in_threadpool(operator.read_image, self.backend(), user, dict(request.query_params),
-                                           request.path_params["read_id"], request.path_params["part"])
-        except PermissionDenied as exc:
-            await run_in_threadpool(self._log_denied, user, request, str(exc))
-            return self._refuse(request, api, 403, str(exc), user, session)
-        except CentralError as exc:
-            return self._refuse(request, api, 400, str(exc), user, session)
-        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return await self._jpeg(request, operator.read_image, (dict(request.query_params),
+                                request.path_params["read_id"], request.path_params["part"]), CentralError, 400)
 
     async def hit_thumb(self, request: Request):
         """A hit's crop for the hits list (``view-hits``: business, admin and field-tech get 403)."""
+        return await self._jpeg(request, hitsview.hit_thumb, ({}, request.path_params["hit_id"]), LookupError, 404)
+
+    async def _jpeg(self, request: Request, produce, args: tuple, other: type[Exception], status: int):
+        """An image ``produce(backend, user, *args)`` returns, for a signed-in user: 401 without a
+        session, 403 (logged) when refused, ``status`` for an ``other`` error."""
         api = request.url.path.startswith("/api/")
         try:
             user, session = await run_in_threadpool(self._who, request)
         except AuthenticationError as exc:
             return self._refuse(request, api, 401, str(exc))
         try:
-            jpeg = await run_in_threadpool(hitsview.hit_thumb, self.backend(), user, {},
-                                           request.path_params["hit_id"])
+            jpeg = await run_in_threadpool(produce, self.backend(), user, *args)
         except PermissionDenied as exc:
             await run_in_threadpool(self._log_denied, user, request, str(exc))
             return self._refuse(request, api, 403, str(exc), user, session)
-        except LookupError as exc:
-            return self._refuse(request, api, 404, str(exc), user, session)
+        except other as exc:
+            return self._refuse(request, api, status, str(exc), user, session)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     # -- sign-in -------------------------------------------------------------------
