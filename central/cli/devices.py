@@ -491,8 +491,9 @@ def business_withdraw(config_path, business_id, reason, token_file) -> None:
 @click.argument("business_id", required=False)
 @json_option
 def business_health(config_path, token_file, business_id, as_json) -> None:
-    """Health of a business's devices (status, certificate, last read time;
-    never reads). Admin, auditor; a business user: its own (the default)."""
+    """Health of a business's devices (status, certificate, when central
+    stored the newest read, reads captured in the last 24 hours; never reads).
+    Admin, auditor; a business user: its own (the default)."""
     with _signed_in(_load(config_path), token_file) as (registry, user):
         if business_id is None and user.role.value != "business":   # staff have no business of their own
             raise click.UsageError("name the business: alpr-central business health BUSINESS_ID "
